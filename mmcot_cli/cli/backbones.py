@@ -1,0 +1,47 @@
+"""`mmcot backbones`: every registered vision and text backbone."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mmcot_cli import plugins
+from mmcot_cli.cli.app import command, print_json
+
+
+def backbones_summary() -> dict:
+    vision = [
+        {"name": b.name, "feature_shape": list(b.feature_shape), "default_weights": b.default_weights,
+         "variants": list(b.variants), "description": b.description, "plugin": b.plugin}
+        for b in plugins.vision_backbones().values()
+    ]
+    text = [
+        {"name": b.name, "weights": b.weights or "(built from scratch)", "description": b.description,
+         "plugin": b.plugin}
+        for b in plugins.text_backbones().values()
+    ]
+    return {"vision": vision, "text": text}
+
+
+@command("backbones")
+def backbones(json_out: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
+    """List registered vision and text backbones (built-in and third-party plugins)."""
+    summary = backbones_summary()
+    if json_out:
+        print_json(summary)
+        return
+    console = Console()
+    vt = Table(title="Vision backbones")
+    for col in ("name", "features (tokens, dim)", "default weights", "variants", "plugin"):
+        vt.add_column(col)
+    for b in summary["vision"]:
+        vt.add_row(b["name"], "×".join(map(str, b["feature_shape"])), b["default_weights"] or "(weight-free)",
+                   ", ".join(b["variants"]), b["plugin"])
+    tt = Table(title="Text backbones (any local directory or org/name hub id is also accepted)")
+    for col in ("name", "weights", "description", "plugin"):
+        tt.add_column(col)
+    for b in summary["text"]:
+        tt.add_row(b["name"], b["weights"], b["description"], b["plugin"])
+    console.print(vt)
+    console.print(tt)

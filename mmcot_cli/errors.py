@@ -1,0 +1,31 @@
+"""Error types. The library raises these; only the CLI turns them into one stderr line and an exit code."""
+
+
+class MMCoTError(Exception):
+    """A problem the user can fix (bad input, missing file). The message is one self-contained line."""
+
+    exit_code = 1
+
+
+class DataError(MMCoTError):
+    """Malformed or inconsistent input data; the message names the file and line/qid."""
+
+
+class UnknownNameError(MMCoTError):
+    """A name (backbone, prompt format, split …) that is not registered; the message lists what exists."""
+
+    exit_code = 2
+
+    def __init__(self, kind: str, name: str, available: list[str]):
+        self.kind, self.name, self.available = kind, name, sorted(available)
+        super().__init__(f"unknown {kind} {name!r}; available: {', '.join(self.available) or '(none)'}")
+
+
+class UnknownBackboneError(UnknownNameError):
+    pass
+
+
+class UsageError(MMCoTError):
+    """Inconsistent options."""
+
+    exit_code = 2

@@ -1,0 +1,93 @@
+"""pluggy hook specifications and the small dataclasses a plugin registers.
+
+A plugin module implements one or both hooks and calls `register(...)` once per backbone:
+
+    from mmcot_cli import hookimpl, VisionBackbone
+
+    @hookimpl
+    def register_vision_backbones(register):
+        register(VisionBackbone(name="mine", feature_shape=(49, 512), default_weights="org/model", build=_build))
+
+and declares itself in its pyproject under the `mmcot` entry-point group.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
+
+import pluggy
+
+if TYPE_CHECKING:  # keep plugin import cheap: torch/PIL only for type hints
+    import torch
+    from PIL.Image import Image
+
+hookspec = pluggy.HookspecMarker("mmcot")
+hookimpl = pluggy.HookimplMarker("mmcot")
+
+
+@dataclass(frozen=True)
+class VisionBuildOptions:
+    """How to build a vision encoder: pretrained weights (default) or random init for offline use."""
+
+    variant: str | None = None  # backbone-specific model variant (e.g. "ViT-L-14"); None = the default
+    weights: str | None = None  # hub id / pretrained tag / local path; None = the backbone's default_weights
+    random_init: bool = False  # build the architecture with random weights; never touches the network
+    device: str = "cpu"
+
+
+class VisionEncoder(Protocol):
+    """What a vision builder returns. Preprocessing travels with the model (as in timm/open_clip)."""
+
+    feature_shape: tuple[int, int]  # (tokens, dim) this encoder produces, for its variant
+
+    def preprocess(self, image: "Image") -> "torch.Tensor":
+        """An RGB PIL image → one input tensor (C, H, W). Runs in DataLoader workers: keep it picklable."""
+
+    def encode(self, pixels: "torch.Tensor") -> "torch.Tensor":
+        """A batch (B, C, H, W) on the encoder's device → features (B, tokens, dim)."""
+
+
+@dataclass(frozen=True)
+class VisionBackbone:
+    name: str
+    feature_shape: tuple[int, int]  # declared (tokens, dim) of the default variant
+    default_weights: str  # what a user with internet gets by default ("" for weight-free backbones)
+    build: Callable[[VisionBuildOptions], VisionEncoder]
+    description: str = ""
+    variants: Sequence[str] = ()  # known variants (others may still be accepted by the builder)
+    plugin: str = ""  # filled in by the registry: which plugin registered it
+
+
+@dataclass(frozen=True)
+class TextBuildOptions:
+    """How to obtain a text backbone: from_pretrained of its weights, or built from scratch."""
+
+    weights: str | None = None  # override the hub id / local directory
+    random_init: bool = False  # architecture from the config only (no weights)
+    train_texts: Sequence[str] | None = None  # for from-scratch backbones that train a tokenizer
+    options: dict[str, Any] = field(default_factory=dict)  # backbone-specific (e.g. d_model for scratch)
+
+
+@dataclass(frozen=True)
+class TextBackbone:
+    name: str
+    weights: str  # hub id or local directory passed to from_pretrained ("" for from-scratch builders)
+    description: str = ""
+    # Optional custom builder; returns (T5ForConditionalGeneration, tokenizer). None = from_pretrained(weights).
+    build: Callable[[TextBuildOptions], tuple[Any, Any]] | None = None
+    plugin: str = ""
+
+
+class _Specs:
+    @hookspec
+    def register_vision_backbones(self, register: Callable[[VisionBackbone], None]) -> None:
+        """Call register(VisionBackbone(...)) for each vision backbone this plugin provides."""
+
+    @hookspec
+    def register_text_backbones(self, register: Callable[[TextBackbone], None]) -> None:
+        """Call register(TextBackbone(...)) for each text backbone this plugin provides."""
+
+
+register_vision_backbones = _Specs.register_vision_backbones
+register_text_backbones = _Specs.register_text_backbones

@@ -1,0 +1,114 @@
+"""The plugin manager: built-in and third-party plugins load through the `mmcot` entry-point group."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import pluggy
+
+from mmcot_cli import hookspecs
+from mmcot_cli.errors import UnknownBackboneError
+from mmcot_cli.hookspecs import TextBackbone, VisionBackbone
+
+ENTRY_POINT_GROUP = "mmcot"
+
+# Loaded directly only when the package's own entry points are missing (running from a source tree
+# without `pip install`); an installed mmcot loads these through the entry-point group like any plugin.
+BUILTIN_PLUGINS = (
+    "mmcot_plugins.patches",
+    "mmcot_plugins.detr",
+    "mmcot_plugins.clip",
+    "mmcot_plugins.vit",
+    "mmcot_plugins.resnet",
+    "mmcot_plugins.t5_family",
+    "mmcot_plugins.scratch_t5",
+)
+
+_pm: pluggy.PluginManager | None = None
+
+
+def get_plugin_manager() -> pluggy.PluginManager:
+    global _pm
+    if _pm is None:
+        pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
+        pm.add_hookspecs(hookspecs._Specs)
+        pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        for modname in BUILTIN_PLUGINS:
+            if not any(getattr(p, "__name__", None) == modname for p in pm.get_plugins()):
+                try:
+                    module = importlib.import_module(modname)
+                except ModuleNotFoundError as e:
+                    if e.name != modname:  # the plugin exists but one of its imports is missing
+                        raise
+                    continue
+                pm.register(module, name=modname)
+        pm.check_pending()  # a misspelled hook name in any plugin is an error, not silence
+        _pm = pm
+    return _pm
+
+
+def register_plugin(plugin: object, name: str | None = None) -> None:
+    """Register a plugin object or module at runtime (tests, notebooks)."""
+    pm = get_plugin_manager()
+    pm.register(plugin, name=name)
+    pm.check_pending()
+
+
+def unregister_plugin(plugin: object) -> None:
+    get_plugin_manager().unregister(plugin)
+
+
+def _collect(hook_name: str) -> dict:
+    pm = get_plugin_manager()
+    found: dict = {}
+    for impl in getattr(pm.hook, hook_name).get_hookimpls():
+        plugin_name = pm.get_name(impl.plugin) or getattr(impl.plugin, "__name__", "?")
+
+        def register(backbone, _plugin=plugin_name):
+            if not backbone.plugin:
+                object.__setattr__(backbone, "plugin", _plugin)
+            found[backbone.name] = backbone  # later registrations (third-party) override earlier ones
+
+        impl.function(register=register)
+    return found
+
+
+def vision_backbones() -> dict[str, VisionBackbone]:
+    return dict(sorted(_collect("register_vision_backbones").items()))
+
+
+def text_backbones() -> dict[str, TextBackbone]:
+    return dict(sorted(_collect("register_text_backbones").items()))
+
+
+def get_vision_backbone(name: str) -> VisionBackbone:
+    backbones = vision_backbones()
+    if name not in backbones:
+        raise UnknownBackboneError("vision backbone", name, list(backbones))
+    return backbones[name]
+
+
+def looks_like_hub_id(name: str) -> bool:
+    parts = name.split("/")
+    return len(parts) == 2 and all(parts) and not name.startswith((".", "/", "~"))
+
+
+def get_text_backbone(name_or_path: str) -> TextBackbone:
+    """A registered name, or any local directory / hub id accepted as-is."""
+    backbones = text_backbones()
+    if name_or_path in backbones:
+        return backbones[name_or_path]
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return TextBackbone(name=str(path), weights=str(path), description="local directory", plugin="(path)")
+    if looks_like_hub_id(name_or_path):
+        return TextBackbone(name=name_or_path, weights=name_or_path, description="hub id", plugin="(hub)")
+    raise UnknownBackboneError(
+        "text backbone", name_or_path, list(backbones) + ["<local directory>", "<org/name hub id>"]
+    )
+
+
+def _reset_for_tests() -> None:
+    global _pm
+    _pm = None

@@ -1,0 +1,37 @@
+import os
+from pathlib import Path
+
+# Tests never touch the network.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED = REPO_ROOT.parent / "shared"
+SAMPLE = SHARED / "scienceqa-sample"
+
+
+@pytest.fixture(scope="session")
+def sample_dir() -> Path:
+    """The real ScienceQA sample beside the repo (../shared/scienceqa-sample); skip where absent."""
+    if not (SAMPLE / "problems.json").is_file():
+        pytest.skip("../shared/scienceqa-sample not present")
+    return SAMPLE
+
+
+@pytest.fixture
+def cli():
+    """Invoke `mmcot ...` in-process; returns the click Result (exit_code, stdout, stderr)."""
+    from typer.testing import CliRunner
+
+    from mmcot_cli.cli import app
+
+    runner = CliRunner()
+
+    def invoke(*args, **kwargs):
+        return runner.invoke(app, [str(a) for a in args], catch_exceptions=False, **kwargs)
+
+    return invoke
