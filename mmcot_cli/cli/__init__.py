@@ -7,6 +7,7 @@ from mmcot_cli.cli.app import app
 # One module per command (or small group); listed in the order `mmcot --help` shows them.
 COMMAND_MODULES = (
     "backbones",
+    "prepare",
 )
 
 for _name in COMMAND_MODULES:

@@ -1,0 +1,82 @@
+"""`mmcot prepare` (ScienceQA folder → DATA_DIR) and `mmcot prompts` (DATA_DIR → the exact model inputs)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from mmcot_cli.cli.app import command, print_json, warn
+from mmcot_cli.data import PrepareConfig, load_records, parse_splits, prepare
+from mmcot_cli.errors import UsageError
+from mmcot_cli.progress import err_console
+from mmcot_cli.prompts import format_jsonl_row, prompt_rows, read_rationales, uses_rationale
+
+
+@command("prepare")
+def prepare_command(
+    source: Path = typer.Argument(..., help="ScienceQA data folder: problems.json + pid_splits.json in it or in "
+                                  "its scienceqa/ subfolder."),
+    out: Path = typer.Option(..., "--out", "-o", help="DATA_DIR to write <split>.jsonl and manifest.json into."),
+    splits: str = typer.Option(",".join(("train", "val", "test")), "--splits",
+                               help="Comma-separated split names from pid_splits.json (minitrain, … work too)."),
+    captions: Optional[Path] = typer.Option(None, "--captions", help='Caption file {"captions": {qid: text}}. '
+                                            "Default: SRC/captions.json if present."),
+    images: Optional[Path] = typer.Option(None, "--images", help="Image folder (<qid>/ or <split>/<qid>/ inside). "
+                                          "Default: SRC/images if present."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip bad items with a warning each instead of failing."),
+    strict: bool = typer.Option(False, "--strict", help="Treat split qids that have no problems.json entry as "
+                                "errors (default: count them and list them in manifest.json)."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON summary object."),
+) -> None:
+    """Validate a ScienceQA folder and write one JSONL per split plus manifest.json.
+
+    Split qids without a problems.json entry are reported (not an error unless --strict). Images: when none of a
+    split's images are on disk (that split was not downloaded) you get one warning and the records keep
+    image_paths []; when the split has images but a declared one is missing, that item is an error (or skipped
+    with --skip-bad). Nothing is written unless every check passes.
+    """
+    cfg = PrepareConfig(source=source, out=out, splits=parse_splits(splits), captions=captions, images=images,
+                        skip_bad=skip_bad, strict=strict)
+    summary = prepare(cfg)
+    for message in summary["warnings"]:
+        warn(message)
+    if json_out:
+        print_json(summary)
+        return
+    table = Table(title=f"Prepared {summary['out']}")
+    # missing = split-list qids with no problems.json entry; no image file = declared images not on disk.
+    for col in ("split", "records", "listed", "missing", "with images", "no image file", "skipped"):
+        table.add_column(col, justify="left" if col == "split" else "right")
+    for name, s in summary["splits"].items():
+        table.add_row(name, str(s["count"]), str(s["split_list"]), str(s["missing_problems"]),
+                      str(s["with_images"]), str(s["missing_images"]), str(s["skipped"]))
+    err_console.print(table)
+
+
+@command("prompts")
+def prompts_command(
+    data_dir: Path = typer.Argument(..., help="A DATA_DIR written by `mmcot prepare`."),
+    split: str = typer.Option("test", "--split", help="Which split file to read."),
+    prompt_format: str = typer.Option("QCM-LE", "--format", "-f", help="INPUT-OUTPUT, e.g. QCM-LE, QCM-A, QCMG-A."),
+    use_caption: bool = typer.Option(False, "--use-caption", help="Append the image caption to the context."),
+    limit: Optional[int] = typer.Option(None, "--limit", "-n", min=0, help="Only the first N records."),
+    rationales: Optional[Path] = typer.Option(None, "--rationales", help="Generated rationales for QCMG/CQMG "
+                                              "(predictions JSONL, or a RUN_DIR with preds-<split>.jsonl), by qid."),
+) -> None:
+    """Print one {qid, source, target} JSON line per record: exactly what the model is trained on."""
+    takes_rationale = uses_rationale(prompt_format)  # an unknown format exits 2 before any data is read
+    if rationales is not None and not takes_rationale:
+        raise UsageError(f"--rationales only applies to QCMG-*/CQMG-* formats, not {prompt_format}")
+    records = load_records(data_dir, split)
+    if limit is not None:
+        records = records[:limit]
+    given = read_rationales(rationales, split) if rationales is not None else None
+    # Build everything first so an error mid-way does not leave a truncated stream behind.
+    lines = [format_jsonl_row(row) for row in prompt_rows(records, prompt_format, use_caption, given,
+                                                           str(rationales) if rationales else "rationales")]
+    sys.stdout.write("".join(line + "\n" for line in lines))
+    sys.stdout.flush()
