@@ -1,0 +1,338 @@
+"""The Multimodal-CoT fusion model: a T5 encoder-decoder whose encoder output is fused with image features.
+
+    H  = T5 encoder(text)                        (B, L, d)
+    Hv = Linear(image features)                  (B, P, D_img) → (B, P, d)
+    A  = single-head attention(query=H, key=value=Hv)
+    g  = sigmoid(Linear_2d→d([H; A]))
+    fused = (1 − g)·H + g·A                      → the decoder cross-attends to `fused`
+
+Text-only models (no image shape in the config) have no fusion layers at all and behave exactly like T5.
+
+Fusion settings live in the config (`config.mmcot = {"image_shape": [P, D], ...}`) rather than in extra
+`__init__` arguments, so `from_pretrained` / `save_pretrained` work unchanged (safetensors, no custom code).
+
+Padded text positions: like the reference, every text position (padding included) queries the image; we do not
+zero fused states at padding because the decoder's cross-attention masks padded encoder positions out with the
+same `attention_mask`, so their values never reach the logits or the loss (labels use −100 for target padding).
+
+Fuse once: `generate()` obtains the encoder through `get_encoder()`, which here returns a view that runs T5
+encoder + fusion together. Generation therefore encodes and fuses once per example and then decodes with the KV
+cache; `image_features` is dropped from the per-step decoder inputs (see `prepare_inputs_for_generation`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+from transformers import T5Config, T5ForConditionalGeneration
+from transformers import initialization as hf_init
+from transformers.modeling_outputs import BaseModelOutput
+
+from mmcot_cli.errors import DataError, MMCoTError
+
+@contextlib.contextmanager
+def _quiet_hf():
+    """Silence transformers' own tqdm bars (weights loading/writing): mmcot shows its own progress."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
+MMCOT_CONFIG_KEY = "mmcot"  # the config attribute holding the fusion settings and run metadata
+MODEL_SUBDIR = "model"  # RUN_DIR/model/ holds the save_pretrained directory
+
+
+def mmcot_settings(config) -> dict:
+    """The mmcot dict stored in a model config ({} for a plain T5 config)."""
+    return dict(getattr(config, MMCOT_CONFIG_KEY, None) or {})
+
+
+def image_shape_of(config) -> tuple[int, int] | None:
+    shape = mmcot_settings(config).get("image_shape")
+    return (int(shape[0]), int(shape[1])) if shape else None
+
+
+class ImageFusion(nn.Module):
+    """Project image features to d_model, attend to them from the text states, and gate the result in."""
+
+    def __init__(self, d_model: int, image_dim: int):
+        super().__init__()
+        self.image_proj = nn.Linear(image_dim, d_model)
+        self.attention = nn.MultiheadAttention(d_model, num_heads=1, batch_first=True)
+        self.gate = nn.Linear(2 * d_model, d_model)
+        for module in self.modules():  # lets the model's _init_weights give these PyTorch's default init
+            module._mmcot_fusion = True
+
+    def forward(self, text_states: torch.Tensor, image_features: torch.Tensor) -> torch.Tensor:
+        image = self.image_proj(image_features.to(self.image_proj.weight.dtype))
+        attended, _ = self.attention(text_states, image, image, need_weights=False)
+        gate = torch.sigmoid(self.gate(torch.cat([text_states, attended], dim=-1)))
+        return (1 - gate) * text_states + gate * attended
+
+
+class FusedEncoder(nn.Module):
+    """What `get_encoder()` hands to `generate()`: T5 encoder + fusion in one call.
+
+    It holds the model without registering it as a submodule, so parameter names and state dicts are unchanged.
+    """
+
+    main_input_name = "input_ids"
+
+    def __init__(self, model: "MMCoTForConditionalGeneration"):
+        super().__init__()
+        object.__setattr__(self, "_model", model)
+
+    def forward(self, input_ids=None, attention_mask=None, image_features=None, inputs_embeds=None, **kwargs):
+        return self._model.encode(input_ids=input_ids, attention_mask=attention_mask,
+                                  image_features=image_features, inputs_embeds=inputs_embeds, **kwargs)
+
+
+class MMCoTForConditionalGeneration(T5ForConditionalGeneration):
+    """T5ForConditionalGeneration plus the gated image fusion on the encoder output."""
+
+    # Loading a plain pretrained T5 checkpoint into a fusion model: the fusion head starts from fresh init.
+    # (load_run_model checks separately that a saved run has all its fusion weights.)
+    _keys_to_ignore_on_load_missing = [r"^fusion\."]
+
+    def __init__(self, config: T5Config):
+        super().__init__(config)
+        shape = image_shape_of(config)
+        self.fusion = ImageFusion(config.d_model, shape[1]) if shape else None
+        if self.fusion is not None:
+            # Second post_init initialises only the new fusion layers (already-initialised modules are flagged).
+            self.post_init()
+
+    @property
+    def image_shape(self) -> tuple[int, int] | None:
+        return image_shape_of(self.config)
+
+    def _init_weights(self, module):
+        if getattr(module, "_mmcot_fusion", False):
+            # PyTorch's default init (as the reference), not T5's initializer_factor-scaled normal (std 1.0).
+            # hf_init functions skip tensors already loaded from a checkpoint.
+            if isinstance(module, nn.Linear):
+                hf_init.kaiming_uniform_(module.weight, a=math.sqrt(5))
+                if module.bias is not None:
+                    bound = 1 / math.sqrt(module.weight.shape[1])
+                    hf_init.uniform_(module.bias, -bound, bound)
+            elif isinstance(module, nn.MultiheadAttention):
+                hf_init.xavier_uniform_(module.in_proj_weight)
+                hf_init.zeros_(module.in_proj_bias)
+                hf_init.zeros_(module.out_proj.bias)
+            return
+        super()._init_weights(module)
+
+    def check_image_features(self, image_features: torch.Tensor | None, batch_size: int | None = None) -> None:
+        shape = self.image_shape
+        if shape is None:
+            if image_features is not None:
+                raise MMCoTError("this is a text-only model (no fusion layers) but image features were given")
+            return
+        if image_features is None:
+            raise MMCoTError(f"this model fuses image features of shape {list(shape)}; none were given")
+        if tuple(image_features.shape[1:]) != shape:
+            raise DataError(f"image features have shape {list(image_features.shape[1:])} per example; "
+                            f"the model was built for {list(shape)}")
+        if batch_size is not None and image_features.shape[0] != batch_size:
+            raise DataError(f"{image_features.shape[0]} image feature rows for a batch of {batch_size} texts")
+
+    def fuse(self, text_states: torch.Tensor, image_features: torch.Tensor) -> torch.Tensor:
+        return self.fusion(text_states, image_features.to(text_states.device))
+
+    def encode(self, input_ids=None, attention_mask=None, image_features=None, inputs_embeds=None,
+               **kwargs) -> BaseModelOutput:
+        """T5 encoder, then (for fusion models) the image fusion. Runs once per example in generate()."""
+        kwargs.pop("return_dict", None)
+        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs)
+        hidden = out.last_hidden_state
+        batch = hidden.shape[0]
+        self.check_image_features(image_features, batch)
+        if self.fusion is not None:
+            hidden = self.fuse(hidden, image_features)
+        return BaseModelOutput(last_hidden_state=hidden, hidden_states=out.hidden_states, attentions=out.attentions)
+
+    def get_encoder(self, modality: str | None = None):
+        if modality is None:
+            return FusedEncoder(self)
+        return super().get_encoder(modality)
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        image_features: torch.Tensor | None = None,
+        decoder_input_ids: torch.LongTensor | None = None,
+        decoder_attention_mask: torch.BoolTensor | None = None,
+        encoder_outputs=None,
+        cache=None,
+        inputs_embeds: torch.Tensor | None = None,
+        decoder_inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        **kwargs,
+    ):
+        """As T5ForConditionalGeneration.forward, plus `image_features` (B, P, D_img) for fusion models.
+
+        With `encoder_outputs` given (generation after the first step) the fused states are reused as they are.
+        """
+        if encoder_outputs is None:
+            encoder_outputs = self.encode(input_ids=input_ids, attention_mask=attention_mask,
+                                          image_features=image_features, inputs_embeds=inputs_embeds)
+        return super().forward(
+            attention_mask=attention_mask, decoder_input_ids=decoder_input_ids,
+            decoder_attention_mask=decoder_attention_mask, encoder_outputs=encoder_outputs, cache=cache,
+            decoder_inputs_embeds=decoder_inputs_embeds, labels=labels, use_cache=use_cache, **kwargs,
+        )
+
+    def prepare_inputs_for_generation(self, *args, **kwargs):
+        # The fused encoder states are already in encoder_outputs: never re-attend to the image per step.
+        kwargs.pop("image_features", None)
+        return super().prepare_inputs_for_generation(*args, **kwargs)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Building, saving and loading
+
+
+def _with_mmcot(config: T5Config, image_shape: Sequence[int] | None, **meta: Any) -> T5Config:
+    settings = mmcot_settings(config)
+    settings["image_shape"] = [int(image_shape[0]), int(image_shape[1])] if image_shape else None
+    settings.update(meta)
+    setattr(config, MMCOT_CONFIG_KEY, settings)
+    return config
+
+
+def _from_t5(t5: nn.Module, image_shape: Sequence[int] | None) -> MMCoTForConditionalGeneration:
+    """Wrap a plain T5ForConditionalGeneration (e.g. from a custom text builder) as a fusion model."""
+    config = _with_mmcot(T5Config.from_dict(t5.config.to_dict()), image_shape)
+    model = MMCoTForConditionalGeneration(config)
+    missing, unexpected = model.load_state_dict(t5.state_dict(), strict=False)
+    missing = [k for k in missing if not k.startswith("fusion.")]
+    if missing or unexpected:
+        raise MMCoTError(f"text backbone weights do not fit T5: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    return model
+
+
+def build_model(
+    text_backbone: str,
+    image_shape: tuple[int, int] | None,
+    *,
+    random_init: bool = False,
+    train_texts: Sequence[str] | None = None,
+    text_options: dict | None = None,
+):
+    """(model, tokenizer) for a registered text backbone name, a local directory or a hub id.
+
+    `image_shape` (P, D_img) adds the fusion head; None builds a text-only model. Pretrained backbones load with
+    `from_pretrained` (the hub for users with internet, the cache or a local directory otherwise); the fusion head
+    starts from PyTorch's default init. `random_init` keeps the architecture but not the weights.
+    """
+    from transformers import AutoTokenizer
+
+    from mmcot_cli.hookspecs import TextBuildOptions
+    from mmcot_cli.plugins import get_text_backbone
+
+    backbone = get_text_backbone(text_backbone)
+    meta = {"text_backbone": backbone.name}
+    if backbone.build is not None:
+        options = TextBuildOptions(random_init=random_init, train_texts=train_texts,
+                                   options=dict(text_options or {}))
+        t5, tokenizer = backbone.build(options)
+        model = _from_t5(t5, image_shape)
+    else:
+        weights = backbone.weights
+        try:
+            config = _with_mmcot(T5Config.from_pretrained(weights), image_shape)
+            tokenizer = AutoTokenizer.from_pretrained(weights)
+            if random_init:
+                model = MMCoTForConditionalGeneration(config)
+            else:
+                model = MMCoTForConditionalGeneration.from_pretrained(weights, config=config)
+        except OSError as e:  # not cached and offline, misspelled id, missing files in a local dir
+            raise MMCoTError(f"cannot load text backbone {text_backbone!r} ({weights}): "
+                             f"{str(e).splitlines()[0]}") from None
+    _with_mmcot(model.config, image_shape, **meta)
+    if model.config.decoder_start_token_id is None:
+        model.config.decoder_start_token_id = model.config.pad_token_id
+    return model, tokenizer
+
+
+def save_run_model(model: MMCoTForConditionalGeneration, tokenizer, out_dir: str | Path, mmcot_meta: dict) -> Path:
+    """Write a save_pretrained directory (safetensors weights incl. fusion head, tokenizer, config with mmcot meta).
+
+    `mmcot_meta` holds at least: text_backbone, vision_backbone, feature_shape, prompt_format, stage. Written to a
+    temporary sibling directory and renamed into place, so an interrupted save never leaves a half model.
+    """
+    import shutil
+    import tempfile
+
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    model = getattr(model, "module", model)  # unwrap DDP/accelerate wrappers
+    meta = dict(mmcot_meta)
+    if "feature_shape" in meta and meta["feature_shape"] is not None:
+        meta["feature_shape"] = [int(x) for x in meta["feature_shape"]]
+        if model.image_shape is not None and tuple(meta["feature_shape"]) != model.image_shape:
+            raise MMCoTError(f"feature_shape {meta['feature_shape']} does not match the model's image shape "
+                             f"{list(model.image_shape)}")
+    _with_mmcot(model.config, model.image_shape, **meta)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        with _quiet_hf():
+            model.save_pretrained(tmp)  # safetensors (the only format transformers 5 writes)
+        tokenizer.save_pretrained(tmp)
+        if out_dir.exists():
+            old = out_dir.with_name(f".{out_dir.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            out_dir.rename(old)
+            tmp.rename(out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+def resolve_model_dir(run_or_model_dir: str | Path) -> Path:
+    """RUN_DIR → RUN_DIR/model; a model directory itself is accepted too."""
+    path = Path(run_or_model_dir).expanduser()
+    if (path / MODEL_SUBDIR / "config.json").is_file():
+        return path / MODEL_SUBDIR
+    if (path / "config.json").is_file():
+        return path
+    raise DataError(f"{path}: not a run directory (no {MODEL_SUBDIR}/config.json) nor a model directory")
+
+
+def load_run_model(run_or_model_dir: str | Path, device: str | torch.device = "cpu"):
+    """(model, tokenizer, meta) from a RUN_DIR or its model/ directory; eval mode, on `device`.
+
+    Loads safetensors only (never pickle) and no remote code. meta = the config's mmcot dict: text_backbone,
+    vision_backbone, feature_shape / image_shape, prompt_format, stage, ...
+    """
+    from transformers import AutoTokenizer
+
+    model_dir = resolve_model_dir(run_or_model_dir)
+    if not any(model_dir.glob("*.safetensors")):
+        raise DataError(f"{model_dir}: no safetensors weights (pickle checkpoints are not loaded)")
+    with _quiet_hf():
+        model, info = MMCoTForConditionalGeneration.from_pretrained(
+            model_dir, use_safetensors=True, output_loading_info=True)
+    missing = [k for k in info.get("missing_keys", ()) if k.startswith("fusion.")]
+    if missing:
+        raise DataError(f"{model_dir}: fusion weights missing from the checkpoint: {', '.join(sorted(missing)[:4])}")
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model.to(device).eval()
+    meta = mmcot_settings(model.config)
+    return model, tokenizer, meta
