@@ -8,6 +8,7 @@ from mmcot_cli.cli.app import app
 COMMAND_MODULES = (
     "backbones",
     "prepare",
+    "score",
 )
 
 for _name in COMMAND_MODULES:
