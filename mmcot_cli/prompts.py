@@ -5,8 +5,10 @@ model trained on these strings must see what the original model saw (REFERENCE.m
 - newlines inside lecture/solution become a literal backslash-n (they survive the whitespace collapse);
 - output `AL` carries the solution and `AE` the lecture (names swapped, inherited from ScienceQA);
 - output `LE` ends with an extra period; the source ends with "Answer:" for output `A`, else "Solution:";
-- only one pass of double-space removal, a trailing "BECAUSE:" dropped from the output, every "Answer:" removed
-  from the target;
+- one pass of double-space removal; "BECAUSE:" is dropped only when the raw output ends exactly with it, which
+  never happens because the templates leave a space after it: QCM-ALE with empty lecture and solution keeps a
+  trailing "BECAUSE:" (golden qid 58), as in the reference; every "Answer:" is removed from the target (even
+  inside a lecture);
 - finally all whitespace runs are collapsed to single spaces (what the reference tokenizes).
 """
 
