@@ -163,10 +163,14 @@ def _break(name):
     if name == "missing image":
         images = [("2", "image.png")]
         return base, splits, images, ["3/image.png", "qid 3", "not found"]
+    if name == "duplicate qid":
+        splits["test"].append("3")
+        return base, splits, images, ["pid_splits.json", "qid 3", "twice"]
     raise AssertionError(name)
 
 
-BREAKS = ["missing field", "answer out of range", "choices not a list", "missing problem (strict)", "missing image"]
+BREAKS = ["missing field", "answer out of range", "choices not a list", "missing problem (strict)", "missing image",
+          "duplicate qid"]
 
 
 @pytest.mark.parametrize("name", BREAKS)
@@ -199,7 +203,8 @@ def test_skip_bad(cli, tmp_path, name):
     skipped = [s for split in manifest["splits"].values() for s in split["skipped"]]
     assert len(skipped) == 1
     kept = [r["qid"] for split in ("train", "test") for r in load_records(out, split)]
-    assert skipped[0]["qid"] not in kept and len(kept) == sum(len(v) for v in splits.values()) - 1
+    assert len(kept) == len(set(kept)) == sum(len(v) for v in splits.values()) - 1
+    assert skipped[0]["qid"] not in kept or name == "duplicate qid"  # a duplicate keeps its first listing
 
 
 def test_many_bad_items_counted(cli, tmp_path):
