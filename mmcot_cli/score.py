@@ -213,11 +213,14 @@ def read_predictions(path: str | Path, skip_bad: bool = False, warn: Warn | None
     bad = _Bad(skip_bad, warn)
     if isinstance(whole, dict) and "results" in whole:
         preds, fmt = _read_results_json(path, whole, bad), "scienceqa-results"
-    elif isinstance(whole, dict) and "qid" not in whole:
-        hint = (" (by-position 'preds' lists without qids, as the reference writes them, cannot be scored)"
-                if "preds" in whole else "")
+    elif isinstance(whole, dict) and "preds" in whole and "qid" not in whole:
+        raise DataError(f"{path}: a JSON object without 'results' (by-position 'preds' lists without qids, as the "
+                        f"reference writes them, cannot be scored); expected predictions JSONL or a ScienceQA "
+                        f"results JSON {{\"results\": {{qid: option_index}}}}")
+    elif isinstance(whole, dict) and sum(1 for line in text.splitlines() if line.strip()) > 1:
+        # One object spread over several lines is not JSONL (whose objects sit one per line).
         raise DataError(f"{path}: a JSON object without 'results'; expected predictions JSONL or a ScienceQA "
-                        f"results JSON {{\"results\": {{qid: option_index}}}}{hint}")
+                        f"results JSON {{\"results\": {{qid: option_index}}}}")
     elif whole is not None and not isinstance(whole, dict):
         raise DataError(f"{path}: a JSON {_type_name(whole)}; expected predictions JSONL or a ScienceQA results "
                         f"JSON {{\"results\": {{qid: option_index}}}}")
@@ -301,19 +304,18 @@ def load_gold(data: str | Path, split: str = "test") -> list[dict]:
     folder holding problems.json (directly or in scienceqa/)."""
     data = Path(data)
     if data.is_dir():
-        if (data / f"{split}.jsonl").is_file():
-            from mmcot_cli.data import load_records  # owned by `mmcot prepare`; imported only when needed
+        if not (data / f"{split}.jsonl").is_file():
+            for candidate in (data / "problems.json", data / "scienceqa" / "problems.json"):
+                if candidate.is_file():
+                    return load_problems(candidate, split)
+        from mmcot_cli.data import load_records  # owned by `mmcot prepare`; names the file/line of bad records
 
-            records = load_records(data, split)
-            for record in records:
-                _check_record(record, str(data / f"{split}.jsonl"))
-            if not records:
-                raise DataError(f"{data / f'{split}.jsonl'}: no records")
-            return records
-        for candidate in (data / "problems.json", data / "scienceqa" / "problems.json"):
-            if candidate.is_file():
-                return load_problems(candidate, split)
-        raise DataError(f"{data}: neither a prepared DATA_DIR with {split}.jsonl nor a folder with problems.json")
+        records = load_records(data, split)
+        for record in records:
+            _check_record(record, str(data / f"{split}.jsonl"))
+        if not records:
+            raise DataError(f"{data / f'{split}.jsonl'}: no records")
+        return records
     if not data.exists():
         raise DataError(f"{data}: not found")
     return load_problems(data, split)
