@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+from safetensors import safe_open
 from torch import nn
 from transformers import T5Config, T5ForConditionalGeneration
 from transformers import initialization as hf_init
@@ -327,11 +328,15 @@ def load_run_model(run_or_model_dir: str | Path, device: str | torch.device = "c
     if not any(model_dir.glob("*.safetensors")):
         raise DataError(f"{model_dir}: no safetensors weights (pickle checkpoints are not loaded)")
     with _quiet_hf():
-        model, info = MMCoTForConditionalGeneration.from_pretrained(
-            model_dir, use_safetensors=True, output_loading_info=True)
-    missing = [k for k in info.get("missing_keys", ()) if k.startswith("fusion.")]
+        model = MMCoTForConditionalGeneration.from_pretrained(model_dir, use_safetensors=True)
+    # from_pretrained tolerates missing fusion keys (pretrained T5 → fusion model); a saved run must have them.
+    stored = set()
+    for shard in model_dir.glob("*.safetensors"):
+        with safe_open(shard, framework="pt") as fh:
+            stored.update(fh.keys())
+    missing = sorted(k for k in model.state_dict() if k.startswith("fusion.") and k not in stored)
     if missing:
-        raise DataError(f"{model_dir}: fusion weights missing from the checkpoint: {', '.join(sorted(missing)[:4])}")
+        raise DataError(f"{model_dir}: fusion weights missing from the checkpoint: {', '.join(missing[:4])}")
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model.to(device).eval()
     meta = mmcot_settings(model.config)
