@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
+from mmcot_cli import progress
 from mmcot_cli.errors import DataError, UnknownNameError
 from mmcot_cli.io import read_json
 
@@ -349,21 +350,13 @@ def rationale_reference(record: dict, ref: str = "solution") -> str:
 _ROUGE_SCORER = None
 
 
-def rouge_l(preds: list[str], refs: list[str]) -> float | None:
-    """Mean ROUGE-L F-measure ×100 (rouge-score, Porter stemming as the reference's validation metric).
-
-    Pairs with an empty reference are skipped; an empty prediction scores 0 (the reference's evaluations.py
-    skips those too, which would reward saying nothing). None when no pair has a reference."""
+def _rouge_pair(pred: str, ref: str) -> float:
     global _ROUGE_SCORER
-    if len(preds) != len(refs):
-        raise ValueError(f"rouge_l: {len(preds)} predictions but {len(refs)} references")
     if _ROUGE_SCORER is None:
         from rouge_score import rouge_scorer
 
         _ROUGE_SCORER = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
-    scores = [_ROUGE_SCORER.score(ref, pred)["rougeL"].fmeasure
-              for pred, ref in zip(preds, refs) if ref.strip()]
-    return 100.0 * sum(scores) / len(scores) if scores else None
+    return _ROUGE_SCORER.score(ref, pred)["rougeL"].fmeasure
 
 
 def _bleu_tokens(text: str) -> list[str]:
@@ -371,37 +364,57 @@ def _bleu_tokens(text: str) -> list[str]:
     return [t for t in re.split(r"\s|\.", text) if t]
 
 
-def bleu(preds: list[str], refs: list[str], n: int) -> float | None:
-    """Mean sentence BLEU-n ×100 (nltk, uniform weights, no smoothing, as the reference). Empty references
-    are skipped; None when none is left."""
+def _bleu_pair(pred: str, ref: str, n: int) -> float:
     from nltk.translate.bleu_score import sentence_bleu
 
-    if len(preds) != len(refs):
-        raise ValueError(f"bleu: {len(preds)} predictions but {len(refs)} references")
-    weights = (1.0 / n,) * n
-    scores = []
     with warnings.catch_warnings():
         # Without smoothing nltk warns for every sentence with no n-gram overlap; the score is 0 by design.
         warnings.simplefilter("ignore")
-        for pred, ref in zip(preds, refs):
-            ref_tokens = _bleu_tokens(ref.strip())
-            if not ref_tokens:
-                continue
-            scores.append(float(sentence_bleu([ref_tokens], _bleu_tokens(pred), weights)))
+        return float(sentence_bleu([_bleu_tokens(ref)], _bleu_tokens(pred), (1.0 / n,) * n))
+
+
+def _mean_percent(scores: list[float]) -> float | None:
     return 100.0 * sum(scores) / len(scores) if scores else None
+
+
+def _check_lengths(name: str, preds: list[str], refs: list[str]) -> None:
+    if len(preds) != len(refs):
+        raise ValueError(f"{name}: {len(preds)} predictions but {len(refs)} references")
+
+
+def rouge_l(preds: list[str], refs: list[str]) -> float | None:
+    """Mean ROUGE-L F-measure ×100 (rouge-score, Porter stemming as the reference's validation metric).
+
+    Pairs with an empty reference are skipped; an empty prediction scores 0 (the reference's evaluations.py
+    skips those too, which would reward saying nothing). None when no pair has a reference."""
+    _check_lengths("rouge_l", preds, refs)
+    return _mean_percent([_rouge_pair(p, r) for p, r in zip(preds, refs) if r.strip()])
+
+
+def bleu(preds: list[str], refs: list[str], n: int) -> float | None:
+    """Mean sentence BLEU-n ×100 (nltk, uniform weights, no smoothing, as the reference). Empty references
+    are skipped; None when none is left."""
+    _check_lengths("bleu", preds, refs)
+    return _mean_percent([_bleu_pair(p, r, n) for p, r in zip(preds, refs) if r.strip()])
 
 
 def rationale_metrics(preds: list[str], refs: list[str]) -> dict:
     """ROUGE-L, BLEU-1 and BLEU-4 (×100) over normalised texts, with the number of pairs scored."""
-    preds = [normalize_rationale(p) for p in preds]
-    refs = [normalize_rationale(r) for r in refs]
-    scored = sum(1 for r in refs if r)
+    _check_lengths("rationale_metrics", preds, refs)
+    pairs = [(normalize_rationale(p), normalize_rationale(r)) for p, r in zip(preds, refs)]
+    pairs = [(p, r) for p, r in pairs if r]
+    rouge, bleu_1, bleu_4 = [], [], []
+    # ~5 ms a pair on CPU, so a full test split takes a while: show progress.
+    for pred, ref in progress.track(pairs, "rationale metrics"):
+        rouge.append(_rouge_pair(pred, ref))
+        bleu_1.append(_bleu_pair(pred, ref, 1))
+        bleu_4.append(_bleu_pair(pred, ref, 4))
     return {
-        "num_scored": scored,
-        "num_empty_ref": len(refs) - scored,
-        "rouge_l": _round(rouge_l(preds, refs)),
-        "bleu_1": _round(bleu(preds, refs, 1)),
-        "bleu_4": _round(bleu(preds, refs, 4)),
+        "num_scored": len(pairs),
+        "num_empty_ref": len(refs) - len(pairs),
+        "rouge_l": _round(_mean_percent(rouge)),
+        "bleu_1": _round(_mean_percent(bleu_1)),
+        "bleu_4": _round(_mean_percent(bleu_4)),
     }
 
 
