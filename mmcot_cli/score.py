@@ -475,7 +475,7 @@ def score_records(records: list[dict], predictions: Mapping[str, Any] | Iterable
 
 
 def _score(records: list[dict], preds: list[Prediction], fallback: str, seed: int, rationale_ref: str,
-           bad: _Bad, warn: Warn | None, details: bool) -> dict:
+           bad: _Bad, warn: Warn | None, details: bool, gold_name: str = "the gold data") -> dict:
     gold = {}
     for record in records:
         _check_record(record, "<records>")
@@ -485,7 +485,7 @@ def _score(records: list[dict], preds: list[Prediction], fallback: str, seed: in
     by_qid: dict[str, Prediction] = {}
     for pred in preds:
         if pred.qid not in gold:
-            bad(f"{pred.where}: qid {pred.qid} is not in the gold data")
+            bad(f"{pred.where}: qid {pred.qid} is not in {gold_name}")
             continue
         if pred.qid in by_qid:
             bad(f"{pred.where}: duplicate qid {pred.qid} (first at {by_qid[pred.qid].where})")
@@ -582,6 +582,7 @@ def score(cfg: ScoreConfig, warn: Warn | None = None) -> dict:
     preds, fmt, num_bad = read_predictions(cfg.predictions, cfg.skip_bad, warn)
     bad = _Bad(cfg.skip_bad, warn)
     bad.count = num_bad
-    result = _score(records, preds, cfg.fallback, cfg.seed, cfg.rationale_ref, bad, warn, cfg.details)
+    result = _score(records, preds, cfg.fallback, cfg.seed, cfg.rationale_ref, bad, warn, cfg.details,
+                    gold_name=f"{cfg.data} (split {cfg.split})")
     return {"predictions": str(cfg.predictions), "format": fmt, "data": str(cfg.data), "split": cfg.split,
             **result}

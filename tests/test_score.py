@@ -3,6 +3,7 @@ metrics, and the real ScienceQA sample."""
 
 import json
 import math
+import warnings
 from collections import Counter
 
 import pytest
@@ -236,7 +237,7 @@ def _assert_one_line_error(res, *needles, code=1):
     (['{"prediction": "The answer is (A)."}'], ["preds.jsonl:1", "missing 'qid'"]),
     (['{"qid": "1", "prediction": "x"}', '', '{"qid": "1", "prediction": "y"}'],
      ["preds.jsonl:3", "duplicate qid 1", "preds.jsonl:1"]),
-    (['{"qid": "999", "prediction": "x"}'], ["preds.jsonl:1", "qid 999", "not in the gold data"]),
+    (['{"qid": "999", "prediction": "x"}'], ["preds.jsonl:1", "qid 999", "is not in", "problems.json (split test)"]),
     (['{"qid": "1", "answer_index": 2}'], ["preds.jsonl:1", "qid 1", "option index 2", "2 choices"]),
     (['{"qid": "1", "answer_index": "0"}'], ["preds.jsonl:1", "qid 1", "answer_index"]),
     (['{"qid": "1", "answer_index": true}'], ["preds.jsonl:1", "answer_index"]),
@@ -255,7 +256,7 @@ def test_cli_jsonl_errors(tmp_path, cli, rows, needles):
     ({"1": 5}, ["results.json", "results['1']", "option index 5", "2 choices"]),
     ({"1": "A"}, ["results.json", "results['1']", "non-negative integer"]),
     ({"1": -1}, ["results.json", "results['1']"]),
-    ({"42": 0}, ["results.json", "qid 42", "not in the gold data"]),
+    ({"42": 0}, ["results.json", "qid 42", "is not in", "(split test)"]),
 ])
 def test_cli_results_json_errors(tmp_path, cli, results, needles):
     data = _problems_file(tmp_path)
@@ -291,10 +292,10 @@ def test_cli_skip_bad_warns_and_counts(tmp_path, cli):
     assert out["num_bad"] == 4
     # The bad rows changed nothing: same numbers as without them ("7" still missing).
     assert out["counts"]["acc_average"] == {"correct": 3, "total": 8} and out["num_missing"] == 1
-    warnings = [line for line in res.stderr.splitlines() if line.startswith("warning:")]
-    assert len(warnings) == 5  # four bad entries + the missing-prediction warning
-    assert sum("skipped" in w for w in warnings) == 4
-    assert any("preds.jsonl:8" in w and "duplicate" in w for w in warnings)
+    warned = [line for line in res.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warned) == 5  # four bad entries + the missing-prediction warning
+    assert sum("skipped" in w for w in warned) == 4
+    assert any("preds.jsonl:8" in w and "duplicate" in w for w in warned)
 
 
 # ------------------------------------------------------------------------------------------ rationale metrics
@@ -309,8 +310,8 @@ def test_rouge_and_bleu_hand_computed():
     assert bleu(preds, refs, 1) == pytest.approx((100 + 80) / 2)
     assert bleu(preds, refs, 4) == pytest.approx((100 + 100 * 0.2 ** 0.25) / 2)
     # No 4-gram overlap: 0 without smoothing (nltk's warning is silenced), and an empty prediction scores 0.
-    with __import__("warnings").catch_warnings():
-        __import__("warnings").simplefilter("error")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         assert bleu(["a b c d"], ["a b c e"], 4) == pytest.approx(0.0, abs=1e-9)
     assert bleu(["a b c d"], ["a b c e"], 1) == pytest.approx(75.0)
     assert rouge_l([""], ["a b"]) == 0.0
@@ -348,8 +349,10 @@ def test_rationale_metrics_from_predictions(tmp_path, cli):
     assert le["rouge_l"] < r["rouge_l"]
     # An answer row may carry its rationale in a `rationale` key; both are scored. Via the CLI, too.
     data = _problems_file(tmp_path, records)
-    preds = _jsonl(tmp_path, [{"qid": "1", "prediction": "The answer is (A).", "rationale": "The cup is hot. So it cools."},
-                              {"qid": "2", "prediction": "The answer is (B).", "rationale": "w x y z r"}])
+    preds = _jsonl(tmp_path, [
+        {"qid": "1", "prediction": "The answer is (A).", "rationale": "The cup is hot. So it cools."},
+        {"qid": "2", "prediction": "The answer is (B).", "rationale": "w x y z r"},
+    ])
     res = cli("score", preds, "--data", data, "--json")
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
