@@ -479,6 +479,8 @@ def _score(records: list[dict], preds: list[Prediction], fallback: str, seed: in
     gold = {}
     for record in records:
         _check_record(record, "<records>")
+        if str(record["qid"]) in gold:
+            raise DataError(f"<records>: duplicate gold qid {record['qid']}")
         gold[str(record["qid"])] = record
 
     # Gold-dependent checks: unknown qid, duplicate qid, option index beyond the item's choices.

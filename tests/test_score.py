@@ -426,3 +426,8 @@ def test_score_config_library_entry(tmp_path):
     assert result["acc_average"] == 37.5 and result["format"] == "jsonl"
     with pytest.raises(DataError):
         score(ScoreConfig(predictions=preds, data=tmp_path / "missing.json"))
+
+
+def test_duplicate_gold_qid_is_an_error():
+    with pytest.raises(DataError, match="duplicate gold qid 1"):
+        score_records(RECORDS + RECORDS[:1], PREDS)
