@@ -37,15 +37,21 @@ class VisionBuildOptions:
 
 
 class VisionEncoder(Protocol):
-    """What a vision builder returns. Preprocessing travels with the model (as in timm/open_clip)."""
+    """What a vision builder returns. Preprocessing travels with the model (as in timm/open_clip).
+
+    `preprocess` must be a picklable callable attribute (a transform object, not a bound method of the
+    encoder): DataLoader workers receive it without the model. Every image must preprocess to the same tensor
+    shape (batches are `torch.stack`ed), so an encoder that needs a mask packs it into the tensor (see detr).
+    """
 
     feature_shape: tuple[int, int]  # (tokens, dim) this encoder produces, for its variant
+    weights: str  # what was actually loaded: hub id, local path, pretrained tag, "random-init" or "" (weight-free)
 
     def preprocess(self, image: "Image") -> "torch.Tensor":
         """An RGB PIL image → one input tensor (C, H, W). Runs in DataLoader workers: keep it picklable."""
 
     def encode(self, pixels: "torch.Tensor") -> "torch.Tensor":
-        """A batch (B, C, H, W) on the encoder's device → features (B, tokens, dim)."""
+        """A batch (B, C, H, W) on the encoder's device → features (B, tokens, dim), under no_grad/eval."""
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from mmcot_cli.cli.app import app
 COMMAND_MODULES = (
     "backbones",
     "prepare",
+    "extract",
     "score",
 )
 

@@ -1,0 +1,121 @@
+"""`detr`: transformers `DetrModel`, last decoder layer's hidden states → (100 queries, 256), the original
+`detr.npy` features (DETR ResNet-101-DC5, `facebook/detr-resnet-101-dc5`).
+
+Preprocessing follows the original: resize the short side to 224 (bilinear), ImageNet mean/std. Batches need one
+tensor size, so each image is placed top-left on a fixed 384×384 canvas (images whose long side would exceed 384
+are scaled down to fit, like DETR's own `longest_edge`) and a pixel mask marks the real pixels; the mask travels
+as a 4th channel of the preprocessed tensor. A fixed canvas makes every image's features independent of which
+other images share its batch.
+
+Random init builds the config locally: an explicit timm `resnet101` backbone config (output stride 16 = DC5)
+with no pretrained backbone, so nothing is fetched from the hub (in transformers 4.x a DetrConfig without an
+explicit backbone pulled timm ImageNet weights by default).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mmcot_cli.errors import MMCoTError, UsageError
+from mmcot_cli.hookspecs import VisionBackbone, VisionBuildOptions, hookimpl
+
+# variant → (hub id, timm backbone, dilated last stage)
+VARIANTS = {
+    "resnet-101-dc5": ("facebook/detr-resnet-101-dc5", "resnet101", True),
+    "resnet-101": ("facebook/detr-resnet-101", "resnet101", False),
+    "resnet-50-dc5": ("facebook/detr-resnet-50-dc5", "resnet50", True),
+    "resnet-50": ("facebook/detr-resnet-50", "resnet50", False),
+}
+DEFAULT_VARIANT = "resnet-101-dc5"
+FEATURE_SHAPE = (100, 256)
+SHORT_SIDE = 224
+CANVAS = 384
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def random_init_config(variant: str = DEFAULT_VARIANT):
+    """A DetrConfig for `variant` built entirely offline (explicit backbone config, no pretrained backbone)."""
+    from transformers import DetrConfig, TimmBackboneConfig
+
+    _, timm_name, dilated = VARIANTS[variant]
+    backbone = TimmBackboneConfig(backbone=timm_name, num_channels=3, features_only=True,
+                                  out_indices=[1, 2, 3, 4], output_stride=16 if dilated else None)
+    return DetrConfig(backbone_config=backbone, dilation=dilated, use_pretrained_backbone=False)
+
+
+class DetrPreprocess:
+    """RGB PIL image → (4, CANVAS, CANVAS): normalized RGB top-left on a zero canvas + a 0/1 pixel-mask channel."""
+
+    def __init__(self, short_side: int = SHORT_SIDE, canvas: int = CANVAS):
+        self.short_side, self.canvas = short_side, canvas
+
+    def __call__(self, image):
+        import numpy as np
+        import torch
+        from PIL import Image
+
+        w, h = image.size
+        scale = self.short_side / min(w, h)
+        if max(w, h) * scale > self.canvas:
+            scale = self.canvas / max(w, h)
+        nw, nh = max(1, min(self.canvas, round(w * scale))), max(1, min(self.canvas, round(h * scale)))
+        image = image.convert("RGB").resize((nw, nh), Image.BILINEAR)
+        arr = np.asarray(image, dtype=np.float32) / 255.0
+        arr = (arr - np.array(IMAGENET_MEAN, dtype=np.float32)) / np.array(IMAGENET_STD, dtype=np.float32)
+        out = torch.zeros(4, self.canvas, self.canvas)
+        out[:3, :nh, :nw] = torch.from_numpy(arr).permute(2, 0, 1)
+        out[3, :nh, :nw] = 1.0
+        return out
+
+
+class DetrEncoder:
+    def __init__(self, model, weights: str, device: str):
+        self.model = model.eval().to(device)
+        self.device = device
+        self.weights = weights
+        self.preprocess = DetrPreprocess()
+        self.feature_shape = (int(model.config.num_queries), int(model.config.d_model))
+
+    def encode(self, pixels):
+        import torch
+
+        with torch.inference_mode():
+            pixels = pixels.to(self.device)
+            out = self.model(pixel_values=pixels[:, :3], pixel_mask=pixels[:, 3].round().long())
+            return out.last_hidden_state  # the last decoder layer, one row per object query
+
+
+def build(options: VisionBuildOptions) -> DetrEncoder:
+    from transformers import DetrModel
+
+    variant = options.variant or DEFAULT_VARIANT
+    if variant not in VARIANTS:
+        raise UsageError(f"backbone detr: unknown variant {variant!r}; available: {', '.join(VARIANTS)}")
+    if options.random_init:
+        if options.weights:
+            raise UsageError("backbone detr: give either --random-init or --weights, not both")
+        return DetrEncoder(DetrModel(random_init_config(variant)), "random-init", options.device)
+    weights = options.weights or VARIANTS[variant][0]
+    path = Path(weights).expanduser()
+    if weights.startswith(("/", ".", "~")) and not path.exists():
+        raise UsageError(f"backbone detr: --weights {weights}: no such file or directory")
+    try:  # a hub id and a save_pretrained directory go through the same call
+        model = DetrModel.from_pretrained(str(path) if path.exists() else weights)
+    except Exception as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise MMCoTError(f"backbone detr: cannot load {weights}: {first} "
+                         f"(offline? use --random-init or --weights PATH)") from None
+    return DetrEncoder(model, weights, options.device)
+
+
+@hookimpl
+def register_vision_backbones(register):
+    register(VisionBackbone(
+        name="detr",
+        feature_shape=FEATURE_SHAPE,
+        default_weights=VARIANTS[DEFAULT_VARIANT][0],
+        build=build,
+        description="DETR ResNet-101-DC5 last decoder layer (100 object queries × 256)",
+        variants=tuple(VARIANTS),
+    ))
