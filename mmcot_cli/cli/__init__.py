@@ -10,6 +10,7 @@ COMMAND_MODULES = (
     "prepare",
     "extract",
     "score",
+    "generate",
 )
 
 for _name in COMMAND_MODULES:

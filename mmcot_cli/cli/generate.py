@@ -1,0 +1,93 @@
+"""`mmcot generate` (a trained run → predictions per qid) and `mmcot ask` (one question through both stages)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from mmcot_cli.cli.app import command, print_json
+from mmcot_cli.errors import UsageError
+from mmcot_cli.generate import AskConfig, GenerateConfig, ask, generate
+from mmcot_cli.progress import err_console
+
+
+def _splits(text: str) -> tuple[str, ...]:
+    splits = tuple(s.strip() for s in text.split(",") if s.strip())
+    if not splits:
+        raise UsageError("--split is empty")
+    if len(set(splits)) != len(splits):
+        raise UsageError(f"--split lists a split twice: {text}")
+    return splits
+
+
+@command("generate")
+def generate_command(
+    run: Path = typer.Option(..., "--run", help="RUN_DIR written by `mmcot train` (or its model/ directory)."),
+    data_dir: Path = typer.Option(..., "--data", help="DATA_DIR written by `mmcot prepare`."),
+    split: str = typer.Option("test", "--split", help="Split(s), comma-separated: e.g. train,val,test."),
+    features: Optional[Path] = typer.Option(None, "--features", help="FEATURES_DIR from `mmcot extract` "
+                                            "(default: the one the run was trained on)."),
+    rationales: Optional[Path] = typer.Option(None, "--rationales", help="Answer-stage runs: stage-1 RUN_DIR "
+                                              "(its preds-<split>.jsonl) or a predictions file; read by qid. "
+                                              "Default: the rationales the run was trained with."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Output JSONL (default RUN_DIR/preds-<split>.jsonl); "
+                                      "with several splits use a '{split}' placeholder."),
+    batch_size: int = typer.Option(16, "--batch-size", min=1),
+    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1,
+                                                 help="Default: the run's max output length."),
+    num_beams: int = typer.Option(1, "--num-beams", min=1, help="1 = greedy."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N."),
+    limit: Optional[int] = typer.Option(None, "--limit", "-n", min=1, help="Only the first N records per split."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON summary object."),
+) -> None:
+    """Generate a prediction per qid with a trained run (batched, KV cache, prompts as the run was trained)."""
+    cfg = GenerateConfig(run=str(run), data_dir=str(data_dir), splits=_splits(split),
+                         features=str(features) if features else None,
+                         rationales=str(rationales) if rationales else None, out=out, batch_size=batch_size,
+                         max_new_tokens=max_new_tokens, num_beams=num_beams, device=device, limit=limit)
+    summary = generate(cfg)
+    if json_out:
+        print_json(summary)
+        return
+    table = Table(title=f"{summary['stage']} predictions ({summary['prompt_format']}) from {summary['run']}")
+    for col in ("split", "records", "answers found", "samples/s", "written to"):
+        table.add_column(col, justify="left" if col in ("split", "written to") else "right")
+    for name, s in summary["splits"].items():
+        table.add_row(name, str(s["count"]), str(s.get("answer_found", "-")), str(s["samples_per_s"]), s["out"])
+    err_console.print(table)
+
+
+@command("ask")
+def ask_command(
+    rationale_run: Path = typer.Option(..., "--rationale-run", help="Stage-1 RUN_DIR (rationale generation)."),
+    answer_run: Path = typer.Option(..., "--answer-run", help="Stage-2 RUN_DIR (answer inference)."),
+    question: str = typer.Option(..., "--question", help="The question text."),
+    choices: str = typer.Option(..., "--choices", help="Options separated by '|', e.g. 'north|south'."),
+    context: str = typer.Option("", "--context", help="Text context (the ScienceQA hint)."),
+    image: Optional[Path] = typer.Option(None, "--image", help="An image file; encoded with each run's recorded "
+                                         "vision backbone."),
+    random_init_vision: bool = typer.Option(False, "--random-init-vision", help="Build the vision backbone with "
+                                            "random weights (offline smoke tests only; features will not match "
+                                            "training)."),
+    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1),
+    num_beams: int = typer.Option(1, "--num-beams", min=1),
+    device: str = typer.Option("auto", "--device"),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Answer one question: generate the rationale with the stage-1 run, then the answer with the stage-2 run."""
+    cfg = AskConfig(rationale_run=str(rationale_run), answer_run=str(answer_run), question=question,
+                    choices=choices.split("|"), context=context, image=str(image) if image else None,
+                    random_init_vision=random_init_vision, max_new_tokens=max_new_tokens, num_beams=num_beams,
+                    device=device)
+    result = ask(cfg)
+    if json_out:
+        print_json(result)
+        return
+    answer = result["answer_text"]
+    letter = result["answer_letter"]
+    typer.echo(f"Rationale: {result['rationale']}")
+    typer.echo(f"Answer:    {result['answer']}")
+    typer.echo(f"Choice:    ({letter}) {answer}" if answer is not None else "Choice:    (no valid answer letter)")

@@ -1,0 +1,241 @@
+"""`mmcot generate` and `mmcot ask` on tiny random-init runs, real patch features and a hand-made DATA_DIR."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import torch
+
+from mmcot_cli.errors import DataError
+from mmcot_cli.generate import GenerateConfig, generate, generate_texts, prediction_row
+from mmcot_cli.io import read_jsonl, write_json, write_jsonl
+from mmcot_cli.model import build_model, load_run_model, save_run_model
+
+COLOURS = {"red": (220, 30, 30), "blue": (30, 30, 220), "green": (30, 200, 30)}
+PATCH_SHAPE = [49, 192]  # the weight-free `patches` vision backbone
+MAX_OUT = 6
+
+
+def _record(qid: str, split: str, image_path: str | None, colour: str, hint: str = "") -> dict:
+    choices = ["red", "blue", "green"]
+    return {
+        "qid": qid, "split": split, "question": "What color is the big square?", "hint": hint, "caption": "",
+        "choices": choices, "answer": choices.index(colour), "lecture": "Colors are seen with light.",
+        "solution": f"The square is {colour}.", "subject": "natural science", "grade": "grade2",
+        "topic": "colors", "category": "Colors", "skill": "Identify colors", "task": "closed choice",
+        "image": "image.png" if image_path else None, "image_paths": [image_path] if image_path else [],
+    }
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """DATA_DIR (train/val/test), a patches FEATURES_DIR, a rationale run, an answer run and a text-only run."""
+    from PIL import Image
+
+    from mmcot_cli.features import ExtractConfig, extract
+    from mmcot_cli.prompts import build_prompt
+
+    root = tmp_path_factory.mktemp("gen")
+    data = root / "data"
+    rng = random.Random(0)
+    qid = 0
+    records = {}
+    for split, n in (("train", 6), ("val", 4), ("test", 5)):
+        rows = []
+        for i in range(n):
+            qid += 1
+            colour = rng.choice(list(COLOURS))
+            path = None
+            if i % 3 != 2:  # some problems have no image (zeros features)
+                img_dir = root / "images" / str(qid)
+                img_dir.mkdir(parents=True)
+                image = Image.new("RGB", (64, 64), (255, 255, 255))
+                image.paste(COLOURS[colour], (8, 8, 56, 56))
+                path = str(img_dir / "image.png")
+                image.save(path)
+            rows.append(_record(str(qid), split, path, colour, hint="" if path else f"The square is {colour}."))
+        write_jsonl(data / f"{split}.jsonl", rows)
+        records[split] = rows
+    features = root / "features"
+    extract(ExtractConfig(backbone="patches", out=str(features), data_dir=str(data),
+                          splits=("train", "val", "test"), workers=0, dtype="float32"))
+
+    texts = [s for r in records["train"] for fmt in ("QCM-E", "QCMG-A") for s in build_prompt(r, fmt)]
+    texts += ["The answer is (A). (B) (C)"]
+    options = {"d_model": 32, "layers": 1, "heads": 2, "d_ff": 64}
+
+    def make_run(name, stage, fmt, image_shape, rationales=None):
+        torch.manual_seed(len(name))
+        model, tok = build_model("t5-scratch", image_shape, train_texts=texts, text_options=options)
+        meta = {"stage": stage, "prompt_format": fmt, "use_caption": False, "text_backbone": "t5-scratch",
+                "vision_backbone": "patches" if image_shape else None, "feature_shape": image_shape,
+                "max_input_len": 96, "max_output_len": MAX_OUT}
+        run = root / name
+        save_run_model(model, tok, run / "model", meta)
+        write_json(run / "run_config.json", {
+            **meta, "features_dir": str(features) if image_shape else None,
+            "rationales": {"source": str(rationales), "train_on": "gold"} if rationales else None,
+            "seed": 0, "train_config": {"features": str(features) if image_shape else None}})
+        return run
+
+    run_r = make_run("run_r", "rationale", "QCM-E", PATCH_SHAPE)
+    run_a = make_run("run_a", "answer", "QCMG-A", PATCH_SHAPE, rationales=run_r)
+    run_t = make_run("run_t", "answer", "QCM-A", None)
+    return {"root": root, "data": data, "features": features, "run_r": run_r, "run_a": run_a, "run_t": run_t,
+            "records": records}
+
+
+def test_rationale_run_writes_one_row_per_qid_for_each_split(world, cli):
+    res = cli("generate", "--run", world["run_r"], "--data", world["data"], "--split", "train,val,test",
+              "--batch-size", "4", "--json")
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)  # --json: stdout is exactly one JSON object
+    assert summary["stage"] == "rationale" and summary["features"] == str(world["features"])
+    for split in ("train", "val", "test"):
+        path = world["run_r"] / f"preds-{split}.jsonl"
+        assert summary["splits"][split]["out"] == str(path)
+        rows = read_jsonl(path)
+        assert [r["qid"] for r in rows] == [r["qid"] for r in world["records"][split]]  # split order
+        for row in rows:
+            assert set(row) == {"qid", "prediction", "stage", "answer_letter", "answer_index"}
+            assert row["stage"] == "rationale" and row["answer_letter"] is None and row["answer_index"] is None
+            assert isinstance(row["prediction"], str)
+
+
+def test_batching_and_length_sorting_do_not_change_predictions(world, tmp_path, cli):
+    for bs in ("1", "5"):
+        res = cli("generate", "--run", world["run_r"], "--data", world["data"], "--split", "test",
+                  "--batch-size", bs, "--out", tmp_path / f"bs{bs}.jsonl")
+        assert res.exit_code == 0, res.output
+    assert read_jsonl(tmp_path / "bs1.jsonl") == read_jsonl(tmp_path / "bs5.jsonl")
+
+
+def test_generate_texts_fuses_once_per_batch(world):
+    model, tok, _ = load_run_model(world["run_r"])
+    calls = []
+    model.fusion.register_forward_hook(lambda *a: calls.append(1))
+    feats = torch.randn(5, *PATCH_SHAPE)
+    texts = generate_texts(model, tok, ["a b c", "Question: What color", "x", "y z", "The answer"],
+                           image_features=lambda idx: feats[idx], batch_size=2, max_new_tokens=10,
+                           min_new_tokens=10)
+    assert len(texts) == 5 and len(calls) == 3  # 3 batches, 10 decoding steps each, fusion once per batch
+
+
+def test_answer_run_reads_rationales_by_qid_not_position(world, tmp_path, cli):
+    assert cli("generate", "--run", world["run_r"], "--data", world["data"], "--split", "test").exit_code == 0
+    rows = read_jsonl(world["run_r"] / "preds-test.jsonl")
+    # Distinct rationales per qid make the hand-off observable; a reversed file must give the same answers.
+    for i, row in enumerate(rows):
+        row["prediction"] = f"Solution: The square is {['red', 'blue', 'green'][i % 3]} number {i}."
+    write_jsonl(tmp_path / "r.jsonl", rows)
+    write_jsonl(tmp_path / "r_reversed.jsonl", list(reversed(rows)))
+    outs = {}
+    for name in ("r", "r_reversed"):
+        res = cli("generate", "--run", world["run_a"], "--data", world["data"], "--split", "test",
+                  "--rationales", tmp_path / f"{name}.jsonl", "--out", tmp_path / f"a_{name}.jsonl", "--json")
+        assert res.exit_code == 0, res.output
+        outs[name] = read_jsonl(tmp_path / f"a_{name}.jsonl")
+    assert outs["r"] == outs["r_reversed"]
+    assert all(r["stage"] == "answer" for r in outs["r"])
+    # The rationale really is in the prompt: a different rationale for one qid changes the model input.
+    from mmcot_cli.prompts import build_prompt
+
+    rec = world["records"]["test"][0]
+    assert rows[0]["prediction"] in build_prompt(rec, "QCMG-A", rationale=rows[0]["prediction"])[0]
+
+
+def test_answer_run_defaults_to_recorded_rationales_and_missing_qid_is_named(world, tmp_path, cli):
+    # Default --rationales: the stage-1 run recorded in run_config.json (its preds-val.jsonl).
+    assert cli("generate", "--run", world["run_r"], "--data", world["data"], "--split", "val").exit_code == 0
+    res = cli("generate", "--run", world["run_a"], "--data", world["data"], "--split", "val",
+              "--out", tmp_path / "val.jsonl", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["rationales"] == str(world["run_r"])
+    # A rationale file lacking one qid: a clear error naming it, and no output file.
+    rows = read_jsonl(world["run_r"] / "preds-val.jsonl")
+    write_jsonl(tmp_path / "partial.jsonl", rows[1:])
+    out = tmp_path / "never.jsonl"
+    res = cli("generate", "--run", world["run_a"], "--data", world["data"], "--split", "val",
+              "--rationales", tmp_path / "partial.jsonl", "--out", out)
+    assert res.exit_code == 1
+    assert f"no rationale for qid {rows[0]['qid']}" in res.stderr
+    assert not out.exists()
+
+
+def test_feature_shape_mismatch_and_option_errors(world, tmp_path, cli):
+    odd = tmp_path / "odd_run"
+    model, tok = build_model("t5-scratch", (4, 8), train_texts=["a b c"], text_options={"d_model": 16, "heads": 2})
+    save_run_model(model, tok, odd / "model", {"stage": "rationale", "prompt_format": "QCM-E",
+                                               "feature_shape": [4, 8], "vision_backbone": "patches"})
+    res = cli("generate", "--run", odd, "--data", world["data"], "--features", world["features"])
+    assert res.exit_code == 1 and "[49, 192]" in res.stderr and "[4, 8]" in res.stderr
+    res = cli("generate", "--run", world["run_t"], "--data", world["data"], "--features", world["features"])
+    assert res.exit_code == 2 and "text-only" in res.stderr
+    res = cli("generate", "--run", world["run_r"], "--data", world["data"], "--split", "val,test",
+              "--out", tmp_path / "one.jsonl")
+    assert res.exit_code == 2 and "{split}" in res.stderr
+    res = cli("generate", "--run", tmp_path / "nothing", "--data", world["data"])
+    assert res.exit_code == 1 and "not a run directory" in res.stderr
+
+
+def test_text_only_answer_run_extracts_letters(world, tmp_path):
+    summary = generate(GenerateConfig(run=str(world["run_t"]), data_dir=str(world["data"]), splits=("test",),
+                                      out=str(tmp_path / "t.jsonl"), device="cpu"))
+    assert summary["splits"]["test"]["count"] == 5 and "answer_found" in summary["splits"]["test"]
+    for row in read_jsonl(tmp_path / "t.jsonl"):
+        assert row["stage"] == "answer"
+        assert (row["answer_letter"] is None) == (row["answer_index"] is None) or row["answer_letter"] > "C"
+
+
+def test_prediction_row_extraction():
+    assert prediction_row("1", "The answer is (B).", "answer", 3, True) == {
+        "qid": "1", "prediction": "The answer is (B).", "stage": "answer", "answer_letter": "B", "answer_index": 1}
+    beyond = prediction_row("2", "The answer is (E).", "answer", 3, True)
+    assert beyond["answer_letter"] == "E" and beyond["answer_index"] is None  # kept, scored wrong
+    assert prediction_row("3", "The answer is (A). The answer is (B).", "answer", 3, True)["answer_letter"] is None
+    assert prediction_row("4", "The answer is (A).", "rationale", 3, False)["answer_letter"] is None
+
+
+def test_ask_runs_both_stages_with_an_image(world, cli):
+    image = world["records"]["test"][0]["image_paths"][0]
+    res = cli("ask", "--rationale-run", world["run_r"], "--answer-run", world["run_a"], "--question",
+              "What color is the big square?", "--choices", "red|blue|green", "--image", image, "--json")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["choices"] == ["red", "blue", "green"] and isinstance(out["rationale"], str)
+    assert out["answer_run"]["uses_rationale"] and out["rationale_run"]["vision_backbone"] == "patches"
+    res = cli("ask", "--rationale-run", world["run_r"], "--answer-run", world["run_a"], "--question",
+              "Which is a color?", "--choices", "red|table", "--context", "Red is a color.")
+    assert res.exit_code == 0 and res.stdout.startswith("Rationale: ")
+
+
+def test_ask_features_match_extracted_store(world):
+    """`ask` encodes an image exactly as `mmcot extract` did for training (same backbone, same numbers)."""
+    from mmcot_cli.features import open_store
+    from mmcot_cli.generate import image_features_for, run_info
+
+    rec = world["records"]["test"][0]
+    _, _, meta = load_run_model(world["run_r"])
+    info = run_info(world["run_r"], meta)
+    feats = image_features_for(info, (49, 192), rec["image_paths"][0], random_init=False,
+                               device=torch.device("cpu"), cache={})
+    stored = open_store(world["features"]).get(rec["qid"])
+    torch.testing.assert_close(feats[0], stored)
+    zeros = image_features_for(info, (49, 192), None, random_init=False, device=torch.device("cpu"), cache={})
+    assert zeros.shape == (1, 49, 192) and not zeros.any()
+
+
+def test_ask_errors(world, cli):
+    res = cli("ask", "--rationale-run", world["run_a"], "--answer-run", world["run_a"], "--question", "Q?",
+              "--choices", "a|b")
+    assert res.exit_code == 2 and "rationale-stage run" in res.stderr
+    res = cli("ask", "--rationale-run", world["run_r"], "--answer-run", world["run_a"], "--question", "Q?",
+              "--choices", "only-one")
+    assert res.exit_code == 2 and "2 to 5" in res.stderr
+    with pytest.raises(DataError, match="image file not found"):
+        from mmcot_cli.generate import AskConfig, ask
+
+        ask(AskConfig(rationale_run=str(world["run_r"]), answer_run=str(world["run_a"]), question="Q?",
+                      choices=["a", "b"], image=str(world["root"] / "missing.png")))
