@@ -10,6 +10,7 @@ COMMAND_MODULES = (
     "prepare",
     "extract",
     "score",
+    "train",
     "generate",
 )
 

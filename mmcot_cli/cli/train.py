@@ -1,0 +1,118 @@
+"""`mmcot train`: one stage (rationale or answer) of the two-stage Multimodal-CoT training."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from mmcot_cli.cli.app import command, print_json
+from mmcot_cli.errors import UsageError
+from mmcot_cli.progress import err_console
+from mmcot_cli.train import TrainConfig, train
+
+
+def parse_text_options(items: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--text-option expects KEY=VALUE, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+@command("train")
+def train_command(
+    stage: str = typer.Option(..., "--stage", help="rationale (QCM-E → 'Solution: …') or answer (QCMG-A → "
+                              "'The answer is (X).')."),
+    data: Path = typer.Option(..., "--data", help="DATA_DIR written by `mmcot prepare`."),
+    text_model: str = typer.Option(..., "--text-model", help="Registered text backbone (see `mmcot backbones`; "
+                                   "t5-scratch trains offline), a local model directory or a hub id."),
+    out: Path = typer.Option(..., "--out", help="RUN_DIR to create (model/, run_config.json, metrics.jsonl, "
+                             "checkpoints/)."),
+    features: Optional[Path] = typer.Option(None, "--features", help="FEATURES_DIR from `mmcot extract`; "
+                                            "without it the model is text-only (no fusion layers)."),
+    rationales: Optional[Path] = typer.Option(None, "--rationales", help="Stage-1 RUN_DIR (its preds-<split>"
+                                              ".jsonl) or one predictions file; matched by qid."),
+    train_on: str = typer.Option("gold", "--train-on", help="Rationales in the train split's inputs: gold "
+                                 "(lecture + solution, as the reference) or generated (stage-1 preds-train.jsonl)."),
+    prompt_format: Optional[str] = typer.Option(None, "--prompt-format", help="Override the stage preset "
+                                                "(QCM-E / QCMG-A), e.g. QCM-LE, QCM-A."),
+    use_caption: bool = typer.Option(False, "--use-caption", help="Append image captions to the context."),
+    epochs: int = typer.Option(20, "--epochs", min=1),
+    lr: float = typer.Option(5e-5, "--lr"),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Per process."),
+    eval_batch_size: Optional[int] = typer.Option(None, "--eval-batch-size", min=1, help="Default 2 × batch size."),
+    grad_accum: int = typer.Option(1, "--grad-accum", min=1, help="Batches per optimizer step."),
+    warmup_ratio: float = typer.Option(0.0, "--warmup-ratio", help="Share of steps with linear LR warmup."),
+    weight_decay: float = typer.Option(0.01, "--weight-decay"),
+    max_input_len: int = typer.Option(512, "--max-input-len", min=1),
+    max_output_len: Optional[int] = typer.Option(None, "--max-output-len", min=1, help="Default 512 (rationale) "
+                                                 "or 64 (answer); also the generation limit during validation."),
+    bf16: bool = typer.Option(False, "--bf16", help="bfloat16 mixed precision."),
+    fp16: bool = typer.Option(False, "--fp16", help="float16 mixed precision (GPU)."),
+    seed: int = typer.Option(42, "--seed"),
+    eval_every: str = typer.Option("epoch", "--eval-every", help="'epoch', a number of optimizer steps, or 0."),
+    save_every: int = typer.Option(500, "--save-every", min=0, help="Optimizer steps between resume checkpoints "
+                                   "(one is also written after every epoch)."),
+    train_split: str = typer.Option("train", "--train-split"),
+    val_split: str = typer.Option("val", "--val-split", help="'none' to skip validation (the last model is kept)."),
+    limit_train: Optional[int] = typer.Option(None, "--limit-train", min=1, help="Only the first N train records."),
+    limit_val: Optional[int] = typer.Option(None, "--limit-val", min=1, help="Validate on the first N records."),
+    num_beams: int = typer.Option(1, "--num-beams", min=1, help="Beams for validation generation."),
+    random_init: bool = typer.Option(False, "--random-init", help="Build the text backbone from its config only."),
+    text_option: list[str] = typer.Option([], "--text-option", help="Backbone option KEY=VALUE (repeatable), e.g. "
+                                          "d_model=256 for t5-scratch."),
+    scratch_d_model: Optional[int] = typer.Option(None, "--scratch-d-model", help="t5-scratch: model width."),
+    scratch_layers: Optional[int] = typer.Option(None, "--scratch-layers", help="t5-scratch: encoder/decoder layers."),
+    scratch_heads: Optional[int] = typer.Option(None, "--scratch-heads", help="t5-scratch: attention heads."),
+    scratch_vocab_size: Optional[int] = typer.Option(None, "--scratch-vocab-size", help="t5-scratch: vocab bound."),
+    resume: bool = typer.Option(False, "--resume", help="Continue RUN_DIR from its last checkpoint."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON summary object."),
+) -> None:
+    """Train one stage; RUN_DIR/model/ ends up as the best validation checkpoint.
+
+    Multi-process: `accelerate launch --num_processes N -m mmcot_cli train …` or
+    `torchrun --nproc_per_node N -m mmcot_cli train …` (see docs/TRAINING.md).
+    """
+    if bf16 and fp16:
+        raise UsageError("--bf16 and --fp16 are mutually exclusive")
+    options = parse_text_options(text_option)
+    for key, value in (("d_model", scratch_d_model), ("layers", scratch_layers), ("heads", scratch_heads),
+                       ("vocab_size", scratch_vocab_size)):
+        if value is not None:
+            options[key] = value
+    cfg = TrainConfig(
+        stage=stage, data_dir=str(data), text_model=text_model, out_dir=str(out),
+        features=str(features) if features else None, rationales=str(rationales) if rationales else None,
+        train_on=train_on, prompt_format=prompt_format, use_caption=use_caption, epochs=epochs, lr=lr,
+        batch_size=batch_size, eval_batch_size=eval_batch_size, grad_accum=grad_accum, warmup_ratio=warmup_ratio,
+        weight_decay=weight_decay, max_input_len=max_input_len, max_output_len=max_output_len,
+        mixed_precision="bf16" if bf16 else "fp16" if fp16 else "no", seed=seed, eval_every=eval_every,
+        save_every=save_every, train_split=train_split,
+        val_split=None if val_split.lower() in ("none", "") else val_split, limit_train=limit_train,
+        limit_val=limit_val, num_beams=num_beams, random_init=random_init, text_options=options, resume=resume,
+    )
+    summary = train(cfg)
+    if int(os.environ.get("RANK", "0")) != 0:  # under accelerate launch / torchrun only rank 0 reports
+        return
+    if json_out:
+        print_json(summary)
+        return
+    table = Table(title=f"Trained {summary['stage']} stage → {summary['model_dir']}")
+    table.add_column("")
+    table.add_column("value", justify="right")
+    best = summary.get("best") or {}
+    rows = [("prompt format", summary["prompt_format"]), ("train examples", summary["train_examples"]),
+            ("val examples", summary["val_examples"]), ("optimizer steps", summary["steps"]),
+            ("processes", summary["world_size"]), ("samples/s", summary["samples_per_s"])]
+    if summary.get("metric"):
+        rows.append((f"best val {summary['metric']}", f"{best.get('value'):.2f} (epoch {best.get('epoch')}, "
+                                                         f"step {best.get('step')})"))
+    for name, value in rows:
+        table.add_row(name, str(value))
+    err_console.print(table)
