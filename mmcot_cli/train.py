@@ -464,12 +464,14 @@ def train(cfg: TrainConfig) -> dict:
     position = {"epoch": 0, "batch": 0, "global_step": 0}
     best = {"value": None, "step": None, "epoch": None}
     samples_seen = 0
+    since_log: list[float] = []  # optimizer-step losses since the last metrics row (kept across a resume)
     if resume_from is not None:
         load_optimizer_state(resume_from, optimizer, scheduler)
         state = read_json(resume_from / "state.json")
         position = {k: int(state[k]) for k in ("epoch", "batch", "global_step")}
         best = state["best"]
         samples_seen = int(state.get("samples_seen", 0))
+        since_log = [float(x) for x in state.get("losses_since_log", [])]
         _set_rng_state(read_json(resume_from / "rng.json")[rank])
         if main:
             _truncate_metrics(run_dir / "metrics.jsonl", position["global_step"])
@@ -529,7 +531,7 @@ def train(cfg: TrainConfig) -> dict:
         rng_states = gather_object([_rng_state()]) if world > 1 else [_rng_state()]
         if main:
             state = {"epoch": epoch, "batch": batch, "global_step": position["global_step"], "best": best,
-                     "samples_seen": samples_seen, "world_size": world}
+                     "samples_seen": samples_seen, "world_size": world, "losses_since_log": list(since_log)}
             last_ckpt[0] = save_checkpoint(run_dir, model=accelerator.unwrap_model(model), tokenizer=tokenizer,
                                            meta=meta, optimizer=optimizer, scheduler=scheduler, state=state,
                                            rng_states=rng_states, keep=cfg.keep_checkpoints)
@@ -538,7 +540,6 @@ def train(cfg: TrainConfig) -> dict:
     model.train()
     t_train, session_samples = 0.0, 0  # throughput of this session only (a resume restarts the clock)
     window_losses: list[float] = []
-    since_log: list[float] = []  # optimizer-step losses since the last metrics row
     start_epoch, start_batch = position["epoch"], position["batch"]
     if not main:
         progress.set_enabled(False)

@@ -1,0 +1,315 @@
+"""`mmcot train`: collation, the length-grouped sampler, the qid-keyed rationale hand-off, resume and NaN stops.
+
+Tiny from-scratch models (d_model 32, one layer) on 12–18 hand-written records; no network, no sample data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from mmcot_cli import train as train_mod
+from mmcot_cli.collate import LABEL_PAD, Collator, Example, LengthGroupedBatchSampler
+from mmcot_cli.errors import DataError
+from mmcot_cli.rationales import load_rationales
+from mmcot_cli.train import TrainConfig, TrainingDiverged, list_checkpoints, train
+
+TINY = {"d_model": 32, "layers": 1, "heads": 2, "vocab_size": 400}
+TINY_ARGS = ["--scratch-d-model", "32", "--scratch-layers", "1", "--scratch-heads", "2", "--scratch-vocab-size", "400"]
+COLOURS = ["red", "blue", "green", "yellow", "purple"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny models: thread start-up costs more than it saves, and the test machine's cores are shared.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def make_records(split: str, n: int, start: int, seed: int = 0) -> list[dict]:
+    rng = random.Random(f"{split}{seed}")
+    rows = []
+    for i in range(n):
+        choices = rng.sample(COLOURS, 2 + i % 3)
+        answer = rng.randrange(len(choices))
+        rows.append({
+            "qid": str(start + i), "split": split, "question": f"Which colour is the {['ball', 'box', 'cup'][i % 3]}?",
+            "hint": "" if i % 2 else f"The object is {choices[answer]}.", "caption": "", "choices": choices,
+            "answer": answer, "lecture": "Colours are seen with the eyes.",
+            "solution": f"The object is {choices[answer]}. " * (1 + i % 4), "subject": "natural science",
+            "grade": "grade3", "topic": "colour", "category": "Colours", "skill": "colour", "task": "closed choice",
+            "image": None, "image_paths": [],
+        })
+    return rows
+
+
+def write_split(data_dir: Path, split: str, rows: list[dict]) -> None:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+
+@pytest.fixture
+def data_dir(tmp_path) -> Path:
+    d = tmp_path / "data"
+    write_split(d, "train", make_records("train", 12, 1))
+    write_split(d, "val", make_records("val", 6, 101))
+    return d
+
+
+def tiny_cfg(data_dir: Path, out: Path, **kw) -> TrainConfig:
+    base = dict(stage="rationale", data_dir=str(data_dir), text_model="t5-scratch", out_dir=str(out), epochs=2,
+                batch_size=4, lr=3e-3, max_output_len=12, text_options=dict(TINY))
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+# ------------------------------------------------------------------------------------------- collation
+
+
+def test_collator_pads_each_batch_to_its_longest_and_labels_with_minus_100():
+    batch = [Example("a", (5, 6, 1), (7, 1)), Example("b", (5, 1), (7, 8, 9, 1))]
+    out = Collator(pad_token_id=0)(batch)
+    assert out["qids"] == ["a", "b"]
+    assert out["input_ids"].tolist() == [[5, 6, 1], [5, 1, 0]]
+    assert out["attention_mask"].tolist() == [[1, 1, 1], [1, 1, 0]]
+    assert out["labels"].tolist() == [[7, 1, LABEL_PAD, LABEL_PAD], [7, 8, 9, 1]]
+    fixed = Collator(pad_token_id=0, pad_input_to=6, pad_output_to=5)(batch)
+    assert fixed["input_ids"].shape == (2, 6) and fixed["labels"].shape == (2, 5)
+    assert fixed["attention_mask"].sum().item() == 5
+
+
+def test_collator_attaches_image_features_by_qid():
+    feats = {"a": torch.ones(3, 4), "b": torch.zeros(3, 4)}
+    out = Collator(pad_token_id=0, image_features=lambda qids: torch.stack([feats[q] for q in qids]))(
+        [Example("b", (1,), (1,)), Example("a", (1,), (1,))])
+    assert out["image_features"].shape == (2, 3, 4)
+    assert out["image_features"][1].sum().item() == 12 and out["image_features"][0].sum().item() == 0
+
+
+# ------------------------------------------------------------------------------------------- sampler
+
+
+def test_sampler_is_deterministic_covers_every_example_and_groups_by_length():
+    rng = random.Random(3)
+    lengths = [rng.randrange(10, 500) for _ in range(403)]
+    s1 = LengthGroupedBatchSampler(lengths, 8, seed=7, group_size=10)
+    s2 = LengthGroupedBatchSampler(lengths, 8, seed=7, group_size=10)
+    for epoch in (0, 1):
+        b1, b2 = s1.epoch_batches(epoch), s2.epoch_batches(epoch)
+        assert b1 == b2
+        assert sorted(i for b in b1 for i in b) == list(range(len(lengths)))
+        assert len(b1) == s1.batches_per_epoch() == 51
+    assert s1.epoch_batches(0) != s1.epoch_batches(1)  # a new order every epoch
+    assert s1.epoch_batches(0) != LengthGroupedBatchSampler(lengths, 8, seed=8, group_size=10).epoch_batches(0)
+
+    def padded(batches):
+        return sum(len(b) * max(lengths[i] for i in b) for b in batches)
+
+    order = list(range(len(lengths)))
+    random.Random(0).shuffle(order)
+    random_batches = [order[i:i + 8] for i in range(0, len(order), 8)]
+    assert padded(s1.epoch_batches(0)) < 0.7 * padded(random_batches)
+    # The longest batch comes first (an out-of-memory shows at step 1).
+    first = s1.epoch_batches(0)[0]
+    assert max(lengths[i] for i in first) == max(lengths)
+
+
+def test_sampler_resumes_mid_epoch_and_shards_across_processes():
+    lengths = list(range(1, 24))
+    s = LengthGroupedBatchSampler(lengths, 3, seed=1)
+    full = s.epoch_batches(2)
+    s.set_epoch(2, start_batch=5)
+    assert list(s) == full[5:] and len(s) == len(full) - 5
+
+    shards = [LengthGroupedBatchSampler(lengths, 3, seed=1, num_replicas=3, rank=r) for r in range(3)]
+    per_rank = [sh.epoch_batches(0) for sh in shards]
+    assert len({len(b) for b in per_rank}) == 1  # same number of steps on every process
+    assert per_rank[0][0] == LengthGroupedBatchSampler(lengths, 3, seed=1).epoch_batches(0)[0]
+    seen = {i for batches in per_rank for b in batches for i in b}
+    assert seen == set(range(len(lengths)))
+
+
+# ------------------------------------------------------------------------------------------- rationales
+
+
+def test_rationales_are_read_by_qid_with_provenance_and_missing_qids_named(tmp_path):
+    run = tmp_path / "run_r"
+    run.mkdir()
+    rows = [{"qid": "3", "prediction": "Solution: three.", "stage": "rationale"},
+            {"qid": "1", "prediction": "Solution: one.", "stage": "rationale"}]
+    (run / "preds-val.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    r = load_rationales(run, "val")
+    assert r.for_qids(["1", "3"]) == ["Solution: one.", "Solution: three."]
+    assert r.sha256 == hashlib.sha256((run / "preds-val.jsonl").read_bytes()).hexdigest()
+    with pytest.raises(DataError, match=r"preds-val.jsonl: no rationale for qid 2"):
+        r.for_qids(["1", "2"])
+    with pytest.raises(DataError, match=r"preds-test.jsonl: file not found"):
+        load_rationales(run, "test")
+    assert load_rationales(run / "preds-val.jsonl", "anything").by_qid["3"] == "Solution: three."
+
+
+# ------------------------------------------------------------------------------------------- training
+
+
+def test_rationale_stage_with_features_trains_saves_and_generates(cli, data_dir, tmp_path):
+    from mmcot_cli.features import import_features
+    from mmcot_cli.model import load_run_model
+
+    feats_dir = tmp_path / "feats"
+    qids = [str(q) for q in list(range(1, 13)) + list(range(101, 107))]
+    g = torch.Generator().manual_seed(0)
+    import_features(feats_dir, backbone="patches", split="all", qids=qids,
+                    features=torch.randn(len(qids), 4, 8, generator=g).numpy(), dtype="float32")
+    out = tmp_path / "run"
+    res = cli("-q", "train", "--stage", "rationale", "--data", data_dir, "--text-model", "t5-scratch", "--out", out,
+              "--features", feats_dir, "--epochs", "2", "--batch-size", "4", "--lr", "3e-3", "--max-output-len",
+              "12", *TINY_ARGS, "--json")
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["steps"] == 6 and summary["metric"] == "rougeL" and summary["best"]["value"] is not None
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2] and all("val_rougeL" in r for r in rows)
+    run_cfg = json.loads((out / "run_config.json").read_text())
+    assert run_cfg["prompt_format"] == "QCM-E" and run_cfg["feature_shape"] == [4, 8]
+    assert run_cfg["vision_backbone"] == "patches" and run_cfg["rationales"] is None
+
+    model, tok, meta = load_run_model(out)
+    assert meta["stage"] == "rationale" and meta["prompt_format"] == "QCM-E" and model.image_shape == (4, 8)
+    enc = tok(["Question: Which colour is the ball?"], return_tensors="pt")
+    ids = model.generate(**enc, image_features=torch.zeros(1, 4, 8), max_new_tokens=5)
+    assert ids.shape[0] == 1 and ids.shape[1] >= 2
+
+
+def test_answer_stage_reads_rationales_by_qid_and_records_them(cli, data_dir, tmp_path):
+    stage1 = tmp_path / "run_r"
+    stage1.mkdir()
+    for split, qids in (("train", range(1, 13)), ("val", range(101, 107))):
+        rows = [{"qid": str(q), "prediction": f"Solution: generated {q}.", "stage": "rationale"} for q in qids]
+        random.Random(1).shuffle(rows)  # file order must not matter
+        (stage1 / f"preds-{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    cfg = tiny_cfg(data_dir, tmp_path / "unused", stage="answer", rationales=str(stage1),
+                   train_on="generated").resolved()
+    train_r, val_r, info = train_mod.stage_rationales(cfg)
+    texts = train_mod.prompt_texts(cfg, "train", None, train_r)
+    assert "Solution: generated 1." in texts[0] and texts[1].startswith("The answer is (")
+    assert info["train"]["sha256"] == hashlib.sha256((stage1 / "preds-train.jsonl").read_bytes()).hexdigest()
+
+    out = tmp_path / "run_a"
+    res = cli("-q", "train", "--stage", "answer", "--data", data_dir, "--text-model", "t5-scratch", "--out", out,
+              "--rationales", stage1, "--epochs", "1", "--batch-size", "6", "--lr", "3e-3", *TINY_ARGS, "--json")
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["metric"] == "accuracy" and 0.0 <= summary["best"]["value"] <= 100.0
+    recorded = json.loads((out / "run_config.json").read_text())["rationales"]
+    assert recorded["train_on"] == "gold" and recorded["train"]["mode"] == "gold"
+    assert recorded["val"]["sha256"] == hashlib.sha256((stage1 / "preds-val.jsonl").read_bytes()).hexdigest()
+    assert recorded["val"]["path"].endswith("preds-val.jsonl") and recorded["val"]["count"] == 6
+
+    # A qid without a rationale is an error naming it, before any training.
+    lines = (stage1 / "preds-val.jsonl").read_text().splitlines()
+    (stage1 / "preds-val.jsonl").write_text("\n".join(line for line in lines if '"qid": "104"' not in line) + "\n")
+    res = cli("train", "--stage", "answer", "--data", data_dir, "--text-model", "t5-scratch",
+              "--out", tmp_path / "run_b", "--rationales", stage1, *TINY_ARGS)
+    assert res.exit_code == 1
+    assert "no rationale for qid 104" in res.stderr and "preds-val.jsonl" in res.stderr
+    assert not (tmp_path / "run_b").exists()
+
+
+def test_usage_errors_exit_2(cli, data_dir, tmp_path):
+    common = ["--data", data_dir, "--text-model", "t5-scratch", *TINY_ARGS]
+    res = cli("train", "--stage", "answer", "--out", tmp_path / "a", *common)
+    assert res.exit_code == 2 and "--rationales" in res.stderr
+    res = cli("train", "--stage", "rationale", "--prompt-format", "QCM-X", "--out", tmp_path / "b", *common)
+    assert res.exit_code == 2 and "prompt format" in res.stderr
+    res = cli("train", "--stage", "rationale", "--bf16", "--fp16", "--out", tmp_path / "c", *common)
+    assert res.exit_code == 2
+    res = cli("train", "--stage", "rationale", "--resume", "--out", tmp_path / "d", *common)
+    assert res.exit_code == 2 and "nothing to resume" in res.stderr
+    res = cli("train", "--stage", "banana", "--out", tmp_path / "e", *common)
+    assert res.exit_code == 2
+
+
+def _final_weights(run: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(list_checkpoints(run)[-1] / "model" / "model.safetensors"))
+
+
+def _metric_rows(run: Path) -> list[dict]:
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k != "samples_per_s"} for r in rows]
+
+
+def test_crash_then_resume_matches_an_uninterrupted_run(data_dir, tmp_path, monkeypatch):
+    # 12 examples, batch 2 → 6 batches/epoch; grad_accum 2 → 3 optimizer steps/epoch; dropout on.
+    kw = dict(batch_size=2, grad_accum=2, save_every=2, keep_checkpoints=10, epochs=2, warmup_ratio=0.2)
+    straight = train(tiny_cfg(data_dir, tmp_path / "straight", **kw))
+    assert straight["steps"] == 6
+
+    real_save = train_mod.save_checkpoint
+
+    def crash_after_step_4(run_dir, **kwargs):
+        path = real_save(run_dir, **kwargs)
+        if kwargs["state"]["global_step"] == 4:  # mid-epoch 2: position (epoch 1, batch 2)
+            raise RuntimeError("simulated crash")
+        return path
+
+    monkeypatch.setattr(train_mod, "save_checkpoint", crash_after_step_4)
+    crashed = tmp_path / "crashed"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(tiny_cfg(data_dir, crashed, **kw))
+    monkeypatch.setattr(train_mod, "save_checkpoint", real_save)
+    state = json.loads((list_checkpoints(crashed)[-1] / "state.json").read_text())
+    assert (state["epoch"], state["batch"], state["global_step"]) == (1, 2, 4)
+
+    resumed = train(tiny_cfg(data_dir, crashed, resume=True, **kw))
+    assert resumed["resumed_from"].endswith("step-00000004") and resumed["steps"] == 6
+    a, b = _final_weights(tmp_path / "straight"), _final_weights(crashed)
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.allclose(a[name], b[name], atol=1e-6, rtol=0), name
+    assert _metric_rows(tmp_path / "straight") == _metric_rows(crashed)
+    assert resumed["best"] == straight["best"]
+    # Resuming a finished run is a no-op that keeps the result.
+    again = train(tiny_cfg(data_dir, crashed, resume=True, **kw))
+    assert again["steps"] == 6 and _metric_rows(crashed) == _metric_rows(tmp_path / "straight")
+
+
+def test_resume_refuses_changed_hyperparameters(data_dir, tmp_path):
+    out = tmp_path / "run"
+    train(tiny_cfg(data_dir, out, epochs=1, val_split=None))
+    with pytest.raises(Exception, match="different lr"):
+        train(tiny_cfg(data_dir, out, epochs=1, val_split=None, lr=1e-2, resume=True))
+    # Without validation, model/ holds the last model.
+    assert (out / "model" / "model.safetensors").is_file()
+
+
+def test_nan_loss_stops_with_one_line_and_keeps_last_good_checkpoint(cli, data_dir, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real = train_mod._compute_loss
+
+    def nan_on_third_batch(model, batch):
+        calls["n"] += 1
+        loss = real(model, batch)
+        return loss * float("nan") if calls["n"] == 3 else loss
+
+    monkeypatch.setattr(train_mod, "_compute_loss", nan_on_third_batch)
+    out = tmp_path / "run"
+    res = cli("train", "--stage", "rationale", "--data", data_dir, "--text-model", "t5-scratch", "--out", out,
+              "--epochs", "2", "--batch-size", "4", "--save-every", "1", *TINY_ARGS)
+    assert res.exit_code == 1
+    message = res.stderr.strip()
+    assert "\n" not in message and "loss is nan" in message and "step-00000002" in message
+    assert [p.name for p in list_checkpoints(out)] == ["step-00000001", "step-00000002"]
+
+    with pytest.raises(TrainingDiverged):
+        calls["n"] = 0
+        train(tiny_cfg(data_dir, tmp_path / "lib", epochs=1))
