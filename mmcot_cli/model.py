@@ -94,6 +94,12 @@ class FusedEncoder(nn.Module):
         super().__init__()
         object.__setattr__(self, "_model", model)
 
+    def __getattr__(self, name):  # anything else (embed_tokens, config, dtype …) is the T5 encoder's
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self._model.encoder, name)
+
     def forward(self, input_ids=None, attention_mask=None, image_features=None, inputs_embeds=None, **kwargs):
         return self._model.encode(input_ids=input_ids, attention_mask=attention_mask,
                                   image_features=image_features, inputs_embeds=inputs_embeds, **kwargs)
@@ -239,7 +245,7 @@ def build_model(
     `from_pretrained` (the hub for users with internet, the cache or a local directory otherwise); the fusion head
     starts from PyTorch's default init. `random_init` keeps the architecture but not the weights.
     """
-    from transformers import AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
 
     from mmcot_cli.hookspecs import TextBuildOptions
     from mmcot_cli.plugins import get_text_backbone
@@ -254,7 +260,11 @@ def build_model(
     else:
         weights = backbone.weights
         try:
-            config = _with_mmcot(T5Config.from_pretrained(weights), image_shape)
+            config = AutoConfig.from_pretrained(weights)
+            if config.model_type != "t5":
+                raise MMCoTError(f"text backbone {text_backbone!r} ({weights}) is a {config.model_type!r} model; "
+                                 "mmcot needs a T5 encoder-decoder (model_type 't5')")
+            config = _with_mmcot(config, image_shape)
             tokenizer = AutoTokenizer.from_pretrained(weights)
             if random_init:
                 model = MMCoTForConditionalGeneration(config)

@@ -231,3 +231,19 @@ def test_scratch_backbone_option_errors():
         build_model("t5-scratch", None, train_texts=TEXTS, text_options={"d_model": 30, "heads": 4})
     with pytest.raises(MMCoTError, match="training texts"):
         build_model("t5-scratch", None)
+
+
+def test_non_t5_backbone_is_refused(tmp_path):
+    from transformers import BartConfig
+
+    BartConfig(vocab_size=32, d_model=16, encoder_layers=1, decoder_layers=1).save_pretrained(tmp_path / "bart")
+    with pytest.raises(MMCoTError, match="'bart' model; mmcot needs a T5"):
+        build_model(str(tmp_path / "bart"), None)
+
+
+def test_encoder_view_exposes_t5_encoder_attributes():
+    model = tiny_model()
+    view = model.get_encoder()
+    assert view.embed_tokens is model.encoder.embed_tokens
+    assert not list(view.parameters(recurse=False))  # a view: no parameters of its own, state dict unchanged
+    assert not any(k.startswith("_model") for k in model.state_dict())
