@@ -136,6 +136,7 @@ def needs_rationale(prompt_format: str) -> bool:
 class StageData:
     examples: list[Example]
     records: list[dict]
+    sources: list[str]  # aligned with examples (validation generates from these, as `mmcot generate` does)
     targets: dict[str, str]  # qid → target text (the rationale stage's ROUGE-L reference)
 
 
@@ -155,7 +156,7 @@ def build_stage_data(cfg: TrainConfig, split: str, limit: int | None, rationales
              for r, t in zip(records, texts)]
     examples = tokenize_pairs(tokenizer, [str(r["qid"]) for r in records], [s for s, _ in pairs],
                               [t for _, t in pairs], cfg.max_input_len, cfg.max_output_len)
-    return StageData(examples=examples, records=records,
+    return StageData(examples=examples, records=records, sources=[src for src, _ in pairs],
                      targets={str(r["qid"]): t for r, (_, t) in zip(records, pairs)})
 
 
@@ -296,27 +297,23 @@ def _check_resume_config(run_dir: Path, cfg: TrainConfig, world_size: int) -> No
 # --------------------------------------------------------------------------- evaluation
 
 
-def _batches(items: list, size: int):
-    for i in range(0, len(items), size):
-        yield items[i: i + size]
+def validation_predictions(model, tokenizer, data: StageData, indices: list[int], store, cfg: TrainConfig,
+                           device) -> dict[str, str]:
+    """qid → generated text for data.examples[indices], through the same code path as `mmcot generate`."""
+    from mmcot_cli.generate import generate_texts
 
-
-@torch.no_grad()
-def generate_texts(model, tokenizer, examples: list[Example], collator: Collator, *, batch_size: int,
-                   max_new_tokens: int, num_beams: int, device) -> dict[str, str]:
-    """Greedy/beam generation for examples (longest first, so batches pad little); qid → text."""
-    order = sorted(examples, key=lambda e: (-len(e.input_ids), e.qid))
-    out: dict[str, str] = {}
-    for chunk in _batches(order, batch_size):
-        batch = collator(chunk)
-        kwargs = {"input_ids": batch["input_ids"].to(device), "attention_mask": batch["attention_mask"].to(device),
-                  "max_new_tokens": max_new_tokens, "num_beams": num_beams, "do_sample": False}
-        if "image_features" in batch:
-            kwargs["image_features"] = batch["image_features"].to(device)
-        ids = model.generate(**kwargs)
-        for qid, text in zip(batch["qids"], tokenizer.batch_decode(ids, skip_special_tokens=True)):
-            out[qid] = text.strip()
-    return out
+    qids = [data.examples[i].qid for i in indices]
+    fetch = _feature_fetcher(store) if store is not None else None
+    was = progress._enabled  # the user's --quiet choice, restored afterwards
+    progress.set_enabled(False)  # rich allows one live display: the training bar keeps the screen
+    try:
+        texts = generate_texts(model, tokenizer, [data.sources[i] for i in indices],
+                               image_features=(lambda idx: fetch([qids[i] for i in idx])) if fetch else None,
+                               batch_size=cfg.eval_batch_size, max_input_len=cfg.max_input_len,
+                               max_new_tokens=cfg.max_output_len, num_beams=cfg.num_beams, device=device)
+    finally:
+        progress.set_enabled(was)
+    return dict(zip(qids, texts))
 
 
 def compute_metric(stage: str, preds: dict[str, str], data: StageData) -> float:
@@ -484,6 +481,11 @@ def train(cfg: TrainConfig) -> dict:
             "text_backbone": cfg.text_model,
             "vision_backbone": meta["vision_backbone"],
             "feature_shape": meta["feature_shape"],
+            "features_dir": str(Path(cfg.features).resolve()) if cfg.features else None,
+            "use_caption": cfg.use_caption,
+            "max_input_len": cfg.max_input_len,
+            "max_output_len": cfg.max_output_len,
+            "seed": cfg.seed,
             "rationales": rationale_info,
             "world_size": world,
             "mixed_precision": cfg.mixed_precision,
@@ -495,15 +497,14 @@ def train(cfg: TrainConfig) -> dict:
 
     metrics_path = run_dir / "metrics.jsonl"
     last_ckpt: list[Path | None] = [resume_from]
-    val_share = val_data.examples[rank::world] if do_eval else []
+    val_share = list(range(len(val_data.examples)))[rank::world] if do_eval else []
 
     def evaluate(epoch: int, step: int, train_loss: float | None, sps: float | None) -> None:
         unwrapped = accelerator.unwrap_model(model)
         unwrapped.eval()
         with torch.random.fork_rng(devices=[]):  # evaluation must not shift the training RNG stream
-            preds = generate_texts(unwrapped, tokenizer, val_share, collator, batch_size=cfg.eval_batch_size,
-                                   max_new_tokens=cfg.max_output_len, num_beams=cfg.num_beams,
-                                   device=accelerator.device)
+            preds = validation_predictions(unwrapped, tokenizer, val_data, val_share, store, cfg,
+                                           accelerator.device)
         unwrapped.train()
         all_preds: dict[str, str] = {}
         for part in gather_object([preds]) if world > 1 else [preds]:
