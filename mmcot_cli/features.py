@@ -274,6 +274,43 @@ def _check_identity(root: Path, wanted: dict, keys: Sequence[str]) -> None:
                 "use another --out")
 
 
+def _init_store(root: Path, identity: dict, plans: Sequence["_SplitPlan"]) -> None:
+    """Write manifest.json (identity) and splits/<split>.json where missing; existing ones are kept."""
+    root.mkdir(parents=True, exist_ok=True)
+    if not (root / "manifest.json").is_file():
+        write_json(root / "manifest.json", {k: identity[k] for k in IDENTITY_KEYS})
+    for plan in plans:
+        if not (root / "splits" / f"{plan.split}.json").is_file():
+            write_json(root / "splits" / f"{plan.split}.json", plan.info)
+
+
+def import_features(out: str | os.PathLike, *, backbone: str, split: str, qids: Sequence[str], features,
+                    dtype: str = "float16", chunk_size: int = DEFAULT_CHUNK_SIZE, variant: str = "",
+                    weights: str = "imported", source: str = "(imported array)") -> dict:
+    """Write an existing (N, T, D) array (numpy array or np.memmap, e.g. the original detr.npy rows) as a split
+    of a feature store, chunk by chunk; returns the manifest. Row i belongs to qids[i]."""
+    if len(qids) != len(features):
+        raise UsageError(f"{len(qids)} qids for {len(features)} feature rows")
+    if dtype not in DTYPES:
+        raise UsageError(f"dtype {dtype}: choose one of {', '.join(DTYPES)}")
+    root = Path(out)
+    identity = {"format": FORMAT, "backbone": backbone, "variant": variant, "weights": weights,
+                "feature_shape": [int(features.shape[1]), int(features.shape[2])], "dtype": dtype,
+                "chunk_size": chunk_size}
+    _check_identity(root, identity, list(identity))
+    n = len(qids)
+    info = {"split": split, "data_dir": source, "images_dir": None, "records": n, "with_image": n,
+            "without_image": 0, "chunk_size": chunk_size, "num_chunks": -(-n // chunk_size),
+            "qids_sha1": hashlib.sha1(json.dumps([str(q) for q in qids]).encode()).hexdigest()}
+    _init_store(root, identity, [_SplitPlan(split, [], info, chunk_size)])
+    for i in range(info["num_chunks"]):
+        rows = slice(i * chunk_size, (i + 1) * chunk_size)
+        entry = {"split": split, "chunk": i, "qids": [str(q) for q in qids[rows]], "bad": []}
+        _write_data_file(root / "chunks" / f"{split}-{i:05d}.safetensors",
+                         np.asarray(features[rows]).astype(DTYPES[dtype][0]), [entry])
+    return refresh_store_files(root)
+
+
 # ------------------------------------------------------------------------------------------------ extraction
 
 
@@ -459,12 +496,6 @@ def extract(cfg: ExtractConfig) -> dict:
         weights_desc = encoder.weights
         wanted.update(weights=weights_desc, feature_shape=list(shape))
         _check_identity(root, wanted, ["weights", "feature_shape"])
-        root.mkdir(parents=True, exist_ok=True)
-        if not (root / "manifest.json").is_file():
-            write_json(root / "manifest.json", dict(wanted))
-        for plan in plans:
-            if not (root / "splits" / f"{plan.split}.json").is_file():
-                write_json(root / "splits" / f"{plan.split}.json", plan.info)
 
         # One flat item list; batches are cut inside each chunk so a chunk's rows never depend on its neighbours.
         items: list[tuple[str, str]] = []
@@ -515,19 +546,17 @@ def extract(cfg: ExtractConfig) -> dict:
                              "bad": [{"qid": items[p][0], "path": items[p][1], "error": bad.pop(p)}
                                      for p in span if p in bad]}
                     bad_this_run.extend({"split": plan.split, **b} for b in entry["bad"])
+                    if written == 0:  # the store's description goes in with its first data, not before
+                        _init_store(root, wanted, plans)
                     _write_data_file(root / "chunks" / f"{plan.split}-{chunk_idx:05d}.safetensors", data, [entry])
                     written += 1
                     rows_written += len(kept)
                     chunk_start += len(chunk_items)
-    elif not (root / "manifest.json").is_file():
-        # Nothing to extract (no images in these splits) but the store must still exist and say so.
-        root.mkdir(parents=True, exist_ok=True)
+    if "feature_shape" not in wanted:
+        # Nothing left to extract (resumed, or no images in these splits): describe the store without a model.
         wanted.update(weights=cfg.weights or ("random-init" if cfg.random_init else backbone.default_weights),
                       feature_shape=list(backbone.feature_shape))
-        write_json(root / "manifest.json", dict(wanted))
-    for plan in plans:
-        if not (root / "splits" / f"{plan.split}.json").is_file():
-            write_json(root / "splits" / f"{plan.split}.json", plan.info)
+    _init_store(root, wanted, plans)
 
     manifest = refresh_store_files(root)
     elapsed = time.time() - started
