@@ -369,8 +369,10 @@ def _make_accelerator(cfg: TrainConfig):
     # `accelerate launch` sets that itself.
     launched = int(os.environ.get("LOCAL_RANK", -1)) != -1 or int(os.environ.get("WORLD_SIZE", 1)) > 1
     cpu = launched and not torch.cuda.is_available()
+    # "no" defers to the launcher (`accelerate launch --mixed_precision bf16` / accelerate config); a flag wins.
+    precision = None if cfg.mixed_precision == "no" else cfg.mixed_precision
     try:
-        return Accelerator(mixed_precision=cfg.mixed_precision, cpu=cpu)
+        return Accelerator(mixed_precision=precision, cpu=cpu)
     except ValueError as e:  # e.g. fp16 without a GPU
         raise UsageError(f"mixed precision {cfg.mixed_precision!r} is not available here: {e}") from None
 
@@ -488,7 +490,7 @@ def train(cfg: TrainConfig) -> dict:
             "seed": cfg.seed,
             "rationales": rationale_info,
             "world_size": world,
-            "mixed_precision": cfg.mixed_precision,
+            "mixed_precision": str(accelerator.mixed_precision),
             "train_examples": len(train_data.examples),
             "val_examples": len(val_data.examples) if val_data else 0,
             "created_by": "mmcot train",
