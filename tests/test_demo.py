@@ -1,0 +1,172 @@
+"""`mmcot demo` end to end at the tiny size (same code path as the default run, a model too small to learn)."""
+
+import json
+
+import pytest
+
+from mmcot_cli.demo import SIZES, DemoConfig, chance_accuracy, run_demo
+from mmcot_cli.errors import UnknownNameError, UsageError
+from mmcot_cli.score import CATEGORIES
+
+ACC_KEYS = [key for key, _, _ in CATEGORIES]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """One tiny demo through the CLI with --json (shared by the tests below: it is the slow part)."""
+    from typer.testing import CliRunner
+
+    from mmcot_cli.cli import app
+
+    out = tmp_path_factory.mktemp("demo") / "out"
+    result = CliRunner().invoke(app, ["--quiet", "demo", "--tiny", "--out", str(out), "--json"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return out, result
+
+
+def test_json_has_both_score_objects(tiny_run):
+    out, result = tiny_run
+    summary = json.loads(result.stdout)  # stdout is only the JSON object
+    for mode in ("multimodal", "text_only"):
+        score = summary[mode]
+        for key in ACC_KEYS:
+            assert key in score and key in score["counts"]
+        assert score["num_gold"] == summary["benchmark"]["splits"]["test"]
+        assert score["has_answers"] is True
+        assert set(score["rationale"]) >= {"rouge_l", "bleu_1", "bleu_4", "num_scored"}
+        assert score["rationale"]["num_scored"] == score["num_gold"]
+        assert summary["rationale_image_questions"][mode]["num_scored"] == score["counts"]["acc_has_image"]["total"]
+    assert 0 < summary["chance"]["acc_has_image"] < 100
+    assert summary["seconds"]["total"] > 0
+    assert json.loads((out / "demo.json").read_text()) == summary
+
+
+def test_outputs_exist_and_parse(tiny_run):
+    out, _ = tiny_run
+    summary = json.loads((out / "demo.json").read_text())
+    for name in ("problems.json", "pid_splits.json", "captions.json"):
+        json.loads((out / "benchmark" / name).read_text())
+    for split in ("train", "val", "test"):
+        assert (out / "data" / f"{split}.jsonl").is_file()
+    assert json.loads((out / "features" / "patches" / "manifest.json").read_text())["feature_shape"] == [49, 192]
+    test_qids = [json.loads(line)["qid"] for line in (out / "data" / "test.jsonl").read_text().splitlines()]
+    for mode in ("multimodal", "text_only"):
+        runs = summary["paths"]["runs"][mode]
+        rationale_cfg = json.loads((out / "runs" / mode / "rationale" / "run_config.json").read_text())
+        answer_cfg = json.loads((out / "runs" / mode / "answer" / "run_config.json").read_text())
+        # The text-only runs really have no image features; the multimodal ones do.
+        assert (rationale_cfg["feature_shape"] is None) == (mode == "text_only")
+        assert (answer_cfg["feature_shape"] is None) == (mode == "text_only")
+        assert answer_cfg["rationales"]["train_on"] == "generated"
+        for split in ("train", "val", "test"):
+            rows = [json.loads(l) for l in open(f"{runs['rationale']}/preds-{split}.jsonl")]
+            assert rows and all(r["stage"] == "rationale" for r in rows)
+        answers = [json.loads(l) for l in open(f"{runs['answer']}/preds-test.jsonl")]
+        assert [r["qid"] for r in answers] == test_qids or sorted(r["qid"] for r in answers) == sorted(test_qids)
+        assert all(r["stage"] == "answer" for r in answers)
+
+
+def test_table_output(tiny_run):
+    from rich.console import Console
+
+    from mmcot_cli.cli.demo import print_demo_tables
+
+    out, _ = tiny_run
+    console = Console(record=True, width=200)
+    print_demo_tables(json.loads((out / "demo.json").read_text()), console)
+    text = console.export_text()
+    for needle in ("multimodal", "text-only", "chance", "IMG (acc_has_image)", "ROUGE-L (image questions)",
+                   "demo.json", str(out / "runs" / "multimodal" / "answer")):
+        assert needle in text
+
+
+def test_rerun_replaces_earlier_output(tmp_path):
+    out = tmp_path / "d"
+    run_demo(DemoConfig(out=str(out), size="tiny", modes=("text_only",), n_problems=30))
+    (out / "stale.txt").write_text("from an earlier run")
+    summary = run_demo(DemoConfig(out=str(out), size="tiny", modes=("text_only",), n_problems=20))
+    assert not (out / "stale.txt").exists() and not (out / "features").exists()  # text-only needs none
+    assert "multimodal" not in summary and summary["text_only"]["num_gold"] == summary["benchmark"]["splits"]["test"]
+    assert json.loads((out / "demo.json").read_text())["benchmark"]["count"] == 20
+
+
+def test_generate_only(cli, tmp_path):
+    result = cli("--quiet", "demo", "--generate-only", "--out", tmp_path / "bench", "--problems", "30", "--json")
+    assert result.exit_code == 0
+    summary = json.loads(result.stdout)
+    assert summary["benchmark"]["count"] == 30
+    assert (tmp_path / "bench" / "problems.json").is_file() and not (tmp_path / "bench" / "data").exists()
+    assert not (tmp_path / "bench" / ".mmcot-demo").exists()
+    # Generating again into the benchmark folder replaces it.
+    assert cli("--quiet", "demo", "--generate-only", "--out", tmp_path / "bench", "--problems", "20").exit_code == 0
+    assert len(json.loads((tmp_path / "bench" / "problems.json").read_text())) == 20
+
+
+def test_refuses_foreign_folder_and_bad_options(cli, tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    result = cli("demo", "--tiny", "--out", tmp_path / "mine")
+    assert result.exit_code == 2 and "not an mmcot demo folder" in result.stderr
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+    result = cli("demo", "--tiny", "--out", tmp_path / "x", "--backbone", "nope")
+    assert result.exit_code == 2 and "nope" in result.stderr
+    assert cli("demo", "--tiny", "--quick", "--out", tmp_path / "y").exit_code == 2
+    with pytest.raises(UnknownNameError):
+        run_demo(DemoConfig(out=str(tmp_path / "z"), size="huge"))
+    with pytest.raises(UnknownNameError):
+        run_demo(DemoConfig(out=str(tmp_path / "z"), size="tiny", modes=("both",)))
+
+
+def test_sizes_and_chance():
+    assert SIZES["quick"].n_problems < SIZES["default"].n_problems
+    records = [{"choices": ["a", "b"], "image": "image.png"}, {"choices": ["a", "b", "c", "d"], "image": None}]
+    assert chance_accuracy(records, lambda r: True) == 37.5
+    assert chance_accuracy(records, lambda r: bool(r["image"])) == 50.0
+    assert chance_accuracy(records, lambda r: False) is None
+
+def test_too_small_benchmark(tmp_path):
+    with pytest.raises(UsageError):
+        run_demo(DemoConfig(out=str(tmp_path / "d"), size="tiny", n_problems=1))
+
+
+def _script_commands(text: str) -> list[tuple[str, list[str]]]:
+    """(subcommand, --options) of every `mmcot SUB …` / `"${LAUNCH[@]}" SUB …` line; COMMON=(…) goes to train."""
+    import re
+    import shlex
+
+    text = text.replace("\\\n", " ")
+    common = re.search(r"COMMON=\((.*?)\)", text, re.S)
+    found = []
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        for prefix in ("mmcot ", '"${LAUNCH[@]}" '):
+            if line.startswith(prefix):
+                words = shlex.split(line[len(prefix):])
+                opts = [w.split("=")[0] for w in words if w.startswith("--")]
+                if '"${COMMON[@]}"' in line:
+                    opts += [w for w in shlex.split(common.group(1)) if w.startswith("--")]
+                found.append((words[0], opts))
+    return found
+
+
+@pytest.mark.parametrize("script", ["scienceqa_base.sh", "scienceqa_large.sh"])
+def test_example_scripts_use_real_commands_and_options(script):
+    from pathlib import Path
+
+    from typer.main import get_command
+
+    from mmcot_cli.cli import app
+
+    text = (Path(__file__).resolve().parents[1] / "examples" / script).read_text()
+    commands = get_command(app).commands
+    found = _script_commands(text)
+    assert [sub for sub, _ in found] == ["prepare", "extract", "train", "generate", "train", "generate", "score",
+                                         "score"]
+    for sub, opts in found:
+        known = {o for p in commands[sub].params for o in list(p.opts) + list(p.secondary_opts)}
+        assert set(opts) <= known, (sub, sorted(set(opts) - known))
+    # The fixed hand-off: stage 2 reads the stage-1 run (by qid), which generated train, val and test.
+    assert '--rationales "$WORK/rationale"' in text and "--split train,val,test" in text
+    code = "\n".join(line.split("#", 1)[0] for line in text.splitlines())
+    assert "--backbone vit" in code and "main_central" not in code and "main.py" not in code
