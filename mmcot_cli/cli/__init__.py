@@ -6,6 +6,7 @@ from mmcot_cli.cli.app import app
 
 # One module per command (or small group); listed in the order `mmcot --help` shows them.
 COMMAND_MODULES = (
+    "demo",
     "backbones",
     "prepare",
     "extract",
