@@ -476,6 +476,8 @@ def train(cfg: TrainConfig) -> dict:
             _truncate_metrics(run_dir / "metrics.jsonl", position["global_step"])
     elif main:
         run_dir.mkdir(parents=True, exist_ok=True)
+        if cfg.resume:  # crashed before its first checkpoint: start over, dropping rows logged by that attempt
+            _truncate_metrics(run_dir / "metrics.jsonl", 0)
         write_json(run_dir / "run_config.json", {
             "train_config": asdict(cfg),
             "stage": cfg.stage,

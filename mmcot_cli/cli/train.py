@@ -110,7 +110,7 @@ def train_command(
     rows = [("prompt format", summary["prompt_format"]), ("train examples", summary["train_examples"]),
             ("val examples", summary["val_examples"]), ("optimizer steps", summary["steps"]),
             ("processes", summary["world_size"]), ("samples/s", summary["samples_per_s"])]
-    if summary.get("metric"):
+    if summary.get("metric") and best.get("value") is not None:
         rows.append((f"best val {summary['metric']}", f"{best.get('value'):.2f} (epoch {best.get('epoch')}, "
                                                          f"step {best.get('step')})"))
     for name, value in rows:
