@@ -156,6 +156,8 @@ def generate_texts(
     """
     if batch_size < 1:
         raise UsageError("--batch-size must be at least 1")
+    if not sources:
+        return []
     enc = tokenizer(list(sources), max_length=max_input_len, truncation=True, padding=False)["input_ids"]
     order = sorted(range(len(enc)), key=lambda i: (-len(enc[i]), i))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
