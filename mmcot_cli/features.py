@@ -183,8 +183,8 @@ class FeatureStore:
 
         return torch.zeros(self.feature_shape, dtype=torch.float32)
 
-    def read(self, qid: str) -> np.ndarray | None:
-        """The stored row as a float32 numpy array (T, D), or None when the qid has no row."""
+    def read(self, qid: str, out: np.ndarray | None = None) -> np.ndarray | None:
+        """The stored row as a float32 numpy array (T, D) (written into `out` if given), or None without a row."""
         loc = self._index.get(str(qid))
         if loc is None:
             return None
@@ -195,7 +195,11 @@ class FeatureStore:
                 mm = self._maps[f.name] = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
         start = f.data_offset + loc[1] * f.row_bytes
         row = np.frombuffer(mm, dtype=_ST_DTYPES[f.dtype], count=f.shape[1] * f.shape[2], offset=start)
-        out = row.astype(np.float32).reshape(f.shape[1], f.shape[2])  # a copy: the map can drop the pages
+        row = row.reshape(f.shape[1], f.shape[2])
+        if out is None:
+            out = row.astype(np.float32)  # a copy: the map can drop the pages
+        else:
+            out[...] = row
         if hasattr(mm, "madvise"):
             # Drop the pages from this process's resident set (they stay in the OS page cache), so RSS does
             # not grow with the number of distinct qids a long training run touches.
@@ -214,7 +218,11 @@ class FeatureStore:
         """torch.float32 (B, tokens, dim)."""
         import torch
 
-        return torch.stack([self.get(q) for q in qids]) if qids else torch.zeros((0, *self.feature_shape))
+        qids = list(qids)
+        batch = np.zeros((len(qids), *self.feature_shape), dtype=np.float32)  # rows without features stay 0
+        for i, qid in enumerate(qids):
+            self.read(qid, out=batch[i])
+        return torch.from_numpy(batch)
 
     def close(self) -> None:
         for mm in self._maps.values():
@@ -485,6 +493,7 @@ def extract(cfg: ExtractConfig) -> dict:
 
     weights_desc = None
     written = rows_written = 0
+    loop_started = None
     bad_this_run: list[dict] = []
     if pending:
         encoder = backbone.build(VisionBuildOptions(variant=cfg.variant, weights=cfg.weights,
@@ -512,6 +521,7 @@ def extract(cfg: ExtractConfig) -> dict:
         loader = DataLoader(_ImageDataset(items, encoder.preprocess), batch_sampler=batches, num_workers=workers,
                             collate_fn=_collate, pin_memory=cfg.device.startswith("cuda"))
         np_dtype = DTYPES[cfg.dtype][0]
+        loop_started = time.time()  # throughput excludes building the model
         rows: dict[int, np.ndarray] = {}
         bad: dict[int, str] = {}
         chunk_start = 0
@@ -570,6 +580,8 @@ def extract(cfg: ExtractConfig) -> dict:
         "chunks_skipped": skipped, "bad": bad_this_run,
         "complete": all(s.get("complete", False) for s in split_states),
         "seconds": round(elapsed, 3),
+        "images_per_second": (round((rows_written + len(bad_this_run)) / (time.time() - loop_started), 2)
+                              if loop_started and rows_written else None),
     }
 
 
@@ -632,7 +644,7 @@ def merge(path: str | os.PathLike, max_shard_bytes: int = MERGED_SHARD_BYTES) ->
             _write_data_file(root / name, np.concatenate(parts).astype(np_dtype), entries)
             written.append(name)
         for old in sorted(existing - set(names)):
-            (root / old).unlink()
+            (root / old).unlink(missing_ok=True)  # a concurrent merge may have removed it
             removed.append(old)
     store.close()
     manifest = refresh_store_files(root)
