@@ -74,7 +74,9 @@ def test_round_trip_matches_direct_encoding(tmp_path, records):
         # choice-only problems use choice_0.png
         expected = enc.encode(enc.preprocess(load_rgb(rec["image_paths"][0]))[None])[0]
         assert torch.equal(got, expected.half().float())
-    assert store.get_batch([r["qid"] for r in records]).shape == (9, 49, 192)
+    batch = store.get_batch([r["qid"] for r in records])
+    assert batch.shape == (9, 49, 192) and batch.dtype == torch.float32
+    assert all(torch.equal(batch[i], store.get(r["qid"])) for i, r in enumerate(records))
     m = store.manifest
     assert m["backbone"] == "patches" and m["feature_shape"] == [49, 192] and m["count"] == 8
     assert m["splits"]["test"]["without_image"] == 1 and m["splits"]["test"]["complete"]
