@@ -285,11 +285,9 @@ def save_run_model(model: MMCoTForConditionalGeneration, tokenizer, out_dir: str
     `mmcot_meta` holds at least: text_backbone, vision_backbone, feature_shape, prompt_format, stage. Written to a
     temporary sibling directory and renamed into place, so an interrupted save never leaves a half model.
     """
-    import shutil
-    import tempfile
+    from mmcot_cli.io import atomic_dir
 
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
     model = getattr(model, "module", model)  # unwrap DDP/accelerate wrappers
     meta = dict(mmcot_meta)
     if "feature_shape" in meta and meta["feature_shape"] is not None:
@@ -298,21 +296,9 @@ def save_run_model(model: MMCoTForConditionalGeneration, tokenizer, out_dir: str
             raise MMCoTError(f"feature_shape {meta['feature_shape']} does not match the model's image shape "
                              f"{list(model.image_shape)}")
     _with_mmcot(model.config, model.image_shape, **meta)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        with _quiet_hf():
-            model.save_pretrained(tmp)  # safetensors (the only format transformers 5 writes)
+    with atomic_dir(out_dir) as tmp, _quiet_hf():
+        model.save_pretrained(tmp)  # safetensors (the only format transformers 5 writes)
         tokenizer.save_pretrained(tmp)
-        if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            out_dir.rename(old)
-            tmp.rename(out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
 
 
