@@ -39,14 +39,14 @@ class DemoSize:
     text_options: dict[str, Any] = field(default_factory=lambda: {"d_model": 128, "layers": 2, "heads": 4,
                                                                   "dropout": 0.0})
     generate_batch_size: int = 64
-    rationale_max_len: int = 96  # the longest gold solution is ~70 tokens with the t5-scratch tokenizer
+    rationale_max_len: int = 64  # the longest gold solution is 52 tokens with the t5-scratch tokenizer
     answer_max_len: int = 16  # "The answer is (B)." is 8
     split_fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)
 
 
 SIZES: dict[str, DemoSize] = {
-    "default": DemoSize(n_problems=2400, rationale_epochs=8, answer_epochs=4),
-    "quick": DemoSize(n_problems=800, rationale_epochs=4, answer_epochs=2),
+    "default": DemoSize(n_problems=2400, rationale_epochs=20, answer_epochs=10),
+    "quick": DemoSize(n_problems=1000, rationale_epochs=16, answer_epochs=6),
     # Seconds, for the end-to-end test: same code path, a model too small and brief to learn much.
     "tiny": DemoSize(n_problems=60, rationale_epochs=1, answer_epochs=1, batch_size=16,
                      text_options={"d_model": 32, "layers": 1, "heads": 2, "dropout": 0.0},
@@ -66,6 +66,11 @@ class DemoConfig:
     modes: tuple[str, ...] = MODES
     n_problems: int | None = None  # override the size's benchmark size
     device: str = "cpu"
+    # Run the two pipelines side by side in two processes, each with half the CPU threads. Tiny models use
+    # intra-op threads poorly, and on a busy machine two threads per process oversubscribe the cores
+    # (docs/DEMO.md: 6.3 s vs 0.95 s per step); the training progress bars are then replaced by stage lines.
+    parallel: bool = True
+    threads: int | None = None  # torch threads per pipeline; None = cpu_count // 2 in parallel, else unchanged
 
     def resolved_size(self) -> DemoSize:
         if self.size not in SIZES:
@@ -173,12 +178,60 @@ def _run_mode(mode: str, cfg: DemoConfig, size: DemoSize, data_dir: Path, featur
             "seconds": {k: round(v, 2) for k, v in timings.items()}}
 
 
+def _print_step(message: str) -> None:
+    from mmcot_cli.progress import err_console
+
+    err_console.print(f"[bold cyan]▶[/] {message}")
+
+
+def _mode_worker(mode: str, cfg: DemoConfig, size: DemoSize, data_dir: Path, features: Path | None, runs: Path,
+                 threads: int, quiet: bool) -> dict:
+    """One pipeline in a child process: its own thread budget, no progress bars (two would garble the
+    terminal), stage lines instead. Library errors come back as data (their classes do not all pickle)."""
+    import torch
+
+    from mmcot_cli import progress
+    from mmcot_cli.errors import MMCoTError
+
+    torch.set_num_threads(threads)
+    progress.set_enabled(False)
+    step = (lambda _m: None) if quiet else _print_step
+    try:
+        return _run_mode(mode, cfg, size, data_dir, features, runs, step)
+    except MMCoTError as e:
+        return {"error": str(e), "exit_code": e.exit_code}
+
+
+def _run_modes_parallel(cfg: DemoConfig, size: DemoSize, data_dir: Path, features: Path | None, runs: Path,
+                        step: Step, quiet: bool) -> dict[str, dict]:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from mmcot_cli.errors import MMCoTError
+
+    threads = cfg.threads or max(1, (os.cpu_count() or 2) // len(cfg.modes))
+    step(f"{' and '.join(cfg.modes)} pipelines run side by side ({threads} thread(s) each; --sequential for "
+         "progress bars)")
+    ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked torch/OpenMP state
+    with ProcessPoolExecutor(max_workers=len(cfg.modes), mp_context=ctx) as pool:
+        futures = {mode: pool.submit(_mode_worker, mode, cfg, size, data_dir, features, runs, threads, quiet)
+                   for mode in cfg.modes}
+        results = {mode: f.result() for mode, f in futures.items()}
+    for mode, result in results.items():
+        if "error" in result:
+            error = MMCoTError(f"{mode} pipeline: {result['error']}")
+            error.exit_code = result["exit_code"]
+            raise error
+    return results
+
+
 def run_demo(cfg: DemoConfig, step: Step | None = None) -> dict:
     """Run the demo; return {multimodal, text_only (score objects), chance, paths, seconds, …}.
 
     `step` is called with a one-line description before each stage (the CLI prints it)."""
     from mmcot_cli.synthetic import generate_synthetic
 
+    quiet = step is None  # no stage lines from the worker processes either
     step = step or (lambda _msg: None)
     size = cfg.resolved_size()
     unknown = [m for m in cfg.modes if m not in MODES]
@@ -224,10 +277,20 @@ def run_demo(cfg: DemoConfig, step: Step | None = None) -> dict:
                               batch_size=64, workers=0, dtype="float32"))
         seconds["extract"] = round(time.perf_counter() - t, 2)
 
-    results: dict[str, Any] = {}
+    t = time.perf_counter()
+    if cfg.parallel and len(cfg.modes) > 1:
+        results = _run_modes_parallel(cfg, size, data_dir, features, out / "runs", step, quiet)
+    else:
+        results = {}
+        for mode in cfg.modes:
+            if cfg.threads:
+                import torch
+
+                torch.set_num_threads(cfg.threads)
+            results[mode] = _run_mode(mode, cfg, size, data_dir, features, out / "runs", step)
     for mode in cfg.modes:
-        results[mode] = _run_mode(mode, cfg, size, data_dir, features, out / "runs", step)
         seconds[mode] = results[mode]["seconds"]
+    seconds["pipelines"] = round(time.perf_counter() - t, 2)
 
     from mmcot_cli.score import CATEGORIES
 

@@ -13,7 +13,8 @@ options come in a fixed order per question type. So:
 - Hint questions (TXT, no image) state the fact in the hint; knowledge questions (NO) have neither and are
   answerable from what the training set teaches.
 - The lecture states the general knowledge; the solution states the visual fact and the reasoning, in a few
-  templated phrasings, so a text-only model must guess ("hallucinate") the fact in its rationale.
+  templated phrasings tied to the question's wording, so a text-only model gets the phrasing right but must
+  guess ("hallucinate") the fact in its rationale.
 - Captions are deliberately empty: a caption would leak the visual fact into the text and let the text-only
   baseline cheat.
 """
@@ -106,6 +107,10 @@ def _magnets(rng: random.Random) -> _Problem:
     same = p1 == p2
     answer = "repel" if same else "attract"
     rule = ("the same poles repel" if same else "different poles attract")
+    # The phrasing follows the question's wording (visible to any model); only the facts need the image.
+    variant = rng.randrange(3)
+    question = ("Will these magnets attract or repel each other?", "Look at the picture. Will these magnets "
+                "attract or repel?", "Do these two magnets attract or repel each other?")[variant]
     templates = (
         f"Will these magnets attract or repel? Look at the poles that are closest to each other.\nThe {p1} pole of "
         f"the left magnet faces the {p2} pole of the right magnet. {rule.capitalize()}. So, these magnets will "
@@ -132,10 +137,10 @@ def _magnets(rng: random.Random) -> _Problem:
         return img
 
     return _Problem("magnets", _fields(
-        question="Will these magnets attract or repel each other?", choices=MAGNET_CHOICES,
+        question=question, choices=MAGNET_CHOICES,
         answer=MAGNET_CHOICES.index(answer), hint="", image=True, subject="natural science", topic="physics",
         category="Magnets", skill="Predict if magnets will attract or repel", grade=rng.choice(("grade3", "grade4",
-        "grade7", "grade8")), lecture=rng.choice(_MAGNET_LECTURES), solution=rng.choice(templates)), draw)
+        "grade7", "grade8")), lecture=rng.choice(_MAGNET_LECTURES), solution=templates[variant]), draw)
 
 
 _COLOUR_LECTURES = (
@@ -146,10 +151,13 @@ _COLOUR_LECTURES = (
 
 def _shape_colour(rng: random.Random) -> _Problem:
     colour = rng.choice(COLOUR_CHOICES)
+    variant = rng.randrange(3)
+    question = ("What colour is the shape?", "Which colour word describes the shape?",
+                "Which word tells the colour of the shape?")[variant]
     templates = (
-        f"Look at the picture. The shape is {colour}. So, the colour word that describes the shape is {colour}.",
-        f"The shape in the picture is {colour}. So, the answer is the colour word {colour}.",
-        f"Look closely at the shape. Its colour is {colour}, so the word {colour} describes it.",
+        f"Look at the picture. The shape is {colour}. So, the shape's colour is {colour}.",
+        f"The shape in the picture is {colour}. So, the colour word {colour} describes the shape.",
+        f"Look closely at the shape. Its colour is {colour}, so the word {colour} tells its colour.",
     )
 
     def draw():
@@ -170,11 +178,10 @@ def _shape_colour(rng: random.Random) -> _Problem:
         return img
 
     return _Problem("shape_colour", _fields(
-        question=rng.choice(("Which colour word describes the shape?", "What colour is the shape?")),
-        choices=COLOUR_CHOICES, answer=COLOUR_CHOICES.index(colour), hint="", image=True,
+        question=question, choices=COLOUR_CHOICES, answer=COLOUR_CHOICES.index(colour), hint="", image=True,
         subject="language science", topic="vocabulary", category="Colour words", skill="Choose the colour word",
         grade=rng.choice(("grade1", "grade2")), lecture=rng.choice(_COLOUR_LECTURES),
-        solution=rng.choice(templates)), draw)
+        solution=templates[variant]), draw)
 
 
 _TRAFFIC_LECTURES = (
@@ -187,6 +194,9 @@ _TRAFFIC_LECTURES = (
 def _traffic_light(rng: random.Random) -> _Problem:
     colour = rng.choice(("red", "yellow", "green"))
     answer = TRAFFIC_MEANING[colour]
+    variant = rng.randrange(2)
+    question = ("What should a driver do when the traffic light looks like this?",
+                "Look at the traffic light. What should a driver do?")[variant]
     templates = (
         f"Look at the traffic light. The light that is on is {colour}. A {colour} light means {answer}. So, the "
         f"driver should {answer}.",
@@ -204,10 +214,10 @@ def _traffic_light(rng: random.Random) -> _Problem:
         return img
 
     return _Problem("traffic_light", _fields(
-        question="What should a driver do when the traffic light looks like this?", choices=TRAFFIC_CHOICES,
+        question=question, choices=TRAFFIC_CHOICES,
         answer=TRAFFIC_CHOICES.index(answer), hint="", image=True, subject="social science", topic="civics",
         category="Road safety", skill="Read a traffic light", grade=rng.choice(("grade2", "grade3")),
-        lecture=rng.choice(_TRAFFIC_LECTURES), solution=rng.choice(templates)), draw)
+        lecture=rng.choice(_TRAFFIC_LECTURES), solution=templates[variant]), draw)
 
 
 _LITMUS_LECTURES = (
@@ -219,6 +229,9 @@ _LITMUS_LECTURES = (
 def _litmus(rng: random.Random) -> _Problem:
     colour = rng.choice(("red", "blue"))
     answer = "an acid" if colour == "red" else "a base"
+    variant = rng.randrange(2)
+    question = ("This litmus paper was dipped in a liquid. Is the liquid an acid or a base?",
+                "Look at the litmus paper. Was it dipped in an acid or a base?")[variant]
     templates = (
         f"Look at the litmus paper. It is {colour}. Litmus paper turns {colour} in {answer}. So, the liquid is "
         f"{answer}.",
@@ -234,11 +247,10 @@ def _litmus(rng: random.Random) -> _Problem:
         return img
 
     return _Problem("litmus", _fields(
-        question="This litmus paper was dipped in a liquid. Is the liquid an acid or a base?",
-        choices=LITMUS_CHOICES, answer=LITMUS_CHOICES.index(answer), hint="", image=True,
+        question=question, choices=LITMUS_CHOICES, answer=LITMUS_CHOICES.index(answer), hint="", image=True,
         subject="natural science", topic="chemistry", category="Acids and bases", skill="Read a litmus test",
         grade=rng.choice(("grade7", "grade8", "grade9")), lecture=rng.choice(_LITMUS_LECTURES),
-        solution=rng.choice(templates)), draw)
+        solution=templates[variant]), draw)
 
 
 # ---------------------------------------------------------------------------------------------- hint tasks
@@ -318,16 +330,16 @@ def _knowledge(rng: random.Random) -> _Problem:
         lecture=rng.choice(lectures), solution=f"Use what you know. The answer is {answer}."), None)
 
 
-# Share of each task in the benchmark: about 60% image questions, 25% hint questions, 15% knowledge questions.
+# Share of each task in the benchmark: 60% image questions, 30% hint questions, 10% knowledge questions.
 TASK_WEIGHTS: dict[str, tuple[Callable[[random.Random], _Problem], float]] = {
     "magnets": (_magnets, 0.15),
     "shape_colour": (_shape_colour, 0.15),
     "traffic_light": (_traffic_light, 0.15),
     "litmus": (_litmus, 0.15),
-    "hint_colour": (_hint_colour, 0.10),
+    "hint_colour": (_hint_colour, 0.15),  # copying one of four colours from the hint needs the most examples
     "hint_traffic": (_hint_traffic, 0.075),
     "hint_litmus": (_hint_litmus, 0.075),
-    "knowledge": (_knowledge, 0.15),
+    "knowledge": (_knowledge, 0.10),
 }
 
 

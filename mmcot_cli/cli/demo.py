@@ -68,6 +68,11 @@ def demo_command(
     generate_only: bool = typer.Option(False, "--generate-only", help="Only write the synthetic benchmark "
                                        "(ScienceQA layout) into --out."),
     n_problems: int = typer.Option(None, "--problems", help="Override the benchmark size."),
+    sequential: bool = typer.Option(False, "--sequential", help="Run the multimodal and text-only pipelines one "
+                                    "after the other in this process (with progress bars) instead of side by "
+                                    "side in two processes."),
+    threads: int = typer.Option(None, "--threads", min=1, help="torch threads per pipeline (default: half the "
+                                "CPUs side by side; torch's default with --sequential)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object (multimodal and text_only score "
                                   "objects, as `mmcot score --json`)."),
 ) -> None:
@@ -78,7 +83,8 @@ def demo_command(
 
         raise UsageError("--quick and --tiny are exclusive")
     cfg = DemoConfig(out=out, size="tiny" if tiny else "quick" if quick else "default", backbone=backbone,
-                     random_init=not pretrained, seed=seed, generate_only=generate_only, n_problems=n_problems)
+                     random_init=not pretrained, seed=seed, generate_only=generate_only, n_problems=n_problems,
+                     parallel=not sequential, threads=threads)
 
     def step(message: str) -> None:
         err_console.print(f"[bold cyan]▶[/] {message}")
