@@ -81,6 +81,16 @@ class RunInfo:
         return split_format(self.prompt_format)[1] in ANSWER_OUTPUTS
 
 
+def run_root(path: str | Path) -> Path:
+    """RUN_DIR for a RUN_DIR or its model/ directory (so --run RUN_DIR/model finds run_config.json)."""
+    from mmcot_cli.model import MODEL_SUBDIR
+
+    path = Path(path)
+    if path.name == MODEL_SUBDIR and (path / "config.json").is_file() and not (path / "run_config.json").is_file():
+        return path.parent
+    return path
+
+
 def run_info(run_dir: str | Path, meta: dict) -> RunInfo:
     """Combine the model's mmcot meta with RUN_DIR/run_config.json (if present); the meta wins on conflicts."""
     from mmcot_cli.prompts import split_format
@@ -120,7 +130,7 @@ def load_run(run_dir: str | Path, device: torch.device):
     from mmcot_cli.model import load_run_model
 
     model, tokenizer, meta = load_run_model(run_dir, device=device)
-    return model, tokenizer, run_info(run_dir, meta)
+    return model, tokenizer, run_info(run_root(run_dir), meta)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -225,7 +235,7 @@ class GenerateConfig:
 
 def output_path(cfg: GenerateConfig, split: str) -> Path:
     if cfg.out is None:
-        return Path(cfg.run) / f"preds-{split}.jsonl"
+        return run_root(cfg.run) / f"preds-{split}.jsonl"
     if len(cfg.splits) > 1 and "{split}" not in cfg.out:
         raise UsageError("--out with several splits must contain '{split}' (or omit --out to write "
                          "RUN_DIR/preds-<split>.jsonl)")

@@ -239,3 +239,12 @@ def test_ask_errors(world, cli):
 
         ask(AskConfig(rationale_run=str(world["run_r"]), answer_run=str(world["run_a"]), question="Q?",
                       choices=["a", "b"], image=str(world["root"] / "missing.png")))
+
+
+def test_run_may_be_given_as_its_model_dir(world, tmp_path, cli):
+    assert cli("generate", "--run", world["run_r"] / "model", "--data", world["data"]).exit_code == 0
+    assert (world["run_r"] / "preds-test.jsonl").is_file()  # default output goes to RUN_DIR, not model/
+    res = cli("generate", "--run", world["run_a"] / "model", "--data", world["data"], "--split", "test",
+              "--rationales", world["run_r"], "--out", tmp_path / "a.jsonl", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["prompt_format"] == "QCMG-A"
