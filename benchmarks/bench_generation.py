@@ -113,9 +113,13 @@ def main() -> None:
     ap.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeats", type=int, default=3, help="timed runs per side (best is reported)")
+    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice; "
+                    "1 avoids thread thrashing on small shared CPUs)")
     args = ap.parse_args()
 
     device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     image_shape = tuple(int(x) for x in args.image_shape.split(","))
     config = T5Config(vocab_size=args.vocab, d_model=args.d_model, d_kv=args.d_model // args.heads,
                       d_ff=4 * args.d_model, num_layers=args.layers, num_decoder_layers=args.layers,
