@@ -8,7 +8,6 @@ example and decodes with the KV cache. Output files are written atomically, one 
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,27 +15,14 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from mmcot_cli.errors import DataError, MMCoTError, UsageError
+from mmcot_cli.errors import DataError, UsageError
 from mmcot_cli.io import read_json, write_jsonl
 from mmcot_cli.progress import make_progress
+from mmcot_cli.score import extract_answer, letter_to_index  # the reference pattern, exactly one match
 
 # Stage presets for runs whose metadata lacks max_output_len (the reference's output lengths).
 DEFAULT_MAX_NEW_TOKENS = {"rationale": 512, "answer": 64}
 ANSWER_OUTPUTS = ("A", "AL", "AE", "ALE", "AEL", "LA", "EA", "LEA", "ELA")  # outputs that state "The answer is (X)"
-
-try:  # the shared extractor (reference pattern `The answer is \(([A-Z])\)`, exactly one match)
-    from mmcot_cli.score import extract_answer, letter_to_index
-except ImportError:  # pragma: no cover - score.py is part of the package; kept for partial checkouts
-    _ANSWER = re.compile(r"The answer is \(([A-Z])\)")
-
-    def extract_answer(text):
-        found = _ANSWER.findall(text or "")
-        return found[0] if len(found) == 1 else None
-
-    def letter_to_index(letter, num_choices):
-        index = ord(letter) - ord("A")
-        return index if 0 <= index < num_choices else None
-
 
 def resolve_device(device: str | None) -> torch.device:
     if device in (None, "", "auto"):

@@ -86,7 +86,6 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 4000, extra_ids: int
 
 
 def build(options: TextBuildOptions):
-    import torch  # noqa: F401  (transformers model construction)
     from transformers import T5Config, T5ForConditionalGeneration
 
     opts = _options(dict(options.options))
