@@ -496,8 +496,8 @@ def extract(cfg: ExtractConfig) -> dict:
     loop_started = None
     bad_this_run: list[dict] = []
     if pending:
-        encoder = backbone.build(VisionBuildOptions(variant=cfg.variant, weights=cfg.weights,
-                                                    random_init=cfg.random_init, device=cfg.device))
+        encoder = plugins.build_vision_encoder(backbone, VisionBuildOptions(
+            variant=cfg.variant, weights=cfg.weights, random_init=cfg.random_init, device=cfg.device))
         shape = tuple(int(x) for x in encoder.feature_shape)
         if not cfg.variant and shape != tuple(backbone.feature_shape):
             raise ShapeError(f"backbone {backbone.name} declares features {tuple(backbone.feature_shape)} but its "

@@ -345,7 +345,7 @@ def image_features_for(info: RunInfo, image_shape: tuple[int, int], image_path: 
         raise DataError(f"{info.path}: the run records no vision backbone to encode --image with")
     from mmcot_cli.hookspecs import VisionBuildOptions
     from mmcot_cli.images import load_rgb
-    from mmcot_cli.plugins import get_vision_backbone
+    from mmcot_cli.plugins import build_vision_encoder, get_vision_backbone
 
     variant, weights = _vision_source(info)
     if random_init:
@@ -353,8 +353,8 @@ def image_features_for(info: RunInfo, image_shape: tuple[int, int], image_path: 
     key = (info.vision_backbone, variant, weights, random_init)
     if key not in cache:
         backbone = get_vision_backbone(info.vision_backbone)
-        encoder = backbone.build(VisionBuildOptions(variant=variant, weights=weights, random_init=random_init,
-                                                    device=str(device)))
+        encoder = build_vision_encoder(backbone, VisionBuildOptions(variant=variant, weights=weights,
+                                                                    random_init=random_init, device=str(device)))
         image = load_rgb(image_path, qid="ask")
         with torch.inference_mode():
             cache[key] = encoder.encode(encoder.preprocess(image).unsqueeze(0).to(device)).float().cpu()

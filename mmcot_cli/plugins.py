@@ -9,7 +9,7 @@ import pluggy
 
 from mmcot_cli import hookspecs
 from mmcot_cli.errors import UnknownBackboneError
-from mmcot_cli.hookspecs import TextBackbone, VisionBackbone
+from mmcot_cli.hookspecs import TextBackbone, VisionBackbone, VisionBuildOptions, VisionEncoder
 
 ENTRY_POINT_GROUP = "mmcot"
 
@@ -87,6 +87,22 @@ def get_vision_backbone(name: str) -> VisionBackbone:
     if name not in backbones:
         raise UnknownBackboneError("vision backbone", name, list(backbones))
     return backbones[name]
+
+
+# Random-init encoders are built under this fixed seed, so every shard run, a resumed run and `mmcot ask`
+# rebuild the very same weights (otherwise rows of one store would come from different random networks).
+RANDOM_INIT_SEED = 0
+
+
+def build_vision_encoder(backbone: VisionBackbone, options: VisionBuildOptions) -> VisionEncoder:
+    """Build a backbone's encoder; random init is deterministic and leaves the global RNG untouched."""
+    if not options.random_init:
+        return backbone.build(options)
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_INIT_SEED)
+        return backbone.build(options)
 
 
 def looks_like_hub_id(name: str) -> bool:

@@ -205,6 +205,9 @@ def _model_meta(cfg: TrainConfig, store) -> dict:
         "use_caption": cfg.use_caption,
         "text_backbone": cfg.text_model,
         "vision_backbone": getattr(store, "backbone", None) if store is not None else None,
+        # what `mmcot ask` needs to rebuild the same encoder for a new image, even if FEATURES_DIR is gone
+        "vision_variant": store.manifest.get("variant") if store is not None else None,
+        "vision_weights": store.manifest.get("weights") if store is not None else None,
         "feature_shape": list(store.feature_shape) if store is not None else None,
         "max_input_len": cfg.max_input_len,
         "max_output_len": cfg.max_output_len,

@@ -112,3 +112,30 @@ def test_backbones_table(cli, third_party):
     result = cli("backbones")
     assert result.exit_code == 0
     assert "mean-colour" in result.stdout and "my-t5" in result.stdout
+
+
+def test_random_init_vision_encoders_are_reproducible():
+    """Shards, resumed runs and `mmcot ask` rebuild a random-init encoder: it must be the same network."""
+    import torch
+
+    backbone = plugins.get_vision_backbone("resnet")
+    options = VisionBuildOptions(random_init=True)
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    first = plugins.build_vision_encoder(backbone, options)
+    assert torch.equal(torch.rand(1), before)  # the caller's RNG stream is untouched
+    second = plugins.build_vision_encoder(backbone, options)
+    pixels = torch.rand(1, 3, 64, 64)
+    assert torch.equal(first.encode(pixels), second.encode(pixels))
+
+
+def test_builtin_plugins_load_through_entry_points():
+    from importlib.metadata import entry_points
+
+    names = {ep.value for ep in entry_points(group=plugins.ENTRY_POINT_GROUP)}
+    assert set(plugins.BUILTIN_PLUGINS) <= names, "every built-in plugin is declared as an `mmcot` entry point"
+    registered = {getattr(p, "__name__", None) for p in plugins.get_plugin_manager().get_plugins()}
+    assert set(plugins.BUILTIN_PLUGINS) <= registered
+    assert {"patches", "detr", "clip", "vit", "resnet"} <= set(plugins.vision_backbones())
+    assert {"unifiedqa-t5-base", "flan-t5-large", "flan-alpaca-base", "t5-scratch"} <= set(plugins.text_backbones())
