@@ -126,6 +126,7 @@ def _image_rationale_metrics(records: list[dict], preds_path: Path) -> dict | No
 
 def _run_mode(mode: str, cfg: DemoConfig, size: DemoSize, data_dir: Path, features: Path | None, runs: Path,
               step: Step) -> dict:
+    from mmcot_cli.data import load_records
     from mmcot_cli.generate import GenerateConfig, generate
     from mmcot_cli.score import ScoreConfig, score
     from mmcot_cli.train import TrainConfig, train
@@ -168,12 +169,10 @@ def _run_mode(mode: str, cfg: DemoConfig, size: DemoSize, data_dir: Path, featur
     rationales = score(ScoreConfig(predictions=rationale_preds, data=data_dir, split="test"))
     # One object with `mmcot score --json` keys: the answer run's accuracies, the rationale run's metrics.
     result = {**answers, "rationale": rationales["rationale"], "rationale_predictions": str(rationale_preds)}
-    from mmcot_cli.data import load_records
-
+    image_rationales = _image_rationale_metrics(load_records(data_dir, "test"), rationale_preds)
     timings["score"] = time.perf_counter() - t
     return {"score": result,
-            "rationale_image_questions": _image_rationale_metrics(load_records(data_dir, "test"),
-                                                                  rationale_preds),
+            "rationale_image_questions": image_rationales,
             "runs": {"rationale": str(run_r), "answer": str(run_a)},
             "seconds": {k: round(v, 2) for k, v in timings.items()}}
 
