@@ -57,7 +57,7 @@ SIZES: dict[str, DemoSize] = {
 
 @dataclass
 class DemoConfig:
-    out: str = "mmcot-demo"
+    out: str = "demo-out"
     size: str = "default"  # a key of SIZES: default (< 10 min on 2 cores), quick (~1–2 min), tiny (tests)
     backbone: str = "patches"
     random_init: bool = True  # the demo is offline: backbones with weights are built with random weights

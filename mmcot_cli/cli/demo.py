@@ -55,7 +55,7 @@ def print_demo_tables(result: dict, console: Console | None = None) -> None:
 
 @command("demo")
 def demo_command(
-    out: str = typer.Option("mmcot-demo", "--out", help="Output folder (an earlier demo output there is "
+    out: str = typer.Option("demo-out", "--out", help="Output folder (an earlier demo output there is "
                             "replaced)."),
     quick: bool = typer.Option(False, "--quick", help="A smaller, shorter run (about 1–2 minutes) for smoke tests."),
     tiny: bool = typer.Option(False, "--tiny", help="Seconds-long run of the same pipeline (tests); learns "
