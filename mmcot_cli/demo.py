@@ -68,7 +68,7 @@ class DemoConfig:
     device: str = "cpu"
     # Run the two pipelines side by side in two processes, each with half the CPU threads. Tiny models use
     # intra-op threads poorly, and on a busy machine two threads per process oversubscribe the cores
-    # (docs/DEMO.md: 6.3 s vs 0.95 s per step); the training progress bars are then replaced by stage lines.
+    # (docs/DEMO.md: 6.3 s vs 0.95 s per step). Their progress bars are drawn together by the parent.
     parallel: bool = True
     threads: int | None = None  # torch threads per pipeline; None = cpu_count // 2 in parallel, else unchanged
 
@@ -178,23 +178,28 @@ def _run_mode(mode: str, cfg: DemoConfig, size: DemoSize, data_dir: Path, featur
 
 
 def _print_step(message: str) -> None:
-    from mmcot_cli.progress import err_console
+    from mmcot_cli import progress
 
-    err_console.print(f"[bold cyan]▶[/] {message}")
+    progress.log(f"[bold cyan]▶[/] {message}")
 
 
 def _mode_worker(mode: str, cfg: DemoConfig, size: DemoSize, data_dir: Path, features: Path | None, runs: Path,
-                 threads: int, quiet: bool) -> dict:
-    """One pipeline in a child process: its own thread budget, no progress bars (two would garble the
-    terminal), stage lines instead. Library errors come back as data (their classes do not all pickle)."""
+                 threads: int, queue) -> dict:
+    """One pipeline in a child process with its own thread budget. Its progress bars and stage lines go to
+    the parent through `queue` (two processes drawing on one terminal would garble it); queue None = silent.
+    Library errors come back as data (their classes do not all pickle)."""
     import torch
 
     from mmcot_cli import progress
     from mmcot_cli.errors import MMCoTError
 
     torch.set_num_threads(threads)
-    progress.set_enabled(False)
-    step = (lambda _m: None) if quiet else _print_step
+    if queue is None:
+        progress.set_enabled(False)
+        step = lambda _m: None  # noqa: E731
+    else:
+        progress.forward_to(queue, mode)
+        step = _print_step
     try:
         return _run_mode(mode, cfg, size, data_dir, features, runs, step)
     except MMCoTError as e:
@@ -203,17 +208,23 @@ def _mode_worker(mode: str, cfg: DemoConfig, size: DemoSize, data_dir: Path, fea
 
 def _run_modes_parallel(cfg: DemoConfig, size: DemoSize, data_dir: Path, features: Path | None, runs: Path,
                         step: Step, quiet: bool) -> dict[str, dict]:
+    import contextlib
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     from mmcot_cli.errors import MMCoTError
+    from mmcot_cli.progress import ForwardedProgress
 
     threads = cfg.threads or max(1, (os.cpu_count() or 2) // len(cfg.modes))
-    step(f"{' and '.join(cfg.modes)} pipelines run side by side ({threads} thread(s) each; --sequential for "
-         "progress bars)")
+    step(f"{' and '.join(cfg.modes)} pipelines run side by side ({threads} thread(s) each)")
     ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked torch/OpenMP state
-    with ProcessPoolExecutor(max_workers=len(cfg.modes), mp_context=ctx) as pool:
-        futures = {mode: pool.submit(_mode_worker, mode, cfg, size, data_dir, features, runs, threads, quiet)
+    with contextlib.ExitStack() as stack:
+        queue = None
+        if not quiet:
+            queue = stack.enter_context(ctx.Manager()).Queue()
+            stack.enter_context(ForwardedProgress(queue))
+        pool = stack.enter_context(ProcessPoolExecutor(max_workers=len(cfg.modes), mp_context=ctx))
+        futures = {mode: pool.submit(_mode_worker, mode, cfg, size, data_dir, features, runs, threads, queue)
                    for mode in cfg.modes}
         results = {mode: f.result() for mode, f in futures.items()}
     for mode, result in results.items():

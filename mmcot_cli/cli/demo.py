@@ -69,8 +69,7 @@ def demo_command(
                                        "(ScienceQA layout) into --out."),
     n_problems: int = typer.Option(None, "--problems", help="Override the benchmark size."),
     sequential: bool = typer.Option(False, "--sequential", help="Run the multimodal and text-only pipelines one "
-                                    "after the other in this process (with progress bars) instead of side by "
-                                    "side in two processes."),
+                                    "after the other in this process instead of side by side in two processes."),
     threads: int = typer.Option(None, "--threads", min=1, help="torch threads per pipeline (default: half the "
                                 "CPUs side by side; torch's default with --sequential)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object (multimodal and text_only score "
