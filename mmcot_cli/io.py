@@ -62,22 +62,28 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> int:
     return n
 
 
-def read_json(path: str | os.PathLike) -> Any:
-    """Load a JSON file; a syntax error names the file, line and column."""
+def read_text(path: str | os.PathLike, expected: str = "file") -> str:
+    """A whole UTF-8 file; a missing, unreadable or non-text file raises DataError naming it."""
     path = Path(path)
     try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except IsADirectoryError:
-        raise DataError(f"{path}: is a directory, expected a JSON file") from None
+        raise DataError(f"{path}: is a directory, expected a {expected}") from None
     except PermissionError:
         raise DataError(f"{path}: permission denied") from None
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Load a JSON file; a syntax error names the file, line and column."""
+    text = read_text(path, "JSON file")
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as e:
-        raise DataError(f"{path}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
+        raise DataError(f"{Path(path)}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
 
 
 def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from mmcot_cli import progress
 from mmcot_cli.errors import DataError, UnknownNameError
-from mmcot_cli.io import read_json
+from mmcot_cli.io import read_json, read_text
 
 # The reference's pattern (main.py extract_ans): exactly one match gives the letter, anything else fails.
 ANSWER_PATTERN = re.compile(r"The answer is \(([A-Z])\)")
@@ -197,14 +197,7 @@ def read_predictions(path: str | Path, skip_bad: bool = False, warn: Warn | None
     file:line (JSONL) or file + qid (results JSON), unless `skip_bad`, which warns and counts instead.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a directory, expected a predictions file") from None
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    text = read_text(path, "predictions file")
     if not text.strip():
         raise DataError(f"{path}: empty predictions file")
     try:
