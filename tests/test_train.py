@@ -313,3 +313,45 @@ def test_nan_loss_stops_with_one_line_and_keeps_last_good_checkpoint(cli, data_d
     with pytest.raises(TrainingDiverged):
         calls["n"] = 0
         train(tiny_cfg(data_dir, tmp_path / "lib", epochs=1))
+
+
+def test_kill_9_mid_epoch_then_resume_matches_an_uninterrupted_run(data_dir, tmp_path):
+    """A real `kill -9` of `mmcot train` (at whatever point it is, checkpoint writes included), then `--resume`."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from safetensors.torch import load_file
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+
+    def command(out: Path, *extra: str) -> list[str]:
+        return [sys.executable, "-m", "mmcot_cli", "-q", "train", "--stage", "rationale", "--data", str(data_dir),
+                "--text-model", "t5-scratch", *TINY_ARGS, "--out", str(out), "--epochs", "40", "--batch-size", "4",
+                "--lr", "3e-3", "--max-output-len", "12", "--val-split", "none", "--save-every", "3", *extra]
+
+    straight, crashed = tmp_path / "straight", tmp_path / "crashed"
+    subprocess.run(command(straight), env=env, check=True, capture_output=True, timeout=300)
+
+    proc = subprocess.Popen(command(crashed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if len(list_checkpoints(crashed)) >= 2:  # mid-training, somewhere after its second checkpoint
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run finished before it could be killed; make it longer"
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait(timeout=60) == -signal.SIGKILL
+
+    resumed = subprocess.run(command(crashed, "--resume", "--json"), env=env, capture_output=True, text=True,
+                             timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads(resumed.stdout)
+    assert summary["resumed_from"] and summary["steps"] == 120  # 12 examples / batch 4 × 40 epochs
+    a = load_file(str(straight / "model" / "model.safetensors"))
+    b = load_file(str(crashed / "model" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.allclose(a[name], b[name], atol=1e-6, rtol=0), name
