@@ -22,7 +22,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from mmcot_cli import __version__
 from mmcot_cli.errors import DataError, UnknownNameError
-from mmcot_cli.io import iter_jsonl, read_json, write_json, write_jsonl
+from mmcot_cli.io import iter_jsonl, make_dir, read_json, write_json, write_jsonl
 from mmcot_cli.progress import track
 
 DEFAULT_SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -325,7 +325,7 @@ def prepare(cfg: PrepareConfig) -> dict:
     # Everything checked: write each split, then the manifest, each atomically.
     if cfg.out.exists() and not cfg.out.is_dir():
         raise DataError(f"{cfg.out}: exists and is not a directory")
-    cfg.out.mkdir(parents=True, exist_ok=True)
+    make_dir(cfg.out)
     for split, res in results.items():
         write_jsonl(cfg.out / f"{split}.jsonl", res.records)
     manifest = {

@@ -30,7 +30,7 @@ import numpy as np
 
 from mmcot_cli import __version__
 from mmcot_cli.errors import DataError, MMCoTError, UsageError
-from mmcot_cli.io import atomic_path, read_json, write_json
+from mmcot_cli.io import atomic_path, make_dir, read_json, write_json
 
 FORMAT = "mmcot-features/1"
 DEFAULT_CHUNK_SIZE = 256
@@ -284,7 +284,7 @@ def _check_identity(root: Path, wanted: dict, keys: Sequence[str]) -> None:
 
 def _init_store(root: Path, identity: dict, plans: Sequence["_SplitPlan"]) -> None:
     """Write manifest.json (identity) and splits/<split>.json where missing; existing ones are kept."""
-    root.mkdir(parents=True, exist_ok=True)
+    make_dir(root)
     if not (root / "manifest.json").is_file():
         write_json(root / "manifest.json", {k: identity[k] for k in IDENTITY_KEYS})
     for plan in plans:

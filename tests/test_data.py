@@ -243,6 +243,15 @@ def test_bad_source_folders(cli, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_out_below_a_file_is_one_line_error(cli, tmp_path):
+    src = make_source(tmp_path / "src")
+    (tmp_path / "afile").write_text("x")
+    result = cli("prepare", src, "--out", tmp_path / "afile" / "data", "--splits", "train")
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 1 and len(lines) == 1 and "cannot create directory" in lines[0]
+    assert str(tmp_path / "afile" / "data") in lines[0] and "Traceback" not in result.stderr
+
+
 def test_bad_captions_shape(tmp_path):
     path = tmp_path / "c.json"
     path.write_text(json.dumps({"captions": {"1": 5}}))

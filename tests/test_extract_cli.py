@@ -111,6 +111,10 @@ def test_errors_and_exit_codes(cli, data_dir, tmp_path):
     assert result.exit_code == 2 and "--shard" in result.stderr
     result = cli("extract", "--merge", tmp_path / "nothing")
     assert result.exit_code == 1 and "not a feature store" in result.stderr
+    (tmp_path / "afile").write_text("x")
+    result = cli("extract", "-b", "patches", "--data", data_dir, "--out", tmp_path / "afile" / "f", "--workers", "0")
+    assert result.exit_code == 1 and result.stderr.strip().count("\n") == 0
+    assert "cannot create directory" in result.stderr and str(tmp_path / "afile" / "f") in result.stderr
 
     victim = data_dir.parent / "sqa" / "images" / "5" / "image.png"
     victim.write_bytes(victim.read_bytes()[:100])
