@@ -180,7 +180,7 @@ def _read_results_json(path: Path, obj: dict, bad: _Bad) -> list[Prediction]:
     for qid, value in results.items():
         where = f"{path}: results[{qid!r}]"
         # evaluate_acc.py does int(results[qid]); accept ints and digit strings, nothing looser.
-        if isinstance(value, str) and value.strip().isdigit():
+        if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
             value = int(value)
         if not _is_int(value) or value < 0:
             bad(f"{where}: option index must be a non-negative integer, got {_type_name(value)} {value!r}")

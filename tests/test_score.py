@@ -256,6 +256,7 @@ def test_cli_jsonl_errors(tmp_path, cli, rows, needles):
     ({"1": 5}, ["results.json", "results['1']", "option index 5", "2 choices"]),
     ({"1": "A"}, ["results.json", "results['1']", "non-negative integer"]),
     ({"1": -1}, ["results.json", "results['1']"]),
+    ({"1": "\u00b2"}, ["results.json", "results['1']", "non-negative integer"]),  # isdigit() but not int()-able
     ({"42": 0}, ["results.json", "qid 42", "is not in", "(split test)"]),
 ])
 def test_cli_results_json_errors(tmp_path, cli, results, needles):
