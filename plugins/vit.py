@@ -7,6 +7,8 @@ Default: `vit_large_patch32_384`, `forward_features` = all tokens after the fina
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from pathlib import Path
 
 from mmcot_cli.errors import MMCoTError, UsageError
@@ -26,26 +28,16 @@ def create_timm_model(backbone: str, arch: str, options: VisionBuildOptions):
     import timm
 
     weights = options.weights
+    arch_used = options.random_init or not weights or Path(weights).expanduser().is_file()  # else dir/hub config
+    if arch_used and not timm.is_model(arch):
+        import difflib
+
+        close = difflib.get_close_matches(arch, timm.list_models(), n=5)
+        raise UsageError(f"backbone {backbone}: unknown timm model {arch!r} for --variant"
+                         + (f"; close names: {', '.join(close)}" if close else "; see timm.list_models()"))
     try:
-        if options.random_init:
-            if weights:
-                raise UsageError(f"backbone {backbone}: give either --random-init or --weights, not both")
-            return timm.create_model(arch, pretrained=False, num_classes=0), "random-init"
-        if not weights:
-            model = timm.create_model(arch, pretrained=True, num_classes=0)
-            cfg = getattr(model, "pretrained_cfg", {}) or {}
-            return model, cfg.get("hf_hub_id") or f"timm:{arch}"
-        path = Path(weights).expanduser()
-        if path.is_dir():
-            return timm.create_model(f"local-dir:{path.resolve()}", pretrained=True, num_classes=0), str(path)
-        if path.is_file():
-            model = timm.create_model(arch, pretrained=True, num_classes=0,
-                                      pretrained_cfg_overlay={"file": str(path.resolve())})
-            return model, str(path)
-        if weights.startswith(("/", ".", "~")):
-            raise UsageError(f"backbone {backbone}: --weights {weights}: no such file or directory")
-        source = weights if weights.startswith("hf-hub:") or "/" not in weights else f"hf-hub:{weights}"
-        return timm.create_model(source, pretrained=True, num_classes=0), weights
+        with _missing_keys_check(backbone, arch, weights or "default pretrained weights"):
+            return _create_timm_model(timm, backbone, arch, options)
     except MMCoTError:
         raise
     except Exception as e:  # network down, unknown name, incompatible checkpoint: one line for the user
@@ -53,6 +45,61 @@ def create_timm_model(backbone: str, arch: str, options: VisionBuildOptions):
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise MMCoTError(f"backbone {backbone} ({arch}): cannot load {what}: {first} "
                          f"(offline? use --random-init or --weights PATH)") from None
+
+
+@contextlib.contextmanager
+def _missing_keys_check(backbone: str, arch: str, what: str):
+    """timm loads pretrained weights non-strictly when the head is dropped (num_classes=0), so a checkpoint for
+    another architecture would load "successfully" and leave the trunk random. Its loader reports the missing
+    keys on its logger; turn that report into an error."""
+
+    class Collect(logging.Handler):
+        def __init__(self):
+            super().__init__(logging.INFO)
+            self.missing: list[str] = []
+
+        def emit(self, record):
+            msg = record.getMessage()
+            if msg.startswith("Missing keys (") and ")" in msg:
+                self.missing.extend(k.strip() for k in msg[len("Missing keys ("):msg.index(")")].split(","))
+
+    logger = logging.getLogger("timm.models._builder")
+    handler, level = Collect(), logger.level
+    logger.addHandler(handler)
+    if not logger.isEnabledFor(logging.INFO):
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    if handler.missing:
+        shown = ", ".join(handler.missing[:3]) + (" …" if len(handler.missing) > 3 else "")
+        raise MMCoTError(f"backbone {backbone} ({arch}): cannot load {what}: the checkpoint does not fit {arch} "
+                         f"({len(handler.missing)} weights missing: {shown})")
+
+
+def _create_timm_model(timm, backbone: str, arch: str, options: VisionBuildOptions):
+    weights = options.weights
+    if options.random_init:
+        if weights:
+            raise UsageError(f"backbone {backbone}: give either --random-init or --weights, not both")
+        return timm.create_model(arch, pretrained=False, num_classes=0), "random-init"
+    if not weights:
+        model = timm.create_model(arch, pretrained=True, num_classes=0)
+        cfg = getattr(model, "pretrained_cfg", {}) or {}
+        return model, cfg.get("hf_hub_id") or f"timm:{arch}"
+    path = Path(weights).expanduser()
+    if path.is_dir():
+        return timm.create_model(f"local-dir:{path.resolve()}", pretrained=True, num_classes=0), str(path)
+    if path.is_file():
+        model = timm.create_model(arch, pretrained=True, num_classes=0,
+                                  pretrained_cfg_overlay={"file": str(path.resolve())})
+        return model, str(path)
+    if weights.startswith(("/", ".", "~")):
+        raise UsageError(f"backbone {backbone}: --weights {weights}: no such file or directory")
+    source = weights if weights.startswith("hf-hub:") or "/" not in weights else f"hf-hub:{weights}"
+    return timm.create_model(source, pretrained=True, num_classes=0), weights
 
 
 def timm_token_shape(model) -> tuple[int, int]:

@@ -275,6 +275,28 @@ def test_resnet_variant_and_checkpoint_file(tmp_path, generated_images):
         assert torch.allclose(out[:, 0], model(x), atol=1e-5)
 
 
+def test_timm_checkpoint_for_another_model_and_unknown_variant_are_errors(tmp_path):
+    # timm loads non-strictly once the head is dropped: a checkpoint that does not fit must not leave a
+    # silently random trunk behind.
+    import timm
+    from safetensors.torch import save_file
+
+    save_file(timm.create_model("resnet18", pretrained=False, num_classes=0).state_dict(),
+              str(tmp_path / "r18.safetensors"))
+    torch.save({"something": torch.zeros(2)}, tmp_path / "other.pth")
+    backbone = plugins.get_vision_backbone("resnet")
+    with no_network():
+        for path in ("r18.safetensors", "other.pth"):
+            with pytest.raises(MMCoTError, match=rf"cannot load .*{path}"):
+                backbone.build(VisionBuildOptions(variant="resnet34" if path.startswith("r18") else "resnet18",
+                                                  weights=str(tmp_path / path)))
+        with pytest.raises(MMCoTError, match=r"does not fit resnet18 \(\d+ weights missing: conv1.weight"):
+            backbone.build(VisionBuildOptions(variant="resnet18", weights=str(tmp_path / "other.pth")))
+        with pytest.raises(UsageError, match="unknown timm model 'resnet5'.*resnet50") as e:
+            backbone.build(VisionBuildOptions(variant="resnet5", random_init=True))
+        assert e.value.exit_code == 2
+
+
 def test_clip_vit_variant_patch_tokens_from_checkpoint_file(tmp_path, generated_images):
     import open_clip
 
