@@ -28,9 +28,16 @@ def resolve_device(device: str | None) -> torch.device:
     if device in (None, "", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
+        dev = torch.device(device)
     except RuntimeError:
         raise UsageError(f"invalid --device {device!r} (use cpu, cuda, cuda:N or auto)") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise UsageError(f"--device {device}: no CUDA GPU is available here (use cpu or auto)")
+        if dev.index is not None and dev.index >= count:
+            raise UsageError(f"--device {device}: only {count} CUDA GPU(s) here (cuda:0 … cuda:{count - 1})")
+    return dev
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -200,6 +207,18 @@ def open_features(path: str | Path, model_shape: tuple[int, int] | None, run: Pa
     return store
 
 
+def check_feature_coverage(store, records: Sequence[dict], split: str) -> None:
+    """Every record with an image must have a row in the store (unless extraction skipped it as bad): a store
+    extracted for other splits (or an unfinished one) would otherwise feed the model zeros without a word."""
+    bad = {str(b.get("qid")) for b in (store.manifest.get("bad") or []) if isinstance(b, dict)}
+    with_image = [str(r["qid"]) for r in records if r.get("image_paths") and str(r["qid"]) not in bad]
+    missing = [q for q in with_image if not store.has(q)]
+    if missing:
+        raise DataError(f"{store.path}: no features for qid {missing[0]} ({len(missing)} of the {len(with_image)} "
+                        f"problems with an image in split {split!r} have none); run `mmcot extract --split {split} "
+                        f"--out {store.path}` with the same backbone, or pass the right --features")
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # mmcot generate
 
@@ -263,6 +282,9 @@ def generate(cfg: GenerateConfig) -> dict:
         "features": str(features) if store is not None else None, "rationales": rationale_source,
         "max_new_tokens": max_new, "num_beams": cfg.num_beams, "splits": {},
     }
+    # Every split's inputs (records, rationales by qid, prompts) are checked before anything is generated, so a
+    # bad later split does not leave the earlier splits' outputs written by a command that failed.
+    inputs = {}
     for split in cfg.splits:
         records = load_records(cfg.data_dir, split)
         if cfg.limit is not None:
@@ -275,6 +297,10 @@ def generate(cfg: GenerateConfig) -> dict:
             rationales = load_rationales(rationale_source, split).for_qids(qids)  # missing qid → DataError
         sources = [build_prompt(r, info.prompt_format, info.use_caption, rat)[0]
                    for r, rat in zip(records, rationales)]
+        if store is not None:
+            check_feature_coverage(store, records, split)
+        inputs[split] = (records, qids, sources)
+    for split, (records, qids, sources) in inputs.items():
         start = time.perf_counter()
         texts = generate_texts(
             model, tokenizer, sources, image_features=_feature_getter(store, qids) if store is not None else None,
@@ -373,6 +399,9 @@ def _ask_one(run: str, record: dict, rationale: str | None, cfg: AskConfig, devi
     if info.needs_rationale and rationale is None:
         raise UsageError(f"{run}: prompt format {info.prompt_format} is an answer-stage format; "
                          f"--{expect_stage}-run must name a rationale-stage run")
+    if expect_stage == "answer" and not info.answers:
+        raise UsageError(f"{run}: prompt format {info.prompt_format} does not output an answer; "
+                         "--answer-run must name an answer-stage run")
     source = build_prompt(record, info.prompt_format, info.use_caption, rationale)[0]
     feats = None
     if model.image_shape is not None:

@@ -407,7 +407,13 @@ def train(cfg: TrainConfig) -> dict:
     if cfg.features:
         from mmcot_cli.features import open_store
 
+        from mmcot_cli.data import load_records
+        from mmcot_cli.generate import check_feature_coverage
+
         store = open_store(cfg.features)
+        for split, limit in ((cfg.train_split, cfg.limit_train), (cfg.val_split, cfg.limit_val)):
+            if split:
+                check_feature_coverage(store, _limit(load_records(cfg.data_dir, split), limit), split)
     image_shape = tuple(store.feature_shape) if store is not None else None
     train_r, val_r, rationale_info = stage_rationales(cfg)
     meta = _model_meta(cfg, store)

@@ -248,3 +248,58 @@ def test_run_may_be_given_as_its_model_dir(world, tmp_path, cli):
               "--rationales", world["run_r"], "--out", tmp_path / "a.jsonl", "--json")
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["prompt_format"] == "QCMG-A"
+
+
+def test_non_utf8_rationale_file_is_one_line_error(world, tmp_path, cli):
+    bad = tmp_path / "binary.jsonl"
+    good = [{"qid": r["qid"], "prediction": "Solution: x."} for r in world["records"]["val"]]
+    bad.write_bytes(b"".join(json.dumps(r).encode() + b"\n" for r in good) + b"\xff\xfe garbage\n")
+    out = tmp_path / "never.jsonl"
+    res = cli("generate", "--run", world["run_a"], "--data", world["data"], "--split", "val",
+              "--rationales", bad, "--out", out)
+    assert res.exit_code == 1
+    assert res.stderr.strip().count("\n") == 0 and f"{bad}:{len(good) + 1}: not UTF-8" in res.stderr
+    assert not out.exists()
+
+
+def test_cuda_device_without_a_gpu_is_a_usage_error(world, tmp_path, cli):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    res = cli("generate", "--run", world["run_r"], "--data", world["data"], "--device", "cuda",
+              "--out", tmp_path / "never.jsonl")
+    assert res.exit_code == 2 and "no CUDA GPU" in res.stderr and res.stderr.strip().count("\n") == 0
+    assert not (tmp_path / "never.jsonl").exists()
+
+
+def test_bad_later_split_writes_no_output_for_earlier_splits(world, tmp_path, cli):
+    stage1 = tmp_path / "only_val"
+    stage1.mkdir()
+    (stage1 / "preds-val.jsonl").write_text("".join(
+        json.dumps({"qid": r["qid"], "prediction": "Solution: x."}) + "\n" for r in world["records"]["val"]))
+    res = cli("generate", "--run", world["run_a"], "--data", world["data"], "--split", "val,test",
+              "--rationales", stage1, "--out", tmp_path / "out-{split}.jsonl")
+    assert res.exit_code == 1 and "preds-test.jsonl" in res.stderr
+    assert not (tmp_path / "out-val.jsonl").exists() and not (tmp_path / "out-test.jsonl").exists()
+
+
+def test_features_missing_for_image_problems_are_an_error(world, tmp_path, cli):
+    from mmcot_cli.features import import_features
+
+    test = world["records"]["test"]
+    feats = tmp_path / "test_only"
+    import_features(feats, backbone="patches", split="test", qids=[r["qid"] for r in test],
+                    features=torch.zeros(len(test), *PATCH_SHAPE).numpy(), dtype="float32")
+    assert cli("generate", "--run", world["run_r"], "--data", world["data"], "--split", "test",
+               "--features", feats, "--out", tmp_path / "ok.jsonl").exit_code == 0
+    out = tmp_path / "never.jsonl"
+    res = cli("generate", "--run", world["run_r"], "--data", world["data"], "--split", "train",
+              "--features", feats, "--out", out)
+    first = next(r["qid"] for r in world["records"]["train"] if r["image_paths"])
+    assert res.exit_code == 1 and f"no features for qid {first}" in res.stderr and "'train'" in res.stderr
+    assert not out.exists()
+
+
+def test_ask_refuses_a_rationale_run_as_answer_run(world, cli):
+    res = cli("ask", "--rationale-run", world["run_r"], "--answer-run", world["run_r"], "--question", "Q?",
+              "--choices", "a|b")
+    assert res.exit_code == 2 and "--answer-run must name an answer-stage run" in res.stderr

@@ -355,3 +355,20 @@ def test_kill_9_mid_epoch_then_resume_matches_an_uninterrupted_run(data_dir, tmp
     assert a.keys() == b.keys()
     for name in a:
         assert torch.allclose(a[name], b[name], atol=1e-6, rtol=0), name
+
+
+def test_feature_store_without_the_train_split_is_an_error(cli, data_dir, tmp_path):
+    from mmcot_cli.features import import_features
+
+    for split in ("train", "val"):  # give every problem an image, so each one needs a feature row
+        rows = [json.loads(line) for line in (data_dir / f"{split}.jsonl").read_text().splitlines()]
+        write_split(data_dir, split, [{**r, "image": "image.png", "image_paths": ["/x/image.png"]} for r in rows])
+    feats_dir = tmp_path / "val_only"
+    import_features(feats_dir, backbone="patches", split="val", qids=[str(q) for q in range(101, 107)],
+                    features=torch.zeros(6, 4, 8).numpy(), dtype="float32")
+    out = tmp_path / "run"
+    res = cli("-q", "train", "--stage", "rationale", "--data", data_dir, "--text-model", "t5-scratch", "--out", out,
+              "--features", feats_dir, "--epochs", "1", *TINY_ARGS)
+    assert res.exit_code == 1 and "no features for qid 1 " in res.stderr and "'train'" in res.stderr
+    assert res.stderr.strip().count("\n") == 0
+    assert not out.exists()
