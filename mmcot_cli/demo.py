@@ -77,6 +77,8 @@ class DemoConfig:
             raise UnknownNameError("demo size", self.size, list(SIZES))
         size = SIZES[self.size]
         if self.n_problems is not None:
+            if self.n_problems < 3:  # checked here, before --out is touched (generate_synthetic checks it too)
+                raise UsageError(f"--problems must be at least 3 (one per split), got {self.n_problems}")
             size = replace(size, n_problems=self.n_problems)
         return size
 

@@ -191,3 +191,9 @@ def test_quick_demo_end_to_end_shows_the_image_effect(tmp_path):
     mm, txt = summary["multimodal"], summary["text_only"]
     assert mm["acc_has_image"] >= txt["acc_has_image"] + 20
     assert mm["rationale"]["rouge_l"] > txt["rationale"]["rouge_l"]
+
+
+def test_too_few_problems_leave_no_output_folder(cli, tmp_path):
+    res = cli("demo", "--tiny", "--problems", "2", "--out", tmp_path / "d")
+    assert res.exit_code == 2 and "--problems" in res.stderr
+    assert not (tmp_path / "d").exists()
