@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from mmcot_cli import __version__
-from mmcot_cli.errors import DataError, UnknownNameError
+from mmcot_cli.errors import DataError, UnknownNameError, UnknownSplitError
 from mmcot_cli.io import iter_jsonl, make_dir, read_json, write_json, write_jsonl
 from mmcot_cli.progress import track
 
@@ -373,7 +373,7 @@ def load_records(data_dir: str | os.PathLike, split: str) -> list[dict]:
     path = data_dir / f"{split}.jsonl"
     if not path.is_file():
         present = available_splits(data_dir)
-        raise DataError(f"{path}: no split {split!r} in {data_dir}; splits present: {', '.join(present) or '(none)'}")
+        raise UnknownSplitError(str(data_dir), split, present)
     records = []
     for lineno, obj in iter_jsonl(path):
         missing = [k for k in RECORD_FIELDS if k not in obj]

@@ -29,3 +29,11 @@ class UsageError(MMCoTError):
     """Inconsistent options."""
 
     exit_code = 2
+
+
+class UnknownSplitError(UnknownNameError):
+    """A split that DATA_DIR (or a problems.json) does not have; names where it looked and what is there."""
+
+    def __init__(self, where: str, split: str, available: list[str]):
+        super().__init__("split", split, available)
+        self.args = (f"{where}: no split {split!r}; splits present: {', '.join(self.available) or '(none)'}",)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from mmcot_cli import progress
-from mmcot_cli.errors import DataError, UnknownNameError
+from mmcot_cli.errors import DataError, UnknownNameError, UnknownSplitError
 from mmcot_cli.io import read_json, read_text
 
 # The reference's pattern (main.py extract_ans): exactly one match gives the letter, anything else fails.
@@ -288,8 +288,7 @@ def load_problems(path: str | Path, split: str) -> list[dict]:
         _check_record(record, str(path))
         records.append(record)
     if not records:
-        present = ", ".join(sorted(str(s) for s in splits_seen)) or "(none)"
-        raise DataError(f"{path}: no problems with split {split!r} (splits present: {present})")
+        raise UnknownSplitError(str(path), split, [str(s) for s in splits_seen])
     return records
 
 

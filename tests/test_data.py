@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from mmcot_cli.data import PrepareConfig, load_records, prepare, problem_to_record, read_captions
-from mmcot_cli.errors import DataError
+from mmcot_cli.errors import DataError, UnknownSplitError
 
 
 def _problem(question="Which is hot?", image=None, split="train", **kw):
@@ -269,7 +269,7 @@ def test_load_records_errors(tmp_path):
         load_records(tmp_path / "none", "test")
     (tmp_path / "train.jsonl").write_text(json.dumps(problem_to_record("1", _problem(), "train")) + "\n")
     (tmp_path / "val.jsonl").write_text('{"qid": "1"}\n')
-    with pytest.raises(DataError, match=r"no split 'test'.*splits present: train, val"):
+    with pytest.raises(UnknownSplitError, match=r"no split 'test'; splits present: train, val"):
         load_records(tmp_path, "test")
     with pytest.raises(DataError, match=r"val.jsonl:1: record missing"):
         load_records(tmp_path, "val")

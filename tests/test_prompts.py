@@ -164,5 +164,5 @@ def test_prompts_command_errors(cli, sample_data):
     result = cli("prompts", sample_data, "--format", "QCM-Z")
     assert result.exit_code == 2 and "unknown prompt format 'QCM-Z'" in result.stderr
     result = cli("prompts", sample_data, "--split", "minival")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "splits present: test, train, val" in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -276,7 +276,7 @@ def test_cli_file_level_errors(tmp_path, cli):
     _assert_one_line_error(cli("score", other, "--data", data), "other.json", "without 'results'")
     _assert_one_line_error(cli("score", tmp_path / "nope.jsonl", "--data", data), "nope.jsonl", "not found")
     preds = _jsonl(tmp_path, ['{"qid": "1", "prediction": "x"}'])
-    _assert_one_line_error(cli("score", preds, "--data", data, "--split", "val"), "problems.json", "'val'")
+    _assert_one_line_error(cli("score", preds, "--data", data, "--split", "val"), "problems.json", "'val'", code=2)
     _assert_one_line_error(cli("score", preds, "--data", data, "--fallback", "guess"), "guess", "strict", code=2)
     _assert_one_line_error(cli("score", preds, "--data", data, "--rationale-ref", "x"), "lecture+solution", code=2)
     bad_gold = _problems_file(tmp_path, extra={"9": {**RECORDS[0], "answer": 7}})
