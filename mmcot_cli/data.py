@@ -97,6 +97,9 @@ def read_pid_splits(path: str | os.PathLike) -> dict[str, list[str]]:
     for name, qids in data.items():
         if not isinstance(qids, list):
             raise DataError(f"{path}: split {name!r} is not a list of qids")
+        for i, q in enumerate(qids):
+            if isinstance(q, bool) or not isinstance(q, (str, int)) or str(q).strip() == "":
+                raise DataError(f"{path}: split {name!r} item {i}: {q!r} is not a qid (a string or an integer)")
         out[name] = [str(q) for q in qids]
     return out
 

@@ -77,7 +77,8 @@ def read_data_file(path: Path, name: str) -> DataFile:
         t = header["features"]
         begin = int(t["data_offsets"][0])
     except (OSError, struct.error, ValueError, KeyError, TypeError) as e:
-        raise DataError(f"{path}: not a readable mmcot feature file ({type(e).__name__}: {e})") from None
+        raise DataError(f"{path}: not a readable mmcot feature file ({type(e).__name__}: {e}); delete it and rerun "
+                        "the same `mmcot extract` to re-extract just that part") from None
     return DataFile(name=name, path=path, dtype=t["dtype"], shape=tuple(t["shape"]), data_offset=8 + n + begin,
                     entries=meta["entries"], size=path.stat().st_size)
 

@@ -277,3 +277,13 @@ def test_load_records_errors(tmp_path):
     with pytest.raises(DataError, match=r"val.jsonl:1:"):
         load_records(tmp_path, "val")
     assert load_records(tmp_path, "train")[0]["choices"] == ["ice", "fire"]
+
+
+@pytest.mark.parametrize("bad", [None, {"qid": "1"}, True, ""])
+def test_pid_splits_items_must_be_qids(tmp_path, bad):
+    from mmcot_cli.data import read_pid_splits
+
+    path = tmp_path / "pid_splits.json"
+    path.write_text(json.dumps({"train": ["1", bad]}))
+    with pytest.raises(DataError, match=r"pid_splits.json: split 'train' item 1: .* is not a qid"):
+        read_pid_splits(path)
