@@ -162,6 +162,8 @@ def problem_errors(qid: str, problem: Any) -> str | None:
             return f"{name!r} is {type(problem[name]).__name__}, expected a string"
     if problem["image"] is not None and not isinstance(problem["image"], str):
         return f"'image' is {type(problem['image']).__name__}, expected a file name or null"
+    if problem["image"] and (Path(problem["image"]).name != problem["image"] or problem["image"] in (".", "..")):
+        return f"'image' is {problem['image']!r}, expected a bare file name inside the problem's image folder"
     return None
 
 

@@ -287,3 +287,11 @@ def test_pid_splits_items_must_be_qids(tmp_path, bad):
     path.write_text(json.dumps({"train": ["1", bad]}))
     with pytest.raises(DataError, match=r"pid_splits.json: split 'train' item 1: .* is not a qid"):
         read_pid_splits(path)
+
+
+@pytest.mark.parametrize("name", ["../image.png", "sub/image.png", ".."])
+def test_image_name_must_stay_in_its_folder(name):
+    from mmcot_cli.data import problem_errors
+
+    assert "bare file name" in problem_errors("7", _problem(image=name))
+    assert problem_errors("7", _problem(image="image.png")) is None
