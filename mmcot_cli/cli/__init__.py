@@ -10,9 +10,9 @@ COMMAND_MODULES = (
     "backbones",
     "prepare",
     "extract",
-    "score",
     "train",
-    "generate",
+    "generate",  # generate and ask
+    "score",
 )
 
 for _name in COMMAND_MODULES:
