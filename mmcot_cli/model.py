@@ -312,6 +312,10 @@ def resolve_model_dir(run_or_model_dir: str | Path) -> Path:
     raise DataError(f"{path}: not a run directory (no {MODEL_SUBDIR}/config.json) nor a model directory")
 
 
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
 def load_run_model(run_or_model_dir: str | Path, device: str | torch.device = "cpu"):
     """(model, tokenizer, meta) from a RUN_DIR or its model/ directory; eval mode, on `device`.
 
@@ -320,20 +324,34 @@ def load_run_model(run_or_model_dir: str | Path, device: str | torch.device = "c
     """
     from transformers import AutoTokenizer
 
+    from safetensors import SafetensorError
+
+    from mmcot_cli.io import read_json
+
     model_dir = resolve_model_dir(run_or_model_dir)
     if not any(model_dir.glob("*.safetensors")):
         raise DataError(f"{model_dir}: no safetensors weights (pickle checkpoints are not loaded)")
-    with _quiet_hf():
-        model = MMCoTForConditionalGeneration.from_pretrained(model_dir, use_safetensors=True)
-    # from_pretrained tolerates missing fusion keys (pretrained T5 → fusion model); a saved run must have them.
-    stored = set()
-    for shard in model_dir.glob("*.safetensors"):
-        with safe_open(shard, framework="pt") as fh:
-            stored.update(fh.keys())
+    if not isinstance(read_json(model_dir / "config.json"), dict):  # a damaged config: named with line:column
+        raise DataError(f"{model_dir / 'config.json'}: expected a JSON object (a model config)")
+    # A damaged (truncated, overwritten) weights or tokenizer file is one error line naming the directory.
+    broken = (OSError, ValueError, RuntimeError, KeyError, SafetensorError)
+    try:
+        with _quiet_hf():
+            model = MMCoTForConditionalGeneration.from_pretrained(model_dir, use_safetensors=True)
+        # from_pretrained tolerates missing fusion keys (pretrained T5 → fusion model); a saved run must have them.
+        stored = set()
+        for shard in model_dir.glob("*.safetensors"):
+            with safe_open(shard, framework="pt") as fh:
+                stored.update(fh.keys())
+    except broken as e:
+        raise DataError(f"{model_dir}: cannot load the model ({_first_line(e)})") from None
     missing = sorted(k for k in model.state_dict() if k.startswith("fusion.") and k not in stored)
     if missing:
         raise DataError(f"{model_dir}: fusion weights missing from the checkpoint: {', '.join(missing[:4])}")
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    except broken as e:
+        raise DataError(f"{model_dir}: cannot load the tokenizer ({_first_line(e)})") from None
     model.to(device).eval()
     meta = mmcot_settings(model.config)
     return model, tokenizer, meta

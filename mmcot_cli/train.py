@@ -25,7 +25,7 @@ from rich.progress import TextColumn
 
 from mmcot_cli import progress
 from mmcot_cli.collate import Collator, Example, LengthGroupedBatchSampler, tokenize_pairs
-from mmcot_cli.errors import MMCoTError, UsageError
+from mmcot_cli.errors import DataError, MMCoTError, UsageError
 from mmcot_cli.io import atomic_open, read_json, read_jsonl, write_json
 from mmcot_cli.rationales import Rationales, load_rationales
 
@@ -275,7 +275,13 @@ def save_checkpoint(run_dir: Path, *, model, tokenizer, meta: dict, optimizer, s
 
 
 def load_optimizer_state(ckpt: Path, optimizer, scheduler) -> None:
-    optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location="cpu", weights_only=True))
+    try:
+        state = torch.load(ckpt / "optimizer.pt", map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated / overwritten file: pickle, zip and torch errors of many kinds
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise DataError(f"{ckpt / 'optimizer.pt'}: cannot read the optimizer state ({reason}); remove "
+                        f"{ckpt} to resume from the checkpoint before it") from None
+    optimizer.load_state_dict(state)
     scheduler.load_state_dict(read_json(ckpt / "scheduler.json"))
 
 

@@ -247,3 +247,29 @@ def test_encoder_view_exposes_t5_encoder_attributes():
     assert view.embed_tokens is model.encoder.embed_tokens
     assert not list(view.parameters(recurse=False))  # a view: no parameters of its own, state dict unchanged
     assert not any(k.startswith("_model") for k in model.state_dict())
+
+
+def test_damaged_run_files_are_one_line_errors(tmp_path):
+    import shutil
+
+    model = tiny_model()
+    tokenizer = build_model("t5-scratch", None, train_texts=TEXTS,
+                            text_options={"d_model": 32, "layers": 1, "heads": 2})[1]
+    good = tmp_path / "good"
+    save_run_model(model, tokenizer, good / "model", {"prompt_format": "QCM-E", "stage": "rationale"})
+
+    def damaged(i: int, name: str, content: bytes):
+        run = tmp_path / f"damaged{i}"
+        shutil.copytree(good, run)
+        (run / "model" / name).write_bytes(content)
+        return run
+
+    weights = (good / "model" / "model.safetensors").read_bytes()
+    cases = [("model.safetensors", weights[:1000], "cannot load the model"),
+             ("config.json", b"{bad", "config.json:1:2: invalid JSON"),
+             ("config.json", b"[1, 2]", "expected a JSON object"),
+             ("tokenizer.json", b"garbage", "cannot load the tokenizer")]
+    for i, (name, content, message) in enumerate(cases):
+        with pytest.raises(DataError, match=message) as err:
+            load_run_model(damaged(i, name, content))
+        assert "\n" not in str(err.value)

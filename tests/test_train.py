@@ -372,3 +372,15 @@ def test_feature_store_without_the_train_split_is_an_error(cli, data_dir, tmp_pa
     assert res.exit_code == 1 and "no features for qid 1 " in res.stderr and "'train'" in res.stderr
     assert res.stderr.strip().count("\n") == 0
     assert not out.exists()
+
+
+def test_resume_from_a_damaged_optimizer_file_is_one_line_error(cli, data_dir, tmp_path):
+    out = tmp_path / "run"
+    args = ["-q", "train", "--stage", "rationale", "--data", data_dir, "--text-model", "t5-scratch", "--out", out,
+            "--epochs", "1", "--batch-size", "4", "--val-split", "none", *TINY_ARGS]
+    assert cli(*args).exit_code == 0
+    ckpt = list_checkpoints(out)[-1]
+    (ckpt / "optimizer.pt").write_bytes(b"bad")
+    res = cli(*args[:-len(TINY_ARGS)], "--epochs", "2", *TINY_ARGS, "--resume")
+    assert res.exit_code == 1 and f"{ckpt / 'optimizer.pt'}: cannot read" in res.stderr
+    assert res.stderr.strip().count("\n") == 0
