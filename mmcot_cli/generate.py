@@ -270,6 +270,9 @@ def generate(cfg: GenerateConfig) -> dict:
         raise UsageError(f"{cfg.run}: the model is text-only; --features would not be used")
 
     rationale_source = None
+    if cfg.rationales and not info.needs_rationale:
+        raise UsageError(f"{cfg.run}: prompt format {info.prompt_format} takes no rationale; --rationales would "
+                         "not be used")
     if info.needs_rationale:
         rationale_source = cfg.rationales or info.rationales_source
         if not rationale_source:
@@ -425,6 +428,9 @@ def ask(cfg: AskConfig) -> dict:
     answer, a_info = _ask_one(cfg.answer_run, record, rationale, cfg, device, cache, "answer")
     row = prediction_row("ask", answer, a_info.stage, len(record["choices"]), True)
     index = row["answer_index"]
+    warnings = []
+    if cfg.image is not None and r_info.vision_backbone is None and a_info.vision_backbone is None:
+        warnings.append(f"both runs are text-only: --image {cfg.image} was not used")
     return {
         "question": record["question"], "context": record["hint"], "choices": record["choices"], "image": cfg.image,
         "rationale": rationale, "answer": answer, "answer_letter": row["answer_letter"], "answer_index": index,
@@ -433,4 +439,5 @@ def ask(cfg: AskConfig) -> dict:
                           "vision_backbone": r_info.vision_backbone},
         "answer_run": {"path": cfg.answer_run, "prompt_format": a_info.prompt_format,
                        "vision_backbone": a_info.vision_backbone, "uses_rationale": a_info.needs_rationale},
+        "warnings": warnings,
     }

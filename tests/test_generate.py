@@ -206,6 +206,7 @@ def test_ask_runs_both_stages_with_an_image(world, cli):
     out = json.loads(res.stdout)
     assert out["choices"] == ["red", "blue", "green"] and isinstance(out["rationale"], str)
     assert out["answer_run"]["uses_rationale"] and out["rationale_run"]["vision_backbone"] == "patches"
+    assert out["warnings"] == []
     res = cli("ask", "--rationale-run", world["run_r"], "--answer-run", world["run_a"], "--question",
               "Which is a color?", "--choices", "red|table", "--context", "Red is a color.")
     assert res.exit_code == 0 and res.stdout.startswith("Rationale: ")
@@ -303,3 +304,10 @@ def test_ask_refuses_a_rationale_run_as_answer_run(world, cli):
     res = cli("ask", "--rationale-run", world["run_r"], "--answer-run", world["run_r"], "--question", "Q?",
               "--choices", "a|b")
     assert res.exit_code == 2 and "--answer-run must name an answer-stage run" in res.stderr
+
+
+def test_rationales_for_a_run_that_takes_none_is_a_usage_error(world, tmp_path, cli):
+    res = cli("generate", "--run", world["run_r"], "--data", world["data"], "--split", "test",
+              "--rationales", world["run_r"], "--out", tmp_path / "p.jsonl")
+    assert res.exit_code == 2 and "takes no rationale" in res.stderr
+    assert not (tmp_path / "p.jsonl").exists()

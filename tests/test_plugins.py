@@ -139,3 +139,18 @@ def test_builtin_plugins_load_through_entry_points():
     assert set(plugins.BUILTIN_PLUGINS) <= registered
     assert {"patches", "detr", "clip", "vit", "resnet"} <= set(plugins.vision_backbones())
     assert {"unifiedqa-t5-base", "flan-t5-large", "flan-alpaca-base", "t5-scratch"} <= set(plugins.text_backbones())
+
+
+def test_console_script_usage_errors_are_one_line_exit_2():
+    """Bad option values through the real entry point: one stderr line, exit 2 (not a usage box)."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    for args, needle in ((["train", "--epochs", "0"], "--epochs"), (["--bogus"], "--bogus"),
+                         (["nope"], "nope"), (["score"], "predictions")):
+        res = subprocess.run([sys.executable, "-m", "mmcot_cli", *args], capture_output=True, text=True, env=env)
+        assert res.returncode == 2, (args, res.stderr)
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], res.stderr
+        assert res.stdout == ""

@@ -20,4 +20,21 @@ for _name in COMMAND_MODULES:
 
 
 def main() -> None:
-    app()
+    """Console entry point. Bad option values become one stderr line with exit code 2 (not a usage box)."""
+    import sys
+
+    import typer
+
+    try:
+        code = app(standalone_mode=False)
+    except typer.Abort:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+    except typer.TyperException as e:  # typer's (vendored click) UsageError, BadParameter, NoSuchOption …
+        ctx = getattr(e, "ctx", None)
+        where = f"{ctx.command_path}: " if ctx is not None else ""
+        hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+        if e.format_message():  # empty for `mmcot` alone, which has already printed the help
+            typer.echo(f"error: {where}{e.format_message()}{hint}", err=True)
+        sys.exit(getattr(e, "exit_code", 1))
+    sys.exit(code if isinstance(code, int) else 0)

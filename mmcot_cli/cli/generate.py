@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from mmcot_cli.cli.app import command, print_json
+from mmcot_cli.cli.app import command, print_json, warn
 from mmcot_cli.errors import UsageError
 from mmcot_cli.generate import AskConfig, GenerateConfig, ask, generate
 from mmcot_cli.progress import err_console
@@ -70,8 +70,8 @@ def ask_command(
     image: Optional[Path] = typer.Option(None, "--image", help="An image file; encoded with each run's recorded "
                                          "vision backbone."),
     random_init_vision: bool = typer.Option(False, "--random-init-vision", help="Build the vision backbone with "
-                                            "random weights (offline smoke tests only; features will not match "
-                                            "training)."),
+                                            "random weights (offline; the same seeded weights as `mmcot extract "
+                                            "--random-init`)."),
     max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1),
     num_beams: int = typer.Option(1, "--num-beams", min=1),
     device: str = typer.Option("auto", "--device"),
@@ -83,6 +83,8 @@ def ask_command(
                     random_init_vision=random_init_vision, max_new_tokens=max_new_tokens, num_beams=num_beams,
                     device=device)
     result = ask(cfg)
+    for message in result["warnings"]:
+        warn(message)
     if json_out:
         print_json(result)
         return
