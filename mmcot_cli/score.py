@@ -448,6 +448,13 @@ def _resolve(pred: Prediction | None, n_choices: int, fallback: str, rng: random
     return index, "extracted"
 
 
+def _check_options(fallback: str, rationale_ref: str) -> None:
+    if fallback not in FALLBACKS:
+        raise UnknownNameError("fallback", fallback, list(FALLBACKS))
+    if rationale_ref not in RATIONALE_REFS:
+        raise UnknownNameError("rationale reference", rationale_ref, list(RATIONALE_REFS))
+
+
 def score_records(records: list[dict], predictions: Mapping[str, Any] | Iterable[Any], fallback: str = "strict",
                   seed: int = 0, rationale_ref: str = "solution", skip_bad: bool = False,
                   warn: Warn | None = None, details: bool = False) -> dict:
@@ -458,10 +465,7 @@ def score_records(records: list[dict], predictions: Mapping[str, Any] | Iterable
     ({key: {correct, total}}), num_* counters, and `rationale` metrics when predictions carry rationales.
     With `details`, `items` lists each gold qid's predicted index, answer, correctness and status.
     """
-    if fallback not in FALLBACKS:
-        raise UnknownNameError("fallback", fallback, list(FALLBACKS))
-    if rationale_ref not in RATIONALE_REFS:
-        raise UnknownNameError("rationale reference", rationale_ref, list(RATIONALE_REFS))
+    _check_options(fallback, rationale_ref)
     preds = _coerce_predictions(predictions)
     return _score(records, preds, fallback, seed, rationale_ref, _Bad(skip_bad, warn), warn, details)
 
@@ -568,10 +572,7 @@ class ScoreConfig:
 
 def score(cfg: ScoreConfig, warn: Warn | None = None) -> dict:
     """Read DATA and PREDS, score them, and return the result object `mmcot score --json` prints."""
-    if cfg.fallback not in FALLBACKS:
-        raise UnknownNameError("fallback", cfg.fallback, list(FALLBACKS))
-    if cfg.rationale_ref not in RATIONALE_REFS:
-        raise UnknownNameError("rationale reference", cfg.rationale_ref, list(RATIONALE_REFS))
+    _check_options(cfg.fallback, cfg.rationale_ref)
     records = load_gold(cfg.data, cfg.split)
     preds, fmt, num_bad = read_predictions(cfg.predictions, cfg.skip_bad, warn)
     bad = _Bad(cfg.skip_bad, warn)
