@@ -511,13 +511,15 @@ def extract(cfg: ExtractConfig) -> dict:
         items: list[tuple[str, str]] = []
         batches: list[list[int]] = []
         chunk_of_batch: list[int] = []
+        batches_left: list[int] = []  # per pending chunk: batches not yet encoded
         for ci, (plan, i) in enumerate(pending):
             start = len(items)
             items.extend(plan.chunk(i))
-            for b in range(start, len(items), cfg.batch_size):
+            starts = range(start, len(items), cfg.batch_size)
+            for b in starts:
                 batches.append(list(range(b, min(b + cfg.batch_size, len(items)))))
                 chunk_of_batch.append(ci)
-        batches_left = [chunk_of_batch.count(ci) for ci in range(len(pending))]
+            batches_left.append(len(starts))
         workers = default_workers() if cfg.workers is None else cfg.workers
         loader = DataLoader(_ImageDataset(items, encoder.preprocess), batch_sampler=batches, num_workers=workers,
                             collate_fn=_collate, pin_memory=cfg.device.startswith("cuda"))
