@@ -56,7 +56,7 @@ class ExampleDataset(torch.utils.data.Dataset):
         return [e.length for e in self.examples]
 
 
-def _pad(rows: Sequence[Sequence[int]], value: int, length: int) -> torch.Tensor:
+def pad_rows(rows: Sequence[Sequence[int]], value: int, length: int) -> torch.Tensor:
     out = torch.full((len(rows), length), value, dtype=torch.long)
     for i, row in enumerate(rows):
         out[i, : len(row)] = torch.tensor(row, dtype=torch.long)
@@ -79,20 +79,20 @@ class Collator:
     def __call__(self, batch: Sequence[Example]) -> dict[str, Any]:
         in_len = self.pad_input_to or max(len(e.input_ids) for e in batch)
         out_len = self.pad_output_to or max(len(e.labels) for e in batch)
-        input_ids = _pad([e.input_ids for e in batch], self.pad_token_id, in_len)
+        input_ids = pad_rows([e.input_ids for e in batch], self.pad_token_id, in_len)
         out = {
             "qids": [e.qid for e in batch],
             "input_ids": input_ids,
             # From the lengths, not `!= pad_token_id`: exact even if a pad id occurs inside a sequence.
-            "attention_mask": _mask([len(e.input_ids) for e in batch], in_len),
-            "labels": _pad([e.labels for e in batch], LABEL_PAD, out_len),
+            "attention_mask": length_mask([len(e.input_ids) for e in batch], in_len),
+            "labels": pad_rows([e.labels for e in batch], LABEL_PAD, out_len),
         }
         if self.image_features is not None:
             out["image_features"] = self.image_features(out["qids"])
         return out
 
 
-def _mask(lengths: Sequence[int], length: int) -> torch.Tensor:
+def length_mask(lengths: Sequence[int], length: int) -> torch.Tensor:
     return (torch.arange(length)[None, :] < torch.tensor(lengths)[:, None]).long()
 
 

@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from mmcot_cli.collate import length_mask, pad_rows
 from mmcot_cli.errors import DataError, UsageError
 from mmcot_cli.io import read_json, write_jsonl
 from mmcot_cli.progress import make_progress
@@ -171,11 +172,8 @@ def generate_texts(
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
             width = max(len(enc[i]) for i in idx)
-            ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
-            mask = torch.zeros((len(idx), width), dtype=torch.long)
-            for row, i in enumerate(idx):
-                ids[row, :len(enc[i])] = torch.tensor(enc[i])
-                mask[row, :len(enc[i])] = 1
+            ids = pad_rows([enc[i] for i in idx], pad_id, width)
+            mask = length_mask([len(enc[i]) for i in idx], width)
             kwargs: dict[str, Any] = dict(
                 input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
                 num_beams=num_beams, do_sample=False, use_cache=use_cache)
