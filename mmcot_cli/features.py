@@ -307,10 +307,7 @@ def import_features(out: str | os.PathLike, *, backbone: str, split: str, qids: 
                 "feature_shape": [int(features.shape[1]), int(features.shape[2])], "dtype": dtype,
                 "chunk_size": chunk_size}
     _check_identity(root, identity, list(identity))
-    n = len(qids)
-    info = {"split": split, "data_dir": source, "images_dir": None, "records": n, "with_image": n,
-            "without_image": 0, "chunk_size": chunk_size, "num_chunks": -(-n // chunk_size),
-            "qids_sha1": hashlib.sha1(json.dumps([str(q) for q in qids]).encode()).hexdigest()}
+    info = _split_info(split, source, None, len(qids), [str(q) for q in qids], chunk_size)
     _init_store(root, identity, [_SplitPlan(split, [], info, chunk_size)])
     for i in range(info["num_chunks"]):
         rows = slice(i * chunk_size, (i + 1) * chunk_size)
@@ -400,11 +397,17 @@ def _plan_split(split: str, records: list[dict], cfg: ExtractConfig, source: str
         path = record_image(rec, cfg.images_dir)
         if path is not None:
             items.append((str(rec["qid"]), path))
-    digest = hashlib.sha1(json.dumps([q for q, _ in items]).encode()).hexdigest()
-    info = {"split": split, "data_dir": source, "images_dir": cfg.images_dir, "records": len(records),
-            "with_image": len(items), "without_image": len(records) - len(items),
-            "chunk_size": cfg.chunk_size, "num_chunks": -(-len(items) // cfg.chunk_size), "qids_sha1": digest}
+    info = _split_info(split, source, cfg.images_dir, len(records), [q for q, _ in items], cfg.chunk_size)
     return _SplitPlan(split, items, info, cfg.chunk_size)
+
+
+def _split_info(split: str, source: str, images_dir: str | None, records: int, qids: list[str],
+                chunk_size: int) -> dict:
+    """splits/<split>.json: where the split came from and how its `qids` (rows, in order) are cut into chunks."""
+    return {"split": split, "data_dir": source, "images_dir": images_dir, "records": records,
+            "with_image": len(qids), "without_image": records - len(qids), "chunk_size": chunk_size,
+            "num_chunks": -(-len(qids) // chunk_size),
+            "qids_sha1": hashlib.sha1(json.dumps(qids).encode()).hexdigest()}
 
 
 def _load_split_records(cfg: ExtractConfig, split: str) -> list[dict]:
