@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from mmcot_cli.cli.app import command, print_json, warn
+from mmcot_cli.data import parse_splits
 from mmcot_cli.errors import UsageError
 from mmcot_cli.features import DEFAULT_CHUNK_SIZE, ExtractConfig, extract, merge, parse_shard
 from mmcot_cli.progress import err_console
@@ -60,7 +61,7 @@ def extract_command(
         raise UsageError("--backbone and --out are required (or --merge FEATURES_DIR)")
     cfg = ExtractConfig(
         backbone=backbone, out=str(out), data_dir=str(data) if data else None,
-        splits=tuple(s.strip() for s in split.split(",") if s.strip()),
+        splits=parse_splits(split),
         images_dir=str(images) if images else None, batch_size=batch_size, workers=workers, device=device,
         dtype=dtype, shard=parse_shard(shard), random_init=random_init, weights=weights, variant=variant,
         skip_bad=skip_bad, chunk_size=chunk_size,
