@@ -188,10 +188,9 @@ def generate_texts(
     return texts  # type: ignore[return-value]
 
 
-def _feature_getter(store, qids: Sequence[str]) -> Callable[[list[int]], torch.Tensor]:
-    if hasattr(store, "get_batch"):
-        return lambda idx: store.get_batch([qids[i] for i in idx])
-    return lambda idx: torch.stack([store.get(qids[i]) for i in idx])
+def feature_getter(store, qids: Sequence[str]) -> Callable[[list[int]], torch.Tensor]:
+    """`image_features` for generate_texts: positions in `qids` → the store's (B, P, D) batch."""
+    return lambda idx: store.get_batch([qids[i] for i in idx])
 
 
 def open_features(path: str | Path, model_shape: tuple[int, int] | None, run: Path):
@@ -304,7 +303,7 @@ def generate(cfg: GenerateConfig) -> dict:
     for split, (records, qids, sources) in inputs.items():
         start = time.perf_counter()
         texts = generate_texts(
-            model, tokenizer, sources, image_features=_feature_getter(store, qids) if store is not None else None,
+            model, tokenizer, sources, image_features=feature_getter(store, qids) if store is not None else None,
             batch_size=cfg.batch_size, max_input_len=info.max_input_len, max_new_tokens=max_new,
             num_beams=cfg.num_beams, device=device, description=f"generate {split}")
         seconds = time.perf_counter() - start

@@ -192,12 +192,6 @@ def stage_rationales(cfg: TrainConfig) -> tuple[Rationales | None, Rationales | 
 # --------------------------------------------------------------------------- model
 
 
-def _feature_fetcher(store):
-    if hasattr(store, "get_batch"):
-        return lambda qids: store.get_batch(qids)
-    return lambda qids: torch.stack([store.get(q) for q in qids])
-
-
 def _model_meta(cfg: TrainConfig, store) -> dict:
     return {
         "stage": cfg.stage,
@@ -309,15 +303,14 @@ def _check_resume_config(run_dir: Path, cfg: TrainConfig, world_size: int) -> No
 def validation_predictions(model, tokenizer, data: StageData, indices: list[int], store, cfg: TrainConfig,
                            device) -> dict[str, str]:
     """qid → generated text for data.examples[indices], through the same code path as `mmcot generate`."""
-    from mmcot_cli.generate import generate_texts
+    from mmcot_cli.generate import feature_getter, generate_texts
 
     qids = [data.examples[i].qid for i in indices]
-    fetch = _feature_fetcher(store) if store is not None else None
     was = progress._enabled  # the user's --quiet choice, restored afterwards
     progress.set_enabled(False)  # rich allows one live display: the training bar keeps the screen
     try:
         texts = generate_texts(model, tokenizer, [data.sources[i] for i in indices],
-                               image_features=(lambda idx: fetch([qids[i] for i in idx])) if fetch else None,
+                               image_features=feature_getter(store, qids) if store is not None else None,
                                batch_size=cfg.eval_batch_size, max_input_len=cfg.max_input_len,
                                max_new_tokens=cfg.max_output_len, num_beams=cfg.num_beams, device=device)
     finally:
@@ -457,7 +450,7 @@ def train(cfg: TrainConfig) -> dict:
     metric_name = STAGES[cfg.stage][2]
 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    collator = Collator(pad_token_id=pad_id, image_features=_feature_fetcher(store) if store is not None else None)
+    collator = Collator(pad_token_id=pad_id, image_features=store.get_batch if store is not None else None)
     sampler = LengthGroupedBatchSampler([e.length for e in train_data.examples], cfg.batch_size, seed=cfg.seed,
                                         num_replicas=world, rank=rank)
     batches_per_epoch = sampler.batches_per_epoch()
