@@ -269,11 +269,12 @@ def save_checkpoint(run_dir: Path, *, model, tokenizer, meta: dict, optimizer, s
 
 
 def load_optimizer_state(ckpt: Path, optimizer, scheduler) -> None:
+    from mmcot_cli.model import _first_line
+
     try:
         state = torch.load(ckpt / "optimizer.pt", map_location="cpu", weights_only=True)
     except Exception as e:  # truncated / overwritten file: pickle, zip and torch errors of many kinds
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise DataError(f"{ckpt / 'optimizer.pt'}: cannot read the optimizer state ({reason}); remove "
+        raise DataError(f"{ckpt / 'optimizer.pt'}: cannot read the optimizer state ({_first_line(e)}); remove "
                         f"{ckpt} to resume from the checkpoint before it") from None
     optimizer.load_state_dict(state)
     scheduler.load_state_dict(read_json(ckpt / "scheduler.json"))
