@@ -140,38 +140,30 @@ class StageData:
     targets: dict[str, str]  # qid → target text (the rationale stage's ROUGE-L reference)
 
 
-def _limit(records: list[dict], n: int | None) -> list[dict]:
-    return records if n is None else records[:n]
-
-
-def build_stage_data(cfg: TrainConfig, split: str, limit: int | None, rationales: Rationales | None,
-                     tokenizer) -> StageData:
-    """Records of `split` → (source, target) prompts → tokenized examples."""
+def split_records(cfg: TrainConfig, split: str, limit: int | None) -> list[dict]:
+    """The first `limit` records of `split` (all of them for None), read once per training run."""
     from mmcot_cli.data import load_records
+
+    records = load_records(cfg.data_dir, split)
+    return records if limit is None else records[:limit]
+
+
+def stage_prompts(cfg: TrainConfig, records: list[dict], rationales: Rationales | None) -> list[tuple[str, str]]:
+    """(source, target) per record; also the texts a from-scratch tokenizer is trained on before any model exists."""
     from mmcot_cli.prompts import build_prompt
 
-    records = _limit(load_records(cfg.data_dir, split), limit)
     texts = rationales.for_qids([str(r["qid"]) for r in records]) if rationales else [None] * len(records)
-    pairs = [build_prompt(r, cfg.prompt_format, use_caption=cfg.use_caption, rationale=t)
-             for r, t in zip(records, texts)]
-    examples = tokenize_pairs(tokenizer, [str(r["qid"]) for r in records], [s for s, _ in pairs],
-                              [t for _, t in pairs], cfg.max_input_len, cfg.max_output_len)
+    return [build_prompt(r, cfg.prompt_format, use_caption=cfg.use_caption, rationale=t)
+            for r, t in zip(records, texts)]
+
+
+def build_stage_data(cfg: TrainConfig, records: list[dict], pairs: list[tuple[str, str]], tokenizer) -> StageData:
+    """Records and their (source, target) prompts → tokenized examples."""
+    qids = [str(r["qid"]) for r in records]
+    examples = tokenize_pairs(tokenizer, qids, [s for s, _ in pairs], [t for _, t in pairs], cfg.max_input_len,
+                              cfg.max_output_len)
     return StageData(examples=examples, records=records, sources=[src for src, _ in pairs],
-                     targets={str(r["qid"]): t for r, (_, t) in zip(records, pairs)})
-
-
-def prompt_texts(cfg: TrainConfig, split: str, limit: int | None, rationales: Rationales | None) -> list[str]:
-    """Sources and targets of a split, for training a from-scratch tokenizer before any model exists."""
-    from mmcot_cli.data import load_records
-    from mmcot_cli.prompts import build_prompt
-
-    records = _limit(load_records(cfg.data_dir, split), limit)
-    texts = rationales.for_qids([str(r["qid"]) for r in records]) if rationales else [None] * len(records)
-    out: list[str] = []
-    for r, t in zip(records, texts):
-        source, target = build_prompt(r, cfg.prompt_format, use_caption=cfg.use_caption, rationale=t)
-        out += [source, target]
-    return out
+                     targets={q: t for q, (_, t) in zip(qids, pairs)})
 
 
 def stage_rationales(cfg: TrainConfig) -> tuple[Rationales | None, Rationales | None, dict | None]:
@@ -403,19 +395,22 @@ def train(cfg: TrainConfig) -> dict:
     set_seed(cfg.seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
 
+    # Each split's records are read and its prompts built once, here, for every use below.
+    train_records = split_records(cfg, cfg.train_split, cfg.limit_train)
+    val_records = split_records(cfg, cfg.val_split, cfg.limit_val) if cfg.val_split else None
     store = None
     if cfg.features:
         from mmcot_cli.features import open_store
-
-        from mmcot_cli.data import load_records
         from mmcot_cli.generate import check_feature_coverage
 
         store = open_store(cfg.features)
-        for split, limit in ((cfg.train_split, cfg.limit_train), (cfg.val_split, cfg.limit_val)):
-            if split:
-                check_feature_coverage(store, _limit(load_records(cfg.data_dir, split), limit), split)
+        check_feature_coverage(store, train_records, cfg.train_split)
+        if val_records is not None:
+            check_feature_coverage(store, val_records, cfg.val_split)
     image_shape = tuple(store.feature_shape) if store is not None else None
     train_r, val_r, rationale_info = stage_rationales(cfg)
+    train_pairs = stage_prompts(cfg, train_records, train_r)
+    val_pairs = stage_prompts(cfg, val_records, val_r) if val_records is not None else None
     meta = _model_meta(cfg, store)
 
     # Model and tokenizer. A from-scratch tokenizer must be identical on every process, so the main process
@@ -426,7 +421,7 @@ def train(cfg: TrainConfig) -> dict:
     else:
         init_dir = run_dir / "checkpoints" / "init"
         if main:
-            texts = prompt_texts(cfg, cfg.train_split, cfg.limit_train, train_r)
+            texts = [text for pair in train_pairs for text in pair]  # source, target, source, …
             model, tokenizer = build_model(cfg.text_model, image_shape, random_init=cfg.random_init,
                                            train_texts=texts, text_options=dict(cfg.text_options) or None)
             if world > 1:
@@ -443,10 +438,10 @@ def train(cfg: TrainConfig) -> dict:
     # so data-parallel replicas do not share dropout masks).
     set_seed(cfg.seed, device_specific=True)
 
-    train_data = build_stage_data(cfg, cfg.train_split, cfg.limit_train, train_r, tokenizer)
+    train_data = build_stage_data(cfg, train_records, train_pairs, tokenizer)
     if not train_data.examples:
         raise UsageError(f"{cfg.data_dir}: split {cfg.train_split!r} has no records to train on")
-    val_data = build_stage_data(cfg, cfg.val_split, cfg.limit_val, val_r, tokenizer) if cfg.val_split else None
+    val_data = build_stage_data(cfg, val_records, val_pairs, tokenizer) if val_records is not None else None
     do_eval = bool(val_data and val_data.examples) and cfg.eval_every != 0
     metric_name = STAGES[cfg.stage][2]
 

@@ -198,8 +198,8 @@ def test_answer_stage_reads_rationales_by_qid_and_records_them(cli, data_dir, tm
     cfg = tiny_cfg(data_dir, tmp_path / "unused", stage="answer", rationales=str(stage1),
                    train_on="generated").resolved()
     train_r, val_r, info = train_mod.stage_rationales(cfg)
-    texts = train_mod.prompt_texts(cfg, "train", None, train_r)
-    assert "Solution: generated 1." in texts[0] and texts[1].startswith("The answer is (")
+    pairs = train_mod.stage_prompts(cfg, train_mod.split_records(cfg, "train", None), train_r)
+    assert "Solution: generated 1." in pairs[0][0] and pairs[0][1].startswith("The answer is (")
     assert info["train"]["sha256"] == hashlib.sha256((stage1 / "preds-train.jsonl").read_bytes()).hexdigest()
 
     out = tmp_path / "run_a"
