@@ -168,16 +168,12 @@ def build_prompt(record: Mapping, prompt_format: str, use_caption: bool = False,
     return collapse_whitespace(source), collapse_whitespace(target)
 
 
-def read_rationales(path: str | os.PathLike, split: str | None = None) -> dict[str, str]:
-    """qid → generated rationale from a predictions JSONL (`{qid, prediction, ...}`), or a RUN_DIR holding
-    `preds-<split>.jsonl`. Matching is by qid, never by position (the reference pairs by position)."""
+def read_rationales(path: str | os.PathLike) -> dict[str, str]:
+    """qid → generated rationale from one predictions JSONL (`{qid, prediction, ...}`). Matching is by qid,
+    never by position (the reference pairs by position). A RUN_DIR → file: `mmcot_cli.rationales`."""
     from mmcot_cli.io import iter_jsonl
 
     path = Path(path)
-    if path.is_dir():
-        if split is None:
-            raise DataError(f"{path}: is a directory; name the predictions file or give a split")
-        path = path / f"preds-{split}.jsonl"
     out: dict[str, str] = {}
     for lineno, obj in iter_jsonl(path):
         qid, pred = obj.get("qid"), obj.get("prediction")

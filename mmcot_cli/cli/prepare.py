@@ -13,7 +13,8 @@ from mmcot_cli.cli.app import command, print_json, warn
 from mmcot_cli.data import PrepareConfig, load_records, parse_splits, prepare
 from mmcot_cli.errors import UsageError
 from mmcot_cli.progress import err_console
-from mmcot_cli.prompts import format_jsonl_row, prompt_rows, read_rationales, uses_rationale
+from mmcot_cli.prompts import format_jsonl_row, prompt_rows, uses_rationale
+from mmcot_cli.rationales import load_rationales
 
 
 @command("prepare")
@@ -74,7 +75,7 @@ def prompts_command(
     records = load_records(data_dir, split)
     if limit is not None:
         records = records[:limit]
-    given = read_rationales(rationales, split) if rationales is not None else None
+    given = load_rationales(rationales, split).by_qid if rationales is not None else None
     # Build everything first so an error mid-way does not leave a truncated stream behind.
     lines = [format_jsonl_row(row) for row in prompt_rows(records, prompt_format, use_caption, given,
                                                            str(rationales) if rationales else "rationales")]
