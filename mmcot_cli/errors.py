@@ -37,3 +37,8 @@ class UnknownSplitError(UnknownNameError):
     def __init__(self, where: str, split: str, available: list[str]):
         super().__init__("split", split, available)
         self.args = (f"{where}: no split {split!r}; splits present: {', '.join(self.available) or '(none)'}",)
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (library errors can be pages long), or its type name."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]

@@ -34,7 +34,7 @@ from transformers import T5Config, T5ForConditionalGeneration
 from transformers import initialization as hf_init
 from transformers.modeling_outputs import BaseModelOutput
 
-from mmcot_cli.errors import DataError, MMCoTError
+from mmcot_cli.errors import DataError, MMCoTError, first_line
 
 @contextlib.contextmanager
 def _quiet_hf():
@@ -272,7 +272,7 @@ def build_model(
                 model = MMCoTForConditionalGeneration.from_pretrained(weights, config=config)
         except OSError as e:  # not cached and offline, misspelled id, missing files in a local dir
             raise MMCoTError(f"cannot load text backbone {text_backbone!r} ({weights}): "
-                             f"{str(e).splitlines()[0]}") from None
+                             f"{first_line(e)}") from None
     _with_mmcot(model.config, image_shape, **meta)
     if model.config.decoder_start_token_id is None:
         model.config.decoder_start_token_id = model.config.pad_token_id
@@ -312,10 +312,6 @@ def resolve_model_dir(run_or_model_dir: str | Path) -> Path:
     raise DataError(f"{path}: not a run directory (no {MODEL_SUBDIR}/config.json) nor a model directory")
 
 
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
-
-
 def load_run_model(run_or_model_dir: str | Path, device: str | torch.device = "cpu"):
     """(model, tokenizer, meta) from a RUN_DIR or its model/ directory; eval mode, on `device`.
 
@@ -344,14 +340,14 @@ def load_run_model(run_or_model_dir: str | Path, device: str | torch.device = "c
             with safe_open(shard, framework="pt") as fh:
                 stored.update(fh.keys())
     except broken as e:
-        raise DataError(f"{model_dir}: cannot load the model ({_first_line(e)})") from None
+        raise DataError(f"{model_dir}: cannot load the model ({first_line(e)})") from None
     missing = sorted(k for k in model.state_dict() if k.startswith("fusion.") and k not in stored)
     if missing:
         raise DataError(f"{model_dir}: fusion weights missing from the checkpoint: {', '.join(missing[:4])}")
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
     except broken as e:
-        raise DataError(f"{model_dir}: cannot load the tokenizer ({_first_line(e)})") from None
+        raise DataError(f"{model_dir}: cannot load the tokenizer ({first_line(e)})") from None
     model.to(device).eval()
     meta = mmcot_settings(model.config)
     return model, tokenizer, meta

@@ -25,7 +25,7 @@ from rich.progress import TextColumn
 
 from mmcot_cli import progress
 from mmcot_cli.collate import Collator, Example, LengthGroupedBatchSampler, tokenize_pairs
-from mmcot_cli.errors import DataError, MMCoTError, UsageError
+from mmcot_cli.errors import DataError, MMCoTError, UsageError, first_line
 from mmcot_cli.io import atomic_open, read_json, read_jsonl, write_json
 from mmcot_cli.rationales import Rationales, load_rationales
 
@@ -261,12 +261,11 @@ def save_checkpoint(run_dir: Path, *, model, tokenizer, meta: dict, optimizer, s
 
 
 def load_optimizer_state(ckpt: Path, optimizer, scheduler) -> None:
-    from mmcot_cli.model import _first_line
 
     try:
         state = torch.load(ckpt / "optimizer.pt", map_location="cpu", weights_only=True)
     except Exception as e:  # truncated / overwritten file: pickle, zip and torch errors of many kinds
-        raise DataError(f"{ckpt / 'optimizer.pt'}: cannot read the optimizer state ({_first_line(e)}); remove "
+        raise DataError(f"{ckpt / 'optimizer.pt'}: cannot read the optimizer state ({first_line(e)}); remove "
                         f"{ckpt} to resume from the checkpoint before it") from None
     optimizer.load_state_dict(state)
     scheduler.load_state_dict(read_json(ckpt / "scheduler.json"))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mmcot_cli.errors import MMCoTError, UsageError
+from mmcot_cli.errors import MMCoTError, UsageError, first_line
 from mmcot_cli.hookspecs import VisionBackbone, VisionBuildOptions, hookimpl
 
 DEFAULT_MODEL = "RN50"
@@ -46,8 +46,7 @@ def _create(arch: str, options: VisionBuildOptions):
     except MMCoTError:
         raise
     except Exception as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise MMCoTError(f"backbone clip ({arch}): cannot load {weights}: {first} "
+        raise MMCoTError(f"backbone clip ({arch}): cannot load {weights}: {first_line(e)} "
                          f"(offline? use --random-init or --weights PATH)") from None
 
 

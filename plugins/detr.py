@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mmcot_cli.errors import MMCoTError, UsageError
+from mmcot_cli.errors import MMCoTError, UsageError, first_line
 from mmcot_cli.hookspecs import VisionBackbone, VisionBuildOptions, hookimpl
 
 # variant → (hub id, timm backbone, dilated last stage)
@@ -103,8 +103,7 @@ def build(options: VisionBuildOptions) -> DetrEncoder:
     try:  # a hub id and a save_pretrained directory go through the same call
         model = DetrModel.from_pretrained(str(path) if path.exists() else weights)
     except Exception as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise MMCoTError(f"backbone detr: cannot load {weights}: {first} "
+        raise MMCoTError(f"backbone detr: cannot load {weights}: {first_line(e)} "
                          f"(offline? use --random-init or --weights PATH)") from None
     return DetrEncoder(model, weights, options.device)
 

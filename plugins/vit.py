@@ -11,7 +11,7 @@ import contextlib
 import logging
 from pathlib import Path
 
-from mmcot_cli.errors import MMCoTError, UsageError
+from mmcot_cli.errors import MMCoTError, UsageError, first_line
 from mmcot_cli.hookspecs import VisionBackbone, VisionBuildOptions, hookimpl
 
 DEFAULT_MODEL = "vit_large_patch32_384"
@@ -42,8 +42,7 @@ def create_timm_model(backbone: str, arch: str, options: VisionBuildOptions):
         raise
     except Exception as e:  # network down, unknown name, incompatible checkpoint: one line for the user
         what = weights or "default pretrained weights"
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise MMCoTError(f"backbone {backbone} ({arch}): cannot load {what}: {first} "
+        raise MMCoTError(f"backbone {backbone} ({arch}): cannot load {what}: {first_line(e)} "
                          f"(offline? use --random-init or --weights PATH)") from None
 
 
