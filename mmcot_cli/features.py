@@ -24,7 +24,7 @@ import struct
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -455,7 +455,6 @@ def default_workers() -> int:
 
 def extract(cfg: ExtractConfig) -> dict:
     """Extract features for cfg.splits into cfg.out (adding to / resuming an existing store); returns a summary."""
-    import torch
     from torch.utils.data import DataLoader
 
     from mmcot_cli import plugins, progress

@@ -97,7 +97,7 @@ def test_solution_states_the_visual_fact(bench):
 def test_deterministic_and_seed_dependent(tmp_path):
     a = generate_synthetic(tmp_path / "a", n_problems=60, seed=3)
     b = generate_synthetic(tmp_path / "b", n_problems=60, seed=3)
-    c = generate_synthetic(tmp_path / "c", n_problems=60, seed=4)
+    generate_synthetic(tmp_path / "c", n_problems=60, seed=4)
     assert a["tasks"] == b["tasks"]
     assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
     assert _digest(tmp_path / "a") != _digest(tmp_path / "c")
