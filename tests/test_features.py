@@ -16,10 +16,13 @@ import torch
 from PIL import Image
 from safetensors import safe_open
 
-from mmcot_cli import features as F
+from mmcot_cli import extract as X
+from mmcot_cli import store as S
+from mmcot_cli.errors import DataError
 from mmcot_cli import plugins
 from mmcot_cli.errors import UsageError
-from mmcot_cli.features import ExtractConfig, ShapeError, StoreMismatchError, extract, merge, open_store
+from mmcot_cli.extract import ExtractConfig, ShapeError, extract, merge
+from mmcot_cli.store import StoreMismatchError, open_store
 from mmcot_cli.hookspecs import VisionBackbone, VisionBuildOptions, hookimpl
 from mmcot_cli.images import ImageError, load_rgb
 
@@ -101,7 +104,7 @@ def test_float32_and_workers_give_same_features(tmp_path, records):
 def test_reading_one_row_does_not_load_the_file(tmp_path):
     qids = [str(i) for i in range(400)]
     arr = np.random.default_rng(0).standard_normal((400, 145, 64)).astype(np.float16)
-    F.import_features(tmp_path / "big", backbone="vit", split="train", qids=qids, features=arr, chunk_size=400)
+    S.import_features(tmp_path / "big", backbone="vit", split="train", qids=qids, features=arr, chunk_size=400)
     store = open_store(tmp_path / "big")
     file_size = (tmp_path / "big" / "chunks" / "train-00000.safetensors").stat().st_size
     tracemalloc.start()
@@ -133,13 +136,13 @@ def test_shards_then_merge_are_bit_exact(tmp_path, records):
 def test_merge_refuses_an_incomplete_store(tmp_path, records):
     extract(cfg_for(tmp_path / "f", records, shard=(0, 2)))
     assert not open_store(tmp_path / "f").manifest["splits"]["test"]["complete"]
-    with pytest.raises(F.DataError, match="missing test: chunks 1"):
+    with pytest.raises(DataError, match="missing test: chunks 1"):
         merge(tmp_path / "f")
 
 
 def test_resume_after_crash_ends_identical(tmp_path, records, monkeypatch):
     extract(cfg_for(tmp_path / "clean", records))
-    real_write, calls = F._write_data_file, []
+    real_write, calls = S.write_data_file, []
 
     def crash_after_first(path, data, entries):
         if calls:
@@ -147,10 +150,10 @@ def test_resume_after_crash_ends_identical(tmp_path, records, monkeypatch):
         calls.append(path)
         real_write(path, data, entries)
 
-    monkeypatch.setattr(F, "_write_data_file", crash_after_first)
+    monkeypatch.setattr(S, "write_data_file", crash_after_first)
     with pytest.raises(KeyboardInterrupt):
         extract(cfg_for(tmp_path / "crashed", records))
-    monkeypatch.setattr(F, "_write_data_file", real_write)
+    monkeypatch.setattr(S, "write_data_file", real_write)
     left = sorted(p.name for p in (tmp_path / "crashed").rglob("*") if p.is_file())
     assert left == ["manifest.json", "test-00000.safetensors", "test.json"]  # whole files only, no temp files
     resumed = extract(cfg_for(tmp_path / "crashed", records))
@@ -226,11 +229,11 @@ def test_stale_index_is_rebuilt_and_options_are_validated(tmp_path, records):
     extract(cfg_for(tmp_path / "f", records))
     (tmp_path / "f" / "index.json").write_text('{"files": {}, "qids": {}}')
     assert len(open_store(tmp_path / "f")) == 8
-    assert F.parse_shard("3/4") == (3, 4)
+    assert X.parse_shard("3/4") == (3, 4)
     for bad in ("4/4", "x", "1/0", "-1/2"):
         with pytest.raises(UsageError):
-            F.parse_shard(bad)
+            X.parse_shard(bad)
     with pytest.raises(UsageError):
         cfg_for(tmp_path / "g", records, dtype="bfloat16")
-    with pytest.raises(F.DataError, match="not a feature store"):
+    with pytest.raises(DataError, match="not a feature store"):
         open_store(tmp_path)

@@ -51,7 +51,7 @@ def test_installed_template_is_listed(installed, cli):
 
 def test_template_encoder_and_extract(installed, cli, tmp_path):
     from mmcot_cli.data import PrepareConfig, prepare
-    from mmcot_cli.features import open_store
+    from mmcot_cli.store import open_store
     from mmcot_cli.hookspecs import VisionBuildOptions
     from mmcot_cli.synthetic import generate_synthetic
 

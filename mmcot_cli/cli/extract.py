@@ -11,7 +11,8 @@ from rich.table import Table
 from mmcot_cli.cli.app import command, print_json, warn
 from mmcot_cli.data import parse_splits
 from mmcot_cli.errors import UsageError
-from mmcot_cli.features import DEFAULT_CHUNK_SIZE, ExtractConfig, extract, merge, parse_shard
+from mmcot_cli.extract import ExtractConfig, extract, merge, parse_shard
+from mmcot_cli.store import DEFAULT_CHUNK_SIZE
 from mmcot_cli.progress import err_console
 
 
