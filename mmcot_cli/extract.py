@@ -19,6 +19,7 @@ from mmcot_cli.errors import DataError, MMCoTError, UsageError
 from mmcot_cli.store import (DEFAULT_CHUNK_SIZE, DTYPES, FORMAT, ChunkWriter, check_identity, check_split_info,
                              init_store, open_store, refresh_store_files, scan_data_files, split_info,
                              write_data_file)
+from mmcot_cli.weights import RANDOM_INIT, check_not_both
 
 MERGED_SHARD_BYTES = 1 << 30  # merge packs whole chunks into files of about this size
 
@@ -60,8 +61,7 @@ class ExtractConfig:
             k, n = self.shard
             if n < 1 or not 0 <= k < n:
                 raise UsageError(f"--shard {k}/{n}: need 0 <= K < N")
-        if self.random_init and self.weights:
-            raise UsageError("give either --random-init or --weights, not both")
+        check_not_both(self.random_init, self.weights)
         if not self.splits:
             raise UsageError("no split given")
         if self.records is None and not self.data_dir:
@@ -243,7 +243,8 @@ def extract(cfg: ExtractConfig) -> dict:
         _encode_all(cfg, backbone, encoder, pending, writer)
     else:
         # Nothing left to extract (resumed, or no images in these splits): describe the store without a model.
-        wanted.update(weights=cfg.weights or ("random-init" if cfg.random_init else backbone.default_weights),
+        weights = cfg.weights or (RANDOM_INIT if cfg.random_init else backbone.default_weights)
+        wanted.update(weights="" if backbone.weight_free else weights,
                       feature_shape=list(backbone.feature_shape))
     init_store(root, wanted, [p.info for p in plans])
     manifest = refresh_store_files(root)

@@ -63,6 +63,9 @@ class VisionBackbone:
     description: str = ""
     variants: Sequence[str] = ()  # known variants (others may still be accepted by the builder)
     plugin: str = ""  # filled in by the registry: which plugin registered it
+    # No weights at all (e.g. `patches`): --weights is refused and --random-init is a no-op, so such a backbone
+    # gives the same features and manifest whether or not a caller asks for random init.
+    weight_free: bool = False
 
 
 @dataclass(frozen=True)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from pathlib import Path
 
 import pluggy
 
 from mmcot_cli import hookspecs
-from mmcot_cli.errors import UnknownBackboneError
+from mmcot_cli.errors import UnknownBackboneError, UsageError
 from mmcot_cli.hookspecs import TextBackbone, VisionBackbone, VisionBuildOptions, VisionEncoder
 
 ENTRY_POINT_GROUP = "mmcot"
@@ -96,6 +97,10 @@ RANDOM_INIT_SEED = 0
 
 def build_vision_encoder(backbone: VisionBackbone, options: VisionBuildOptions) -> VisionEncoder:
     """Build a backbone's encoder; random init is deterministic and leaves the global RNG untouched."""
+    if backbone.weight_free:
+        if options.weights:
+            raise UsageError(f"backbone {backbone.name} is weight-free; --weights does not apply")
+        return backbone.build(dataclasses.replace(options, random_init=False))
     if not options.random_init:
         return backbone.build(options)
     import torch

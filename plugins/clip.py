@@ -8,10 +8,9 @@ Preprocessing is open_clip's own eval transform for the model (resize/crop + CLI
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from mmcot_cli.errors import MMCoTError, UsageError, first_line
+from mmcot_cli.errors import UsageError
 from mmcot_cli.hookspecs import VisionBackbone, VisionBuildOptions, hookimpl
+from mmcot_cli.weights import RANDOM_INIT, loading, resolve_weights
 
 DEFAULT_MODEL = "RN50"
 DEFAULT_PRETRAINED = "openai"
@@ -22,32 +21,19 @@ def _create(arch: str, options: VisionBuildOptions):
     """(open_clip model, eval transform, weights description); random init never touches the network."""
     import open_clip
 
-    weights = options.weights
-    try:
-        if options.random_init:
-            if weights:
-                raise UsageError("backbone clip: give either --random-init or --weights, not both")
-            model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=None)
-            return model, preprocess, "random-init"
-        weights = weights or DEFAULT_PRETRAINED
-        path = Path(weights).expanduser()
-        if path.is_dir():  # open_clip_config.json + weights, as written by open_clip's push_to_hub helpers
-            model, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{path.resolve()}")
-        elif path.is_file():  # a checkpoint for `arch`
-            model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=str(path.resolve()))
-        elif weights.startswith(("/", ".", "~")):
-            raise UsageError(f"backbone clip: --weights {weights}: no such file or directory")
-        elif "/" in weights:  # a hub repo with an open_clip config
-            source = weights if weights.startswith("hf-hub:") else f"hf-hub:{weights}"
-            model, _, preprocess = open_clip.create_model_and_transforms(source)
-        else:  # a pretrained tag such as "openai" or "laion2b_s34b_b79k"
-            model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=weights)
-        return model, preprocess, weights if weights != DEFAULT_PRETRAINED else f"open_clip:{arch}/{weights}"
-    except MMCoTError:
-        raise
-    except Exception as e:
-        raise MMCoTError(f"backbone clip ({arch}): cannot load {weights}: {first_line(e)} "
-                         f"(offline? use --random-init or --weights PATH)") from None
+    source = resolve_weights("clip", options.weights, options.random_init, default=DEFAULT_PRETRAINED)
+    if source.kind == "random-init":
+        model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=None)
+        return model, preprocess, RANDOM_INIT
+    with loading("clip", source.given, arch):
+        if source.kind == "local-dir":  # open_clip_config.json + weights, as written by open_clip's hub helpers
+            model, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{source.value}")
+        elif source.kind == "hub":  # a hub repo with an open_clip config
+            model, _, preprocess = open_clip.create_model_and_transforms(f"hf-hub:{source.value}")
+        else:  # a checkpoint file for `arch`, or a pretrained tag such as "openai" or "laion2b_s34b_b79k"
+            model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=source.value)
+    weights = options.weights or DEFAULT_PRETRAINED
+    return model, preprocess, weights if weights != DEFAULT_PRETRAINED else f"open_clip:{arch}/{weights}"
 
 
 class ClipEncoder:

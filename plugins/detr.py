@@ -14,10 +14,9 @@ explicit backbone pulled timm ImageNet weights by default).
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from mmcot_cli.errors import MMCoTError, UsageError, first_line
+from mmcot_cli.errors import UsageError
 from mmcot_cli.hookspecs import VisionBackbone, VisionBuildOptions, hookimpl
+from mmcot_cli.weights import RANDOM_INIT, loading, resolve_weights
 
 # variant → (hub id, timm backbone, dilated last stage)
 VARIANTS = {
@@ -92,20 +91,12 @@ def build(options: VisionBuildOptions) -> DetrEncoder:
     variant = options.variant or DEFAULT_VARIANT
     if variant not in VARIANTS:
         raise UsageError(f"backbone detr: unknown variant {variant!r}; available: {', '.join(VARIANTS)}")
-    if options.random_init:
-        if options.weights:
-            raise UsageError("backbone detr: give either --random-init or --weights, not both")
-        return DetrEncoder(DetrModel(random_init_config(variant)), "random-init", options.device)
-    weights = options.weights or VARIANTS[variant][0]
-    path = Path(weights).expanduser()
-    if weights.startswith(("/", ".", "~")) and not path.exists():
-        raise UsageError(f"backbone detr: --weights {weights}: no such file or directory")
-    try:  # a hub id and a save_pretrained directory go through the same call
-        model = DetrModel.from_pretrained(str(path) if path.exists() else weights)
-    except Exception as e:
-        raise MMCoTError(f"backbone detr: cannot load {weights}: {first_line(e)} "
-                         f"(offline? use --random-init or --weights PATH)") from None
-    return DetrEncoder(model, weights, options.device)
+    source = resolve_weights("detr", options.weights, options.random_init, default=VARIANTS[variant][0])
+    if source.kind == "random-init":
+        return DetrEncoder(DetrModel(random_init_config(variant)), RANDOM_INIT, options.device)
+    with loading("detr", source.given):  # a hub id and a save_pretrained directory go through the same call
+        model = DetrModel.from_pretrained(source.value)
+    return DetrEncoder(model, options.weights or source.value, options.device)
 
 
 @hookimpl

@@ -52,8 +52,6 @@ def build(options: VisionBuildOptions) -> PatchEncoder:
 
     if options.variant not in (None, "", "default"):
         raise UsageError(f"backbone patches has no variants (got --variant {options.variant})")
-    if options.weights:
-        raise UsageError("backbone patches is weight-free; --weights does not apply")
     return PatchEncoder(options.device)
 
 
@@ -63,6 +61,7 @@ def register_vision_backbones(register):
         name="patches",
         feature_shape=FEATURE_SHAPE,
         default_weights="",
+        weight_free=True,
         build=build,
         description="weight-free raw-pixel patches: 224×224 image, 7×7 grid of 8×8×3 cells in [-1, 1]",
     ))

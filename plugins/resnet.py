@@ -7,7 +7,7 @@ the fusion model attends over a single key. `--variant` takes another timm CNN n
 from __future__ import annotations
 
 from mmcot_cli.hookspecs import VisionBackbone, VisionBuildOptions, hookimpl
-from mmcot_plugins.vit import TimmTokenEncoder, create_timm_model
+from mmcot_plugins._timm_common import TimmTokenEncoder, create_timm_model
 
 DEFAULT_MODEL = "resnet50"
 FEATURE_SHAPE = (1, 2048)

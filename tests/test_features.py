@@ -237,3 +237,12 @@ def test_stale_index_is_rebuilt_and_options_are_validated(tmp_path, records):
         cfg_for(tmp_path / "g", records, dtype="bfloat16")
     with pytest.raises(DataError, match="not a feature store"):
         open_store(tmp_path)
+
+
+def test_weight_free_backbone_ignores_random_init(tmp_path, records):
+    plain = extract(cfg_for(tmp_path / "plain", records))
+    rand = extract(cfg_for(tmp_path / "rand", records, random_init=True))
+    assert plain["weights"] == rand["weights"] == ""
+    assert file_bytes(tmp_path / "plain") == file_bytes(tmp_path / "rand")
+    again = extract(cfg_for(tmp_path / "rand", records, random_init=True))  # resumed: nothing built
+    assert again["chunks_written"] == 0 and again["weights"] == ""

@@ -49,13 +49,11 @@ class HistogramEncoder:
 
 
 def build(options: VisionBuildOptions) -> HistogramEncoder:
-    from mmcot_cli.errors import UnknownNameError, UsageError
+    from mmcot_cli.errors import UnknownNameError
 
     variant = options.variant or DEFAULT_VARIANT
     if variant not in VARIANTS:
         raise UnknownNameError(f"{NAME} variant", variant, list(VARIANTS))
-    if options.weights:
-        raise UsageError(f"backbone {NAME} is weight-free; --weights does not apply")
     return HistogramEncoder(VARIANTS[variant], options.device)
 
 
@@ -65,6 +63,7 @@ def register_vision_backbones(register):
         name=NAME,
         feature_shape=(VARIANTS[DEFAULT_VARIANT] ** 2, LEVELS ** 3),
         default_weights="",
+        weight_free=True,  # mmcot refuses --weights and ignores --random-init for it
         build=build,
         description="per-cell RGB colour histograms (template third-party plugin; weight-free)",
         variants=tuple(VARIANTS),

@@ -1,0 +1,78 @@
+"""Where a vision backbone's weights come from: written once here, used by every builder (as timm's builder and
+open_clip's factory resolve `pretrained` in one place).
+
+`--weights` / `VisionBuildOptions.weights` is read as, in this order:
+
+    (none)              the backbone's default: its default hub id or pretrained tag     kind "default"
+    --random-init       the architecture with seeded random weights, never the network    kind "random-init"
+    an existing dir     a saved model directory (save_pretrained / timm save_for_hf / open_clip)  kind "local-dir"
+    an existing file    a checkpoint for the chosen architecture                          kind "file"
+    /… ./… ~/…          a path that does not exist → UsageError "no such file or directory"
+    org/name, hf-hub:…  a hub repository                                                  kind "hub"
+    anything else       a pretrained tag of the library (timm model tag, open_clip tag)   kind "tag"
+
+Loading itself stays the backbone's business; `loading(...)` turns whatever its library raises into one line
+that names the backbone and the weights, with the offline hint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from mmcot_cli.errors import MMCoTError, UsageError, first_line
+
+RANDOM_INIT = "random-init"  # the manifest's `weights` for random-init encoders
+BOTH_GIVEN = "give either --random-init or --weights, not both"
+OFFLINE_HINT = "offline? use --random-init or --weights PATH"
+KINDS = ("default", "random-init", "local-dir", "file", "hub", "tag")
+
+
+@dataclass(frozen=True)
+class WeightSource:
+    kind: str  # one of KINDS
+    value: str  # the resolved path, hub id (without "hf-hub:"), tag, or the default; "" for random init
+    given: str = ""  # what the user wrote (a path with ~ expanded), for messages and the manifest
+
+    @property
+    def is_path(self) -> bool:
+        return self.kind in ("local-dir", "file")
+
+
+def check_not_both(random_init: bool, weights: str | None, backbone: str | None = None) -> None:
+    if random_init and weights:
+        raise UsageError(f"backbone {backbone}: {BOTH_GIVEN}" if backbone else BOTH_GIVEN)
+
+
+def resolve_weights(backbone: str, weights: str | None, random_init: bool = False, default: str = "") -> WeightSource:
+    """Classify what the user asked for (see the module docstring); touches only the local file system."""
+    check_not_both(random_init, weights, backbone)
+    if random_init:
+        return WeightSource("random-init", "", RANDOM_INIT)
+    if not weights:
+        return WeightSource("default", default, default)
+    path = Path(weights).expanduser()
+    if path.is_dir():
+        return WeightSource("local-dir", str(path.resolve()), str(path))
+    if path.is_file():
+        return WeightSource("file", str(path.resolve()), str(path))
+    if weights.startswith(("/", ".", "~")):
+        raise UsageError(f"backbone {backbone}: --weights {weights}: no such file or directory")
+    if weights.startswith("hf-hub:"):
+        return WeightSource("hub", weights[len("hf-hub:"):], weights)
+    return WeightSource("hub" if "/" in weights else "tag", weights, weights)
+
+
+@contextlib.contextmanager
+def loading(backbone: str, what: str, arch: str | None = None) -> Iterator[None]:
+    """Any non-mmcot error while loading `what` becomes one line: what failed, the library's first line, the hint
+    (network down, unknown id, incompatible checkpoint all look alike to the user)."""
+    try:
+        yield
+    except MMCoTError:
+        raise
+    except Exception as e:
+        where = f"backbone {backbone} ({arch})" if arch else f"backbone {backbone}"
+        raise MMCoTError(f"{where}: cannot load {what}: {first_line(e)} ({OFFLINE_HINT})") from None
