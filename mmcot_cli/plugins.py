@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from pathlib import Path
 
 import pluggy
@@ -13,20 +12,20 @@ from mmcot_cli.errors import UnknownBackboneError, UsageError
 from mmcot_cli.hookspecs import TextBackbone, VisionBackbone, VisionBuildOptions, VisionEncoder
 
 ENTRY_POINT_GROUP = "mmcot"
-
-# Loaded directly only when the package's own entry points are missing (running from a source tree
-# without `pip install`); an installed mmcot loads these through the entry-point group like any plugin.
-BUILTIN_PLUGINS = (
-    "mmcot_plugins.patches",
-    "mmcot_plugins.detr",
-    "mmcot_plugins.clip",
-    "mmcot_plugins.vit",
-    "mmcot_plugins.resnet",
-    "mmcot_plugins.t5_family",
-    "mmcot_plugins.scratch_t5",
-)
+DISTRIBUTION = "mmcot"  # the built-in plugins are this distribution's own entry points (pyproject.toml: the one list)
 
 _pm: pluggy.PluginManager | None = None
+
+
+def builtin_plugins() -> list[str]:
+    """Module names of the built-in plugins, as declared in pyproject.toml's `mmcot` entry-point group."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    try:
+        eps = distribution(DISTRIBUTION).entry_points
+    except PackageNotFoundError:
+        return []
+    return [ep.value for ep in eps if ep.group == ENTRY_POINT_GROUP]
 
 
 def get_plugin_manager() -> pluggy.PluginManager:
@@ -34,16 +33,7 @@ def get_plugin_manager() -> pluggy.PluginManager:
     if _pm is None:
         pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
         pm.add_hookspecs(hookspecs._Specs)
-        pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
-        for modname in BUILTIN_PLUGINS:
-            if not any(getattr(p, "__name__", None) == modname for p in pm.get_plugins()):
-                try:
-                    module = importlib.import_module(modname)
-                except ModuleNotFoundError as e:
-                    if e.name != modname:  # the plugin exists but one of its imports is missing
-                        raise
-                    continue
-                pm.register(module, name=modname)
+        pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)  # built-in and third-party plugins alike
         pm.check_pending()  # a misspelled hook name in any plugin is an error, not silence
         _pm = pm
     return _pm
