@@ -9,11 +9,11 @@ import typer
 from rich.table import Table
 
 from mmcot_cli.cli.app import command, print_json, warn
-from mmcot_cli.data import parse_splits
 from mmcot_cli.errors import UsageError
-from mmcot_cli.extract import ExtractConfig, extract, merge, parse_shard
-from mmcot_cli.store import DEFAULT_CHUNK_SIZE
 from mmcot_cli.progress import err_console
+
+# The library (numpy, and torch once a model is built) is imported when the command runs, not for `--help`.
+CHUNK_SIZE_HELP = "Images per resumable chunk file [default: 256]."  # tests check it shows store.DEFAULT_CHUNK_SIZE
 
 
 @command("extract")
@@ -37,7 +37,7 @@ def extract_command(
     variant: Optional[str] = typer.Option(None, "--variant", help="Backbone variant (e.g. clip ViT-L-14)."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Record unreadable images in the manifest (they read "
                                   "as zeros) and go on, instead of failing."),
-    chunk_size: int = typer.Option(DEFAULT_CHUNK_SIZE, "--chunk-size", help="Images per resumable chunk file."),
+    chunk_size: Optional[int] = typer.Option(None, "--chunk-size", help=CHUNK_SIZE_HELP, show_default=False),
     merge_dir: Optional[Path] = typer.Option(None, "--merge", help="Compact FEATURES_DIR (e.g. after --shard runs) "
                                              "into few large shards; no other option applies."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON summary object."),
@@ -48,6 +48,10 @@ def extract_command(
     adding another split to the same --out extends the store. Problems without an image get no row (readers
     return zeros of the backbone's shape).
     """
+    from mmcot_cli.data import parse_splits
+    from mmcot_cli.extract import ExtractConfig, extract, merge, parse_shard
+    from mmcot_cli.store import DEFAULT_CHUNK_SIZE
+
     if merge_dir is not None:
         if backbone or data or out:
             raise UsageError("--merge FEATURES_DIR takes no --backbone/--data/--out")
@@ -65,7 +69,7 @@ def extract_command(
         splits=parse_splits(split),
         images_dir=str(images) if images else None, batch_size=batch_size, workers=workers, device=device,
         dtype=dtype, shard=parse_shard(shard), random_init=random_init, weights=weights, variant=variant,
-        skip_bad=skip_bad, chunk_size=chunk_size,
+        skip_bad=skip_bad, chunk_size=DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size,
     )
     summary = extract(cfg)
     for b in summary["bad"]:

@@ -1,0 +1,62 @@
+"""Fast start and the public API: the CLI and `import mmcot_cli` load no torch/transformers/timm/open_clip (they
+come in only inside the commands that build a model); every name `mmcot_cli` exports resolves to its module's.
+
+Import checks run in a fresh interpreter (this test process has torch loaded already). Timings and RSS are a
+benchmark (benchmarks/bench_startup.py), not asserted here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+
+import mmcot_cli
+
+HEAVY = ("torch", "transformers", "timm", "open_clip")
+
+
+def loaded_after(code: str) -> list[str]:
+    """Heavy top-level packages in sys.modules after running `code` in a fresh interpreter."""
+    probe = f"{code}\nimport json, sys\nprint(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))"
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_importing_the_cli_loads_no_torch():
+    assert loaded_after("import mmcot_cli.cli") == []
+
+
+def test_package_store_plugins_and_backbone_listing_load_no_torch():
+    code = ("import mmcot_cli, mmcot_cli.store, mmcot_cli.extract, mmcot_cli.weights, mmcot_cli.io, "
+            "mmcot_cli.progress\n"
+            "from mmcot_cli import plugins, open_store, hookimpl, VisionBackbone\n"
+            "assert {'patches', 'vit', 'resnet', 'detr', 'clip'} <= set(plugins.vision_backbones())\n"
+            "plugins.text_backbones()")
+    assert loaded_after(code) == []
+
+
+def test_public_api_names_are_the_modules_own():
+    for name, (module, attr) in mmcot_cli._EXPORTS.items():
+        assert getattr(mmcot_cli, name) is getattr(importlib.import_module(module), attr), name
+    assert set(mmcot_cli.__all__) == {"__version__", *mmcot_cli._EXPORTS}
+    # the former homes keep working for existing scripts
+    from mmcot_cli import features, store
+
+    assert features.open_store is store.open_store and features.FeatureStore is store.FeatureStore
+    try:
+        mmcot_cli.no_such_name  # noqa: B018
+    except AttributeError as e:
+        assert "no_such_name" in str(e)
+    else:
+        raise AssertionError("unknown names must raise AttributeError")
+
+
+def test_extract_help_shows_the_store_default_chunk_size():
+    # `mmcot extract --help` must not import the store (numpy); its help text states the default instead
+    from mmcot_cli.cli.extract import CHUNK_SIZE_HELP
+    from mmcot_cli.store import DEFAULT_CHUNK_SIZE
+
+    assert f"[default: {DEFAULT_CHUNK_SIZE}]" in CHUNK_SIZE_HELP
