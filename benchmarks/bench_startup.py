@@ -55,8 +55,10 @@ def prepare_inputs(mmcot: str, tmp: Path) -> tuple[Path, Path]:
         source = tmp / "synthetic"
         generate_synthetic(source, n_problems=60, seed=0)
     data = tmp / "data"
-    subprocess.run([mmcot, "-q", "prepare", str(source), "--out", str(data), "--splits", "test"], check=True,
-                   stdout=subprocess.DEVNULL)
+    proc = subprocess.run([mmcot, "-q", "prepare", str(source), "--out", str(data), "--splits", "test"],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"cannot prepare the inputs: {proc.stderr.strip()}")
     qids = [json.loads(line)["qid"] for line in (data / "test.jsonl").read_text().splitlines() if line.strip()]
     results = tmp / "results.json"
     results.write_text(json.dumps({"results": {q: 0 for q in qids}}))

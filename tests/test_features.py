@@ -20,7 +20,7 @@ from mmcot_cli import extract as X
 from mmcot_cli import store as S
 from mmcot_cli.errors import DataError
 from mmcot_cli import plugins
-from mmcot_cli.errors import UsageError
+from mmcot_cli.errors import MMCoTError, UsageError
 from mmcot_cli.extract import ExtractConfig, ShapeError, extract, merge
 from mmcot_cli.store import StoreMismatchError, open_store
 from mmcot_cli.hookspecs import VisionBackbone, VisionBuildOptions, hookimpl
@@ -178,6 +178,14 @@ def test_bad_image_fails_cleanly_or_is_skipped(tmp_path, records):
     assert store.manifest["count"] == 6 and not store.has(missing_qid)
     assert {b["qid"]: b["error"] for b in store.manifest["bad"]}[missing_qid] == "file not found"
     assert torch.equal(store.get(records[4]["qid"]), torch.zeros(49, 192))
+    # coverage: images skipped as bad at extraction are accepted; a record the store never saw is not
+    assert store.bad_qids() == {records[4]["qid"], missing_qid} and store.missing(records) == []
+    store.check_coverage(records, "test")
+    stranger = {"qid": "999999", "image_paths": ["/x.png"]}
+    assert store.missing([*records, stranger, {"qid": "5", "image_paths": []}]) == ["999999"]
+    with pytest.raises(DataError, match=r"no features for qid 999999 \(1 of the 7 problems with an image in split "
+                                        r"'val' have none\); run `mmcot extract --split val"):
+        store.check_coverage([*records, stranger], "val")
 
 
 def test_several_splits_in_one_store_and_mismatch_errors(tmp_path, records):
@@ -246,3 +254,25 @@ def test_weight_free_backbone_ignores_random_init(tmp_path, records):
     assert file_bytes(tmp_path / "plain") == file_bytes(tmp_path / "rand")
     again = extract(cfg_for(tmp_path / "rand", records, random_init=True))  # resumed: nothing built
     assert again["chunks_written"] == 0 and again["weights"] == ""
+
+
+def test_chunk_writer_writes_each_chunk_when_its_last_item_arrives(tmp_path):
+    from mmcot_cli.store import ChunkWriter, read_data_file
+
+    started = []
+    writer = ChunkWriter(tmp_path, (2, 3), "float32", [("test", 0, 2), ("test", 1, 2)],
+                         on_first_write=lambda: started.append(True))
+    writer.add("a", np.ones((2, 3), np.float32))
+    assert not (tmp_path / "chunks").exists() and not started  # nothing before a chunk is whole
+    writer.add_bad("b", "/img/b.png", "file not found")
+    writer.add_bad("c", "/img/c.png", "truncated")
+    writer.add("d", np.full((2, 3), 2, np.float32))
+    assert started == [True] and (writer.chunks_written, writer.rows_written) == (2, 2)
+    first = read_data_file(tmp_path / "chunks" / "test-00000.safetensors", "chunks/test-00000.safetensors")
+    second = read_data_file(tmp_path / "chunks" / "test-00001.safetensors", "chunks/test-00001.safetensors")
+    assert first.entries == [{"split": "test", "chunk": 0, "qids": ["a"],
+                              "bad": [{"qid": "b", "path": "/img/b.png", "error": "file not found"}]}]
+    assert second.entries[0]["qids"] == ["d"] and second.read_rows(0, 1).tolist() == [[[2.0] * 3] * 2]
+    assert [b["qid"] for b in writer.bad] == ["b", "c"] and writer.bad[0]["split"] == "test"
+    with pytest.raises(MMCoTError, match="more items than the planned chunks"):
+        writer.add("e", np.zeros((2, 3), np.float32))

@@ -62,6 +62,7 @@ def test_third_party_plugin_is_listed(cli, third_party):
     assert vision["mean-colour"]["feature_shape"] == [1, 3]
     assert vision["mean-colour"]["plugin"] == "mmcot_test_thirdparty"
     assert text["my-t5"]["weights"] == "someorg/my-t5"
+    assert vision["patches"]["weight_free"] and not vision["vit"]["weight_free"]
     backbone = plugins.get_vision_backbone("mean-colour")
     from PIL import Image
 

@@ -13,7 +13,8 @@ from mmcot_cli.cli.app import command, print_json
 def backbones_summary() -> dict:
     vision = [
         {"name": b.name, "feature_shape": list(b.feature_shape), "default_weights": b.default_weights,
-         "variants": list(b.variants), "description": b.description, "plugin": b.plugin}
+         "weight_free": b.weight_free, "variants": list(b.variants), "description": b.description,
+         "plugin": b.plugin}
         for b in plugins.vision_backbones().values()
     ]
     text = [
@@ -36,7 +37,7 @@ def backbones(json_out: bool = typer.Option(False, "--json", help="Print one JSO
     for col in ("name", "features (tokens, dim)", "default weights", "variants", "plugin"):
         vt.add_column(col)
     for b in summary["vision"]:
-        vt.add_row(b["name"], "×".join(map(str, b["feature_shape"])), b["default_weights"] or "(weight-free)",
+        vt.add_row(b["name"], "×".join(map(str, b["feature_shape"])), "(weight-free)" if b["weight_free"] else b["default_weights"],
                    ", ".join(b["variants"]), b["plugin"])
     tt = Table(title="Text backbones (any local directory or org/name hub id is also accepted)")
     for col in ("name", "weights", "description", "plugin"):
