@@ -17,16 +17,30 @@ import mmcot_cli
 HEAVY = ("torch", "transformers", "timm", "open_clip")
 
 
-def loaded_after(code: str) -> list[str]:
-    """Heavy top-level packages in sys.modules after running `code` in a fresh interpreter."""
-    probe = f"{code}\nimport json, sys\nprint(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))"
+SPY = """
+import sys, traceback
+class _Spy:  # remembers which mmcot module line first imported each heavy package
+    via = {}
+    def find_spec(self, name, path=None, target=None):
+        if name in HEAVY and name not in _Spy.via:
+            frames = [f"{f.filename}:{f.lineno}" for f in traceback.extract_stack() if "mmcot" in f.filename]
+            _Spy.via[name] = frames[-1] if frames else "?"
+sys.meta_path.insert(0, _Spy())
+"""
+
+
+def loaded_after(code: str) -> dict[str, str]:
+    """Heavy top-level packages in sys.modules after running `code` in a fresh interpreter → the mmcot file:line
+    that imported each."""
+    probe = (f"HEAVY = {HEAVY!r}\n{SPY}\n{code}\nimport json\n"
+             "print(json.dumps({m: _Spy.via.get(m, '?') for m in HEAVY if m in sys.modules}))")
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def test_importing_the_cli_loads_no_torch():
-    assert loaded_after("import mmcot_cli.cli") == []
+    assert loaded_after("import mmcot_cli.cli") == {}
 
 
 def test_package_store_plugins_and_backbone_listing_load_no_torch():
@@ -35,7 +49,7 @@ def test_package_store_plugins_and_backbone_listing_load_no_torch():
             "from mmcot_cli import plugins, open_store, hookimpl, VisionBackbone\n"
             "assert {'patches', 'vit', 'resnet', 'detr', 'clip'} <= set(plugins.vision_backbones())\n"
             "plugins.text_backbones()")
-    assert loaded_after(code) == []
+    assert loaded_after(code) == {}
 
 
 def test_public_api_names_are_the_modules_own():
