@@ -6,11 +6,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mmcot_cli import plugins
 from mmcot_cli.cli.app import command, print_json
 
 
 def backbones_summary() -> dict:
+    from mmcot_cli import plugins  # loads every plugin module: only when the command runs, not for `--help`
+
     vision = [
         {"name": b.name, "feature_shape": list(b.feature_shape), "default_weights": b.default_weights,
          "weight_free": b.weight_free, "variants": list(b.variants), "description": b.description,
