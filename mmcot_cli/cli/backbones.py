@@ -38,8 +38,8 @@ def backbones(json_out: bool = typer.Option(False, "--json", help="Print one JSO
     for col in ("name", "features (tokens, dim)", "default weights", "variants", "plugin"):
         vt.add_column(col)
     for b in summary["vision"]:
-        vt.add_row(b["name"], "×".join(map(str, b["feature_shape"])), "(weight-free)" if b["weight_free"] else b["default_weights"],
-                   ", ".join(b["variants"]), b["plugin"])
+        weights = "(weight-free)" if b["weight_free"] else b["default_weights"]
+        vt.add_row(b["name"], "×".join(map(str, b["feature_shape"])), weights, ", ".join(b["variants"]), b["plugin"])
     tt = Table(title="Text backbones (any local directory or org/name hub id is also accepted)")
     for col in ("name", "weights", "description", "plugin"):
         tt.add_column(col)
