@@ -60,7 +60,8 @@ class PrepareConfig:
 
 
 def parse_splits(text: str) -> tuple[str, ...]:
-    """"train, val,test" → ("train", "val", "test"), order kept, duplicates dropped."""
+    """"train, val,test" → ("train", "val", "test"), order kept; a repeated split is dropped silently (it would
+    only redo the same work). The one split-list parser of every command (prepare, extract, generate)."""
     names = [s.strip() for s in text.split(",") if s.strip()]
     return tuple(dict.fromkeys(names))
 

@@ -18,10 +18,14 @@ import torch
 from mmcot_cli.answers import extract_answer, letter_to_index
 from mmcot_cli.data import load_records
 from mmcot_cli.errors import DataError, UsageError
+from mmcot_cli.features import open_store
+from mmcot_cli.hookspecs import VisionBuildOptions
+from mmcot_cli.images import load_rgb
 from mmcot_cli.inference import (check_feature_coverage, feature_getter, generate_texts,  # noqa: F401 (re-exports)
                                  resolve_device)
 from mmcot_cli.io import read_json, write_jsonl
 from mmcot_cli.model import MODEL_SUBDIR, load_run_model
+from mmcot_cli.plugins import build_vision_encoder, get_vision_backbone
 from mmcot_cli.prompts import STAGE_PRESETS, build_prompt
 from mmcot_cli.rationales import load_rationales
 from mmcot_cli.runs import RUN_CONFIG, RunMeta
@@ -64,8 +68,6 @@ def prediction_row(qid: str, text: str, stage: str, num_choices: int | None, ans
 
 
 def open_features(path: str | Path, model_shape: tuple[int, int] | None, run: Path):
-    from mmcot_cli.features import open_store
-
     store = open_store(path)
     shape = tuple(int(x) for x in store.feature_shape)
     if model_shape is not None and shape != tuple(model_shape):
@@ -221,10 +223,6 @@ def image_features_for(info: RunMeta, image_shape: tuple[int, int], image_path: 
         return torch.zeros(1, *image_shape)
     if not info.vision_backbone:
         raise DataError(f"{run}: the run records no vision backbone to encode --image with")
-    from mmcot_cli.hookspecs import VisionBuildOptions
-    from mmcot_cli.images import load_rgb
-    from mmcot_cli.plugins import build_vision_encoder, get_vision_backbone
-
     variant, weights = _vision_source(info)
     if random_init:
         weights = None

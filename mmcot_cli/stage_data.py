@@ -9,6 +9,7 @@ from typing import Any
 
 from mmcot_cli.collate import Example, tokenize_pairs
 from mmcot_cli.data import load_records
+from mmcot_cli.features import open_store
 from mmcot_cli.inference import check_feature_coverage
 from mmcot_cli.prompts import build_prompt
 from mmcot_cli.rationales import Rationales, load_rationales
@@ -93,8 +94,6 @@ def read_stage_inputs(cfg: TrainConfig) -> StageInputs:
     val_records = split_records(cfg, cfg.val_split, cfg.limit_val) if cfg.val_split else None
     store = None
     if cfg.features:
-        from mmcot_cli.features import open_store
-
         store = open_store(cfg.features)
         check_feature_coverage(store, train_records, cfg.train_split)
         if val_records is not None:

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from mmcot_cli.errors import UsageError
+from mmcot_cli.plugins import get_text_backbone
 from mmcot_cli.prompts import STAGE_PRESETS, uses_rationale
 
 TRAIN_ON = ("gold", "generated")
@@ -66,6 +67,8 @@ class TrainConfig:
         cfg.max_output_len = self.max_output_len or preset.max_output_len
         cfg.eval_batch_size = self.eval_batch_size or 2 * self.batch_size
         cfg.eval_every = parse_eval_every(self.eval_every)
+        # --text-option values are checked against the options the backbone declares, before anything is read.
+        cfg.text_options = get_text_backbone(self.text_model).parse_options(self.text_options)
         if needs_rationale(cfg.prompt_format) and not cfg.rationales:
             raise UsageError(f"prompt format {cfg.prompt_format} puts a stage-1 rationale in the input: "
                              "pass --rationales RUN_R (the rationale run with preds-<split>.jsonl)")
