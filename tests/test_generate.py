@@ -6,6 +6,8 @@ import json
 import random
 
 import pytest
+
+from conftest import build_record
 import torch
 
 from mmcot_cli.errors import DataError
@@ -21,13 +23,10 @@ MAX_OUT = 6
 
 def _record(qid: str, split: str, image_path: str | None, colour: str, hint: str = "") -> dict:
     choices = ["red", "blue", "green"]
-    return {
-        "qid": qid, "split": split, "question": "What color is the big square?", "hint": hint, "caption": "",
-        "choices": choices, "answer": choices.index(colour), "lecture": "Colors are seen with light.",
-        "solution": f"The square is {colour}.", "subject": "natural science", "grade": "grade2",
-        "topic": "colors", "category": "Colors", "skill": "Identify colors", "task": "closed choice",
-        "image": "image.png" if image_path else None, "image_paths": [image_path] if image_path else [],
-    }
+    return build_record(qid=qid, split=split, question="What color is the big square?", hint=hint, choices=choices,
+                        answer=choices.index(colour), lecture="Colors are seen with light.",
+                        solution=f"The square is {colour}.", grade="grade2", topic="colors",
+                        image="image.png" if image_path else None, image_paths=[image_path] if image_path else [])
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,8 @@ import random
 from pathlib import Path
 
 import pytest
+
+from conftest import build_record
 import torch
 
 from mmcot_cli import train as train_mod
@@ -40,14 +42,11 @@ def make_records(split: str, n: int, start: int, seed: int = 0) -> list[dict]:
     for i in range(n):
         choices = rng.sample(COLOURS, 2 + i % 3)
         answer = rng.randrange(len(choices))
-        rows.append({
-            "qid": str(start + i), "split": split, "question": f"Which colour is the {['ball', 'box', 'cup'][i % 3]}?",
-            "hint": "" if i % 2 else f"The object is {choices[answer]}.", "caption": "", "choices": choices,
-            "answer": answer, "lecture": "Colours are seen with the eyes.",
-            "solution": f"The object is {choices[answer]}. " * (1 + i % 4), "subject": "natural science",
-            "grade": "grade3", "topic": "colour", "category": "Colours", "skill": "colour", "task": "closed choice",
-            "image": None, "image_paths": [],
-        })
+        rows.append(build_record(
+            qid=str(start + i), split=split, question=f"Which colour is the {['ball', 'box', 'cup'][i % 3]}?",
+            hint="" if i % 2 else f"The object is {choices[answer]}.", choices=choices, answer=answer,
+            lecture="Colours are seen with the eyes.", solution=f"The object is {choices[answer]}. " * (1 + i % 4),
+            topic="colour"))
     return rows
 
 
