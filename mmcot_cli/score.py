@@ -168,6 +168,32 @@ def score_records(records: list[dict], predictions: Mapping[str, Any] | Iterable
     return _score(records, preds, fallback, seed, rationale_ref, BadEntries(skip_bad, warn), warn, details)
 
 
+def _accuracy(records: list[dict], gold: dict[str, dict], by_qid: dict[str, Prediction], fallback: str,
+              rng: random.Random, result: dict, statuses: dict[str, int], items: list[dict] | None) -> list[str]:
+    """Fill `result` with the acc_* percentages and `counts`, `statuses` with status counts and `items` (if
+    given) with per-qid rows; returns the gold qids without a prediction."""
+    keys = [key for key, _, _ in CATEGORIES] + [f"acc_{t}" for t in _topics(records)]
+    counts = {key: {"correct": 0, "total": 0} for key in keys}
+    missing = []
+    for qid, record in gold.items():
+        index, status = _resolve(by_qid.get(qid), len(record["choices"]), fallback, rng)
+        statuses[status] = statuses.get(status, 0) + 1
+        if status == "missing":
+            missing.append(qid)
+        correct = index is not None and index == record["answer"]
+        member = [key for key, _, test in CATEGORIES if test(record)] + [f"acc_{record['topic']}"]
+        for key in member:
+            counts[key]["total"] += 1
+            counts[key]["correct"] += int(correct)
+        if items is not None:
+            items.append({"qid": qid, "pred_index": index, "answer": record["answer"], "correct": correct,
+                          "status": status})
+    for key in keys:
+        result[key] = _percent(counts[key]["correct"], counts[key]["total"])
+    result["counts"] = counts
+    return missing
+
+
 def _score(records: list[dict], preds: list[Prediction], fallback: str, seed: int, rationale_ref: str,
            bad: BadEntries, warn: Warn | None, details: bool, gold_name: str = "the gold data") -> dict:
     gold = {}
@@ -195,31 +221,11 @@ def _score(records: list[dict], preds: list[Prediction], fallback: str, seed: in
     has_answers = any(p.has_answer for p in by_qid.values())
     has_rationales = any(p.rationale is not None for p in by_qid.values())
     result: dict[str, Any] = {}
-    rng = random.Random(seed)
     statuses: dict[str, int] = {}
-    items = []
-    missing = []
+    items: list[dict] = []
     if has_answers:
-        topics = _topics(records)
-        keys = [key for key, _, _ in CATEGORIES] + [f"acc_{t}" for t in topics]
-        counts = {key: {"correct": 0, "total": 0} for key in keys}
-        for qid, record in gold.items():
-            pred = by_qid.get(qid)
-            index, status = _resolve(pred, len(record["choices"]), fallback, rng)
-            statuses[status] = statuses.get(status, 0) + 1
-            if status == "missing":
-                missing.append(qid)
-            correct = index is not None and index == record["answer"]
-            member = [key for key, _, test in CATEGORIES if test(record)] + [f"acc_{record['topic']}"]
-            for key in member:
-                counts[key]["total"] += 1
-                counts[key]["correct"] += int(correct)
-            if details:
-                items.append({"qid": qid, "pred_index": index, "answer": record["answer"], "correct": correct,
-                              "status": status})
-        for key in keys:
-            result[key] = _percent(counts[key]["correct"], counts[key]["total"])
-        result["counts"] = counts
+        missing = _accuracy(records, gold, by_qid, fallback, random.Random(seed), result, statuses,
+                            items if details else None)
     else:
         missing = [qid for qid in gold if qid not in by_qid]
     result.update({
