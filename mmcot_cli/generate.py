@@ -26,12 +26,13 @@ from mmcot_cli.inference import (check_feature_coverage, feature_getter, generat
 from mmcot_cli.io import read_json, write_jsonl
 from mmcot_cli.model import MODEL_SUBDIR, load_run_model
 from mmcot_cli.plugins import build_vision_encoder, get_vision_backbone
-from mmcot_cli.prompts import STAGE_PRESETS, build_prompt
+from mmcot_cli.prompts import ANSWER_OUTPUTS, STAGE_PRESETS, build_prompt  # noqa: F401 (ANSWER_OUTPUTS re-export)
 from mmcot_cli.rationales import load_rationales
 from mmcot_cli.runs import RUN_CONFIG, RunMeta
 
-# Kept for scripts that import them from here; the one home is mmcot_cli.prompts.
+# Kept for scripts that import them from here; the one home is mmcot_cli.prompts / mmcot_cli.runs.
 DEFAULT_MAX_NEW_TOKENS = {stage: preset.max_output_len for stage, preset in STAGE_PRESETS.items()}
+RunInfo = RunMeta
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -31,8 +31,8 @@ def _launcher(kind: str) -> list[str]:
     # `accelerate launch` through this interpreter (the `accelerate` script on PATH may belong to another
     # environment, with another mmcot installed). Without GPUs it starts several processes only through its torch
     # launcher (--multi_gpu); mmcot then sets Accelerate up for CPU with the gloo backend.
-    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port())]
+    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port())]
 
 
 @pytest.mark.timeout(120)
