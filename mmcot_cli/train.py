@@ -4,6 +4,10 @@ One process or many (`accelerate launch` / `torchrun`): every process builds the
 (seed, epoch) and takes its share; only the main process writes files. Checkpoints are written at optimizer-step
 boundaries, so resuming needs the weights, optimizer, scheduler, every process's RNG state and the data position
 (epoch, batches consumed) — nothing else.
+
+Layout: `train()` reads the inputs (stage_data), builds the model, then runs a flat loop (`train_epochs` →
+`run_batch`, `evaluate`, `checkpoint`, `end_epoch`) over two plain dataclasses: `Trainer` (what stays fixed) and
+`TrainState` (where training is; what a checkpoint's state.json holds). Checkpoint files: mmcot_cli.checkpoints.
 """
 
 from __future__ import annotations
