@@ -32,9 +32,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from mmcot_cli.collate import Collator, LengthGroupedBatchSampler, tokenize_pairs  # noqa: E402
+from mmcot_cli.prompts import STAGE_PRESETS  # noqa: E402
 
 SAMPLE = REPO.parent / "shared" / "scienceqa-sample"
-STAGES = {"rationale": ("QCM-E", 512), "answer": ("QCMG-A", 64)}
+STAGES = {stage: (p.prompt_format, p.max_output_len) for stage, p in STAGE_PRESETS.items()}
 MODELS = {  # T5 shapes (vocab 32128 as t5-small, whatever the tokenizer, so the output layer costs the same)
     "small": dict(d_model=512, d_kv=64, d_ff=2048, num_layers=6, num_heads=8),
     "tiny": dict(d_model=128, d_kv=32, d_ff=512, num_layers=2, num_heads=4),

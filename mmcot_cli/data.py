@@ -60,7 +60,8 @@ class PrepareConfig:
 
 
 def parse_splits(text: str) -> tuple[str, ...]:
-    """"train, val,test" → ("train", "val", "test"), order kept, duplicates dropped."""
+    """"train, val,test" → ("train", "val", "test"), order kept; a repeated split is dropped silently (it would
+    only redo the same work). The one split-list parser of every command (prepare, extract, generate)."""
     names = [s.strip() for s in text.split(",") if s.strip()]
     return tuple(dict.fromkeys(names))
 
@@ -243,9 +244,73 @@ class _SplitResult:
     with_images: int = 0
 
 
-def prepare(cfg: PrepareConfig) -> dict:
-    """Validate a ScienceQA folder and write DATA_DIR/<split>.jsonl + manifest.json; returns a summary dict
-    (per-split counts and `warnings`, each one line). Nothing is written unless every check passes."""
+@dataclass
+class _Source:
+    """The checked source files of one `prepare` run, and the findings shared across its splits."""
+
+    problems_path: Path
+    splits_path: Path
+    problems: dict
+    images_dir: Path | None
+    captions: dict[str, str]
+    errors: list[str] = field(default_factory=list)  # per-item problems, in order; fatal unless skip_bad
+    warnings: list[str] = field(default_factory=list)
+    problem_checks: dict[str, str | None] = field(default_factory=dict)
+
+
+def _read_split(cfg: PrepareConfig, src: _Source, split: str, qids: list[str]) -> _SplitResult:
+    """One split's records; bad items go to src.errors, notes to src.warnings."""
+    res = _SplitResult()
+    seen: set[str] = set()
+    pending_missing: list[tuple[int, Path]] = []  # (record index, expected path) for declared, absent images
+    kept_qids: list[str] = []
+    for qid in track(qids, f"checking {split}"):
+        if qid in seen:
+            src.errors.append(f"{src.splits_path}: split {split!r} lists qid {qid} twice")
+            res.skipped.append({"qid": qid, "error": "duplicate qid in split list"})
+            continue
+        seen.add(qid)
+        if qid not in src.problems:
+            if cfg.strict:
+                src.errors.append(f"{src.problems_path}: qid {qid} (split {split}) has no entry")
+                res.skipped.append({"qid": qid, "error": "no entry in problems.json"})
+            else:
+                res.missing_problems.append(qid)
+            continue
+        if qid not in src.problem_checks:
+            src.problem_checks[qid] = problem_errors(qid, src.problems[qid])
+        if src.problem_checks[qid]:
+            src.errors.append(f"{src.problems_path}: qid {qid}: {src.problem_checks[qid]}")
+            res.skipped.append({"qid": qid, "error": src.problem_checks[qid]})
+            continue
+        problem = src.problems[qid]
+        paths, expected = find_image_paths(src.images_dir, qid, problem, (problem.get("split"), split))
+        if expected is not None:
+            pending_missing.append((len(kept_qids), expected))
+        if paths:
+            res.with_images += 1
+        kept_qids.append(qid)
+        res.records.append(problem_to_record(qid, problem, split, src.captions.get(qid, ""), paths))
+
+    if pending_missing and res.with_images == 0:
+        # Nothing of this split is on disk: the user did not download its images. Keep the records.
+        res.missing_images = [kept_qids[i] for i, _ in pending_missing]
+        where = src.images_dir if src.images_dir is not None else f"{cfg.source} (no images folder)"
+        src.warnings.append(f"split {split}: none of its {len(pending_missing)} declared images are in {where}; "
+                            f"records kept with image_paths [] (download that split's images to use them)")
+    elif pending_missing:
+        drop = set()
+        for i, expected in pending_missing:
+            src.errors.append(f"{expected}: declared image of qid {kept_qids[i]} (split {split}) not found")
+            res.skipped.append({"qid": kept_qids[i], "error": f"image not found: {expected}"})
+            drop.add(i)
+        res.records = [r for i, r in enumerate(res.records) if i not in drop]
+    return res
+
+
+def _open_source(cfg: PrepareConfig) -> tuple[_Source, dict[str, list[str]], Path | None]:
+    """Read and check problems.json, pid_splits.json, captions and the images folder: (source, split lists,
+    captions path)."""
     problems_path, splits_path = find_source_files(cfg.source)
     problems = read_problems(problems_path)
     pid_splits = read_pid_splits(splits_path)
@@ -254,7 +319,6 @@ def prepare(cfg: PrepareConfig) -> dict:
     for split in cfg.splits:
         if split not in pid_splits:
             raise UnknownNameError(f"split (in {splits_path})", split, list(pid_splits))
-
     warnings: list[str] = []
     captions_path = cfg.captions if cfg.captions is not None else default_captions_path(cfg.source, problems_path)
     captions: dict[str, str] = {}
@@ -265,58 +329,17 @@ def prepare(cfg: PrepareConfig) -> dict:
     images_dir = cfg.images if cfg.images is not None else default_images_dir(cfg.source, problems_path)
     if images_dir is not None and not images_dir.is_dir():
         raise DataError(f"{images_dir}: images folder not found")
+    src = _Source(problems_path=problems_path, splits_path=splits_path, problems=problems, images_dir=images_dir,
+                  captions=captions, warnings=warnings)
+    return src, pid_splits, captions_path
 
-    errors: list[str] = []  # per-item problems, in order; fatal unless skip_bad
-    problem_checks: dict[str, str | None] = {}
-    results: dict[str, _SplitResult] = {}
-    for split in cfg.splits:
-        res = results[split] = _SplitResult()
-        seen: set[str] = set()
-        pending_missing: list[tuple[int, Path]] = []  # (record index, expected path) for declared, absent images
-        kept_problems: list[tuple[str, Mapping]] = []
-        for qid in track(pid_splits[split], f"checking {split}"):
-            if qid in seen:
-                errors.append(f"{splits_path}: split {split!r} lists qid {qid} twice")
-                res.skipped.append({"qid": qid, "error": "duplicate qid in split list"})
-                continue
-            seen.add(qid)
-            if qid not in problems:
-                if cfg.strict:
-                    errors.append(f"{problems_path}: qid {qid} (split {split}) has no entry")
-                    res.skipped.append({"qid": qid, "error": "no entry in problems.json"})
-                else:
-                    res.missing_problems.append(qid)
-                continue
-            if qid not in problem_checks:
-                problem_checks[qid] = problem_errors(qid, problems[qid])
-            if problem_checks[qid]:
-                errors.append(f"{problems_path}: qid {qid}: {problem_checks[qid]}")
-                res.skipped.append({"qid": qid, "error": problem_checks[qid]})
-                continue
-            problem = problems[qid]
-            paths, expected = find_image_paths(images_dir, qid, problem, (problem.get("split"), split))
-            if expected is not None:
-                pending_missing.append((len(kept_problems), expected))
-            if paths:
-                res.with_images += 1
-            kept_problems.append((qid, problem))
-            res.records.append(problem_to_record(qid, problem, split, captions.get(qid, ""), paths))
 
-        if pending_missing and res.with_images == 0:
-            # Nothing of this split is on disk: the user did not download its images. Keep the records.
-            res.missing_images = [kept_problems[i][0] for i, _ in pending_missing]
-            where = images_dir if images_dir is not None else f"{cfg.source} (no images folder)"
-            warnings.append(f"split {split}: none of its {len(pending_missing)} declared images are in {where}; "
-                            f"records kept with image_paths [] (download that split's images to use them)")
-        elif pending_missing:
-            drop = set()
-            for i, expected in pending_missing:
-                qid = kept_problems[i][0]
-                errors.append(f"{expected}: declared image of qid {qid} (split {split}) not found")
-                res.skipped.append({"qid": qid, "error": f"image not found: {expected}"})
-                drop.add(i)
-            res.records = [r for i, r in enumerate(res.records) if i not in drop]
-
+def prepare(cfg: PrepareConfig) -> dict:
+    """Validate a ScienceQA folder and write DATA_DIR/<split>.jsonl + manifest.json; returns a summary dict
+    (per-split counts and `warnings`, each one line). Nothing is written unless every check passes."""
+    src, pid_splits, captions_path = _open_source(cfg)
+    results = {split: _read_split(cfg, src, split, pid_splits[split]) for split in cfg.splits}
+    errors, warnings = src.errors, src.warnings
     if errors and not cfg.skip_bad:
         more = f" (and {len(errors) - 1} more bad item{'s' if len(errors) > 2 else ''}; --skip-bad skips them)" \
             if len(errors) > 1 else " (--skip-bad skips bad items)"
@@ -325,7 +348,7 @@ def prepare(cfg: PrepareConfig) -> dict:
     for split, res in results.items():
         if res.missing_problems:
             warnings.append(f"split {split}: {len(res.missing_problems)} of {len(pid_splits[split])} qids have no "
-                            f"entry in {problems_path.name} (listed in manifest.json as missing_problems)")
+                            f"entry in {src.problems_path.name} (listed in manifest.json as missing_problems)")
 
     # Everything checked: write each split, then the manifest, each atomically.
     if cfg.out.exists() and not cfg.out.is_dir():
@@ -335,9 +358,9 @@ def prepare(cfg: PrepareConfig) -> dict:
         write_jsonl(cfg.out / f"{split}.jsonl", res.records)
     manifest = {
         "source": str(cfg.source.resolve()),
-        "problems": str(problems_path.resolve()),
-        "pid_splits": str(splits_path.resolve()),
-        "images_dir": str(images_dir.resolve()) if images_dir is not None else None,
+        "problems": str(src.problems_path.resolve()),
+        "pid_splits": str(src.splits_path.resolve()),
+        "images_dir": str(src.images_dir.resolve()) if src.images_dir is not None else None,
         "captions": str(Path(captions_path).resolve()) if captions_path is not None else None,
         "splits": {
             split: {"count": len(res.records), "with_images": res.with_images,

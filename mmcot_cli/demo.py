@@ -10,15 +10,28 @@ Sizes and schedules (SIZES) were chosen by measurement on 2 CPU cores; docs/DEMO
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
 import os
 import shutil
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from mmcot_cli.errors import UnknownNameError, UsageError
+from mmcot_cli import progress
+from mmcot_cli.data import PrepareConfig, load_records, prepare
+from mmcot_cli.errors import MMCoTError, UnknownNameError, UsageError
+from mmcot_cli.features import ExtractConfig, extract
 from mmcot_cli.io import read_json, read_jsonl, write_json
+from mmcot_cli.plugins import get_vision_backbone
+from mmcot_cli.progress import ForwardedProgress
+from mmcot_cli.score import CATEGORIES, ScoreConfig, score, score_records
+from mmcot_cli.synthetic import generate_synthetic
+
+# mmcot_cli.train / mmcot_cli.generate (torch, transformers) are imported inside the functions that train and
+# generate: `mmcot` imports this module at startup.
 
 MODES = ("multimodal", "text_only")
 MARKER = ".mmcot-demo"  # written first: a folder holding it is a demo output that a rerun may replace
@@ -29,7 +42,6 @@ SPLITS = ("train", "val", "test")
 @dataclass(frozen=True)
 class DemoSize:
     """How big the benchmark and how long the training: the knobs that trade time for accuracy."""
-
     n_problems: int
     rationale_epochs: int
     answer_epochs: int
@@ -116,8 +128,6 @@ def chance_accuracy(records: list[dict], test: Callable[[dict], bool]) -> float 
 
 def _image_rationale_metrics(records: list[dict], preds_path: Path) -> dict | None:
     """Rationale metrics on the image questions only: where the text-only model must guess the visual fact."""
-    from mmcot_cli.score import score_records
-
     img = [r for r in records if r["image"]]
     if not img:
         return None
@@ -128,9 +138,7 @@ def _image_rationale_metrics(records: list[dict], preds_path: Path) -> dict | No
 
 def _run_mode(mode: str, cfg: DemoConfig, size: DemoSize, data_dir: Path, features: Path | None, runs: Path,
               step: Step) -> dict:
-    from mmcot_cli.data import load_records
     from mmcot_cli.generate import GenerateConfig, generate
-    from mmcot_cli.score import ScoreConfig, score
     from mmcot_cli.train import TrainConfig, train
 
     run_r, run_a = runs / mode / "rationale", runs / mode / "answer"
@@ -180,8 +188,6 @@ def _run_mode(mode: str, cfg: DemoConfig, size: DemoSize, data_dir: Path, featur
 
 
 def _print_step(message: str) -> None:
-    from mmcot_cli import progress
-
     progress.log(f"[bold cyan]▶[/] {message}")
 
 
@@ -191,9 +197,6 @@ def _mode_worker(mode: str, cfg: DemoConfig, size: DemoSize, data_dir: Path, fea
     the parent through `queue` (two processes drawing on one terminal would garble it); queue None = silent.
     Library errors come back as data (their classes do not all pickle)."""
     import torch
-
-    from mmcot_cli import progress
-    from mmcot_cli.errors import MMCoTError
 
     torch.set_num_threads(threads)
     if queue is None:
@@ -210,12 +213,6 @@ def _mode_worker(mode: str, cfg: DemoConfig, size: DemoSize, data_dir: Path, fea
 
 def _run_modes_parallel(cfg: DemoConfig, size: DemoSize, data_dir: Path, features: Path | None, runs: Path,
                         step: Step, quiet: bool) -> dict[str, dict]:
-    import contextlib
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    from mmcot_cli.errors import MMCoTError
-    from mmcot_cli.progress import ForwardedProgress
 
     threads = cfg.threads or max(1, (os.cpu_count() or 2) // len(cfg.modes))
     step(f"{' and '.join(cfg.modes)} pipelines run side by side ({threads} thread(s) each)")
@@ -241,8 +238,6 @@ def run_demo(cfg: DemoConfig, step: Step | None = None) -> dict:
     """Run the demo; return {multimodal, text_only (score objects), chance, paths, seconds, …}.
 
     `step` is called with a one-line description before each stage (the CLI prints it)."""
-    from mmcot_cli.synthetic import generate_synthetic
-
     quiet = step is None  # no stage lines from the worker processes either
     step = step or (lambda _msg: None)
     size = cfg.resolved_size()
@@ -251,7 +246,6 @@ def run_demo(cfg: DemoConfig, step: Step | None = None) -> dict:
         raise UnknownNameError("demo mode", (unknown or ["(none)"])[0], list(MODES))
     out = Path(cfg.out)
     if not cfg.generate_only and "multimodal" in cfg.modes:
-        from mmcot_cli.plugins import get_vision_backbone
 
         get_vision_backbone(cfg.backbone)  # an unknown name fails before anything is written
     _prepare_out(out, cfg.generate_only)
@@ -269,9 +263,6 @@ def run_demo(cfg: DemoConfig, step: Step | None = None) -> dict:
     seconds["generate_benchmark"] = round(time.perf_counter() - t, 2)
     if cfg.generate_only:
         return {"benchmark": summary, "seconds": {"total": round(time.perf_counter() - start, 2), **seconds}}
-
-    from mmcot_cli.data import PrepareConfig, load_records, prepare
-    from mmcot_cli.features import ExtractConfig, extract
 
     data_dir = out / "data"
     step(f"prepare {data_dir}")
@@ -303,8 +294,6 @@ def run_demo(cfg: DemoConfig, step: Step | None = None) -> dict:
     for mode in cfg.modes:
         seconds[mode] = results[mode]["seconds"]
     seconds["pipelines"] = round(time.perf_counter() - t, 2)
-
-    from mmcot_cli.score import CATEGORIES
 
     test_records = load_records(data_dir, "test")
     chance = {key: chance_accuracy(test_records, test) for key, _, test in CATEGORIES}

@@ -16,9 +16,11 @@ open_clip imports at module level: every command that lists backbones imports ev
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence
 
 import pluggy
+
+from mmcot_cli.errors import UsageError
 
 if TYPE_CHECKING:  # keep plugin import cheap: torch/PIL only for type hints
     import torch
@@ -81,6 +83,19 @@ class TextBuildOptions:
 
 
 @dataclass(frozen=True)
+class BackboneOption:
+    """An option a backbone declares; `mmcot train --text-option NAME=VALUE` is checked against these."""
+
+    name: str
+    type: Callable[[Any], Any] = str  # parses the value (a command-line string, or a value from library code)
+    default: Any = None
+    help: str = ""
+
+    def describe(self) -> str:
+        return f"{self.name} ({getattr(self.type, '__name__', 'value')}, default {self.default})"
+
+
+@dataclass(frozen=True)
 class TextBackbone:
     name: str
     weights: str  # hub id or local directory passed to from_pretrained ("" for from-scratch builders)
@@ -88,6 +103,21 @@ class TextBackbone:
     # Optional custom builder; returns (T5ForConditionalGeneration, tokenizer). None = from_pretrained(weights).
     build: Callable[[TextBuildOptions], tuple[Any, Any]] | None = None
     plugin: str = ""
+    options: Sequence[BackboneOption] = ()  # what TextBuildOptions.options may hold (parsed by parse_options)
+
+    def parse_options(self, raw: Mapping[str, Any]) -> dict[str, Any]:
+        """Given options checked against the declared ones and parsed; UsageError (exit 2) lists the valid ones."""
+        declared = {o.name: o for o in self.options}
+        valid = ", ".join(o.describe() for o in self.options) or "none"
+        parsed = {}
+        for key, value in raw.items():
+            if key not in declared:
+                raise UsageError(f"unknown {self.name} option {key!r}; valid options: {valid}")
+            try:
+                parsed[key] = declared[key].type(value)
+            except (TypeError, ValueError):
+                raise UsageError(f"{self.name} option {key}: bad value {value!r}; valid options: {valid}") from None
+        return parsed
 
 
 class _Specs:

@@ -28,13 +28,16 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from torch import nn
-from transformers import T5Config, T5ForConditionalGeneration
+from transformers import AutoConfig, AutoTokenizer, T5Config, T5ForConditionalGeneration
 from transformers import initialization as hf_init
 from transformers.modeling_outputs import BaseModelOutput
 
 from mmcot_cli.errors import DataError, MMCoTError, first_line
+from mmcot_cli.hookspecs import TextBuildOptions
+from mmcot_cli.io import atomic_dir, read_json
+from mmcot_cli.plugins import get_text_backbone
 
 @contextlib.contextmanager
 def _quiet_hf():
@@ -202,6 +205,14 @@ class MMCoTForConditionalGeneration(T5ForConditionalGeneration):
             decoder_inputs_embeds=decoder_inputs_embeds, labels=labels, use_cache=use_cache, **kwargs,
         )
 
+    def configure_optimizers(self, weight_decay: float, lr: float) -> torch.optim.AdamW:
+        """AdamW; no weight decay on biases and norm scales (1-D parameters), as the HF Trainer does."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        decay = [p for p in params if p.ndim >= 2]
+        no_decay = [p for p in params if p.ndim < 2]
+        return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                                  {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+
     def prepare_inputs_for_generation(self, *args, **kwargs):
         # The fused encoder states are already in encoder_outputs: never re-attend to the image per step.
         kwargs.pop("image_features", None)
@@ -245,16 +256,11 @@ def build_model(
     `from_pretrained` (the hub for users with internet, the cache or a local directory otherwise); the fusion head
     starts from PyTorch's default init. `random_init` keeps the architecture but not the weights.
     """
-    from transformers import AutoConfig, AutoTokenizer
-
-    from mmcot_cli.hookspecs import TextBuildOptions
-    from mmcot_cli.plugins import get_text_backbone
-
     backbone = get_text_backbone(text_backbone)
+    parsed = backbone.parse_options(text_options or {})  # options the backbone does not declare: exit 2
     meta = {"text_backbone": backbone.name}
     if backbone.build is not None:
-        options = TextBuildOptions(random_init=random_init, train_texts=train_texts,
-                                   options=dict(text_options or {}))
+        options = TextBuildOptions(random_init=random_init, train_texts=train_texts, options=parsed)
         t5, tokenizer = backbone.build(options)
         model = _from_t5(t5, image_shape)
     else:
@@ -285,8 +291,6 @@ def save_run_model(model: MMCoTForConditionalGeneration, tokenizer, out_dir: str
     `mmcot_meta` holds at least: text_backbone, vision_backbone, feature_shape, prompt_format, stage. Written to a
     temporary sibling directory and renamed into place, so an interrupted save never leaves a half model.
     """
-    from mmcot_cli.io import atomic_dir
-
     out_dir = Path(out_dir)
     model = getattr(model, "module", model)  # unwrap DDP/accelerate wrappers
     meta = dict(mmcot_meta)
@@ -318,12 +322,6 @@ def load_run_model(run_or_model_dir: str | Path, device: str | torch.device = "c
     Loads safetensors only (never pickle) and no remote code. meta = the config's mmcot dict: text_backbone,
     vision_backbone, feature_shape / image_shape, prompt_format, stage, ...
     """
-    from transformers import AutoTokenizer
-
-    from safetensors import SafetensorError
-
-    from mmcot_cli.io import read_json
-
     model_dir = resolve_model_dir(run_or_model_dir)
     if not any(model_dir.glob("*.safetensors")):
         raise DataError(f"{model_dir}: no safetensors weights (pickle checkpoints are not loaded)")

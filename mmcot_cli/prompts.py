@@ -15,13 +15,14 @@ model trained on these strings must see what the original model saw (REFERENCE.m
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
+from mmcot_cli.answers import OPTION_LETTERS
 from mmcot_cli.errors import DataError, UnknownNameError
+from mmcot_cli.rationales import read_rationales  # noqa: F401  (re-export: scripts import it from here)
 
-DEFAULT_OPTIONS = ("A", "B", "C", "D", "E")
+DEFAULT_OPTIONS = OPTION_LETTERS  # the option letters choices are labelled with (one home: mmcot_cli.answers)
 
 # Each input template receives the already-built fields; `g` is the QCMG/CQMG rationale line.
 _INPUTS: dict[str, Callable[[dict], str]] = {
@@ -64,6 +65,23 @@ PROMPT_FORMATS: tuple[str, ...] = tuple(f"{i}-{o}" for i in INPUT_FORMATS for o 
 REFERENCE_FORMATS: tuple[str, ...] = ("QCM-A", "QCM-E", "QCM-LE", "QCMG-A", "QCM-LEA", "QCM-ALE")
 # Input formats whose input carries a rationale (stage 2 of the two-stage pipeline).
 RATIONALE_INPUTS: tuple[str, ...] = ("QCMG", "CQMG")
+# Output formats whose target states "The answer is (X)" (their predictions get an answer letter and index).
+ANSWER_OUTPUTS: tuple[str, ...] = ("A", "AL", "AE", "ALE", "AEL", "LA", "EA", "LEA", "ELA")
+
+
+@dataclass(frozen=True)
+class StagePreset:
+    """What `--stage` means when no option overrides it: the reference's stage-1/stage-2 scripts."""
+
+    prompt_format: str
+    max_output_len: int  # output tokens in training, and the generation limit
+    metric: str  # validation metric that picks the best model
+
+
+STAGE_PRESETS: dict[str, StagePreset] = {
+    "rationale": StagePreset(prompt_format="QCM-E", max_output_len=512, metric="rougeL"),
+    "answer": StagePreset(prompt_format="QCMG-A", max_output_len=64, metric="accuracy"),
+}
 
 
 class UnknownPromptFormatError(UnknownNameError):
@@ -91,6 +109,11 @@ def split_format(prompt_format: str) -> tuple[str, str]:
 def uses_rationale(prompt_format: str) -> bool:
     """True for QCMG-*/CQMG-*: the input carries a (gold or generated) rationale."""
     return split_format(prompt_format)[0] in RATIONALE_INPUTS
+
+
+def gives_answer(prompt_format: str) -> bool:
+    """True when the format's output states "The answer is (X)" (A, LA, ALE, …)."""
+    return split_format(prompt_format)[1] in ANSWER_OUTPUTS
 
 
 def collapse_whitespace(text: str) -> str:
@@ -166,26 +189,6 @@ def build_prompt(record: Mapping, prompt_format: str, use_caption: bool = False,
     """
     source, target = build_prompt_raw(record, prompt_format, use_caption, rationale, options)
     return collapse_whitespace(source), collapse_whitespace(target)
-
-
-def read_rationales(path: str | os.PathLike) -> dict[str, str]:
-    """qid → generated rationale from one predictions JSONL (`{qid, prediction, ...}`). Matching is by qid,
-    never by position (the reference pairs by position). A RUN_DIR → file: `mmcot_cli.rationales`."""
-    from mmcot_cli.io import iter_jsonl
-
-    path = Path(path)
-    out: dict[str, str] = {}
-    for lineno, obj in iter_jsonl(path):
-        qid, pred = obj.get("qid"), obj.get("prediction")
-        if not isinstance(qid, (str, int)) or isinstance(qid, bool):
-            raise DataError(f"{path}:{lineno}: missing or invalid 'qid'")
-        if not isinstance(pred, str):
-            raise DataError(f"{path}:{lineno}: qid {qid}: missing or non-string 'prediction'")
-        qid = str(qid)
-        if qid in out:
-            raise DataError(f"{path}:{lineno}: duplicate qid {qid}")
-        out[qid] = pred
-    return out
 
 
 def prompt_rows(records: Sequence[Mapping], prompt_format: str, use_caption: bool = False,

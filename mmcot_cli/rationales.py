@@ -2,7 +2,7 @@
 
 `--rationales` names either a stage-1 run directory (its `preds-<split>.jsonl`, written by `mmcot generate`) or one
 predictions file (any split's qids may be in it). Both `mmcot train --stage answer` and `mmcot generate` use this;
-rows are parsed by `mmcot_cli.prompts.read_rationales`, this module adds the per-split file resolution, the
+rows are parsed by `read_rationales`; this module also holds the per-split file resolution, the
 "which qid is missing" error and the provenance (path + sha256) recorded in run_config.json.
 """
 
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Iterable
 
 from mmcot_cli.errors import DataError
+from mmcot_cli.io import iter_jsonl
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,24 @@ class Rationales:
             shown = ", ".join(missing[:5]) + (f" … ({len(missing)} missing in all)" if len(missing) > 5 else "")
             raise DataError(f"{self.path}: no rationale for qid {shown}")
         return [self.by_qid[q] for q in qids]
+
+
+def read_rationales(path: str | Path) -> dict[str, str]:
+    """qid → generated rationale from one predictions JSONL (`{qid, prediction, ...}`). Matching is by qid,
+    never by position (the reference pairs by position).  A RUN_DIR → file: `rationale_file`."""
+    path = Path(path)
+    out: dict[str, str] = {}
+    for lineno, obj in iter_jsonl(path):
+        qid, pred = obj.get("qid"), obj.get("prediction")
+        if not isinstance(qid, (str, int)) or isinstance(qid, bool):
+            raise DataError(f"{path}:{lineno}: missing or invalid 'qid'")
+        if not isinstance(pred, str):
+            raise DataError(f"{path}:{lineno}: qid {qid}: missing or non-string 'prediction'")
+        qid = str(qid)
+        if qid in out:
+            raise DataError(f"{path}:{lineno}: duplicate qid {qid}")
+        out[qid] = pred
+    return out
 
 
 def rationale_file(source: str | Path, split: str) -> Path:
@@ -60,7 +79,5 @@ def _sha256(path: Path) -> str:
 
 def load_rationales(source: str | Path, split: str) -> Rationales:
     """The `prediction` of every row of the rationale file for `split`, keyed by `qid`, with provenance."""
-    from mmcot_cli.prompts import read_rationales  # the row parser (qid/prediction checks, duplicates)
-
     path = rationale_file(source, split)
     return Rationales(path=path, sha256=_sha256(path), by_qid=read_rationales(path))

@@ -7,25 +7,23 @@ predictions JSONL or the benchmark's results JSON (`{"results": {qid: option_ind
 
 from __future__ import annotations
 
-import json
 import random
-import re
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from mmcot_cli import progress
+from mmcot_cli.answers import ANSWER_PATTERN, OPTION_LETTERS, extract_answer, letter_to_index  # noqa: F401
+from mmcot_cli.data import load_records
 from mmcot_cli.errors import DataError, UnknownNameError, UnknownSplitError
-from mmcot_cli.io import read_json, read_text
+from mmcot_cli.io import read_json
+# Re-exported: `mmcot_cli.score` stays the library's scoring entry point (docs/FORMATS.md).
+from mmcot_cli.predictions import (BadEntries, Prediction, Warn, coerce_predictions, is_int,  # noqa: F401
+                                   read_predictions, type_name)
+from mmcot_cli.rationale_metrics import (RATIONALE_REFS, bleu, normalize_rationale,  # noqa: F401
+                                         rationale_metrics, rationale_reference, rouge_l)
 
-# The reference's pattern (main.py extract_ans): exactly one match gives the letter, anything else fails.
-ANSWER_PATTERN = re.compile(r"The answer is \(([A-Z])\)")
-# The reference's option letters (args.options); a letter outside them is redrawn under the random fallback.
-REFERENCE_OPTIONS = ("A", "B", "C", "D", "E")
-
+REFERENCE_OPTIONS = OPTION_LETTERS  # a letter outside them is redrawn under the random fallback
 FALLBACKS = ("strict", "random")
-RATIONALE_REFS = ("solution", "lecture+solution")
 
 # The 26 topics evaluate_acc.py reports, in its order; topics found in the data but not here are appended.
 SQA_TOPICS = (
@@ -55,204 +53,6 @@ CATEGORIES: tuple[tuple[str, str, Callable[[dict], bool]], ...] = (
 # Fields of a gold record that scoring reads.
 _GOLD_FIELDS = ("choices", "answer", "subject", "grade", "topic", "hint", "image")
 
-Warn = Callable[[str], None]
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Answer extraction
-
-
-def extract_answer(text: str | None) -> str | None:
-    """The letter X of the single "The answer is (X)" in `text`; None when there is no match or several."""
-    if not isinstance(text, str):
-        return None
-    found = ANSWER_PATTERN.findall(text)
-    return found[0] if len(found) == 1 else None
-
-
-def letter_to_index(letter: str, num_choices: int) -> int | None:
-    """Option index for `letter` ("A" → 0); None when the letter is beyond the item's `num_choices` options."""
-    if len(letter) != 1 or not "A" <= letter <= "Z":
-        return None
-    index = ord(letter) - ord("A")
-    return index if index < num_choices else None
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Predictions
-
-
-@dataclass
-class Prediction:
-    """One prediction: an option index and/or generated answer text, and/or a rationale."""
-
-    qid: str
-    answer_index: int | None = None
-    text: str | None = None  # generated text to extract "The answer is (X)" from
-    letter: str | None = None  # a pre-extracted letter, used only when there is neither index nor text
-    rationale: str | None = None
-    where: str = "<predictions>"  # "file:line" or "file: results['qid']", for messages
-
-    @property
-    def has_answer(self) -> bool:
-        return self.answer_index is not None or self.text is not None or self.letter is not None
-
-
-class _Bad:
-    """Raise or (with skip_bad) warn-and-count one bad prediction."""
-
-    def __init__(self, skip_bad: bool, warn: Warn | None):
-        self.skip_bad, self.warn, self.count = skip_bad, warn, 0
-
-    def __call__(self, message: str) -> None:
-        if not self.skip_bad:
-            raise DataError(message)
-        self.count += 1
-        if self.warn:
-            self.warn(f"{message} (skipped)")
-
-
-def _type_name(value: Any) -> str:
-    return "null" if value is None else type(value).__name__
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _prediction_from_row(row: dict, where: str) -> Prediction:
-    """Validate one predictions-JSONL object (types only; gold checks come later). Raises DataError."""
-    if "qid" not in row:
-        raise DataError(f"{where}: missing 'qid'")
-    qid = row["qid"]
-    if not isinstance(qid, str) or not qid:
-        raise DataError(f"{where}: 'qid' must be a non-empty string, got {_type_name(qid)} {qid!r}")
-    for key in ("prediction", "rationale", "answer_letter", "stage"):
-        if row.get(key) is not None and not isinstance(row[key], str):
-            raise DataError(f"{where}: qid {qid}: {key!r} must be a string or null, got {_type_name(row[key])}")
-    index = row.get("answer_index")
-    if index is not None and (not _is_int(index) or index < 0):
-        raise DataError(f"{where}: qid {qid}: 'answer_index' must be a non-negative integer or null, "
-                        f"got {_type_name(index)} {index!r}")
-    stage = row.get("stage")
-    if stage not in (None, "answer", "rationale"):
-        raise DataError(f"{where}: qid {qid}: 'stage' must be 'answer' or 'rationale', got {stage!r}")
-    pred = Prediction(qid=qid, answer_index=index, where=where, rationale=row.get("rationale"))
-    if stage == "rationale":
-        # A stage-1 output is a rationale, not an answer; it is scored with the rationale metrics only.
-        if pred.rationale is None:
-            pred.rationale = row.get("prediction")
-    else:
-        pred.text = row.get("prediction")
-        if pred.answer_index is None and pred.text is None:
-            pred.letter = row.get("answer_letter")
-    if not pred.has_answer and pred.rationale is None:
-        raise DataError(f"{where}: qid {qid}: no 'prediction', 'answer_index' or 'rationale'")
-    return pred
-
-
-def _read_jsonl_predictions(path: Path, text: str, bad: _Bad) -> list[Prediction]:
-    preds = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{lineno}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            bad(f"{where}:{e.colno}: invalid JSON: {e.msg}")
-            continue
-        if not isinstance(row, dict):
-            bad(f"{where}: expected a JSON object, got {_type_name(row)}")
-            continue
-        try:
-            preds.append(_prediction_from_row(row, where))
-        except DataError as e:
-            bad(str(e))
-    return preds
-
-
-def _read_results_json(path: Path, obj: dict, bad: _Bad) -> list[Prediction]:
-    results = obj["results"]
-    if not isinstance(results, dict):
-        raise DataError(f"{path}: 'results' must be an object of qid → option index, got {_type_name(results)}")
-    preds = []
-    for qid, value in results.items():
-        where = f"{path}: results[{qid!r}]"
-        # evaluate_acc.py does int(results[qid]); accept ints and digit strings, nothing looser.
-        if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
-            value = int(value)
-        if not _is_int(value) or value < 0:
-            bad(f"{where}: option index must be a non-negative integer, got {_type_name(value)} {value!r}")
-            continue
-        preds.append(Prediction(qid=qid, answer_index=value, where=where))
-    return preds
-
-
-def read_predictions(path: str | Path, skip_bad: bool = False, warn: Warn | None = None
-                     ) -> tuple[list[Prediction], str, int]:
-    """Read a predictions JSONL or a ScienceQA results JSON (auto-detected).
-
-    Returns (predictions, format name, number of bad entries skipped). Bad entries raise DataError naming
-    file:line (JSONL) or file + qid (results JSON), unless `skip_bad`, which warns and counts instead.
-    """
-    path = Path(path)
-    text = read_text(path, "predictions file")
-    if not text.strip():
-        raise DataError(f"{path}: empty predictions file")
-    try:
-        whole = json.loads(text)
-    except json.JSONDecodeError:
-        whole = None  # not one JSON document: JSONL (or broken), handled line by line below
-    bad = _Bad(skip_bad, warn)
-    if isinstance(whole, dict) and "results" in whole:
-        preds, fmt = _read_results_json(path, whole, bad), "scienceqa-results"
-    elif isinstance(whole, dict) and "preds" in whole and "qid" not in whole:
-        raise DataError(f"{path}: a JSON object without 'results' (by-position 'preds' lists without qids, as the "
-                        f"reference writes them, cannot be scored); expected predictions JSONL or a ScienceQA "
-                        f"results JSON {{\"results\": {{qid: option_index}}}}")
-    elif isinstance(whole, dict) and sum(1 for line in text.splitlines() if line.strip()) > 1:
-        # One object spread over several lines is not JSONL (whose objects sit one per line).
-        raise DataError(f"{path}: a JSON object without 'results'; expected predictions JSONL or a ScienceQA "
-                        f"results JSON {{\"results\": {{qid: option_index}}}}")
-    elif whole is not None and not isinstance(whole, dict):
-        raise DataError(f"{path}: a JSON {_type_name(whole)}; expected predictions JSONL or a ScienceQA results "
-                        f"JSON {{\"results\": {{qid: option_index}}}}")
-    else:
-        preds, fmt = _read_jsonl_predictions(path, text, bad), "jsonl"
-    if not preds:
-        raise DataError(f"{path}: no usable predictions")
-    return preds, fmt, bad.count
-
-
-def _coerce_predictions(predictions: Mapping[str, Any] | Iterable[Any]) -> list[Prediction]:
-    """Library callers may pass {qid: text | index | row dict | Prediction} or an iterable of row dicts."""
-    out: list[Prediction] = []
-    if isinstance(predictions, Mapping):
-        for qid, value in predictions.items():
-            where = f"<predictions>[{qid!r}]"
-            if isinstance(value, Prediction):
-                out.append(value)
-            elif isinstance(value, str):
-                out.append(Prediction(qid=str(qid), text=value, where=where))
-            elif _is_int(value):
-                out.append(_prediction_from_row({"qid": str(qid), "answer_index": value}, where))
-            elif isinstance(value, dict):
-                out.append(_prediction_from_row({"qid": str(qid), **value}, where))
-            else:
-                raise DataError(f"{where}: expected text, an option index or a prediction object, "
-                                f"got {_type_name(value)}")
-        return out
-    for i, value in enumerate(predictions):
-        where = f"<predictions>[{i}]"
-        if isinstance(value, Prediction):
-            out.append(value)
-        elif isinstance(value, dict):
-            out.append(_prediction_from_row(value, where))
-        else:
-            raise DataError(f"{where}: expected a prediction object, got {_type_name(value)}")
-    return out
-
 
 # ---------------------------------------------------------------------------------------------------------
 # Gold data
@@ -265,7 +65,7 @@ def _check_record(record: dict, where: str) -> None:
     choices, answer = record["choices"], record["answer"]
     if not isinstance(choices, list) or not choices:
         raise DataError(f"{where}: qid {record.get('qid')}: 'choices' must be a non-empty list")
-    if not _is_int(answer) or not 0 <= answer < len(choices):
+    if not is_int(answer) or not 0 <= answer < len(choices):
         raise DataError(f"{where}: qid {record.get('qid')}: answer {answer!r} is not an index into "
                         f"{len(choices)} choices")
 
@@ -275,12 +75,12 @@ def load_problems(path: str | Path, split: str) -> list[dict]:
     path = Path(path)
     problems = read_json(path)
     if not isinstance(problems, dict):
-        raise DataError(f"{path}: expected an object of qid → problem, got {_type_name(problems)}")
+        raise DataError(f"{path}: expected an object of qid → problem, got {type_name(problems)}")
     records = []
     splits_seen = set()
     for qid, problem in problems.items():
         if not isinstance(problem, dict):
-            raise DataError(f"{path}: qid {qid}: expected a problem object, got {_type_name(problem)}")
+            raise DataError(f"{path}: qid {qid}: expected a problem object, got {type_name(problem)}")
         splits_seen.add(problem.get("split"))
         if problem.get("split") != split:
             continue
@@ -301,8 +101,6 @@ def load_gold(data: str | Path, split: str = "test") -> list[dict]:
             for candidate in (data / "problems.json", data / "scienceqa" / "problems.json"):
                 if candidate.is_file():
                     return load_problems(candidate, split)
-        from mmcot_cli.data import load_records  # owned by `mmcot prepare`; names the file/line of bad records
-
         records = load_records(data, split)
         for record in records:
             _check_record(record, str(data / f"{split}.jsonl"))
@@ -315,107 +113,7 @@ def load_gold(data: str | Path, split: str = "test") -> list[dict]:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Rationale metrics
-
-
-def normalize_rationale(text: str) -> str:
-    """Text a rationale is compared on: literal "\\n" (how prompts encode newlines) as spaces, whitespace
-    collapsed, and a leading "Solution:" (the stage-1 targets' prefix) stripped."""
-    text = " ".join(text.replace("\\n", " ").split())
-    if text.startswith("Solution:"):
-        text = text[len("Solution:"):].strip()
-    return text
-
-
-def rationale_reference(record: dict, ref: str = "solution") -> str:
-    """The gold text a generated rationale is compared with: `solution` (the QCM-E target) or
-    `lecture solution` (the QCM-LE target), normalised like the prediction."""
-    if ref == "solution":
-        text = record.get("solution") or ""
-    elif ref == "lecture+solution":
-        text = f"{record.get('lecture') or ''} {record.get('solution') or ''}"
-    else:
-        raise UnknownNameError("rationale reference", ref, list(RATIONALE_REFS))
-    return normalize_rationale(text)
-
-
-_ROUGE_SCORER = None
-
-
-def _rouge_pair(pred: str, ref: str) -> float:
-    global _ROUGE_SCORER
-    if _ROUGE_SCORER is None:
-        from rouge_score import rouge_scorer
-
-        _ROUGE_SCORER = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
-    return _ROUGE_SCORER.score(ref, pred)["rougeL"].fmeasure
-
-
-def _bleu_tokens(text: str) -> list[str]:
-    # evaluations.py: split on whitespace and full stops, dropping empty pieces.
-    return [t for t in re.split(r"\s|\.", text) if t]
-
-
-def _bleu_pair(pred: str, ref: str, n: int) -> float:
-    from nltk.translate.bleu_score import sentence_bleu
-
-    with warnings.catch_warnings():
-        # Without smoothing nltk warns for every sentence with no n-gram overlap; the score is 0 by design.
-        warnings.simplefilter("ignore")
-        return float(sentence_bleu([_bleu_tokens(ref)], _bleu_tokens(pred), (1.0 / n,) * n))
-
-
-def _mean_percent(scores: list[float]) -> float | None:
-    return 100.0 * sum(scores) / len(scores) if scores else None
-
-
-def _check_lengths(name: str, preds: list[str], refs: list[str]) -> None:
-    if len(preds) != len(refs):
-        raise ValueError(f"{name}: {len(preds)} predictions but {len(refs)} references")
-
-
-def rouge_l(preds: list[str], refs: list[str]) -> float | None:
-    """Mean ROUGE-L F-measure ×100 (rouge-score, Porter stemming as the reference's validation metric).
-
-    Pairs with an empty reference are skipped; an empty prediction scores 0 (the reference's evaluations.py
-    skips those too, which would reward saying nothing). None when no pair has a reference."""
-    _check_lengths("rouge_l", preds, refs)
-    return _mean_percent([_rouge_pair(p, r) for p, r in zip(preds, refs) if r.strip()])
-
-
-def bleu(preds: list[str], refs: list[str], n: int) -> float | None:
-    """Mean sentence BLEU-n ×100 (nltk, uniform weights, no smoothing, as the reference). Empty references
-    are skipped; None when none is left."""
-    _check_lengths("bleu", preds, refs)
-    return _mean_percent([_bleu_pair(p, r, n) for p, r in zip(preds, refs) if r.strip()])
-
-
-def rationale_metrics(preds: list[str], refs: list[str]) -> dict:
-    """ROUGE-L, BLEU-1 and BLEU-4 (×100) over normalised texts, with the number of pairs scored."""
-    _check_lengths("rationale_metrics", preds, refs)
-    pairs = [(normalize_rationale(p), normalize_rationale(r)) for p, r in zip(preds, refs)]
-    pairs = [(p, r) for p, r in pairs if r]
-    rouge, bleu_1, bleu_4 = [], [], []
-    # ~5 ms a pair on CPU, so a full test split takes a while: show progress.
-    for pred, ref in progress.track(pairs, "rationale metrics"):
-        rouge.append(_rouge_pair(pred, ref))
-        bleu_1.append(_bleu_pair(pred, ref, 1))
-        bleu_4.append(_bleu_pair(pred, ref, 4))
-    return {
-        "num_scored": len(pairs),
-        "num_empty_ref": len(refs) - len(pairs),
-        "rouge_l": _round(_mean_percent(rouge)),
-        "bleu_1": _round(_mean_percent(bleu_1)),
-        "bleu_4": _round(_mean_percent(bleu_4)),
-    }
-
-
-# ---------------------------------------------------------------------------------------------------------
 # Accuracy
-
-
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 2)
 
 
 def _percent(correct: int, total: int) -> float | None:
@@ -466,12 +164,38 @@ def score_records(records: list[dict], predictions: Mapping[str, Any] | Iterable
     With `details`, `items` lists each gold qid's predicted index, answer, correctness and status.
     """
     _check_options(fallback, rationale_ref)
-    preds = _coerce_predictions(predictions)
-    return _score(records, preds, fallback, seed, rationale_ref, _Bad(skip_bad, warn), warn, details)
+    preds = coerce_predictions(predictions)
+    return _score(records, preds, fallback, seed, rationale_ref, BadEntries(skip_bad, warn), warn, details)
+
+
+def _accuracy(records: list[dict], gold: dict[str, dict], by_qid: dict[str, Prediction], fallback: str,
+              rng: random.Random, result: dict, statuses: dict[str, int], items: list[dict] | None) -> list[str]:
+    """Fill `result` with the acc_* percentages and `counts`, `statuses` with status counts and `items` (if
+    given) with per-qid rows; returns the gold qids without a prediction."""
+    keys = [key for key, _, _ in CATEGORIES] + [f"acc_{t}" for t in _topics(records)]
+    counts = {key: {"correct": 0, "total": 0} for key in keys}
+    missing = []
+    for qid, record in gold.items():
+        index, status = _resolve(by_qid.get(qid), len(record["choices"]), fallback, rng)
+        statuses[status] = statuses.get(status, 0) + 1
+        if status == "missing":
+            missing.append(qid)
+        correct = index is not None and index == record["answer"]
+        member = [key for key, _, test in CATEGORIES if test(record)] + [f"acc_{record['topic']}"]
+        for key in member:
+            counts[key]["total"] += 1
+            counts[key]["correct"] += int(correct)
+        if items is not None:
+            items.append({"qid": qid, "pred_index": index, "answer": record["answer"], "correct": correct,
+                          "status": status})
+    for key in keys:
+        result[key] = _percent(counts[key]["correct"], counts[key]["total"])
+    result["counts"] = counts
+    return missing
 
 
 def _score(records: list[dict], preds: list[Prediction], fallback: str, seed: int, rationale_ref: str,
-           bad: _Bad, warn: Warn | None, details: bool, gold_name: str = "the gold data") -> dict:
+           bad: BadEntries, warn: Warn | None, details: bool, gold_name: str = "the gold data") -> dict:
     gold = {}
     for record in records:
         _check_record(record, "<records>")
@@ -497,31 +221,11 @@ def _score(records: list[dict], preds: list[Prediction], fallback: str, seed: in
     has_answers = any(p.has_answer for p in by_qid.values())
     has_rationales = any(p.rationale is not None for p in by_qid.values())
     result: dict[str, Any] = {}
-    rng = random.Random(seed)
     statuses: dict[str, int] = {}
-    items = []
-    missing = []
+    items: list[dict] = []
     if has_answers:
-        topics = _topics(records)
-        keys = [key for key, _, _ in CATEGORIES] + [f"acc_{t}" for t in topics]
-        counts = {key: {"correct": 0, "total": 0} for key in keys}
-        for qid, record in gold.items():
-            pred = by_qid.get(qid)
-            index, status = _resolve(pred, len(record["choices"]), fallback, rng)
-            statuses[status] = statuses.get(status, 0) + 1
-            if status == "missing":
-                missing.append(qid)
-            correct = index is not None and index == record["answer"]
-            member = [key for key, _, test in CATEGORIES if test(record)] + [f"acc_{record['topic']}"]
-            for key in member:
-                counts[key]["total"] += 1
-                counts[key]["correct"] += int(correct)
-            if details:
-                items.append({"qid": qid, "pred_index": index, "answer": record["answer"], "correct": correct,
-                              "status": status})
-        for key in keys:
-            result[key] = _percent(counts[key]["correct"], counts[key]["total"])
-        result["counts"] = counts
+        missing = _accuracy(records, gold, by_qid, fallback, random.Random(seed), result, statuses,
+                            items if details else None)
     else:
         missing = [qid for qid in gold if qid not in by_qid]
     result.update({
@@ -575,7 +279,7 @@ def score(cfg: ScoreConfig, warn: Warn | None = None) -> dict:
     _check_options(cfg.fallback, cfg.rationale_ref)
     records = load_gold(cfg.data, cfg.split)
     preds, fmt, num_bad = read_predictions(cfg.predictions, cfg.skip_bad, warn)
-    bad = _Bad(cfg.skip_bad, warn)
+    bad = BadEntries(cfg.skip_bad, warn)
     bad.count = num_bad
     result = _score(records, preds, cfg.fallback, cfg.seed, cfg.rationale_ref, bad, warn, cfg.details,
                     gold_name=f"{cfg.data} (split {cfg.split})")

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from mmcot_cli.errors import UsageError
+from mmcot_cli.errors import UnknownNameError, UsageError
 from mmcot_cli.io import write_json
 
 IMAGE_SIZE = 224  # the size the patch backbone cuts into a 7×7 grid of 32-px cells
@@ -373,8 +373,6 @@ def generate_synthetic(
     chosen = tuple(TASK_WEIGHTS) if tasks is None else tuple(tasks)
     unknown = [t for t in chosen if t not in TASK_WEIGHTS]
     if unknown or not chosen:
-        from mmcot_cli.errors import UnknownNameError
-
         raise UnknownNameError("synthetic task", (unknown or ["(none)"])[0], list(TASK_WEIGHTS))
 
     out = Path(out_dir)

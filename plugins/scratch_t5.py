@@ -19,26 +19,25 @@ from collections import Counter
 from typing import Iterable
 
 from mmcot_cli.errors import MMCoTError, UsageError
-from mmcot_cli.hookspecs import TextBackbone, TextBuildOptions, hookimpl
+from mmcot_cli.hookspecs import BackboneOption, TextBackbone, TextBuildOptions, hookimpl
 
 NAME = "t5-scratch"
-DEFAULTS = {"d_model": 128, "layers": 2, "heads": 4, "d_ff": None, "vocab_size": 4000, "dropout": 0.1,
-            "extra_ids": 0}
+OPTIONS = (
+    BackboneOption("d_model", int, 128, "model width"),
+    BackboneOption("layers", int, 2, "encoder and decoder layers"),
+    BackboneOption("heads", int, 4, "attention heads (must divide d_model)"),
+    BackboneOption("d_ff", int, None, "feed-forward width (default 4·d_model)"),
+    BackboneOption("vocab_size", int, 4000, "tokenizer vocabulary upper bound"),
+    BackboneOption("dropout", float, 0.1, "dropout rate"),
+    BackboneOption("extra_ids", int, 0, "<extra_id_N> sentinel tokens"),
+)
+DEFAULTS = {o.name: o.default for o in OPTIONS}
 SPECIALS = ("<pad>", "</s>", "<unk>")  # ids 0, 1, 2 as in every T5 vocabulary
 _UNITS = re.compile(r"\w+|[^\w\s]", re.UNICODE)  # a word, or one punctuation/symbol character
 
 
 def _options(raw: dict) -> dict:
-    unknown = sorted(set(raw) - set(DEFAULTS))
-    if unknown:
-        raise UsageError(f"unknown {NAME} option(s) {', '.join(unknown)}; known: {', '.join(DEFAULTS)}")
-    opts = {**DEFAULTS, **raw}
-    for key in ("d_model", "layers", "heads", "vocab_size", "extra_ids") + (("d_ff",) if opts["d_ff"] else ()):
-        try:
-            opts[key] = int(opts[key])
-        except (TypeError, ValueError):
-            raise UsageError(f"{NAME} option {key} must be an integer, got {opts[key]!r}") from None
-    opts["dropout"] = float(opts["dropout"])
+    opts = {**DEFAULTS, **_BACKBONE.parse_options(raw)}  # unknown keys and unparsable values: exit 2
     if opts["d_model"] % opts["heads"]:
         raise UsageError(f"{NAME}: d_model {opts['d_model']} is not divisible by heads {opts['heads']}")
     opts["d_ff"] = opts["d_ff"] or 4 * opts["d_model"]
@@ -101,11 +100,14 @@ def build(options: TextBuildOptions):
     return T5ForConditionalGeneration(config), tokenizer
 
 
+_BACKBONE = TextBackbone(
+    name=NAME, weights="",
+    description="small random-init T5 (d_model/layers/heads/d_ff/vocab_size options) with a word-level "
+                "tokenizer trained on the training texts; fully offline",
+    build=build, options=OPTIONS,
+)
+
+
 @hookimpl
 def register_text_backbones(register):
-    register(TextBackbone(
-        name=NAME, weights="",
-        description="small random-init T5 (d_model/layers/heads/d_ff/vocab_size options) with a word-level "
-                    "tokenizer trained on the training texts; fully offline",
-        build=build,
-    ))
+    register(_BACKBONE)

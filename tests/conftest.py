@@ -16,6 +16,25 @@ SHARED = REPO_ROOT.parent / "shared"
 SAMPLE = SHARED / "scienceqa-sample"
 
 
+def build_record(**fields) -> dict:
+    """One DATA_DIR record (docs/FORMATS.md) with every field present; `fields` override the defaults.
+    The one record builder of the tests: use the `make_record` fixture, or import it for module-level data."""
+    record = {
+        "qid": "1", "split": "test", "question": "Which is hot?", "hint": "", "caption": "",
+        "choices": ["ice", "fire"], "answer": 1, "lecture": "", "solution": "", "subject": "natural science",
+        "grade": "grade3", "topic": "physics", "category": "x", "skill": "y", "task": "closed choice",
+        "image": None, "image_paths": [],
+    }
+    record.update(fields)
+    return record
+
+
+@pytest.fixture
+def make_record():
+    """`make_record(qid="7", choices=[...], ...)` → a full DATA_DIR record (see build_record)."""
+    return build_record
+
+
 @pytest.fixture(scope="session")
 def sample_dir() -> Path:
     """The real ScienceQA sample beside the repo (../shared/scienceqa-sample); skip where absent."""

@@ -172,6 +172,7 @@ def test_example_scripts_use_real_commands_and_options(script):
     assert "--backbone vit" in code and "main_central" not in code and "main.py" not in code
 
 
+@pytest.mark.slow
 def test_quick_demo_end_to_end_shows_the_image_effect(tmp_path):
     """`mmcot demo --quick` (the smoke-run size, ~1–2 min on 2 cores): outputs exist and parse, and the image
     features make the difference the demo exists to show (measured: ~87% vs ~37% on image questions)."""

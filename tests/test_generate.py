@@ -6,12 +6,15 @@ import json
 import random
 
 import pytest
+
+from conftest import build_record
 import torch
 
 from mmcot_cli.errors import DataError
 from mmcot_cli.generate import GenerateConfig, generate, generate_texts, prediction_row
-from mmcot_cli.io import read_jsonl, write_json, write_jsonl
+from mmcot_cli.io import read_jsonl, write_jsonl
 from mmcot_cli.model import build_model, load_run_model, save_run_model
+from mmcot_cli.runs import RunMeta
 
 COLOURS = {"red": (220, 30, 30), "blue": (30, 30, 220), "green": (30, 200, 30)}
 PATCH_SHAPE = [49, 192]  # the weight-free `patches` vision backbone
@@ -20,13 +23,10 @@ MAX_OUT = 6
 
 def _record(qid: str, split: str, image_path: str | None, colour: str, hint: str = "") -> dict:
     choices = ["red", "blue", "green"]
-    return {
-        "qid": qid, "split": split, "question": "What color is the big square?", "hint": hint, "caption": "",
-        "choices": choices, "answer": choices.index(colour), "lecture": "Colors are seen with light.",
-        "solution": f"The square is {colour}.", "subject": "natural science", "grade": "grade2",
-        "topic": "colors", "category": "Colors", "skill": "Identify colors", "task": "closed choice",
-        "image": "image.png" if image_path else None, "image_paths": [image_path] if image_path else [],
-    }
+    return build_record(qid=qid, split=split, question="What color is the big square?", hint=hint, choices=choices,
+                        answer=choices.index(colour), lecture="Colors are seen with light.",
+                        solution=f"The square is {colour}.", grade="grade2", topic="colors",
+                        image="image.png" if image_path else None, image_paths=[image_path] if image_path else [])
 
 
 @pytest.fixture(scope="module")
@@ -69,15 +69,13 @@ def world(tmp_path_factory):
     def make_run(name, stage, fmt, image_shape, rationales=None):
         torch.manual_seed(len(name))
         model, tok = build_model("t5-scratch", image_shape, train_texts=texts, text_options=options)
-        meta = {"stage": stage, "prompt_format": fmt, "use_caption": False, "text_backbone": "t5-scratch",
-                "vision_backbone": "patches" if image_shape else None, "feature_shape": image_shape,
-                "max_input_len": 96, "max_output_len": MAX_OUT}
+        meta = RunMeta(stage=stage, prompt_format=fmt, text_backbone="t5-scratch",
+                       vision_backbone="patches" if image_shape else None, feature_shape=image_shape,
+                       max_input_len=96, max_output_len=MAX_OUT, features_dir=str(features) if image_shape else None,
+                       rationales={"source": str(rationales), "train_on": "gold"} if rationales else None, seed=0)
         run = root / name
-        save_run_model(model, tok, run / "model", meta)
-        write_json(run / "run_config.json", {
-            **meta, "features_dir": str(features) if image_shape else None,
-            "rationales": {"source": str(rationales), "train_on": "gold"} if rationales else None,
-            "seed": 0, "train_config": {"features": str(features) if image_shape else None}})
+        save_run_model(model, tok, run / "model", meta.model_meta())
+        meta.save(run)
         return run
 
     run_r = make_run("run_r", "rationale", "QCM-E", PATCH_SHAPE)
@@ -215,11 +213,11 @@ def test_ask_runs_both_stages_with_an_image(world, cli):
 def test_ask_features_match_extracted_store(world):
     """`ask` encodes an image exactly as `mmcot extract` did for training (same backbone, same numbers)."""
     from mmcot_cli.features import open_store
-    from mmcot_cli.generate import image_features_for, run_info
+    from mmcot_cli.generate import image_features_for
 
     rec = world["records"]["test"][0]
-    _, _, meta = load_run_model(world["run_r"])
-    info = run_info(world["run_r"], meta)
+    _, _, model_meta = load_run_model(world["run_r"])
+    info = RunMeta.for_run(world["run_r"], model_meta)
     feats = image_features_for(info, (49, 192), rec["image_paths"][0], random_init=False,
                                device=torch.device("cpu"), cache={})
     stored = open_store(world["features"]).get(rec["qid"])

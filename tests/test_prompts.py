@@ -4,6 +4,8 @@ import json
 
 import pytest
 
+from conftest import build_record
+
 from mmcot_cli.data import PrepareConfig, load_records, prepare
 from mmcot_cli.errors import DataError, UnknownNameError
 from mmcot_cli.prompts import (INPUT_FORMATS, OUTPUT_FORMATS, PROMPT_FORMATS, REFERENCE_FORMATS, answer_letter,
@@ -30,10 +32,8 @@ def golden(sample_dir):
 
 
 def _record(**overrides):
-    rec = {"qid": "7", "question": "Which is hot?", "hint": "A hint.", "caption": "A cap.", "choices": ["ice", "fire"],
-           "answer": 1, "lecture": "Heat moves.\nIt flows.", "solution": "Fire is hot.", "image": None}
-    rec.update(overrides)
-    return rec
+    return build_record(**{"qid": "7", "hint": "A hint.", "caption": "A cap.", "lecture": "Heat moves.\nIt flows.",
+                           "solution": "Fire is hot.", **overrides})
 
 
 def test_golden_parity_all_rows(golden, sample_records):

@@ -8,16 +8,17 @@ from collections import Counter
 
 import pytest
 
+from conftest import build_record
+
 from mmcot_cli.errors import DataError, UnknownNameError
 from mmcot_cli.score import (SQA_TOPICS, ScoreConfig, bleu, extract_answer, letter_to_index, normalize_rationale,
                              rouge_l, score, score_records)
 
 
 def _rec(qid, subject, grade, hint, image, topic, n_choices, answer, lecture="", solution=""):
-    return {"qid": qid, "question": f"q{qid}?", "hint": hint, "caption": "",
-            "choices": [f"c{i}" for i in range(n_choices)], "answer": answer, "lecture": lecture,
-            "solution": solution, "subject": subject, "grade": grade, "topic": topic, "category": "x",
-            "skill": "y", "task": "closed choice", "split": "test", "image": image, "image_paths": []}
+    return build_record(qid=qid, question=f"q{qid}?", hint=hint, choices=[f"c{i}" for i in range(n_choices)],
+                        answer=answer, lecture=lecture, solution=solution, subject=subject, grade=grade,
+                        topic=topic, image=image)
 
 
 # Every evaluate_acc.py group is covered; "" image is falsy like null.

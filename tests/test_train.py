@@ -11,6 +11,8 @@ import random
 from pathlib import Path
 
 import pytest
+
+from conftest import build_record
 import torch
 
 from mmcot_cli import train as train_mod
@@ -20,7 +22,8 @@ from mmcot_cli.rationales import load_rationales
 from mmcot_cli.train import TrainConfig, TrainingDiverged, list_checkpoints, train
 
 TINY = {"d_model": 32, "layers": 1, "heads": 2, "vocab_size": 400}
-TINY_ARGS = ["--scratch-d-model", "32", "--scratch-layers", "1", "--scratch-heads", "2", "--scratch-vocab-size", "400"]
+TINY_ARGS = ["--text-option", "d_model=32", "--text-option", "layers=1", "--text-option", "heads=2",
+             "--text-option", "vocab_size=400"]
 COLOURS = ["red", "blue", "green", "yellow", "purple"]
 
 
@@ -39,14 +42,11 @@ def make_records(split: str, n: int, start: int, seed: int = 0) -> list[dict]:
     for i in range(n):
         choices = rng.sample(COLOURS, 2 + i % 3)
         answer = rng.randrange(len(choices))
-        rows.append({
-            "qid": str(start + i), "split": split, "question": f"Which colour is the {['ball', 'box', 'cup'][i % 3]}?",
-            "hint": "" if i % 2 else f"The object is {choices[answer]}.", "caption": "", "choices": choices,
-            "answer": answer, "lecture": "Colours are seen with the eyes.",
-            "solution": f"The object is {choices[answer]}. " * (1 + i % 4), "subject": "natural science",
-            "grade": "grade3", "topic": "colour", "category": "Colours", "skill": "colour", "task": "closed choice",
-            "image": None, "image_paths": [],
-        })
+        rows.append(build_record(
+            qid=str(start + i), split=split, question=f"Which colour is the {['ball', 'box', 'cup'][i % 3]}?",
+            hint="" if i % 2 else f"The object is {choices[answer]}.", choices=choices, answer=answer,
+            lecture="Colours are seen with the eyes.", solution=f"The object is {choices[answer]}. " * (1 + i % 4),
+            topic="colour"))
     return rows
 
 
@@ -235,6 +235,22 @@ def test_usage_errors_exit_2(cli, data_dir, tmp_path):
     assert res.exit_code == 2 and "nothing to resume" in res.stderr
     res = cli("train", "--stage", "banana", "--out", tmp_path / "e", *common)
     assert res.exit_code == 2
+
+
+def test_text_options_are_checked_against_the_backbone_declared_options(cli, data_dir, tmp_path):
+    base = ["train", "--stage", "rationale", "--data", data_dir, "--out", tmp_path / "r"]
+    res = cli(*base, "--text-model", "t5-scratch", "--text-option", "dmodel=32")
+    assert res.exit_code == 2 and "unknown t5-scratch option 'dmodel'" in res.stderr
+    assert "d_model (int, default 128)" in res.stderr and "vocab_size" in res.stderr  # lists the valid ones
+    res = cli(*base, "--text-model", "t5-scratch", "--text-option", "layers=two")
+    assert res.exit_code == 2 and "option layers: bad value 'two'" in res.stderr and "d_model" in res.stderr
+    res = cli(*base, "--text-model", "t5-scratch", "--text-option", "layers")
+    assert res.exit_code == 2 and "KEY=VALUE" in res.stderr
+    res = cli(*base, "--text-model", "flan-t5-base", "--text-option", "d_model=32")  # declares no options
+    assert res.exit_code == 2 and "valid options: none" in res.stderr
+    res = cli(*base, "--text-model", "t5-scratch", "--scratch-d-model", "32")  # the old flags are gone
+    assert res.exit_code == 2
+    assert not (tmp_path / "r").exists()  # nothing written
 
 
 def _final_weights(run: Path) -> dict[str, torch.Tensor]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -29,12 +28,11 @@ def _launcher(kind: str) -> list[str]:
     if kind == "torchrun":
         return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
                 "127.0.0.1", "--master_port", str(_free_port())]
-    if shutil.which("accelerate") is None:
-        pytest.skip("accelerate CLI not on PATH")
-    # Without GPUs, `accelerate launch` starts several processes only through its torch launcher (--multi_gpu);
-    # mmcot then sets Accelerate up for CPU with the gloo backend.
-    return ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port())]
+    # `accelerate launch` through this interpreter (the `accelerate` script on PATH may belong to another
+    # environment, with another mmcot installed). Without GPUs it starts several processes only through its torch
+    # launcher (--multi_gpu); mmcot then sets Accelerate up for CPU with the gloo backend.
+    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port())]
 
 
 @pytest.mark.timeout(120)

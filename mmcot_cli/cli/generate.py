@@ -9,18 +9,8 @@ import typer
 from rich.table import Table
 
 from mmcot_cli.cli.app import command, print_json, warn
-from mmcot_cli.errors import UsageError
-from mmcot_cli.generate import AskConfig, GenerateConfig, ask, generate
+from mmcot_cli.data import parse_splits
 from mmcot_cli.progress import err_console
-
-
-def _splits(text: str) -> tuple[str, ...]:
-    splits = tuple(s.strip() for s in text.split(",") if s.strip())
-    if not splits:
-        raise UsageError("--split is empty")
-    if len(set(splits)) != len(splits):
-        raise UsageError(f"--split lists a split twice: {text}")
-    return splits
 
 
 @command("generate")
@@ -44,7 +34,9 @@ def generate_command(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON summary object."),
 ) -> None:
     """Generate a prediction per qid with a trained run (batched, KV cache, prompts as the run was trained)."""
-    cfg = GenerateConfig(run=str(run), data_dir=str(data_dir), splits=_splits(split),
+    from mmcot_cli.generate import GenerateConfig, generate  # torch, transformers: only when generating
+
+    cfg = GenerateConfig(run=str(run), data_dir=str(data_dir), splits=parse_splits(split),
                          features=str(features) if features else None,
                          rationales=str(rationales) if rationales else None, out=out, batch_size=batch_size,
                          max_new_tokens=max_new_tokens, num_beams=num_beams, device=device, limit=limit)
@@ -78,6 +70,8 @@ def ask_command(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Answer one question: generate the rationale with the stage-1 run, then the answer with the stage-2 run."""
+    from mmcot_cli.generate import AskConfig, ask
+
     cfg = AskConfig(rationale_run=str(rationale_run), answer_run=str(answer_run), question=question,
                     choices=choices.split("|"), context=context, image=str(image) if image else None,
                     random_init_vision=random_init_vision, max_new_tokens=max_new_tokens, num_beams=num_beams,

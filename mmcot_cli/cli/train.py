@@ -12,7 +12,12 @@ from rich.table import Table
 from mmcot_cli.cli.app import command, print_json
 from mmcot_cli.errors import UsageError
 from mmcot_cli.progress import err_console
-from mmcot_cli.train import TrainConfig, train
+from mmcot_cli.prompts import STAGE_PRESETS
+
+# Help texts from the one home of the stage presets.
+_STAGE_HELP = " or ".join(f"{stage} ({p.prompt_format})" for stage, p in STAGE_PRESETS.items())
+_OUT_LEN_HELP = " or ".join(f"{p.max_output_len} ({stage})" for stage, p in STAGE_PRESETS.items())
+_FORMAT_HELP = " / ".join(p.prompt_format for p in STAGE_PRESETS.values())
 
 
 def parse_text_options(items: list[str]) -> dict[str, str]:
@@ -27,8 +32,8 @@ def parse_text_options(items: list[str]) -> dict[str, str]:
 
 @command("train")
 def train_command(
-    stage: str = typer.Option(..., "--stage", help="rationale (QCM-E → 'Solution: …') or answer (QCMG-A → "
-                              "'The answer is (X).')."),
+    stage: str = typer.Option(..., "--stage", help=f"{_STAGE_HELP}: the stage's prompt format, output length "
+                              "and validation metric."),
     data: Path = typer.Option(..., "--data", help="DATA_DIR written by `mmcot prepare`."),
     text_model: str = typer.Option(..., "--text-model", help="Registered text backbone (see `mmcot backbones`; "
                                    "t5-scratch trains offline), a local model directory or a hub id."),
@@ -41,7 +46,7 @@ def train_command(
     train_on: str = typer.Option("gold", "--train-on", help="Rationales in the train split's inputs: gold "
                                  "(lecture + solution, as the reference) or generated (stage-1 preds-train.jsonl)."),
     prompt_format: Optional[str] = typer.Option(None, "--prompt-format", help="Override the stage preset "
-                                                "(QCM-E / QCMG-A), e.g. QCM-LE, QCM-A."),
+                                                f"({_FORMAT_HELP}), e.g. QCM-LE, QCM-A."),
     use_caption: bool = typer.Option(False, "--use-caption", help="Append image captions to the context."),
     epochs: int = typer.Option(20, "--epochs", min=1),
     lr: float = typer.Option(5e-5, "--lr"),
@@ -51,8 +56,8 @@ def train_command(
     warmup_ratio: float = typer.Option(0.0, "--warmup-ratio", help="Share of steps with linear LR warmup."),
     weight_decay: float = typer.Option(0.01, "--weight-decay"),
     max_input_len: int = typer.Option(512, "--max-input-len", min=1),
-    max_output_len: Optional[int] = typer.Option(None, "--max-output-len", min=1, help="Default 512 (rationale) "
-                                                 "or 64 (answer); also the generation limit during validation."),
+    max_output_len: Optional[int] = typer.Option(None, "--max-output-len", min=1, help=f"Default {_OUT_LEN_HELP}; "
+                                                 "also the generation limit during validation."),
     bf16: bool = typer.Option(False, "--bf16", help="bfloat16 mixed precision."),
     fp16: bool = typer.Option(False, "--fp16", help="float16 mixed precision (GPU)."),
     seed: int = typer.Option(42, "--seed"),
@@ -65,12 +70,9 @@ def train_command(
     limit_val: Optional[int] = typer.Option(None, "--limit-val", min=1, help="Validate on the first N records."),
     num_beams: int = typer.Option(1, "--num-beams", min=1, help="Beams for validation generation."),
     random_init: bool = typer.Option(False, "--random-init", help="Build the text backbone from its config only."),
-    text_option: list[str] = typer.Option([], "--text-option", help="Backbone option KEY=VALUE (repeatable), e.g. "
-                                          "d_model=256 for t5-scratch."),
-    scratch_d_model: Optional[int] = typer.Option(None, "--scratch-d-model", help="t5-scratch: model width."),
-    scratch_layers: Optional[int] = typer.Option(None, "--scratch-layers", help="t5-scratch: encoder/decoder layers."),
-    scratch_heads: Optional[int] = typer.Option(None, "--scratch-heads", help="t5-scratch: attention heads."),
-    scratch_vocab_size: Optional[int] = typer.Option(None, "--scratch-vocab-size", help="t5-scratch: vocab bound."),
+    text_option: list[str] = typer.Option([], "--text-option", help="Text backbone option KEY=VALUE (repeatable), "
+                                          "checked against the options the backbone declares (a wrong key lists them), "
+                                          "e.g. d_model=256 layers=4 for t5-scratch."),
     resume: bool = typer.Option(False, "--resume", help="Continue RUN_DIR from its last checkpoint."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON summary object."),
 ) -> None:
@@ -81,11 +83,9 @@ def train_command(
     """
     if bf16 and fp16:
         raise UsageError("--bf16 and --fp16 are mutually exclusive")
+    from mmcot_cli.train import TrainConfig, train  # torch, transformers, accelerate: only when training
+
     options = parse_text_options(text_option)
-    for key, value in (("d_model", scratch_d_model), ("layers", scratch_layers), ("heads", scratch_heads),
-                       ("vocab_size", scratch_vocab_size)):
-        if value is not None:
-            options[key] = value
     cfg = TrainConfig(
         stage=stage, data_dir=str(data), text_model=text_model, out_dir=str(out),
         features=str(features) if features else None, rationales=str(rationales) if rationales else None,

@@ -1,0 +1,95 @@
+"""Inference shared by training (validation) and `mmcot generate` / `mmcot ask`: the device, batched
+generation from prompts, and the feature-store coverage check both run before using a store."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import torch
+
+from mmcot_cli.collate import length_mask, pad_rows
+from mmcot_cli.errors import DataError, UsageError
+from mmcot_cli.progress import make_progress
+
+
+def resolve_device(device: str | None) -> torch.device:
+    if device in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise UsageError(f"invalid --device {device!r} (use cpu, cuda, cuda:N or auto)") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise UsageError(f"--device {device}: no CUDA GPU is available here (use cpu or auto)")
+        if dev.index is not None and dev.index >= count:
+            raise UsageError(f"--device {device}: only {count} CUDA GPU(s) here (cuda:0 … cuda:{count - 1})")
+    return dev
+
+
+def generate_texts(
+    model,
+    tokenizer,
+    sources: Sequence[str],
+    *,
+    image_features: Callable[[list[int]], torch.Tensor] | None = None,
+    batch_size: int = 16,
+    max_input_len: int = 512,
+    max_new_tokens: int = 64,
+    num_beams: int = 1,
+    min_new_tokens: int | None = None,
+    use_cache: bool = True,
+    device: torch.device | str = "cpu",
+    description: str = "generate",
+) -> list[str]:
+    """Generate one text per source, in the given order.
+
+    Sources are tokenized once, sorted by length (longest first, so the first batch shows memory trouble early)
+    and batched with per-batch padding. `image_features(indices)` returns (B, P, D) features for those positions.
+    """
+    if batch_size < 1:
+        raise UsageError("--batch-size must be at least 1")
+    if not sources:
+        return []
+    enc = tokenizer(list(sources), max_length=max_input_len, truncation=True, padding=False)["input_ids"]
+    order = sorted(range(len(enc)), key=lambda i: (-len(enc[i]), i))
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    texts: list[str | None] = [None] * len(enc)
+    model.eval()
+    with torch.inference_mode(), make_progress() as progress:
+        task = progress.add_task(description, total=len(order))
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            width = max(len(enc[i]) for i in idx)
+            ids = pad_rows([enc[i] for i in idx], pad_id, width)
+            mask = length_mask([len(enc[i]) for i in idx], width)
+            kwargs: dict[str, Any] = dict(
+                input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
+                num_beams=num_beams, do_sample=False, use_cache=use_cache)
+            if min_new_tokens:
+                kwargs["min_new_tokens"] = min_new_tokens
+            if image_features is not None:
+                kwargs["image_features"] = image_features(idx).to(device)
+            out = model.generate(**kwargs)
+            for i, text in zip(idx, tokenizer.batch_decode(out, skip_special_tokens=True)):
+                texts[i] = text.strip()
+            progress.advance(task, len(idx))
+    return texts  # type: ignore[return-value]
+
+
+def feature_getter(store, qids: Sequence[str]) -> Callable[[list[int]], torch.Tensor]:
+    """`image_features` for generate_texts: positions in `qids` → the store's (B, P, D) batch."""
+    return lambda idx: store.get_batch([qids[i] for i in idx])
+
+
+def check_feature_coverage(store, records: Sequence[dict], split: str) -> None:
+    """Every record with an image must have a row in the store (unless extraction skipped it as bad): a store
+    extracted for other splits (or an unfinished one) would otherwise feed the model zeros without a word."""
+    bad = {str(b.get("qid")) for b in (store.manifest.get("bad") or []) if isinstance(b, dict)}
+    with_image = [str(r["qid"]) for r in records if r.get("image_paths") and str(r["qid"]) not in bad]
+    missing = [q for q in with_image if not store.has(q)]
+    if missing:
+        raise DataError(f"{store.path}: no features for qid {missing[0]} ({len(missing)} of the {len(with_image)} "
+                        f"problems with an image in split {split!r} have none); run `mmcot extract --split {split} "
+                        f"--out {store.path}` with the same backbone, or pass the right --features")

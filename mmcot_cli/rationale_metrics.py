@@ -1,0 +1,111 @@
+"""Rationale metrics: ROUGE-L and BLEU-1/4 (×100) of generated rationales against gold text, all offline.
+
+Texts are normalised first (literal "\\n" as spaces, whitespace collapsed, leading "Solution:" dropped), as the
+reference's evaluations.py compares them.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+from mmcot_cli import progress
+from mmcot_cli.errors import UnknownNameError
+
+RATIONALE_REFS = ("solution", "lecture+solution")
+
+
+def normalize_rationale(text: str) -> str:
+    """Text a rationale is compared on: literal "\\n" (how prompts encode newlines) as spaces, whitespace
+    collapsed, and a leading "Solution:" (the stage-1 targets' prefix) stripped."""
+    text = " ".join(text.replace("\\n", " ").split())
+    if text.startswith("Solution:"):
+        text = text[len("Solution:"):].strip()
+    return text
+
+
+def rationale_reference(record: dict, ref: str = "solution") -> str:
+    """The gold text a generated rationale is compared with: `solution` (the QCM-E target) or
+    `lecture solution` (the QCM-LE target), normalised like the prediction."""
+    if ref == "solution":
+        text = record.get("solution") or ""
+    elif ref == "lecture+solution":
+        text = f"{record.get('lecture') or ''} {record.get('solution') or ''}"
+    else:
+        raise UnknownNameError("rationale reference", ref, list(RATIONALE_REFS))
+    return normalize_rationale(text)
+
+
+_ROUGE_SCORER = None
+
+
+def _rouge_pair(pred: str, ref: str) -> float:
+    global _ROUGE_SCORER
+    if _ROUGE_SCORER is None:
+        from rouge_score import rouge_scorer
+
+        _ROUGE_SCORER = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    return _ROUGE_SCORER.score(ref, pred)["rougeL"].fmeasure
+
+
+def _bleu_tokens(text: str) -> list[str]:
+    # evaluations.py: split on whitespace and full stops, dropping empty pieces.
+    return [t for t in re.split(r"\s|\.", text) if t]
+
+
+def _bleu_pair(pred: str, ref: str, n: int) -> float:
+    from nltk.translate.bleu_score import sentence_bleu
+
+    with warnings.catch_warnings():
+        # Without smoothing nltk warns for every sentence with no n-gram overlap; the score is 0 by design.
+        warnings.simplefilter("ignore")
+        return float(sentence_bleu([_bleu_tokens(ref)], _bleu_tokens(pred), (1.0 / n,) * n))
+
+
+def _mean_percent(scores: list[float]) -> float | None:
+    return 100.0 * sum(scores) / len(scores) if scores else None
+
+
+def _check_lengths(name: str, preds: list[str], refs: list[str]) -> None:
+    if len(preds) != len(refs):
+        raise ValueError(f"{name}: {len(preds)} predictions but {len(refs)} references")
+
+
+def rouge_l(preds: list[str], refs: list[str]) -> float | None:
+    """Mean ROUGE-L F-measure ×100 (rouge-score, Porter stemming as the reference's validation metric).
+
+    Pairs with an empty reference are skipped; an empty prediction scores 0 (the reference's evaluations.py
+    skips those too, which would reward saying nothing). None when no pair has a reference."""
+    _check_lengths("rouge_l", preds, refs)
+    return _mean_percent([_rouge_pair(p, r) for p, r in zip(preds, refs) if r.strip()])
+
+
+def bleu(preds: list[str], refs: list[str], n: int) -> float | None:
+    """Mean sentence BLEU-n ×100 (nltk, uniform weights, no smoothing, as the reference). Empty references
+    are skipped; None when none is left."""
+    _check_lengths("bleu", preds, refs)
+    return _mean_percent([_bleu_pair(p, r, n) for p, r in zip(preds, refs) if r.strip()])
+
+
+def rationale_metrics(preds: list[str], refs: list[str]) -> dict:
+    """ROUGE-L, BLEU-1 and BLEU-4 (×100) over normalised texts, with the number of pairs scored."""
+    _check_lengths("rationale_metrics", preds, refs)
+    pairs = [(normalize_rationale(p), normalize_rationale(r)) for p, r in zip(preds, refs)]
+    pairs = [(p, r) for p, r in pairs if r]
+    rouge, bleu_1, bleu_4 = [], [], []
+    # ~5 ms a pair on CPU, so a full test split takes a while: show progress.
+    for pred, ref in progress.track(pairs, "rationale metrics"):
+        rouge.append(_rouge_pair(pred, ref))
+        bleu_1.append(_bleu_pair(pred, ref, 1))
+        bleu_4.append(_bleu_pair(pred, ref, 4))
+    return {
+        "num_scored": len(pairs),
+        "num_empty_ref": len(refs) - len(pairs),
+        "rouge_l": _round(_mean_percent(rouge)),
+        "bleu_1": _round(_mean_percent(bleu_1)),
+        "bleu_4": _round(_mean_percent(bleu_4)),
+    }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
