@@ -23,7 +23,6 @@ from typing import Any, Callable
 from mmcot_cli import progress
 from mmcot_cli.data import PrepareConfig, load_records, prepare
 from mmcot_cli.errors import MMCoTError, UnknownNameError, UsageError
-from mmcot_cli.features import ExtractConfig, extract
 from mmcot_cli.io import read_json, read_jsonl, write_json
 from mmcot_cli.plugins import get_vision_backbone
 from mmcot_cli.progress import ForwardedProgress
@@ -275,8 +274,10 @@ def run_demo(cfg: DemoConfig, step: Step | None = None) -> dict:
         features = out / "features" / cfg.backbone
         step(f"extract {cfg.backbone} features into {features}")
         t = time.perf_counter()
+        from mmcot_cli.extract import ExtractConfig, extract  # numpy/torch: only when extracting
+
         extract(ExtractConfig(backbone=cfg.backbone, out=str(features), data_dir=str(data_dir), splits=SPLITS,
-                              random_init=cfg.random_init and cfg.backbone != "patches", device=cfg.device,
+                              random_init=cfg.random_init, device=cfg.device,
                               batch_size=64, workers=0, dtype="float32"))
         seconds["extract"] = round(time.perf_counter() - t, 2)
 

@@ -154,7 +154,7 @@ def generate(cfg: GenerateConfig) -> dict:
         sources = [build_prompt(r, info.prompt_format, info.use_caption, rat)[0]
                    for r, rat in zip(records, rationales)]
         if store is not None:
-            check_feature_coverage(store, records, split)
+            store.check_coverage(records, split)
         inputs[split] = (records, qids, sources)
     for split, (records, qids, sources) in inputs.items():
         start = time.perf_counter()

@@ -84,12 +84,5 @@ def feature_getter(store, qids: Sequence[str]) -> Callable[[list[int]], torch.Te
 
 
 def check_feature_coverage(store, records: Sequence[dict], split: str) -> None:
-    """Every record with an image must have a row in the store (unless extraction skipped it as bad): a store
-    extracted for other splits (or an unfinished one) would otherwise feed the model zeros without a word."""
-    bad = {str(b.get("qid")) for b in (store.manifest.get("bad") or []) if isinstance(b, dict)}
-    with_image = [str(r["qid"]) for r in records if r.get("image_paths") and str(r["qid"]) not in bad]
-    missing = [q for q in with_image if not store.has(q)]
-    if missing:
-        raise DataError(f"{store.path}: no features for qid {missing[0]} ({len(missing)} of the {len(with_image)} "
-                        f"problems with an image in split {split!r} have none); run `mmcot extract --split {split} "
-                        f"--out {store.path}` with the same backbone, or pass the right --features")
+    """Kept for old callers: the check lives on the store (`FeatureStore.check_coverage`)."""
+    store.check_coverage(records, split)

@@ -10,7 +10,6 @@ from typing import Any
 from mmcot_cli.collate import Example, tokenize_pairs
 from mmcot_cli.data import load_records
 from mmcot_cli.features import open_store
-from mmcot_cli.inference import check_feature_coverage
 from mmcot_cli.prompts import build_prompt
 from mmcot_cli.rationales import Rationales, load_rationales
 from mmcot_cli.runs import RunMeta
@@ -95,9 +94,9 @@ def read_stage_inputs(cfg: TrainConfig) -> StageInputs:
     store = None
     if cfg.features:
         store = open_store(cfg.features)
-        check_feature_coverage(store, train_records, cfg.train_split)
+        store.check_coverage(train_records, cfg.train_split)
         if val_records is not None:
-            check_feature_coverage(store, val_records, cfg.val_split)
+            store.check_coverage(val_records, cfg.val_split)
     train_r, val_r, rationale_info = stage_rationales(cfg)
     train_pairs = stage_prompts(cfg, train_records, train_r)
     val_pairs = stage_prompts(cfg, val_records, val_r) if val_records is not None else None
