@@ -43,6 +43,7 @@ _EXPORTS = {
     "VisionBuildOptions": ("mmcot_cli.hookspecs", "VisionBuildOptions"),
     "TextBackbone": ("mmcot_cli.hookspecs", "TextBackbone"),
     "TextBuildOptions": ("mmcot_cli.hookspecs", "TextBuildOptions"),
+    "BackboneOption": ("mmcot_cli.hookspecs", "BackboneOption"),
     "MMCoTError": ("mmcot_cli.errors", "MMCoTError"),
 }
 
@@ -70,7 +71,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
     from mmcot_cli.extract import merge as merge_features
     from mmcot_cli.generate import GenerateConfig
     from mmcot_cli.generate import generate as generate_predictions
-    from mmcot_cli.hookspecs import TextBackbone, TextBuildOptions, VisionBackbone, VisionBuildOptions, hookimpl
+    from mmcot_cli.hookspecs import BackboneOption, TextBackbone, TextBuildOptions, VisionBackbone, VisionBuildOptions, hookimpl
     from mmcot_cli.model import MMCoTForConditionalGeneration, load_run_model
     from mmcot_cli.prompts import build_prompt, prompt_rows
     from mmcot_cli.score import ScoreConfig, score_records

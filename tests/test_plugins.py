@@ -63,6 +63,10 @@ def test_third_party_plugin_is_listed(cli, third_party):
     assert vision["mean-colour"]["plugin"] == "mmcot_test_thirdparty"
     assert text["my-t5"]["weights"] == "someorg/my-t5"
     assert vision["patches"]["weight_free"] and not vision["vit"]["weight_free"]
+    # declared text options are what `--text-option` is checked against
+    scratch = {o["name"]: o for o in text["t5-scratch"]["options"]}
+    assert scratch["d_model"]["type"] == "int" and scratch["d_model"]["default"] == 128
+    assert text["my-t5"]["options"] == []
     backbone = plugins.get_vision_backbone("mean-colour")
     from PIL import Image
 

@@ -20,6 +20,8 @@ def backbones_summary() -> dict:
     ]
     text = [
         {"name": b.name, "weights": b.weights or "(built from scratch)", "description": b.description,
+         "options": [{"name": o.name, "type": getattr(o.type, "__name__", "value"), "default": o.default, "help": o.help}
+                     for o in b.options],
          "plugin": b.plugin}
         for b in plugins.text_backbones().values()
     ]
@@ -41,9 +43,10 @@ def backbones(json_out: bool = typer.Option(False, "--json", help="Print one JSO
         weights = "(weight-free)" if b["weight_free"] else b["default_weights"]
         vt.add_row(b["name"], "×".join(map(str, b["feature_shape"])), weights, ", ".join(b["variants"]), b["plugin"])
     tt = Table(title="Text backbones (any local directory or org/name hub id is also accepted)")
-    for col in ("name", "weights", "description", "plugin"):
+    for col in ("name", "weights", "description", "--text-option KEY=VALUE", "plugin"):
         tt.add_column(col)
     for b in summary["text"]:
-        tt.add_row(b["name"], b["weights"], b["description"], b["plugin"])
+        options = ", ".join(f"{o['name']}={o['default']}" for o in b["options"])
+        tt.add_row(b["name"], b["weights"], b["description"], options, b["plugin"])
     console.print(vt)
     console.print(tt)
