@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from rich.progress import TextColumn
 
-from mmcot_cli import progress
+from mmcot_cli import progress, tracking
 from mmcot_cli.answers import answer_index
 from mmcot_cli.checkpoints import (CHECKPOINT_PREFIX, append_metrics, list_checkpoints,  # noqa: F401 (re-exports)
                                    load_optimizer_state, rng_state, save_checkpoint, set_rng_state,
@@ -130,7 +130,8 @@ def _make_accelerator(cfg: TrainConfig):
     # "no" defers to the launcher (`accelerate launch --mixed_precision bf16` / accelerate config); a flag wins.
     precision = None if cfg.mixed_precision == "no" else cfg.mixed_precision
     try:
-        return Accelerator(mixed_precision=precision, cpu=cpu)
+        return Accelerator(mixed_precision=precision, cpu=cpu,
+                           **tracking.accelerator_kwargs(cfg.report_to, cfg.out_dir))
     except ValueError as e:  # e.g. fp16 without a GPU
         raise UsageError(f"mixed precision {cfg.mixed_precision!r} is not available here: {e}") from None
 
@@ -306,11 +307,17 @@ def evaluate(t: Trainer, state: TrainState, epoch: int, train_loss: float | None
     if t.main:
         if improved:
             save_run_model(unwrapped, t.tokenizer, t.run_dir / "model", t.meta.model_meta())
-        append_metrics(t.run_dir / "metrics.jsonl", {
+        log_metrics(t, {
             "epoch": epoch, "step": state.global_step, "train_loss": train_loss,
             f"val_{t.metric_name}": value, "best": improved, "lr": t.scheduler.get_last_lr()[0],
             "samples_per_s": state.samples_per_s, "val_examples": len(t.val_data.examples)})
     t.accelerator.wait_for_everyone()
+
+
+def log_metrics(t: Trainer, row: dict) -> None:
+    """One metrics.jsonl row (main process), also sent to the experiment tracker when there is one."""
+    append_metrics(t.run_dir / "metrics.jsonl", row)
+    tracking.log_row(t.accelerator, row)
 
 
 def checkpoint(t: Trainer, state: TrainState, epoch: int, batch: int) -> None:
@@ -358,6 +365,7 @@ def run_batch(t: Trainer, state: TrainState, epoch: int, b_idx: int, indices: li
     t.optimizer.zero_grad(set_to_none=True)
     state.global_step += 1
     state.losses_since_log.append(mean_loss)
+    tracking.log_step(acc, state.global_step, mean_loss, t.scheduler.get_last_lr()[0])
     return mean_loss
 
 
@@ -366,7 +374,7 @@ def end_epoch(t: Trainer, state: TrainState, epoch: int) -> None:
     if t.do_eval and t.cfg.eval_every == "epoch":
         evaluate(t, state, epoch + 1, _mean(state.losses_since_log))
     elif t.main:
-        append_metrics(t.run_dir / "metrics.jsonl", {
+        log_metrics(t, {
             "epoch": epoch + 1, "step": state.global_step, "train_loss": _mean(state.losses_since_log),
             "lr": t.scheduler.get_last_lr()[0], "samples_per_s": state.samples_per_s})
     state.losses_since_log.clear()
@@ -419,7 +427,9 @@ def train(cfg: TrainConfig) -> dict:
     set_seed(cfg.seed, device_specific=True)
     t = setup_trainer(cfg, inputs, model, tokenizer, accelerator)
     state = start_state(t, resume_from)
+    tracking.start(accelerator, cfg.report_to, t.run_dir, {**asdict(cfg), "world_size": t.world})
     train_epochs(t, state)
+    tracking.finish(accelerator)
     if not t.do_eval and t.main:
         save_run_model(accelerator.unwrap_model(t.model), tokenizer, t.run_dir / "model", t.meta.model_meta())
     accelerator.wait_for_everyone()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from mmcot_cli import tracking
 from mmcot_cli.errors import UsageError
 from mmcot_cli.plugins import get_text_backbone
 from mmcot_cli.prompts import STAGE_PRESETS, uses_rationale
@@ -47,6 +48,7 @@ class TrainConfig:
     random_init: bool = False  # build a registered/hub text backbone from its config (offline tests)
     text_options: dict[str, Any] = field(default_factory=dict)  # e.g. t5-scratch d_model, layers, vocab size
     resume: bool = False
+    report_to: str = "none"  # experiment tracker (mmcot_cli.tracking): none, tensorboard, wandb, mlflow
 
     def resolved(self) -> "TrainConfig":
         """Validate options and fill in the stage presets."""
@@ -61,6 +63,7 @@ class TrainConfig:
                 raise UsageError(f"--{name.replace('_', '-')} must be >= 1")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise UsageError("--warmup-ratio must be in [0, 1)")
+        tracking.check_report_to(self.report_to)
         preset = STAGE_PRESETS[self.stage]
         cfg = TrainConfig(**{**asdict(self)})
         cfg.prompt_format = self.prompt_format or preset.prompt_format

@@ -74,6 +74,8 @@ def train_command(
                                           "checked against the options the backbone declares (a wrong key lists them), "
                                           "e.g. d_model=256 layers=4 for t5-scratch."),
     resume: bool = typer.Option(False, "--resume", help="Continue RUN_DIR from its last checkpoint."),
+    report_to: str = typer.Option("none", "--report-to", help="Experiment tracker: none, tensorboard (event files "
+                                  "in RUN_DIR/tracking/), wandb or mlflow (their usual configuration)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON summary object."),
 ) -> None:
     """Train one stage; RUN_DIR/model/ ends up as the best validation checkpoint.
@@ -96,6 +98,7 @@ def train_command(
         save_every=save_every, train_split=train_split,
         val_split=None if val_split.lower() in ("none", "") else val_split, limit_train=limit_train,
         limit_val=limit_val, num_beams=num_beams, random_init=random_init, text_options=options, resume=resume,
+        report_to=report_to,
     )
     summary = train(cfg)
     if int(os.environ.get("RANK", "0")) != 0:  # under accelerate launch / torchrun only rank 0 reports
