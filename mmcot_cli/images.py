@@ -84,5 +84,46 @@ def load_rgb(path: str | os.PathLike, qid: str = "?") -> Image.Image:
         raise ImageError(qid, path, "permission denied") from None
     except UnidentifiedImageError:
         raise ImageError(qid, path, "not a recognised image file (corrupt?)") from None
+    except Image.DecompressionBombError as e:  # not an OSError: Pillow refuses > 2 × MAX_IMAGE_PIXELS
+        raise ImageError(qid, path, f"decompression bomb refused ({e})") from None
     except (OSError, SyntaxError, ValueError) as e:  # truncated data, bad CRC, decoder errors
         raise ImageError(qid, path, str(e) or type(e).__name__) from None
+
+
+# A thumbnail source larger than this is refused before any pixel is decoded (ScienceQA images are < 1 MP).
+THUMBNAIL_MAX_PIXELS = 40_000_000
+
+
+def thumbnail_bytes(path: str | os.PathLike, qid: str = "?", max_side: int = 192,
+                    max_pixels: int = THUMBNAIL_MAX_PIXELS) -> tuple[bytes, tuple[int, int]]:
+    """A small JPEG of an image (RGB, longest side <= max_side) and its size, for embedding in a report.
+
+    The header's size is checked before decoding, so a decompression bomb costs nothing; decode errors become
+    ImageError as in load_rgb."""
+    import io
+
+    try:
+        with Image.open(path) as im:
+            width, height = im.size
+            if width * height > max_pixels:
+                raise ImageError(qid, path, f"{width}x{height} pixels is more than the {max_pixels:,} allowed "
+                                            "(decompression bomb?)")
+            im.draft("RGB", (max_side, max_side))  # JPEG: decode at a reduced scale
+            im.load()
+            rgb = to_rgb(im)
+    except ImageError:
+        raise
+    except FileNotFoundError:
+        raise ImageError(qid, path, "file not found") from None
+    except IsADirectoryError:
+        raise ImageError(qid, path, "is a directory") from None
+    except UnidentifiedImageError:
+        raise ImageError(qid, path, "not a recognised image file (corrupt?)") from None
+    except Image.DecompressionBombError as e:
+        raise ImageError(qid, path, f"decompression bomb refused ({e})") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageError(qid, path, str(e) or type(e).__name__) from None
+    rgb.thumbnail((max_side, max_side))
+    buf = io.BytesIO()
+    rgb.save(buf, format="JPEG", quality=80, optimize=True)
+    return buf.getvalue(), rgb.size

@@ -13,6 +13,7 @@ COMMAND_MODULES = (
     "train",
     "generate",  # generate and ask
     "score",
+    "report",  # report and compare
 )
 
 for _name in COMMAND_MODULES:

@@ -1,0 +1,77 @@
+"""Report charts as PNG data URIs (matplotlib, Agg backend, imported only when a report is drawn)."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+DPI = 90
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display, no GUI toolkit; safe in batch jobs
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _data_uri(fig) -> str:
+    plt = _pyplot()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def category_bars(labels: list[str], series: dict[str, list[float | None]]) -> str:
+    """Grouped bars: one group per category label, one bar per run (None → no bar)."""
+    plt = _pyplot()
+    names = list(series)
+    fig, ax = plt.subplots(figsize=(max(7.0, 0.9 * len(labels) + 0.25 * len(labels) * len(names)), 3.6))
+    width = 0.8 / max(1, len(names))
+    for i, name in enumerate(names):
+        xs = [j + (i - (len(names) - 1) / 2) * width for j in range(len(labels))]
+        ys = [v if v is not None else 0.0 for v in series[name]]
+        ax.bar(xs, ys, width=width, label=name)
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("accuracy (%)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, ncol=min(3, len(names)), loc="lower right")
+    return _data_uri(fig)
+
+
+# (metrics.jsonl key, panel title)
+_PANELS = (("train_loss", "training loss"), ("lr", "learning rate"), ("val_rougeL", "validation ROUGE-L"),
+           ("val_accuracy", "validation accuracy (%)"))
+
+
+def training_curves(curves: dict[str, list[dict]]) -> str | None:
+    """One panel per metric; one line per "run · stage" over optimizer steps. None when nothing was logged."""
+    panels = [(key, title) for key, title in _PANELS
+              if any(isinstance(row.get(key), (int, float)) for rows in curves.values() for row in rows)]
+    if not panels:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.0), squeeze=False)
+    for ax, (key, title) in zip(axes[0], panels):
+        for name, rows in curves.items():
+            points = [(row["step"], row[key]) for row in rows
+                      if isinstance(row.get(key), (int, float)) and isinstance(row.get("step"), int)]
+            if points:
+                ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3, label=name)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("optimizer step", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    handles, names = axes[0][0].get_legend_handles_labels()
+    for ax in axes[0][1:]:
+        for h, n in zip(*ax.get_legend_handles_labels()):
+            if n not in names:
+                handles.append(h)
+                names.append(n)
+    fig.legend(handles, names, fontsize=7, loc="lower center", ncol=min(4, len(names)), bbox_to_anchor=(0.5, -0.12))
+    fig.tight_layout()
+    return _data_uri(fig)

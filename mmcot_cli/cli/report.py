@@ -1,0 +1,86 @@
+"""`mmcot report` (one self-contained HTML page about runs) and `mmcot compare` (results side by side)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mmcot_cli.cli.app import command, print_json, warn
+from mmcot_cli.progress import err_console
+
+
+@command("report")
+def report_command(
+    inputs: list[str] = typer.Argument(..., help="RUN_DIRs (their preds-<split>.jsonl, run_config.json, "
+                                       "metrics.jsonl) or predictions files; LABEL=PATH names one."),
+    data: Path = typer.Option(..., "--data", help="Prepared DATA_DIR (or problems.json) the runs are scored on."),
+    out: Path = typer.Option(Path("report.html"), "--out", help="HTML file to write (atomically)."),
+    split: str = typer.Option("test", "--split"),
+    gallery: int = typer.Option(50, "--gallery", min=0, help="Wrong answers in the error gallery."),
+    seed: int = typer.Option(0, "--seed", help="Seed for sampling the gallery."),
+    title: str = typer.Option("mmcot report", "--title"),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON summary object."),
+) -> None:
+    """One self-contained HTML report: accuracy by category and topic beside the published rows, charts,
+    training curves, rationale quality, and an error gallery ("corrected by vision: k of n" when a text-only
+    and an image run are both given)."""
+    from mmcot_cli.report import ReportConfig, write_report
+
+    summary = write_report(ReportConfig(inputs=list(inputs), data=data, out=out, split=split, gallery=gallery,
+                                        seed=seed, title=title), warn=warn)
+    if json_out:
+        print_json(summary)
+        return
+    corrected = summary["corrected_by_vision"]
+    extra = f"; corrected by vision: {corrected['k']} of {corrected['n']}" if corrected else ""
+    err_console.print(f"wrote {summary['out']} ({summary['bytes'] / 1e6:.2f} MB; {len(summary['runs'])} run(s), "
+                      f"{summary['gallery_items']} gallery items{extra})")
+
+
+def print_compare_table(table: dict, console: Console | None = None) -> None:
+    from mmcot_cli.compare import used_columns
+
+    console = console or Console()
+    cols = used_columns(table)
+    t = Table(title=f"Side by side (in parentheses: difference from {table['baseline']})")
+    t.add_column("setting")
+    for c in cols:
+        t.add_column(c["label"], justify="right")
+    for row in table["rows"]:
+        cells = []
+        for c in cols:
+            v = row["values"][c["key"]]
+            d = (row["delta"] or {}).get(c["key"])
+            cells.append("—" if v is None else f"{v:.2f}" + (f" ({d:+.2f})" if row["delta"] and d is not None
+                                                           else ""))
+        t.add_row(row["label"], *cells)
+    console.print(t)
+
+
+@command("compare")
+def compare_command(
+    inputs: list[str] = typer.Argument(..., help="Score objects (`mmcot score --json` output), predictions files "
+                                       "or RUN_DIRs; LABEL=PATH names one. The first is the baseline."),
+    data: Optional[Path] = typer.Option(None, "--data", help="DATA_DIR to score predictions files and RUN_DIRs "
+                                        "against."),
+    split: str = typer.Option("test", "--split"),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    markdown: bool = typer.Option(False, "--markdown", help="Print a Markdown table."),
+) -> None:
+    """Results side by side as one table, with each one's difference from the first (paper Table 3 shape)."""
+    from mmcot_cli.compare import CompareConfig, compare, to_markdown
+    from mmcot_cli.errors import UsageError
+
+    if json_out and markdown:
+        raise UsageError("--json and --markdown are exclusive")
+    table = compare(CompareConfig(inputs=list(inputs), data=data, split=split), warn=warn)
+    if json_out:
+        print_json(table)
+    elif markdown:
+        typer.echo(to_markdown(table), nl=False)
+    else:
+        print_compare_table(table)

@@ -1,0 +1,37 @@
+"""Published numbers that reports and comparisons put beside a run's own, always marked as published.
+
+ScienceQA test accuracy (%) by evaluate_acc.py category, from the sources named in each row, and the Multimodal-CoT
+paper's ablations (its §3 tables) for the ablation recipe. No row here is computed by mmcot.
+"""
+
+from __future__ import annotations
+
+# Column order of the rows below: the evaluate_acc.py keys.
+KEYS = ("acc_natural", "acc_social", "acc_language", "acc_has_text", "acc_has_image", "acc_no_context",
+        "acc_grade_1_6", "acc_grade_7_12", "acc_average")
+
+_ROWS = (
+    ("GPT-3.5 CoT (QCM→ALE, 2-shot)", (75.44, 70.87, 78.09, 74.68, 67.43, 79.93, 78.23, 69.68, 75.17),
+     "ScienceQA README (CoT GPT-3, ALE)"),
+    ("Multimodal-CoT Base (v1: UnifiedQA-base + DETR)", (87.52, 77.17, 85.82, 87.88, 82.90, 86.83, 84.65, 85.37,
+                                                         84.91), "ScienceQA leaderboard"),
+    ("Multimodal-CoT Large (v1)", (95.91, 82.00, 90.82, 95.26, 88.80, 92.89, 92.44, 90.31, 91.68),
+     "ScienceQA leaderboard"),
+    ("FLAN-Alpaca-large + ViT (released checkpoints)", (91.03, 93.70, 86.64, 90.13, 88.25, 89.48, 91.12, 89.26,
+                                                        90.45), "third-party reproduction"),
+    ("Human", (90.23, 84.97, 87.48, 89.60, 87.50, 88.10, 91.59, 82.42, 88.40), "ScienceQA README"),
+)
+
+# {name, source, acc_* keys} per published row.
+SCIENCEQA_ROWS: tuple[dict, ...] = tuple({"name": name, "source": source, **dict(zip(KEYS, values))}
+                                         for name, values, source in _ROWS)
+
+# The paper's ablations on ScienceQA test (Multimodal-CoT v1, UnifiedQA-base): answer accuracy and, for the
+# two-stage settings, the stage-1 rationale ROUGE-L. None where the paper gives no such number for the setting.
+PAPER_ABLATIONS: dict[str, dict] = {
+    "one_stage_qcm_a": {"accuracy": 80.40, "rouge_l": None},
+    "one_stage_qcm_ra": {"accuracy": 67.86, "rouge_l": None},
+    "two_stage_text": {"accuracy": 70.53, "rouge_l": 91.76},
+    "two_stage_captions": {"accuracy": 71.12, "rouge_l": None},  # "captions add 0.59" to 70.53
+    "two_stage_vision": {"accuracy": 84.91, "rouge_l": 96.97},
+}
