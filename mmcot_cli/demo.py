@@ -311,8 +311,20 @@ def run_demo(cfg: DemoConfig, step: Step | None = None) -> dict:
         "seconds": seconds,
         "cpu_count": os.cpu_count(),
     }
+    summary_out["paths"]["report"] = _write_report(cfg, results, data_dir, out)
     write_json(out / SUMMARY, summary_out)
     return summary_out
+
+
+def _write_report(cfg: DemoConfig, results: dict, data_dir: Path, out: Path) -> str:
+    """report.html beside demo.json (`mmcot report` on the answer runs; the gallery compares the two modes)."""
+    from mmcot_cli.report import ReportConfig, write_report
+
+    labels = {"multimodal": "multimodal", "text_only": "text-only"}
+    inputs = [f"{labels[m]}={results[m]['runs']['answer']}" for m in cfg.modes]
+    write_report(ReportConfig(inputs=inputs, data=data_dir, out=out / "report.html", seed=cfg.seed,
+                              title="mmcot demo"))
+    return str((out / "report.html").resolve())
 
 
 def load_demo(out: str | os.PathLike) -> dict:

@@ -18,8 +18,11 @@ def pick_runs(runs: list) -> tuple[object | None, object | None]:
     """(run whose errors are sampled, run that may correct them). The paper samples the text-only baseline's
     errors and asks whether vision fixes them; without such a pair, the first run with answers alone."""
     answered = [r for r in runs if r.has_answers]
-    text = next((r for r in answered if r.vision is False), None)
     vision = next((r for r in answered if r.vision is True), None)
+    texts = [r for r in answered if r.vision is False]
+    # Prefer the text-only run of the same pipeline (same prompt format) as the vision run.
+    fmt = (vision.run_config or {}).get("prompt_format") if vision else None
+    text = next((r for r in texts if (r.run_config or {}).get("prompt_format") == fmt), texts[0] if texts else None)
     if text is not None and vision is not None:
         return text, vision
     return (answered[0] if answered else None), None

@@ -55,8 +55,8 @@ def print_demo_tables(result: dict, console: Console | None = None) -> None:
 
 @command("demo")
 def demo_command(
-    out: str = typer.Option("demo-out", "--out", help="Output folder (an earlier demo output there is "
-                            "replaced)."),
+    out: str = typer.Option(None, "--out", help="Output folder (an earlier demo output there is replaced); "
+                            "default demo-out, or ablation-out with --ablation."),
     quick: bool = typer.Option(False, "--quick", help="A smaller, shorter run (about 1–2 minutes) for smoke tests."),
     tiny: bool = typer.Option(False, "--tiny", help="Seconds-long run of the same pipeline (tests); learns "
                               "little."),
@@ -72,6 +72,9 @@ def demo_command(
                                     "after the other in this process instead of side by side in two processes."),
     threads: int = typer.Option(None, "--threads", min=1, help="torch threads per pipeline (default: half the "
                                 "CPUs side by side; torch's default with --sequential)."),
+    ablation: bool = typer.Option(False, "--ablation", help="The paper's ablations instead: one-stage QCM→A / "
+                                  "QCM→RA / QCM→AR, two-stage text-only / + captions / + vision; writes ablation.md "
+                                  "(comparison tables) and report.html (docs/DEMO.md)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object (multimodal and text_only score "
                                   "objects, as `mmcot score --json`)."),
 ) -> None:
@@ -81,7 +84,12 @@ def demo_command(
         from mmcot_cli.errors import UsageError
 
         raise UsageError("--quick and --tiny are exclusive")
-    cfg = DemoConfig(out=out, size="tiny" if tiny else "quick" if quick else "default", backbone=backbone,
+    size = "tiny" if tiny else "quick" if quick else "default"
+    if ablation:
+        _ablation(out or "ablation-out", size, seed, threads, json_out)
+        return
+    out = out or "demo-out"
+    cfg = DemoConfig(out=out, size=size, backbone=backbone,
                      random_init=not pretrained, seed=seed, generate_only=generate_only, n_problems=n_problems,
                      parallel=not sequential, threads=threads)
 
@@ -96,3 +104,18 @@ def demo_command(
         err_console.print(f"wrote {b['count']} problems ({b['images']} images; splits {b['splits']}) to {b['path']}")
     else:
         print_demo_tables(result)
+        if result["paths"].get("report"):
+            err_console.print(f"report: {result['paths']['report']}")
+
+
+def _ablation(out: str, size: str, seed: int, threads: int | None, json_out: bool) -> None:
+    from mmcot_cli.ablation import AblationConfig, run_ablation
+
+    result = run_ablation(AblationConfig(out=out, size=size, seed=seed, threads=threads or 1),
+                          step=lambda message: err_console.print(f"[bold cyan]▶[/] {message}"))
+    if json_out:
+        print_json(result)
+        return
+    typer.echo(open(result["paths"]["markdown"], encoding="utf-8").read(), nl=False)
+    err_console.print(f"tables: {result['paths']['markdown']}\nreport: {result['paths']['report']}\n"
+                      f"total {result['seconds']['total']:.0f} s")

@@ -1,0 +1,138 @@
+"""`mmcot report` and `mmcot compare` on hand-written runs with known right and wrong answers."""
+
+from __future__ import annotations
+
+import json
+import re
+from html.parser import HTMLParser
+
+import pytest
+
+from report_fixture import EVIL, make_runs
+
+
+@pytest.fixture
+def runs(tmp_path):
+    return make_runs(tmp_path)
+
+
+class _Collect(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.imgs, self.refs, self.text = [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            self.imgs.append(attrs)
+        for key in ("src", "href"):
+            if key in attrs:
+                self.refs.append(attrs[key])
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def _report(cli, runs, tmp_path, *extra):
+    out = tmp_path / "report.html"
+    res = cli("-q", "report", f"text={runs['text']}", f"vision={runs['vision']}", "--data", runs["data"], "--out",
+              out, "--json", *extra)
+    assert res.exit_code == 0, res.output
+    page = out.read_text(encoding="utf-8")
+    parser = _Collect()
+    parser.feed(page)
+    return json.loads(res.stdout), page, parser
+
+
+def test_report_is_self_contained_escaped_and_has_every_section(cli, runs, tmp_path):
+    summary, page, parser = _report(cli, runs, tmp_path)
+    assert summary["runs"] == ["text", "vision"] and summary["gallery_items"] == 4
+    assert summary["corrected_by_vision"] == {"k": 3, "n": 4}
+    # Nothing from the network: every src/href is a data: URI, and there is no script.
+    assert parser.refs and all(ref.startswith("data:") for ref in parser.refs)
+    assert "<script" not in page and EVIL not in page and "&lt;script&gt;alert(&quot;x&quot;)" in page
+    text = " ".join(parser.text)
+    # Scores (text 4/8 right → 50.00, vision 6/8 → 75.00) beside the published rows, marked as such.
+    assert re.search(r"<td>text</td>(<td class=\"n\">[^<]*</td>){8}<td class=\"n\">50.00</td>", page)
+    assert re.search(r"<td>vision</td>(<td class=\"n\">[^<]*</td>){8}<td class=\"n\">75.00</td>", page)
+    assert page.count('<tr class="pub">') == 5 and "Multimodal-CoT Large (v1)" in text and "91.68" in text
+    assert "Corrected by vision (vision): 3 of 4 (75.0%)." in text
+    # Charts: category bars and one training-curve figure per run; thumbnails for gallery items with an image.
+    charts = [i for i in parser.imgs if i.get("class") == "chart"]
+    assert len(charts) == 3 and all(i["src"].startswith("data:image/png;base64,") for i in charts)
+    thumbs = [i for i in parser.imgs if i.get("class") != "chart"]
+    assert len(thumbs) == 3 and all(i["src"].startswith("data:image/jpeg;base64,") for i in thumbs)
+    assert "decompression bomb" in text  # qid 5's image is refused, not decoded
+    # Rationale metrics per category: the text run's wrong rationales lower its ROUGE-L below the vision run's.
+    assert "Rationale quality by category" in text and "ROUGE-L" in text and "BLEU-4" in text
+    assert "physics" in text and "vocabulary" in text  # per-topic table
+
+
+def test_report_rationale_rouge_per_category_and_gallery_seed(runs, tmp_path):
+    from mmcot_cli.report import ReportConfig, collect
+
+    cfg = ReportConfig(inputs=[str(runs["text"]), str(runs["vision"])], data=runs["data"], out=tmp_path / "x.html",
+                       gallery=2, seed=3)
+    report = collect(cfg)
+    text, vision = report["runs"]
+    assert text.label == "text/answer" and text.vision is False and vision.vision is True
+    # Right rationales match the gold exactly (100); a wrong colour word costs ROUGE-L.
+    assert vision.rationale_by_category["per_qid_rouge_l"]["1"] == 100.0
+    assert text.rationale_by_category["per_qid_rouge_l"]["1"] < 100.0
+    assert text.rationale_by_category["acc_average"]["rouge_l"] < vision.rationale_by_category["acc_average"][
+        "rouge_l"]
+    assert set(text.curves) == {"rationale", "answer"}
+    picked = [it["qid"] for it in report["gallery"]["items"]]
+    assert len(picked) == 2 and set(picked) <= {"1", "2", "3", "5"}
+    assert picked == [it["qid"] for it in collect(cfg)["gallery"]["items"]]  # same seed, same sample
+
+
+def test_report_errors_are_one_line_and_write_nothing(cli, runs, tmp_path):
+    out = tmp_path / "r.html"
+    res = cli("report", str(tmp_path / "nope"), "--data", runs["data"], "--out", out)
+    assert res.exit_code == 1 and "nope" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert not out.exists() and not list(tmp_path.glob(".r.html*"))
+    (runs["text"] / "preds-test.jsonl").write_text('{"qid": "1", "prediction": 3}\n')
+    res = cli("report", runs["text"], "--data", runs["data"], "--out", out)
+    assert res.exit_code == 1 and "preds-test.jsonl:1" in res.stderr and not out.exists()
+
+
+def test_thumbnail_refuses_decompression_bombs_before_decoding(tmp_path):
+    from report_fixture import bomb_png
+
+    from mmcot_cli.images import ImageError, thumbnail_bytes
+
+    bomb_png(tmp_path / "big.png", 10_000, 5_000)  # 50 MP: above the thumbnail limit, below Pillow's own
+    with pytest.raises(ImageError, match="decompression bomb"):
+        thumbnail_bytes(tmp_path / "big.png", "7")
+    from PIL import Image
+
+    Image.new("RGBA", (900, 300), (0, 0, 255, 0)).save(tmp_path / "ok.png")
+    data, size = thumbnail_bytes(tmp_path / "ok.png", "8", max_side=192)
+    assert size == (192, 64) and data[:2] == b"\xff\xd8" and len(data) < 20_000
+
+
+def test_compare_score_objects_and_predictions_with_differences(cli, runs, tmp_path):
+    res = cli("score", runs["text"] / "preds-test.jsonl", "--data", runs["data"], "--json")
+    (tmp_path / "text.json").write_text(res.stdout)
+    res = cli("compare", f"text={tmp_path / 'text.json'}", f"vision={runs['vision']}", "--data", runs["data"],
+              "--json")
+    assert res.exit_code == 0, res.output
+    table = json.loads(res.stdout)
+    text, vision = table["rows"]
+    assert text["values"]["acc_average"] == 50.0 and vision["values"]["acc_average"] == 75.0
+    assert text["delta"] is None and vision["delta"]["acc_average"] == 25.0
+    # The vision run's stage-1 rationales: 6 exact (100), 2 with one wrong word of 4 (ROUGE-L F 75).
+    assert vision["values"]["rationale_rouge_l"] == pytest.approx((6 * 100 + 2 * 75) / 8)
+    assert text["values"]["rationale_rouge_l"] is None  # a score object of answers carries none
+    res = cli("compare", f"text={tmp_path / 'text.json'}", f"vision={runs['vision']}", "--data", runs["data"],
+              "--markdown")
+    lines = res.stdout.splitlines()
+    assert lines[0].startswith("| setting | NAT |") and "| vision |" in lines[3] and "75.00 (+25.00)" in lines[3]
+
+
+def test_compare_usage_errors(cli, runs, tmp_path):
+    res = cli("compare", runs["vision"])
+    assert res.exit_code == 2 and "--data" in res.stderr
+    res = cli("compare", tmp_path / "missing.json")
+    assert res.exit_code == 1 and "missing.json" in res.stderr
