@@ -39,7 +39,7 @@ def category_bars(labels: list[str], series: dict[str, list[float | None]]) -> s
     ax.set_ylim(0, 100)
     ax.set_ylabel("accuracy (%)")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, ncol=min(3, len(names)), loc="lower right")
+    ax.legend(fontsize=8, ncol=min(4, len(names)), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     return _data_uri(fig)
 
 
@@ -56,12 +56,15 @@ def training_curves(curves: dict[str, list[dict]]) -> str | None:
         return None
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.0), squeeze=False)
+    colours = {name: f"C{i % 10}" for i, name in enumerate(curves)}  # one colour per stage in every panel
     for ax, (key, title) in zip(axes[0], panels):
         for name, rows in curves.items():
             points = [(row["step"], row[key]) for row in rows
                       if isinstance(row.get(key), (int, float)) and isinstance(row.get("step"), int)]
             if points:
-                ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3, label=name)
+                ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3, label=name,
+                        color=colours[name])
+        ax.xaxis.get_major_locator().set_params(integer=True)  # optimizer steps are whole numbers
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("optimizer step", fontsize=8)
         ax.tick_params(labelsize=7)

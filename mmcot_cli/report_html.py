@@ -20,8 +20,8 @@ font-size:11px;color:#888}
 img.chart{max-width:100%;border:1px solid #eee;margin:6px 0}
 .item{display:grid;grid-template-columns:200px 1fr;gap:14px;border:1px solid #ddd;border-radius:6px;
 padding:10px;margin:10px 0}
-.item img{width:192px;border:1px solid #eee}.noimg{width:192px;height:80px;display:flex;align-items:center;
-justify-content:center;background:#f4f4f6;color:#888;font-size:12px}
+.item img{width:192px;border:1px solid #eee}.noimg{width:180px;min-height:60px;padding:6px;background:#f4f4f6;
+color:#888;font-size:12px;overflow-wrap:anywhere;text-align:center}
 .rats{display:grid;grid-template-columns:repeat(auto-fit,minmax(240px,1fr));gap:8px;margin-top:6px}
 .rat{background:#f8f8fa;border-radius:4px;padding:6px 8px;font-size:13px}.rat b{display:block;font-size:12px}
 .ok{color:#137333;font-weight:600}.bad{color:#b3261e;font-weight:600}ol.opts{margin:4px 0;padding-left:22px}

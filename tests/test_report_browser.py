@@ -1,0 +1,91 @@
+"""The report in a real browser (headless Chromium): it renders, logs nothing to the console, and every embedded
+image decodes. A control page with a broken image and a console error proves the checks can fail."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from report_fixture import make_runs
+
+pytestmark = pytest.mark.slow  # four browser starts: ~25 s on 2 cores
+
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+# Appended to a copy of the page: after load, count the images that decoded (complete with a natural width).
+PROBE = ("<script>addEventListener('load',()=>{const im=[...document.images];"
+         "document.body.dataset.imgTotal=im.length;"
+         "document.body.dataset.imgOk=im.filter(i=>i.complete&&i.naturalWidth>0).length;});</script>")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    for name in BROWSERS:
+        path = shutil.which(name)
+        if path:
+            return path
+    pytest.skip("no Chromium/Chrome on PATH (Debian: apt-get install chromium; .ci/run installs it)")
+
+
+def _chrome(browser, *args, timeout=90):
+    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
+           "--enable-logging=stderr", "--v=0", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+def inspect(browser, page, tmp_path) -> dict:
+    """{images: (ok, total), console: [messages], screenshot: Path} for one HTML file."""
+    probe = tmp_path / f"{page.stem}.probe.html"
+    probe.write_text(page.read_text(encoding="utf-8").replace("</body>", PROBE + "</body>"), encoding="utf-8")
+    dom = _chrome(browser, "--virtual-time-budget=5000", "--dump-dom", probe.as_uri())
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    body = re.search(r"<body[^>]*>", dom.stdout)
+    assert body, dom.stdout[:500]
+    ok = re.search(r'data-img-ok="(\d+)"', body.group(0))
+    total = re.search(r'data-img-total="(\d+)"', body.group(0))
+    assert ok and total, f"the probe did not run: {body.group(0)}"
+    console = [line for line in dom.stderr.splitlines() if ":CONSOLE" in line or "Uncaught" in line]
+    shot = tmp_path / f"{page.stem}.png"
+    res = _chrome(browser, f"--screenshot={shot}", "--window-size=1280,2000", page.as_uri())
+    assert res.returncode == 0 and shot.is_file(), res.stderr[-2000:]
+    console += [line for line in res.stderr.splitlines() if ":CONSOLE" in line or "Uncaught" in line]
+    return {"images": (int(ok.group(1)), int(total.group(1))), "console": console, "screenshot": shot}
+
+
+def not_blank(png) -> bool:
+    """More than 2% of the pixels differ from the background colour, in more than a handful of colours."""
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(png) as im:
+        rgb = im.convert("RGB")
+    pixels = np.asarray(rgb.resize((rgb.width // 4, rgb.height // 4))).reshape(-1, 3)
+    colours, counts = np.unique(pixels, axis=0, return_counts=True)
+    background = colours[counts.argmax()]
+    differing = (pixels != background).any(axis=1).mean()
+    return bool(differing > 0.02 and len(colours) > 50)
+
+
+def test_report_renders_in_chromium(browser, cli, tmp_path):
+    runs = make_runs(tmp_path)
+    out = tmp_path / "report.html"
+    res = cli("-q", "report", f"text={runs['text']}", f"vision={runs['vision']}", "--data", runs["data"], "--out",
+              out)
+    assert res.exit_code == 0, res.output
+    found = inspect(browser, out, tmp_path)
+    ok, total = found["images"]
+    assert total == 6 and ok == total, found  # 3 charts + 3 thumbnails (qid 5's bomb has none)
+    assert found["console"] == []
+    assert not_blank(found["screenshot"])
+
+
+def test_the_checks_catch_a_broken_page(browser, tmp_path):
+    page = tmp_path / "broken.html"
+    page.write_text('<!DOCTYPE html><html><body><img src="data:image/png;base64,AAAA">'
+                    '<script>console.error("boom")</script></body></html>')
+    found = inspect(browser, page, tmp_path)
+    assert found["images"] == (0, 1)
+    assert any("boom" in line for line in found["console"])
+    assert not not_blank(found["screenshot"])
