@@ -58,6 +58,7 @@ class AblationConfig:
     workers: int | None = None  # settings trained at once; None = cpu_count (at most 6)
     threads: int = 1  # torch threads per worker
     gallery: int = 50
+    n_problems: int | None = None  # override the size's benchmark size
     settings: tuple[str, ...] = tuple(s.name for s in SETTINGS)
 
 
@@ -212,7 +213,7 @@ def run_ablation(cfg: AblationConfig, step=None) -> dict:
 
     quiet = step is None
     step = step or (lambda _m: None)
-    size = DemoConfig(size=cfg.size).resolved_size()
+    size = DemoConfig(size=cfg.size, n_problems=cfg.n_problems).resolved_size()
     known = {s.name: s for s in SETTINGS}
     unknown = [n for n in cfg.settings if n not in known]
     if unknown or not cfg.settings:

@@ -81,6 +81,15 @@ def test_table_output(tiny_run):
         assert needle in text
 
 
+def test_demo_writes_its_report(tiny_run):
+    out, result = tiny_run
+    summary = json.loads(result.stdout)
+    assert summary["paths"]["report"] == str((out / "report.html").resolve())
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert "<b>multimodal</b>" in page and "<b>text-only</b>" in page
+    assert "Corrected by vision (multimodal)" in page and 'src="http' not in page
+
+
 def test_rerun_replaces_earlier_output(tmp_path):
     out = tmp_path / "d"
     run_demo(DemoConfig(out=str(out), size="tiny", modes=("text_only",), n_problems=30))

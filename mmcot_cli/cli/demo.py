@@ -86,7 +86,7 @@ def demo_command(
         raise UsageError("--quick and --tiny are exclusive")
     size = "tiny" if tiny else "quick" if quick else "default"
     if ablation:
-        _ablation(out or "ablation-out", size, seed, threads, json_out)
+        _ablation(out or "ablation-out", size, seed, threads, n_problems, json_out)
         return
     out = out or "demo-out"
     cfg = DemoConfig(out=out, size=size, backbone=backbone,
@@ -108,10 +108,11 @@ def demo_command(
             err_console.print(f"report: {result['paths']['report']}")
 
 
-def _ablation(out: str, size: str, seed: int, threads: int | None, json_out: bool) -> None:
+def _ablation(out: str, size: str, seed: int, threads: int | None, n_problems: int | None, json_out: bool) -> None:
     from mmcot_cli.ablation import AblationConfig, run_ablation
 
-    result = run_ablation(AblationConfig(out=out, size=size, seed=seed, threads=threads or 1),
+    result = run_ablation(AblationConfig(out=out, size=size, seed=seed, threads=threads or 1,
+                                                n_problems=n_problems),
                           step=lambda message: err_console.print(f"[bold cyan]▶[/] {message}"))
     if json_out:
         print_json(result)
