@@ -145,7 +145,7 @@ def _gallery(report: dict) -> str:
                        for i, c in enumerate(it["choices"]))
         hint = f'<div class="muted">Context: {esc(it["hint"])}</div>' if it["hint"] else ""
         sides = _side_html(it["base"], it["answer"]) + (_side_html(it["other"], it["answer"]) if it["other"] else "")
-        gold = f'<div class="rat"><b>gold solution</b>{esc(it["gold_rationale"])}</div>'
+        gold = f'<div class="rat"><b>gold solution</b>{esc(it["gold_rationale"] or "(none in the data)")}</div>'
         cards.append(f'<div class="item"><div>{picture}<div class="muted">qid {esc(it["qid"])}</div></div><div>'
                      f'<b>{esc(it["question"])}</b>{hint}<ol class="opts" type="A">{opts}</ol>'
                      f'<div class="rats">{sides}{gold}</div></div></div>')
