@@ -25,6 +25,11 @@ def _data_uri(fig) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def _plain(text: str) -> str:
+    """A label matplotlib draws as written ("$" would start mathtext)."""
+    return str(text).replace("$", r"\$")
+
+
 def category_bars(labels: list[str], series: dict[str, list[float | None]]) -> str:
     """Grouped bars: one group per category label, one bar per run (None → no bar)."""
     plt = _pyplot()
@@ -34,7 +39,7 @@ def category_bars(labels: list[str], series: dict[str, list[float | None]]) -> s
     for i, name in enumerate(names):
         xs = [j + (i - (len(names) - 1) / 2) * width for j in range(len(labels))]
         ys = [v if v is not None else 0.0 for v in series[name]]
-        ax.bar(xs, ys, width=width, label=name)
+        ax.bar(xs, ys, width=width, label=_plain(name))
     ax.set_xticks(range(len(labels)), labels)
     ax.set_ylim(0, 100)
     ax.set_ylabel("accuracy (%)")
@@ -62,7 +67,7 @@ def training_curves(curves: dict[str, list[dict]]) -> str | None:
             points = [(row["step"], row[key]) for row in rows
                       if isinstance(row.get(key), (int, float)) and isinstance(row.get("step"), int)]
             if points:
-                ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3, label=name,
+                ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3, label=_plain(name),
                         color=colours[name])
         ax.xaxis.get_major_locator().set_params(integer=True)  # optimizer steps are whole numbers
         ax.set_title(title, fontsize=10)
