@@ -177,7 +177,7 @@ def _prepare_inputs(cfg: AblationConfig, chosen: list[Setting], size, out: Path,
         prepare(PrepareConfig(source=bench, out=data["captions"], splits=SPLITS, captions=captions))
     features = None
     if any(s.vision for s in chosen):
-        from mmcot_cli.features import ExtractConfig, extract
+        from mmcot_cli.extract import ExtractConfig, extract
 
         features = out / "features" / "patches"
         step(f"extract patches features into {features}")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from mmcot_cli.errors import DataError, UsageError
-from mmcot_cli.io import read_json, read_jsonl, read_text
+from mmcot_cli.io import read_jsonl, read_text
 
 Warn = Callable[[str], None]
 
@@ -46,13 +46,12 @@ def _is_score_object(path: Path) -> dict | None:
 
 def _rouge_of_run(spec_path: str, cfg: CompareConfig, warn: Warn | None) -> float | None:
     """Rationale ROUGE-L of a run whose answers come without rationales (stage 2 of a two-stage run)."""
-    from mmcot_cli.report import resolve_input, run_rationales
-    from mmcot_cli.score import load_gold, rationale_metrics, rationale_reference
+    from mmcot_cli.report import load_meta, resolve_input, run_rationales
+    from mmcot_cli.rationale_metrics import rationale_metrics, rationale_reference
+    from mmcot_cli.score import load_gold
 
     _, _, preds, run_dir = resolve_input(spec_path, cfg.split)
-    run_config = read_json(run_dir / "run_config.json") if run_dir and (run_dir / "run_config.json").is_file() \
-        else None
-    rationales, _ = run_rationales(read_jsonl(preds), run_config, cfg.split, warn)
+    rationales, _ = run_rationales(read_jsonl(preds), load_meta(run_dir), cfg.split, warn)
     if not rationales:
         return None
     gold = {str(r["qid"]): r for r in load_gold(cfg.data, cfg.split)}

@@ -17,7 +17,8 @@ from typing import Callable
 
 from mmcot_cli import progress
 from mmcot_cli.errors import DataError, UsageError
-from mmcot_cli.io import atomic_open, read_json, read_jsonl
+from mmcot_cli.io import atomic_open, read_jsonl
+from mmcot_cli.runs import RUN_CONFIG, RunMeta
 
 Warn = Callable[[str], None]
 
@@ -41,7 +42,7 @@ class RunResult:
     label: str
     path: Path  # what the user named
     preds: Path  # the predictions file scored
-    run_config: dict | None
+    meta: RunMeta | None  # the run's run_config.json; None for a bare predictions file
     score: dict  # `mmcot score --json` object with per-item details
     rationales: dict[str, str]  # qid → generated rationale ({} when the run has none)
     rationale_source: str | None  # where the rationales came from (for the page)
@@ -51,9 +52,13 @@ class RunResult:
     @property
     def vision(self) -> bool | None:
         """True: fused image features; False: text-only; None: unknown (a bare predictions file)."""
-        if self.run_config is None:
+        if self.meta is None:
             return None
-        return self.run_config.get("feature_shape") is not None
+        return self.meta.feature_shape is not None
+
+    @property
+    def prompt_format(self) -> str | None:
+        return self.meta.prompt_format if self.meta else None
 
     @property
     def has_answers(self) -> bool:
@@ -89,7 +94,7 @@ def resolve_input(spec: str, split: str) -> tuple[str, Path, Path, Path | None]:
         run_dir = path
     elif path.is_file():
         preds = path
-        run_dir = path.parent if (path.parent / "run_config.json").is_file() else None
+        run_dir = path.parent if (path.parent / RUN_CONFIG).is_file() else None
     else:
         raise DataError(f"{path}: no such run directory or predictions file")
     return label or default_label(path), path, preds, run_dir
@@ -100,19 +105,24 @@ def _answer_rationale(text: str) -> str:
     return " ".join(_ANSWER_SENTENCE.sub(" ", text).split())
 
 
-def run_rationales(preds_rows: list[dict], run_config: dict | None, split: str, warn: Warn | None
+def load_meta(run_dir: Path | None) -> RunMeta | None:
+    """The run's RunMeta (run_config.json), or None where there is no run folder or no run_config.json."""
+    return RunMeta.load(run_dir) if run_dir is not None and (run_dir / RUN_CONFIG).is_file() else None
+
+
+def run_rationales(preds_rows: list[dict], meta: RunMeta | None, split: str, warn: Warn | None
                 ) -> tuple[dict[str, str], str | None]:
     rows_with = {str(r["qid"]): r["rationale"] for r in preds_rows if isinstance(r.get("rationale"), str)}
     if rows_with:
         return rows_with, "the predictions' rationale field"
     if preds_rows and all(r.get("stage") == "rationale" for r in preds_rows):
         return {str(r["qid"]): r.get("prediction") or "" for r in preds_rows}, "this rationale-stage run"
-    fmt = (run_config or {}).get("prompt_format") or ""
+    fmt = meta.prompt_format if meta else ""
     output = fmt.partition("-")[2]
     if "A" in output and ("L" in output or "E" in output):  # one stage: rationale and answer in one output
         return ({str(r["qid"]): _answer_rationale(r.get("prediction") or "") for r in preds_rows},
                 f"the {fmt} outputs (answer sentence removed)")
-    source = ((run_config or {}).get("rationales") or {}).get("source")
+    source = meta.rationales_source if meta else None
     if source:
         from mmcot_cli.rationales import load_rationales
 
@@ -124,13 +134,13 @@ def run_rationales(preds_rows: list[dict], run_config: dict | None, split: str, 
     return {}, None
 
 
-def _curves(run_dir: Path | None, run_config: dict | None) -> dict[str, list[dict]]:
+def _curves(run_dir: Path | None, meta: RunMeta | None) -> dict[str, list[dict]]:
     """metrics.jsonl rows of this run and, for an answer run, of the stage-1 run it was trained on."""
     curves: dict[str, list[dict]] = {}
     if run_dir is None:
         return curves
-    stage = (run_config or {}).get("stage") or "run"
-    source = ((run_config or {}).get("rationales") or {}).get("source")
+    stage = meta.stage if meta else "run"
+    source = meta.rationales_source if meta else None
     if source and Path(source).is_dir() and (Path(source) / "metrics.jsonl").is_file():
         curves["rationale"] = read_jsonl(Path(source) / "metrics.jsonl")
     if (run_dir / "metrics.jsonl").is_file():
@@ -140,7 +150,8 @@ def _curves(run_dir: Path | None, run_config: dict | None) -> dict[str, list[dic
 
 def rationale_by_category(records: list[dict], rationales: dict[str, str]) -> dict[str, dict]:
     """ROUGE-L, BLEU-1, BLEU-4 (×100, score.py's metrics) of the generated rationales per category."""
-    from mmcot_cli.score import CATEGORIES, bleu, normalize_rationale, rationale_reference, rouge_l
+    from mmcot_cli.rationale_metrics import bleu, normalize_rationale, rationale_reference, rouge_l
+    from mmcot_cli.score import CATEGORIES
 
     per_pair: dict[str, tuple[float, float, float]] = {}
     scored = [r for r in records if str(r["qid"]) in rationales and rationale_reference(r)]
@@ -160,12 +171,11 @@ def load_run_result(spec: str, cfg: ReportConfig, records: list[dict], warn: War
     from mmcot_cli.score import ScoreConfig, score
 
     label, path, preds, run_dir = resolve_input(spec, cfg.split)
-    run_config = read_json(run_dir / "run_config.json") if run_dir and (run_dir / "run_config.json").is_file() \
-        else None
+    meta = load_meta(run_dir)
     result = score(ScoreConfig(predictions=preds, data=cfg.data, split=cfg.split, details=True), warn=warn)
-    rationales, source = run_rationales(read_jsonl(preds), run_config, cfg.split, warn)
-    run = RunResult(label=label, path=path, preds=preds, run_config=run_config, score=result,
-                    rationales=rationales, rationale_source=source, curves=_curves(run_dir, run_config))
+    rationales, source = run_rationales(read_jsonl(preds), meta, cfg.split, warn)
+    run = RunResult(label=label, path=path, preds=preds, meta=meta, score=result,
+                    rationales=rationales, rationale_source=source, curves=_curves(run_dir, meta))
     if rationales:
         run.rationale_by_category = rationale_by_category(records, rationales)
     return run

@@ -21,8 +21,8 @@ def pick_runs(runs: list) -> tuple[object | None, object | None]:
     vision = next((r for r in answered if r.vision is True), None)
     texts = [r for r in answered if r.vision is False]
     # Prefer the text-only run of the same pipeline (same prompt format) as the vision run.
-    fmt = (vision.run_config or {}).get("prompt_format") if vision else None
-    text = next((r for r in texts if (r.run_config or {}).get("prompt_format") == fmt), texts[0] if texts else None)
+    fmt = vision.prompt_format if vision else None
+    text = next((r for r in texts if r.prompt_format == fmt), texts[0] if texts else None)
     if text is not None and vision is not None:
         return text, vision
     return (answered[0] if answered else None), None
@@ -50,7 +50,7 @@ def _side(run, qid: str, item: dict) -> dict:
 
 def build_gallery(runs: list, records: list[dict], n: int, seed: int, warn: Warn | None = None) -> dict:
     """{base, other, wrong (how many errors base made), items, corrected (k of n, with a vision run)}."""
-    from mmcot_cli.score import rationale_reference
+    from mmcot_cli.rationale_metrics import rationale_reference
 
     base, other = pick_runs(runs)
     if base is None or n == 0:

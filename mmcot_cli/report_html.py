@@ -156,7 +156,7 @@ def _runs_list(report: dict) -> str:
     items = []
     for run in report["runs"]:
         kind = {True: "image features", False: "text-only", None: "unknown (no run_config.json)"}[run.vision]
-        fmt = (run.run_config or {}).get("prompt_format") or "?"
+        fmt = run.prompt_format or "?"
         items.append(f"<li><b>{esc(run.label)}</b>: {esc(run.preds)} · {esc(fmt)} · {kind}</li>")
     return f"<ul>{''.join(items)}</ul>"
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from conftest import build_record
+
 COLOURS = ["red", "blue", "green", "yellow"]
 TEXT_WRONG = {"1", "2", "3", "5"}
 VISION_WRONG = {"3", "8"}
@@ -43,15 +45,13 @@ def _record(qid: int, images: Path) -> dict:
         else:
             Image.new("RGB", (640, 480), COLOURS[answer]).save(folder / "image.png")
         image_paths = [str(folder / "image.png")]
-    return {
-        "qid": str(qid), "split": "test", "question": EVIL if qid == 1 else f"What colour is shape {qid}?",
-        "hint": "" if has_image else f"The shape is {COLOURS[answer]}.", "caption": "", "choices": COLOURS,
-        "answer": answer, "lecture": "Colours are seen with the eyes.",
-        "solution": f"The shape is {COLOURS[answer]}.", "subject": "natural science" if qid % 2 else "language science",
-        "grade": "grade3" if qid < 6 else "grade8", "topic": "physics" if qid % 2 else "vocabulary",
-        "category": "Colours", "skill": "colour", "task": "closed choice", "image": "image.png" if has_image else None,
-        "image_paths": image_paths,
-    }
+    return build_record(
+        qid=str(qid), question=EVIL if qid == 1 else f"What colour is shape {qid}?",
+        hint="" if has_image else f"The shape is {COLOURS[answer]}.", choices=COLOURS, answer=answer,
+        lecture="Colours are seen with the eyes.", solution=f"The shape is {COLOURS[answer]}.",
+        subject="natural science" if qid % 2 else "language science", grade="grade3" if qid < 6 else "grade8",
+        topic="physics" if qid % 2 else "vocabulary", image="image.png" if has_image else None,
+        image_paths=image_paths)
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
