@@ -13,6 +13,7 @@ COMMAND_MODULES = (
     "train",
     "generate",  # generate and ask
     "score",
+    "rationales",  # import and filter teacher rationales
 )
 
 for _name in COMMAND_MODULES:
