@@ -22,6 +22,7 @@ _EXPORTS = {
     "load_records": ("mmcot_cli.data", "load_records"),
     "build_prompt": ("mmcot_cli.prompts", "build_prompt"),
     "prompt_rows": ("mmcot_cli.prompts", "prompt_rows"),
+    "prepare_data": ("mmcot_cli.readers", "prepare_source"),  # ScienceQA, A-OKVQA or generic JSONL → DATA_DIR
     # vision features
     "open_store": ("mmcot_cli.store", "open_store"),
     "FeatureStore": ("mmcot_cli.store", "FeatureStore"),
@@ -37,6 +38,10 @@ _EXPORTS = {
     "ScoreConfig": ("mmcot_cli.score", "ScoreConfig"),
     "score_predictions": ("mmcot_cli.score", "score"),
     "score_records": ("mmcot_cli.score", "score_records"),
+    "score_data": ("mmcot_cli.group_score", "score_any"),  # what `mmcot score` runs, for any prepared format
+    # teacher rationales (Fine-tune-CoT)
+    "Sampling": ("mmcot_cli.sampling", "Sampling"),
+    "collect_rationales": ("mmcot_cli.teacher", "collect_rationales"),
     # plugins (see mmcot_cli/hookspecs.py and examples/plugin-template/)
     "hookimpl": ("mmcot_cli.hookspecs", "hookimpl"),
     "VisionBackbone": ("mmcot_cli.hookspecs", "VisionBackbone"),

@@ -9,7 +9,7 @@ example and decodes with the KV cache. Output files are written atomically, one 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -28,6 +28,7 @@ from mmcot_cli.model import MODEL_SUBDIR, load_run_model
 from mmcot_cli.plugins import build_vision_encoder, get_vision_backbone
 from mmcot_cli.prompts import ANSWER_OUTPUTS, STAGE_PRESETS, build_prompt  # noqa: F401 (ANSWER_OUTPUTS re-export)
 from mmcot_cli.rationales import load_rationales
+from mmcot_cli.sampling import Sampling
 from mmcot_cli.runs import RUN_CONFIG, RunMeta
 
 # Kept for scripts that import them from here; the one home is mmcot_cli.prompts / mmcot_cli.runs.
@@ -94,6 +95,7 @@ class GenerateConfig:
     num_beams: int = 1
     device: str = "auto"
     limit: int | None = None  # first N records of each split (smoke tests)
+    sampling: Sampling = field(default_factory=Sampling)  # K samples per row: `prediction` the 1st, all in `samples`
 
 
 def output_path(cfg: GenerateConfig, split: str) -> Path:
@@ -111,6 +113,7 @@ def generate(cfg: GenerateConfig) -> dict:
         raise UsageError("no split given")
     if cfg.num_beams < 1:
         raise UsageError("--num-beams must be at least 1")
+    cfg.sampling.check(cfg.num_beams)
     outs = {split: output_path(cfg, split) for split in cfg.splits}
     device = resolve_device(cfg.device)
     model, tokenizer, info = load_run(cfg.run, device)
@@ -138,7 +141,7 @@ def generate(cfg: GenerateConfig) -> dict:
     summary: dict[str, Any] = {
         "run": str(cfg.run), "stage": info.stage, "prompt_format": info.prompt_format, "device": str(device),
         "features": str(features) if store is not None else None, "rationales": rationale_source,
-        "max_new_tokens": max_new, "num_beams": cfg.num_beams, "splits": {},
+        "max_new_tokens": max_new, "num_beams": cfg.num_beams, "sampling": cfg.sampling.summary(), "splits": {},
     }
     # Every split's inputs (records, rationales by qid, prompts) are checked before anything is generated, so a
     # bad later split does not leave the earlier splits' outputs written by a command that failed.
@@ -161,9 +164,11 @@ def generate(cfg: GenerateConfig) -> dict:
         texts = generate_texts(
             model, tokenizer, sources, image_features=feature_getter(store, qids) if store is not None else None,
             batch_size=cfg.batch_size, max_input_len=info.max_input_len, max_new_tokens=max_new,
-            num_beams=cfg.num_beams, device=device, description=f"generate {split}")
+            num_beams=cfg.num_beams, device=device, description=f"generate {split}",
+            sampling=cfg.sampling.start())
         seconds = time.perf_counter() - start
-        rows = [prediction_row(q, t, info.stage, len(r.get("choices") or []), info.answers)
+        rows = [prediction_row(q, t[0] if cfg.sampling.enabled else t, info.stage, len(r.get("choices") or []),
+                               info.answers) | ({"samples": t} if cfg.sampling.enabled else {})
                 for q, t, r in zip(qids, texts, records)]
         write_jsonl(outs[split], rows)
         summary["splits"][split] = {

@@ -42,8 +42,10 @@ def generate_texts(
     use_cache: bool = True,
     device: torch.device | str = "cpu",
     description: str = "generate",
-) -> list[str]:
-    """Generate one text per source, in the given order.
+    sampling: dict[str, Any] | None = None,
+) -> list[str] | list[list[str]]:
+    """Generate one text per source, in the given order; with `sampling` (mmcot_cli.sampling.Sampling.start())
+    a list of its num_return_sequences texts per source.
 
     Sources are tokenized once, sorted by length (longest first, so the first batch shows memory trouble early)
     and batched with per-batch padding. `image_features(indices)` returns (B, P, D) features for those positions.
@@ -55,7 +57,8 @@ def generate_texts(
     enc = tokenizer(list(sources), max_length=max_input_len, truncation=True, padding=False)["input_ids"]
     order = sorted(range(len(enc)), key=lambda i: (-len(enc[i]), i))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    texts: list[str | None] = [None] * len(enc)
+    k = int((sampling or {}).get("num_return_sequences", 1))
+    texts: list[Any] = [None] * len(enc)
     model.eval()
     with torch.inference_mode(), make_progress() as progress:
         task = progress.add_task(description, total=len(order))
@@ -67,13 +70,15 @@ def generate_texts(
             kwargs: dict[str, Any] = dict(
                 input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
                 num_beams=num_beams, do_sample=False, use_cache=use_cache)
+            kwargs.update(sampling or {})
             if min_new_tokens:
                 kwargs["min_new_tokens"] = min_new_tokens
             if image_features is not None:
                 kwargs["image_features"] = image_features(idx).to(device)
             out = model.generate(**kwargs)
-            for i, text in zip(idx, tokenizer.batch_decode(out, skip_special_tokens=True)):
-                texts[i] = text.strip()
+            decoded = [t.strip() for t in tokenizer.batch_decode(out, skip_special_tokens=True)]
+            for j, i in enumerate(idx):  # generate returns each input's K sequences next to each other
+                texts[i] = decoded[j * k:(j + 1) * k] if sampling else decoded[j]
             progress.advance(task, len(idx))
     return texts  # type: ignore[return-value]
 

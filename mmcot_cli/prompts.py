@@ -153,6 +153,17 @@ def _literal_newlines(text: str) -> str:
     return (text or "").replace("\n", "\\n")
 
 
+class _NoAnswer:
+    """Stands in for the answer of a predict-only record: fine as long as no template formats it."""
+
+    def __init__(self, record: Mapping):
+        self.qid = record.get("qid", "?")
+
+    def __format__(self, spec: str) -> str:
+        raise DataError(f"qid {self.qid}: no gold answer (predict-only split), but the prompt format puts the answer "
+                        "in its input")
+
+
 def build_prompt_raw(record: Mapping, prompt_format: str, use_caption: bool = False, rationale: str | None = None,
                      options: Sequence[str] = DEFAULT_OPTIONS) -> tuple[str, str]:
     """(source, target) before whitespace collapse, as the reference's train-pair builder returns them."""
@@ -162,14 +173,14 @@ def build_prompt_raw(record: Mapping, prompt_format: str, use_caption: bool = Fa
         "q": record["question"],
         "c": context_text(record, use_caption),
         "m": options_text(record, options),
-        "a": f"({answer_letter(record, options)})",
+        "a": f"({answer_letter(record, options)})" if record.get("answer") is not None else _NoAnswer(record),
         "l": lecture,
         "e": solution,
         # Stage 2: the caller's rationale verbatim (it already starts with "Solution:"); else the gold one.
         "g": rationale if rationale is not None else f"Solution: {lecture} {solution}",
     }
     source = _INPUTS[inp](fields)
-    target = _OUTPUTS[out](fields)
+    target = _OUTPUTS[out](fields) if record.get("answer") is not None else ""  # predict-only: no target
     if target.endswith("BECAUSE:"):
         target = target.replace("BECAUSE:", "").strip()
     source = source + ("Answer:" if out == "A" else "Solution:")

@@ -37,6 +37,7 @@ class RunMeta:
     feature_shape: list[int] | None = None  # [P, D] of the features; equals the model's image_shape
     features_dir: str | None = None  # the FEATURES_DIR trained on (generate's default --features)
     rationales: dict | None = None  # {source, train_on, train, val} provenance of stage-1 rationales
+    rationale_source: dict | None = None  # rationale stage: {source, examples, problems, sha256…} of its targets
     seed: int | None = None
     world_size: int = 1
     mixed_precision: str = "no"

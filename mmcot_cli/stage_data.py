@@ -9,10 +9,12 @@ from typing import Any
 
 from mmcot_cli.collate import Example, tokenize_pairs
 from mmcot_cli.data import load_records
+from mmcot_cli.errors import DataError
 from mmcot_cli.features import open_store
 from mmcot_cli.prompts import build_prompt
 from mmcot_cli.rationales import Rationales, load_rationales
 from mmcot_cli.runs import RunMeta
+from mmcot_cli.teacher import expand_rationales
 from mmcot_cli.train_config import TrainConfig, needs_rationale
 
 
@@ -27,7 +29,12 @@ class StageData:
 def split_records(cfg: TrainConfig, split: str, limit: int | None) -> list[dict]:
     """The first `limit` records of `split` (all of them for None), read once per training run."""
     records = load_records(cfg.data_dir, split)
-    return records if limit is None else records[:limit]
+    records = records if limit is None else records[:limit]
+    unanswered = [r["qid"] for r in records if r.get("answer") is None]
+    if unanswered:
+        raise DataError(f"{cfg.data_dir}: split {split!r} is predict-only (qid {unanswered[0]} has no answer); train "
+                        "and validate on splits with answers")
+    return records
 
 
 def stage_prompts(cfg: TrainConfig, records: list[dict], rationales: Rationales | None) -> list[tuple[str, str]]:
@@ -61,7 +68,7 @@ def stage_rationales(cfg: TrainConfig) -> tuple[Rationales | None, Rationales | 
     return train_r, val_r, info
 
 
-def run_meta(cfg: TrainConfig, store, rationale_info: dict | None) -> RunMeta:
+def run_meta(cfg: TrainConfig, store, rationale_info: dict | None, source_info: dict | None = None) -> RunMeta:
     """The run's metadata before training (the counts and world size are filled in by setup_trainer)."""
     return RunMeta(
         stage=cfg.stage, prompt_format=cfg.prompt_format, text_backbone=cfg.text_model, use_caption=cfg.use_caption,
@@ -72,7 +79,7 @@ def run_meta(cfg: TrainConfig, store, rationale_info: dict | None) -> RunMeta:
         vision_weights=store.manifest.get("weights") if store is not None else None,
         feature_shape=list(store.feature_shape) if store is not None else None,
         features_dir=str(Path(cfg.features).resolve()) if cfg.features else None,
-        rationales=rationale_info, seed=cfg.seed, train_config=asdict(cfg),
+        rationales=rationale_info, rationale_source=source_info, seed=cfg.seed, train_config=asdict(cfg),
     )
 
 
@@ -90,6 +97,9 @@ class StageInputs:
 
 def read_stage_inputs(cfg: TrainConfig) -> StageInputs:
     train_records = split_records(cfg, cfg.train_split, cfg.limit_train)
+    source_info = None
+    if cfg.stage == "rationale":  # one example per rationale (several gold ones, or a teacher's rationale set)
+        train_records, source_info = expand_rationales(train_records, cfg.rationale_source)
     val_records = split_records(cfg, cfg.val_split, cfg.limit_val) if cfg.val_split else None
     store = None
     if cfg.features:
@@ -100,4 +110,5 @@ def read_stage_inputs(cfg: TrainConfig) -> StageInputs:
     train_r, val_r, rationale_info = stage_rationales(cfg)
     train_pairs = stage_prompts(cfg, train_records, train_r)
     val_pairs = stage_prompts(cfg, val_records, val_r) if val_records is not None else None
-    return StageInputs(train_records, val_records, train_pairs, val_pairs, store, run_meta(cfg, store, rationale_info))
+    return StageInputs(train_records, val_records, train_pairs, val_pairs, store,
+                       run_meta(cfg, store, rationale_info, source_info))

@@ -53,9 +53,9 @@ class TrainingDiverged(MMCoTError):
 
 
 # Fields that must match between the original run and a resumed one (others — e.g. epochs — may change).
-_RESUME_INVARIANTS = ("stage", "text_model", "features", "rationales", "train_on", "prompt_format", "use_caption",
-                      "lr", "batch_size", "grad_accum", "warmup_ratio", "weight_decay", "max_input_len",
-                      "max_output_len", "seed", "train_split", "limit_train")
+_RESUME_INVARIANTS = ("stage", "text_model", "features", "rationales", "train_on", "rationale_source",
+                      "prompt_format", "use_caption", "lr", "batch_size", "grad_accum", "warmup_ratio", "weight_decay",
+                      "max_input_len", "max_output_len", "seed", "train_split", "limit_train")
 
 
 def _check_resume_config(run_dir: Path, cfg: TrainConfig, world_size: int) -> None:

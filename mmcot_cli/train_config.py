@@ -23,6 +23,7 @@ class TrainConfig:
     features: str | None = None
     rationales: str | None = None  # stage-1 run dir or predictions file (answer stage with a G format)
     train_on: str = "gold"  # rationales in the train split's inputs: gold lecture+solution, or stage-1 preds
+    rationale_source: str = "gold"  # rationale stage: gold targets, or a rationale set FILE (mmcot_cli.teacher)
     prompt_format: str | None = None  # None = the stage preset
     use_caption: bool = False
     epochs: int = 20
@@ -75,6 +76,8 @@ class TrainConfig:
         if needs_rationale(cfg.prompt_format) and not cfg.rationales:
             raise UsageError(f"prompt format {cfg.prompt_format} puts a stage-1 rationale in the input: "
                              "pass --rationales RUN_R (the rationale run with preds-<split>.jsonl)")
+        if cfg.rationale_source != "gold" and cfg.stage != "rationale":
+            raise UsageError("--rationale-source applies to --stage rationale (its training targets)")
         if cfg.train_on == "generated" and not needs_rationale(cfg.prompt_format):
             raise UsageError(f"--train-on generated needs a prompt format with a rationale input (QCMG-A), "
                              f"not {cfg.prompt_format}")

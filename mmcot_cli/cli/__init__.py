@@ -14,6 +14,7 @@ COMMAND_MODULES = (
     "generate",  # generate and ask
     "score",
     "report",  # report and compare
+    "rationales",  # import and filter teacher rationales
 )
 
 for _name in COMMAND_MODULES:

@@ -11,6 +11,7 @@ from rich.table import Table
 from mmcot_cli.cli.app import command, print_json, warn
 from mmcot_cli.data import parse_splits
 from mmcot_cli.progress import err_console
+from mmcot_cli.sampling import Sampling
 
 
 @command("generate")
@@ -31,6 +32,12 @@ def generate_command(
     num_beams: int = typer.Option(1, "--num-beams", min=1, help="1 = greedy."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N."),
     limit: Optional[int] = typer.Option(None, "--limit", "-n", min=1, help="Only the first N records per split."),
+    num_samples: int = typer.Option(1, "--num-samples", min=1, help="Sample K texts per problem (teacher "
+                                    "rationales); all kept under 'samples', 'prediction' is the first."),
+    temperature: Optional[float] = typer.Option(None, "--temperature", help="Sampling temperature (default 0.7 "
+                                                "when sampling; giving it turns sampling on)."),
+    top_p: Optional[float] = typer.Option(None, "--top-p", help="Nucleus sampling threshold."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed for sampling (same seed, same samples)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON summary object."),
 ) -> None:
     """Generate a prediction per qid with a trained run (batched, KV cache, prompts as the run was trained)."""
@@ -39,7 +46,8 @@ def generate_command(
     cfg = GenerateConfig(run=str(run), data_dir=str(data_dir), splits=parse_splits(split),
                          features=str(features) if features else None,
                          rationales=str(rationales) if rationales else None, out=out, batch_size=batch_size,
-                         max_new_tokens=max_new_tokens, num_beams=num_beams, device=device, limit=limit)
+                         max_new_tokens=max_new_tokens, num_beams=num_beams, device=device, limit=limit,
+                         sampling=Sampling(num_samples, temperature, top_p, seed))
     summary = generate(cfg)
     if json_out:
         print_json(summary)

@@ -10,45 +10,49 @@ import typer
 from rich.table import Table
 
 from mmcot_cli.cli.app import command, print_json, warn
-from mmcot_cli.data import PrepareConfig, load_records, parse_splits, prepare
+from mmcot_cli.data import load_records, parse_splits
 from mmcot_cli.errors import UsageError
 from mmcot_cli.progress import err_console
 from mmcot_cli.prompts import format_jsonl_row, prompt_rows, uses_rationale
 from mmcot_cli.rationales import load_rationales
+from mmcot_cli.readers import prepare_source
 
 
 @command("prepare")
 def prepare_command(
-    source: Path = typer.Argument(..., help="ScienceQA data folder: problems.json + pid_splits.json in it or in "
-                                  "its scienceqa/ subfolder."),
+    source: Path = typer.Argument(..., help="ScienceQA folder (problems.json + pid_splits.json, here or in "
+                                  "scienceqa/), A-OKVQA folder (aokvqa_v1p0_<split>.json) or generic JSONL "
+                                  "file/folder."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="scienceqa, aokvqa or jsonl (default: detected)."),
     out: Path = typer.Option(..., "--out", "-o", help="DATA_DIR to write <split>.jsonl and manifest.json into."),
-    splits: str = typer.Option(",".join(("train", "val", "test")), "--splits",
-                               help="Comma-separated split names from pid_splits.json (minitrain, … work too)."),
+    splits: Optional[str] = typer.Option(None, "--splits", help="Comma-separated split names (ScienceQA default "
+                                         "train,val,test, minitrain … work too; other formats: every split "
+                                         "present)."),
     captions: Optional[Path] = typer.Option(None, "--captions", help='Caption file {"captions": {qid: text}}. '
                                             "Default: SRC/captions.json if present."),
-    images: Optional[Path] = typer.Option(None, "--images", help="Image folder (<qid>/ or <split>/<qid>/ inside). "
-                                          "Default: SRC/images if present."),
+    images: Optional[Path] = typer.Option(None, "--images", help="ScienceQA: image folder (<qid>/ or <split>/<qid>/ "
+                                          "inside; default SRC/images). A-OKVQA: COCO_DIR ({split}2017/<id>.jpg). "
+                                          "JSONL: base folder for relative image paths (default: the file's)."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip bad items with a warning each instead of failing."),
     strict: bool = typer.Option(False, "--strict", help="Treat split qids that have no problems.json entry as "
                                 "errors (default: count them and list them in manifest.json)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON summary object."),
 ) -> None:
-    """Validate a ScienceQA folder and write one JSONL per split plus manifest.json.
+    """Validate a ScienceQA, A-OKVQA or generic JSONL source and write one JSONL per split plus manifest.json.
 
     Split qids without a problems.json entry are reported (not an error unless --strict). Images: when none of a
     split's images are on disk (that split was not downloaded) you get one warning and the records keep
     image_paths []; when the split has images but a declared one is missing, that item is an error (or skipped
     with --skip-bad). Nothing is written unless every check passes.
     """
-    cfg = PrepareConfig(source=source, out=out, splits=parse_splits(splits), captions=captions, images=images,
-                        skip_bad=skip_bad, strict=strict)
-    summary = prepare(cfg)
+    summary = prepare_source(source, out, fmt, parse_splits(splits) if splits is not None else None, images=images,
+                             captions=captions, skip_bad=skip_bad, strict=strict)
     for message in summary["warnings"]:
         warn(message)
     if json_out:
         print_json(summary)
         return
-    table = Table(title=f"Prepared {summary['out']}")
+    table = Table(title=f"Prepared {summary['out']} ({summary['format']})")
     # missing = split-list qids with no problems.json entry; no image file = declared images not on disk.
     for col in ("split", "records", "listed", "missing", "with images", "no image file", "skipped"):
         table.add_column(col, justify="left" if col == "split" else "right")

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from mmcot_cli.cli.app import command, print_json, warn
-from mmcot_cli.score import CATEGORIES, ScoreConfig, score
+from mmcot_cli.cli.score_groups import print_group_table
+from mmcot_cli.group_score import score_any
+from mmcot_cli.score import CATEGORIES, ScoreConfig
 
 
 def _fmt(value: float | None) -> str:
@@ -67,13 +70,19 @@ def score_command(
                                   "instead of failing."),
     rationale_ref: str = typer.Option("solution", "--rationale-ref",
                                       help="Gold text for rationale metrics: 'solution' or 'lecture+solution'."),
+    export_aokvqa: Optional[Path] = typer.Option(None, "--export-aokvqa", help="A-OKVQA data: also write the "
+                                                 "benchmark's prediction file {question_id: answer text} (works on "
+                                                 "the predict-only test split)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
-    """Score predictions: ScienceQA accuracy by category and topic, and ROUGE-L/BLEU for rationales."""
+    """Score predictions: ScienceQA accuracy by category and topic (A-OKVQA / JSONL data: overall, per group and
+    A-OKVQA's MC/DA accuracy), and ROUGE-L/BLEU for rationales."""
     cfg = ScoreConfig(predictions=predictions, data=data, split=split, fallback=fallback, seed=seed,
                       skip_bad=skip_bad, rationale_ref=rationale_ref)
-    result = score(cfg, warn=warn)
+    result = score_any(cfg, warn=warn, export=export_aokvqa)
     if json_out:
         print_json(result)
+    elif "data_format" in result:
+        print_group_table(result)
     else:
         print_score_table(result)

@@ -45,6 +45,10 @@ def train_command(
                                               ".jsonl) or one predictions file; matched by qid."),
     train_on: str = typer.Option("gold", "--train-on", help="Rationales in the train split's inputs: gold "
                                  "(lecture + solution, as the reference) or generated (stage-1 preds-train.jsonl)."),
+    rationale_source: str = typer.Option("gold", "--rationale-source", help="Rationale stage targets: gold (every "
+                                         "gold rationale, one example each) or a rationale set FILE from `mmcot "
+                                         "rationales filter` (each rationale one example; problems without one "
+                                         "are left out)."),
     prompt_format: Optional[str] = typer.Option(None, "--prompt-format", help="Override the stage preset "
                                                 f"({_FORMAT_HELP}), e.g. QCM-LE, QCM-A."),
     use_caption: bool = typer.Option(False, "--use-caption", help="Append image captions to the context."),
@@ -91,7 +95,8 @@ def train_command(
     cfg = TrainConfig(
         stage=stage, data_dir=str(data), text_model=text_model, out_dir=str(out),
         features=str(features) if features else None, rationales=str(rationales) if rationales else None,
-        train_on=train_on, prompt_format=prompt_format, use_caption=use_caption, epochs=epochs, lr=lr,
+        train_on=train_on, rationale_source=rationale_source, prompt_format=prompt_format, use_caption=use_caption,
+        epochs=epochs, lr=lr,
         batch_size=batch_size, eval_batch_size=eval_batch_size, grad_accum=grad_accum, warmup_ratio=warmup_ratio,
         weight_decay=weight_decay, max_input_len=max_input_len, max_output_len=max_output_len,
         mixed_precision="bf16" if bf16 else "fp16" if fp16 else "no", seed=seed, eval_every=eval_every,

@@ -1,0 +1,82 @@
+"""`mmcot rationales import|filter`: teacher rationales → a rationale set for `mmcot train --rationale-source`."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Callable
+
+import typer
+from rich.table import Table
+
+from mmcot_cli.cli.app import app, fail, print_json, warn
+from mmcot_cli.errors import MMCoTError
+from mmcot_cli.progress import err_console
+
+rationales_app = typer.Typer(help="Teacher rationales: import them, keep those that reach the gold answer.",
+                             no_args_is_help=True)
+app.add_typer(rationales_app, name="rationales")
+
+_SOURCE_HELP = ("Teacher JSONL {qid, rationale, answer?} (several lines per qid allowed), predictions from "
+                "`mmcot generate --num-samples K`, or a rationale set.")
+
+
+def _errors_to_exit(fn: Callable) -> Callable:
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except MMCoTError as e:
+            fail(str(e), e.exit_code)
+
+    return wrapper
+
+
+def _report(summary: dict, json_out: bool) -> None:
+    if json_out:
+        print_json(summary)
+        return
+    title = f"Rationales {'kept' if summary['filter'] else 'imported'} → {summary['out']}"
+    table = Table(title=title)
+    table.add_column("")
+    table.add_column("count", justify="right")
+    for label, key in (("problems in split", "problems"), ("problems with rationales", "problems_with_rationales"),
+                       ("rationales", "rationales"), ("with an answer", "with_answer"),
+                       ("reaching the gold answer", "correct"), ("written", "kept"),
+                       ("problems keeping ≥ 1", "problems_kept"), ("unknown qids (ignored)", "unknown_qids")):
+        table.add_row(label, str(summary[key]))
+    err_console.print(table)
+
+
+def _run(source: Path, data: Path, split: str, out: Path, only_correct: bool, skip_bad: bool, json_out: bool):
+    from mmcot_cli.teacher import collect_rationales
+
+    _report(collect_rationales(source, data, split, out, only_correct, skip_bad, warn), json_out)
+
+
+@rationales_app.command("import")
+@_errors_to_exit
+def import_command(
+    source: Path = typer.Argument(..., help=_SOURCE_HELP),
+    data: Path = typer.Option(..., "--data", help="DATA_DIR written by `mmcot prepare`."),
+    split: str = typer.Option("train", "--split", help="The split the rationales are for."),
+    out: Path = typer.Option(..., "--out", "-o", help="Rationale set JSONL to write."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Warn about and skip bad lines instead of failing."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON summary object."),
+) -> None:
+    """Write every rationale as a rationale set, with the answer it reaches and whether that is correct."""
+    _run(source, data, split, out, False, skip_bad, json_out)
+
+
+@rationales_app.command("filter")
+@_errors_to_exit
+def filter_command(
+    source: Path = typer.Argument(..., help=_SOURCE_HELP),
+    data: Path = typer.Option(..., "--data", help="DATA_DIR written by `mmcot prepare`."),
+    split: str = typer.Option("train", "--split", help="The split the rationales are for (it needs answers)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Rationale set JSONL to write (only correct rationales)."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Warn about and skip bad lines instead of failing."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON summary object."),
+) -> None:
+    """Keep the rationales whose answer (given, or parsed from the text) is the gold one (Fine-tune-CoT)."""
+    _run(source, data, split, out, True, skip_bad, json_out)
