@@ -13,6 +13,7 @@ COMMAND_MODULES = (
     "train",
     "generate",  # generate and ask
     "score",
+    "imports",  # import-run and import-features (the original release's checkpoints and features)
 )
 
 for _name in COMMAND_MODULES:
