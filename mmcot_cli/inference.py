@@ -28,6 +28,13 @@ def resolve_device(device: str | None) -> torch.device:
     return dev
 
 
+def decode_generated(tokenizer, ids) -> list[str]:
+    """Generated ids → texts as the original decodes them (stage-1 rationales become stage-2 input verbatim):
+    special tokens dropped, tokenization spaces cleaned up (" ." → "."), stripped."""
+    texts = tokenizer.batch_decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=True)
+    return [text.strip() for text in texts]
+
+
 def generate_texts(
     model,
     tokenizer,
@@ -72,8 +79,8 @@ def generate_texts(
             if image_features is not None:
                 kwargs["image_features"] = image_features(idx).to(device)
             out = model.generate(**kwargs)
-            for i, text in zip(idx, tokenizer.batch_decode(out, skip_special_tokens=True)):
-                texts[i] = text.strip()
+            for i, text in zip(idx, decode_generated(tokenizer, out)):
+                texts[i] = text
             progress.advance(task, len(idx))
     return texts  # type: ignore[return-value]
 
