@@ -8,7 +8,8 @@
 #
 # Usage:  SQA=path/to/ScienceQA/data bash examples/scienceqa_base.sh
 #   $SQA holds problems.json + pid_splits.json (directly or in scienceqa/) and images/<qid>/image.png;
-#   $CAPTIONS: a {"captions": {qid: text}} file (default $SQA/instruct_captions.json, else $SQA/captions.json).
+#   $CAPTIONS: the InstructBLIP captions the original's current scripts use (default $SQA/instruct_captions.json,
+#   from amazon-science/mm-cot data/); the script stops if it is missing (ScienceQA's captions.json differs).
 #   Offline: export HF_HUB_OFFLINE=1 and set TEXT_MODEL / VIT_WEIGHTS to local directories/files.
 set -euo pipefail
 
@@ -17,7 +18,11 @@ WORK=${WORK:-experiments/mmcot-base}
 TEXT_MODEL=${TEXT_MODEL:-flan-alpaca-base}        # declare-lab/flan-alpaca-base; or unifiedqa-t5-base (MMv1)
 DEVICE=${DEVICE:-cuda}
 CAPTIONS=${CAPTIONS:-$SQA/instruct_captions.json}
-[ -f "$CAPTIONS" ] || CAPTIONS=$SQA/captions.json
+if [ ! -f "$CAPTIONS" ]; then
+  echo "error: $CAPTIONS not found: the reference's current scripts use InstructBLIP captions" \
+       "(data/instruct_captions.json in amazon-science/mm-cot); download it or set CAPTIONS=FILE" >&2
+  exit 1
+fi
 VIT_ARGS=()
 [ -n "${VIT_WEIGHTS:-}" ] && VIT_ARGS=(--weights "$VIT_WEIGHTS")
 

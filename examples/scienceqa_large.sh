@@ -8,7 +8,8 @@
 #
 # Usage:  SQA=path/to/ScienceQA/data GPUS=4 bash examples/scienceqa_large.sh
 #   $SQA holds problems.json + pid_splits.json (directly or in scienceqa/) and images/<qid>/image.png;
-#   $CAPTIONS: a {"captions": {qid: text}} file (default $SQA/instruct_captions.json, else $SQA/captions.json).
+#   $CAPTIONS: the InstructBLIP captions the original's current scripts use (default $SQA/instruct_captions.json,
+#   from amazon-science/mm-cot data/); the script stops if it is missing (ScienceQA's captions.json differs).
 #   Multi-node: replace the launcher with `accelerate launch --num_machines N --machine_rank R
 #   --main_process_ip HOST --num_processes TOTAL_GPUS -m mmcot_cli train ...`.
 set -euo pipefail
@@ -18,7 +19,11 @@ WORK=${WORK:-experiments/mmcot-large}
 GPUS=${GPUS:-4}
 TEXT_MODEL=${TEXT_MODEL:-flan-alpaca-large}       # declare-lab/flan-alpaca-large
 CAPTIONS=${CAPTIONS:-$SQA/instruct_captions.json}
-[ -f "$CAPTIONS" ] || CAPTIONS=$SQA/captions.json
+if [ ! -f "$CAPTIONS" ]; then
+  echo "error: $CAPTIONS not found: the reference's current scripts use InstructBLIP captions" \
+       "(data/instruct_captions.json in amazon-science/mm-cot); download it or set CAPTIONS=FILE" >&2
+  exit 1
+fi
 VIT_ARGS=()
 [ -n "${VIT_WEIGHTS:-}" ] && VIT_ARGS=(--weights "$VIT_WEIGHTS")
 LAUNCH=(accelerate launch --num_processes "$GPUS" -m mmcot_cli)

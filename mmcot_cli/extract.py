@@ -145,7 +145,9 @@ def _collate(samples):
     import torch
 
     good = [s for s in samples if s[1] is not None]
-    tensors = torch.stack([s[1] for s in good]) if good else None
+    shapes = {tuple(s[1].shape) for s in good}
+    # Images of different sizes (detr keeps each image's own size, as the original) travel as a list.
+    tensors = (torch.stack([s[1] for s in good]) if len(shapes) == 1 else [s[1] for s in good]) if good else None
     return [s[0] for s in good], tensors, [(s[0], s[2]) for s in samples if s[1] is None]
 
 

@@ -44,8 +44,8 @@ class VisionEncoder(Protocol):
     """What a vision builder returns. Preprocessing travels with the model (as in timm/open_clip).
 
     `preprocess` must be a picklable callable attribute (a transform object, not a bound method of the
-    encoder): DataLoader workers receive it without the model. Every image must preprocess to the same tensor
-    shape (batches are `torch.stack`ed), so an encoder that needs a mask packs it into the tensor (see detr).
+    encoder): DataLoader workers receive it without the model. Images that preprocess to one
+    shape are `torch.stack`ed into a batch; a batch whose images differ in size reaches `encode` as a list (detr).
     """
 
     feature_shape: tuple[int, int]  # (tokens, dim) this encoder produces, for its variant
@@ -55,7 +55,7 @@ class VisionEncoder(Protocol):
         """An RGB PIL image → one input tensor (C, H, W). Runs in DataLoader workers: keep it picklable."""
 
     def encode(self, pixels: "torch.Tensor") -> "torch.Tensor":
-        """A batch (B, C, H, W) on the encoder's device → features (B, tokens, dim), under no_grad/eval."""
+        """A batch (B, C, H, W), or a list of (C, H, W) of different sizes → features (B, tokens, dim)."""
 
 
 @dataclass(frozen=True)

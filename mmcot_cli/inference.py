@@ -28,6 +28,13 @@ def resolve_device(device: str | None) -> torch.device:
     return dev
 
 
+def decode_generated(tokenizer, ids) -> list[str]:
+    """Generated ids → texts as the original decodes them (stage-1 rationales become stage-2 input verbatim):
+    special tokens dropped, tokenization spaces cleaned up (" ." → "."), stripped."""
+    texts = tokenizer.batch_decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=True)
+    return [text.strip() for text in texts]
+
+
 def generate_texts(
     model,
     tokenizer,
@@ -76,7 +83,7 @@ def generate_texts(
             if image_features is not None:
                 kwargs["image_features"] = image_features(idx).to(device)
             out = model.generate(**kwargs)
-            decoded = [t.strip() for t in tokenizer.batch_decode(out, skip_special_tokens=True)]
+            decoded = decode_generated(tokenizer, out)
             for j, i in enumerate(idx):  # generate returns each input's K sequences next to each other
                 texts[i] = decoded[j * k:(j + 1) * k] if sampling else decoded[j]
             progress.advance(task, len(idx))

@@ -41,16 +41,25 @@ from mmcot_cli.plugins import get_text_backbone
 
 @contextlib.contextmanager
 def _quiet_hf():
-    """Silence transformers' own tqdm bars (weights loading/writing): mmcot shows its own progress."""
+    """Silence transformers' own tqdm bars (weights loading/writing): mmcot shows its own progress. Also drop
+    the notice that an untied T5 head (FLAN-style lm_head) is not tied on load: transformers 5 forces
+    tie_word_embeddings=True on every T5Config, so it fires on every correct load of such a model."""
     from transformers.utils import logging as hf_logging
 
     was_enabled = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
+    loader_log = hf_logging.get_logger("transformers.modeling_utils")
+    loader_log.addFilter(_untied_head_notice)
     try:
         yield
     finally:
+        loader_log.removeFilter(_untied_head_notice)
         if was_enabled:
             hf_logging.enable_progress_bar()
+
+
+def _untied_head_notice(record) -> bool:
+    return "will NOT tie them" not in record.getMessage()
 
 
 MMCOT_CONFIG_KEY = "mmcot"  # the config attribute holding the fusion settings and run metadata
@@ -265,18 +274,29 @@ def build_model(
         model = _from_t5(t5, image_shape)
     else:
         weights = backbone.weights
+        local = Path(weights).expanduser().is_dir()
+        if local:  # any hub layout (spiece.model and/or tokenizer.json, .bin or safetensors); else one line
+            from mmcot_cli.t5_dirs import check_t5_dir
+
+            check_t5_dir(weights)
         try:
             config = AutoConfig.from_pretrained(weights)
             if config.model_type != "t5":
                 raise MMCoTError(f"text backbone {text_backbone!r} ({weights}) is a {config.model_type!r} model; "
                                  "mmcot needs a T5 encoder-decoder (model_type 't5')")
             config = _with_mmcot(config, image_shape)
-            tokenizer = AutoTokenizer.from_pretrained(weights)
-            if random_init:
-                model = MMCoTForConditionalGeneration(config)
+            if local:
+                from mmcot_cli.t5_dirs import load_tokenizer
+
+                tokenizer = load_tokenizer(weights)
             else:
-                model = MMCoTForConditionalGeneration.from_pretrained(weights, config=config)
-        except OSError as e:  # not cached and offline, misspelled id, missing files in a local dir
+                tokenizer = AutoTokenizer.from_pretrained(weights)
+            with _quiet_hf():  # config from the directory: untied (FLAN) heads stay untied and unscaled
+                if random_init:
+                    model = MMCoTForConditionalGeneration(config)
+                else:
+                    model = MMCoTForConditionalGeneration.from_pretrained(weights, config=config)
+        except (OSError, ValueError) as e:  # not cached and offline, misspelled id, damaged files in a local dir
             raise MMCoTError(f"cannot load text backbone {text_backbone!r} ({weights}): "
                              f"{first_line(e)}") from None
     _with_mmcot(model.config, image_shape, **meta)

@@ -45,6 +45,7 @@ class RunMeta:
     val_examples: int = 0
     train_config: dict[str, Any] = field(default_factory=dict)
     created_by: str = "mmcot train"
+    imported_from: dict | None = None  # `mmcot import-run`: {path, files: {name: sha256}, layout, tied_head, …}
     version: int = RUN_META_VERSION
 
     def __post_init__(self) -> None:

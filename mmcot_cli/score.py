@@ -23,7 +23,10 @@ from mmcot_cli.rationale_metrics import (RATIONALE_REFS, bleu, normalize_rationa
                                          rationale_metrics, rationale_reference, rouge_l)
 
 REFERENCE_OPTIONS = OPTION_LETTERS  # a letter outside them is redrawn under the random fallback
-FALLBACKS = ("strict", "random")
+# strict: a failure is wrong; random: a seeded draw among the item's real options; reference: the original's
+# draw, uniform over all five letters A–E (random.choice(range(5))), so on a 2-choice item usually wrong.
+FALLBACKS = ("strict", "random", "reference")
+DRAWS = ("random", "reference")
 
 # The 26 topics evaluate_acc.py reports, in its order; topics found in the data but not here are appended.
 SQA_TOPICS = (
@@ -134,16 +137,21 @@ def _resolve(pred: Prediction | None, n_choices: int, fallback: str, rng: random
         return pred.answer_index, "index"
     letter = extract_answer(pred.text) if pred.text is not None else pred.letter
     if letter is None:
-        if fallback == "random":
-            return rng.randrange(n_choices), "failed_random"
+        if fallback in DRAWS:
+            return _draw(fallback, n_choices, rng), "failed_random"
         return None, "failed"
     index = letter_to_index(letter, n_choices)
     if index is None:
         # Beyond the item's choices: the reference keeps A–E letters (scored wrong) and redraws any other.
-        if fallback == "random" and letter not in REFERENCE_OPTIONS:
-            return rng.randrange(n_choices), "invalid_letter_random"
+        if fallback in DRAWS and letter not in REFERENCE_OPTIONS:
+            return _draw(fallback, n_choices, rng), "invalid_letter_random"
         return None, "invalid_letter"
     return index, "extracted"
+
+
+def _draw(fallback: str, n_choices: int, rng: random.Random) -> int:
+    """An option index: among the item's choices, or (reference) among all of A–E, possibly past its choices."""
+    return rng.randrange(len(REFERENCE_OPTIONS) if fallback == "reference" else n_choices)
 
 
 def _check_options(fallback: str, rationale_ref: str) -> None:
@@ -238,7 +246,7 @@ def _score(records: list[dict], preds: list[Prediction], fallback: str, seed: in
         "num_missing": len(missing),
         "num_bad": bad.count,
         "fallback": fallback,
-        "seed": seed if fallback == "random" else None,
+        "seed": seed if fallback in DRAWS else None,
         "has_answers": has_answers,
     })
     if missing and warn:
@@ -267,7 +275,7 @@ class ScoreConfig:
     predictions: Path
     data: Path
     split: str = "test"
-    fallback: str = "strict"  # "strict": extraction failure is wrong; "random": seeded draw among real options
+    fallback: str = "strict"  # strict / random (seeded draw among real options) / reference (among A–E)
     seed: int = 0
     skip_bad: bool = False
     rationale_ref: str = "solution"  # or "lecture+solution"

@@ -55,7 +55,7 @@ class TrainingDiverged(MMCoTError):
 # Fields that must match between the original run and a resumed one (others — e.g. epochs — may change).
 _RESUME_INVARIANTS = ("stage", "text_model", "features", "rationales", "train_on", "rationale_source",
                       "prompt_format", "use_caption", "lr", "batch_size", "grad_accum", "warmup_ratio", "weight_decay",
-                      "max_input_len", "max_output_len", "seed", "train_split", "limit_train")
+                      "max_input_len", "max_output_len", "seed", "train_split", "limit_train", "group_by_length")
 
 
 def _check_resume_config(run_dir: Path, cfg: TrainConfig, world_size: int) -> None:
@@ -206,7 +206,8 @@ def setup_trainer(cfg: TrainConfig, inputs: StageInputs, model, tokenizer, accel
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     collator = Collator(pad_token_id=pad_id, image_features=store.get_batch if store is not None else None)
     sampler = LengthGroupedBatchSampler([e.length for e in train_data.examples], cfg.batch_size, seed=cfg.seed,
-                                        num_replicas=world, rank=accelerator.process_index)
+                                        group_size=50 if cfg.group_by_length else 1, num_replicas=world,
+                                        rank=accelerator.process_index)
     batches_per_epoch = sampler.batches_per_epoch()
     total_steps = math.ceil(batches_per_epoch / cfg.grad_accum) * cfg.epochs
     optimizer = model.configure_optimizers(cfg.weight_decay, cfg.lr)

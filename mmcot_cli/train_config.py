@@ -46,6 +46,7 @@ class TrainConfig:
     limit_train: int | None = None
     limit_val: int | None = None
     num_beams: int = 1
+    group_by_length: bool = True  # False: plain random batches (mega-batches of one batch), as the original
     random_init: bool = False  # build a registered/hub text backbone from its config (offline tests)
     text_options: dict[str, Any] = field(default_factory=dict)  # e.g. t5-scratch d_model, layers, vocab size
     resume: bool = False

@@ -1,20 +1,20 @@
 """`detr`: transformers `DetrModel`, last decoder layer's hidden states → (100 queries, 256), the original
 `detr.npy` features (DETR ResNet-101-DC5, `facebook/detr-resnet-101-dc5`).
 
-Preprocessing follows the original: resize the short side to 224 (bilinear), ImageNet mean/std. Batches need one
-tensor size, so each image is placed top-left on a fixed 384×384 canvas (images whose long side would exceed 384
-are scaled down to fit, like DETR's own `longest_edge`) and a pixel mask marks the real pixels; the mask travels
-as a 4th channel of the preprocessed tensor. A fixed canvas makes every image's features independent of which
-other images share its batch.
+Preprocessing is the original's: torchvision `Resize(224)` (short side to 224, long side int(224·long/short),
+bilinear, no cap), ToTensor, ImageNet mean/std. Images therefore differ in size; the extractor hands such a
+batch over as a list, and `encode` runs one image at a time without padding, exactly as the original did, so
+an image's features never depend on which other images share its batch.
 
 Random init builds the config locally: an explicit timm `resnet101` backbone config (output stride 16 = DC5)
 with no pretrained backbone, so nothing is fetched from the hub (in transformers 4.x a DetrConfig without an
-explicit backbone pulled timm ImageNet weights by default).
+explicit backbone pulled timm ImageNet weights by default). Pretrained weights must cover the whole model:
+missing keys (a checkpoint for another architecture) are an error, not a silently random trunk.
 """
 
 from __future__ import annotations
 
-from mmcot_cli.errors import UsageError
+from mmcot_cli.errors import MMCoTError, UsageError
 from mmcot_cli.hookspecs import VisionBackbone, VisionBuildOptions, hookimpl
 from mmcot_cli.weights import RANDOM_INIT, loading, resolve_weights
 
@@ -28,7 +28,6 @@ VARIANTS = {
 DEFAULT_VARIANT = "resnet-101-dc5"
 FEATURE_SHAPE = (100, 256)
 SHORT_SIDE = 224
-CANVAS = 384
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -44,10 +43,10 @@ def random_init_config(variant: str = DEFAULT_VARIANT):
 
 
 class DetrPreprocess:
-    """RGB PIL image → (4, CANVAS, CANVAS): normalized RGB top-left on a zero canvas + a 0/1 pixel-mask channel."""
+    """RGB PIL image → (3, H, W) with the short side 224: the original's Resize(224), ToTensor, Normalize."""
 
-    def __init__(self, short_side: int = SHORT_SIDE, canvas: int = CANVAS):
-        self.short_side, self.canvas = short_side, canvas
+    def __init__(self, short_side: int = SHORT_SIDE):
+        self.short_side = short_side
 
     def __call__(self, image):
         import numpy as np
@@ -55,17 +54,14 @@ class DetrPreprocess:
         from PIL import Image
 
         w, h = image.size
-        scale = self.short_side / min(w, h)
-        if max(w, h) * scale > self.canvas:
-            scale = self.canvas / max(w, h)
-        nw, nh = max(1, min(self.canvas, round(w * scale))), max(1, min(self.canvas, round(h * scale)))
-        image = image.convert("RGB").resize((nw, nh), Image.BILINEAR)
+        short = self.short_side
+        size = (short, int(short * h / w)) if w <= h else (int(short * w / h), short)  # torchvision's rounding
+        image = image.convert("RGB")
+        if size != (w, h):
+            image = image.resize(size, Image.BILINEAR)
         arr = np.asarray(image, dtype=np.float32) / 255.0
         arr = (arr - np.array(IMAGENET_MEAN, dtype=np.float32)) / np.array(IMAGENET_STD, dtype=np.float32)
-        out = torch.zeros(4, self.canvas, self.canvas)
-        out[:3, :nh, :nw] = torch.from_numpy(arr).permute(2, 0, 1)
-        out[3, :nh, :nw] = 1.0
-        return out
+        return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
 
 
 class DetrEncoder:
@@ -77,12 +73,12 @@ class DetrEncoder:
         self.feature_shape = (int(model.config.num_queries), int(model.config.d_model))
 
     def encode(self, pixels):
+        """A (B, 3, H, W) batch or a list of (3, H, W) images of different sizes; one image per forward."""
         import torch
 
         with torch.inference_mode():
-            pixels = pixels.to(self.device)
-            out = self.model(pixel_values=pixels[:, :3], pixel_mask=pixels[:, 3].round().long())
-            return out.last_hidden_state  # the last decoder layer, one row per object query
+            outs = [self.model(pixel_values=image[None].to(self.device)).last_hidden_state for image in pixels]
+            return torch.cat(outs)  # the last decoder layer, one row per object query
 
 
 def build(options: VisionBuildOptions) -> DetrEncoder:
@@ -95,7 +91,11 @@ def build(options: VisionBuildOptions) -> DetrEncoder:
     if source.kind == "random-init":
         return DetrEncoder(DetrModel(random_init_config(variant)), RANDOM_INIT, options.device)
     with loading("detr", source.given):  # a hub id and a save_pretrained directory go through the same call
-        model = DetrModel.from_pretrained(source.value)
+        model, info = DetrModel.from_pretrained(source.value, output_loading_info=True)
+    missing = sorted(info.get("missing_keys") or [])
+    if missing:
+        raise MMCoTError(f"backbone detr: cannot load {source.given}: the checkpoint does not fit DETR {variant} "
+                         f"({len(missing)} weights missing: {', '.join(missing[:3])} …)")
     return DetrEncoder(model, options.weights or source.value, options.device)
 
 

@@ -176,6 +176,22 @@ def test_random_fallback_letters_beyond_choices():
     assert [i["pred_index"] for i in strict["items"]] == [None, None]
 
 
+def test_reference_fallback_draws_from_all_five_letters(cli, tmp_path):
+    """The original: random.choice(range(5)) whatever the item's choices, so 2-choice items are mostly wrong."""
+    records = [_rec(str(i), "natural science", "grade3", "", None, "physics", 2, i % 2) for i in range(500)]
+    preds = {str(i): "no answer here" for i in range(500)}
+    a = score_records(records, preds, fallback="reference", seed=3, details=True)
+    assert a["items"] == score_records(records, preds, fallback="reference", seed=3, details=True)["items"]
+    drawn = [i["pred_index"] for i in a["items"]]
+    assert set(drawn) == {0, 1, 2, 3, 4}
+    assert not any(i["correct"] for i in a["items"] if i["pred_index"] >= 2)
+    correct = sum(i["correct"] for i in a["items"])
+    assert 60 < correct < 140  # about 1 in 5, not 1 in 2
+    assert a["fallback"] == "reference" and a["seed"] == 3 and a["num_fail"] == 500
+    z = score_records(records[:1], {"0": "The answer is (Z)."}, fallback="reference", seed=0, details=True)
+    assert z["items"][0]["status"] == "invalid_letter_random" and 0 <= z["items"][0]["pred_index"] < 5
+
+
 # ------------------------------------------------------------------------------------------ CLI and formats
 
 

@@ -40,6 +40,13 @@ def no_network():
         mp.undo()
 
 
+def as_batch(tensors: list) -> torch.Tensor | list:
+    """As the extractor batches: stacked when the images preprocess to one shape, else a list (detr)."""
+    from mmcot_cli.extract import _collate
+
+    return _collate([(i, t, None) for i, t in enumerate(tensors)])[1]
+
+
 def make_odd_pngs(folder: Path) -> dict[str, Path]:
     """PNGs in the modes ScienceQA has: palette with transparency, RGBA, grayscale, 16-bit grayscale."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -172,7 +179,7 @@ def test_default_architecture_shapes_dtype_determinism(default_encoder, mixed_im
     assert tuple(backbone.feature_shape) == DEFAULT_SHAPES[name] == tuple(enc.feature_shape)
     assert enc.weights in ("random-init", "")
     preprocess = pickle.loads(pickle.dumps(enc.preprocess))  # DataLoader workers get a copy
-    batch = torch.stack([preprocess(im) for im in mixed_images])
+    batch = as_batch([preprocess(im) for im in mixed_images])
     assert torch.equal(batch[0], enc.preprocess(mixed_images[0]))
     out = enc.encode(batch)
     assert out.shape == (len(mixed_images), *DEFAULT_SHAPES[name]) and out.dtype == torch.float32
@@ -201,16 +208,50 @@ def test_detr_random_config_is_offline_and_dilated():
     assert (cfg.num_queries, cfg.d_model) == (100, 256)
 
 
-def test_detr_preprocess_short_side_and_mask():
+def test_detr_preprocess_is_the_originals_resize_224(sample_dir):
+    """Short side → 224, long side int(224·long/short) with no cap (hand-computed), then ToTensor + ImageNet
+    normalisation: the same tensor torchvision's Resize(224)/ToTensor/Normalize (the original's) gives."""
+    from torchvision import transforms
+
     from mmcot_plugins.detr import DetrPreprocess
 
-    x = DetrPreprocess()(Image.new("RGB", (448, 300), (124, 116, 104)))  # ≈ ImageNet mean → ~0 after normalize
-    assert x.shape == (4, 384, 384)
-    mask = x[3]
-    assert mask[:224, :334].all() and not mask[224:].any() and not mask[:, 335:].any()
-    assert x[:3, :224, :334].abs().max() < 0.05
-    tall = DetrPreprocess()(Image.new("RGB", (100, 1000)))
-    assert tall[3].sum(0).max() == 384  # long side capped to the canvas
+    original = transforms.Compose([transforms.Resize(224), transforms.ToTensor(),
+                                   transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+    x = DetrPreprocess()(Image.new("RGB", (518, 80), (124, 116, 104)))
+    assert x.shape == (3, 224, 1450)  # 224 · 518 / 80 = 1450.4 → 1450; nothing capped
+    assert x.abs().max() < 0.05  # ≈ ImageNet mean → ~0
+    assert DetrPreprocess()(Image.new("RGB", (100, 1000))).shape == (3, 2240, 224)
+    paths = sorted(sample_dir.glob("images/*/*.png"))
+    assert len(paths) >= 26
+    long_ones = 0
+    for path in paths:
+        image = load_rgb(path)
+        w, h = image.size
+        mine = DetrPreprocess()(image)
+        expected = (224, int(224 * w / h)) if h <= w else (int(224 * h / w), 224)  # (H, W)
+        assert tuple(mine.shape) == (3, *expected), path
+        assert torch.allclose(mine, original(image), atol=1e-6), path
+        long_ones += max(mine.shape[1:]) > 384
+    assert long_ones > 0  # the sample has images the old 384 cap changed
+
+
+def test_detr_features_do_not_depend_on_batch_companions(sample_dir):
+    """One image at a time, as the original: an image's row is the same alone and in a mixed-size batch."""
+    from transformers import DetrConfig, DetrModel, TimmBackboneConfig
+
+    from mmcot_plugins.detr import DetrEncoder
+
+    cfg = DetrConfig(backbone_config=TimmBackboneConfig(backbone="resnet18", out_indices=[1, 2, 3, 4]),
+                     encoder_layers=1, decoder_layers=1, encoder_ffn_dim=64, decoder_ffn_dim=64,
+                     use_pretrained_backbone=False)
+    torch.manual_seed(0)
+    enc = DetrEncoder(DetrModel(cfg), "tiny", "cpu")
+    images = [load_rgb(p) for p in sorted(sample_dir.glob("images/*/image.png"))[:3]]
+    batch = as_batch([enc.preprocess(im) for im in images])
+    assert isinstance(batch, list)  # different sizes
+    together = enc.encode(batch)
+    for i, im in enumerate(images):
+        assert torch.equal(enc.encode(enc.preprocess(im).unsqueeze(0))[0], together[i])
 
 
 def test_detr_weights_from_local_directory(tmp_path, generated_images):
@@ -225,12 +266,21 @@ def test_detr_weights_from_local_directory(tmp_path, generated_images):
     with no_network():
         enc = backbone.build(VisionBuildOptions(weights=str(tmp_path / "tiny-detr")))
         enc2 = backbone.build(VisionBuildOptions(weights=str(tmp_path / "tiny-detr")))
-    x = torch.stack([enc.preprocess(im) for im in generated_images[:2]])
+    x = as_batch([enc.preprocess(im) for im in generated_images[:2]])
     out = enc.encode(x)
     assert enc.weights == str(tmp_path / "tiny-detr") and out.shape == (2, 100, 256)
     assert torch.equal(out, enc2.encode(x))  # the saved weights, not a fresh random init
     with pytest.raises(UsageError, match="no such file"):
         backbone.build(VisionBuildOptions(weights=str(tmp_path / "missing")))
+    # a checkpoint that lacks part of the model is an error, not a silently random part
+    from safetensors.torch import load_file, save_file
+
+    weights = tmp_path / "tiny-detr" / "model.safetensors"
+    state = load_file(str(weights))
+    dropped = sorted(k for k in state if "decoder.layers.0.fc1" in k)
+    save_file({k: v for k, v in state.items() if k not in dropped}, str(weights), metadata={"format": "pt"})
+    with no_network(), pytest.raises(MMCoTError, match=r"does not fit DETR .*2 weights missing: .*fc1"):
+        backbone.build(VisionBuildOptions(weights=str(tmp_path / "tiny-detr")))
 
 
 def test_vit_variant_and_local_dir_weights(tmp_path, generated_images):

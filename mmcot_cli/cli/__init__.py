@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "score",
     "report",  # report and compare
     "rationales",  # import and filter teacher rationales
+    "imports",  # import-run and import-features (the original release's checkpoints and features)
 )
 
 for _name in COMMAND_MODULES:

@@ -63,9 +63,11 @@ def score_command(
     data: Path = typer.Option(..., "--data", help="Prepared DATA_DIR, a ScienceQA problems.json, or a folder "
                               "holding problems.json."),
     split: str = typer.Option("test", "--split", help="Which split of DATA to score against."),
-    fallback: str = typer.Option("strict", "--fallback", help="On extraction failure: 'strict' (wrong) or "
-                                 "'random' (the reference's seeded draw, among the item's real options)."),
-    seed: int = typer.Option(0, "--seed", help="Seed for --fallback random."),
+    fallback: str = typer.Option("strict", "--fallback", help="On extraction failure: 'strict' (wrong), "
+                                 "'random' (a seeded draw among the item's real options) or 'reference' (the "
+                                 "original's rule: a draw among all five letters A–E, usually wrong on 2-choice "
+                                 "items; same distribution, not the original's exact draws)."),
+    seed: int = typer.Option(0, "--seed", help="Seed for --fallback random/reference."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Warn about and skip bad prediction entries "
                                   "instead of failing."),
     rationale_ref: str = typer.Option("solution", "--rationale-ref",

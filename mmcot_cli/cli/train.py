@@ -73,6 +73,9 @@ def train_command(
     limit_train: Optional[int] = typer.Option(None, "--limit-train", min=1, help="Only the first N train records."),
     limit_val: Optional[int] = typer.Option(None, "--limit-val", min=1, help="Validate on the first N records."),
     num_beams: int = typer.Option(1, "--num-beams", min=1, help="Beams for validation generation."),
+    group_by_length: bool = typer.Option(True, "--group-by-length/--no-group-by-length", help="Batch examples "
+                                         "of similar length (less padding); --no-group-by-length draws plain "
+                                         "random batches as the original's Trainer does."),
     random_init: bool = typer.Option(False, "--random-init", help="Build the text backbone from its config only."),
     text_option: list[str] = typer.Option([], "--text-option", help="Text backbone option KEY=VALUE (repeatable), "
                                           "checked against the options the backbone declares (a wrong key lists them), "
@@ -102,8 +105,8 @@ def train_command(
         mixed_precision="bf16" if bf16 else "fp16" if fp16 else "no", seed=seed, eval_every=eval_every,
         save_every=save_every, train_split=train_split,
         val_split=None if val_split.lower() in ("none", "") else val_split, limit_train=limit_train,
-        limit_val=limit_val, num_beams=num_beams, random_init=random_init, text_options=options, resume=resume,
-        report_to=report_to,
+        limit_val=limit_val, num_beams=num_beams, group_by_length=group_by_length, random_init=random_init,
+        text_options=options, resume=resume, report_to=report_to,
     )
     summary = train(cfg)
     if int(os.environ.get("RANK", "0")) != 0:  # under accelerate launch / torchrun only rank 0 reports
