@@ -245,7 +245,6 @@ def run_demo(cfg: DemoConfig, step: Step | None = None) -> dict:
         raise UnknownNameError("demo mode", (unknown or ["(none)"])[0], list(MODES))
     out = Path(cfg.out)
     if not cfg.generate_only and "multimodal" in cfg.modes:
-
         get_vision_backbone(cfg.backbone)  # an unknown name fails before anything is written
     _prepare_out(out, cfg.generate_only)
     if not cfg.generate_only:
@@ -269,17 +268,7 @@ def run_demo(cfg: DemoConfig, step: Step | None = None) -> dict:
     prepare(PrepareConfig(source=bench, out=data_dir, splits=SPLITS))
     seconds["prepare"] = round(time.perf_counter() - t, 2)
 
-    features = None
-    if "multimodal" in cfg.modes:
-        features = out / "features" / cfg.backbone
-        step(f"extract {cfg.backbone} features into {features}")
-        t = time.perf_counter()
-        from mmcot_cli.extract import ExtractConfig, extract  # numpy/torch: only when extracting
-
-        extract(ExtractConfig(backbone=cfg.backbone, out=str(features), data_dir=str(data_dir), splits=SPLITS,
-                              random_init=cfg.random_init, device=cfg.device,
-                              batch_size=64, workers=0, dtype="float32"))
-        seconds["extract"] = round(time.perf_counter() - t, 2)
+    features = _extract_features(cfg, data_dir, out, step, seconds) if "multimodal" in cfg.modes else None
 
     t = time.perf_counter()
     if cfg.parallel and len(cfg.modes) > 1:
@@ -314,6 +303,19 @@ def run_demo(cfg: DemoConfig, step: Step | None = None) -> dict:
     summary_out["paths"]["report"] = _write_report(cfg, results, data_dir, out)
     write_json(out / SUMMARY, summary_out)
     return summary_out
+
+
+def _extract_features(cfg: DemoConfig, data_dir: Path, out: Path, step: Step, seconds: dict) -> Path:
+    """The multimodal pipeline's feature store (OUT/features/<backbone>), timed into `seconds`."""
+    from mmcot_cli.extract import ExtractConfig, extract  # numpy/torch: only when extracting
+
+    features = out / "features" / cfg.backbone
+    step(f"extract {cfg.backbone} features into {features}")
+    t = time.perf_counter()
+    extract(ExtractConfig(backbone=cfg.backbone, out=str(features), data_dir=str(data_dir), splits=SPLITS,
+                          random_init=cfg.random_init, device=cfg.device, batch_size=64, workers=0, dtype="float32"))
+    seconds["extract"] = round(time.perf_counter() - t, 2)
+    return features
 
 
 def _write_report(cfg: DemoConfig, results: dict, data_dir: Path, out: Path) -> str:

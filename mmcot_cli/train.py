@@ -52,19 +52,12 @@ class TrainingDiverged(MMCoTError):
 # --------------------------------------------------------------------------- checks before anything is written
 
 
-# Fields that must match between the original run and a resumed one (others — e.g. epochs — may change).
-_RESUME_INVARIANTS = ("stage", "text_model", "features", "rationales", "train_on", "rationale_source",
-                      "prompt_format", "use_caption", "lr", "batch_size", "grad_accum", "warmup_ratio", "weight_decay",
-                      "max_input_len", "max_output_len", "seed", "train_split", "limit_train", "group_by_length")
-
-
 def _check_resume_config(run_dir: Path, cfg: TrainConfig, world_size: int) -> None:
     saved = RunMeta.load(run_dir)
-    old, now = saved.train_config, asdict(cfg)
-    for key in _RESUME_INVARIANTS:
-        if key in old and old[key] != now[key]:
-            raise UsageError(f"{run_dir}/{RUN_CONFIG}: --resume with a different {key} "
-                             f"({old[key]!r} before, {now[key]!r} now)")
+    changed = cfg.changed_since(saved.train_config)
+    if changed:
+        key, before, now = changed
+        raise UsageError(f"{run_dir}/{RUN_CONFIG}: --resume with a different {key} ({before!r} before, {now!r} now)")
     if saved.world_size != world_size:
         raise UsageError(f"{run_dir}: run was trained with {saved.world_size} processes, resumed with "
                          f"{world_size}; the data position is per process, so use the same number")

@@ -84,6 +84,20 @@ class TrainConfig:
                              f"not {cfg.prompt_format}")
         return cfg
 
+    def changed_since(self, saved: dict) -> tuple[str, Any, Any] | None:
+        """(field, saved value, value now) for the first field a resumed run must keep, or None."""
+        now = asdict(self)
+        for key in RESUME_INVARIANTS:
+            if key in saved and saved[key] != now[key]:
+                return key, saved[key], now[key]
+        return None
+
+
+# Fields that must match between the original run and a resumed one (others — e.g. epochs — may change).
+RESUME_INVARIANTS = ("stage", "text_model", "features", "rationales", "train_on", "rationale_source",
+                     "prompt_format", "use_caption", "lr", "batch_size", "grad_accum", "warmup_ratio", "weight_decay",
+                     "max_input_len", "max_output_len", "seed", "train_split", "limit_train", "group_by_length")
+
 
 def parse_eval_every(value: str | int) -> str | int:
     if isinstance(value, int):
