@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import functools
-import json
 import sys
 from typing import Any, Callable
 
 import typer
 
 from mmcot_cli import __version__, progress
-from mmcot_cli.errors import MMCoTError
+from mmcot_cli.errors import MMCoTError, StdoutError
 
 app = typer.Typer(
     name="mmcot",
@@ -36,19 +36,51 @@ def _main(
     progress.set_enabled(not quiet)
 
 
+MAX_ERROR_CHARS = 400  # a library's message can be pages long (a model list): the line stays readable
+
+
 def fail(message: str, code: int = 1) -> None:
     """One line on stderr, then exit with `code`."""
-    typer.echo(f"error: {message}", err=True)
+    line = " ".join(str(message).split()) or "failed"  # one line, whatever the message held
+    if len(line) > MAX_ERROR_CHARS:
+        line = line[:MAX_ERROR_CHARS - 1] + "…"
+    typer.echo(f"error: {line}", err=True)
     raise typer.Exit(code)
+
+
+def os_error_line(e: OSError) -> str:
+    """One line for an OSError that escaped the library: the path it names and the reason."""
+    from mmcot_cli.io import os_reason
+
+    if e.filename is not None:
+        return f"{e.filename}: {os_reason(e)}"
+    if isinstance(e, BrokenPipeError) or e.errno in _STDOUT_ERRNOS:
+        return str(StdoutError(e))  # Rich tables and typer.echo write stdout without a guard
+    return f"cannot write output ({os_reason(e)})"
+
+
+# Unnamed write faults: library writes to files go through mmcot_cli.io (which names the file), so these are
+# stdout's (Rich tables, typer.echo).
+_STDOUT_ERRNOS = {errno.EPIPE, errno.ENOSPC, errno.EIO, errno.EFBIG, errno.EDQUOT, errno.EBADF}
 
 
 def warn(message: str) -> None:
     typer.echo(f"warning: {message}", err=True)
 
 
+def write_stdout(text: str) -> None:
+    """Write and flush stdout; a closed pipe or full device (`> /dev/full`) becomes one error line, exit 1."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except OSError as e:
+        raise StdoutError(e) from None
+
+
 def print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
-    sys.stdout.flush()
+    from mmcot_cli.io import dumps
+
+    write_stdout(dumps(obj, indent=2) + "\n")
 
 
 def command(name: str | None = None, **kwargs) -> Callable:
@@ -61,6 +93,10 @@ def command(name: str | None = None, **kwargs) -> Callable:
                 return fn(*args, **kw)
             except MMCoTError as e:
                 fail(str(e), e.exit_code)
+            except OSError as e:  # a file-system fault the library did not name: still one line, exit 1
+                fail(os_error_line(e), 1)
+            except RecursionError:
+                fail("input nested too deeply (a hostile or corrupted file?)", 1)
             except KeyboardInterrupt:
                 typer.echo("interrupted", err=True)
                 raise typer.Exit(130)
