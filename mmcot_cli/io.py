@@ -193,15 +193,19 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
 def atomic_dir(path: str | os.PathLike, replace: bool = True) -> Iterator[Path]:
     """Yield a temporary directory beside `path`; it becomes `path` only if the block succeeds.
 
-    With replace=True an existing `path` is swapped out (moved aside, then deleted) after success.
+    With replace=True an existing `path` is swapped out (moved aside, then deleted) after success. A write fault
+    inside the block (ENOSPC, EACCES …) is one DataError naming `path`, and the temporary directory is removed.
     """
     import shutil
 
     path = Path(path)
     make_dir(path.parent)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
     try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as e:
+        raise DataError(f"{path}: cannot write ({os_reason(e)})") from None
+    try:
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
         yield tmp
         if path.exists():
             if not replace:
@@ -213,6 +217,31 @@ def atomic_dir(path: str | os.PathLike, replace: bool = True) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError as e:
+        raise DataError(f"{path}: cannot write ({os_reason(e)})") from None
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def staged_files(folder: str | os.PathLike) -> Iterator[Path]:
+    """Yield a staging folder inside `folder`; files written there are renamed into `folder` together only when
+    the block succeeds (renames need no space), so a failure leaves none of them. Other files in `folder` stay."""
+    import shutil
+
+    folder = make_dir(folder)
+    try:
+        stage = Path(tempfile.mkdtemp(prefix=".staged.", suffix=".tmp", dir=folder))
+    except OSError as e:
+        raise DataError(f"{folder}: cannot write ({os_reason(e)})") from None
+    try:
+        yield stage
+        for item in sorted(stage.iterdir()):
+            os.replace(item, folder / item.name)
+    except OSError as e:
+        raise DataError(f"{folder}: cannot write ({os_reason(e)})") from None
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
