@@ -19,6 +19,11 @@ def _umask() -> int:
     return mask
 
 
+def file_mode() -> int:
+    """The mode new output files get: 0666 minus the umask (mkstemp and some writers make 0600)."""
+    return 0o666 & ~_umask()
+
+
 def os_reason(e: BaseException) -> str:
     """The short reason of an OSError ("No space left on device"), else the exception's type name."""
     return getattr(e, "strerror", None) or type(e).__name__

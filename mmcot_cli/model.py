@@ -299,6 +299,10 @@ def save_run_model(model: MMCoTForConditionalGeneration, tokenizer, out_dir: str
         if model.image_shape is not None and tuple(meta["feature_shape"]) != model.image_shape:
             raise MMCoTError(f"feature_shape {meta['feature_shape']} does not match the model's image shape "
                              f"{list(model.image_shape)}")
+    bad = next((name for name, p in model.named_parameters() if not bool(torch.isfinite(p).all())), None)
+    if bad is not None:  # the divergence guard's last line: a NaN/inf model is never written
+        raise MMCoTError(f"{out_dir}: not saved, parameter {bad} holds NaN or infinite values (training diverged; "
+                         "try a lower --lr)")
     _with_mmcot(model.config, model.image_shape, **meta)
     with atomic_dir(out_dir) as tmp, _quiet_hf():
         model.save_pretrained(tmp)  # safetensors (the only format transformers 5 writes)

@@ -58,7 +58,8 @@ def folder_owner(path: str | os.PathLike) -> tuple[str, str] | None:
     # Folders written before the marker existed.
     if (path / ".mmcot-demo").exists():
         return "demo", "demo"
-    if (path / "run_config.json").is_file() or (path / "model" / "config.json").is_file():
+    if (path / "run_config.json").is_file() or (path / "model" / "config.json").is_file() \
+            or (path / "checkpoints").is_dir():  # a run that stopped before writing run_config.json
         return "train", "run"
     manifest = _read_small_json(path / "manifest.json") if (path / "manifest.json").is_file() else {}
     if "backbone" in manifest and "feature_shape" in manifest:

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from mmcot_cli.errors import UsageError
+from mmcot_cli.validate import check_number, non_negative_int, positive_float, positive_int, seed
 from mmcot_cli.plugins import get_text_backbone
 from mmcot_cli.prompts import STAGE_PRESETS, uses_rationale
 
@@ -56,11 +57,7 @@ class TrainConfig:
             raise UsageError(f"--train-on must be one of {', '.join(TRAIN_ON)}, got {self.train_on!r}")
         if self.mixed_precision not in MIXED_PRECISION:
             raise UsageError(f"mixed precision must be one of {', '.join(MIXED_PRECISION)}")
-        for name in ("epochs", "batch_size", "grad_accum", "max_input_len"):
-            if getattr(self, name) < 1:
-                raise UsageError(f"--{name.replace('_', '-')} must be >= 1")
-        if not 0.0 <= self.warmup_ratio < 1.0:
-            raise UsageError("--warmup-ratio must be in [0, 1)")
+        _check_numbers(self)
         preset = STAGE_PRESETS[self.stage]
         cfg = TrainConfig(**{**asdict(self)})
         cfg.prompt_format = self.prompt_format or preset.prompt_format
@@ -76,6 +73,26 @@ class TrainConfig:
             raise UsageError(f"--train-on generated needs a prompt format with a rationale input (QCMG-A), "
                              f"not {cfg.prompt_format}")
         return cfg
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _check_numbers(cfg: TrainConfig) -> None:
+    """Every numeric option finite and in range (exit 2 naming it) before anything is read or built."""
+    for name in ("epochs", "batch_size", "grad_accum", "max_input_len", "num_beams"):
+        positive_int(_flag(name), getattr(cfg, name))
+    for name in ("eval_batch_size", "max_output_len", "limit_train", "limit_val"):
+        positive_int(_flag(name), getattr(cfg, name), optional=True)
+    non_negative_int("--save-every", cfg.save_every)
+    non_negative_int("keep_checkpoints", cfg.keep_checkpoints)
+    positive_float("--lr", cfg.lr)
+    check_number("--warmup-ratio", cfg.warmup_ratio, low=0, high=1, high_open=True)
+    check_number("--weight-decay", cfg.weight_decay, low=0)
+    positive_float("max_grad_norm", cfg.max_grad_norm)
+    seed("--seed", cfg.seed)
+
 
 
 def parse_eval_every(value: str | int) -> str | int:
