@@ -343,6 +343,9 @@ def load_run_model(run_or_model_dir: str | Path, device: str | torch.device = "c
                 stored.update(fh.keys())
     except broken as e:
         raise DataError(f"{model_dir}: cannot load the model ({first_line(e)})") from None
+    if model.image_shape is None and any(k.startswith("fusion.") for k in stored):
+        raise DataError(f"{model_dir / 'config.json'}: no fusion settings (image_shape), but the weights hold "
+                        "fusion layers; the config was edited or damaged (restore it; it would run text-only)")
     missing = sorted(k for k in model.state_dict() if k.startswith("fusion.") and k not in stored)
     if missing:
         raise DataError(f"{model_dir}: fusion weights missing from the checkpoint: {', '.join(missing[:4])}")
