@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from mmcot_cli.errors import UsageError
-from mmcot_cli.validate import check_number, non_negative_int, positive_float, positive_int, seed
+from mmcot_cli.validate import check_number, check_seed, non_negative_int, positive_float, positive_int
 from mmcot_cli.plugins import get_text_backbone
 from mmcot_cli.prompts import STAGE_PRESETS, uses_rationale
 
@@ -91,7 +91,7 @@ def _check_numbers(cfg: TrainConfig) -> None:
     check_number("--warmup-ratio", cfg.warmup_ratio, low=0, high=1, high_open=True)
     check_number("--weight-decay", cfg.weight_decay, low=0)
     positive_float("max_grad_norm", cfg.max_grad_norm)
-    seed("--seed", cfg.seed)
+    check_seed("--seed", cfg.seed)
 
 
 

@@ -62,5 +62,5 @@ def probability(option: str, value: Any, *, zero_ok: bool = False, optional: boo
     return check_number(option, value, low=0, high=1, low_open=not zero_ok, optional=optional)
 
 
-def seed(option: str, value: Any, optional: bool = False) -> Any:
+def check_seed(option: str, value: Any, optional: bool = False) -> Any:
     return check_number(option, value, low=0, high=MAX_SEED, integer=True, optional=optional)
