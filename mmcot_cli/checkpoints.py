@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from mmcot_cli.errors import DataError, first_line
-from mmcot_cli.io import append_jsonl, file_mode, os_reason, read_json, read_jsonl, write_json, write_jsonl
+from mmcot_cli.io import append_jsonl, read_json, read_jsonl, uniform_modes, write_fault, write_json, write_jsonl
 from mmcot_cli.model import save_run_model
 
 CHECKPOINT_PREFIX = "step-"
@@ -67,15 +67,17 @@ def save_checkpoint(run_dir: Path, *, model, tokenizer, meta: dict, optimizer, s
         save_run_model(model, tokenizer, tmp / "model", meta)
         # Optimizer state is tensors + plain containers; it is read back with torch.load(weights_only=True).
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-        os.chmod(tmp / "optimizer.pt", file_mode())
         write_json(tmp / "scheduler.json", scheduler.state_dict())
         write_json(tmp / "rng.json", rng_states)
         write_json(tmp / "state.json", state)  # written last: its presence marks a complete checkpoint
+        uniform_modes(tmp)
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
-    except (OSError, DataError) as e:  # ENOSPC, EACCES …: one line; earlier checkpoints stay for --resume
-        reason = os_reason(e) if isinstance(e, OSError) else str(e)
+    except Exception as e:  # ENOSPC, EACCES …: one line; earlier checkpoints stay for --resume
+        reason = str(e) if isinstance(e, DataError) else write_fault(e)
+        if reason is None:
+            raise
         raise DataError(f"{final}: cannot write the checkpoint ({reason}); earlier checkpoints are kept, "
                         "--resume continues from the last one") from None
     finally:

@@ -24,9 +24,31 @@ def file_mode() -> int:
     return 0o666 & ~_umask()
 
 
+def uniform_modes(folder: str | os.PathLike) -> None:
+    """Give a folder tree the modes of ordinary outputs: files 0666, folders 0777, both minus the umask."""
+    mask = _umask()
+    os.chmod(folder, 0o777 & ~mask)
+    for root, dirs, files in os.walk(folder):
+        for d in dirs:
+            os.chmod(os.path.join(root, d), 0o777 & ~mask)
+        for f in files:
+            os.chmod(os.path.join(root, f), 0o666 & ~mask)
+
+
 def os_reason(e: BaseException) -> str:
     """The short reason of an OSError ("No space left on device"), else the exception's type name."""
     return getattr(e, "strerror", None) or type(e).__name__
+
+
+def write_fault(e: BaseException) -> str | None:
+    """The reason, if `e` is a failed write: an OSError, or safetensors' SafetensorError wrapping one
+    ("I/O error: No space left on device (os error 28)"); None for anything else."""
+    if isinstance(e, OSError):
+        return os_reason(e)
+    text = str(e)
+    if type(e).__name__ == "SafetensorError" and "I/O error" in text:
+        return text.split("I/O error:", 1)[1].split("(os error", 1)[0].strip() or "I/O error"
+    return None
 
 
 def make_dir(path: str | os.PathLike) -> Path:
@@ -55,8 +77,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp_path
         os.replace(tmp_path, path)
         os.chmod(path, 0o666 & ~_umask())  # writers that recreate the file (safetensors) may not keep the mode
-    except OSError as e:  # ENOSPC, EACCES, EROFS … while writing: one line naming the output, no partial file
-        raise DataError(f"{path}: cannot write ({os_reason(e)})") from None
+    except Exception as e:  # ENOSPC, EACCES, EROFS … while writing: one line naming the output, no partial file
+        reason = write_fault(e)
+        if reason is None:
+            raise
+        raise DataError(f"{path}: cannot write ({reason})") from None
     finally:
         with contextlib.suppress(OSError):
             tmp_path.unlink()
@@ -210,8 +235,8 @@ def atomic_dir(path: str | os.PathLike, replace: bool = True) -> Iterator[Path]:
     except OSError as e:
         raise DataError(f"{path}: cannot write ({os_reason(e)})") from None
     try:
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
         yield tmp
+        uniform_modes(tmp)  # mkdtemp makes 0700; some writers (safetensors via transformers) make 0600
         if path.exists():
             if not replace:
                 raise FileExistsError(f"{path}: already exists")
@@ -224,8 +249,11 @@ def atomic_dir(path: str | os.PathLike, replace: bool = True) -> Iterator[Path]:
             os.replace(tmp, path)
     except FileExistsError:
         raise
-    except OSError as e:
-        raise DataError(f"{path}: cannot write ({os_reason(e)})") from None
+    except Exception as e:
+        reason = write_fault(e)
+        if reason is None:
+            raise
+        raise DataError(f"{path}: cannot write ({reason})") from None
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
