@@ -285,6 +285,17 @@ def build_model(
     return model, tokenizer
 
 
+def first_non_finite(model) -> str | None:
+    """The name of the first parameter holding NaN/inf, or None (one device sync for the whole model)."""
+    params = [(name, p) for name, p in model.named_parameters()]
+    if not params:
+        return None
+    flags = torch.stack([torch.isfinite(p).all() for _, p in params])
+    if bool(flags.all()):
+        return None
+    return params[int((~flags).nonzero()[0])][0]
+
+
 def save_run_model(model: MMCoTForConditionalGeneration, tokenizer, out_dir: str | Path, mmcot_meta: dict) -> Path:
     """Write a save_pretrained directory (safetensors weights incl. fusion head, tokenizer, config with mmcot meta).
 
@@ -299,7 +310,7 @@ def save_run_model(model: MMCoTForConditionalGeneration, tokenizer, out_dir: str
         if model.image_shape is not None and tuple(meta["feature_shape"]) != model.image_shape:
             raise MMCoTError(f"feature_shape {meta['feature_shape']} does not match the model's image shape "
                              f"{list(model.image_shape)}")
-    bad = next((name for name, p in model.named_parameters() if not bool(torch.isfinite(p).all())), None)
+    bad = first_non_finite(model)
     if bad is not None:  # the divergence guard's last line: a NaN/inf model is never written
         raise MMCoTError(f"{out_dir}: not saved, parameter {bad} holds NaN or infinite values (training diverged; "
                          "try a lower --lr)")

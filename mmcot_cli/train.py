@@ -33,7 +33,7 @@ from mmcot_cli.collate import Collator, LengthGroupedBatchSampler
 from mmcot_cli.errors import MMCoTError, UsageError
 from mmcot_cli.inference import feature_getter, generate_texts
 from mmcot_cli.io import make_dir, read_json
-from mmcot_cli.model import build_model, load_run_model, save_run_model
+from mmcot_cli.model import build_model, first_non_finite, load_run_model, save_run_model
 from mmcot_cli.outputs import check_output_dir, mark_output_dir
 from mmcot_cli.prompts import STAGE_PRESETS
 from mmcot_cli.rationale_metrics import rouge_l
@@ -361,6 +361,11 @@ def run_batch(t: Trainer, state: TrainState, epoch: int, b_idx: int, indices: li
     t.scheduler.step()
     t.optimizer.zero_grad(set_to_none=True)
     state.global_step += 1
+    bad = first_non_finite(t.model)  # a finite loss can still step to inf weights (a huge --lr)
+    if bad is not None:
+        raise TrainingDiverged(
+            f"parameter {bad} became NaN or infinite at optimizer step {state.global_step}; training stopped. "
+            f"Last good checkpoint: {state.last_checkpoint or 'none written yet'} (try a lower --lr, then --resume)")
     state.losses_since_log.append(mean_loss)
     return mean_loss
 
