@@ -151,15 +151,17 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def loads(text: str, where: str) -> Any:
+def loads(text: str, where: str, one_line: bool = False) -> Any:
     """Parse JSON text strictly and safely; any problem is a DataError starting with `where` (file or file:line).
 
     Rejects NaN/Infinity literals, numbers beyond float range (1e999) or Python's int digit limit, and nesting
-    deeper than the interpreter's recursion limit (one line, not a RecursionError traceback)."""
+    deeper than the interpreter's recursion limit (one line, not a RecursionError traceback). `one_line`: `where`
+    already names the line (file:line), so a syntax error adds only the column."""
     try:
         return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except json.JSONDecodeError as e:
-        raise DataError(f"{where}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
+        position = f"{e.colno}" if one_line else f"{e.lineno}:{e.colno}"
+        raise DataError(f"{where}:{position}: invalid JSON: {e.msg}") from None
     except RecursionError:
         raise DataError(f"{where}: JSON nested too deeply (refusing to parse)") from None
     except ValueError as e:  # int digit limit, out-of-range float, NaN literal
@@ -206,10 +208,7 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
                 raise DataError(f"{path}:{lineno}: not UTF-8 text ({e.reason} at byte {e.start})") from None
             if not line.strip():
                 continue
-            try:
-                obj = loads(line, f"{path}:{lineno}")
-            except DataError as e:  # "FILE:LINE:LINE:COL" → "FILE:LINE:COL" for syntax errors
-                raise DataError(str(e).replace(f"{path}:{lineno}:1:", f"{path}:{lineno}:", 1)) from None
+            obj = loads(line, f"{path}:{lineno}", one_line=True)
             if not isinstance(obj, dict):
                 raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
             yield lineno, obj
