@@ -210,6 +210,7 @@ class FeatureStore:
         f = self._by_name[loc[0]]
         mm = self._maps.get(f.name)
         if mm is None:
+            verify_data_file(f)  # once per file and process: a corrupted chunk is named, never read as features
             with open(f.path, "rb") as fh:
                 mm = self._maps[f.name] = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
         start = f.data_offset + loc[1] * f.row_bytes

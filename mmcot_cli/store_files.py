@@ -80,10 +80,12 @@ def verify_data_file(f: DataFile) -> None:
     import zlib
 
     crc = 0
-    with open(f.path, "rb") as fh:
+    buf = bytearray(1 << 16)  # small reused buffer: verifying a file does not load it into memory
+    view = memoryview(buf)
+    with open(f.path, "rb", buffering=0) as fh:
         fh.seek(f.data_offset)
-        while block := fh.read(1 << 24):
-            crc = zlib.crc32(block, crc)
+        while n := fh.readinto(buf):
+            crc = zlib.crc32(view[:n], crc)
     if crc != f.crc32:
         raise DataError(f"{f.path}: corrupted feature file (checksum mismatch); {RECOVER}")
 
