@@ -143,12 +143,15 @@ def test_stdout_full_is_one_line(world, args):
     assert_one_error(proc, 1, "cannot write to standard output", "No space left on device")
 
 
-def test_closed_pipe_is_one_line_without_python_noise():
+@pytest.mark.parametrize("args", [["backbones", "--json"], ["backbones"], ["--help"], ["train", "--help"],
+                                  ["--version"]])
+def test_closed_pipe_is_one_line_without_python_noise(args):
+    """`mmcot --help | head -0`: one line, exit 1, no "Exception ignored … BrokenPipeError" from the interpreter."""
     import sys
 
-    proc = subprocess.Popen([sys.executable, "-m", "mmcot_cli", "backbones", "--json"], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "mmcot_cli", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    proc.stdout.close()  # the reader went away (`| head -0`) before anything was written
+    proc.stdout.close()  # the reader went away before anything was written
     stderr = proc.stderr.read()
     code = proc.wait(timeout=120)
     assert code == 1 and "Traceback" not in stderr and "Exception ignored" not in stderr, stderr

@@ -19,26 +19,14 @@ for _name in COMMAND_MODULES:
     importlib.import_module(f"mmcot_cli.cli.{_name}")
 
 
-def _silence_stdout() -> None:
-    """Point fd 1 at /dev/null so the interpreter's final flush cannot print "Exception ignored … BrokenPipe"."""
-    import os
-    import sys
-
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError):
-        pass
-
-
 def _stdout_fault(error: OSError) -> None:
     """Standard output cannot be written (`| head -1`, `> /dev/full`): one line on stderr, exit 1."""
     import sys
 
+    from mmcot_cli.cli.app import silence_stdout
     from mmcot_cli.errors import StdoutError
 
-    _silence_stdout()
+    silence_stdout()
     try:
         sys.stderr.write(f"error: {StdoutError(error)}\n")
         sys.stderr.flush()
@@ -47,16 +35,35 @@ def _stdout_fault(error: OSError) -> None:
     sys.exit(1)
 
 
+def _rich_raises_broken_pipe() -> None:
+    """Rich exits silently (code 1) on a closed pipe; raise instead, so it gets the same one line as any other
+    stdout fault."""
+    import errno
+
+    from rich.console import Console
+
+    def raise_broken_pipe(self) -> None:
+        raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+    Console.on_broken_pipe = raise_broken_pipe
+
+
 def main() -> None:
     """Console entry point. Bad option values become one stderr line with exit code 2 (not a usage box);
     an unwritable stdout (closed pipe, full device) becomes one line and exit 1, also for --help."""
     import sys
 
+    _rich_raises_broken_pipe()
     try:
         code = _run()
         sys.stdout.flush()  # buffered output (help, tables) fails here when stdout cannot be written
     except OSError as e:  # only stdout faults get here: commands turn their own OSErrors into one line
         _stdout_fault(e)
+    except SystemExit:
+        if "PacifyFlushWrapper" in type(sys.stdout).__name__:  # click met a closed pipe (help) and exits silently
+            sys.stdout, sys.stderr = sys.stdout.wrapped, getattr(sys.stderr, "wrapped", sys.stderr)
+            _stdout_fault(BrokenPipeError(32, "Broken pipe"))
+        raise
     sys.exit(code)
 
 

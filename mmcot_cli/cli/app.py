@@ -55,6 +55,7 @@ def os_error_line(e: OSError) -> str:
     if e.filename is not None:
         return f"{e.filename}: {os_reason(e)}"
     if isinstance(e, BrokenPipeError) or e.errno in _STDOUT_ERRNOS:
+        silence_stdout()
         return str(StdoutError(e))  # Rich tables and typer.echo write stdout without a guard
     return f"cannot write output ({os_reason(e)})"
 
@@ -68,12 +69,26 @@ def warn(message: str) -> None:
     typer.echo(f"warning: {message}", err=True)
 
 
+def silence_stdout() -> None:
+    """Point fd 1 at /dev/null once stdout failed, so later flushes (ours, the interpreter's at exit) cannot fail
+    again or print "Exception ignored … BrokenPipeError"."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout without a file descriptor (tests' StringIO)
+        pass
+
+
 def write_stdout(text: str) -> None:
     """Write and flush stdout; a closed pipe or full device (`> /dev/full`) becomes one error line, exit 1."""
     try:
         sys.stdout.write(text)
         sys.stdout.flush()
     except OSError as e:
+        silence_stdout()
         raise StdoutError(e) from None
 
 
