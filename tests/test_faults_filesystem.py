@@ -71,6 +71,15 @@ def test_extract_merge_no_space(world, tmp_path, monkeypatch):
     assert leftovers(feats) == [] and checksums(feats) == before
 
 
+def test_demo_benchmark_no_space(tmp_path):
+    with tiny_tmpfs(tmp_path / "full", "16k") as full:
+        res = mmcot("-q", "demo", "--generate-only", "--tiny", "--out", full / "bench")
+        errors = [line for line in res.stderr.splitlines() if line.startswith("error")]  # after demo's ▶ steps
+        assert res.exit_code == 1 and "Traceback" not in res.stderr and len(errors) == 1, res.stderr
+        assert f"{full / 'bench'}: cannot write (No space left on device)" in errors[0]
+        assert os.listdir(full) == []
+
+
 def test_generate_no_space_leaves_no_predictions(world, tmp_path):
     with tiny_tmpfs(tmp_path / "full", "4k") as full:
         out = full / "preds-{split}.jsonl"
@@ -131,6 +140,9 @@ def test_metrics_append_fault_is_one_line(tmp_path, monkeypatch):
     ["backbones", "--json"],
     ["backbones"],
     ["--help"],
+    ["--version"],
+    ["ask", "--rationale-run", "{run}", "--answer-run", "{run}", "--question", "Q?", "--choices", "a|b",
+     "--device", "cpu"],
 ])
 def test_stdout_full_is_one_line(world, args):
     preds = world.run / "preds.jsonl"

@@ -19,7 +19,7 @@ for _name in COMMAND_MODULES:
     importlib.import_module(f"mmcot_cli.cli.{_name}")
 
 
-def _stdout_fault(error: OSError) -> None:
+def _stdout_fault(error: Exception) -> None:
     """Standard output cannot be written (`| head -1`, `> /dev/full`): one line on stderr, exit 1."""
     import sys
 
@@ -28,7 +28,8 @@ def _stdout_fault(error: OSError) -> None:
 
     silence_stdout()
     try:
-        sys.stderr.write(f"error: {StdoutError(error)}\n")
+        message = error if isinstance(error, StdoutError) else StdoutError(error)
+        sys.stderr.write(f"error: {message}\n")
         sys.stderr.flush()
     except OSError:
         pass
@@ -53,17 +54,24 @@ def main() -> None:
     an unwritable stdout (closed pipe, full device) becomes one line and exit 1, also for --help."""
     import sys
 
+    from mmcot_cli.cli.app import GuardedStdout
+    from mmcot_cli.errors import StdoutError
+
     _rich_raises_broken_pipe()
+    original = sys.stdout
+    sys.stdout = GuardedStdout(original)
     try:
         code = _run()
         sys.stdout.flush()  # buffered output (help, tables) fails here when stdout cannot be written
-    except OSError as e:  # only stdout faults get here: commands turn their own OSErrors into one line
+    except (OSError, StdoutError) as e:  # only stdout faults get here: commands report their own errors
         _stdout_fault(e)
     except SystemExit:
         if "PacifyFlushWrapper" in type(sys.stdout).__name__:  # click met a closed pipe (help) and exits silently
-            sys.stdout, sys.stderr = sys.stdout.wrapped, getattr(sys.stderr, "wrapped", sys.stderr)
+            sys.stderr = getattr(sys.stderr, "wrapped", sys.stderr)
             _stdout_fault(BrokenPipeError(32, "Broken pipe"))
         raise
+    finally:
+        sys.stdout = original
     sys.exit(code)
 
 

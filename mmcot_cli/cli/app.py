@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import functools
 import sys
 from typing import Any, Callable
@@ -24,7 +23,7 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"mmcot {__version__}")
+        write_stdout(f"mmcot {__version__}\n")
         raise typer.Exit()
 
 
@@ -54,15 +53,34 @@ def os_error_line(e: OSError) -> str:
 
     if e.filename is not None:
         return f"{e.filename}: {os_reason(e)}"
-    if isinstance(e, BrokenPipeError) or e.errno in _STDOUT_ERRNOS:
+    if isinstance(e, BrokenPipeError):
         silence_stdout()
-        return str(StdoutError(e))  # Rich tables and typer.echo write stdout without a guard
+        return str(StdoutError(e))
     return f"cannot write output ({os_reason(e)})"
 
 
-# Unnamed write faults: library writes to files go through mmcot_cli.io (which names the file), so these are
-# stdout's (Rich tables, typer.echo).
-_STDOUT_ERRNOS = {errno.EPIPE, errno.ENOSPC, errno.EIO, errno.EFBIG, errno.EDQUOT, errno.EBADF}
+class GuardedStdout:
+    """sys.stdout for the console entry point: a failed write or flush (closed pipe, `> /dev/full`) raises
+    StdoutError, so Rich tables, typer.echo and help text all give the same one line, never a misattribution."""
+
+    def __init__(self, stream):
+        self.wrapped = stream
+
+    def _guard(self, method: str, *args):
+        try:
+            return getattr(self.wrapped, method)(*args)
+        except OSError as e:
+            silence_stdout()
+            raise StdoutError(e) from None
+
+    def write(self, text):
+        return self._guard("write", text)
+
+    def flush(self):
+        return self._guard("flush")
+
+    def __getattr__(self, name):
+        return getattr(self.wrapped, name)
 
 
 def warn(message: str) -> None:
