@@ -7,7 +7,6 @@ its presence marks a complete checkpoint).
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import shutil
@@ -17,7 +16,7 @@ import numpy as np
 import torch
 
 from mmcot_cli.errors import DataError, first_line
-from mmcot_cli.io import atomic_open, read_json, read_jsonl, write_json
+from mmcot_cli.io import append_jsonl, read_json, read_jsonl, uniform_modes, write_fault, write_json, write_jsonl
 from mmcot_cli.model import save_run_model
 
 CHECKPOINT_PREFIX = "step-"
@@ -61,18 +60,28 @@ def save_checkpoint(run_dir: Path, *, model, tokenizer, meta: dict, optimizer, s
     ckpt_root = run_dir / "checkpoints"
     final = ckpt_root / f"{CHECKPOINT_PREFIX}{state['global_step']:08d}"
     tmp = ckpt_root / f".{final.name}.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    save_run_model(model, tokenizer, tmp / "model", meta)
-    # Optimizer state is tensors + plain containers; it is read back with torch.load(weights_only=True).
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    write_json(tmp / "scheduler.json", scheduler.state_dict())
-    write_json(tmp / "rng.json", rng_states)
-    write_json(tmp / "state.json", state)  # written last: its presence marks a complete checkpoint
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    try:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        save_run_model(model, tokenizer, tmp / "model", meta)
+        # Optimizer state is tensors + plain containers; it is read back with torch.load(weights_only=True).
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        write_json(tmp / "scheduler.json", scheduler.state_dict())
+        write_json(tmp / "rng.json", rng_states)
+        write_json(tmp / "state.json", state)  # written last: its presence marks a complete checkpoint
+        uniform_modes(tmp)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except Exception as e:  # ENOSPC, EACCES …: one line; earlier checkpoints stay for --resume
+        reason = str(e) if isinstance(e, DataError) else write_fault(e)
+        if reason is None:
+            raise
+        raise DataError(f"{final}: cannot write the checkpoint ({reason}); earlier checkpoints are kept, "
+                        "--resume continues from the last one") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final
@@ -93,11 +102,9 @@ def truncate_metrics(path: Path, last_step: int) -> None:
     if not path.is_file():
         return
     rows = [r for r in read_jsonl(path) if int(r.get("step", 0)) <= last_step]
-    with atomic_open(path) as fh:
-        for r in rows:
-            fh.write(json.dumps(r) + "\n")
+    write_jsonl(path, rows)
 
 
 def append_metrics(path: Path, row: dict) -> None:
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(row) + "\n")
+    """One metrics.jsonl row, strict JSON (a non-finite value is written as null)."""
+    append_jsonl(path, row)

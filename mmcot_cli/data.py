@@ -22,7 +22,9 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from mmcot_cli import __version__
 from mmcot_cli.errors import DataError, UnknownNameError, UnknownSplitError
-from mmcot_cli.io import iter_jsonl, make_dir, read_json, write_json, write_jsonl
+from mmcot_cli.io import iter_jsonl, read_json, staged_files, write_json, write_jsonl
+from mmcot_cli.leakage import check_split_overlap
+from mmcot_cli.outputs import check_output_dir, mark_output_dir
 from mmcot_cli.progress import track
 
 DEFAULT_SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -45,6 +47,7 @@ class PrepareConfig:
     images: Path | None = None  # default: SRC/images (or beside problems.json) if present
     skip_bad: bool = False
     strict: bool = False  # split qids missing from problems.json become errors
+    allow_overlap: bool = False  # a qid in two prepared splits is leakage unless allowed (mmcot_cli.leakage)
 
     def __post_init__(self) -> None:
         self.source = Path(self.source)
@@ -337,7 +340,10 @@ def _open_source(cfg: PrepareConfig) -> tuple[_Source, dict[str, list[str]], Pat
 def prepare(cfg: PrepareConfig) -> dict:
     """Validate a ScienceQA folder and write DATA_DIR/<split>.jsonl + manifest.json; returns a summary dict
     (per-split counts and `warnings`, each one line). Nothing is written unless every check passes."""
+    check_output_dir(cfg.out, "prepare", inputs={"SRC": cfg.source, "--images": cfg.images,
+                                                  "--captions": cfg.captions})
     src, pid_splits, captions_path = _open_source(cfg)
+    check_split_overlap({s: pid_splits[s] for s in cfg.splits}, str(src.splits_path), cfg.allow_overlap)
     results = {split: _read_split(cfg, src, split, pid_splits[split]) for split in cfg.splits}
     errors, warnings = src.errors, src.warnings
     if errors and not cfg.skip_bad:
@@ -350,27 +356,13 @@ def prepare(cfg: PrepareConfig) -> dict:
             warnings.append(f"split {split}: {len(res.missing_problems)} of {len(pid_splits[split])} qids have no "
                             f"entry in {src.problems_path.name} (listed in manifest.json as missing_problems)")
 
-    # Everything checked: write each split, then the manifest, each atomically.
-    if cfg.out.exists() and not cfg.out.is_dir():
-        raise DataError(f"{cfg.out}: exists and is not a directory")
-    make_dir(cfg.out)
-    for split, res in results.items():
-        write_jsonl(cfg.out / f"{split}.jsonl", res.records)
-    manifest = {
-        "source": str(cfg.source.resolve()),
-        "problems": str(src.problems_path.resolve()),
-        "pid_splits": str(src.splits_path.resolve()),
-        "images_dir": str(src.images_dir.resolve()) if src.images_dir is not None else None,
-        "captions": str(Path(captions_path).resolve()) if captions_path is not None else None,
-        "splits": {
-            split: {"count": len(res.records), "with_images": res.with_images,
-                    "missing_problems": res.missing_problems, "missing_images": res.missing_images,
-                    "skipped": res.skipped}
-            for split, res in results.items()
-        },
-        "created_by": f"mmcot {__version__} prepare",
-    }
-    write_json(cfg.out / "manifest.json", manifest)
+    # Everything checked: stage every split and the manifest, then rename them into place together.
+    with staged_files(cfg.out) as stage:
+        for split, res in results.items():
+            write_jsonl(stage / f"{split}.jsonl", res.records)
+        _write_manifest(stage, cfg, src, captions_path, results)
+        mark_output_dir(stage, "prepare")
+    manifest = load_manifest(cfg.out)
     return {
         "out": str(cfg.out),
         "source": manifest["source"],
@@ -385,6 +377,24 @@ def prepare(cfg: PrepareConfig) -> dict:
         "skipped": sum(len(r.skipped) for r in results.values()),
         "warnings": warnings,
     }
+
+
+def _write_manifest(folder: Path, cfg: PrepareConfig, src: "_Source", captions_path, results: dict) -> None:
+    manifest = {
+        "source": str(cfg.source.resolve()),
+        "problems": str(src.problems_path.resolve()),
+        "pid_splits": str(src.splits_path.resolve()),
+        "images_dir": str(src.images_dir.resolve()) if src.images_dir is not None else None,
+        "captions": str(Path(captions_path).resolve()) if captions_path is not None else None,
+        "splits": {
+            split: {"count": len(res.records), "with_images": res.with_images,
+                    "missing_problems": res.missing_problems, "missing_images": res.missing_images,
+                    "skipped": res.skipped}
+            for split, res in results.items()
+        },
+        "created_by": f"mmcot {__version__} prepare",
+    }
+    write_json(folder / "manifest.json", manifest)
 
 
 # --------------------------------------------------------------------------- reading DATA_DIR

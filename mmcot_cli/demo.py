@@ -22,12 +22,14 @@ from typing import Any, Callable
 
 from mmcot_cli import progress
 from mmcot_cli.data import PrepareConfig, load_records, prepare
+from mmcot_cli.devices import parse_device
 from mmcot_cli.errors import MMCoTError, UnknownNameError, UsageError
 from mmcot_cli.io import read_json, read_jsonl, write_json
 from mmcot_cli.plugins import get_vision_backbone
 from mmcot_cli.progress import ForwardedProgress
 from mmcot_cli.score import CATEGORIES, ScoreConfig, score, score_records
 from mmcot_cli.synthetic import generate_synthetic
+from mmcot_cli.validate import check_seed, positive_int
 
 # mmcot_cli.train / mmcot_cli.generate (torch, transformers) are imported inside the functions that train and
 # generate: `mmcot` imports this module at startup.
@@ -82,6 +84,12 @@ class DemoConfig:
     # (docs/DEMO.md: 6.3 s vs 0.95 s per step). Their progress bars are drawn together by the parent.
     parallel: bool = True
     threads: int | None = None  # torch threads per pipeline; None = cpu_count // 2 in parallel, else unchanged
+
+    def __post_init__(self) -> None:
+        check_seed("--seed", self.seed)
+        positive_int("--threads", self.threads, optional=True)
+        positive_int("--problems", self.n_problems, optional=True)
+        self.device = parse_device(self.device) if self.device != "cpu" else "cpu"
 
     def resolved_size(self) -> DemoSize:
         if self.size not in SIZES:

@@ -42,3 +42,11 @@ class UnknownSplitError(UnknownNameError):
 def first_line(error: BaseException) -> str:
     """The first line of an exception's message (library errors can be pages long), or its type name."""
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+class StdoutError(MMCoTError):
+    """Standard output cannot be written (closed pipe, `> /dev/full`)."""
+
+    def __init__(self, error: OSError):
+        reason = "broken pipe" if isinstance(error, BrokenPipeError) else (error.strerror or type(error).__name__)
+        super().__init__(f"cannot write to standard output ({reason})")

@@ -17,8 +17,10 @@ import numpy as np
 
 from mmcot_cli.errors import DataError, MMCoTError, UsageError
 from mmcot_cli.store import (DEFAULT_CHUNK_SIZE, DTYPES, FORMAT, ChunkWriter, check_identity, check_split_info,
-                             init_store, open_store, refresh_store_files, scan_data_files, split_info,
+                             init_store, open_store, refresh_store_files, scan_for_resume, split_info,
                              write_data_file)
+from mmcot_cli.devices import parse_device
+from mmcot_cli.outputs import check_output_dir
 from mmcot_cli.weights import RANDOM_INIT, check_not_both
 
 MERGED_SHARD_BYTES = 1 << 30  # merge packs whole chunks into files of about this size
@@ -162,13 +164,15 @@ def _batches_within(sizes: list[int], batch_size: int) -> list[list[int]]:
     return batches
 
 
-def _pending_chunks(root: Path, plans: list[_SplitPlan], shard: tuple[int, int]) -> tuple[list, int]:
-    """(split plan, chunk index) this run must write (its shard, not on disk yet), and how many are skipped."""
-    done = {(e["split"], int(e["chunk"])) for f in scan_data_files(root) for e in f.entries} if root.is_dir() else set()
+def _pending_chunks(root: Path, plans: list[_SplitPlan], shard: tuple[int, int]) -> tuple[list, int, list[str]]:
+    """(split plan, chunk index) this run must write (its shard, not on disk yet), how many are skipped, and the
+    truncated / corrupted data files removed so that their chunks are extracted again."""
+    files, removed = scan_for_resume(root) if root.is_dir() else ([], [])
+    done = {(e["split"], int(e["chunk"])) for f in files for e in f.entries}
     k, n = shard
     mine = [(plan, i) for plan in plans for i in range(plan.num_chunks) if i % n == k]
     pending = [(plan, i) for plan, i in mine if (plan.split, i) not in done]
-    return pending, len(mine) - len(pending)
+    return pending, len(mine) - len(pending), removed
 
 
 def _encode_all(cfg: ExtractConfig, backbone, encoder, pending, writer: ChunkWriter) -> None:
@@ -218,8 +222,8 @@ def extract(cfg: ExtractConfig) -> dict:
     started = time.time()
     backbone = plugins.get_vision_backbone(cfg.backbone)
     root = Path(cfg.out)
-    if root.exists() and not root.is_dir():
-        raise UsageError(f"--out {root}: exists and is not a directory")
+    check_output_dir(root, "extract", inputs={"--data": cfg.data_dir, "--images": cfg.images_dir})
+    device = parse_device(cfg.device)
     source = str(Path(cfg.data_dir).resolve()) if cfg.data_dir else "(records given directly)"
     plans = [_plan_split(s, cfg, source) for s in cfg.splits]
     wanted = {"format": FORMAT, "backbone": backbone.name, "variant": cfg.variant or "", "dtype": cfg.dtype,
@@ -227,12 +231,12 @@ def extract(cfg: ExtractConfig) -> dict:
     check_identity(root, wanted, list(wanted))  # cheap checks before building a model
     for plan in plans:
         check_split_info(root, plan.info)
-    pending, skipped = _pending_chunks(root, plans, cfg.shard or (0, 1))
+    pending, skipped, removed = _pending_chunks(root, plans, cfg.shard or (0, 1))
 
     writer, loop_started = None, None
     if pending:
         encoder = plugins.build_vision_encoder(backbone, VisionBuildOptions(
-            variant=cfg.variant, weights=cfg.weights, random_init=cfg.random_init, device=cfg.device))
+            variant=cfg.variant, weights=cfg.weights, random_init=cfg.random_init, device=device))
         shape = tuple(int(x) for x in encoder.feature_shape)
         if not cfg.variant and shape != tuple(backbone.feature_shape):
             raise ShapeError(f"backbone {backbone.name} declares features {tuple(backbone.feature_shape)} but its "
@@ -250,7 +254,8 @@ def extract(cfg: ExtractConfig) -> dict:
                       feature_shape=list(backbone.feature_shape))
     init_store(root, wanted, [p.info for p in plans])
     manifest = refresh_store_files(root)
-    return _summary(cfg, backbone, manifest, plans, writer, skipped, started, loop_started)
+    return {**_summary(cfg, backbone, manifest, plans, writer, skipped, started, loop_started),
+            "reextracted_files": removed}
 
 
 def _summary(cfg: ExtractConfig, backbone, manifest: dict, plans, writer: ChunkWriter | None, skipped: int,

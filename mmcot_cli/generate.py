@@ -8,6 +8,7 @@ example and decodes with the KV cache. Output files are written atomically, one 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,13 +24,15 @@ from mmcot_cli.hookspecs import VisionBuildOptions
 from mmcot_cli.images import load_rgb
 from mmcot_cli.inference import (check_feature_coverage, feature_getter, generate_texts,  # noqa: F401 (re-exports)
                                  resolve_device)
-from mmcot_cli.io import read_json, write_jsonl
-from mmcot_cli.model import MODEL_SUBDIR, load_run_model
+from mmcot_cli.io import atomic_path, read_json, write_jsonl
+from mmcot_cli.model import MODEL_SUBDIR, load_run_model, resolve_model_dir
+from mmcot_cli.outputs import check_output_file
 from mmcot_cli.plugins import build_vision_encoder, get_vision_backbone
 from mmcot_cli.prompts import ANSWER_OUTPUTS, STAGE_PRESETS, build_prompt  # noqa: F401 (ANSWER_OUTPUTS re-export)
 from mmcot_cli.rationales import load_rationales
 from mmcot_cli.sampling import Sampling
 from mmcot_cli.runs import RUN_CONFIG, RunMeta
+from mmcot_cli.validate import positive_int
 
 # Kept for scripts that import them from here; the one home is mmcot_cli.prompts / mmcot_cli.runs.
 DEFAULT_MAX_NEW_TOKENS = {stage: preset.max_output_len for stage, preset in STAGE_PRESETS.items()}
@@ -55,7 +58,13 @@ def run_info(run_dir: str | Path, model_meta: dict) -> RunMeta:
 
 def load_run(run_dir: str | Path, device: torch.device):
     model, tokenizer, model_meta = load_run_model(run_dir, device=device)
-    return model, tokenizer, run_info(run_dir, model_meta)
+    info = run_info(run_dir, model_meta)
+    if model.image_shape is None and (info.feature_shape or info.vision_backbone):
+        # The run metadata says the model fuses images but the model config lost it: never run text-only quietly.
+        raise DataError(f"{run_root(run_dir) / RUN_CONFIG}: the run was trained with image features "
+                        f"({info.vision_backbone}, {info.feature_shape}) but {resolve_model_dir(run_dir)}/config.json "
+                        "has no fusion settings (image_shape); restore the config or retrain")
+    return model, tokenizer, info
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -97,6 +106,12 @@ class GenerateConfig:
     limit: int | None = None  # first N records of each split (smoke tests)
     sampling: Sampling = field(default_factory=Sampling)  # K samples per row: `prediction` the 1st, all in `samples`
 
+    def __post_init__(self) -> None:
+        positive_int("--batch-size", self.batch_size)
+        positive_int("--max-new-tokens", self.max_new_tokens, optional=True)
+        positive_int("--num-beams", self.num_beams)
+        positive_int("--limit", self.limit, optional=True)
+
 
 def output_path(cfg: GenerateConfig, split: str) -> Path:
     if cfg.out is None:
@@ -111,10 +126,14 @@ def generate(cfg: GenerateConfig) -> dict:
     """Generate predictions for each split; returns a summary with one entry per written file."""
     if not cfg.splits:
         raise UsageError("no split given")
-    if cfg.num_beams < 1:
-        raise UsageError("--num-beams must be at least 1")
     cfg.sampling.check(cfg.num_beams)
     outs = {split: output_path(cfg, split) for split in cfg.splits}
+    data_files = {f"--data {split} split": Path(cfg.data_dir) / f"{split}.jsonl" for split in cfg.splits}
+    for out in outs.values():
+        check_output_file(out, "generate", inputs={**data_files, "--rationales": cfg.rationales,
+                                                   "--features": cfg.features})
+    if len(set(map(str, outs.values()))) < len(outs):
+        raise UsageError("--out names the same file for several splits; use a '{split}' placeholder")
     device = resolve_device(cfg.device)
     model, tokenizer, info = load_run(cfg.run, device)
 
@@ -159,6 +178,7 @@ def generate(cfg: GenerateConfig) -> dict:
         if store is not None:
             store.check_coverage(records, split)
         inputs[split] = (records, qids, sources)
+    results = {}
     for split, (records, qids, sources) in inputs.items():
         start = time.perf_counter()
         texts = generate_texts(
@@ -170,12 +190,15 @@ def generate(cfg: GenerateConfig) -> dict:
         rows = [prediction_row(q, t[0] if cfg.sampling.enabled else t, info.stage, len(r.get("choices") or []),
                                info.answers) | ({"samples": t} if cfg.sampling.enabled else {})
                 for q, t, r in zip(qids, texts, records)]
-        write_jsonl(outs[split], rows)
+        results[split] = rows
         summary["splits"][split] = {
             "out": str(outs[split]), "count": len(rows), "seconds": round(seconds, 3),
             "samples_per_s": round(len(rows) / seconds, 2) if seconds > 0 else None,
             **({"answer_found": sum(r["answer_letter"] is not None for r in rows)} if info.answers else {}),
         }
+    with contextlib.ExitStack() as stack:  # every split's file written, then all renamed into place together
+        for split, rows in results.items():
+            write_jsonl(stack.enter_context(atomic_path(outs[split])), rows)
     return summary
 
 
@@ -195,6 +218,10 @@ class AskConfig:
     max_new_tokens: int | None = None  # per stage; None = each run's max_output_len
     num_beams: int = 1
     device: str = "auto"
+
+    def __post_init__(self) -> None:
+        positive_int("--max-new-tokens", self.max_new_tokens, optional=True)
+        positive_int("--num-beams", self.num_beams)
 
 
 def ask_record(question: str, choices: Sequence[str], context: str = "") -> dict:
@@ -271,8 +298,8 @@ def _ask_one(run: str, record: dict, rationale: str | None, cfg: AskConfig, devi
 def ask(cfg: AskConfig) -> dict:
     """Rationale, then answer, for one question (optionally with an image)."""
     record = ask_record(cfg.question, cfg.choices, cfg.context)
-    if cfg.image is not None and not Path(cfg.image).is_file():
-        raise DataError(f"{cfg.image}: image file not found")
+    if cfg.image is not None:
+        load_rgb(cfg.image, qid="ask")  # a missing, corrupt or oversized image fails before any model is built
     device = resolve_device(cfg.device)
     cache: dict = {}
     rationale, r_info = _ask_one(cfg.rationale_run, record, None, cfg, device, cache, "rationale")

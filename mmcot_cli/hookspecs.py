@@ -90,6 +90,16 @@ class BackboneOption:
     type: Callable[[Any], Any] = str  # parses the value (a command-line string, or a value from library code)
     default: Any = None
     help: str = ""
+    minimum: float | None = None  # numbers: checked with mmcot_cli.validate (NaN/inf always rejected)
+    maximum: float | None = None
+
+    def check(self, value: Any, backbone: str) -> Any:
+        """The parsed value, range-checked; UsageError names the backbone option."""
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            from mmcot_cli.validate import check_number
+
+            check_number(f"{backbone} option {self.name}", value, low=self.minimum, high=self.maximum)
+        return value
 
     def describe(self) -> str:
         return f"{self.name} ({getattr(self.type, '__name__', 'value')}, default {self.default})"
@@ -117,6 +127,7 @@ class TextBackbone:
                 parsed[key] = declared[key].type(value)
             except (TypeError, ValueError):
                 raise UsageError(f"{self.name} option {key}: bad value {value!r}; valid options: {valid}") from None
+            declared[key].check(parsed[key], self.name)
         return parsed
 
 

@@ -13,13 +13,14 @@ transparent backgrounds black) and 16-bit values are scaled to 8 bits rather tha
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from mmcot_cli.errors import DataError
+from mmcot_cli.errors import DataError, first_line
 
 
 class ImageError(DataError):
@@ -70,12 +71,38 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def load_rgb(path: str | os.PathLike, qid: str = "?") -> Image.Image:
-    """Decode an image file fully (so truncation is caught here, not later) and convert it to RGB."""
+# Every image mmcot reads goes through open_image/load_rgb, so one limit guards prepare, extract, ask and reports.
+# ScienceQA images are at most a few megapixels; 64 MP is far beyond any real input and bounds decode memory.
+MAX_PIXELS = 64_000_000
+MAX_FILE_BYTES = 256 * 1024 * 1024
+
+
+def _check_size(image: Image.Image, path, qid: str) -> None:
+    width, height = image.size
+    if width <= 0 or height <= 0:
+        raise ImageError(qid, path, f"empty image ({width}×{height})")
+    if width * height > MAX_PIXELS:
+        raise ImageError(qid, path, f"image too large ({width}×{height} pixels, limit {MAX_PIXELS:,}); "
+                         "a decompression bomb?")
+
+
+def open_image(path: str | os.PathLike, qid: str = "?") -> Image.Image:
+    """A fully decoded image (any mode), its size checked from the header before any pixel is decoded
+    (decompression bombs, oversized files); truncation raises here. ImageError names the qid and path.
+    Use this (or load_rgb) for every image read, e.g. report thumbnails."""
     try:
-        with Image.open(path) as im:
-            im.load()
-            return to_rgb(im)
+        if os.path.getsize(path) > MAX_FILE_BYTES:
+            raise ImageError(qid, path, f"file too large (over {MAX_FILE_BYTES // 2**20} MiB)")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                _check_size(im, path, qid)
+                im.load()
+        return im  # decoded: usable after the file is closed
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageError(qid, path, f"image too large (decompression bomb: {first_line(e)[:80]})") from None
     except FileNotFoundError:
         raise ImageError(qid, path, "file not found") from None
     except IsADirectoryError:
@@ -84,45 +111,21 @@ def load_rgb(path: str | os.PathLike, qid: str = "?") -> Image.Image:
         raise ImageError(qid, path, "permission denied") from None
     except UnidentifiedImageError:
         raise ImageError(qid, path, "not a recognised image file (corrupt?)") from None
-    except Image.DecompressionBombError as e:  # not an OSError: Pillow refuses > 2 × MAX_IMAGE_PIXELS
-        raise ImageError(qid, path, f"decompression bomb refused ({e})") from None
-    except (OSError, SyntaxError, ValueError) as e:  # truncated data, bad CRC, decoder errors
-        raise ImageError(qid, path, str(e) or type(e).__name__) from None
+    except (OSError, SyntaxError, ValueError, MemoryError) as e:  # truncated data, bad CRC, decoder errors
+        raise ImageError(qid, path, first_line(e)[:200]) from None
 
 
-# A thumbnail source larger than this is refused before any pixel is decoded (ScienceQA images are < 1 MP).
-THUMBNAIL_MAX_PIXELS = 40_000_000
+def load_rgb(path: str | os.PathLike, qid: str = "?") -> Image.Image:
+    """Decode an image file fully (so truncation is caught here, not later), size-checked, converted to RGB."""
+    return to_rgb(open_image(path, qid))
 
 
-def thumbnail_bytes(path: str | os.PathLike, qid: str = "?", max_side: int = 192,
-                    max_pixels: int = THUMBNAIL_MAX_PIXELS) -> tuple[bytes, tuple[int, int]]:
-    """A small JPEG of an image (RGB, longest side <= max_side) and its size, for embedding in a report.
-
-    The header's size is checked before decoding, so a decompression bomb costs nothing; decode errors become
-    ImageError as in load_rgb."""
+def thumbnail_bytes(path: str | os.PathLike, qid: str = "?", max_side: int = 192) -> tuple[bytes, tuple[int, int]]:
+    """A small JPEG of an image (RGB, longest side <= max_side) and its size, for embedding in a report; read
+    through open_image, so the same size limits and one-line errors apply."""
     import io
 
-    try:
-        with Image.open(path) as im:
-            width, height = im.size
-            if width * height > max_pixels:
-                raise ImageError(qid, path, f"{width}x{height} pixels is more than the {max_pixels:,} allowed "
-                                            "(decompression bomb?)")
-            im.draft("RGB", (max_side, max_side))  # JPEG: decode at a reduced scale
-            im.load()
-            rgb = to_rgb(im)
-    except ImageError:
-        raise
-    except FileNotFoundError:
-        raise ImageError(qid, path, "file not found") from None
-    except IsADirectoryError:
-        raise ImageError(qid, path, "is a directory") from None
-    except UnidentifiedImageError:
-        raise ImageError(qid, path, "not a recognised image file (corrupt?)") from None
-    except Image.DecompressionBombError as e:
-        raise ImageError(qid, path, f"decompression bomb refused ({e})") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise ImageError(qid, path, str(e) or type(e).__name__) from None
+    rgb = to_rgb(open_image(path, qid))
     rgb.thumbnail((max_side, max_side))
     buf = io.BytesIO()
     rgb.save(buf, format="JPEG", quality=80, optimize=True)

@@ -13,19 +13,10 @@ from mmcot_cli.progress import make_progress
 
 
 def resolve_device(device: str | None) -> torch.device:
-    if device in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise UsageError(f"invalid --device {device!r} (use cpu, cuda, cuda:N or auto)") from None
-    if dev.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise UsageError(f"--device {device}: no CUDA GPU is available here (use cpu or auto)")
-        if dev.index is not None and dev.index >= count:
-            raise UsageError(f"--device {device}: only {count} CUDA GPU(s) here (cuda:0 … cuda:{count - 1})")
-    return dev
+    """torch.device for a --device string, through the one parser (mmcot_cli.devices.parse_device)."""
+    from mmcot_cli.devices import parse_device
+
+    return torch.device(parse_device(device))
 
 
 def decode_generated(tokenizer, ids) -> list[str]:

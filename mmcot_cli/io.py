@@ -4,18 +4,51 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from mmcot_cli.errors import DataError
+from mmcot_cli.errors import DataError, first_line
 
 
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def file_mode() -> int:
+    """The mode new output files get: 0666 minus the umask (mkstemp and some writers make 0600)."""
+    return 0o666 & ~_umask()
+
+
+def uniform_modes(folder: str | os.PathLike) -> None:
+    """Give a folder tree the modes of ordinary outputs: files 0666, folders 0777, both minus the umask."""
+    mask = _umask()
+    os.chmod(folder, 0o777 & ~mask)
+    for root, dirs, files in os.walk(folder):
+        for d in dirs:
+            os.chmod(os.path.join(root, d), 0o777 & ~mask)
+        for f in files:
+            os.chmod(os.path.join(root, f), 0o666 & ~mask)
+
+
+def os_reason(e: BaseException) -> str:
+    """The short reason of an OSError ("No space left on device"), else the exception's type name."""
+    return getattr(e, "strerror", None) or type(e).__name__
+
+
+def write_fault(e: BaseException) -> str | None:
+    """The reason, if `e` is a failed write: an OSError, or safetensors' SafetensorError wrapping one
+    ("I/O error: No space left on device (os error 28)"); None for anything else."""
+    if isinstance(e, OSError):
+        return os_reason(e)
+    text = str(e)
+    if type(e).__name__ == "SafetensorError" and "I/O error" in text:
+        return text.split("I/O error:", 1)[1].split("(os error", 1)[0].strip() or "I/O error"
+    return None
 
 
 def make_dir(path: str | os.PathLike) -> Path:
@@ -43,8 +76,14 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp_path
         os.replace(tmp_path, path)
+        os.chmod(path, 0o666 & ~_umask())  # writers that recreate the file (safetensors) may not keep the mode
+    except Exception as e:  # ENOSPC, EACCES, EROFS … while writing: one line naming the output, no partial file
+        reason = write_fault(e)
+        if reason is None:
+            raise
+        raise DataError(f"{path}: cannot write ({reason})") from None
     finally:
-        if tmp_path.exists():
+        with contextlib.suppress(OSError):
             tmp_path.unlink()
 
 
@@ -60,19 +99,74 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
             os.fsync(fh.fileno())
 
 
+def json_safe(obj: Any) -> Any:
+    """`obj` with every non-finite float (NaN, ±inf) replaced by None, so it serialises as strict JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+def dumps(obj: Any, indent: int | None = None) -> str:
+    """Strict JSON text (no NaN/Infinity literals: non-finite floats become null). Every writer uses this."""
+    return json.dumps(json_safe(obj), ensure_ascii=False, indent=indent, allow_nan=False)
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
+    text = dumps(obj, indent=2) + "\n"
     with atomic_open(path) as fh:
-        json.dump(obj, fh, indent=2, ensure_ascii=False)
-        fh.write("\n")
+        fh.write(text)
 
 
 def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> int:
     n = 0
     with atomic_open(path) as fh:
         for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            fh.write(dumps(row) + "\n")
             n += 1
     return n
+
+
+def append_jsonl(path: str | os.PathLike, row: dict) -> None:
+    """Append one strict-JSON line (logs such as metrics.jsonl); a write fault names the file."""
+    try:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(dumps(row) + "\n")
+            fh.flush()
+    except OSError as e:
+        raise DataError(f"{path}: cannot write ({os_reason(e)})") from None
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:20]}{'…' if len(text) > 20 else ''} is out of range")
+    return value
+
+
+def loads(text: str, where: str, one_line: bool = False) -> Any:
+    """Parse JSON text strictly and safely; any problem is a DataError starting with `where` (file or file:line).
+
+    Rejects NaN/Infinity literals, numbers beyond float range (1e999) or Python's int digit limit, and nesting
+    deeper than the interpreter's recursion limit (one line, not a RecursionError traceback). `one_line`: `where`
+    already names the line (file:line), so a syntax error adds only the column."""
+    try:
+        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+    except json.JSONDecodeError as e:
+        position = f"{e.colno}" if one_line else f"{e.lineno}:{e.colno}"
+        raise DataError(f"{where}:{position}: invalid JSON: {e.msg}") from None
+    except RecursionError:
+        raise DataError(f"{where}: JSON nested too deeply (refusing to parse)") from None
+    except ValueError as e:  # int digit limit, out-of-range float, NaN literal
+        reason = "an integer with too many digits" if "digits" in str(e) else first_line(e)[:120]
+        raise DataError(f"{where}: invalid JSON: {reason}") from None
 
 
 def read_text(path: str | os.PathLike, expected: str = "file") -> str:
@@ -92,11 +186,7 @@ def read_text(path: str | os.PathLike, expected: str = "file") -> str:
 
 def read_json(path: str | os.PathLike) -> Any:
     """Load a JSON file; a syntax error names the file, line and column."""
-    text = read_text(path, "JSON file")
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise DataError(f"{Path(path)}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
+    return loads(read_text(path, "JSON file"), str(Path(path)))
 
 
 def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
@@ -108,6 +198,8 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
         raise DataError(f"{path}: file not found") from None
     except IsADirectoryError:
         raise DataError(f"{path}: is a directory, expected a JSONL file") from None
+    except PermissionError:
+        raise DataError(f"{path}: permission denied") from None
     with fh:
         for lineno, raw in enumerate(fh, start=1):
             try:
@@ -116,10 +208,7 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
                 raise DataError(f"{path}:{lineno}: not UTF-8 text ({e.reason} at byte {e.start})") from None
             if not line.strip():
                 continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{lineno}:{e.colno}: invalid JSON: {e.msg}") from None
+            obj = loads(line, f"{path}:{lineno}", one_line=True)
             if not isinstance(obj, dict):
                 raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
             yield lineno, obj
@@ -133,16 +222,20 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
 def atomic_dir(path: str | os.PathLike, replace: bool = True) -> Iterator[Path]:
     """Yield a temporary directory beside `path`; it becomes `path` only if the block succeeds.
 
-    With replace=True an existing `path` is swapped out (moved aside, then deleted) after success.
+    With replace=True an existing `path` is swapped out (moved aside, then deleted) after success. A write fault
+    inside the block (ENOSPC, EACCES …) is one DataError naming `path`, and the temporary directory is removed.
     """
     import shutil
 
     path = Path(path)
     make_dir(path.parent)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as e:
+        raise DataError(f"{path}: cannot write ({os_reason(e)})") from None
     try:
         yield tmp
+        uniform_modes(tmp)  # mkdtemp makes 0700; some writers (safetensors via transformers) make 0600
         if path.exists():
             if not replace:
                 raise FileExistsError(f"{path}: already exists")
@@ -153,6 +246,34 @@ def atomic_dir(path: str | os.PathLike, replace: bool = True) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
+    except FileExistsError:
+        raise
+    except Exception as e:
+        reason = write_fault(e)
+        if reason is None:
+            raise
+        raise DataError(f"{path}: cannot write ({reason})") from None
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def staged_files(folder: str | os.PathLike) -> Iterator[Path]:
+    """Yield a staging folder inside `folder`; files written there are renamed into `folder` together only when
+    the block succeeds (renames need no space), so a failure leaves none of them. Other files in `folder` stay."""
+    import shutil
+
+    folder = make_dir(folder)
+    try:
+        stage = Path(tempfile.mkdtemp(prefix=".staged.", suffix=".tmp", dir=folder))
+    except OSError as e:
+        raise DataError(f"{folder}: cannot write ({os_reason(e)})") from None
+    try:
+        yield stage
+        for item in sorted(stage.iterdir()):
+            os.replace(item, folder / item.name)
+    except OSError as e:
+        raise DataError(f"{folder}: cannot write ({os_reason(e)})") from None
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)

@@ -305,6 +305,17 @@ def build_model(
     return model, tokenizer
 
 
+def first_non_finite(model) -> str | None:
+    """The name of the first parameter holding NaN/inf, or None (one device sync for the whole model)."""
+    params = [(name, p) for name, p in model.named_parameters()]
+    if not params:
+        return None
+    flags = torch.stack([torch.isfinite(p).all() for _, p in params])
+    if bool(flags.all()):
+        return None
+    return params[int((~flags).nonzero()[0])][0]
+
+
 def save_run_model(model: MMCoTForConditionalGeneration, tokenizer, out_dir: str | Path, mmcot_meta: dict) -> Path:
     """Write a save_pretrained directory (safetensors weights incl. fusion head, tokenizer, config with mmcot meta).
 
@@ -319,6 +330,10 @@ def save_run_model(model: MMCoTForConditionalGeneration, tokenizer, out_dir: str
         if model.image_shape is not None and tuple(meta["feature_shape"]) != model.image_shape:
             raise MMCoTError(f"feature_shape {meta['feature_shape']} does not match the model's image shape "
                              f"{list(model.image_shape)}")
+    bad = first_non_finite(model)
+    if bad is not None:  # the divergence guard's last line: a NaN/inf model is never written
+        raise MMCoTError(f"{out_dir}: not saved, parameter {bad} holds NaN or infinite values (training diverged; "
+                         "try a lower --lr)")
     _with_mmcot(model.config, model.image_shape, **meta)
     with atomic_dir(out_dir) as tmp, _quiet_hf():
         model.save_pretrained(tmp)  # safetensors (the only format transformers 5 writes)
@@ -359,6 +374,9 @@ def load_run_model(run_or_model_dir: str | Path, device: str | torch.device = "c
                 stored.update(fh.keys())
     except broken as e:
         raise DataError(f"{model_dir}: cannot load the model ({first_line(e)})") from None
+    if model.image_shape is None and any(k.startswith("fusion.") for k in stored):
+        raise DataError(f"{model_dir / 'config.json'}: no fusion settings (image_shape), but the weights hold "
+                        "fusion layers; the config was edited or damaged (restore it; it would run text-only)")
     missing = sorted(k for k in model.state_dict() if k.startswith("fusion.") and k not in stored)
     if missing:
         raise DataError(f"{model_dir}: fusion weights missing from the checkpoint: {', '.join(missing[:4])}")

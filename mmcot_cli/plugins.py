@@ -90,14 +90,26 @@ def build_vision_encoder(backbone: VisionBackbone, options: VisionBuildOptions) 
     if backbone.weight_free:
         if options.weights:
             raise UsageError(f"backbone {backbone.name} is weight-free; --weights does not apply")
-        return backbone.build(dataclasses.replace(options, random_init=False))
+        return _build(backbone, dataclasses.replace(options, random_init=False))
     if not options.random_init:
-        return backbone.build(options)
+        return _build(backbone, options)
     import torch
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(RANDOM_INIT_SEED)
+        return _build(backbone, options)
+
+
+def _build(backbone: VisionBackbone, options: VisionBuildOptions) -> VisionEncoder:
+    """backbone.build; a variant the library does not know is one short line listing the backbone's own
+    variants (libraries answer with their whole model list: kilobytes)."""
+    try:
         return backbone.build(options)
+    except (UsageError, RuntimeError, ValueError, KeyError):
+        if options.variant and options.variant not in backbone.variants:
+            raise UsageError(f"backbone {backbone.name}: unknown --variant {options.variant!r}; its variants: "
+                             f"{', '.join(backbone.variants) or '(none)'}") from None
+        raise
 
 
 def looks_like_hub_id(name: str) -> bool:

@@ -6,13 +6,12 @@ Type checks only (a qid is a non-empty string, an index a non-negative integer, 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from mmcot_cli.errors import DataError
-from mmcot_cli.io import read_text
+from mmcot_cli.io import loads, read_text
 
 Warn = Callable[[str], None]
 
@@ -93,9 +92,9 @@ def _read_jsonl_predictions(path: Path, text: str, bad: BadEntries) -> list[Pred
             continue
         where = f"{path}:{lineno}"
         try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            bad(f"{where}:{e.colno}: invalid JSON: {e.msg}")
+            row = loads(line, where, one_line=True)  # also deep nesting, huge numbers: one line each
+        except DataError as e:
+            bad(str(e))
             continue
         if not isinstance(row, dict):
             bad(f"{where}: expected a JSON object, got {type_name(row)}")
@@ -136,8 +135,8 @@ def read_predictions(path: str | Path, skip_bad: bool = False, warn: Warn | None
     if not text.strip():
         raise DataError(f"{path}: empty predictions file")
     try:
-        whole = json.loads(text)
-    except json.JSONDecodeError:
+        whole = loads(text, str(path))
+    except DataError:
         whole = None  # not one JSON document: JSONL (or broken), handled line by line below
     bad = BadEntries(skip_bad, warn)
     if isinstance(whole, dict) and "results" in whole:

@@ -21,6 +21,7 @@ from mmcot_cli.predictions import (BadEntries, Prediction, Warn, coerce_predicti
                                    read_predictions, type_name)
 from mmcot_cli.rationale_metrics import (RATIONALE_REFS, bleu, normalize_rationale,  # noqa: F401
                                          rationale_metrics, rationale_reference, rouge_l)
+from mmcot_cli.validate import check_seed
 
 REFERENCE_OPTIONS = OPTION_LETTERS  # a letter outside them is redrawn under the random fallback
 # strict: a failure is wrong; random: a seeded draw among the item's real options; reference: the original's
@@ -285,6 +286,7 @@ class ScoreConfig:
 def score(cfg: ScoreConfig, warn: Warn | None = None) -> dict:
     """Read DATA and PREDS, score them, and return the result object `mmcot score --json` prints."""
     _check_options(cfg.fallback, cfg.rationale_ref)
+    check_seed("--seed", cfg.seed)
     records = load_gold(cfg.data, cfg.split)
     preds, fmt, num_bad = read_predictions(cfg.predictions, cfg.skip_bad, warn)
     bad = BadEntries(cfg.skip_bad, warn)

@@ -28,12 +28,14 @@ import numpy as np
 
 from mmcot_cli import __version__
 from mmcot_cli.errors import DataError, MMCoTError, UsageError
-from mmcot_cli.io import atomic_path, make_dir, read_json, write_json
+from mmcot_cli.io import make_dir, read_json, write_json
+from mmcot_cli.outputs import mark_output_dir
+from mmcot_cli.store_files import (_ST_DTYPES, RECOVER, DataFile, read_data_file, scan_for_resume,  # noqa: F401
+                                   verify_data_file, write_data_file)
 
 FORMAT = "mmcot-features/1"
 DEFAULT_CHUNK_SIZE = 256
 DTYPES = {"float16": (np.float16, "F16"), "float32": (np.float32, "F32")}
-_ST_DTYPES = {"F16": np.float16, "F32": np.float32}
 IDENTITY_KEYS = ("format", "backbone", "variant", "weights", "feature_shape", "dtype", "chunk_size")
 _PAGE = mmap.PAGESIZE
 
@@ -43,33 +45,6 @@ class StoreMismatchError(MMCoTError):
 
 
 # --------------------------------------------------------------------------------------------------- files
-
-
-@dataclass
-class DataFile:
-    """One safetensors file of the store, as described by its header (read without touching the data)."""
-
-    name: str  # relative to the store directory, e.g. "chunks/test-00003.safetensors"
-    path: Path
-    dtype: str  # "F16" / "F32"
-    shape: tuple[int, int, int]
-    data_offset: int  # byte offset of row 0 in the file
-    entries: list[dict]  # [{split, chunk, qids: [...], bad: [...]}] in row order
-    size: int
-
-    @property
-    def row_bytes(self) -> int:
-        return self.shape[1] * self.shape[2] * np.dtype(_ST_DTYPES[self.dtype]).itemsize
-
-    def read_rows(self, row: int, count: int) -> np.ndarray:
-        """Rows [row, row + count) as a (count, T, D) array in the stored dtype (a copy, the file is closed)."""
-        if count == 0:
-            return np.zeros((0, self.shape[1], self.shape[2]), dtype=_ST_DTYPES[self.dtype])
-        mm = np.memmap(self.path, dtype=_ST_DTYPES[self.dtype], mode="r",
-                       offset=self.data_offset + row * self.row_bytes, shape=(count, self.shape[1], self.shape[2]))
-        rows = np.array(mm)
-        del mm
-        return rows
 
 
 @dataclass(frozen=True)
@@ -84,21 +59,6 @@ class ChunkRef:
 
     def read(self) -> np.ndarray:
         return self.file.read_rows(self.row, len(self.entry["qids"]))
-
-
-def read_data_file(path: Path, name: str) -> DataFile:
-    try:
-        with open(path, "rb") as fh:
-            (n,) = struct.unpack("<Q", fh.read(8))
-            header = json.loads(fh.read(n))
-        meta = json.loads(header.get("__metadata__", {})["mmcot"])
-        t = header["features"]
-        begin = int(t["data_offsets"][0])
-    except (OSError, struct.error, ValueError, KeyError, TypeError) as e:
-        raise DataError(f"{path}: not a readable mmcot feature file ({type(e).__name__}: {e}); delete it and rerun "
-                        "the same `mmcot extract` to re-extract just that part") from None
-    return DataFile(name=name, path=path, dtype=t["dtype"], shape=tuple(t["shape"]), data_offset=8 + n + begin,
-                    entries=meta["entries"], size=path.stat().st_size)
 
 
 def scan_data_files(root: Path) -> list[DataFile]:
@@ -250,6 +210,7 @@ class FeatureStore:
         f = self._by_name[loc[0]]
         mm = self._maps.get(f.name)
         if mm is None:
+            verify_data_file(f)  # once per file and process: a corrupted chunk is named, never read as features
             with open(f.path, "rb") as fh:
                 mm = self._maps[f.name] = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
         start = f.data_offset + loc[1] * f.row_bytes
@@ -305,15 +266,6 @@ def open_store(path: str | os.PathLike) -> FeatureStore:
 # --------------------------------------------------------------------------------------------------- writing
 
 
-def write_data_file(path: Path, features: np.ndarray, entries: list[dict]) -> None:
-    """One data file (tensor "features" + the entries naming its rows), written atomically."""
-    from safetensors.numpy import save_file
-
-    meta = {"mmcot": json.dumps({"entries": entries}, sort_keys=True, ensure_ascii=False)}
-    with atomic_path(path) as tmp:
-        save_file({"features": np.ascontiguousarray(features)}, str(tmp), metadata=meta)
-
-
 def refresh_store_files(root: Path) -> dict:
     """Rewrite index.json and manifest.json from what is on disk; returns the manifest."""
     identity = read_json(root / "manifest.json")
@@ -364,6 +316,7 @@ def split_info(split: str, source: str, images_dir: str | None, records: int, qi
 def init_store(root: Path, identity: dict, infos: Sequence[dict]) -> None:
     """Write manifest.json (identity) and splits/<split>.json where missing; existing ones are kept."""
     make_dir(root)
+    mark_output_dir(root, "extract")
     if not (root / "manifest.json").is_file():
         write_json(root / "manifest.json", {k: identity[k] for k in IDENTITY_KEYS})
     for info in infos:

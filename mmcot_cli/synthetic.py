@@ -23,15 +23,13 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from mmcot_cli.errors import UnknownNameError, UsageError
-from mmcot_cli.io import write_json
+from mmcot_cli.io import atomic_dir, write_json
 
 IMAGE_SIZE = 224  # the size the patch backbone cuts into a 7×7 grid of 32-px cells
 SYNTHETIC_SOURCE = "mmcot synthetic benchmark"
@@ -388,9 +386,7 @@ def generate_synthetic(
     split_of = ["train"] * n_train + ["val"] * n_val + ["test"] * n_test
     rng.shuffle(split_of)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:  # a write fault: one line naming `out`, no partial benchmark
         problems: dict[str, dict] = {}
         splits: dict[str, list[str]] = {"train": [], "val": [], "test": []}
         by_task: dict[str, int] = {t: 0 for t in chosen}
@@ -415,12 +411,6 @@ def generate_synthetic(
         # Empty on purpose: a caption would tell the text-only baseline what the image shows.
         write_json(tmp / "captions.json", {"model": "none (synthetic benchmark: captions withheld)",
                                            "captions": {}})
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
     return {
         "path": str(out.resolve()), "source": SYNTHETIC_SOURCE, "seed": seed, "count": n_problems,

@@ -32,8 +32,9 @@ from mmcot_cli.checkpoints import (CHECKPOINT_PREFIX, append_metrics, list_check
 from mmcot_cli.collate import Collator, LengthGroupedBatchSampler
 from mmcot_cli.errors import MMCoTError, UsageError
 from mmcot_cli.inference import feature_getter, generate_texts
-from mmcot_cli.io import read_json
-from mmcot_cli.model import build_model, load_run_model, save_run_model
+from mmcot_cli.io import make_dir, read_json
+from mmcot_cli.model import build_model, first_non_finite, load_run_model, save_run_model
+from mmcot_cli.outputs import check_output_dir, mark_output_dir
 from mmcot_cli.prompts import STAGE_PRESETS
 from mmcot_cli.rationale_metrics import rouge_l
 from mmcot_cli.runs import RUN_CONFIG, RunMeta
@@ -65,6 +66,8 @@ def _check_resume_config(run_dir: Path, cfg: TrainConfig, world_size: int) -> No
 
 def check_run_dir(run_dir: Path, cfg: TrainConfig, world_size: int) -> list[Path]:
     """The run's checkpoints to resume from ([] for a new run); refuses to overwrite or to resume nothing."""
+    check_output_dir(run_dir, "train", inputs={"--data": cfg.data_dir, "--features": cfg.features,
+                                               "--rationales": cfg.rationales})
     if not cfg.resume:
         if (run_dir / RUN_CONFIG).exists() or (run_dir / "model").exists():
             raise UsageError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
@@ -257,10 +260,11 @@ def start_state(t: Trainer, resume_from: Path | None) -> TrainState:
         if t.main:
             truncate_metrics(t.run_dir / "metrics.jsonl", state.global_step)
     elif t.main:
-        t.run_dir.mkdir(parents=True, exist_ok=True)
+        make_dir(t.run_dir)
         if t.cfg.resume:  # crashed before its first checkpoint: start over, dropping rows logged by that attempt
             truncate_metrics(t.run_dir / "metrics.jsonl", 0)
         t.meta.save(t.run_dir)
+        mark_output_dir(t.run_dir, "train")
     t.accelerator.wait_for_everyone()
     return state
 
@@ -358,6 +362,11 @@ def run_batch(t: Trainer, state: TrainState, epoch: int, b_idx: int, indices: li
     t.scheduler.step()
     t.optimizer.zero_grad(set_to_none=True)
     state.global_step += 1
+    bad = first_non_finite(t.model)  # a finite loss can still step to inf weights (a huge --lr)
+    if bad is not None:
+        raise TrainingDiverged(
+            f"parameter {bad} became NaN or infinite at optimizer step {state.global_step}; training stopped. "
+            f"Last good checkpoint: {state.last_checkpoint or 'none written yet'} (try a lower --lr, then --resume)")
     state.losses_since_log.append(mean_loss)
     tracking.log_step(acc, state.global_step, mean_loss, t.scheduler.get_last_lr()[0])
     return mean_loss

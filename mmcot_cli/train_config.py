@@ -7,6 +7,7 @@ from typing import Any
 
 from mmcot_cli import tracking
 from mmcot_cli.errors import UsageError
+from mmcot_cli.validate import check_number, check_seed, non_negative_int, positive_float, positive_int
 from mmcot_cli.plugins import get_text_backbone
 from mmcot_cli.prompts import STAGE_PRESETS, uses_rationale
 
@@ -60,11 +61,7 @@ class TrainConfig:
             raise UsageError(f"--train-on must be one of {', '.join(TRAIN_ON)}, got {self.train_on!r}")
         if self.mixed_precision not in MIXED_PRECISION:
             raise UsageError(f"mixed precision must be one of {', '.join(MIXED_PRECISION)}")
-        for name in ("epochs", "batch_size", "grad_accum", "max_input_len"):
-            if getattr(self, name) < 1:
-                raise UsageError(f"--{name.replace('_', '-')} must be >= 1")
-        if not 0.0 <= self.warmup_ratio < 1.0:
-            raise UsageError("--warmup-ratio must be in [0, 1)")
+        _check_numbers(self)
         tracking.check_report_to(self.report_to)
         preset = STAGE_PRESETS[self.stage]
         cfg = TrainConfig(**{**asdict(self)})
@@ -97,6 +94,26 @@ class TrainConfig:
 RESUME_INVARIANTS = ("stage", "text_model", "features", "rationales", "train_on", "rationale_source",
                      "prompt_format", "use_caption", "lr", "batch_size", "grad_accum", "warmup_ratio", "weight_decay",
                      "max_input_len", "max_output_len", "seed", "train_split", "limit_train", "group_by_length")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _check_numbers(cfg: TrainConfig) -> None:
+    """Every numeric option finite and in range (exit 2 naming it) before anything is read or built."""
+    for name in ("epochs", "batch_size", "grad_accum", "max_input_len", "num_beams"):
+        positive_int(_flag(name), getattr(cfg, name))
+    for name in ("eval_batch_size", "max_output_len", "limit_train", "limit_val"):
+        positive_int(_flag(name), getattr(cfg, name), optional=True)
+    non_negative_int("--save-every", cfg.save_every)
+    non_negative_int("keep_checkpoints", cfg.keep_checkpoints)
+    positive_float("--lr", cfg.lr)
+    check_number("--warmup-ratio", cfg.warmup_ratio, low=0, high=1, high_open=True)
+    check_number("--weight-decay", cfg.weight_decay, low=0)
+    positive_float("max_grad_norm", cfg.max_grad_norm)
+    check_seed("--seed", cfg.seed)
+
 
 
 def parse_eval_every(value: str | int) -> str | int:

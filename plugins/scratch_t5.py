@@ -23,13 +23,13 @@ from mmcot_cli.hookspecs import BackboneOption, TextBackbone, TextBuildOptions, 
 
 NAME = "t5-scratch"
 OPTIONS = (
-    BackboneOption("d_model", int, 128, "model width"),
-    BackboneOption("layers", int, 2, "encoder and decoder layers"),
-    BackboneOption("heads", int, 4, "attention heads (must divide d_model)"),
-    BackboneOption("d_ff", int, None, "feed-forward width (default 4·d_model)"),
-    BackboneOption("vocab_size", int, 4000, "tokenizer vocabulary upper bound"),
-    BackboneOption("dropout", float, 0.1, "dropout rate"),
-    BackboneOption("extra_ids", int, 0, "<extra_id_N> sentinel tokens"),
+    BackboneOption("d_model", int, 128, "model width", minimum=1),
+    BackboneOption("layers", int, 2, "encoder and decoder layers", minimum=1),
+    BackboneOption("heads", int, 4, "attention heads (must divide d_model)", minimum=1),
+    BackboneOption("d_ff", int, None, "feed-forward width (default 4·d_model)", minimum=1),
+    BackboneOption("vocab_size", int, 4000, "tokenizer vocabulary upper bound", minimum=1),
+    BackboneOption("dropout", float, 0.1, "dropout rate", minimum=0, maximum=1),
+    BackboneOption("extra_ids", int, 0, "<extra_id_N> sentinel tokens", minimum=0),
 )
 DEFAULTS = {o.name: o.default for o in OPTIONS}
 SPECIALS = ("<pad>", "</s>", "<unk>")  # ids 0, 1, 2 as in every T5 vocabulary

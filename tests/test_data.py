@@ -40,7 +40,8 @@ def make_source(root: Path, layout: str = "flat", problems=None, splits=None, im
 
 
 def _files(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+    """The files a DATA_DIR holds, besides its owner marker (mmcot_cli.outputs.OWNER_FILE)."""
+    return sorted(p.name for p in folder.iterdir() if p.name != ".mmcot-output.json") if folder.exists() else []
 
 
 # --------------------------------------------------------------------------- the real sample

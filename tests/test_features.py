@@ -155,7 +155,7 @@ def test_resume_after_crash_ends_identical(tmp_path, records, monkeypatch):
         extract(cfg_for(tmp_path / "crashed", records))
     monkeypatch.setattr(S, "write_data_file", real_write)
     left = sorted(p.name for p in (tmp_path / "crashed").rglob("*") if p.is_file())
-    assert left == ["manifest.json", "test-00000.safetensors", "test.json"]  # whole files only, no temp files
+    assert left == [".mmcot-output.json", "manifest.json", "test-00000.safetensors", "test.json"]  # whole files only
     resumed = extract(cfg_for(tmp_path / "crashed", records))
     assert resumed["chunks_skipped"] == 1 and resumed["chunks_written"] == 2
     assert file_bytes(tmp_path / "crashed") == file_bytes(tmp_path / "clean")

@@ -233,7 +233,7 @@ def test_ask_errors(world, cli):
     res = cli("ask", "--rationale-run", world["run_r"], "--answer-run", world["run_a"], "--question", "Q?",
               "--choices", "only-one")
     assert res.exit_code == 2 and "2 to 5" in res.stderr
-    with pytest.raises(DataError, match="image file not found"):
+    with pytest.raises(DataError, match="cannot read image .*: file not found"):
         from mmcot_cli.generate import AskConfig, ask
 
         ask(AskConfig(rationale_run=str(world["run_r"]), answer_run=str(world["run_a"]), question="Q?",

@@ -22,9 +22,63 @@ for _name in COMMAND_MODULES:
     importlib.import_module(f"mmcot_cli.cli.{_name}")
 
 
-def main() -> None:
-    """Console entry point. Bad option values become one stderr line with exit code 2 (not a usage box)."""
+def _stdout_fault(error: Exception) -> None:
+    """Standard output cannot be written (`| head -1`, `> /dev/full`): one line on stderr, exit 1."""
     import sys
+
+    from mmcot_cli.cli.app import silence_stdout
+    from mmcot_cli.errors import StdoutError
+
+    silence_stdout()
+    try:
+        message = error if isinstance(error, StdoutError) else StdoutError(error)
+        sys.stderr.write(f"error: {message}\n")
+        sys.stderr.flush()
+    except OSError:
+        pass
+    sys.exit(1)
+
+
+def _rich_raises_broken_pipe() -> None:
+    """Rich exits silently (code 1) on a closed pipe; raise instead, so it gets the same one line as any other
+    stdout fault."""
+    import errno
+
+    from rich.console import Console
+
+    def raise_broken_pipe(self) -> None:
+        raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+    Console.on_broken_pipe = raise_broken_pipe
+
+
+def main() -> None:
+    """Console entry point. Bad option values become one stderr line with exit code 2 (not a usage box);
+    an unwritable stdout (closed pipe, full device) becomes one line and exit 1, also for --help."""
+    import sys
+
+    from mmcot_cli.cli.app import GuardedStdout
+    from mmcot_cli.errors import StdoutError
+
+    _rich_raises_broken_pipe()
+    original = sys.stdout
+    sys.stdout = GuardedStdout(original)
+    try:
+        code = _run()
+        sys.stdout.flush()  # buffered output (help, tables) fails here when stdout cannot be written
+    except (OSError, StdoutError) as e:  # only stdout faults get here: commands report their own errors
+        _stdout_fault(e)
+    except SystemExit:
+        if "PacifyFlushWrapper" in type(sys.stdout).__name__:  # click met a closed pipe (help) and exits silently
+            sys.stderr = getattr(sys.stderr, "wrapped", sys.stderr)
+            _stdout_fault(BrokenPipeError(32, "Broken pipe"))
+        raise
+    finally:
+        sys.stdout = original
+    sys.exit(code)
+
+
+def _run() -> int:
 
     import typer
 
@@ -32,12 +86,14 @@ def main() -> None:
         code = app(standalone_mode=False)
     except typer.Abort:
         typer.echo("interrupted", err=True)
-        sys.exit(130)
+        return 130
     except typer.TyperException as e:  # typer's (vendored click) UsageError, BadParameter, NoSuchOption …
         ctx = getattr(e, "ctx", None)
         where = f"{ctx.command_path}: " if ctx is not None else ""
         hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
         if e.format_message():  # empty for `mmcot` alone, which has already printed the help
             typer.echo(f"error: {where}{e.format_message()}{hint}", err=True)
-        sys.exit(getattr(e, "exit_code", 1))
-    sys.exit(code if isinstance(code, int) else 0)
+        return getattr(e, "exit_code", 1)
+    except typer.Exit as e:
+        return e.exit_code
+    return code if isinstance(code, int) else 0

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import functools
-import json
 import sys
 from typing import Any, Callable
 
 import typer
 
 from mmcot_cli import __version__, progress
-from mmcot_cli.errors import MMCoTError
+from mmcot_cli.errors import MMCoTError, StdoutError
 
 app = typer.Typer(
     name="mmcot",
@@ -24,7 +23,7 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"mmcot {__version__}")
+        write_stdout(f"mmcot {__version__}\n")
         raise typer.Exit()
 
 
@@ -36,19 +35,85 @@ def _main(
     progress.set_enabled(not quiet)
 
 
+MAX_ERROR_CHARS = 400  # a library's message can be pages long (a model list): the line stays readable
+
+
 def fail(message: str, code: int = 1) -> None:
     """One line on stderr, then exit with `code`."""
-    typer.echo(f"error: {message}", err=True)
+    line = " ".join(str(message).split()) or "failed"  # one line, whatever the message held
+    if len(line) > MAX_ERROR_CHARS:
+        line = line[:MAX_ERROR_CHARS - 1] + "…"
+    typer.echo(f"error: {line}", err=True)
     raise typer.Exit(code)
+
+
+def os_error_line(e: OSError) -> str:
+    """One line for an OSError that escaped the library: the path it names and the reason."""
+    from mmcot_cli.io import os_reason
+
+    if e.filename is not None:
+        return f"{e.filename}: {os_reason(e)}"
+    if isinstance(e, BrokenPipeError):
+        silence_stdout()
+        return str(StdoutError(e))
+    return f"cannot write output ({os_reason(e)})"
+
+
+class GuardedStdout:
+    """sys.stdout for the console entry point: a failed write or flush (closed pipe, `> /dev/full`) raises
+    StdoutError, so Rich tables, typer.echo and help text all give the same one line, never a misattribution."""
+
+    def __init__(self, stream):
+        self.wrapped = stream
+
+    def _guard(self, method: str, *args):
+        try:
+            return getattr(self.wrapped, method)(*args)
+        except OSError as e:
+            silence_stdout()
+            raise StdoutError(e) from None
+
+    def write(self, text):
+        return self._guard("write", text)
+
+    def flush(self):
+        return self._guard("flush")
+
+    def __getattr__(self, name):
+        return getattr(self.wrapped, name)
 
 
 def warn(message: str) -> None:
     typer.echo(f"warning: {message}", err=True)
 
 
+def silence_stdout() -> None:
+    """Point fd 1 at /dev/null once stdout failed, so later flushes (ours, the interpreter's at exit) cannot fail
+    again or print "Exception ignored … BrokenPipeError"."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout without a file descriptor (tests' StringIO)
+        pass
+
+
+def write_stdout(text: str) -> None:
+    """Write and flush stdout; a closed pipe or full device (`> /dev/full`) becomes one error line, exit 1."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except OSError as e:
+        silence_stdout()
+        raise StdoutError(e) from None
+
+
 def print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
-    sys.stdout.flush()
+    from mmcot_cli.io import dumps
+
+    write_stdout(dumps(obj, indent=2) + "\n")
 
 
 def command(name: str | None = None, **kwargs) -> Callable:
@@ -61,6 +126,10 @@ def command(name: str | None = None, **kwargs) -> Callable:
                 return fn(*args, **kw)
             except MMCoTError as e:
                 fail(str(e), e.exit_code)
+            except OSError as e:  # a file-system fault the library did not name: still one line, exit 1
+                fail(os_error_line(e), 1)
+            except RecursionError:
+                fail("input nested too deeply (a hostile or corrupted file?)", 1)
             except KeyboardInterrupt:
                 typer.echo("interrupted", err=True)
                 raise typer.Exit(130)

@@ -72,6 +72,8 @@ def extract_command(
         skip_bad=skip_bad, chunk_size=DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size,
     )
     summary = extract(cfg)
+    for name in summary["reextracted_files"]:
+        warn(f"{name}: truncated or corrupted; removed and extracted again")
     for b in summary["bad"]:
         warn(f"skipped qid {b['qid']}: cannot read image {b['path']}: {b['error']}")
     if json_out:

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from mmcot_cli.cli.app import command, print_json, warn
+from mmcot_cli.cli.app import command, print_json, warn, write_stdout
 from mmcot_cli.data import parse_splits
 from mmcot_cli.progress import err_console
 from mmcot_cli.sampling import Sampling
@@ -92,6 +92,5 @@ def ask_command(
         return
     answer = result["answer_text"]
     letter = result["answer_letter"]
-    typer.echo(f"Rationale: {result['rationale']}")
-    typer.echo(f"Answer:    {result['answer']}")
-    typer.echo(f"Choice:    ({letter}) {answer}" if answer is not None else "Choice:    (no valid answer letter)")
+    choice = f"({letter}) {answer}" if answer is not None else "(no valid answer letter)"
+    write_stdout(f"Rationale: {result['rationale']}\nAnswer:    {result['answer']}\nChoice:    {choice}\n")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.table import Table
 
-from mmcot_cli.cli.app import command, print_json, warn
+from mmcot_cli.cli.app import command, print_json, warn, write_stdout
 from mmcot_cli.data import load_records, parse_splits
 from mmcot_cli.errors import UsageError
 from mmcot_cli.progress import err_console
@@ -36,6 +35,9 @@ def prepare_command(
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip bad items with a warning each instead of failing."),
     strict: bool = typer.Option(False, "--strict", help="Treat split qids that have no problems.json entry as "
                                 "errors (default: count them and list them in manifest.json)."),
+    allow_overlap: bool = typer.Option(False, "--allow-overlap", help="Allow a qid in two of the prepared splits "
+                                       "(by default leakage is an error; trainval ⊇ train and mini* ⊆ their "
+                                       "split are always fine)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON summary object."),
 ) -> None:
     """Validate a ScienceQA, A-OKVQA or generic JSONL source and write one JSONL per split plus manifest.json.
@@ -46,7 +48,7 @@ def prepare_command(
     with --skip-bad). Nothing is written unless every check passes.
     """
     summary = prepare_source(source, out, fmt, parse_splits(splits) if splits is not None else None, images=images,
-                             captions=captions, skip_bad=skip_bad, strict=strict)
+                             captions=captions, skip_bad=skip_bad, strict=strict, allow_overlap=allow_overlap)
     for message in summary["warnings"]:
         warn(message)
     if json_out:
@@ -83,5 +85,4 @@ def prompts_command(
     # Build everything first so an error mid-way does not leave a truncated stream behind.
     lines = [format_jsonl_row(row) for row in prompt_rows(records, prompt_format, use_caption, given,
                                                            str(rationales) if rationales else "rationales")]
-    sys.stdout.write("".join(line + "\n" for line in lines))
-    sys.stdout.flush()
+    write_stdout("".join(line + "\n" for line in lines))

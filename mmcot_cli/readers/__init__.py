@@ -37,7 +37,7 @@ def detect_format(source: str | Path) -> str:
 
 def prepare_source(source: str | Path, out: str | Path, fmt: str | None = None, splits: tuple[str, ...] | None = None,
                    images: str | Path | None = None, captions: str | Path | None = None, skip_bad: bool = False,
-                   strict: bool = False) -> dict:
+                   strict: bool = False, allow_overlap: bool = False) -> dict:
     """Prepare SRC in format `fmt` (detected when None) into DATA_DIR `out`; returns the summary dict.
     `splits` None: train,val,test for ScienceQA, every split present for the others."""
     source, out = Path(source), Path(out)
@@ -49,7 +49,8 @@ def prepare_source(source: str | Path, out: str | Path, fmt: str | None = None, 
         from mmcot_cli.data import DEFAULT_SPLITS, PrepareConfig, prepare
 
         summary = prepare(PrepareConfig(source=source, out=out, splits=splits or DEFAULT_SPLITS, captions=captions,
-                                        images=images, skip_bad=skip_bad, strict=strict))
+                                        images=images, skip_bad=skip_bad, strict=strict,
+                                        allow_overlap=allow_overlap))
         return {"format": "scienceqa", **summary}
     if captions is not None or strict:
         raise UsageError(f"--captions and --strict apply to ScienceQA only, not to format {fmt}")

@@ -1,0 +1,66 @@
+"""Number checks for options: one home, so every command rejects NaN, infinities and out-of-range values the
+same way (UsageError, exit 2, naming the option). Library configs call these in __post_init__; the CLI needs no
+extra code."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from mmcot_cli.errors import UsageError
+
+MAX_SEED = 2**32 - 1  # numpy's seed range; torch and random accept it too
+
+
+def check_number(option: str, value: Any, *, low: float | None = None, high: float | None = None,
+                 low_open: bool = False, high_open: bool = False, integer: bool = False,
+                 optional: bool = False) -> Any:
+    """`value` if it is a finite number within the bounds (open bounds exclude the end); else UsageError.
+
+    `optional` lets None through (an unset option)."""
+    if value is None and optional:
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise UsageError(f"{option} must be a number, got {value!r}")
+    if integer and not isinstance(value, int):
+        if not (isinstance(value, float) and value.is_integer()):
+            raise UsageError(f"{option} must be a whole number, got {value!r}")
+        value = int(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UsageError(f"{option} must be a finite number, got {value}")
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if too_low or too_high:
+        raise UsageError(f"{option} must be {_range_text(low, high, low_open, high_open)}, got {value}")
+    return value
+
+
+def _range_text(low, high, low_open, high_open) -> str:
+    if low is not None and high is not None:
+        return f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    if low is not None:
+        return f"{'>' if low_open else '≥'} {low:g}"
+    return f"{'<' if high_open else '≤'} {high:g}"
+
+
+def positive_int(option: str, value: Any, optional: bool = False) -> Any:
+    """A whole number ≥ 1 (batch sizes, epochs, token limits, beams, heads, layers …)."""
+    return check_number(option, value, low=1, integer=True, optional=optional)
+
+
+def non_negative_int(option: str, value: Any, optional: bool = False) -> Any:
+    return check_number(option, value, low=0, integer=True, optional=optional)
+
+
+def positive_float(option: str, value: Any, optional: bool = False) -> Any:
+    """A finite number > 0 (learning rate, temperature …)."""
+    return check_number(option, value, low=0, low_open=True, optional=optional)
+
+
+def probability(option: str, value: Any, *, zero_ok: bool = False, optional: bool = False) -> Any:
+    """A number in (0, 1] — top-p — or [0, 1] with zero_ok (warmup ratio, dropout)."""
+    return check_number(option, value, low=0, high=1, low_open=not zero_ok, optional=optional)
+
+
+def check_seed(option: str, value: Any, optional: bool = False) -> Any:
+    return check_number(option, value, low=0, high=MAX_SEED, integer=True, optional=optional)

@@ -1,0 +1,137 @@
+"""Shared by the fault-injection tests (tests/test_faults_*.py): a tiny world built once through the real CLI,
+`mmcot` run in-process through its console entry point, checksums, and the "one clean error line" assertion."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+TINY_TEXT = ["--text-option", "d_model=16", "--text-option", "layers=1", "--text-option", "heads=2",
+             "--text-option", "d_ff=32"]
+
+
+@dataclass
+class Result:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+def mmcot(*args) -> Result:
+    """`mmcot ARGS` in this process through the console entry point (mmcot_cli.cli.main): exit code, stdout and
+    stderr exactly as a user sees them (usage errors as one line, not click's box)."""
+    from mmcot_cli.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    argv = sys.argv
+    sys.argv = ["mmcot", *map(str, args)]
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main()
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        sys.argv = argv
+    return Result(code, out.getvalue(), err.getvalue())
+
+
+def mmcot_subprocess(*args, stdout=subprocess.PIPE, env=None) -> subprocess.CompletedProcess:
+    """`python -m mmcot_cli ARGS` in a child process (for real stdout faults: /dev/full, closed pipes)."""
+    return subprocess.run([sys.executable, "-m", "mmcot_cli", *map(str, args)], stdout=stdout,
+                          stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}, timeout=300)
+
+
+def assert_one_error(result, code: int, *needles: str) -> str:
+    """Exit `code`, exactly one non-empty stderr line starting with "error:", containing every needle, and no
+    traceback. Returns the line."""
+    stderr = result.stderr if isinstance(result.stderr, str) else result.stderr.decode()
+    exit_code = getattr(result, "exit_code", None)
+    exit_code = result.returncode if exit_code is None else exit_code
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert exit_code == code, f"exit {exit_code} != {code}; stderr:\n{stderr}"
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
+    assert len(lines) == 1, f"expected one stderr line, got {len(lines)}:\n{stderr}"
+    assert lines[0].startswith("error: "), lines[0]
+    for needle in needles:
+        assert needle in lines[0], f"{needle!r} not in {lines[0]!r}"
+    return lines[0]
+
+
+def checksums(*roots: Path) -> dict[str, str]:
+    """sha256 of every file under the given files/folders (to prove inputs are unchanged)."""
+    sums = {}
+    for root in roots:
+        root = Path(root)
+        paths = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        for p in paths:
+            sums[str(p)] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return sums
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Temporary or partial files a failed write could leave: anything named *.tmp (files or folders)."""
+    return sorted(str(p) for p in Path(folder).rglob("*") if p.name.endswith(".tmp") or ".tmp" in p.name)
+
+
+@dataclass
+class World:
+    root: Path
+    bench: Path  # ScienceQA-layout synthetic benchmark (problems.json, pid_splits.json, images/)
+    data: Path  # DATA_DIR from `mmcot prepare`
+    feats: Path  # patches FEATURES_DIR from `mmcot extract`
+    run: Path  # tiny answer-stage run (QCM-A) trained on the features
+
+    def copy(self, name: str, dest: Path) -> Path:
+        """A private copy of one part of the world (tests that damage it)."""
+        target = dest / name
+        shutil.copytree(getattr(self, name), target)
+        return target
+
+
+def build_world(root: Path) -> World:
+    os.umask(0o022)
+    bench, data, feats, run = root / "bench", root / "data", root / "feats", root / "run"
+    for args in (
+        ["-q", "demo", "--generate-only", "--tiny", "--out", bench],
+        ["-q", "prepare", bench, "--out", data],
+        ["-q", "extract", "-b", "patches", "--data", data, "--split", "train,val,test", "--out", feats,
+         "--workers", "0", "--chunk-size", "8"],
+        ["-q", "train", "--stage", "answer", "--prompt-format", "QCM-A", "--data", data, "--text-model",
+         "t5-scratch", "--out", run, "--features", feats, "--epochs", "1", "--batch-size", "8", "--limit-train",
+         "8", "--val-split", "none", "--save-every", "1", *TINY_TEXT],
+    ):
+        result = mmcot(*args)
+        assert result.exit_code == 0, f"{args}: {result.stderr}"
+    return World(root, bench, data, feats, run)
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory) -> World:
+    """The tiny world, built once per test session (about 15 s), shared read-only by every fault test."""
+    return build_world(tmp_path_factory.mktemp("faults-world"))
+
+
+@contextlib.contextmanager
+def tiny_tmpfs(path: Path, size: str = "16k", readonly: bool = False):
+    """A small tmpfs at `path` (root only): real ENOSPC / EROFS. Skips the test where mounting is impossible."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("a tmpfs needs root (real ENOSPC/EROFS); the monkeypatched tests cover the logic")
+    path.mkdir(parents=True, exist_ok=True)
+    opts = f"size={size}" + (",ro" if readonly else "")
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(path)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
