@@ -148,11 +148,11 @@ def read_name_map(path: str | Path) -> dict[str, int]:
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected a JSON object {{qid: row}}")
     out = {}
-    for qid, row in data.items():
-        try:
-            out[str(qid)] = int(row)
-        except (TypeError, ValueError):
-            raise DataError(f"{path}: qid {qid}: row {row!r} is not an integer") from None
+    for qid, row in data.items():  # the release writes rows as strings ("17"); ints are fine, 1.5 or true are not
+        text = row.strip() if isinstance(row, str) else None
+        if isinstance(row, bool) or not (isinstance(row, int) or (text and len(text) < 19 and text.lstrip("-").isdigit())):
+            raise DataError(f"{path}: qid {qid}: row {str(row)[:40]!r} is not an integer")
+        out[str(qid)] = int(row)
     return out
 
 

@@ -150,7 +150,10 @@ def test_import_run_absurd_config_sizes(tmp_path):
 
 
 @pytest.mark.parametrize("text,needle", [(DEEP, "nested too deeply"), ('{"1": 1e999}', "out of range"),
-                                         ('{"1": ' + HUGE_INT + "}", "too many digits"), ('{"1": NaN}', "NaN")])
+                                         ('{"1": ' + HUGE_INT + "}", "too many digits"), ('{"1": NaN}', "NaN"),
+                                         ('{"1": true}', "not an integer"), ('{"1": 1.5}', "not an integer"),
+                                         ('{"1": "9' + "9" * 5000 + '"}', "not an integer")],
+                         ids=["deep", "1e999", "huge-int", "nan", "bool", "float", "huge-string"])
 def test_import_features_hostile_name_map(world, tmp_path, text, needle):
     npy, name_map = release_features(world, tmp_path / "release")
     name_map.write_text(text)
