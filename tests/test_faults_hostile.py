@@ -228,3 +228,13 @@ def test_train_hostile_rationale_source(world, tmp_path):
                 "--epochs", "1", "--val-split", "none", "--rationale-source", src, *TINY_TEXT)
     assert_one_error(res, 1, f"{src}:1", "nested too deeply")
     assert not (out / "model").exists()
+
+
+@pytest.mark.parametrize("split", ["../../escaped", "a/b", ".hidden", ""])
+def test_prepare_jsonl_split_names_cannot_be_paths(tmp_path, split):
+    """A split name becomes DATA_DIR/<split>.jsonl: a hostile one must not write outside DATA_DIR."""
+    src = jsonl_source(tmp_path / "src", [{"id": "z", "split": split, "question": "Q?", "choices": ["a", "b"],
+                                           "answer": 0}])
+    res = mmcot("prepare", src, "--out", tmp_path / "a" / "data")
+    assert_one_error(res, 1, f"{src}:7", "split")
+    assert not (tmp_path / "a").exists() and not list(tmp_path.rglob("escaped*"))

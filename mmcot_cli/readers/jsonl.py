@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from mmcot_cli.progress import track
 from mmcot_cli.readers.common import (BadItems, SplitResult, answer_error, choices_error, make_record,
                                       settle_images, write_outputs)
 
+SPLIT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")  # DATA_DIR/<split>.jsonl: no path, no dot file
 KNOWN_FIELDS = ("id", "split", "question", "choices", "answer", "context", "image", "rationale", "lecture",
                 "solution")
 
@@ -61,8 +63,9 @@ def row_error(row: Any) -> str | None:
             return f"missing field {name!r}"
     if isinstance(row["id"], bool) or not isinstance(row["id"], (str, int)) or str(row["id"]).strip() == "":
         return f"'id' is {row['id']!r}, expected a non-empty string or an integer"
-    if not isinstance(row["split"], str) or not row["split"].strip():
-        return "'split' must be a non-empty string"
+    if not isinstance(row["split"], str) or not SPLIT_NAME.fullmatch(row["split"]):
+        return (f"'split' is {str(row['split'])[:40]!r}: a split name is letters, digits, '_', '-' or '.' "
+                "(it names a file)")
     if not isinstance(row["question"], str) or not row["question"].strip():
         return "'question' must be a non-empty string"
     err = choices_error(row["choices"])
