@@ -20,7 +20,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from mmcot_cli.errors import MMCoTError, UsageError
+from mmcot_cli.errors import MMCoTError
 from mmcot_cli.io import write_json
 
 SUMMARY = "ablation.json"
@@ -60,6 +60,15 @@ class AblationConfig:
     gallery: int = 50
     n_problems: int | None = None  # override the size's benchmark size
     settings: tuple[str, ...] = tuple(s.name for s in SETTINGS)
+
+    def __post_init__(self) -> None:  # numbers: exit 2 naming the option, before anything is written
+        from mmcot_cli.validate import check_seed, non_negative_int, positive_int
+
+        check_seed("--seed", self.seed)
+        positive_int("--problems", self.n_problems, optional=True)
+        positive_int("--threads", self.threads)
+        positive_int("workers", self.workers, optional=True)
+        non_negative_int("gallery", self.gallery)
 
 
 def generic_captions(problems: dict) -> dict[str, str]:
@@ -220,8 +229,6 @@ def run_ablation(cfg: AblationConfig, step=None) -> dict:
         from mmcot_cli.errors import UnknownNameError
 
         raise UnknownNameError("ablation setting", (unknown or ["(none)"])[0], list(known))
-    if cfg.workers is not None and cfg.workers < 1:
-        raise UsageError(f"workers must be >= 1, got {cfg.workers}")
     chosen = [s for s in SETTINGS if s.name in cfg.settings]
     out = Path(cfg.out)
     _prepare_out(out, False)

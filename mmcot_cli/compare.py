@@ -7,13 +7,12 @@ An input is a score object (what `mmcot score --json` prints, saved to a file), 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from mmcot_cli.errors import DataError, UsageError
-from mmcot_cli.io import read_jsonl, read_text
+from mmcot_cli.io import loads, read_jsonl, read_text
 
 Warn = Callable[[str], None]
 
@@ -35,10 +34,12 @@ def columns() -> list[tuple[str, str]]:
 def _is_score_object(path: Path) -> dict | None:
     if path.is_dir():
         return None
-    try:
-        obj = json.loads(read_text(path, "score object or predictions file"))
-    except json.JSONDecodeError:
-        return None  # JSONL predictions
+    try:  # strict and safe: deep nesting, NaN, 1e999 are one DataError naming the file
+        obj = loads(read_text(path, "score object or predictions file"), str(path))
+    except DataError as e:
+        if "invalid JSON: Extra data" in str(e):
+            return None  # JSONL predictions (several objects)
+        raise
     if isinstance(obj, dict) and ("acc_average" in obj or "has_answers" in obj):
         return obj
     return None
@@ -57,6 +58,13 @@ def _rouge_of_run(spec_path: str, cfg: CompareConfig, warn: Warn | None) -> floa
     gold = {str(r["qid"]): r for r in load_gold(cfg.data, cfg.split)}
     qids = [q for q in rationales if q in gold]
     return rationale_metrics([rationales[q] for q in qids], [rationale_reference(gold[q]) for q in qids])["rouge_l"]
+
+
+def _plain_number(value) -> bool:
+    """A number a table can print (not a bool, not an int beyond float range)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return abs(value) < 1e300
 
 
 def load_values(spec: str, cfg: CompareConfig, warn: Warn | None = None) -> dict:
@@ -78,9 +86,12 @@ def load_values(spec: str, cfg: CompareConfig, warn: Warn | None = None) -> dict
         if obj.get("rationale") is None:
             obj["rationale"] = {"rouge_l": _rouge_of_run(raw, cfg, warn)}
     values = {key: obj.get(key) for key, _ in columns()[:-1]}
-    values["rationale_rouge_l"] = (obj.get("rationale") or {}).get("rouge_l")
+    rationale = obj.get("rationale")
+    if rationale is not None and not isinstance(rationale, dict):
+        raise DataError(f"{path}: rationale is {type(rationale).__name__}, expected an object or null")
+    values["rationale_rouge_l"] = (rationale or {}).get("rouge_l")
     for key, value in values.items():
-        if value is not None and not isinstance(value, (int, float)):
+        if value is not None and not _plain_number(value):
             raise DataError(f"{path}: {key} is {type(value).__name__}, expected a number or null")
     return {"label": label or default_label(path), "source": str(path), "values": values}
 

@@ -25,6 +25,7 @@ from mmcot_cli.data import PrepareConfig, load_records, prepare
 from mmcot_cli.devices import parse_device
 from mmcot_cli.errors import MMCoTError, UnknownNameError, UsageError
 from mmcot_cli.io import read_json, read_jsonl, write_json
+from mmcot_cli.outputs import check_output_dir
 from mmcot_cli.plugins import get_vision_backbone
 from mmcot_cli.progress import ForwardedProgress
 from mmcot_cli.score import CATEGORIES, ScoreConfig, score, score_records
@@ -106,7 +107,12 @@ Step = Callable[[str], None]
 
 
 def _prepare_out(out: Path, generate_only: bool) -> None:
-    """Refuse to clobber a folder that is not an earlier output of the same kind; clear an earlier demo run."""
+    """Refuse to clobber a folder that is not an earlier output of the same kind; clear an earlier demo run.
+
+    The output guard first (for `demo` and `demo --ablation`): never a file, an input folder or inside one, or
+    another command's output; a benchmark folder that --generate-only replaces is checked below."""
+    if not (generate_only and (out / "problems.json").is_file()):
+        check_output_dir(out, "demo")
     if not out.exists():
         return
     if not out.is_dir():

@@ -23,7 +23,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from mmcot_cli.errors import DataError, UsageError, first_line
-from mmcot_cli.io import read_json
+from mmcot_cli.io import make_dir, read_json
+from mmcot_cli.outputs import check_output_dir, mark_output_dir
 
 STORE_DTYPES = ("float16", "float32")  # what the feature store holds
 ZERO_ROW = -1  # a stored row of zeros (see plan_split)
@@ -147,11 +148,11 @@ def read_name_map(path: str | Path) -> dict[str, int]:
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected a JSON object {{qid: row}}")
     out = {}
-    for qid, row in data.items():
-        try:
-            out[str(qid)] = int(row)
-        except (TypeError, ValueError):
-            raise DataError(f"{path}: qid {qid}: row {row!r} is not an integer") from None
+    for qid, row in data.items():  # the release writes rows as strings ("17"); ints are fine, 1.5 or true are not
+        text = row.strip() if isinstance(row, str) else None
+        if isinstance(row, bool) or not (isinstance(row, int) or (text and len(text) < 19 and text.lstrip("-").isdigit())):
+            raise DataError(f"{path}: qid {qid}: row {str(row)[:40]!r} is not an integer")
+        out[str(qid)] = int(row)
     return out
 
 
@@ -215,6 +216,8 @@ def import_feature_file(cfg: ImportFeaturesConfig) -> dict:
     from mmcot_cli.progress import make_progress
     from mmcot_cli.store import DEFAULT_CHUNK_SIZE, FORMAT, check_identity, refresh_store_files
 
+    check_output_dir(cfg.out, "import-features", inputs={"FILE": cfg.file, "--name-map": cfg.name_map,
+                                                          "--data": cfg.data_dir})
     backbone = get_vision_backbone(cfg.backbone)
     rf = open_feature_file(cfg.file)
     if tuple(rf.shape[1:]) != tuple(backbone.feature_shape):
@@ -233,6 +236,8 @@ def import_feature_file(cfg: ImportFeaturesConfig) -> dict:
     identity = {"format": FORMAT, "backbone": backbone.name, "variant": "", "weights": f"imported:{rf.path.name}",
                 "feature_shape": list(rf.shape[1:]), "dtype": dtype, "chunk_size": DEFAULT_CHUNK_SIZE}
     check_identity(root, identity, list(identity))  # before any file is written
+    make_dir(root)
+    mark_output_dir(root, "import-features")
     summary = {"out": str(cfg.out), "file": str(rf.path), "backbone": backbone.name,
                "feature_shape": list(rf.shape[1:]), "file_dtype": rf.dtype.name, "dtype": dtype, "splits": {}}
     with make_progress() as progress:

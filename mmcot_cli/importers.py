@@ -21,7 +21,9 @@ from pathlib import Path
 
 from mmcot_cli.errors import DataError, UsageError, first_line
 from mmcot_cli.io import atomic_dir, read_json
+from mmcot_cli.outputs import check_output_dir, mark_output_dir
 from mmcot_cli.t5_dirs import check_t5_dir, head_is_tied, load_tokenizer, weight_files
+from mmcot_cli.validate import positive_int
 
 LAYOUTS = {"v1": "", "v2": "encoder."}  # where each release put the fusion layers
 FUSION_KEYS = {  # the original's name (after the layout prefix) → mmcot's
@@ -54,6 +56,10 @@ class ImportRunConfig:
     prompt_format: str | None = None  # default: the stage's format in the original scripts
     use_caption: bool = False
     max_input_len: int = 512
+
+    def __post_init__(self) -> None:
+        positive_int("--image-tokens", self.image_tokens, optional=True)
+        positive_int("max_input_len", self.max_input_len)
 
 
 def sha256_of(path: Path) -> str:
@@ -115,11 +121,26 @@ def split_fusion(state: dict, where: Path) -> tuple[dict, dict, str | None]:
     return t5, fusion, layout
 
 
+# Sizes a T5 config.json gives; a hostile value (10**12 layers) would otherwise build modules for ever.
+CONFIG_SIZES = {"num_layers": 1024, "num_decoder_layers": 1024, "num_heads": 4096, "d_model": 1 << 20,
+                "d_kv": 1 << 20, "d_ff": 1 << 22, "vocab_size": 1 << 24, "relative_attention_num_buckets": 1 << 16}
+
+
+def check_config_sizes(config_dict: dict, path: Path) -> None:
+    for key, limit in CONFIG_SIZES.items():
+        value = config_dict.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+            raise DataError(f"{path}: {key} is {str(value)[:40]!r}, expected a whole number in [1, {limit}]")
+
+
 def t5_parameter_shapes(config_dict: dict, where: Path) -> dict:
     """name → shape of every T5 parameter the config describes (built on the meta device: no memory)."""
     import torch
     from transformers import T5Config, T5ForConditionalGeneration
 
+    check_config_sizes(config_dict, where / "config.json")
     try:
         config = T5Config.from_dict(config_dict)
         with torch.device("meta"):
@@ -205,8 +226,9 @@ def import_run(cfg: ImportRunConfig) -> dict:
         raise UsageError(f"unknown stage {cfg.stage!r}; choose one of: {', '.join(STAGE_FORMATS)}")
     ckpt = Path(cfg.checkpoint).expanduser()
     out = Path(cfg.out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UsageError(f"{out}: already exists and is not empty; choose another --out")
+    check_output_dir(out, "import-run", inputs={"CHECKPOINT": ckpt})
+    if out.exists() and any(out.iterdir()):  # an import never replaces a run, not even another import
+        raise UsageError(f"--out {out}: already exists and is not empty; choose another --out")
     default_format, out_len = STAGE_FORMATS[cfg.stage]
     prompt_format = cfg.prompt_format or default_format
     split_format(prompt_format)  # unknown formats fail here with the known ones listed
@@ -233,6 +255,7 @@ def import_run(cfg: ImportRunConfig) -> dict:
     with atomic_dir(out) as tmp:
         save_run_model(model, tokenizer, tmp / "model", meta.model_meta())
         meta.save(tmp)
+        mark_output_dir(tmp, "import-run")
     return {"run": str(out), "stage": cfg.stage, "prompt_format": prompt_format, "layout": layout or "text-only",
             "tied_head": tied, "image_shape": list(image_shape) if image_shape else None,
             "vision_backbone": meta.vision_backbone, "source": source,

@@ -248,6 +248,10 @@ def atomic_dir(path: str | os.PathLike, replace: bool = True) -> Iterator[Path]:
             os.replace(tmp, path)
     except FileExistsError:
         raise
+    except DataError as e:  # a writer inside the block named its temporary path: name the output instead
+        if str(tmp) not in str(e):
+            raise
+        raise DataError(str(e).replace(str(tmp), str(path))) from None
     except Exception as e:
         reason = write_fault(e)
         if reason is None:

@@ -36,6 +36,22 @@ class ReportConfig:
     seed: int = 0  # which wrong answers are sampled
     title: str = "mmcot report"
 
+    def __post_init__(self) -> None:
+        from mmcot_cli.validate import check_seed, non_negative_int
+
+        non_negative_int("--gallery", self.gallery)
+        check_seed("--seed", self.seed)
+
+    def input_paths(self) -> dict[str, Path]:
+        """Every file the report reads ({label: path}), for the output guard."""
+        paths = {"--data": Path(self.data), "--data split": Path(self.data) / f"{self.split}.jsonl"}
+        for spec in self.inputs:
+            path = Path(split_label(spec)[1])
+            paths[str(path)] = path
+            for name in (f"preds-{self.split}.jsonl", "metrics.jsonl", RUN_CONFIG):
+                paths[str(path / name)] = path / name
+        return paths
+
 
 @dataclass
 class RunResult:
@@ -203,8 +219,10 @@ def collect(cfg: ReportConfig, warn: Warn | None = None) -> dict:
 
 def write_report(cfg: ReportConfig, warn: Warn | None = None) -> dict:
     """Build the report and write it atomically to cfg.out; returns a short summary."""
+    from mmcot_cli.outputs import check_output_file
     from mmcot_cli.report_html import render
 
+    check_output_file(cfg.out, "report", inputs=cfg.input_paths())  # before reading anything
     report = collect(cfg, warn)
     html = render(report)
     with atomic_open(cfg.out) as fh:

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from mmcot_cli.errors import UsageError
+from mmcot_cli.validate import check_seed, positive_float, positive_int, probability
 
 DEFAULT_TEMPERATURE = 0.7
 
@@ -23,17 +24,17 @@ class Sampling:
     top_p: float | None = None
     seed: int | None = None
 
+    def __post_init__(self) -> None:  # NaN, infinities and out-of-range values: exit 2 naming the option
+        positive_int("--num-samples", self.num_samples)
+        positive_float("--temperature", self.temperature, optional=True)
+        probability("--top-p", self.top_p, optional=True)
+        check_seed("--seed", self.seed, optional=True)
+
     @property
     def enabled(self) -> bool:
         return self.num_samples > 1 or self.temperature is not None or self.top_p is not None
 
     def check(self, num_beams: int) -> "Sampling":
-        if self.num_samples < 1:
-            raise UsageError("--num-samples must be at least 1")
-        if self.temperature is not None and self.temperature <= 0:
-            raise UsageError("--temperature must be > 0 (leave sampling off for greedy decoding)")
-        if self.top_p is not None and not 0 < self.top_p <= 1:
-            raise UsageError("--top-p must be in (0, 1]")
         if self.enabled and num_beams > 1:
             raise UsageError("--num-beams and sampling (--num-samples/--temperature/--top-p) are exclusive")
         if self.seed is not None and not self.enabled:

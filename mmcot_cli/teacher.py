@@ -16,13 +16,12 @@ rationale, `{qid, rationale, answer_index, answer_from: "given"|"parsed"|null, c
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from mmcot_cli.errors import DataError
-from mmcot_cli.io import read_text, write_jsonl
+from mmcot_cli.io import loads, read_text, write_jsonl
 from mmcot_cli.rationales import _sha256
 from mmcot_cli.answers import extract_answer, letter_to_index
 
@@ -92,11 +91,7 @@ def read_candidates(path: str | Path, skip_bad: bool = False, warn: Warn | None 
             continue
         where = f"{path}:{lineno}"
         try:
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{where}:{e.colno}: invalid JSON: {e.msg}") from None
-            out.extend(_row_candidates(row, where))
+            out.extend(_row_candidates(loads(line, where, one_line=True), where))
         except DataError as e:
             if not skip_bad:
                 raise
@@ -151,7 +146,10 @@ def collect_rationales(source: str | Path, data_dir: str | Path, split: str, out
                        only_correct: bool, skip_bad: bool = False, warn: Warn | None = None) -> dict:
     """`mmcot rationales import|filter`: write the rationale set for `split` and report what was kept."""
     from mmcot_cli.data import load_records
+    from mmcot_cli.outputs import check_output_file, input_files
 
+    check_output_file(out, "rationales", inputs={"SOURCE": source, "--data": data_dir,
+                                                 **input_files(data_dir, [f"{split}.jsonl"])})
     records = load_records(data_dir, split)
     if only_correct and all(r.get("answer") is None for r in records):
         raise DataError(f"{data_dir}: split {split!r} is predict-only (no answers): nothing to filter against")

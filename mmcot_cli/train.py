@@ -29,15 +29,16 @@ from mmcot_cli.answers import answer_index
 from mmcot_cli.checkpoints import (CHECKPOINT_PREFIX, append_metrics, list_checkpoints,  # noqa: F401 (re-exports)
                                    load_optimizer_state, rng_state, save_checkpoint, set_rng_state,
                                    truncate_metrics)
+from mmcot_cli.run_dir import check_run_dir
 from mmcot_cli.collate import Collator, LengthGroupedBatchSampler
 from mmcot_cli.errors import MMCoTError, UsageError
 from mmcot_cli.inference import feature_getter, generate_texts
 from mmcot_cli.io import make_dir, read_json
 from mmcot_cli.model import build_model, first_non_finite, load_run_model, save_run_model
-from mmcot_cli.outputs import check_output_dir, mark_output_dir
+from mmcot_cli.outputs import mark_output_dir
 from mmcot_cli.prompts import STAGE_PRESETS
 from mmcot_cli.rationale_metrics import rouge_l
-from mmcot_cli.runs import RUN_CONFIG, RunMeta
+from mmcot_cli.runs import RunMeta
 from mmcot_cli.stage_data import (StageData, StageInputs, build_stage_data, read_stage_inputs,  # noqa: F401
                                   run_meta, split_records, stage_prompts, stage_rationales)
 from mmcot_cli.train_config import (MIXED_PRECISION, TRAIN_ON, TrainConfig,  # noqa: F401
@@ -48,37 +49,6 @@ STAGES = STAGE_PRESETS  # stage → StagePreset (prompt format, max output token
 
 class TrainingDiverged(MMCoTError):
     """The loss became NaN or infinite."""
-
-
-# --------------------------------------------------------------------------- checks before anything is written
-
-
-def _check_resume_config(run_dir: Path, cfg: TrainConfig, world_size: int) -> None:
-    saved = RunMeta.load(run_dir)
-    changed = cfg.changed_since(saved.train_config)
-    if changed:
-        key, before, now = changed
-        raise UsageError(f"{run_dir}/{RUN_CONFIG}: --resume with a different {key} ({before!r} before, {now!r} now)")
-    if saved.world_size != world_size:
-        raise UsageError(f"{run_dir}: run was trained with {saved.world_size} processes, resumed with "
-                         f"{world_size}; the data position is per process, so use the same number")
-
-
-def check_run_dir(run_dir: Path, cfg: TrainConfig, world_size: int) -> list[Path]:
-    """The run's checkpoints to resume from ([] for a new run); refuses to overwrite or to resume nothing."""
-    check_output_dir(run_dir, "train", inputs={"--data": cfg.data_dir, "--features": cfg.features,
-                                               "--rationales": cfg.rationales})
-    if not cfg.resume:
-        if (run_dir / RUN_CONFIG).exists() or (run_dir / "model").exists():
-            raise UsageError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
-        return []
-    if not (run_dir / RUN_CONFIG).is_file():
-        raise UsageError(f"{run_dir}: nothing to resume (no {RUN_CONFIG})")
-    _check_resume_config(run_dir, cfg, world_size)
-    return list_checkpoints(run_dir)
-
-
-# --------------------------------------------------------------------------- evaluation
 
 
 def validation_predictions(model, tokenizer, data: StageData, indices: list[int], store, cfg: TrainConfig,

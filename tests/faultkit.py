@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -135,3 +136,52 @@ def tiny_tmpfs(path: Path, size: str = "16k", readonly: bool = False):
         yield path
     finally:
         subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+# --------------------------------------------------------------------------- inputs of the later commands
+
+
+def jsonl_source(folder: Path, extra: list[dict] | None = None) -> Path:
+    """A generic-JSONL source (`prepare --format jsonl`): four problems in train, two in test."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [{"id": f"q{i}", "split": "train" if i < 4 else "test", "question": f"Question {i}?",
+             "choices": ["yes", "no"], "answer": i % 2} for i in range(6)] + list(extra or [])
+    path = folder / "d.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def aokvqa_item(i: int) -> dict:
+    return {"question_id": f"a{i}", "image_id": i, "question": f"What is {i}?", "choices": ["a", "b", "c", "d"],
+            "correct_choice_idx": i % 4, "direct_answers": ["a"] * 10, "difficult_direct_answer": False,
+            "rationales": ["because a", "since a", "a it is"]}
+
+
+def aokvqa_source(folder: Path, splits: dict[str, list[dict]] | None = None) -> Path:
+    """An A-OKVQA folder (aokvqa_v1p0_<split>.json), no images."""
+    folder.mkdir(parents=True, exist_ok=True)
+    splits = splits or {"train": [aokvqa_item(i) for i in range(4)], "val": [aokvqa_item(i) for i in (4, 5)]}
+    for split, items in splits.items():
+        (folder / f"aokvqa_v1p0_{split}.json").write_text(json.dumps(items))
+    return folder
+
+
+def predictions(world: World, path: Path, split: str = "test") -> Path:
+    """A predictions file for the world's `split` (every answer (A)): input of report, compare, rationales."""
+    rows = [json.loads(line) for line in (world.data / f"{split}.jsonl").read_text().splitlines()]
+    path.write_text("".join(json.dumps({"qid": r["qid"], "prediction": "Solution: x. The answer is (A)."}) + "\n"
+                            for r in rows))
+    return path
+
+
+def release_features(world: World, folder: Path) -> tuple[Path, Path]:
+    """An original-release-style feature file for the `patches` backbone and its name_map.json (every world
+    problem with an image, all splits)."""
+    import numpy as np
+
+    folder.mkdir(parents=True, exist_ok=True)
+    qids = [json.loads(line)["qid"] for s in ("train", "val", "test")
+            for line in (world.data / f"{s}.jsonl").read_text().splitlines() if json.loads(line)["image"]]
+    np.save(folder / "patches.npy", np.zeros((len(qids), 49, 192), dtype=np.float32))
+    (folder / "name_map.json").write_text(json.dumps({q: str(i) for i, q in enumerate(qids)}))
+    return folder / "patches.npy", folder / "name_map.json"

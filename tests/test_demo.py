@@ -116,7 +116,7 @@ def test_refuses_foreign_folder_and_bad_options(cli, tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
     result = cli("demo", "--tiny", "--out", tmp_path / "mine")
-    assert result.exit_code == 2 and "not an mmcot demo folder" in result.stderr
+    assert result.exit_code == 2 and "not written by `mmcot demo`" in result.stderr  # the shared output guard
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
     result = cli("demo", "--tiny", "--out", tmp_path / "x", "--backbone", "nope")
     assert result.exit_code == 2 and "nope" in result.stderr

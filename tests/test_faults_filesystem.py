@@ -11,8 +11,8 @@ import stat
 import subprocess
 
 import pytest
-from faultkit import (TINY_TEXT, assert_one_error, checksums, leftovers, mmcot, mmcot_subprocess, tiny_tmpfs,
-                      world)  # noqa: F401 (fixture)
+from faultkit import (TINY_TEXT, aokvqa_item, aokvqa_source, assert_one_error, checksums, jsonl_source, leftovers,
+                      mmcot, mmcot_subprocess, predictions, release_features, tiny_tmpfs, world)  # noqa: F401
 
 
 def test_prepare_no_space_leaves_no_split_files(world, tmp_path):
@@ -185,3 +185,117 @@ def test_outputs_have_ordinary_permissions(world):
 def test_metrics_are_strict_json(world):
     for line in (world.run / "metrics.jsonl").read_text().splitlines():
         json.loads(line, parse_constant=lambda c: pytest.fail(f"non-JSON literal {c} in metrics.jsonl"))
+
+
+# --------------------------------------------------------------------------- commands that landed later
+
+LONG = "x" * 400
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "aokvqa"])
+def test_prepare_format_no_space_leaves_no_split_files(tmp_path, fmt):
+    """The A-OKVQA and JSONL readers stage every split and the manifest: a full disk leaves none of them."""
+    if fmt == "jsonl":
+        src = jsonl_source(tmp_path / "src", [{"id": f"x{i}", "split": "val", "question": LONG, "choices": ["a", "b"],
+                                               "answer": 0} for i in range(40)])
+    else:
+        src = aokvqa_source(tmp_path / "src", {"train": [dict(aokvqa_item(i), question=LONG) for i in range(40)],
+                                               "val": [aokvqa_item(i) for i in range(40, 44)]})
+    before = checksums(src)
+    with tiny_tmpfs(tmp_path / "full", "8k") as full:
+        out = full / "data"
+        res = mmcot("-q", "prepare", src, "--out", out)
+        assert_one_error(res, 1, str(out), "No space left on device")
+        assert not out.exists() or sorted(os.listdir(out)) == []
+    assert checksums(src) == before
+
+
+def test_prepare_format_write_fault_mid_way_leaves_no_split_files(tmp_path, monkeypatch):
+    """A fault on the manifest (the last file) still leaves no split file behind (monkeypatched: no root)."""
+    import mmcot_cli.readers.common as common
+
+    def no_space(path, obj):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(common, "write_json", no_space)
+    out = tmp_path / "data"
+    res = mmcot("-q", "prepare", jsonl_source(tmp_path / "src"), "--out", out)
+    assert_one_error(res, 1, str(out), "No space left on device")
+    assert not out.exists() or sorted(os.listdir(out)) == []
+
+
+def test_report_no_space(world, tmp_path):
+    run = world.copy("run", tmp_path)
+    predictions(world, run / "preds-test.jsonl")
+    with tiny_tmpfs(tmp_path / "full", "4k") as full:
+        res = mmcot("-q", "report", run, "--data", world.data, "--out", full / "r.html")
+        assert_one_error(res, 1, str(full / "r.html"), "No space left on device")
+        assert os.listdir(full) == []
+
+
+@pytest.mark.parametrize("sub", ["import", "filter"])
+def test_rationales_no_space(world, tmp_path, sub):
+    qids = [json.loads(line)["qid"] for line in (world.data / "test.jsonl").read_text().splitlines()]
+    src = tmp_path / "teacher.jsonl"
+    src.write_text("".join(json.dumps({"qid": q, "rationale": f"{LONG} The answer is (A).", "answer": 0}) + "\n"
+                           for q in qids for _ in range(20)))
+    with tiny_tmpfs(tmp_path / "full", "4k") as full:
+        res = mmcot("-q", "rationales", sub, src, "--data", world.data, "--split", "test", "--out", full / "s.jsonl")
+        if res.exit_code == 0:
+            pytest.skip("the rationale set fitted into the tmpfs")
+        assert_one_error(res, 1, str(full / "s.jsonl"), "No space left on device")
+        assert os.listdir(full) == []
+
+
+def test_import_run_no_space_leaves_no_temp_dir(tmp_path):
+    from t5_layouts import make_t5_dir
+
+    ckpt = make_t5_dir(tmp_path / "ckpt", tokenizer="spiece", weights="bin", tied=True)
+    before = checksums(ckpt)
+    with tiny_tmpfs(tmp_path / "full", "16k") as full:
+        res = mmcot("-q", "import-run", ckpt, "--stage", "answer", "--out", full / "run")
+        assert_one_error(res, 1, str(full / "run"), "No space left on device")
+        assert os.listdir(full) == []
+    assert checksums(ckpt) == before
+
+
+def test_import_features_no_space(world, tmp_path):
+    npy, name_map = release_features(world, tmp_path / "release")
+    before = checksums(tmp_path / "release")
+    with tiny_tmpfs(tmp_path / "full", "16k") as full:
+        res = mmcot("-q", "import-features", npy, "--name-map", name_map, "--data", world.data, "--backbone",
+                    "patches", "--out", full / "f")
+        assert_one_error(res, 1, "No space left on device")
+        assert leftovers(full) == []
+    assert checksums(tmp_path / "release") == before
+
+
+def test_ablation_no_space(tmp_path):
+    with tiny_tmpfs(tmp_path / "full", "4k") as full:
+        res = mmcot("-q", "demo", "--ablation", "--tiny", "--out", full / "abl")
+        errors = [line for line in res.stderr.splitlines() if line.startswith("error")]  # after the ▶ steps
+        assert res.exit_code == 1 and "Traceback" not in res.stderr and len(errors) == 1, res.stderr
+        assert "No space left on device" in errors[0] and str(full / "abl") in errors[0]
+        assert leftovers(full) == []
+
+
+@pytest.mark.parametrize("case", ["compare_markdown", "compare_json", "rationales_json", "prepare_jsonl_json",
+                                  "report_json", "import_features_json"])
+def test_later_commands_stdout_full_is_one_line(world, tmp_path, case):
+    preds = predictions(world, tmp_path / "preds.jsonl")
+    score = tmp_path / "score.json"
+    score.write_text('{"acc_average": 80.0}')
+    npy, name_map = release_features(world, tmp_path / "release")
+    args = {
+        "compare_markdown": ["compare", score, score, "--markdown"],
+        "compare_json": ["compare", score, score, "--json"],
+        "rationales_json": ["-q", "rationales", "import", preds, "--data", world.data, "--split", "test", "--out",
+                            tmp_path / "s.jsonl", "--json"],
+        "prepare_jsonl_json": ["-q", "prepare", jsonl_source(tmp_path / "src"), "--out", tmp_path / "d", "--json"],
+        "report_json": ["-q", "report", preds, "--data", world.data, "--out", tmp_path / "r.html", "--json"],
+        "import_features_json": ["-q", "import-features", npy, "--name-map", name_map, "--data", world.data,
+                                 "--split", "test", "--backbone", "patches", "--out", tmp_path / "f", "--json"],
+    }[case]
+    with open("/dev/full", "w") as full:
+        proc = mmcot_subprocess(*args, stdout=full)
+    assert_one_error(proc, 1, "cannot write to standard output", "No space left on device")

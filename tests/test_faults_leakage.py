@@ -67,3 +67,46 @@ def test_a_subset_that_is_not_a_known_pair_is_leakage():
 
     with pytest.raises(DataError, match="qid 1"):
         check_split_overlap({"train": ["1", "2"], "test": ["1"]}, "pid_splits.json")  # test ⊆ train: leakage
+
+
+# --------------------------------------------------------------------------- prepare --format aokvqa|jsonl
+
+
+def test_jsonl_id_in_two_splits_is_leakage(tmp_path):
+    from faultkit import jsonl_source
+
+    src = jsonl_source(tmp_path / "src", [{"id": "q1", "split": "test", "question": "Again?", "choices": ["a", "b"],
+                                           "answer": 0}])
+    before = checksums(src)
+    for extra in ([], ["--skip-bad"]):  # leakage is not a bad item to skip
+        res = mmcot("prepare", src, "--out", tmp_path / "data", *extra)
+        assert_one_error(res, 1, "qid q1", "'train'", "'test'", str(src), "--allow-overlap")
+        assert not (tmp_path / "data").exists() and checksums(src) == before
+    res = mmcot("-q", "prepare", src, "--out", tmp_path / "data", "--allow-overlap", "--json")
+    assert res.exit_code == 0, res.stderr
+    for split in ("train", "test"):
+        qids = [json.loads(line)["qid"] for line in (tmp_path / "data" / f"{split}.jsonl").read_text().splitlines()]
+        assert "q1" in qids
+
+
+def test_jsonl_duplicate_id_within_a_split_stays_a_bad_item(tmp_path):
+    from faultkit import jsonl_source
+
+    src = jsonl_source(tmp_path / "src", [{"id": "q1", "split": "train", "question": "Again?", "choices": ["a", "b"],
+                                           "answer": 0}])
+    res = mmcot("prepare", src, "--out", tmp_path / "data", "--allow-overlap")
+    assert_one_error(res, 1, "id q1", "duplicate id in split train")
+
+
+def test_aokvqa_question_in_two_splits_is_leakage(tmp_path):
+    from faultkit import aokvqa_item, aokvqa_source
+
+    src = aokvqa_source(tmp_path / "src", {"train": [aokvqa_item(i) for i in range(4)],
+                                           "val": [aokvqa_item(i) for i in (2, 5)]})
+    res = mmcot("prepare", src, "--out", tmp_path / "data")
+    assert_one_error(res, 1, "qid a2", "'train'", "'val'", "--allow-overlap")
+    assert not (tmp_path / "data").exists()
+    res = mmcot("-q", "prepare", src, "--out", tmp_path / "data", "--allow-overlap")
+    assert res.exit_code == 0, res.stderr
+    res = mmcot("-q", "prepare", src, "--out", tmp_path / "data2", "--splits", "val")  # only among prepared splits
+    assert res.exit_code == 0, res.stderr

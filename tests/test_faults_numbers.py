@@ -46,6 +46,19 @@ OTHER_CASES = [
     (["demo", "--seed", "-1"], "--seed"), (["demo", "--problems", "0"], "--problems"),
     (["demo", "--threads", "0"], "--threads"),
     (["prompts", "--limit", "-1"], "--limit"),
+    # commands and options that landed after the first pass
+    (["generate", "--num-samples", "0"], "--num-samples"), (["generate", "--temperature", "nan"], "--temperature"),
+    (["generate", "--temperature", "inf"], "--temperature"), (["generate", "--temperature", "0"], "--temperature"),
+    (["generate", "--temperature", "-1"], "--temperature"), (["generate", "--top-p", "0"], "--top-p"),
+    (["generate", "--top-p", "1.5"], "--top-p"), (["generate", "--top-p", "nan"], "--top-p"),
+    (["generate", "--num-samples", "2", "--seed", "-1"], "--seed"),
+    (["generate", "--num-samples", "2", "--seed", str(2**40)], "--seed"),
+    (["import-run", "--image-tokens", "0"], "--image-tokens"),
+    (["import-run", "--image-tokens", "-3"], "--image-tokens"),
+    (["report", "--gallery", "-1"], "--gallery"), (["report", "--seed", "-1"], "--seed"),
+    (["report", "--seed", str(2**40)], "--seed"),
+    (["demo", "--ablation", "--seed", "-1"], "--seed"), (["demo", "--ablation", "--problems", "0"], "--problems"),
+    (["demo", "--ablation", "--threads", "0"], "--threads"),
 ]
 
 
@@ -61,6 +74,8 @@ def test_other_commands_reject_bad_numbers(world, tmp_path, args, option):
         "score": [world.data / "test.jsonl", "--data", world.data],
         "demo": ["--tiny", "--out", tmp_path / "demo"],
         "prompts": [world.data],
+        "import-run": [world.run, "--stage", "answer", "--out", tmp_path / "imported"],
+        "report": [world.run, "--data", world.data, "--out", tmp_path / "r.html"],
     }[command]
     before = checksums(world.root)
     res = mmcot(command, *base, *extra)

@@ -40,3 +40,28 @@ def test_long_library_messages_are_cut_to_one_line(world, tmp_path, monkeypatch)
                 "--workers", "0")
     line = assert_one_error(res, 2, "bad thing")
     assert len(line) <= 410
+
+
+@pytest.mark.parametrize("name,needles", [("no-such-tracker", ["'no-such-tracker'", "tensorboard", "mlflow"])])
+def test_unknown_tracker_is_one_short_line(world, tmp_path, name, needles):
+    """train --report-to: an unknown tracker lists the known ones (exit 2) before anything is written."""
+    from faultkit import TINY_TEXT
+
+    res = mmcot("train", "--stage", "answer", "--prompt-format", "QCM-A", "--data", world.data, "--text-model",
+                "t5-scratch", "--out", tmp_path / "run", "--epochs", "1", "--val-split", "none", *TINY_TEXT,
+                "--report-to", name)
+    line = assert_one_error(res, 2, *needles)
+    assert len(line) < 300 and not (tmp_path / "run").exists()
+
+
+def test_missing_tracker_package_is_one_line(world, tmp_path, monkeypatch):
+    from faultkit import TINY_TEXT
+
+    import mmcot_cli.tracking as tracking
+
+    monkeypatch.setattr(tracking.importlib.util, "find_spec", lambda name, *a: None)
+    res = mmcot("train", "--stage", "answer", "--prompt-format", "QCM-A", "--data", world.data, "--text-model",
+                "t5-scratch", "--out", tmp_path / "run", "--epochs", "1", "--val-split", "none", *TINY_TEXT,
+                "--report-to", "wandb")
+    assert_one_error(res, 2, "--report-to wandb", "pip install wandb")
+    assert not (tmp_path / "run").exists()

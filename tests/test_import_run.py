@@ -179,6 +179,7 @@ def test_tied_t5_checkpoint_keeps_the_tie_and_the_scaling(tmp_path):
     ckpt = make_t5_dir(tmp_path / "uqa", tokenizer="spiece", weights="bin", tied=True)
     summary = import_run(ImportRunConfig(checkpoint=str(ckpt), stage="answer", out=str(tmp_path / "run")))
     assert summary["tied_head"] is True and summary["source"]["tokenizer"] == "spiece.model"
+    assert json.loads((tmp_path / "run" / ".mmcot-output.json").read_text())["command"] == "import-run"
     model = load_run_model(tmp_path / "run")[0]
     t5 = T5ForConditionalGeneration.from_pretrained(ckpt).eval()
     assert t5.config.scale_decoder_outputs and model.config.scale_decoder_outputs

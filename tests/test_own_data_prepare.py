@@ -117,10 +117,10 @@ def test_jsonl_bad_line_names_file_line_and_id(cli, tmp_path, bad, message):
 
 
 def test_jsonl_split_rules(cli, tmp_path):
-    rows = [_row(0), _row(0, split="val"), _row(1, split="val")]
+    rows = [_row(0), _row(0), _row(1, split="val")]
     (tmp_path / "d.jsonl").write_text(_lines(rows))
     result = cli("prepare", tmp_path / "d.jsonl", "--out", tmp_path / "o")
-    assert result.exit_code == 1 and "d.jsonl:2: id q0: duplicate id (first at" in result.stderr
+    assert result.exit_code == 1 and "d.jsonl:2: id q0: duplicate id in split train (first at" in result.stderr
     rows = [_row(0), {k: v for k, v in _row(1).items() if k != "answer"}]
     (tmp_path / "d.jsonl").write_text(_lines(rows))
     result = cli("prepare", tmp_path / "d.jsonl", "--out", tmp_path / "o")

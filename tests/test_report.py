@@ -102,7 +102,7 @@ def test_thumbnail_refuses_decompression_bombs_before_decoding(tmp_path):
 
     from mmcot_cli.images import ImageError, thumbnail_bytes
 
-    bomb_png(tmp_path / "big.png", 10_000, 7_000)  # 70 MP: above images.MAX_PIXELS, below Pillow's own limit
+    bomb_png(tmp_path / "big.png", 10_000, 8_000)  # 80 MP: above images.MAX_PIXELS (64 MP), below Pillow's own
     with pytest.raises(ImageError, match="decompression bomb"):
         thumbnail_bytes(tmp_path / "big.png", "7")
     from PIL import Image

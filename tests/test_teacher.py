@@ -109,6 +109,10 @@ def test_sampling_options():
     assert Sampling(num_samples=4).generate_kwargs() == {"do_sample": True, "num_return_sequences": 4,
                                                          "temperature": 0.7}
     assert Sampling(temperature=1.2, top_p=0.9).generate_kwargs()["top_p"] == 0.9
-    for bad in (Sampling(num_samples=2), Sampling(temperature=0), Sampling(top_p=1.5), Sampling(seed=3)):
+    for bad in (Sampling(num_samples=2), Sampling(seed=3)):  # combinations: checked against the beams
         with pytest.raises(UsageError):
             bad.check(num_beams=2 if bad.num_samples == 2 else 1)
+    for kwargs, option in (({"temperature": 0}, "--temperature"), ({"top_p": 1.5}, "--top-p"),
+                           ({"num_samples": 0}, "--num-samples"), ({"seed": -1}, "--seed")):
+        with pytest.raises(UsageError, match=option):  # numbers: on construction (library callers too)
+            Sampling(**kwargs)

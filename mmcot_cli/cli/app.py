@@ -116,25 +116,31 @@ def print_json(obj: Any) -> None:
     write_stdout(dumps(obj, indent=2) + "\n")
 
 
+def guarded(fn: Callable) -> Callable:
+    """`fn` with library errors as one stderr line and the error's exit code (also for sub-app commands)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kw):
+        try:
+            return fn(*args, **kw)
+        except MMCoTError as e:
+            fail(str(e), e.exit_code)
+        except OSError as e:  # a file-system fault the library did not name: still one line, exit 1
+            fail(os_error_line(e), 1)
+        except RecursionError:
+            fail("input nested too deeply (a hostile or corrupted file?)", 1)
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130)
+
+    return wrapper
+
+
 def command(name: str | None = None, **kwargs) -> Callable:
     """Register a Typer command whose library errors become one stderr line and the error's exit code."""
 
     def decorate(fn: Callable) -> Callable:
-        @functools.wraps(fn)
-        def wrapper(*args, **kw):
-            try:
-                return fn(*args, **kw)
-            except MMCoTError as e:
-                fail(str(e), e.exit_code)
-            except OSError as e:  # a file-system fault the library did not name: still one line, exit 1
-                fail(os_error_line(e), 1)
-            except RecursionError:
-                fail("input nested too deeply (a hostile or corrupted file?)", 1)
-            except KeyboardInterrupt:
-                typer.echo("interrupted", err=True)
-                raise typer.Exit(130)
-
-        app.command(name, **kwargs)(wrapper)
+        app.command(name, **kwargs)(guarded(fn))
         return fn
 
     return decorate

@@ -6,7 +6,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mmcot_cli.cli.app import command, print_json
+from mmcot_cli.cli.app import command, print_json, write_stdout
 from mmcot_cli.demo import DemoConfig, run_demo
 from mmcot_cli.progress import err_console
 from mmcot_cli.score import CATEGORIES
@@ -117,6 +117,8 @@ def _ablation(out: str, size: str, seed: int, threads: int | None, n_problems: i
     if json_out:
         print_json(result)
         return
-    typer.echo(open(result["paths"]["markdown"], encoding="utf-8").read(), nl=False)
+    from mmcot_cli.io import read_text
+
+    write_stdout(read_text(result["paths"]["markdown"], "Markdown file"))
     err_console.print(f"tables: {result['paths']['markdown']}\nreport: {result['paths']['report']}\n"
                       f"total {result['seconds']['total']:.0f} s")

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
-from typing import Callable
 
 import typer
 from rich.table import Table
 
-from mmcot_cli.cli.app import app, fail, print_json, warn
-from mmcot_cli.errors import MMCoTError
+from mmcot_cli.cli.app import app, guarded, print_json, warn
 from mmcot_cli.progress import err_console
 
 rationales_app = typer.Typer(help="Teacher rationales: import them, keep those that reach the gold answer.",
@@ -19,17 +16,6 @@ app.add_typer(rationales_app, name="rationales")
 
 _SOURCE_HELP = ("Teacher JSONL {qid, rationale, answer?} (several lines per qid allowed), predictions from "
                 "`mmcot generate --num-samples K`, or a rationale set.")
-
-
-def _errors_to_exit(fn: Callable) -> Callable:
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except MMCoTError as e:
-            fail(str(e), e.exit_code)
-
-    return wrapper
 
 
 def _report(summary: dict, json_out: bool) -> None:
@@ -55,7 +41,7 @@ def _run(source: Path, data: Path, split: str, out: Path, only_correct: bool, sk
 
 
 @rationales_app.command("import")
-@_errors_to_exit
+@guarded
 def import_command(
     source: Path = typer.Argument(..., help=_SOURCE_HELP),
     data: Path = typer.Option(..., "--data", help="DATA_DIR written by `mmcot prepare`."),
@@ -69,7 +55,7 @@ def import_command(
 
 
 @rationales_app.command("filter")
-@_errors_to_exit
+@guarded
 def filter_command(
     source: Path = typer.Argument(..., help=_SOURCE_HELP),
     data: Path = typer.Option(..., "--data", help="DATA_DIR written by `mmcot prepare`."),

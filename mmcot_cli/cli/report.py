@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mmcot_cli.cli.app import command, print_json, warn
+from mmcot_cli.cli.app import command, print_json, warn, write_stdout
 from mmcot_cli.progress import err_console
 
 
@@ -81,6 +81,6 @@ def compare_command(
     if json_out:
         print_json(table)
     elif markdown:
-        typer.echo(to_markdown(table), nl=False)
+        write_stdout(to_markdown(table))
     else:
         print_compare_table(table)

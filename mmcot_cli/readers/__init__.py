@@ -54,10 +54,13 @@ def prepare_source(source: str | Path, out: str | Path, fmt: str | None = None, 
         return {"format": "scienceqa", **summary}
     if captions is not None or strict:
         raise UsageError(f"--captions and --strict apply to ScienceQA only, not to format {fmt}")
+    from mmcot_cli.outputs import check_output_dir
+
+    check_output_dir(out, "prepare", inputs={"SRC": source, "--images": images})  # before reading anything
     if fmt == "aokvqa":
         from mmcot_cli.readers.aokvqa import prepare_aokvqa
 
-        return prepare_aokvqa(source, out, splits, images, skip_bad)
+        return prepare_aokvqa(source, out, splits, images, skip_bad, allow_overlap)
     from mmcot_cli.readers.jsonl import prepare_jsonl
 
-    return prepare_jsonl(source, out, splits, images, skip_bad)
+    return prepare_jsonl(source, out, splits, images, skip_bad, allow_overlap)

@@ -14,6 +14,7 @@ from typing import Any
 
 from mmcot_cli.errors import DataError, UnknownNameError
 from mmcot_cli.io import read_json
+from mmcot_cli.leakage import check_split_overlap
 from mmcot_cli.progress import track
 from mmcot_cli.readers.common import (BadItems, SplitResult, answer_error, choices_error, make_record,
                                       settle_images, string_list_error, write_outputs)
@@ -91,7 +92,7 @@ def _read_split(source: Path, split: str, images: Path | None, bad: BadItems, se
             bad.add(res, where, qid, err)
             continue
         if qid in seen:
-            bad.add(res, where, qid, f"duplicate question_id (first at {seen[qid]})")
+            bad.add(res, where, qid, f"duplicate question_id in split {split} (first at {seen[qid]})")
             continue
         seen[qid] = where
         image_paths = []
@@ -111,7 +112,7 @@ def _read_split(source: Path, split: str, images: Path | None, bad: BadItems, se
 
 
 def prepare_aokvqa(source: Path, out: Path, splits: tuple[str, ...] | None, images: Path | None,
-                   skip_bad: bool) -> dict:
+                   skip_bad: bool, allow_overlap: bool = False) -> dict:
     if not source.is_dir():
         raise DataError(f"{source}: not a directory (expected the folder holding aokvqa_{VERSION}_<split>.json)")
     present = present_splits(source)
@@ -123,13 +124,15 @@ def prepare_aokvqa(source: Path, out: Path, splits: tuple[str, ...] | None, imag
         raise DataError(f"{source}: no aokvqa_{VERSION}_<split>.json file")
     if images is not None and not images.is_dir():
         raise DataError(f"{images}: COCO image folder not found")
-    bad, warnings, seen = BadItems(skip_bad), [], {}
+    bad, warnings, seen = BadItems(skip_bad), [], {split: {} for split in wanted}
     if images is None:
         warnings.append("no --images COCO_DIR: records have no images (text-only)")
     results = {}
     for split in wanted:
-        results[split] = _read_split(source, split, images, bad, seen)
+        results[split] = _read_split(source, split, images, bad, seen[split])
         settle_images(split, results[split], bad, str(images), warnings)
+    # a question_id in two splits is leakage (an error even with --skip-bad), unless --allow-overlap
+    check_split_overlap({split: list(seen[split]) for split in wanted}, str(source), allow_overlap)
     bad.check(warnings)
     manifest = {"format": "aokvqa", "source": str(source.resolve()),
                 "files": [str(split_file(source, s).resolve()) for s in wanted],

@@ -1,5 +1,5 @@
 """What every non-ScienceQA reader shares: the DATA_DIR record builder, bad-item bookkeeping (--skip-bad), the
-image policy for partial downloads, and the atomic write of the split files and the manifest.
+image policy for partial downloads, and the staged write of the split files and the manifest (all or none).
 
 Records have the ScienceQA record schema (docs/FORMATS.md) so extract/train/generate/ask run unchanged; the
 fields ScienceQA alone has (grade, topic, skill, task, …) are "". Extra keys: `format`, `groups` ({field: value},
@@ -16,7 +16,8 @@ from typing import Any, Mapping, Sequence
 from mmcot_cli import __version__
 from mmcot_cli.data import MAX_CHOICES
 from mmcot_cli.errors import DataError
-from mmcot_cli.io import make_dir, write_json, write_jsonl
+from mmcot_cli.io import staged_files, write_json, write_jsonl
+from mmcot_cli.outputs import mark_output_dir
 
 
 def make_record(fmt: str, qid: str, split: str, question: str, choices: Sequence[str], answer: int | None, *,
@@ -116,12 +117,8 @@ def settle_images(split: str, res: SplitResult, bad: BadItems, where: str, warni
 
 
 def write_outputs(out: Path, results: Mapping[str, SplitResult], manifest: dict, warnings: list[str]) -> dict:
-    """Write each split atomically, then the manifest; return the `mmcot prepare --json` summary."""
-    if out.exists() and not out.is_dir():
-        raise DataError(f"{out}: exists and is not a directory")
-    make_dir(out)
-    for split, res in results.items():
-        write_jsonl(out / f"{split}.jsonl", res.records)
+    """Stage every split and the manifest, rename them into `out` together (a write fault leaves none of them),
+    and return the `mmcot prepare --json` summary."""
     manifest = {
         **manifest,
         "splits": {split: {"count": len(res.records), "with_images": res.with_images,
@@ -130,7 +127,11 @@ def write_outputs(out: Path, results: Mapping[str, SplitResult], manifest: dict,
                    for split, res in results.items()},
         "created_by": f"mmcot {__version__} prepare",
     }
-    write_json(out / "manifest.json", manifest)
+    with staged_files(out) as stage:
+        for split, res in results.items():
+            write_jsonl(stage / f"{split}.jsonl", res.records)
+        write_json(stage / "manifest.json", manifest)
+        mark_output_dir(stage, "prepare")
     return {
         "out": str(out), "format": manifest["format"], "source": manifest["source"],
         "images_dir": manifest.get("images_dir"), "captions": None,

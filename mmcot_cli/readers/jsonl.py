@@ -9,16 +9,18 @@
 
 from __future__ import annotations
 
-import json
+import re
 from pathlib import Path
 from typing import Any
 
 from mmcot_cli.errors import DataError, UnknownNameError
-from mmcot_cli.io import read_text
+from mmcot_cli.io import loads, read_text
+from mmcot_cli.leakage import check_split_overlap
 from mmcot_cli.progress import track
 from mmcot_cli.readers.common import (BadItems, SplitResult, answer_error, choices_error, make_record,
                                       settle_images, write_outputs)
 
+SPLIT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")  # DATA_DIR/<split>.jsonl: no path, no dot file
 KNOWN_FIELDS = ("id", "split", "question", "choices", "answer", "context", "image", "rationale", "lecture",
                 "solution")
 
@@ -61,8 +63,9 @@ def row_error(row: Any) -> str | None:
             return f"missing field {name!r}"
     if isinstance(row["id"], bool) or not isinstance(row["id"], (str, int)) or str(row["id"]).strip() == "":
         return f"'id' is {row['id']!r}, expected a non-empty string or an integer"
-    if not isinstance(row["split"], str) or not row["split"].strip():
-        return "'split' must be a non-empty string"
+    if not isinstance(row["split"], str) or not SPLIT_NAME.fullmatch(row["split"]):
+        return (f"'split' is {str(row['split'])[:40]!r}: a split name is letters, digits, '_', '-' or '.' "
+                "(it names a file)")
     if not isinstance(row["question"], str) or not row["question"].strip():
         return "'question' must be a non-empty string"
     err = choices_error(row["choices"])
@@ -107,10 +110,10 @@ def read_rows(files: list[Path], bad: BadItems) -> tuple[list[tuple[str, dict]],
             if not line.strip():
                 continue
             where = f"{path}:{lineno}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                bad.add(None, f"{where}:{e.colno}", None, f"invalid JSON: {e.msg}")
+            try:  # strict and safe: deep nesting, NaN, 1e999 are a bad line, not a traceback
+                row = loads(line, where, one_line=True)
+            except DataError as e:
+                bad.errors.append(str(e))
                 rejected.append((None, {"qid": None, "error": f"line {lineno}: invalid JSON"}))
                 continue
             err = row_error(row)
@@ -124,7 +127,7 @@ def read_rows(files: list[Path], bad: BadItems) -> tuple[list[tuple[str, dict]],
 
 
 def prepare_jsonl(source: Path, out: Path, splits: tuple[str, ...] | None, images: Path | None,
-                  skip_bad: bool) -> dict:
+                  skip_bad: bool, allow_overlap: bool = False) -> dict:
     files = source_files(source)
     bad, warnings = BadItems(skip_bad), []
     rows, rejected = read_rows(files, bad)
@@ -140,24 +143,26 @@ def prepare_jsonl(source: Path, out: Path, splits: tuple[str, ...] | None, image
         if isinstance(split, str) and split in results:
             results[split].skipped.append(item)
             results[split].listed += 1
-    seen: dict[str, str] = {}
+    seen: dict[str, dict[str, str]] = {split: {} for split in wanted}  # split → {id: where}
     for where, row in track(rows, "checking"):
         res = results.get(row["split"])
         if res is None:
             continue
         res.listed += 1
         qid = str(row["id"])
-        if qid in seen:  # features are stored by id, so an id must be unique across splits
-            bad.add(res, where, qid, f"duplicate id (first at {seen[qid]})")
+        if qid in seen[row["split"]]:  # features are stored by id, so an id is unique within a split
+            bad.add(res, where, qid, f"duplicate id in split {row['split']} (first at {seen[row['split']][qid]})")
             continue
-        seen[qid] = where
+        seen[row["split"]][qid] = where
         base = images if images is not None else Path(where.rsplit(":", 1)[0]).parent
         record, missing = _record(row, base)
         if missing is not None:
             res.pending_images.append((qid, missing))
         res.records.append(record)
+    # an id in two splits is leakage (an error even with --skip-bad), unless --allow-overlap
+    check_split_overlap({split: list(seen[split]) for split in wanted}, str(source), allow_overlap)
     for split, res in results.items():
-        _check_answers(res, seen, bad)
+        _check_answers(res, seen[split], bad)
         settle_images(split, res, bad, str(images or "the JSONL file's folder"), warnings)
     bad.check(warnings)
     group_fields = sorted({k for res in results.values() for r in res.records for k in r["groups"]})
