@@ -14,13 +14,12 @@ T5 parameter of the config, and every T5 parameter must be there (tied copies ex
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from mmcot_cli.errors import DataError, UsageError, first_line
-from mmcot_cli.io import atomic_dir, read_json
+from mmcot_cli.io import atomic_dir, read_json, sha256_file
 from mmcot_cli.outputs import check_output_dir, mark_output_dir
 from mmcot_cli.t5_dirs import check_t5_dir, head_is_tied, load_tokenizer, weight_files
 from mmcot_cli.validate import positive_int
@@ -60,14 +59,6 @@ class ImportRunConfig:
     def __post_init__(self) -> None:
         positive_int("--image-tokens", self.image_tokens, optional=True)
         positive_int("max_input_len", self.max_input_len)
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_state_dict(path: Path) -> dict:
@@ -245,7 +236,7 @@ def import_run(cfg: ImportRunConfig) -> dict:
     model = build_imported_model(ckpt, {**t5_state, **fusion}, config_dict, image_shape)
     del state
     tokenizer = load_tokenizer(ckpt)
-    source = {"path": str(ckpt.resolve()), "files": {p.name: sha256_of(p) for p in files},
+    source = {"path": str(ckpt.resolve()), "files": {p.name: sha256_file(p) for p in files},
               "layout": layout, "tied_head": tied, "tokenizer": layout_info["tokenizer"]}
     meta = RunMeta(stage=cfg.stage, prompt_format=prompt_format, text_backbone=str(ckpt.resolve()),
                    use_caption=cfg.use_caption, max_input_len=cfg.max_input_len, max_output_len=out_len,

@@ -281,3 +281,14 @@ def staged_files(folder: str | os.PathLike) -> Iterator[Path]:
         raise DataError(f"{folder}: cannot write ({os_reason(e)})") from None
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks (provenance of checkpoints and rationale files)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

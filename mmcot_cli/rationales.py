@@ -8,13 +8,12 @@ rows are parsed by `read_rationales`; this module also holds the per-split file 
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
 from mmcot_cli.errors import DataError
-from mmcot_cli.io import iter_jsonl
+from mmcot_cli.io import iter_jsonl, sha256_file
 
 
 @dataclass(frozen=True)
@@ -69,15 +68,7 @@ def rationale_file(source: str | Path, split: str) -> Path:
     return source
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def load_rationales(source: str | Path, split: str) -> Rationales:
     """The `prediction` of every row of the rationale file for `split`, keyed by `qid`, with provenance."""
     path = rationale_file(source, split)
-    return Rationales(path=path, sha256=_sha256(path), by_qid=read_rationales(path))
+    return Rationales(path=path, sha256=sha256_file(path), by_qid=read_rationales(path))

@@ -21,8 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from mmcot_cli.errors import DataError
-from mmcot_cli.io import loads, read_text, write_jsonl
-from mmcot_cli.rationales import _sha256
+from mmcot_cli.io import loads, read_text, sha256_file, write_jsonl
 from mmcot_cli.answers import extract_answer, letter_to_index
 
 Warn = Callable[[str], None]
@@ -196,5 +195,5 @@ def expand_rationales(records: list[dict], source: str = "gold") -> tuple[list[d
     if not out:
         raise DataError(f"{path}: none of its rationales belongs to a training problem")
     covered = sum(1 for r in records if str(r["qid"]) in by_qid)
-    return out, {"source": str(path.resolve()), "sha256": _sha256(path), "examples": len(out),
+    return out, {"source": str(path.resolve()), "sha256": sha256_file(path), "examples": len(out),
                  "problems": covered, "problems_without": len(records) - covered}

@@ -10,13 +10,9 @@ from rich.console import Console
 from rich.table import Table
 
 from mmcot_cli.cli.app import command, print_json, warn
-from mmcot_cli.cli.score_groups import print_group_table
+from mmcot_cli.cli.score_groups import _fmt, print_group_table, print_rationale_table
 from mmcot_cli.group_score import score_any
 from mmcot_cli.score import CATEGORIES, ScoreConfig
-
-
-def _fmt(value: float | None) -> str:
-    return "—" if value is None else f"{value:.2f}"
 
 
 def print_score_table(result: dict, console: Console | None = None) -> None:
@@ -46,14 +42,7 @@ def print_score_table(result: dict, console: Console | None = None) -> None:
             notes.append(f"{len(empty)} topics with no items")
         table.caption = " · ".join(notes)
         console.print(table)
-    rationale = result.get("rationale")
-    if rationale:
-        rt = Table(title=f"Rationale metrics (reference: {rationale['reference']})")
-        for col in ("ROUGE-L", "BLEU-1", "BLEU-4", "scored", "empty reference"):
-            rt.add_column(col, justify="right")
-        rt.add_row(_fmt(rationale["rouge_l"]), _fmt(rationale["bleu_1"]), _fmt(rationale["bleu_4"]),
-                   str(rationale["num_scored"]), str(rationale["num_empty_ref"]))
-        console.print(rt)
+    print_rationale_table(result, console)
 
 
 @command("score")

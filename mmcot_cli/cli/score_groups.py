@@ -12,6 +12,18 @@ def _fmt(value: float | None) -> str:
     return "—" if value is None else f"{value:.2f}"
 
 
+def print_rationale_table(result: dict, console: Console) -> None:
+    """ROUGE-L / BLEU of the rationales, when the score object has them (both score tables end with it)."""
+    rationale = result.get("rationale")
+    if rationale:
+        rt = Table(title=f"Rationale metrics (reference: {rationale['reference']})")
+        for col in ("ROUGE-L", "BLEU-1", "BLEU-4", "scored", "empty reference"):
+            rt.add_column(col, justify="right")
+        rt.add_row(_fmt(rationale["rouge_l"]), _fmt(rationale["bleu_1"]), _fmt(rationale["bleu_4"]),
+                   str(rationale["num_scored"]), str(rationale["num_empty_ref"]))
+        console.print(rt)
+
+
 def print_group_table(result: dict, console: Console | None = None) -> None:
     console = console or Console()
     export = result.get("export")
@@ -38,11 +50,4 @@ def print_group_table(result: dict, console: Console | None = None) -> None:
         t.add_row(_fmt(aok["mc_accuracy"]), _fmt(aok["da_accuracy"]), _fmt(aok["mc_accuracy_non_difficult"]),
                   _fmt(aok["da_accuracy_all"]), str(aok["num_questions"]), str(aok["num_non_difficult"]))
         console.print(t)
-    rationale = result.get("rationale")
-    if rationale:
-        rt = Table(title=f"Rationale metrics (reference: {rationale['reference']})")
-        for col in ("ROUGE-L", "BLEU-1", "BLEU-4", "scored", "empty reference"):
-            rt.add_column(col, justify="right")
-        rt.add_row(_fmt(rationale["rouge_l"]), _fmt(rationale["bleu_1"]), _fmt(rationale["bleu_4"]),
-                   str(rationale["num_scored"]), str(rationale["num_empty_ref"]))
-        console.print(rt)
+    print_rationale_table(result, console)
