@@ -156,6 +156,10 @@ def collect_rationales(source: str | Path, data_dir: str | Path, split: str, out
     rows, unknown = judge(read_candidates(source, skip_bad, warn), records, skip_bad, warn)
     if unknown and warn:
         warn(f"{unknown} rationales name qids that are not in split {split!r} of {data_dir} (ignored)")
+    if only_correct and rows and warn and all(r["answer_index"] is None for r in rows):
+        warn(f"{source}: none of its {len(rows)} rationales states an answer (no 'answer' field, no 'The answer is "
+             "(X).' in the text), so none can be kept; sample from a run whose outputs end with the answer "
+             "(trained with --prompt-format QCM-EA)")
     kept = [r for r in rows if r["correct"]] if only_correct else rows
     write_jsonl(out, kept)
     problems = {r["qid"] for r in rows}
