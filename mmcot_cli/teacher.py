@@ -197,6 +197,8 @@ def expand_rationales(records: list[dict], source: str = "gold") -> tuple[list[d
     for cand in read_candidates(path):
         by_qid.setdefault(cand.qid, []).append(cand.rationale)
     out = [dict(r, lecture="", solution=t) for r in records for t in by_qid.get(str(r["qid"]), [])]
+    if not by_qid:
+        raise DataError(f"{path}: no rationales in it (did `mmcot rationales filter` keep none?)")
     if not out:
         raise DataError(f"{path}: none of its rationales belongs to a training problem")
     covered = sum(1 for r in records if str(r["qid"]) in by_qid)

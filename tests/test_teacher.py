@@ -102,6 +102,9 @@ def test_expand_rationales(tmp_path):
     f.write_text(json.dumps({"qid": "zz", "rationale": "t"}) + "\n")
     with pytest.raises(DataError, match="none of its rationales"):
         expand_rationales(gold, str(f))
+    f.write_text("")  # what `rationales filter` writes when it keeps nothing
+    with pytest.raises(DataError, match="no rationales in it"):
+        expand_rationales(gold, str(f))
 
 
 def test_sampling_options():
