@@ -47,7 +47,7 @@ def _list_commands_in_order() -> None:
     OrderedGroup.order = tuple(COMMAND_LINES)
     for info in [*app.registered_commands, *app.registered_groups]:
         name = info.name or info.callback.__name__
-        info.short_help = COMMAND_LINES[name]
+        info.short_help = COMMAND_LINES.get(name)  # a command without a line shows its docstring (and is listed last)
 
 
 _list_commands_in_order()

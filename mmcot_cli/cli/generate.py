@@ -85,8 +85,8 @@ def ask_command(
 
     cfg = AskConfig(rationale_run=str(rationale_run), answer_run=str(answer_run), question=question,
                     choices=choices.split("|"), context=context, image=str(image) if image else None,
-                    random_init_vision=random_init_vision, vision_weights=vision_weights, max_new_tokens=max_new_tokens, num_beams=num_beams,
-                    device=device)
+                    random_init_vision=random_init_vision, vision_weights=vision_weights,
+                    max_new_tokens=max_new_tokens, num_beams=num_beams, device=device)
     result = ask(cfg)
     for message in result["warnings"]:
         warn(message)
