@@ -101,6 +101,10 @@ def compare(cfg: CompareConfig, warn: Warn | None = None) -> dict:
     if len(cfg.inputs) < 1:
         raise UsageError("give at least one score object, predictions file or RUN_DIR")
     rows = [load_values(spec, cfg, warn) for spec in cfg.inputs]
+    labels = [row["label"] for row in rows]
+    for i, row in enumerate(rows):  # as `mmcot report`: the same label twice would make the table ambiguous
+        if labels.count(row["label"]) > 1:
+            row["label"] = f"{row['label']} ({i + 1})"
     base = rows[0]["values"]
     for i, row in enumerate(rows):
         row["delta"] = None if i == 0 else {

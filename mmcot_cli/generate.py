@@ -18,7 +18,7 @@ import torch
 
 from mmcot_cli.answers import extract_answer, letter_to_index
 from mmcot_cli.data import load_records
-from mmcot_cli.errors import DataError, UsageError
+from mmcot_cli.errors import DataError, MMCoTError, UsageError
 from mmcot_cli.features import open_store
 from mmcot_cli.hookspecs import VisionBuildOptions
 from mmcot_cli.images import load_rgb
@@ -28,6 +28,7 @@ from mmcot_cli.io import atomic_path, read_json, write_jsonl
 from mmcot_cli.model import MODEL_SUBDIR, load_run_model, resolve_model_dir
 from mmcot_cli.outputs import check_output_file
 from mmcot_cli.plugins import build_vision_encoder, get_vision_backbone
+from mmcot_cli.weights import OFFLINE_HINT
 from mmcot_cli.prompts import ANSWER_OUTPUTS, STAGE_PRESETS, build_prompt  # noqa: F401 (ANSWER_OUTPUTS re-export)
 from mmcot_cli.rationales import load_rationales
 from mmcot_cli.sampling import Sampling
@@ -215,6 +216,7 @@ class AskConfig:
     context: str = ""
     image: str | None = None
     random_init_vision: bool = False  # build the recorded vision backbone without weights (offline demos/tests)
+    vision_weights: str | None = None  # local path / hub id instead of the recorded (or default) weights
     max_new_tokens: int | None = None  # per stage; None = each run's max_output_len
     num_beams: int = 1
     device: str = "auto"
@@ -248,22 +250,35 @@ def _vision_source(info: RunMeta) -> tuple[str | None, str | None]:
     return variant, weights
 
 
+def _with_ask_flags(e: MMCoTError) -> MMCoTError:
+    """The weight loader's hints name extract's flags; `ask` spells them --vision-weights / --random-init-vision."""
+    message = str(e).replace(OFFLINE_HINT, "offline? use --vision-weights PATH or --random-init-vision")
+    message = message.replace("--weights ", "--vision-weights ")
+    if message == str(e):
+        return e
+    return (UsageError if e.exit_code == 2 else MMCoTError)(message)
+
+
 def image_features_for(info: RunMeta, image_shape: tuple[int, int], image_path: str | None, *,
-                       random_init: bool, device: torch.device, cache: dict, run: str = "the run") -> torch.Tensor:
-    """(1, P, D) features of one image with the run's recorded vision backbone; zeros when there is no image
-    (what the feature store returns for image-less problems, i.e. what the model saw in training)."""
+                       random_init: bool, device: torch.device, cache: dict, run: str = "the run",
+                       weights: str | None = None) -> torch.Tensor:
+    """(1, P, D) features of one image with the run's recorded vision backbone (`weights` overrides its weights);
+    zeros when there is no image (what the feature store returns for image-less problems, i.e. what the model saw
+    in training)."""
     if image_path is None:
         return torch.zeros(1, *image_shape)
     if not info.vision_backbone:
         raise DataError(f"{run}: the run records no vision backbone to encode --image with")
-    variant, weights = _vision_source(info)
-    if random_init:
-        weights = None
+    variant, recorded = _vision_source(info)
+    weights = None if random_init else (weights or recorded)
     key = (info.vision_backbone, variant, weights, random_init)
     if key not in cache:
         backbone = get_vision_backbone(info.vision_backbone)
-        encoder = build_vision_encoder(backbone, VisionBuildOptions(variant=variant, weights=weights,
-                                                                    random_init=random_init, device=str(device)))
+        try:
+            encoder = build_vision_encoder(backbone, VisionBuildOptions(variant=variant, weights=weights,
+                                                                        random_init=random_init, device=str(device)))
+        except MMCoTError as e:
+            raise _with_ask_flags(e) from None
         image = load_rgb(image_path, qid="ask")
         with torch.inference_mode():
             cache[key] = encoder.encode(encoder.preprocess(image).unsqueeze(0).to(device)).float().cpu()
@@ -287,7 +302,7 @@ def _ask_one(run: str, record: dict, rationale: str | None, cfg: AskConfig, devi
     feats = None
     if model.image_shape is not None:
         feats = image_features_for(info, model.image_shape, cfg.image, random_init=cfg.random_init_vision,
-                                   device=device, cache=cache, run=run)
+                                   device=device, cache=cache, run=run, weights=cfg.vision_weights)
     text = generate_texts(model, tokenizer, [source], image_features=(lambda idx: feats) if feats is not None else None,
                           batch_size=1, max_input_len=info.max_input_len,
                           max_new_tokens=cfg.max_new_tokens or info.max_output_len, num_beams=cfg.num_beams,

@@ -216,6 +216,8 @@ def import_run(cfg: ImportRunConfig) -> dict:
     if cfg.stage not in STAGE_FORMATS:
         raise UsageError(f"unknown stage {cfg.stage!r}; choose one of: {', '.join(STAGE_FORMATS)}")
     ckpt = Path(cfg.checkpoint).expanduser()
+    if not ckpt.exists():  # `cooelf/mm-cot/...` looks like a hub id, but only a downloaded folder can be read
+        raise DataError(f"{ckpt}: no such checkpoint folder (import-run reads a downloaded checkpoint, not a hub id)")
     out = Path(cfg.out)
     check_output_dir(out, "import-run", inputs={"CHECKPOINT": ckpt})
     if out.exists() and any(out.iterdir()):  # an import never replaces a run, not even another import

@@ -155,6 +155,10 @@ def collect_rationales(source: str | Path, data_dir: str | Path, split: str, out
     rows, unknown = judge(read_candidates(source, skip_bad, warn), records, skip_bad, warn)
     if unknown and warn:
         warn(f"{unknown} rationales name qids that are not in split {split!r} of {data_dir} (ignored)")
+    if only_correct and rows and warn and all(r["answer_index"] is None for r in rows):
+        warn(f"{source}: none of its {len(rows)} rationales states an answer (no 'answer' field, no 'The answer is "
+             "(X).' in the text), so none can be kept; sample from a run whose outputs end with the answer "
+             "(trained with --prompt-format QCM-EA)")
     kept = [r for r in rows if r["correct"]] if only_correct else rows
     write_jsonl(out, kept)
     problems = {r["qid"] for r in rows}
@@ -192,6 +196,8 @@ def expand_rationales(records: list[dict], source: str = "gold") -> tuple[list[d
     for cand in read_candidates(path):
         by_qid.setdefault(cand.qid, []).append(cand.rationale)
     out = [dict(r, lecture="", solution=t) for r in records for t in by_qid.get(str(r["qid"]), [])]
+    if not by_qid:
+        raise DataError(f"{path}: no rationales in it (did `mmcot rationales filter` keep none?)")
     if not out:
         raise DataError(f"{path}: none of its rationales belongs to a training problem")
     covered = sum(1 for r in records if str(r["qid"]) in by_qid)

@@ -198,3 +198,10 @@ def test_image_tokens_option_sets_p(fixture_dir, tmp_path):
     assert summary["image_shape"] == [7, 256]
     run_config = json.loads((tmp_path / "run" / "run_config.json").read_text())
     assert run_config["feature_shape"] == [7, 256] and run_config["max_output_len"] == 511
+
+
+def test_a_hub_id_is_not_read_as_a_checkpoint(tmp_path):
+    with pytest.raises(DataError, match="no such checkpoint folder .*not a hub id"):
+        import_run(ImportRunConfig(checkpoint="cooelf/mm-cot/mm-cot-base-rationale", stage="rationale",
+                                   out=str(tmp_path / "run")))
+    assert not (tmp_path / "run").exists()

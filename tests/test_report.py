@@ -131,6 +131,14 @@ def test_compare_score_objects_and_predictions_with_differences(cli, runs, tmp_p
     assert lines[0].startswith("| setting | NAT |") and "| vision |" in lines[3] and "75.00 (+25.00)" in lines[3]
 
 
+def test_compare_tells_apart_two_inputs_with_the_same_label(cli, runs):
+    """A RUN_DIR and its own preds-test.jsonl both default to the run's name; the rows get (1), (2) as in report."""
+    res = cli("compare", runs["vision"], runs["vision"] / "preds-test.jsonl", "--data", runs["data"], "--json")
+    assert res.exit_code == 0, res.output
+    first, second = json.loads(res.stdout)["rows"]
+    assert first["label"] != second["label"] and first["label"].endswith("(1)") and second["label"].endswith("(2)")
+
+
 def test_compare_usage_errors(cli, runs, tmp_path):
     res = cli("compare", runs["vision"])
     assert res.exit_code == 2 and "--data" in res.stderr

@@ -102,6 +102,9 @@ def test_expand_rationales(tmp_path):
     f.write_text(json.dumps({"qid": "zz", "rationale": "t"}) + "\n")
     with pytest.raises(DataError, match="none of its rationales"):
         expand_rationales(gold, str(f))
+    f.write_text("")  # what `rationales filter` writes when it keeps nothing
+    with pytest.raises(DataError, match="no rationales in it"):
+        expand_rationales(gold, str(f))
 
 
 def test_sampling_options():
@@ -116,3 +119,16 @@ def test_sampling_options():
                            ({"num_samples": 0}, "--num-samples"), ({"seed": -1}, "--seed")):
         with pytest.raises(UsageError, match=option):  # numbers: on construction (library callers too)
             Sampling(**kwargs)
+
+
+def test_filter_warns_when_no_rationale_states_an_answer(cli, tmp_path):
+    """Samples from a QCM-E run carry no answer: the filter keeps nothing and says why (not a silent empty file)."""
+    data = _data_dir(tmp_path)
+    teacher = tmp_path / "samples.jsonl"
+    teacher.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"qid": "a", "rationale": "Up is north."}, {"qid": "b", "rationale": "East is where the sun rises."}]))
+    result = cli("--quiet", "rationales", "filter", teacher, "--data", data, "--out", tmp_path / "kept.jsonl", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["kept"] == 0
+    assert "none of its 2 rationales states an answer" in result.stderr
+    assert "QCM-EA" in result.stderr

@@ -400,3 +400,14 @@ def test_resume_from_a_damaged_optimizer_file_is_one_line_error(cli, data_dir, t
     res = cli(*args[:-len(TINY_ARGS)], "--epochs", "2", *TINY_ARGS, "--resume")
     assert res.exit_code == 1 and f"{ckpt / 'optimizer.pt'}: cannot read" in res.stderr
     assert res.stderr.strip().count("\n") == 0
+
+
+def test_summary_table_does_not_claim_validation_with_eval_every_0(cli, data_dir, tmp_path):
+    """--eval-every 0 (stage 1 as the original's --final_eval): the table says the run was not validated instead of
+    showing a val example count that was never used."""
+    res = cli("train", "--stage", "rationale", "--data", data_dir, "--text-model", "t5-scratch", "--out",
+              tmp_path / "run", "--epochs", "1", "--batch-size", "4", "--max-output-len", "8", "--eval-every", "0",
+              *TINY_ARGS, terminal_width=200)
+    assert res.exit_code == 0, res.output
+    assert "not validated (last model kept)" in res.stderr
+    assert not (tmp_path / "run" / "metrics.jsonl").read_text().count("val_")

@@ -21,6 +21,37 @@ COMMAND_MODULES = (
 for _name in COMMAND_MODULES:
     importlib.import_module(f"mmcot_cli.cli.{_name}")
 
+# What `mmcot --help` lists, in this order (the pipeline's, the demo first), one line each; every command's own
+# --help keeps its full docstring.
+COMMAND_LINES = {
+    "demo": "Offline demo: the whole pipeline, with and without images.",
+    "prepare": "ScienceQA, A-OKVQA or your own JSONL → a DATA_DIR.",
+    "prompts": "The exact (source, target) strings a model trains on.",
+    "backbones": "List vision and text backbones (built-in and plugins).",
+    "extract": "Vision features into a memory-mapped store (resumable).",
+    "train": "Train one stage: rationale or answer.",
+    "generate": "Predictions of a trained run → preds-<split>.jsonl.",
+    "ask": "One question (+ image): rationale, then answer.",
+    "score": "Accuracy by category; rationale ROUGE-L and BLEU.",
+    "report": "One self-contained HTML report of one or more runs.",
+    "compare": "Results side by side, with differences from the first.",
+    "rationales": "Teacher rationales: import them, keep the correct ones.",
+    "import-features": "The original's released feature file → a store.",
+    "import-run": "A fine-tuned checkpoint of the original → a run.",
+}
+
+
+def _list_commands_in_order() -> None:
+    from mmcot_cli.cli.app import OrderedGroup
+
+    OrderedGroup.order = tuple(COMMAND_LINES)
+    for info in [*app.registered_commands, *app.registered_groups]:
+        name = info.name or info.callback.__name__
+        info.short_help = COMMAND_LINES.get(name)  # a command without a line shows its docstring (and is listed last)
+
+
+_list_commands_in_order()
+
 
 def _stdout_fault(error: Exception) -> None:
     """Standard output cannot be written (`| head -1`, `> /dev/full`): one line on stderr, exit 1."""

@@ -7,12 +7,24 @@ import sys
 from typing import Any, Callable
 
 import typer
+import typer.core
 
 from mmcot_cli import __version__, progress
 from mmcot_cli.errors import MMCoTError, StdoutError
 
+class OrderedGroup(typer.core.TyperGroup):
+    """Lists commands in `order` (the pipeline's), not registration order, which puts every sub-app last."""
+
+    order: tuple[str, ...] = ()
+
+    def list_commands(self, ctx) -> list[str]:
+        rank = {name: i for i, name in enumerate(self.order)}
+        return sorted(super().list_commands(ctx), key=lambda name: rank.get(name, len(rank)))
+
+
 app = typer.Typer(
     name="mmcot",
+    cls=OrderedGroup,
     help="Multimodal chain-of-thought toolkit: prepare ScienceQA, extract vision features, train the two-stage "
     "fusion model, generate and score.",
     no_args_is_help=True,

@@ -72,6 +72,9 @@ def ask_command(
     random_init_vision: bool = typer.Option(False, "--random-init-vision", help="Build the vision backbone with "
                                             "random weights (offline; the same seeded weights as `mmcot extract "
                                             "--random-init`)."),
+    vision_weights: Optional[str] = typer.Option(None, "--vision-weights", help="Local path or hub id of the "
+                                                 "vision weights (as `mmcot extract --weights`; default: the "
+                                                 "run's recorded ones)."),
     max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1),
     num_beams: int = typer.Option(1, "--num-beams", min=1),
     device: str = typer.Option("auto", "--device"),
@@ -82,8 +85,8 @@ def ask_command(
 
     cfg = AskConfig(rationale_run=str(rationale_run), answer_run=str(answer_run), question=question,
                     choices=choices.split("|"), context=context, image=str(image) if image else None,
-                    random_init_vision=random_init_vision, max_new_tokens=max_new_tokens, num_beams=num_beams,
-                    device=device)
+                    random_init_vision=random_init_vision, vision_weights=vision_weights,
+                    max_new_tokens=max_new_tokens, num_beams=num_beams, device=device)
     result = ask(cfg)
     for message in result["warnings"]:
         warn(message)

@@ -119,7 +119,8 @@ def train_command(
     table.add_column("value", justify="right")
     best = summary.get("best") or {}
     rows = [("prompt format", summary["prompt_format"]), ("train examples", summary["train_examples"]),
-            ("val examples", summary["val_examples"]), ("optimizer steps", summary["steps"]),
+            ("val examples", summary["val_examples"] if summary.get("metric") else "not validated (last model kept)"),
+            ("optimizer steps", summary["steps"]),
             ("processes", summary["world_size"]), ("samples/s", summary["samples_per_s"])]
     if summary.get("metric") and best.get("value") is not None:
         rows.append((f"best val {summary['metric']}", f"{best.get('value'):.2f} (epoch {best.get('epoch')}, "
