@@ -133,6 +133,7 @@ def to_markdown(table: dict) -> str:
         delta = row["delta"] or {}
         cells = [_cell(row["values"][c["key"]], delta.get(c["key"]) if row["delta"] else None) for c in cols]
         lines.append(f"| {row['label'].replace('|', '/')} | " + " | ".join(cells) + " |")
-    lines.append("")
-    lines.append(f"In parentheses: difference from {table['baseline']} (percentage points).")
+    if len(table["rows"]) > 1:  # one input has nothing to be compared with
+        lines.append("")
+        lines.append(f"In parentheses: difference from {table['baseline']} (percentage points).")
     return "\n".join(lines) + "\n"

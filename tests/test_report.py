@@ -129,6 +129,12 @@ def test_compare_score_objects_and_predictions_with_differences(cli, runs, tmp_p
               "--markdown")
     lines = res.stdout.splitlines()
     assert lines[0].startswith("| setting | NAT |") and "| vision |" in lines[3] and "75.00 (+25.00)" in lines[3]
+    assert "difference from text" in res.stdout
+    # One input has nothing to differ from: no difference caption, in Markdown or in the table.
+    for fmt in ("--markdown", None):
+        res = cli("compare", f"vision={runs['vision']}", "--data", runs["data"], *([fmt] if fmt else []))
+        assert res.exit_code == 0, res.output
+        assert "difference from" not in res.stdout and "vision" in res.stdout
 
 
 def test_compare_tells_apart_two_inputs_with_the_same_label(cli, runs):

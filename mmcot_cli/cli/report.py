@@ -46,7 +46,8 @@ def print_compare_table(table: dict, console: Console | None = None) -> None:
 
     console = console or Console()
     cols = used_columns(table)
-    t = Table(title=f"Side by side (in parentheses: difference from {table['baseline']})")
+    several = len(table["rows"]) > 1  # one input has nothing to be compared with
+    t = Table(title=f"Side by side (in parentheses: difference from {table['baseline']})" if several else "Scores")
     t.add_column("setting")
     for c in cols:
         t.add_column(c["label"], justify="right")
