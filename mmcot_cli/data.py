@@ -356,12 +356,8 @@ def prepare(cfg: PrepareConfig) -> dict:
             warnings.append(f"split {split}: {len(res.missing_problems)} of {len(pid_splits[split])} qids have no "
                             f"entry in {src.problems_path.name} (listed in manifest.json as missing_problems)")
 
-    # Everything checked: stage every split and the manifest, then rename them into place together.
-    with staged_files(cfg.out) as stage:
-        for split, res in results.items():
-            write_jsonl(stage / f"{split}.jsonl", res.records)
-        _write_manifest(stage, cfg, src, captions_path, results)
-        mark_output_dir(stage, "prepare")
+    write_data_dir(cfg.out, {split: res.records for split, res in results.items()},
+                   _manifest(cfg, src, captions_path, results))
     manifest = load_manifest(cfg.out)
     return {
         "out": str(cfg.out),
@@ -379,8 +375,18 @@ def prepare(cfg: PrepareConfig) -> dict:
     }
 
 
-def _write_manifest(folder: Path, cfg: PrepareConfig, src: "_Source", captions_path, results: dict) -> None:
-    manifest = {
+def write_data_dir(out: Path, records: Mapping[str, list[dict]], manifest: dict) -> None:
+    """Stage every split file and the manifest, then rename them into DATA_DIR together: a write fault leaves
+    none of them (every `mmcot prepare --format` writes through here)."""
+    with staged_files(out) as stage:
+        for split, rows in records.items():
+            write_jsonl(stage / f"{split}.jsonl", rows)
+        write_json(stage / "manifest.json", manifest)
+        mark_output_dir(stage, "prepare")
+
+
+def _manifest(cfg: PrepareConfig, src: "_Source", captions_path, results: dict) -> dict:
+    return {
         "source": str(cfg.source.resolve()),
         "problems": str(src.problems_path.resolve()),
         "pid_splits": str(src.splits_path.resolve()),
@@ -394,7 +400,6 @@ def _write_manifest(folder: Path, cfg: PrepareConfig, src: "_Source", captions_p
         },
         "created_by": f"mmcot {__version__} prepare",
     }
-    write_json(folder / "manifest.json", manifest)
 
 
 # --------------------------------------------------------------------------- reading DATA_DIR

@@ -20,7 +20,7 @@ from typing import Any
 from mmcot_cli.errors import DataError
 from mmcot_cli.io import read_json, write_json
 from mmcot_cli.predictions import BadEntries, Prediction, Warn, read_predictions
-from mmcot_cli.score import ScoreConfig, _check_options, _resolve, _score, score
+from mmcot_cli.score import ScoreConfig, _check_options, _percent, _resolve, _score, score
 
 OWN_FORMATS = ("aokvqa", "jsonl")
 
@@ -32,10 +32,6 @@ def data_format(data: str | Path) -> str:
         return "scienceqa"
     fmt = read_json(manifest).get("format")
     return fmt if fmt in OWN_FORMATS else "scienceqa"
-
-
-def _percent(num: float, den: int) -> float | None:
-    return round(100.0 * num / den, 2) if den else None
 
 
 def group_accuracy(records: list[dict], correct: dict[str, bool]) -> dict:

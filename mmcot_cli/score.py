@@ -120,7 +120,7 @@ def load_gold(data: str | Path, split: str = "test") -> list[dict]:
 # Accuracy
 
 
-def _percent(correct: int, total: int) -> float | None:
+def _percent(correct: float, total: int) -> float | None:
     # Empty groups are reported as such (null), not as an error or as evaluate_acc.py's -1.
     return round(100.0 * correct / total, 2) if total else None
 

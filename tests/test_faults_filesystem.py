@@ -212,12 +212,12 @@ def test_prepare_format_no_space_leaves_no_split_files(tmp_path, fmt):
 
 def test_prepare_format_write_fault_mid_way_leaves_no_split_files(tmp_path, monkeypatch):
     """A fault on the manifest (the last file) still leaves no split file behind (monkeypatched: no root)."""
-    import mmcot_cli.readers.common as common
+    import mmcot_cli.data as data  # every prepare format writes through data.write_data_dir
 
     def no_space(path, obj):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(common, "write_json", no_space)
+    monkeypatch.setattr(data, "write_json", no_space)
     out = tmp_path / "data"
     res = mmcot("-q", "prepare", jsonl_source(tmp_path / "src"), "--out", out)
     assert_one_error(res, 1, str(out), "No space left on device")

@@ -14,10 +14,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from mmcot_cli import __version__
-from mmcot_cli.data import MAX_CHOICES
+from mmcot_cli.data import MAX_CHOICES, write_data_dir
 from mmcot_cli.errors import DataError
-from mmcot_cli.io import staged_files, write_json, write_jsonl
-from mmcot_cli.outputs import mark_output_dir
 
 
 def make_record(fmt: str, qid: str, split: str, question: str, choices: Sequence[str], answer: int | None, *,
@@ -127,11 +125,7 @@ def write_outputs(out: Path, results: Mapping[str, SplitResult], manifest: dict,
                    for split, res in results.items()},
         "created_by": f"mmcot {__version__} prepare",
     }
-    with staged_files(out) as stage:
-        for split, res in results.items():
-            write_jsonl(stage / f"{split}.jsonl", res.records)
-        write_json(stage / "manifest.json", manifest)
-        mark_output_dir(stage, "prepare")
+    write_data_dir(out, {split: res.records for split, res in results.items()}, manifest)
     return {
         "out": str(out), "format": manifest["format"], "source": manifest["source"],
         "images_dir": manifest.get("images_dir"), "captions": None,
