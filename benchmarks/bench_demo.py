@@ -31,7 +31,7 @@ def main() -> None:
     import torch
 
     from mmcot_cli import progress
-    from mmcot_cli.demo import DemoConfig, run_demo
+    from mmcot_cli.demo.run import DemoConfig, run_demo
 
     progress.set_enabled(False)
     out = args.out or tempfile.mkdtemp(prefix="mmcot-bench-demo-")

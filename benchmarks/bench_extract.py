@@ -1,4 +1,4 @@
-"""Images/s of batched extraction (DataLoader workers + batches, `mmcot_cli.extract.extract`) vs the original's
+"""Images/s of batched extraction (DataLoader workers + batches, `mmcot_cli.features.extract.extract`) vs the original's
 one-image-at-a-time loop (open, preprocess, forward with batch 1), on the same images and backbone.
 
     python benchmarks/bench_extract.py --backbone resnet --random-init --images 64
@@ -22,10 +22,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mmcot_cli import plugins
-from mmcot_cli.extract import ExtractConfig, default_workers, extract
-from mmcot_cli.hookspecs import VisionBuildOptions
-from mmcot_cli.images import load_rgb
+from mmcot_cli.plugins import manager as plugins
+from mmcot_cli.features.extract import ExtractConfig, default_workers, extract
+from mmcot_cli.plugins.hookspecs import VisionBuildOptions
+from mmcot_cli.data.images import load_rgb
 
 SAMPLE_IMAGES = Path(__file__).resolve().parents[1].parent / "shared" / "scienceqa-sample" / "images"
 

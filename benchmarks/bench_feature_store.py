@@ -33,7 +33,7 @@ def vm(field):  # VmHWM (peak RSS) / VmRSS of this process image; ru_maxrss woul
 
 import torch
 torch.set_num_threads(1)  # as in a DataLoader worker; also keeps OpenMP spin-waits out of the timings
-from mmcot_cli.store import open_store
+from mmcot_cli.features.store import open_store
 base = vm("VmHWM")
 t = time.perf_counter()
 store = open_store(path)
@@ -75,7 +75,7 @@ class RandomRows:
 
 
 def ensure_store(path: Path, n: int, tokens: int, dim: int, chunk_size: int) -> float:
-    from mmcot_cli.store import FeatureStore, import_features
+    from mmcot_cli.features.store import FeatureStore, import_features
 
     if (path / "manifest.json").is_file():
         store = FeatureStore(path)

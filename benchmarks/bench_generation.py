@@ -25,7 +25,7 @@ import torch
 from transformers import T5Config, T5ForConditionalGeneration
 from transformers.modeling_outputs import BaseModelOutput
 
-from mmcot_cli.model import MMCoTForConditionalGeneration
+from mmcot_cli.model.fusion import MMCoTForConditionalGeneration
 
 
 class _TextEncoder(torch.nn.Module):

@@ -54,7 +54,7 @@ def prepare_inputs(mmcot: str, tmp: Path) -> tuple[Path, Path]:
     """A DATA_DIR with a `test` split and a results JSON for it."""
     source = SAMPLE
     if not (SAMPLE / "problems.json").is_file():
-        from mmcot_cli.synthetic import generate_synthetic
+        from mmcot_cli.demo.synthetic import generate_synthetic
 
         source = tmp / "synthetic"
         generate_synthetic(source, n_problems=60, seed=0)

@@ -32,7 +32,7 @@ mmcot --quiet extract --backbone "$BACKBONE" --data "$DATA" --split "$SPLITS" --
 # finishes early simply skips this; run `mmcot extract --merge "$OUT"` by hand or as a dependent job otherwise).
 if python - "$OUT" <<'PY'
 import sys
-from mmcot_cli.store import open_store
+from mmcot_cli.features.store import open_store
 sys.exit(0 if all(s["complete"] for s in open_store(sys.argv[1]).manifest["splits"].values()) else 1)
 PY
 then

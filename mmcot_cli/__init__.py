@@ -10,45 +10,45 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from mmcot_cli._version import __version__
 
 # public name → (module, name there). Functions named like their module (extract, train, generate, score) get a
 # longer name here: a submodule import sets `mmcot_cli.<module>` to the module, which would shadow them.
 _EXPORTS = {
     # a trained run: (model, tokenizer, meta) from RUN_DIR, and the model class
-    "load_run_model": ("mmcot_cli.model", "load_run_model"),
-    "MMCoTForConditionalGeneration": ("mmcot_cli.model", "MMCoTForConditionalGeneration"),
+    "load_run_model": ("mmcot_cli.model.fusion", "load_run_model"),
+    "MMCoTForConditionalGeneration": ("mmcot_cli.model.fusion", "MMCoTForConditionalGeneration"),
     # data and prompts
-    "load_records": ("mmcot_cli.data", "load_records"),
-    "build_prompt": ("mmcot_cli.prompts", "build_prompt"),
-    "prompt_rows": ("mmcot_cli.prompts", "prompt_rows"),
-    "prepare_data": ("mmcot_cli.readers", "prepare_source"),  # ScienceQA, A-OKVQA or generic JSONL → DATA_DIR
+    "load_records": ("mmcot_cli.data.records", "load_records"),
+    "build_prompt": ("mmcot_cli.data.prompts", "build_prompt"),
+    "prompt_rows": ("mmcot_cli.data.prompts", "prompt_rows"),
+    "prepare_data": ("mmcot_cli.data.readers", "prepare_source"),  # ScienceQA, A-OKVQA or generic JSONL → DATA_DIR
     # vision features
-    "open_store": ("mmcot_cli.store", "open_store"),
-    "FeatureStore": ("mmcot_cli.store", "FeatureStore"),
-    "import_features": ("mmcot_cli.store", "import_features"),
-    "ExtractConfig": ("mmcot_cli.extract", "ExtractConfig"),
-    "extract_features": ("mmcot_cli.extract", "extract"),
-    "merge_features": ("mmcot_cli.extract", "merge"),
+    "open_store": ("mmcot_cli.features.store", "open_store"),
+    "FeatureStore": ("mmcot_cli.features.store", "FeatureStore"),
+    "import_features": ("mmcot_cli.features.store", "import_features"),
+    "ExtractConfig": ("mmcot_cli.features.extract", "ExtractConfig"),
+    "extract_features": ("mmcot_cli.features.extract", "extract"),
+    "merge_features": ("mmcot_cli.features.extract", "merge"),
     # training, generation, scoring
-    "TrainConfig": ("mmcot_cli.train", "TrainConfig"),
-    "train_stage": ("mmcot_cli.train", "train"),
-    "GenerateConfig": ("mmcot_cli.generate", "GenerateConfig"),
-    "generate_predictions": ("mmcot_cli.generate", "generate"),
-    "ScoreConfig": ("mmcot_cli.score", "ScoreConfig"),
-    "score_predictions": ("mmcot_cli.score", "score"),
-    "score_records": ("mmcot_cli.score", "score_records"),
-    "score_data": ("mmcot_cli.group_score", "score_any"),  # what `mmcot score` runs, for any prepared format
+    "TrainConfig": ("mmcot_cli.training.config", "TrainConfig"),
+    "train_stage": ("mmcot_cli.training.loop", "train"),
+    "GenerateConfig": ("mmcot_cli.inference.generate", "GenerateConfig"),
+    "generate_predictions": ("mmcot_cli.inference.generate", "generate"),
+    "ScoreConfig": ("mmcot_cli.evaluation.score", "ScoreConfig"),
+    "score_predictions": ("mmcot_cli.evaluation.score", "score"),
+    "score_records": ("mmcot_cli.evaluation.score", "score_records"),
+    "score_data": ("mmcot_cli.evaluation.groups", "score_any"),  # what `mmcot score` runs, for any prepared format
     # teacher rationales (Fine-tune-CoT)
-    "Sampling": ("mmcot_cli.sampling", "Sampling"),
-    "collect_rationales": ("mmcot_cli.teacher", "collect_rationales"),
-    # plugins (see mmcot_cli/hookspecs.py and examples/plugin-template/)
-    "hookimpl": ("mmcot_cli.hookspecs", "hookimpl"),
-    "VisionBackbone": ("mmcot_cli.hookspecs", "VisionBackbone"),
-    "VisionBuildOptions": ("mmcot_cli.hookspecs", "VisionBuildOptions"),
-    "TextBackbone": ("mmcot_cli.hookspecs", "TextBackbone"),
-    "TextBuildOptions": ("mmcot_cli.hookspecs", "TextBuildOptions"),
-    "BackboneOption": ("mmcot_cli.hookspecs", "BackboneOption"),
+    "Sampling": ("mmcot_cli.inference.sampling", "Sampling"),
+    "collect_rationales": ("mmcot_cli.data.teacher", "collect_rationales"),
+    # plugins (see mmcot_cli/plugins/hookspecs.py and examples/plugin-template/)
+    "hookimpl": ("mmcot_cli.plugins.hookspecs", "hookimpl"),
+    "VisionBackbone": ("mmcot_cli.plugins.hookspecs", "VisionBackbone"),
+    "VisionBuildOptions": ("mmcot_cli.plugins.hookspecs", "VisionBuildOptions"),
+    "TextBackbone": ("mmcot_cli.plugins.hookspecs", "TextBackbone"),
+    "TextBuildOptions": ("mmcot_cli.plugins.hookspecs", "TextBuildOptions"),
+    "BackboneOption": ("mmcot_cli.plugins.hookspecs", "BackboneOption"),
     "MMCoTError": ("mmcot_cli.errors", "MMCoTError"),
 }
 
@@ -69,18 +69,25 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # static analysers and IDEs see the real names
-    from mmcot_cli.data import load_records
+    from mmcot_cli.data.prompts import build_prompt, prompt_rows
+    from mmcot_cli.data.records import load_records
     from mmcot_cli.errors import MMCoTError
-    from mmcot_cli.extract import ExtractConfig
-    from mmcot_cli.extract import extract as extract_features
-    from mmcot_cli.extract import merge as merge_features
-    from mmcot_cli.generate import GenerateConfig
-    from mmcot_cli.generate import generate as generate_predictions
-    from mmcot_cli.hookspecs import BackboneOption, TextBackbone, TextBuildOptions, VisionBackbone, VisionBuildOptions, hookimpl
-    from mmcot_cli.model import MMCoTForConditionalGeneration, load_run_model
-    from mmcot_cli.prompts import build_prompt, prompt_rows
-    from mmcot_cli.score import ScoreConfig, score_records
-    from mmcot_cli.score import score as score_predictions
-    from mmcot_cli.store import FeatureStore, import_features, open_store
-    from mmcot_cli.train import TrainConfig
-    from mmcot_cli.train import train as train_stage
+    from mmcot_cli.evaluation.score import ScoreConfig, score_records
+    from mmcot_cli.evaluation.score import score as score_predictions
+    from mmcot_cli.features.extract import ExtractConfig
+    from mmcot_cli.features.extract import extract as extract_features
+    from mmcot_cli.features.extract import merge as merge_features
+    from mmcot_cli.features.store import FeatureStore, import_features, open_store
+    from mmcot_cli.inference.generate import GenerateConfig
+    from mmcot_cli.inference.generate import generate as generate_predictions
+    from mmcot_cli.model.fusion import MMCoTForConditionalGeneration, load_run_model
+    from mmcot_cli.plugins.hookspecs import (
+        BackboneOption,
+        TextBackbone,
+        TextBuildOptions,
+        VisionBackbone,
+        VisionBuildOptions,
+        hookimpl,
+    )
+    from mmcot_cli.training.config import TrainConfig
+    from mmcot_cli.training.loop import train as train_stage

@@ -71,7 +71,7 @@ def folder_owner(path: str | os.PathLike) -> tuple[str, str] | None:
 
 def mark_output_dir(path: str | os.PathLike, command: str) -> None:
     """Record that `command` wrote folder `path` (kept if already there)."""
-    from mmcot_cli import __version__
+    from mmcot_cli._version import __version__
     from mmcot_cli.io import write_json
 
     path = Path(path)

@@ -1,10 +1,11 @@
-"""Number checks for options: one home, so every command rejects NaN, infinities and out-of-range values the
-same way (UsageError, exit 2, naming the option). Library configs call these in __post_init__; the CLI needs no
-extra code."""
+"""Option checks, one home each, so every command rejects bad values the same way (UsageError, exit 2, naming the
+option): numbers (NaN, infinities, out-of-range values) and the one --device parser (extract, generate, ask, …).
+Library configs call these in __post_init__; the CLI needs no extra code."""
 
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from mmcot_cli.errors import UsageError
@@ -64,3 +65,33 @@ def probability(option: str, value: Any, *, zero_ok: bool = False, optional: boo
 
 def check_seed(option: str, value: Any, optional: bool = False) -> Any:
     return check_number(option, value, low=0, high=MAX_SEED, integer=True, optional=optional)
+
+
+# --------------------------------------------------------------------------- --device
+_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+ACCEPTED = "auto, cpu, cuda, cuda:N or mps"
+
+
+def parse_device(text: str | None, option: str = "--device") -> str:
+    """A canonical device string ("cpu", "cuda:1" …); "auto" picks cuda when available, else cpu.
+
+    Checked against the hardware (imports torch: call it inside commands that run a model)."""
+    name = "auto" if text is None else str(text).strip().lower()
+    if not _DEVICE_RE.match(name):
+        raise UsageError(f"invalid {option} {text!r} (use {ACCEPTED})")
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise UsageError(f"{option} {name}: no CUDA GPU is available here (use cpu or auto)")
+        index = int(name.partition(":")[2] or 0)
+        if index >= count:
+            raise UsageError(f"{option} {name}: only {count} CUDA GPU(s) here (cuda:0 … cuda:{count - 1})")
+    if name == "mps":
+        backend = getattr(torch.backends, "mps", None)
+        if backend is None or not backend.is_available():
+            raise UsageError(f"{option} mps: no Apple GPU (MPS) is available here (use cpu or auto)")
+    return name

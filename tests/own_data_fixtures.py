@@ -16,10 +16,10 @@ SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "scienceqa-samp
 @pytest.fixture(scope="session")
 def sqa_source(tmp_path_factory) -> Path:
     """ScienceQA-layout problems to re-express: the real sample (../shared/scienceqa-sample) where present, else a
-    small synthetic benchmark (mmcot_cli.synthetic), so these tests never skip."""
+    small synthetic benchmark (mmcot_cli.demo.synthetic), so these tests never skip."""
     if (SAMPLE / "problems.json").is_file():
         return SAMPLE
-    from mmcot_cli.synthetic import generate_synthetic
+    from mmcot_cli.demo.synthetic import generate_synthetic
 
     out = tmp_path_factory.mktemp("synthetic") / "sqa"
     generate_synthetic(out, n_problems=60, seed=0)

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from mmcot_cli.ablation import CAPTIONS, SETTINGS, AblationConfig, generic_captions, run_ablation
+from mmcot_cli.demo.ablation import CAPTIONS, SETTINGS, AblationConfig, generic_captions, run_ablation
 from mmcot_cli.errors import UnknownNameError
 
 pytestmark = pytest.mark.slow  # six tiny trainings in two worker processes: ~45 s on 2 cores

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from mmcot_cli.data import PrepareConfig, load_records, prepare, problem_to_record, read_captions
+from mmcot_cli.data.readers.scienceqa import PrepareConfig, prepare, problem_to_record, read_captions
+from mmcot_cli.data.records import load_records
 from mmcot_cli.errors import DataError, UnknownSplitError
 
 
@@ -282,7 +283,7 @@ def test_load_records_errors(tmp_path):
 
 @pytest.mark.parametrize("bad", [None, {"qid": "1"}, True, ""])
 def test_pid_splits_items_must_be_qids(tmp_path, bad):
-    from mmcot_cli.data import read_pid_splits
+    from mmcot_cli.data.readers.scienceqa import read_pid_splits
 
     path = tmp_path / "pid_splits.json"
     path.write_text(json.dumps({"train": ["1", bad]}))
@@ -292,7 +293,7 @@ def test_pid_splits_items_must_be_qids(tmp_path, bad):
 
 @pytest.mark.parametrize("name", ["../image.png", "sub/image.png", ".."])
 def test_image_name_must_stay_in_its_folder(name):
-    from mmcot_cli.data import problem_errors
+    from mmcot_cli.data.readers.scienceqa import problem_errors
 
     assert "bare file name" in problem_errors("7", _problem(image=name))
     assert problem_errors("7", _problem(image="image.png")) is None

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from mmcot_cli.demo import SIZES, DemoConfig, chance_accuracy, run_demo
+from mmcot_cli.demo.run import SIZES, DemoConfig, chance_accuracy, run_demo
 from mmcot_cli.errors import UnknownNameError, UsageError
-from mmcot_cli.score import CATEGORIES
+from mmcot_cli.evaluation.score import CATEGORIES
 
 ACC_KEYS = [key for key, _, _ in CATEGORIES]
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from mmcot_cli.store import open_store
+from mmcot_cli.features.store import open_store
 
 
 def _problem(split: str, image: str | None) -> dict:

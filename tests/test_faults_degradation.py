@@ -72,7 +72,7 @@ def test_readers_name_a_damaged_chunk(world, tmp_path, damage, what):
 
 @pytest.mark.parametrize("damage", [_truncate, _flip_a_byte], ids=["truncated", "corrupted"])
 def test_extract_resume_reextracts_a_damaged_chunk(world, tmp_path, damage):
-    from mmcot_cli.store import open_store
+    from mmcot_cli.features.store import open_store
 
     feats = world.copy("feats", tmp_path)
     chunk = _first_chunk(feats)

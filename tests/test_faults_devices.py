@@ -1,5 +1,5 @@
 """Fault class 5 (issue 10): every command that takes --device parses it with the one parser
-(mmcot_cli.devices.parse_device): an unknown device or a missing GPU is the same one line, exit 2."""
+(mmcot_cli.validate.parse_device): an unknown device or a missing GPU is the same one line, exit 2."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def test_cuda_without_gpu_same_line_everywhere(world, tmp_path):
 
 
 def test_parse_device():
-    from mmcot_cli.devices import parse_device
+    from mmcot_cli.validate import parse_device
 
     assert parse_device("CPU") == "cpu"
     assert parse_device("auto") in ("cpu", "cuda")

@@ -56,7 +56,7 @@ def test_extract_no_space(world, tmp_path):
 
 
 def test_extract_merge_no_space(world, tmp_path, monkeypatch):
-    import mmcot_cli.store_files as sf
+    import mmcot_cli.features.store_files as sf
 
     feats = world.copy("feats", tmp_path)
     before = checksums(feats)
@@ -94,7 +94,7 @@ def test_generate_no_space_leaves_no_predictions(world, tmp_path):
 def test_train_checkpoint_fault_leaves_no_temp_dir_and_resume_works(world, tmp_path, monkeypatch):
     import torch
 
-    import mmcot_cli.checkpoints as ck
+    import mmcot_cli.training.checkpoints as ck
 
     run = tmp_path / "run"
     args = ["train", "--stage", "answer", "--prompt-format", "QCM-A", "--data", world.data, "--text-model",
@@ -212,7 +212,7 @@ def test_prepare_format_no_space_leaves_no_split_files(tmp_path, fmt):
 
 def test_prepare_format_write_fault_mid_way_leaves_no_split_files(tmp_path, monkeypatch):
     """A fault on the manifest (the last file) still leaves no split file behind (monkeypatched: no root)."""
-    import mmcot_cli.data as data  # every prepare format writes through data.write_data_dir
+    import mmcot_cli.data.records as data  # every prepare format writes through data.write_data_dir
 
     def no_space(path, obj):
         raise OSError(errno.ENOSPC, "No space left on device")

@@ -113,7 +113,7 @@ def test_pillow_bomb_error_is_an_image_error(tmp_path, monkeypatch):
     """Beyond our own limit, Pillow's DecompressionBombError/Warning become the same ImageError."""
     from PIL import Image
 
-    from mmcot_cli import images
+    from mmcot_cli.data import images
 
     monkeypatch.setattr(images, "MAX_PIXELS", 10**12)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)

@@ -13,7 +13,7 @@ NEEDS = {"clip": "open_clip", "vit": "timm", "resnet": "timm", "detr": "timm"}
 
 @pytest.mark.parametrize("backbone", ["clip", "vit", "resnet", "detr", "patches"])
 def test_unknown_variant_lists_the_backbones_own_variants(world, tmp_path, backbone):
-    from mmcot_cli import plugins
+    from mmcot_cli.plugins import manager as plugins
 
     module = NEEDS.get(backbone)
     if module and importlib.util.find_spec(module) is None:
@@ -29,7 +29,7 @@ def test_unknown_variant_lists_the_backbones_own_variants(world, tmp_path, backb
 
 def test_long_library_messages_are_cut_to_one_line(world, tmp_path, monkeypatch):
     """Whatever a plugin raises as a user error, the CLI prints one bounded line."""
-    from mmcot_cli import plugins
+    from mmcot_cli.plugins import manager as plugins
     from mmcot_cli.errors import UsageError
 
     def noisy(backbone, options):
@@ -57,7 +57,7 @@ def test_unknown_tracker_is_one_short_line(world, tmp_path, name, needles):
 def test_missing_tracker_package_is_one_line(world, tmp_path, monkeypatch):
     from faultkit import TINY_TEXT
 
-    import mmcot_cli.tracking as tracking
+    import mmcot_cli.training.tracking as tracking
 
     monkeypatch.setattr(tracking.importlib.util, "find_spec", lambda name, *a: None)
     res = mmcot("train", "--stage", "answer", "--prompt-format", "QCM-A", "--data", world.data, "--text-model",

@@ -16,15 +16,15 @@ import torch
 from PIL import Image
 from safetensors import safe_open
 
-from mmcot_cli import extract as X
-from mmcot_cli import store as S
+from mmcot_cli.features import extract as X
+from mmcot_cli.features import store as S
 from mmcot_cli.errors import DataError
-from mmcot_cli import plugins
+from mmcot_cli.plugins import manager as plugins
 from mmcot_cli.errors import MMCoTError, UsageError
-from mmcot_cli.extract import ExtractConfig, ShapeError, extract, merge
-from mmcot_cli.store import StoreMismatchError, open_store
-from mmcot_cli.hookspecs import VisionBackbone, VisionBuildOptions, hookimpl
-from mmcot_cli.images import ImageError, load_rgb
+from mmcot_cli.features.extract import ExtractConfig, ShapeError, extract, merge
+from mmcot_cli.features.store import StoreMismatchError, open_store
+from mmcot_cli.plugins.hookspecs import VisionBackbone, VisionBuildOptions, hookimpl
+from mmcot_cli.data.images import ImageError, load_rgb
 
 
 def make_records(folder: Path, n: int = 9, split_seed: int = 0) -> list[dict]:
@@ -257,7 +257,7 @@ def test_weight_free_backbone_ignores_random_init(tmp_path, records):
 
 
 def test_chunk_writer_writes_each_chunk_when_its_last_item_arrives(tmp_path):
-    from mmcot_cli.store import ChunkWriter, read_data_file
+    from mmcot_cli.features.store import ChunkWriter, read_data_file
 
     started = []
     writer = ChunkWriter(tmp_path, (2, 3), "float32", [("test", 0, 2), ("test", 1, 2)],

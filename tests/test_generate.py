@@ -11,10 +11,10 @@ from conftest import build_record
 import torch
 
 from mmcot_cli.errors import DataError
-from mmcot_cli.generate import GenerateConfig, generate, generate_texts, prediction_row
+from mmcot_cli.inference.generate import GenerateConfig, generate, generate_texts, prediction_row
 from mmcot_cli.io import read_jsonl, write_jsonl
-from mmcot_cli.model import build_model, load_run_model, save_run_model
-from mmcot_cli.runs import RunMeta
+from mmcot_cli.model.fusion import build_model, load_run_model, save_run_model
+from mmcot_cli.runs.meta import RunMeta
 
 COLOURS = {"red": (220, 30, 30), "blue": (30, 30, 220), "green": (30, 200, 30)}
 PATCH_SHAPE = [49, 192]  # the weight-free `patches` vision backbone
@@ -34,8 +34,8 @@ def world(tmp_path_factory):
     """DATA_DIR (train/val/test), a patches FEATURES_DIR, a rationale run, an answer run and a text-only run."""
     from PIL import Image
 
-    from mmcot_cli.features import ExtractConfig, extract
-    from mmcot_cli.prompts import build_prompt
+    from mmcot_cli.features.extract import ExtractConfig, extract
+    from mmcot_cli.data.prompts import build_prompt
 
     root = tmp_path_factory.mktemp("gen")
     data = root / "data"
@@ -138,7 +138,7 @@ def test_answer_run_reads_rationales_by_qid_not_position(world, tmp_path, cli):
     assert outs["r"] == outs["r_reversed"]
     assert all(r["stage"] == "answer" for r in outs["r"])
     # The rationale really is in the prompt: a different rationale for one qid changes the model input.
-    from mmcot_cli.prompts import build_prompt
+    from mmcot_cli.data.prompts import build_prompt
 
     rec = world["records"]["test"][0]
     assert rows[0]["prediction"] in build_prompt(rec, "QCMG-A", rationale=rows[0]["prediction"])[0]
@@ -212,8 +212,8 @@ def test_ask_runs_both_stages_with_an_image(world, cli):
 
 def test_ask_features_match_extracted_store(world):
     """`ask` encodes an image exactly as `mmcot extract` did for training (same backbone, same numbers)."""
-    from mmcot_cli.features import open_store
-    from mmcot_cli.generate import image_features_for
+    from mmcot_cli.features.store import open_store
+    from mmcot_cli.inference.generate import image_features_for
 
     rec = world["records"]["test"][0]
     _, _, model_meta = load_run_model(world["run_r"])
@@ -234,7 +234,7 @@ def test_ask_errors(world, cli):
               "--choices", "only-one")
     assert res.exit_code == 2 and "2 to 5" in res.stderr
     with pytest.raises(DataError, match="cannot read image .*: file not found"):
-        from mmcot_cli.generate import AskConfig, ask
+        from mmcot_cli.inference.generate import AskConfig, ask
 
         ask(AskConfig(rationale_run=str(world["run_r"]), answer_run=str(world["run_a"]), question="Q?",
                       choices=["a", "b"], image=str(world["root"] / "missing.png")))
@@ -282,7 +282,7 @@ def test_bad_later_split_writes_no_output_for_earlier_splits(world, tmp_path, cl
 
 
 def test_features_missing_for_image_problems_are_an_error(world, tmp_path, cli):
-    from mmcot_cli.features import import_features
+    from mmcot_cli.features.store import import_features
 
     test = world["records"]["test"]
     feats = tmp_path / "test_only"

@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from mmcot_cli.errors import DataError, UsageError
-from mmcot_cli.feature_import import ImportFeaturesConfig, import_feature_file
-from mmcot_cli.store import open_store
+from mmcot_cli.features.import_original import ImportFeaturesConfig, import_feature_file
+from mmcot_cli.features.store import open_store
 
 
 @pytest.fixture(scope="module")
 def data_dir(sample_dir, tmp_path_factory) -> Path:
-    from mmcot_cli.data import PrepareConfig, prepare
+    from mmcot_cli.data.readers.scienceqa import PrepareConfig, prepare
 
     out = tmp_path_factory.mktemp("data") / "data"
     prepare(PrepareConfig(source=sample_dir, out=out))

@@ -9,7 +9,7 @@ import torch
 from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
 
 from mmcot_cli.errors import DataError, MMCoTError, UnknownBackboneError, UsageError
-from mmcot_cli.model import (MMCoTForConditionalGeneration, build_model, load_run_model, resolve_model_dir,
+from mmcot_cli.model.fusion import (MMCoTForConditionalGeneration, build_model, load_run_model, resolve_model_dir,
                              save_run_model)
 
 P, D_IMG = 5, 12
@@ -199,7 +199,7 @@ def test_unknown_text_backbone():
 
 
 def test_t5_family_names_map_to_hub_ids():
-    from mmcot_cli.plugins import get_text_backbone
+    from mmcot_cli.plugins.manager import get_text_backbone
 
     assert get_text_backbone("unifiedqa-t5-base").weights == "allenai/unifiedqa-t5-base"
     assert get_text_backbone("flan-t5-large").weights == "google/flan-t5-large"

@@ -15,8 +15,8 @@ FIXTURE = SHARED / "reference-checkpoint"
 
 def test_generated_texts_are_decoded_as_the_original(tmp_path):
     """skip_special_tokens=True, clean_up_tokenization_spaces=True: " ." → ".", no <pad>/</s>, stripped."""
-    from mmcot_cli.inference import decode_generated
-    from mmcot_cli.t5_dirs import load_tokenizer
+    from mmcot_cli.model.generation import decode_generated
+    from mmcot_cli.model.t5_dirs import load_tokenizer
 
     make_tokenizer_files(tmp_path, "json")
     tokenizer = load_tokenizer(tmp_path)
@@ -53,10 +53,10 @@ def test_release_through_the_cli_end_to_end(cli, tmp_path, sample_dir, fixture_d
     assert len(preds) == 50
     # mmcot's own QCM-E prompts are the original's sources, and its greedy output follows the original's: the
     # fixture forced 24 tokens (min_new_tokens), so where mmcot stopped at </s> its text is a prefix of them
-    from mmcot_cli.data import load_records
-    from mmcot_cli.inference import decode_generated
-    from mmcot_cli.model import load_run_model
-    from mmcot_cli.prompts import build_prompt
+    from mmcot_cli.data.records import load_records
+    from mmcot_cli.model.generation import decode_generated
+    from mmcot_cli.model.fusion import load_run_model
+    from mmcot_cli.data.prompts import build_prompt
 
     tokenizer = load_run_model(tmp_path / "run_r")[1]
     expected = {r["qid"]: r for r in map(json.loads, (fixture_dir / "expected.jsonl").read_text().splitlines())}
@@ -78,7 +78,7 @@ def test_release_through_the_cli_end_to_end(cli, tmp_path, sample_dir, fixture_d
 def test_no_group_by_length_draws_plain_random_batches():
     """--no-group-by-length: batches are consecutive slices of a seeded permutation (the original's random
     sampler), not length-sorted groups."""
-    from mmcot_cli.collate import LengthGroupedBatchSampler
+    from mmcot_cli.model.batching import LengthGroupedBatchSampler
 
     lengths = [(i * 37) % 101 for i in range(400)]
     plain = LengthGroupedBatchSampler(lengths, 8, seed=3, group_size=1).epoch_batches(0)

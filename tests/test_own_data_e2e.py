@@ -5,8 +5,8 @@ stages (tiny t5-scratch, 1 epoch) → generate → score, for A-OKVQA and generi
 import hashlib
 import json
 
-from mmcot_cli.data import load_records
-from mmcot_cli.teacher import strip_prefix
+from mmcot_cli.data.records import load_records
+from mmcot_cli.data.teacher import strip_prefix
 from own_data_fixtures import sqa_source, write_aokvqa, write_jsonl  # noqa: F401 (fixture)
 
 TINY = ["--text-model", "t5-scratch", "--epochs", "1", "--batch-size", "4", "--lr", "3e-3", "--eval-every", "0",

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from mmcot_cli.data import load_records
-from mmcot_cli.group_score import direct_answer_score
+from mmcot_cli.data.records import load_records
+from mmcot_cli.evaluation.groups import direct_answer_score
 from own_data_fixtures import sqa_source, write_aokvqa, write_jsonl  # noqa: F401 (fixture)
 
 

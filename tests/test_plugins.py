@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from mmcot_cli import plugins
+from mmcot_cli.plugins import manager as plugins
 from mmcot_cli.errors import UnknownBackboneError
-from mmcot_cli.hookspecs import TextBackbone, VisionBackbone, VisionBuildOptions, hookimpl
+from mmcot_cli.plugins.hookspecs import TextBackbone, VisionBackbone, VisionBuildOptions, hookimpl
 
 
 class _MeanColour:
@@ -136,14 +136,15 @@ def test_random_init_vision_encoders_are_reproducible():
     assert torch.equal(first.encode(pixels), second.encode(pixels))
 
 
-def test_builtin_plugins_load_through_entry_points():
+def test_builtin_plugins_are_registered_in_code():
+    # DEFAULT_PLUGINS is the one list: every public module in plugins/mmcot_plugins/ must be on it, and none of
+    # them needs an entry point (those are for third-party plugins)
     from importlib.metadata import entry_points
 
-    names = {ep.value for ep in entry_points(group=plugins.ENTRY_POINT_GROUP)}
-    builtin = set(plugins.builtin_plugins())
-    # pyproject.toml's entry points are the one list: every public module in plugins/ must be on it
-    modules = {f"mmcot_plugins.{p.stem}" for p in (Path(__file__).parents[1] / "plugins").glob("[!_]*.py")}
-    assert builtin == modules and builtin <= names
+    builtin = {module for _, module in plugins.DEFAULT_PLUGINS}
+    folder = Path(__file__).parents[1] / "plugins" / "mmcot_plugins"
+    assert builtin == {f"mmcot_plugins.{p.stem}" for p in folder.glob("[!_]*.py")}
+    assert not builtin & {ep.value for ep in entry_points(group=plugins.ENTRY_POINT_GROUP)}
     registered = {getattr(p, "__name__", None) for p in plugins.get_plugin_manager().get_plugins()}
     assert builtin <= registered
     assert {"patches", "detr", "clip", "vit", "resnet"} <= set(plugins.vision_backbones())

@@ -6,9 +6,10 @@ import pytest
 
 from conftest import build_record
 
-from mmcot_cli.data import PrepareConfig, load_records, prepare
+from mmcot_cli.data.readers.scienceqa import PrepareConfig, prepare
+from mmcot_cli.data.records import load_records
 from mmcot_cli.errors import DataError, UnknownNameError
-from mmcot_cli.prompts import (INPUT_FORMATS, OUTPUT_FORMATS, PROMPT_FORMATS, REFERENCE_FORMATS, answer_letter,
+from mmcot_cli.data.prompts import (INPUT_FORMATS, OUTPUT_FORMATS, PROMPT_FORMATS, REFERENCE_FORMATS, answer_letter,
                                build_prompt, build_prompt_raw, uses_rationale)
 
 

@@ -69,7 +69,7 @@ def test_report_is_self_contained_escaped_and_has_every_section(cli, runs, tmp_p
 
 
 def test_report_rationale_rouge_per_category_and_gallery_seed(runs, tmp_path):
-    from mmcot_cli.report import ReportConfig, collect
+    from mmcot_cli.reporting.report import ReportConfig, collect
 
     cfg = ReportConfig(inputs=[str(runs["text"]), str(runs["vision"])], data=runs["data"], out=tmp_path / "x.html",
                        gallery=2, seed=3)
@@ -100,7 +100,7 @@ def test_report_errors_are_one_line_and_write_nothing(cli, runs, tmp_path):
 def test_thumbnail_refuses_decompression_bombs_before_decoding(tmp_path):
     from report_fixture import bomb_png
 
-    from mmcot_cli.images import ImageError, thumbnail_bytes
+    from mmcot_cli.data.images import ImageError, thumbnail_bytes
 
     bomb_png(tmp_path / "big.png", 10_000, 8_000)  # 80 MP: above images.MAX_PIXELS (64 MP), below Pillow's own
     with pytest.raises(ImageError, match="decompression bomb"):

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from mmcot_cli.data import parse_splits
+from mmcot_cli.data.records import parse_splits
 from mmcot_cli.errors import DataError, UnknownNameError
-from mmcot_cli.runs import RUN_META_VERSION, RunMeta
+from mmcot_cli.runs.meta import RUN_META_VERSION, RunMeta
 
 
 def test_save_load_round_trip_and_model_copy(tmp_path):

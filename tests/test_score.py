@@ -11,7 +11,7 @@ import pytest
 from conftest import build_record
 
 from mmcot_cli.errors import DataError, UnknownNameError
-from mmcot_cli.score import (SQA_TOPICS, ScoreConfig, bleu, extract_answer, letter_to_index, normalize_rationale,
+from mmcot_cli.evaluation.score import (SQA_TOPICS, ScoreConfig, bleu, extract_answer, letter_to_index, normalize_rationale,
                              rouge_l, score, score_records)
 
 
@@ -421,7 +421,7 @@ def test_sample_gold_predictions_score_100(tmp_path, cli, sample_dir):
     assert out["num_fail"] == 0 and out["num_missing"] == 0 and res.stderr == ""
 
     # The same through a prepared DATA_DIR and a results JSON that gets every third item wrong.
-    from mmcot_cli.data import PrepareConfig, prepare
+    from mmcot_cli.data.readers.scienceqa import PrepareConfig, prepare
 
     data_dir = tmp_path / "data"
     prepare(PrepareConfig(source=sample_dir, out=data_dir, splits=("test",)))

@@ -44,9 +44,10 @@ def test_importing_the_cli_loads_no_torch():
 
 
 def test_package_store_plugins_and_backbone_listing_load_no_torch():
-    code = ("import mmcot_cli, mmcot_cli.store, mmcot_cli.extract, mmcot_cli.weights, mmcot_cli.io, "
-            "mmcot_cli.progress\n"
-            "from mmcot_cli import plugins, open_store, hookimpl, VisionBackbone\n"
+    code = ("import mmcot_cli, mmcot_cli.features.store, mmcot_cli.features.extract, mmcot_cli.plugins.weights, "
+            "mmcot_cli.io, mmcot_cli.progress\n"
+            "from mmcot_cli import open_store, hookimpl, VisionBackbone\n"
+            "from mmcot_cli.plugins import manager as plugins\n"
             "assert {'patches', 'vit', 'resnet', 'detr', 'clip'} <= set(plugins.vision_backbones())\n"
             "plugins.text_backbones()")
     assert loaded_after(code) == {}
@@ -56,10 +57,6 @@ def test_public_api_names_are_the_modules_own():
     for name, (module, attr) in mmcot_cli._EXPORTS.items():
         assert getattr(mmcot_cli, name) is getattr(importlib.import_module(module), attr), name
     assert set(mmcot_cli.__all__) == {"__version__", *mmcot_cli._EXPORTS}
-    # the former homes keep working for existing scripts
-    from mmcot_cli import features, store
-
-    assert features.open_store is store.open_store and features.FeatureStore is store.FeatureStore
     try:
         mmcot_cli.no_such_name  # noqa: B018
     except AttributeError as e:
@@ -71,6 +68,6 @@ def test_public_api_names_are_the_modules_own():
 def test_extract_help_shows_the_store_default_chunk_size():
     # `mmcot extract --help` must not import the store (numpy); its help text states the default instead
     from mmcot_cli.cli.extract import CHUNK_SIZE_HELP
-    from mmcot_cli.store import DEFAULT_CHUNK_SIZE
+    from mmcot_cli.features.store import DEFAULT_CHUNK_SIZE
 
     assert f"[default: {DEFAULT_CHUNK_SIZE}]" in CHUNK_SIZE_HELP

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from mmcot_cli.errors import UnknownNameError, UsageError
-from mmcot_cli.synthetic import TASK_WEIGHTS, generate_synthetic
+from mmcot_cli.demo.synthetic import TASK_WEIGHTS, generate_synthetic
 
 FIELDS = {"question", "choices", "answer", "hint", "image", "task", "grade", "subject", "topic", "category", "skill",
           "lecture", "solution", "split"}
@@ -122,7 +122,8 @@ def test_task_subset_and_bad_options(tmp_path):
 
 
 def test_prepare_reads_it(bench, tmp_path):
-    from mmcot_cli.data import PrepareConfig, load_records, prepare
+    from mmcot_cli.data.readers.scienceqa import PrepareConfig, prepare
+    from mmcot_cli.data.records import load_records
 
     out, _ = bench
     prepare(PrepareConfig(source=str(out), out=str(tmp_path / "data")))

@@ -30,7 +30,7 @@ def data_dir(tmp_path_factory):
     ("both", "safetensors", True),
 ])
 def test_layout_trains_and_generates(cli, tmp_path, data_dir, tokenizer, weights, tied):
-    from mmcot_cli.model import load_run_model
+    from mmcot_cli.model.fusion import load_run_model
 
     text = make_t5_dir(tmp_path / "t5", tokenizer=tokenizer, weights=weights, tied=tied)
     run = tmp_path / "run"
@@ -49,7 +49,7 @@ def test_untied_head_loads_as_stored(tmp_path):
     """transformers 5 reports tie_word_embeddings=True for every T5 config; the head must still be the file's."""
     from safetensors.torch import load_file
 
-    from mmcot_cli.model import build_model
+    from mmcot_cli.model.fusion import build_model
 
     text = make_t5_dir(tmp_path / "t5", tokenizer="json", weights="safetensors", tied=False)
     model, _ = build_model(str(text), None)
@@ -88,7 +88,7 @@ def test_unusable_directory_is_one_line(cli, tmp_path, data_dir, how, message):
 
 
 def test_spiece_only_without_protobuf_says_what_to_install(cli, tmp_path, data_dir, monkeypatch):
-    from mmcot_cli import t5_dirs
+    from mmcot_cli.model import t5_dirs
 
     text = make_t5_dir(tmp_path / "t5", tokenizer="spiece", weights="bin", tied=True)
     monkeypatch.setattr(t5_dirs, "_installed", lambda module: module != "google.protobuf")

@@ -5,8 +5,8 @@ import json
 import pytest
 
 from mmcot_cli.errors import DataError, UsageError
-from mmcot_cli.sampling import Sampling
-from mmcot_cli.teacher import expand_rationales, parse_answer, read_candidates
+from mmcot_cli.inference.sampling import Sampling
+from mmcot_cli.data.teacher import expand_rationales, parse_answer, read_candidates
 
 CHOICES = ["north", "south", "east"]
 
@@ -20,7 +20,7 @@ def _records():
 
 
 def _data_dir(tmp_path):
-    from mmcot_cli.readers.common import make_record
+    from mmcot_cli.data.readers.common import make_record
 
     d = tmp_path / "data"
     d.mkdir()

@@ -15,11 +15,11 @@ import pytest
 from conftest import build_record
 import torch
 
-from mmcot_cli import train as train_mod
-from mmcot_cli.collate import LABEL_PAD, Collator, Example, LengthGroupedBatchSampler
+from mmcot_cli.training import loop as train_mod
+from mmcot_cli.model.batching import LABEL_PAD, Collator, Example, LengthGroupedBatchSampler
 from mmcot_cli.errors import DataError
-from mmcot_cli.rationales import load_rationales
-from mmcot_cli.train import TrainConfig, TrainingDiverged, list_checkpoints, train
+from mmcot_cli.runs.rationales import load_rationales
+from mmcot_cli.training.loop import TrainConfig, TrainingDiverged, list_checkpoints, train
 
 TINY = {"d_model": 32, "layers": 1, "heads": 2, "vocab_size": 400}
 TINY_ARGS = ["--text-option", "d_model=32", "--text-option", "layers=1", "--text-option", "heads=2",
@@ -159,8 +159,8 @@ def test_rationales_are_read_by_qid_with_provenance_and_missing_qids_named(tmp_p
 
 
 def test_rationale_stage_with_features_trains_saves_and_generates(cli, data_dir, tmp_path):
-    from mmcot_cli.features import import_features
-    from mmcot_cli.model import load_run_model
+    from mmcot_cli.features.store import import_features
+    from mmcot_cli.model.fusion import load_run_model
 
     feats_dir = tmp_path / "feats"
     qids = [str(q) for q in list(range(1, 13)) + list(range(101, 107))]
@@ -374,7 +374,7 @@ def test_kill_9_mid_epoch_then_resume_matches_an_uninterrupted_run(data_dir, tmp
 
 
 def test_feature_store_without_the_train_split_is_an_error(cli, data_dir, tmp_path):
-    from mmcot_cli.features import import_features
+    from mmcot_cli.features.store import import_features
 
     for split in ("train", "val"):  # give every problem an image, so each one needs a feature row
         rows = [json.loads(line) for line in (data_dir / f"{split}.jsonl").read_text().splitlines()]

@@ -16,10 +16,10 @@ import pytest
 import torch
 from PIL import Image
 
-from mmcot_cli import plugins
+from mmcot_cli.plugins import manager as plugins
 from mmcot_cli.errors import MMCoTError, UsageError
-from mmcot_cli.hookspecs import VisionBuildOptions
-from mmcot_cli.images import ImageError, load_rgb, record_image, to_rgb
+from mmcot_cli.plugins.hookspecs import VisionBuildOptions
+from mmcot_cli.data.images import ImageError, load_rgb, record_image, to_rgb
 
 DEFAULT_SHAPES = {"patches": (49, 192), "detr": (100, 256), "clip": (49, 2048), "vit": (145, 1024),
                   "resnet": (1, 2048)}
@@ -42,7 +42,7 @@ def no_network():
 
 def as_batch(tensors: list) -> torch.Tensor | list:
     """As the extractor batches: stacked when the images preprocess to one shape, else a list (detr)."""
-    from mmcot_cli.extract import _collate
+    from mmcot_cli.features.extract import _collate
 
     return _collate([(i, t, None) for i, t in enumerate(tensors)])[1]
 

@@ -9,8 +9,10 @@ from typing import Any, Callable
 import typer
 import typer.core
 
-from mmcot_cli import __version__, progress
+from mmcot_cli import progress
+from mmcot_cli._version import __version__
 from mmcot_cli.errors import MMCoTError, StdoutError
+
 
 class OrderedGroup(typer.core.TyperGroup):
     """Lists commands in `order` (the pipeline's), not registration order, which puts every sub-app last."""

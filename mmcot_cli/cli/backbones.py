@@ -10,7 +10,9 @@ from mmcot_cli.cli.app import command, print_json
 
 
 def backbones_summary() -> dict:
-    from mmcot_cli import plugins  # loads every plugin module: only when the command runs, not for `--help`
+    from mmcot_cli.plugins import (
+        manager as plugins,  # loads every plugin module: only when the command runs, not for `--help`
+    )
 
     vision = [
         {"name": b.name, "feature_shape": list(b.feature_shape), "default_weights": b.default_weights,

@@ -7,9 +7,9 @@ from rich.console import Console
 from rich.table import Table
 
 from mmcot_cli.cli.app import command, print_json, write_stdout
-from mmcot_cli.demo import DemoConfig, run_demo
+from mmcot_cli.demo.run import DemoConfig, run_demo
+from mmcot_cli.evaluation.score import CATEGORIES
 from mmcot_cli.progress import err_console
-from mmcot_cli.score import CATEGORIES
 
 
 def _fmt(value) -> str:
@@ -109,7 +109,7 @@ def demo_command(
 
 
 def _ablation(out: str, size: str, seed: int, threads: int | None, n_problems: int | None, json_out: bool) -> None:
-    from mmcot_cli.ablation import AblationConfig, run_ablation
+    from mmcot_cli.demo.ablation import AblationConfig, run_ablation
 
     result = run_ablation(AblationConfig(out=out, size=size, seed=seed, threads=threads or 1,
                                                 n_problems=n_problems),

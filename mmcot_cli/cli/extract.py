@@ -48,9 +48,9 @@ def extract_command(
     adding another split to the same --out extends the store. Problems without an image get no row (readers
     return zeros of the backbone's shape).
     """
-    from mmcot_cli.data import parse_splits
-    from mmcot_cli.extract import ExtractConfig, extract, merge, parse_shard
-    from mmcot_cli.store import DEFAULT_CHUNK_SIZE
+    from mmcot_cli.data.records import parse_splits
+    from mmcot_cli.features.extract import ExtractConfig, extract, merge, parse_shard
+    from mmcot_cli.features.store import DEFAULT_CHUNK_SIZE
 
     if merge_dir is not None:
         if backbone or data or out:

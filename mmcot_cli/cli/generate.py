@@ -9,9 +9,9 @@ import typer
 from rich.table import Table
 
 from mmcot_cli.cli.app import command, print_json, warn, write_stdout
-from mmcot_cli.data import parse_splits
+from mmcot_cli.data.records import parse_splits
+from mmcot_cli.inference.sampling import Sampling
 from mmcot_cli.progress import err_console
-from mmcot_cli.sampling import Sampling
 
 
 @command("generate")
@@ -41,7 +41,10 @@ def generate_command(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON summary object."),
 ) -> None:
     """Generate a prediction per qid with a trained run (batched, KV cache, prompts as the run was trained)."""
-    from mmcot_cli.generate import GenerateConfig, generate  # torch, transformers: only when generating
+    from mmcot_cli.inference.generate import (  # torch, transformers: only when generating
+        GenerateConfig,
+        generate,
+    )
 
     cfg = GenerateConfig(run=str(run), data_dir=str(data_dir), splits=parse_splits(split),
                          features=str(features) if features else None,
@@ -81,7 +84,7 @@ def ask_command(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Answer one question: generate the rationale with the stage-1 run, then the answer with the stage-2 run."""
-    from mmcot_cli.generate import AskConfig, ask
+    from mmcot_cli.inference.generate import AskConfig, ask
 
     cfg = AskConfig(rationale_run=str(rationale_run), answer_run=str(answer_run), question=question,
                     choices=choices.split("|"), context=context, image=str(image) if image else None,

@@ -9,12 +9,12 @@ import typer
 from rich.table import Table
 
 from mmcot_cli.cli.app import command, print_json, warn, write_stdout
-from mmcot_cli.data import load_records, parse_splits
+from mmcot_cli.data.prompts import format_jsonl_row, prompt_rows, uses_rationale
+from mmcot_cli.data.readers import prepare_source
+from mmcot_cli.data.records import load_records, parse_splits
 from mmcot_cli.errors import UsageError
 from mmcot_cli.progress import err_console
-from mmcot_cli.prompts import format_jsonl_row, prompt_rows, uses_rationale
-from mmcot_cli.rationales import load_rationales
-from mmcot_cli.readers import prepare_source
+from mmcot_cli.runs.rationales import load_rationales
 
 
 @command("prepare")

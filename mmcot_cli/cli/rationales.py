@@ -35,7 +35,7 @@ def _report(summary: dict, json_out: bool) -> None:
 
 
 def _run(source: Path, data: Path, split: str, out: Path, only_correct: bool, skip_bad: bool, json_out: bool):
-    from mmcot_cli.teacher import collect_rationales
+    from mmcot_cli.data.teacher import collect_rationales
 
     _report(collect_rationales(source, data, split, out, only_correct, skip_bad, warn), json_out)
 

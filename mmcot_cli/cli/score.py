@@ -11,8 +11,8 @@ from rich.table import Table
 
 from mmcot_cli.cli.app import command, print_json, warn
 from mmcot_cli.cli.score_groups import _fmt, print_group_table, print_rationale_table
-from mmcot_cli.group_score import score_any
-from mmcot_cli.score import CATEGORIES, ScoreConfig
+from mmcot_cli.evaluation.groups import score_any
+from mmcot_cli.evaluation.score import CATEGORIES, ScoreConfig
 
 
 def print_score_table(result: dict, console: Console | None = None) -> None:

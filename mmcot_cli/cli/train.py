@@ -10,9 +10,9 @@ import typer
 from rich.table import Table
 
 from mmcot_cli.cli.app import command, print_json
+from mmcot_cli.data.prompts import STAGE_PRESETS
 from mmcot_cli.errors import UsageError
 from mmcot_cli.progress import err_console
-from mmcot_cli.prompts import STAGE_PRESETS
 
 # Help texts from the one home of the stage presets.
 _STAGE_HELP = " or ".join(f"{stage} ({p.prompt_format})" for stage, p in STAGE_PRESETS.items())
@@ -92,7 +92,10 @@ def train_command(
     """
     if bf16 and fp16:
         raise UsageError("--bf16 and --fp16 are mutually exclusive")
-    from mmcot_cli.train import TrainConfig, train  # torch, transformers, accelerate: only when training
+    from mmcot_cli.training.loop import (  # torch, transformers, accelerate: only when training
+        TrainConfig,
+        train,
+    )
 
     options = parse_text_options(text_option)
     cfg = TrainConfig(

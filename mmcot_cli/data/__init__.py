@@ -1,0 +1,7 @@
+"""Data: the DATA_DIR schema and its I/O, the readers that write it, and the text built from records.
+
+Modules: records (DATA_DIR record schema, read/write), readers/ (one reader per source format + the format
+registry), prompts (prompt formats and stage presets), answers (option letters, answer parsing), leakage (qids in
+two splits), images (decoding a record's image), teacher (teacher rationales: import, filter, expand).
+May import: the ground floor only (errors, io, outputs, progress, validate).
+"""

@@ -1,0 +1,398 @@
+"""ScienceQA data: validate the benchmark's files and turn them into DATA_DIR/<split>.jsonl records.
+
+Layouts accepted for SRC: problems.json + pid_splits.json directly in SRC, or in SRC/scienceqa/ (the benchmark's
+own layout, with captions.json beside scienceqa/). Images: IMAGES/<qid>/ or IMAGES/<split>/<qid>/ (ScienceQA's
+download layout) where IMAGES is --images, else SRC/images, else the images/ folder beside problems.json.
+
+Defaults are chosen for partial copies of ScienceQA (like ../shared/scienceqa-sample: full split lists, a few
+problems, only test images):
+- a split qid with no entry in problems.json is counted and listed in the manifest (`strict=True` makes it an error);
+- a split with no image on disk at all (its images were not downloaded) gives one warning and keeps its records
+  with `image_paths: []` (`image` still records what problems.json declares);
+- in a split that does have images on disk, a declared image that is missing is an error like any other bad item.
+Bad items are errors; `skip_bad=True` turns each into a warning, drops the item and counts it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from mmcot_cli._version import __version__
+from mmcot_cli.data.leakage import check_split_overlap
+from mmcot_cli.data.records import DEFAULT_SPLITS, MAX_CHOICES, load_manifest, parse_splits, write_data_dir
+from mmcot_cli.errors import DataError, UnknownNameError
+from mmcot_cli.io import read_json
+from mmcot_cli.outputs import check_output_dir
+from mmcot_cli.progress import track
+
+# Every problems.json entry must carry these (its own `split` field is optional: pid_splits.json is the authority).
+PROBLEM_FIELDS: tuple[str, ...] = ("question", "choices", "answer", "hint", "image", "task", "grade", "subject",
+                                   "topic", "category", "skill", "lecture", "solution")
+_STR_FIELDS = ("question", "hint", "task", "grade", "subject", "topic", "category", "skill", "lecture", "solution")
+
+
+@dataclass
+class PrepareConfig:
+    source: Path
+    out: Path
+    splits: tuple[str, ...] = DEFAULT_SPLITS
+    captions: Path | None = None  # default: SRC/captions.json (or beside problems.json) if present
+    images: Path | None = None  # default: SRC/images (or beside problems.json) if present
+    skip_bad: bool = False
+    strict: bool = False  # split qids missing from problems.json become errors
+    allow_overlap: bool = False  # a qid in two prepared splits is leakage unless allowed (mmcot_cli.data.leakage)
+
+    def __post_init__(self) -> None:
+        self.source = Path(self.source)
+        self.out = Path(self.out)
+        if self.captions is not None:
+            self.captions = Path(self.captions)
+        if self.images is not None:
+            self.images = Path(self.images)
+        if isinstance(self.splits, str):
+            self.splits = parse_splits(self.splits)
+        else:
+            self.splits = tuple(self.splits)
+
+
+# --------------------------------------------------------------------------- finding and reading the source files
+
+def find_source_files(source: str | os.PathLike) -> tuple[Path, Path]:
+    """(problems.json, pid_splits.json) in SRC or SRC/scienceqa/."""
+    source = Path(source)
+    if not source.is_dir():
+        raise DataError(f"{source}: not a directory (expected a ScienceQA data folder with problems.json)")
+    for folder in (source, source / "scienceqa"):
+        problems = folder / "problems.json"
+        if problems.is_file():
+            splits = folder / "pid_splits.json"
+            if not splits.is_file():
+                raise DataError(f"{folder}: has problems.json but no pid_splits.json")
+            return problems, splits
+    raise DataError(f"{source}: no problems.json here or in {source / 'scienceqa'}")
+
+
+def read_problems(path: str | os.PathLike) -> dict[str, Any]:
+    problems = read_json(path)
+    if not isinstance(problems, dict):
+        raise DataError(f"{path}: expected a JSON object keyed by qid, got {type(problems).__name__}")
+    return {str(k): v for k, v in problems.items()}
+
+
+def read_pid_splits(path: str | os.PathLike) -> dict[str, list[str]]:
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected a JSON object {{split: [qid, ...]}}, got {type(data).__name__}")
+    out = {}
+    for name, qids in data.items():
+        if not isinstance(qids, list):
+            raise DataError(f"{path}: split {name!r} is not a list of qids")
+        for i, q in enumerate(qids):
+            if isinstance(q, bool) or not isinstance(q, (str, int)) or str(q).strip() == "":
+                raise DataError(f"{path}: split {name!r} item {i}: {q!r} is not a qid (a string or an integer)")
+        out[name] = [str(q) for q in qids]
+    return out
+
+
+def read_captions(path: str | os.PathLike) -> tuple[dict[str, str], str | None]:
+    """qid → caption from `{"captions": {qid: text}}`; a flat `{qid: text}` dict (what MM's extract_caption.py
+    writes) is accepted too, returned with a note saying so."""
+    data = read_json(path)
+    note = None
+    if isinstance(data, dict) and isinstance(data.get("captions"), dict):
+        captions = data["captions"]
+    elif isinstance(data, dict) and "captions" not in data and all(isinstance(v, str) for v in data.values()):
+        captions = data
+        note = f"{path}: no 'captions' key; read it as a flat {{qid: caption}} dict"
+    else:
+        raise DataError(f"{path}: expected {{\"captions\": {{qid: text}}}} (or a flat {{qid: text}} dict)")
+    for qid, text in captions.items():
+        if not isinstance(text, str):
+            raise DataError(f"{path}: caption for qid {qid} is {type(text).__name__}, expected a string")
+    return {str(k): v for k, v in captions.items()}, note
+
+
+def default_captions_path(source: Path, problems_path: Path) -> Path | None:
+    for candidate in (source / "captions.json", problems_path.parent / "captions.json"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def default_images_dir(source: Path, problems_path: Path) -> Path | None:
+    for candidate in (source / "images", problems_path.parent / "images"):
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+# --------------------------------------------------------------------------- one problem
+
+def problem_errors(qid: str, problem: Any) -> str | None:
+    """Why this problems.json entry is unusable, or None. (One short phrase; callers add file and qid.)"""
+    if not isinstance(problem, dict):
+        return f"entry is {type(problem).__name__}, expected an object"
+    missing = [f for f in PROBLEM_FIELDS if f not in problem]
+    if missing:
+        return f"missing field{'s' if len(missing) > 1 else ''} {', '.join(repr(f) for f in missing)}"
+    choices = problem["choices"]
+    if not isinstance(choices, list):
+        return f"'choices' is {type(choices).__name__}, expected a list"
+    if not 2 <= len(choices) <= MAX_CHOICES:
+        return f"'choices' has {len(choices)} items, expected 2 to {MAX_CHOICES}"
+    if not all(isinstance(c, str) for c in choices):
+        return "'choices' must be a list of strings"
+    answer = problem["answer"]
+    if not isinstance(answer, int) or isinstance(answer, bool):
+        return f"'answer' is {answer!r}, expected an integer index"
+    if not 0 <= answer < len(choices):
+        return f"answer index {answer} out of range for {len(choices)} choices"
+    for name in _STR_FIELDS:
+        if not isinstance(problem[name], str):
+            return f"{name!r} is {type(problem[name]).__name__}, expected a string"
+    if problem["image"] is not None and not isinstance(problem["image"], str):
+        return f"'image' is {type(problem['image']).__name__}, expected a file name or null"
+    if problem["image"] and (Path(problem["image"]).name != problem["image"] or problem["image"] in (".", "..")):
+        return f"'image' is {problem['image']!r}, expected a bare file name inside the problem's image folder"
+    return None
+
+
+def validate_problem(qid: str, problem: Any, where: str = "problems.json") -> None:
+    """Raise DataError naming `where` and the qid if the entry is unusable."""
+    err = problem_errors(qid, problem)
+    if err:
+        raise DataError(f"{where}: qid {qid}: {err}")
+
+
+def problem_to_record(qid: str, problem: Mapping, split: str, caption: str = "",
+                      image_paths: Sequence[str | os.PathLike] = ()) -> dict:
+    """A DATA_DIR record (docs/FORMATS.md) from a validated problems.json entry."""
+    return {
+        "qid": str(qid),
+        "split": split,
+        "question": problem["question"],
+        "hint": problem["hint"],
+        "caption": caption or "",
+        "choices": list(problem["choices"]),
+        "answer": problem["answer"],
+        "lecture": problem["lecture"],
+        "solution": problem["solution"],
+        "subject": problem["subject"],
+        "grade": problem["grade"],
+        "topic": problem["topic"],
+        "category": problem["category"],
+        "skill": problem["skill"],
+        "task": problem["task"],
+        "image": problem["image"],
+        "image_paths": [str(p) for p in image_paths],
+    }
+
+
+def _choice_index(path: Path) -> int:
+    try:
+        return int(path.stem.split("_", 1)[1])
+    except (IndexError, ValueError):
+        return 1 << 30
+
+
+def _image_folders(images_dir: Path, qid: str, splits: Iterable[str]) -> list[Path]:
+    """IMAGES/<qid>/ first, then ScienceQA's download layout IMAGES/<split>/<qid>/."""
+    folders = [images_dir / qid] + [images_dir / s / qid for s in dict.fromkeys(s for s in splits if s)]
+    return [f for f in folders if f.is_dir()]
+
+
+def find_image_paths(images_dir: Path | None, qid: str, problem: Mapping,
+                     splits: Iterable[str] = ()) -> tuple[list[str], Path | None]:
+    """(image paths, expected question-image path if declared but missing).
+
+    Question image when declared; otherwise the choice images (choice_0.png, …) in choice order; [] when none."""
+    declared = problem.get("image")
+    if images_dir is None:
+        return [], (Path(declared) if declared else None)
+    folders = _image_folders(images_dir, qid, splits)
+    if declared:
+        for folder in folders:
+            if (folder / declared).is_file():
+                return [str((folder / declared).resolve())], None
+        return [], (folders[0] if folders else images_dir / qid) / declared
+    for folder in folders:
+        choice_images = sorted(folder.glob("choice_*.png"), key=_choice_index)
+        if choice_images:
+            return [str(p.resolve()) for p in choice_images], None
+    return [], None
+
+
+# --------------------------------------------------------------------------- prepare
+
+@dataclass
+class _SplitResult:
+    records: list[dict] = field(default_factory=list)
+    missing_problems: list[str] = field(default_factory=list)
+    missing_images: list[str] = field(default_factory=list)  # kept without image_paths (split has no images)
+    skipped: list[dict] = field(default_factory=list)
+    with_images: int = 0
+
+
+@dataclass
+class _Source:
+    """The checked source files of one `prepare` run, and the findings shared across its splits."""
+
+    problems_path: Path
+    splits_path: Path
+    problems: dict
+    images_dir: Path | None
+    captions: dict[str, str]
+    errors: list[str] = field(default_factory=list)  # per-item problems, in order; fatal unless skip_bad
+    warnings: list[str] = field(default_factory=list)
+    problem_checks: dict[str, str | None] = field(default_factory=dict)
+
+
+def _read_split(cfg: PrepareConfig, src: _Source, split: str, qids: list[str]) -> _SplitResult:
+    """One split's records; bad items go to src.errors, notes to src.warnings."""
+    res = _SplitResult()
+    seen: set[str] = set()
+    pending_missing: list[tuple[int, Path]] = []  # (record index, expected path) for declared, absent images
+    kept_qids: list[str] = []
+    for qid in track(qids, f"checking {split}"):
+        if qid in seen:
+            src.errors.append(f"{src.splits_path}: split {split!r} lists qid {qid} twice")
+            res.skipped.append({"qid": qid, "error": "duplicate qid in split list"})
+            continue
+        seen.add(qid)
+        if qid not in src.problems:
+            if cfg.strict:
+                src.errors.append(f"{src.problems_path}: qid {qid} (split {split}) has no entry")
+                res.skipped.append({"qid": qid, "error": "no entry in problems.json"})
+            else:
+                res.missing_problems.append(qid)
+            continue
+        if qid not in src.problem_checks:
+            src.problem_checks[qid] = problem_errors(qid, src.problems[qid])
+        if src.problem_checks[qid]:
+            src.errors.append(f"{src.problems_path}: qid {qid}: {src.problem_checks[qid]}")
+            res.skipped.append({"qid": qid, "error": src.problem_checks[qid]})
+            continue
+        problem = src.problems[qid]
+        paths, expected = find_image_paths(src.images_dir, qid, problem, (problem.get("split"), split))
+        if expected is not None:
+            pending_missing.append((len(kept_qids), expected))
+        if paths:
+            res.with_images += 1
+        kept_qids.append(qid)
+        res.records.append(problem_to_record(qid, problem, split, src.captions.get(qid, ""), paths))
+
+    if pending_missing and res.with_images == 0:
+        # Nothing of this split is on disk: the user did not download its images. Keep the records.
+        res.missing_images = [kept_qids[i] for i, _ in pending_missing]
+        where = src.images_dir if src.images_dir is not None else f"{cfg.source} (no images folder)"
+        src.warnings.append(f"split {split}: none of its {len(pending_missing)} declared images are in {where}; "
+                            f"records kept with image_paths [] (download that split's images to use them)")
+    elif pending_missing:
+        drop = set()
+        for i, expected in pending_missing:
+            src.errors.append(f"{expected}: declared image of qid {kept_qids[i]} (split {split}) not found")
+            res.skipped.append({"qid": kept_qids[i], "error": f"image not found: {expected}"})
+            drop.add(i)
+        res.records = [r for i, r in enumerate(res.records) if i not in drop]
+    return res
+
+
+def _open_source(cfg: PrepareConfig) -> tuple[_Source, dict[str, list[str]], Path | None]:
+    """Read and check problems.json, pid_splits.json, captions and the images folder: (source, split lists,
+    captions path)."""
+    problems_path, splits_path = find_source_files(cfg.source)
+    problems = read_problems(problems_path)
+    pid_splits = read_pid_splits(splits_path)
+    if not cfg.splits:
+        raise DataError("no splits requested")
+    for split in cfg.splits:
+        if split not in pid_splits:
+            raise UnknownNameError(f"split (in {splits_path})", split, list(pid_splits))
+    warnings: list[str] = []
+    captions_path = cfg.captions if cfg.captions is not None else default_captions_path(cfg.source, problems_path)
+    captions: dict[str, str] = {}
+    if captions_path is not None:
+        captions, note = read_captions(captions_path)
+        if note:
+            warnings.append(note)
+    images_dir = cfg.images if cfg.images is not None else default_images_dir(cfg.source, problems_path)
+    if images_dir is not None and not images_dir.is_dir():
+        raise DataError(f"{images_dir}: images folder not found")
+    src = _Source(problems_path=problems_path, splits_path=splits_path, problems=problems, images_dir=images_dir,
+                  captions=captions, warnings=warnings)
+    return src, pid_splits, captions_path
+
+
+def prepare(cfg: PrepareConfig) -> dict:
+    """Validate a ScienceQA folder and write DATA_DIR/<split>.jsonl + manifest.json; returns a summary dict
+    (per-split counts and `warnings`, each one line). Nothing is written unless every check passes."""
+    check_output_dir(cfg.out, "prepare", inputs={"SRC": cfg.source, "--images": cfg.images,
+                                                  "--captions": cfg.captions})
+    src, pid_splits, captions_path = _open_source(cfg)
+    check_split_overlap({s: pid_splits[s] for s in cfg.splits}, str(src.splits_path), cfg.allow_overlap)
+    results = {split: _read_split(cfg, src, split, pid_splits[split]) for split in cfg.splits}
+    errors, warnings = src.errors, src.warnings
+    if errors and not cfg.skip_bad:
+        more = f" (and {len(errors) - 1} more bad item{'s' if len(errors) > 2 else ''}; --skip-bad skips them)" \
+            if len(errors) > 1 else " (--skip-bad skips bad items)"
+        raise DataError(errors[0] + more)
+    warnings.extend(f"skipped: {e}" for e in errors)
+    for split, res in results.items():
+        if res.missing_problems:
+            warnings.append(f"split {split}: {len(res.missing_problems)} of {len(pid_splits[split])} qids have no "
+                            f"entry in {src.problems_path.name} (listed in manifest.json as missing_problems)")
+
+    write_data_dir(cfg.out, {split: res.records for split, res in results.items()},
+                   _manifest(cfg, src, captions_path, results))
+    manifest = load_manifest(cfg.out)
+    return {
+        "out": str(cfg.out),
+        "source": manifest["source"],
+        "images_dir": manifest["images_dir"],
+        "captions": manifest["captions"],
+        "splits": {
+            split: {"count": len(res.records), "split_list": len(pid_splits[split]),
+                    "missing_problems": len(res.missing_problems), "with_images": res.with_images,
+                    "missing_images": len(res.missing_images), "skipped": len(res.skipped)}
+            for split, res in results.items()
+        },
+        "skipped": sum(len(r.skipped) for r in results.values()),
+        "warnings": warnings,
+    }
+
+
+def _manifest(cfg: PrepareConfig, src: "_Source", captions_path, results: dict) -> dict:
+    return {
+        "source": str(cfg.source.resolve()),
+        "problems": str(src.problems_path.resolve()),
+        "pid_splits": str(src.splits_path.resolve()),
+        "images_dir": str(src.images_dir.resolve()) if src.images_dir is not None else None,
+        "captions": str(Path(captions_path).resolve()) if captions_path is not None else None,
+        "splits": {
+            split: {"count": len(res.records), "with_images": res.with_images,
+                    "missing_problems": res.missing_problems, "missing_images": res.missing_images,
+                    "skipped": res.skipped}
+            for split, res in results.items()
+        },
+        "created_by": f"mmcot {__version__} prepare",
+    }
+
+
+def records_from_problems(problems_path: str | os.PathLike, qids: Iterable[str] | None = None,
+                          captions: Mapping[str, str] | None = None, split: str = "") -> list[dict]:
+    """Records straight from a problems.json (no images resolved), e.g. to score against the raw benchmark file.
+    Every entry used must be valid; `qids` missing from the file raise DataError."""
+    problems = read_problems(problems_path)
+    captions = captions or {}
+    out = []
+    for qid in (qids if qids is not None else problems):
+        qid = str(qid)
+        if qid not in problems:
+            raise DataError(f"{problems_path}: no entry for qid {qid}")
+        validate_problem(qid, problems[qid], str(problems_path))
+        problem = problems[qid]
+        out.append(problem_to_record(qid, problem, split or problem.get("split") or "", captions.get(qid, "")))
+    return out

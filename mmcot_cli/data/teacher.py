@@ -1,0 +1,205 @@
+"""Teacher rationales (Fine-tune-CoT, REFERENCE.md §8): import, keep those that reach the gold answer, and train
+the rationale stage on several rationales per problem.
+
+Candidates are read from any of (one JSON object per line, matched to DATA_DIR records by qid):
+- a teacher file `{qid, rationale, answer?}` (several lines per qid allowed; `answer` an option index, a letter
+  "B"/"(B)" or the option text), e.g. written by a large language model;
+- predictions from `mmcot generate --num-samples K` (every text of `samples`), or plain `mmcot generate` output
+  (its `prediction`);
+- a rationale set written by `mmcot rationales import|filter` (the schema below).
+The answer of a candidate is the given one, else parsed from its text: the single "The answer is (X)", or a final
+"--> X" (Fine-tune-CoT's "{rationale} --> {answer}"), X a letter or the option text.
+
+Rationale set (written here, read by `mmcot train --stage rationale --rationale-source FILE`): one line per
+rationale, `{qid, rationale, answer_index, answer_from: "given"|"parsed"|null, correct: true|false|null}`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from mmcot_cli.data.answers import extract_answer, letter_to_index
+from mmcot_cli.errors import DataError
+from mmcot_cli.io import loads, read_text, sha256_file, write_jsonl
+
+Warn = Callable[[str], None]
+
+
+def strip_prefix(text: str) -> str:
+    """A stage-1 output starts with "Solution:"; the rationale-stage target adds it back."""
+    text = text.strip()
+    return text[len("Solution:"):].strip() if text.startswith("Solution:") else text
+
+
+def answer_from_text(value: str, choices: list[str]) -> int | None:
+    """An option index from "B", "(B)" or an option's text (case-insensitive, a final period ignored)."""
+    value = value.strip().rstrip(".").strip()
+    if len(value) == 3 and value[0] == "(" and value[2] == ")":
+        value = value[1]
+    if len(value) == 1 and value.isupper():
+        return letter_to_index(value, len(choices))
+    lowered = [c.strip().lower() for c in choices]
+    return lowered.index(value.lower()) if value.lower() in lowered else None
+
+
+def parse_answer(text: str, choices: list[str]) -> int | None:
+    """The answer a rationale reaches: "The answer is (X)" (exactly once), else a trailing "--> X"."""
+    letter = extract_answer(text)
+    if letter is not None:
+        return letter_to_index(letter, len(choices))
+    if "-->" in text:
+        return answer_from_text(text.rsplit("-->", 1)[1], choices)
+    return None
+
+
+@dataclass
+class Candidate:
+    qid: str
+    rationale: str
+    given: Any = None  # the row's `answer`, if any
+    where: str = ""
+
+
+def _row_candidates(row: Any, where: str) -> list[Candidate]:
+    if not isinstance(row, dict):
+        raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    qid = row.get("qid")
+    if isinstance(qid, bool) or not isinstance(qid, (str, int)) or str(qid).strip() == "":
+        raise DataError(f"{where}: missing or invalid 'qid'")
+    qid = str(qid)
+    if "rationale" in row:
+        texts, given = [row["rationale"]], row.get("answer", row.get("answer_index"))
+    elif "samples" in row:
+        texts, given = row["samples"], None
+    elif "prediction" in row:
+        texts, given = [row["prediction"]], None
+    else:
+        raise DataError(f"{where}: qid {qid}: no 'rationale', 'samples' or 'prediction'")
+    if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+        raise DataError(f"{where}: qid {qid}: rationale texts must be strings")
+    return [Candidate(qid, strip_prefix(t), given, where) for t in texts if strip_prefix(t)]
+
+
+def read_candidates(path: str | Path, skip_bad: bool = False, warn: Warn | None = None) -> list[Candidate]:
+    path = Path(path)
+    out: list[Candidate] = []
+    for lineno, line in enumerate(read_text(path, "rationale file").splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            out.extend(_row_candidates(loads(line, where, one_line=True), where))
+        except DataError as e:
+            if not skip_bad:
+                raise
+            if warn:
+                warn(f"{e} (skipped)")
+    return out
+
+
+def _given_index(cand: Candidate, choices: list[str]) -> int | None:
+    given = cand.given
+    if isinstance(given, int) and not isinstance(given, bool):
+        index = given if 0 <= given < len(choices) else None
+    elif isinstance(given, str):
+        index = answer_from_text(given, choices)
+    else:
+        raise DataError(f"{cand.where}: qid {cand.qid}: 'answer' must be an option index, letter or text")
+    if index is None:
+        raise DataError(f"{cand.where}: qid {cand.qid}: answer {given!r} is not one of its {len(choices)} options")
+    return index
+
+
+def judge(candidates: list[Candidate], records: list[dict], skip_bad: bool = False,
+          warn: Warn | None = None) -> tuple[list[dict], int]:
+    """Rationale-set rows for the candidates whose qid is in `records`; (rows, number of unknown qids)."""
+    by_qid = {str(r["qid"]): r for r in records}
+    rows, unknown = [], 0
+    for cand in candidates:
+        rec = by_qid.get(cand.qid)
+        if rec is None:
+            unknown += 1
+            continue
+        try:
+            index = _given_index(cand, rec["choices"]) if cand.given is not None else None
+        except DataError as e:
+            if not skip_bad:
+                raise
+            if warn:
+                warn(f"{e} (skipped)")
+            continue
+        source = "given" if index is not None else None
+        if index is None:
+            index = parse_answer(cand.rationale, rec["choices"])
+            source = "parsed" if index is not None else None
+        gold = rec.get("answer")
+        correct = None if index is None or gold is None else index == gold
+        rows.append({"qid": cand.qid, "rationale": cand.rationale, "answer_index": index, "answer_from": source,
+                     "correct": correct})
+    return rows, unknown
+
+
+def collect_rationales(source: str | Path, data_dir: str | Path, split: str, out: str | Path,
+                       only_correct: bool, skip_bad: bool = False, warn: Warn | None = None) -> dict:
+    """`mmcot rationales import|filter`: write the rationale set for `split` and report what was kept."""
+    from mmcot_cli.data.records import load_records
+    from mmcot_cli.outputs import check_output_file, input_files
+
+    check_output_file(out, "rationales", inputs={"SOURCE": source, "--data": data_dir,
+                                                 **input_files(data_dir, [f"{split}.jsonl"])})
+    records = load_records(data_dir, split)
+    if only_correct and all(r.get("answer") is None for r in records):
+        raise DataError(f"{data_dir}: split {split!r} is predict-only (no answers): nothing to filter against")
+    rows, unknown = judge(read_candidates(source, skip_bad, warn), records, skip_bad, warn)
+    if unknown and warn:
+        warn(f"{unknown} rationales name qids that are not in split {split!r} of {data_dir} (ignored)")
+    if only_correct and rows and warn and all(r["answer_index"] is None for r in rows):
+        warn(f"{source}: none of its {len(rows)} rationales states an answer (no 'answer' field, no 'The answer is "
+             "(X).' in the text), so none can be kept; sample from a run whose outputs end with the answer "
+             "(trained with --prompt-format QCM-EA)")
+    kept = [r for r in rows if r["correct"]] if only_correct else rows
+    write_jsonl(out, kept)
+    problems = {r["qid"] for r in rows}
+    kept_problems = {r["qid"] for r in kept}
+    return {
+        "source": str(source), "data": str(data_dir), "split": split, "out": str(out),
+        "filter": "correct answer" if only_correct else None,
+        "problems": len(records), "problems_with_rationales": len(problems),
+        "rationales": len(rows), "with_answer": sum(r["answer_index"] is not None for r in rows),
+        "correct": sum(bool(r["correct"]) for r in rows), "kept": len(kept),
+        "problems_kept": len(kept_problems), "unknown_qids": unknown,
+        "mean_per_kept_problem": round(len(kept) / len(kept_problems), 2) if kept_problems else None,
+    }
+
+
+# --------------------------------------------------------------------------- training on a rationale set
+
+
+def expand_rationales(records: list[dict], source: str = "gold") -> tuple[list[dict], dict]:
+    """Rationale-stage training records: one copy per rationale (`solution` = it, `lecture` = "").
+
+    `gold`: records carrying several gold rationales (A-OKVQA's three) give one example each; others are kept as
+    they are. FILE: a rationale set (or teacher file); problems without a rationale in it are left out.
+    Returns (records, provenance for run_config.json)."""
+    if source == "gold":
+        out = []
+        for r in records:
+            texts = r.get("rationales") or []
+            out.extend([dict(r, lecture="", solution=t) for t in texts] if len(texts) > 1 else [r])
+        return out, {"source": "gold", "examples": len(out), "problems": len(records)}
+    path = Path(source)
+    if not path.is_file():
+        raise DataError(f"{path}: rationale file not found (write one with `mmcot rationales filter`)")
+    by_qid: dict[str, list[str]] = {}
+    for cand in read_candidates(path):
+        by_qid.setdefault(cand.qid, []).append(cand.rationale)
+    out = [dict(r, lecture="", solution=t) for r in records for t in by_qid.get(str(r["qid"]), [])]
+    if not by_qid:
+        raise DataError(f"{path}: no rationales in it (did `mmcot rationales filter` keep none?)")
+    if not out:
+        raise DataError(f"{path}: none of its rationales belongs to a training problem")
+    covered = sum(1 for r in records if str(r["qid"]) in by_qid)
+    return out, {"source": str(path.resolve()), "sha256": sha256_file(path), "examples": len(out),
+                 "problems": covered, "problems_without": len(records) - covered}

@@ -1,0 +1,5 @@
+"""The offline demo: a synthetic benchmark in ScienceQA's layout, the demo run and the ablation recipe.
+
+Modules: synthetic (the benchmark generator), run (`mmcot demo`), ablation (`mmcot demo --ablation`).
+May import: everything below the CLI.
+"""

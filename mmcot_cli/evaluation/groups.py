@@ -1,0 +1,167 @@
+"""`mmcot score` for data prepared from A-OKVQA or generic JSONL: overall and per-group accuracy, A-OKVQA's own
+metrics, and the A-OKVQA prediction file (`--export-aokvqa`).
+
+Answers are resolved exactly as for ScienceQA (mmcot_cli.evaluation.score: the single "The answer is (X)", or an option
+index; `--fallback random` draws among the item's options). A-OKVQA metrics, from allenai/aokvqa
+evaluation/eval_predictions.py (the prediction is the text of the chosen option):
+- multiple choice: `pred == choices[correct_choice_idx]`;
+- direct answer: `min(1, #(pred == da for da in direct_answers) / 3)`, exact string comparison.
+The current official script leaves out questions marked `difficult_direct_answer` in the direct-answer setting
+and keeps every question for multiple choice; an earlier version of it (and REFERENCE.md) filter them in the
+multiple-choice setting instead. Both variants are reported, each with its question count.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+from mmcot_cli.errors import DataError
+from mmcot_cli.evaluation.predictions import (
+    BadEntries,
+    Prediction,
+    Warn,
+    read_predictions,
+)
+from mmcot_cli.evaluation.score import (
+    ScoreConfig,
+    _check_options,
+    _percent,
+    _resolve,
+    _score,
+    score,
+)
+from mmcot_cli.io import read_json, write_json
+
+OWN_FORMATS = ("aokvqa", "jsonl")
+
+
+def data_format(data: str | Path) -> str:
+    """The DATA_DIR's source format from its manifest ("scienceqa" when it has none or says nothing)."""
+    manifest = Path(data) / "manifest.json"
+    if not Path(data).is_dir() or not manifest.is_file():
+        return "scienceqa"
+    fmt = read_json(manifest).get("format")
+    return fmt if fmt in OWN_FORMATS else "scienceqa"
+
+
+def group_accuracy(records: list[dict], correct: dict[str, bool]) -> dict:
+    """{field: {value: {correct, total, accuracy}}} over every grouping field of the records."""
+    out: dict[str, dict[str, dict]] = {}
+    for rec in records:
+        for name, value in (rec.get("groups") or {}).items():
+            cell = out.setdefault(name, {}).setdefault(str(value), {"correct": 0, "total": 0})
+            cell["total"] += 1
+            cell["correct"] += int(correct[rec["qid"]])
+    for cells in out.values():
+        for cell in cells.values():
+            cell["accuracy"] = _percent(cell["correct"], cell["total"])
+    return {name: dict(sorted(cells.items())) for name, cells in sorted(out.items())}
+
+
+def direct_answer_score(pred: str | None, direct_answers: list[str]) -> float:
+    """A-OKVQA's direct-answer accuracy of one prediction (exact string match, capped at 3 matches)."""
+    if pred is None:
+        return 0.0
+    return min(1.0, sum(pred == da for da in direct_answers) / 3.0)
+
+
+def aokvqa_metrics(records: list[dict], chosen: dict[str, str | None]) -> dict:
+    """Multiple-choice and direct-answer accuracy (×100), in the current official script's setting and the other."""
+    easy = [r for r in records if not r.get("difficult_direct_answer")]
+
+    def mc(rs: list[dict]) -> float | None:
+        return _percent(sum(chosen[r["qid"]] == r["choices"][r["answer"]] for r in rs), len(rs))
+
+    def da(rs: list[dict]) -> float | None:
+        return _percent(sum(direct_answer_score(chosen[r["qid"]], r.get("direct_answers") or []) for r in rs),
+                        len(rs))
+
+    return {
+        "mc_accuracy": mc(records), "da_accuracy": da(easy),
+        "mc_accuracy_non_difficult": mc(easy), "da_accuracy_all": da(records),
+        "num_questions": len(records), "num_non_difficult": len(easy),
+        "setting": "official eval_predictions.py: MC over all questions, DA over non-difficult ones; "
+                   "*_non_difficult / *_all are the other filtering (an earlier script version, REFERENCE.md)",
+    }
+
+
+def resolve_choices(records: list[dict], preds: list[Prediction], fallback: str, seed: int, bad: BadEntries
+                    ) -> dict[str, int | None]:
+    """qid → chosen option index (None: no answer), in gold order with the same seeded draws as scoring."""
+    gold = {r["qid"]: r for r in records}
+    by_qid: dict[str, Prediction] = {}
+    for pred in preds:
+        if pred.qid not in gold:
+            bad(f"{pred.where}: qid {pred.qid} is not in the gold data")
+        elif pred.qid in by_qid:
+            bad(f"{pred.where}: duplicate qid {pred.qid} (first at {by_qid[pred.qid].where})")
+        elif pred.answer_index is not None and pred.answer_index >= len(gold[pred.qid]["choices"]):
+            bad(f"{pred.where}: qid {pred.qid}: option index {pred.answer_index} is beyond its choices")
+        else:
+            by_qid[pred.qid] = pred
+    rng = random.Random(seed)
+    return {q: _resolve(by_qid.get(q), len(r["choices"]), fallback, rng)[0] for q, r in gold.items()}
+
+
+def export_aokvqa(path: str | Path, records: list[dict], chosen: dict[str, int | None]) -> dict:
+    """The benchmark's prediction file {question_id: answer text}; no answer → "" (scored wrong)."""
+    answers = {r["qid"]: r["choices"][chosen[r["qid"]]] if chosen[r["qid"]] is not None else "" for r in records}
+    write_json(path, answers)
+    return {"path": str(path), "questions": len(answers), "empty": sum(1 for a in answers.values() if a == "")}
+
+
+def score_own_data(cfg: ScoreConfig, warn: Warn | None = None, export: str | Path | None = None) -> dict:
+    """Score against a DATA_DIR prepared from A-OKVQA or JSONL; a predict-only split can only be exported."""
+    from mmcot_cli.data.records import load_records
+
+    _check_options(cfg.fallback, cfg.rationale_ref)
+    records = load_records(cfg.data, cfg.split)
+    fmt = data_format(cfg.data)
+    if export is not None and fmt != "aokvqa":
+        raise DataError(f"{cfg.data}: --export-aokvqa needs data prepared from A-OKVQA (this is {fmt})")
+    preds, pred_fmt, num_bad = read_predictions(cfg.predictions, cfg.skip_bad, warn)
+    bad = BadEntries(cfg.skip_bad, warn)
+    bad.count = num_bad
+    head: dict[str, Any] = {"predictions": str(cfg.predictions), "format": pred_fmt, "data": str(cfg.data),
+                            "data_format": fmt, "split": cfg.split}
+    if all(r["answer"] is None for r in records):
+        if export is None:
+            raise DataError(f"{cfg.data}: split {cfg.split!r} is predict-only (no answers): nothing to score"
+                            + ("; --export-aokvqa FILE writes the benchmark's prediction file" if fmt == "aokvqa"
+                               else ""))
+        exported = export_aokvqa(export, records, resolve_choices(records, preds, cfg.fallback, cfg.seed, bad))
+        return {**head, "has_answers": False, "predict_only": True, "num_bad": bad.count, "export": exported}
+    result = _score(records, preds, cfg.fallback, cfg.seed, cfg.rationale_ref, bad, warn, True,
+                    gold_name=f"{cfg.data} (split {cfg.split})")
+    exported = None
+    if export is not None:  # _score has already reported bad predictions; the same draws are repeated here
+        exported = export_aokvqa(export, records, resolve_choices(records, preds, cfg.fallback, cfg.seed,
+                                                                  BadEntries(True, None)))
+    items = result.pop("items")
+    for key in [k for k in result if k.startswith("acc_")] + ["counts"]:
+        result.pop(key, None)  # ScienceQA's categories mean nothing here
+    correct = {it["qid"]: it["correct"] for it in items}
+    out = {**head, **result, "predict_only": False, "export": exported}
+    if result["has_answers"]:
+        out["accuracy"] = _percent(sum(correct.values()), len(correct))
+        out["correct"] = sum(correct.values())
+        out["groups"] = group_accuracy(records, correct)
+        if fmt == "aokvqa":
+            gold = {r["qid"]: r for r in records}
+            chosen = {it["qid"]: None if it["pred_index"] is None else gold[it["qid"]]["choices"][it["pred_index"]]
+                      for it in items}
+            out["aokvqa"] = aokvqa_metrics(records, chosen)
+    if cfg.details:
+        out["items"] = items
+    return out
+
+
+def score_any(cfg: ScoreConfig, warn: Warn | None = None, export: str | Path | None = None) -> dict:
+    """`mmcot score`: ScienceQA scoring (mmcot_cli.evaluation.score) or, for A-OKVQA / JSONL data, score_own_data."""
+    if data_format(cfg.data) == "scienceqa":
+        if export is not None:
+            raise DataError(f"{cfg.data}: --export-aokvqa needs data prepared from A-OKVQA (this is ScienceQA)")
+        return score(cfg, warn=warn)
+    return score_own_data(cfg, warn, export)

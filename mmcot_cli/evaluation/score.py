@@ -1,0 +1,316 @@
+"""Scoring: answer extraction, ScienceQA accuracy by category (as the benchmark's evaluate_acc.py defines it),
+and rationale metrics (ROUGE-L, BLEU-1/4), all offline.
+
+Inputs are gold records (the DATA_DIR record schema, docs/FORMATS.md) and predictions: this project's
+predictions JSONL or the benchmark's results JSON (`{"results": {qid: option_index}}`), detected automatically.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+from mmcot_cli.data.answers import (  # noqa: F401
+    ANSWER_PATTERN,
+    OPTION_LETTERS,
+    extract_answer,
+    letter_to_index,
+)
+from mmcot_cli.data.records import load_records
+from mmcot_cli.errors import DataError, UnknownNameError, UnknownSplitError
+
+# Re-exported: `mmcot_cli.evaluation.score` stays the library's scoring entry point (docs/FORMATS.md).
+from mmcot_cli.evaluation.predictions import (  # noqa: F401
+    BadEntries,
+    Prediction,
+    Warn,
+    coerce_predictions,
+    is_int,
+    read_predictions,
+    type_name,
+)
+from mmcot_cli.evaluation.rationale_metrics import (  # noqa: F401
+    RATIONALE_REFS,
+    bleu,
+    normalize_rationale,
+    rationale_metrics,
+    rationale_reference,
+    rouge_l,
+)
+from mmcot_cli.io import read_json
+from mmcot_cli.validate import check_seed
+
+REFERENCE_OPTIONS = OPTION_LETTERS  # a letter outside them is redrawn under the random fallback
+# strict: a failure is wrong; random: a seeded draw among the item's real options; reference: the original's
+# draw, uniform over all five letters A–E (random.choice(range(5))), so on a 2-choice item usually wrong.
+FALLBACKS = ("strict", "random", "reference")
+DRAWS = ("random", "reference")
+
+# The 26 topics evaluate_acc.py reports, in its order; topics found in the data but not here are appended.
+SQA_TOPICS = (
+    "punctuation", "literacy-in-science", "verbs", "pronouns", "civics", "culture", "word-study", "economics",
+    "physics", "units-and-measurement", "science-and-engineering-practices", "reading-comprehension",
+    "global-studies", "grammar", "figurative-language", "us-history", "writing-strategies", "world-history",
+    "reference-skills", "biology", "earth-science", "phonological-awareness", "capitalization", "chemistry",
+    "vocabulary", "geography",
+)
+
+_GRADES_1_6 = frozenset(f"grade{i}" for i in range(1, 7))
+_GRADES_7_12 = frozenset(f"grade{i}" for i in range(7, 13))
+
+# (JSON key, short label, membership test) — the evaluate_acc.py categories.
+CATEGORIES: tuple[tuple[str, str, Callable[[dict], bool]], ...] = (
+    ("acc_natural", "NAT", lambda r: r["subject"] == "natural science"),
+    ("acc_social", "SOC", lambda r: r["subject"] == "social science"),
+    ("acc_language", "LAN", lambda r: r["subject"] == "language science"),
+    ("acc_has_text", "TXT", lambda r: bool(r["hint"])),
+    ("acc_has_image", "IMG", lambda r: bool(r["image"])),
+    ("acc_no_context", "NO", lambda r: not r["hint"] and not r["image"]),
+    ("acc_grade_1_6", "G1-6", lambda r: r["grade"] in _GRADES_1_6),
+    ("acc_grade_7_12", "G7-12", lambda r: r["grade"] in _GRADES_7_12),
+    ("acc_average", "Avg", lambda r: True),
+)
+
+# Fields of a gold record that scoring reads.
+_GOLD_FIELDS = ("choices", "answer", "subject", "grade", "topic", "hint", "image")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Gold data
+
+
+def _check_record(record: dict, where: str) -> None:
+    for key in _GOLD_FIELDS:
+        if key not in record:
+            raise DataError(f"{where}: qid {record.get('qid')}: missing field {key!r}")
+    choices, answer = record["choices"], record["answer"]
+    if not isinstance(choices, list) or not choices:
+        raise DataError(f"{where}: qid {record.get('qid')}: 'choices' must be a non-empty list")
+    if not is_int(answer) or not 0 <= answer < len(choices):
+        raise DataError(f"{where}: qid {record.get('qid')}: answer {answer!r} is not an index into "
+                        f"{len(choices)} choices")
+
+
+def load_problems(path: str | Path, split: str) -> list[dict]:
+    """Gold records from a benchmark problems.json (qid → problem), keeping problems whose `split` is `split`."""
+    path = Path(path)
+    problems = read_json(path)
+    if not isinstance(problems, dict):
+        raise DataError(f"{path}: expected an object of qid → problem, got {type_name(problems)}")
+    records = []
+    splits_seen = set()
+    for qid, problem in problems.items():
+        if not isinstance(problem, dict):
+            raise DataError(f"{path}: qid {qid}: expected a problem object, got {type_name(problem)}")
+        splits_seen.add(problem.get("split"))
+        if problem.get("split") != split:
+            continue
+        record = {**problem, "qid": str(qid)}
+        _check_record(record, str(path))
+        records.append(record)
+    if not records:
+        raise UnknownSplitError(str(path), split, [str(s) for s in splits_seen])
+    return records
+
+
+def load_gold(data: str | Path, split: str = "test") -> list[dict]:
+    """Gold records from DATA: a prepared DATA_DIR (`<split>.jsonl`), a problems.json file, or a benchmark
+    folder holding problems.json (directly or in scienceqa/)."""
+    data = Path(data)
+    if data.is_dir():
+        if not (data / f"{split}.jsonl").is_file():
+            for candidate in (data / "problems.json", data / "scienceqa" / "problems.json"):
+                if candidate.is_file():
+                    return load_problems(candidate, split)
+        records = load_records(data, split)
+        for record in records:
+            _check_record(record, str(data / f"{split}.jsonl"))
+        if not records:
+            raise DataError(f"{data / f'{split}.jsonl'}: no records")
+        return records
+    if not data.exists():
+        raise DataError(f"{data}: not found")
+    return load_problems(data, split)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Accuracy
+
+
+def _percent(correct: float, total: int) -> float | None:
+    # Empty groups are reported as such (null), not as an error or as evaluate_acc.py's -1.
+    return round(100.0 * correct / total, 2) if total else None
+
+
+def _topics(records: list[dict]) -> list[str]:
+    extra = sorted({r["topic"] for r in records} - set(SQA_TOPICS))
+    return list(SQA_TOPICS) + extra
+
+
+def _resolve(pred: Prediction | None, n_choices: int, fallback: str, rng: random.Random) -> tuple[int | None, str]:
+    """(predicted option index or None for wrong, status) for one gold item."""
+    if pred is None or not pred.has_answer:
+        return None, "missing"
+    if pred.answer_index is not None:
+        return pred.answer_index, "index"
+    letter = extract_answer(pred.text) if pred.text is not None else pred.letter
+    if letter is None:
+        if fallback in DRAWS:
+            return _draw(fallback, n_choices, rng), "failed_random"
+        return None, "failed"
+    index = letter_to_index(letter, n_choices)
+    if index is None:
+        # Beyond the item's choices: the reference keeps A–E letters (scored wrong) and redraws any other.
+        if fallback in DRAWS and letter not in REFERENCE_OPTIONS:
+            return _draw(fallback, n_choices, rng), "invalid_letter_random"
+        return None, "invalid_letter"
+    return index, "extracted"
+
+
+def _draw(fallback: str, n_choices: int, rng: random.Random) -> int:
+    """An option index: among the item's choices, or (reference) among all of A–E, possibly past its choices."""
+    return rng.randrange(len(REFERENCE_OPTIONS) if fallback == "reference" else n_choices)
+
+
+def _check_options(fallback: str, rationale_ref: str) -> None:
+    if fallback not in FALLBACKS:
+        raise UnknownNameError("fallback", fallback, list(FALLBACKS))
+    if rationale_ref not in RATIONALE_REFS:
+        raise UnknownNameError("rationale reference", rationale_ref, list(RATIONALE_REFS))
+
+
+def score_records(records: list[dict], predictions: Mapping[str, Any] | Iterable[Any], fallback: str = "strict",
+                  seed: int = 0, rationale_ref: str = "solution", skip_bad: bool = False,
+                  warn: Warn | None = None, details: bool = False) -> dict:
+    """Score predictions against gold records (any subset of ScienceQA).
+
+    `predictions`: {qid: generated text | option index | row dict} or Prediction objects / JSONL row dicts.
+    Returns evaluate_acc.py's `acc_*` keys (percent, 2 decimals; null for empty groups), `counts`
+    ({key: {correct, total}}), num_* counters, and `rationale` metrics when predictions carry rationales.
+    With `details`, `items` lists each gold qid's predicted index, answer, correctness and status.
+    """
+    _check_options(fallback, rationale_ref)
+    preds = coerce_predictions(predictions)
+    return _score(records, preds, fallback, seed, rationale_ref, BadEntries(skip_bad, warn), warn, details)
+
+
+def _accuracy(records: list[dict], gold: dict[str, dict], by_qid: dict[str, Prediction], fallback: str,
+              rng: random.Random, result: dict, statuses: dict[str, int], items: list[dict] | None) -> list[str]:
+    """Fill `result` with the acc_* percentages and `counts`, `statuses` with status counts and `items` (if
+    given) with per-qid rows; returns the gold qids without a prediction."""
+    keys = [key for key, _, _ in CATEGORIES] + [f"acc_{t}" for t in _topics(records)]
+    counts = {key: {"correct": 0, "total": 0} for key in keys}
+    missing = []
+    for qid, record in gold.items():
+        index, status = _resolve(by_qid.get(qid), len(record["choices"]), fallback, rng)
+        statuses[status] = statuses.get(status, 0) + 1
+        if status == "missing":
+            missing.append(qid)
+        correct = index is not None and index == record["answer"]
+        member = [key for key, _, test in CATEGORIES if test(record)] + [f"acc_{record['topic']}"]
+        for key in member:
+            counts[key]["total"] += 1
+            counts[key]["correct"] += int(correct)
+        if items is not None:
+            items.append({"qid": qid, "pred_index": index, "answer": record["answer"], "correct": correct,
+                          "status": status})
+    for key in keys:
+        result[key] = _percent(counts[key]["correct"], counts[key]["total"])
+    result["counts"] = counts
+    return missing
+
+
+def _score(records: list[dict], preds: list[Prediction], fallback: str, seed: int, rationale_ref: str,
+           bad: BadEntries, warn: Warn | None, details: bool, gold_name: str = "the gold data") -> dict:
+    gold = {}
+    for record in records:
+        _check_record(record, "<records>")
+        if str(record["qid"]) in gold:
+            raise DataError(f"<records>: duplicate gold qid {record['qid']}")
+        gold[str(record["qid"])] = record
+
+    # Gold-dependent checks: unknown qid, duplicate qid, option index beyond the item's choices.
+    by_qid: dict[str, Prediction] = {}
+    for pred in preds:
+        if pred.qid not in gold:
+            bad(f"{pred.where}: qid {pred.qid} is not in {gold_name}")
+            continue
+        if pred.qid in by_qid:
+            bad(f"{pred.where}: duplicate qid {pred.qid} (first at {by_qid[pred.qid].where})")
+            continue
+        n = len(gold[pred.qid]["choices"])
+        if pred.answer_index is not None and pred.answer_index >= n:
+            bad(f"{pred.where}: qid {pred.qid}: option index {pred.answer_index} is beyond its {n} choices")
+            continue
+        by_qid[pred.qid] = pred
+
+    has_answers = any(p.has_answer for p in by_qid.values())
+    has_rationales = any(p.rationale is not None for p in by_qid.values())
+    result: dict[str, Any] = {}
+    statuses: dict[str, int] = {}
+    items: list[dict] = []
+    if has_answers:
+        missing = _accuracy(records, gold, by_qid, fallback, random.Random(seed), result, statuses,
+                            items if details else None)
+    else:
+        missing = [qid for qid in gold if qid not in by_qid]
+    result.update({
+        "num_gold": len(gold),
+        "num_predictions": len(by_qid),
+        "num_scored": len(gold) if has_answers else 0,
+        "num_fail": statuses.get("failed", 0) + statuses.get("failed_random", 0),
+        "num_random": statuses.get("failed_random", 0) + statuses.get("invalid_letter_random", 0),
+        "num_invalid_letter": statuses.get("invalid_letter", 0) + statuses.get("invalid_letter_random", 0),
+        "num_missing": len(missing),
+        "num_bad": bad.count,
+        "fallback": fallback,
+        "seed": seed if fallback in DRAWS else None,
+        "has_answers": has_answers,
+    })
+    if missing and warn:
+        shown = ", ".join(missing[:10]) + (" …" if len(missing) > 10 else "")
+        what = "prediction (scored as wrong)" if has_answers else "rationale"
+        warn(f"{len(missing)} of {len(gold)} gold qids have no {what}: {shown}")
+
+    if has_rationales:
+        pairs = [(p.rationale, rationale_reference(gold[q], rationale_ref))
+                 for q, p in by_qid.items() if p.rationale is not None]
+        metrics = rationale_metrics([p for p, _ in pairs], [r for _, r in pairs])
+        result["rationale"] = {"reference": rationale_ref, **metrics}
+    else:
+        result["rationale"] = None
+    if details:
+        result["items"] = items
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Entry point for `mmcot score`
+
+
+@dataclass
+class ScoreConfig:
+    predictions: Path
+    data: Path
+    split: str = "test"
+    fallback: str = "strict"  # strict / random (seeded draw among real options) / reference (among A–E)
+    seed: int = 0
+    skip_bad: bool = False
+    rationale_ref: str = "solution"  # or "lecture+solution"
+    details: bool = False  # add per-item results ("items") to the output
+
+
+def score(cfg: ScoreConfig, warn: Warn | None = None) -> dict:
+    """Read DATA and PREDS, score them, and return the result object `mmcot score --json` prints."""
+    _check_options(cfg.fallback, cfg.rationale_ref)
+    check_seed("--seed", cfg.seed)
+    records = load_gold(cfg.data, cfg.split)
+    preds, fmt, num_bad = read_predictions(cfg.predictions, cfg.skip_bad, warn)
+    bad = BadEntries(cfg.skip_bad, warn)
+    bad.count = num_bad
+    result = _score(records, preds, cfg.fallback, cfg.seed, cfg.rationale_ref, bad, warn, cfg.details,
+                    gold_name=f"{cfg.data} (split {cfg.split})")
+    return {"predictions": str(cfg.predictions), "format": fmt, "data": str(cfg.data), "split": cfg.split,
+            **result}

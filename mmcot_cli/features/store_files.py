@@ -1,0 +1,120 @@
+"""The data files of a feature store (safetensors chunks and merged shards): reading a header with a size check,
+verifying the CRC-32 recorded at write time, and writing one atomically. A truncated or corrupted file is a
+DataError naming it and how to recover; a resumed extract removes such files and re-extracts them."""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mmcot_cli.errors import DataError
+from mmcot_cli.io import atomic_path
+
+_ST_DTYPES = {"F16": np.float16, "F32": np.float32}
+
+
+@dataclass
+class DataFile:
+    """One safetensors file of the store, as described by its header (read without touching the data)."""
+
+    name: str  # relative to the store directory, e.g. "chunks/test-00003.safetensors"
+    path: Path
+    dtype: str  # "F16" / "F32"
+    shape: tuple[int, int, int]
+    data_offset: int  # byte offset of row 0 in the file
+    entries: list[dict]  # [{split, chunk, qids: [...], bad: [...]}] in row order
+    size: int
+    crc32: int | None = None  # of the feature bytes, recorded when the file was written (None: older files)
+
+    @property
+    def row_bytes(self) -> int:
+        return self.shape[1] * self.shape[2] * np.dtype(_ST_DTYPES[self.dtype]).itemsize
+
+    def read_rows(self, row: int, count: int) -> np.ndarray:
+        """Rows [row, row + count) as a (count, T, D) array in the stored dtype (a copy, the file is closed)."""
+        if count == 0:
+            return np.zeros((0, self.shape[1], self.shape[2]), dtype=_ST_DTYPES[self.dtype])
+        mm = np.memmap(self.path, dtype=_ST_DTYPES[self.dtype], mode="r",
+                       offset=self.data_offset + row * self.row_bytes, shape=(count, self.shape[1], self.shape[2]))
+        rows = np.array(mm)
+        del mm
+        return rows
+
+
+RECOVER = "rerun the same `mmcot extract` (it re-extracts just that part)"
+
+
+def read_data_file(path: Path, name: str) -> DataFile:
+    """A data file's header, checked against the file's size (a truncated chunk is an error naming it)."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            (n,) = struct.unpack("<Q", fh.read(8))
+            if n > size:
+                raise ValueError("header length beyond the end of the file")
+            header = json.loads(fh.read(n))
+        meta = json.loads(header.get("__metadata__", {})["mmcot"])
+        t = header["features"]
+        begin, end = (int(x) for x in t["data_offsets"])
+        shape = tuple(int(x) for x in t["shape"])
+        expected = int(np.prod(shape)) * np.dtype(_ST_DTYPES[t["dtype"]]).itemsize
+        entries = meta["entries"]
+    except (OSError, struct.error, ValueError, KeyError, TypeError, RecursionError) as e:
+        raise DataError(f"{path}: not a readable mmcot feature file ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0][:120] if str(e) else ''}); {RECOVER}") from None
+    if end - begin != expected or 8 + n + end != size or len(shape) != 3:
+        raise DataError(f"{path}: truncated or corrupted feature file ({size} bytes, its header describes "
+                        f"{8 + n + end}); {RECOVER}")
+    return DataFile(name=name, path=path, dtype=t["dtype"], shape=shape, data_offset=8 + n + begin,
+                    entries=entries, size=size, crc32=meta.get("crc32"))
+
+
+def verify_data_file(f: DataFile) -> None:
+    """Check the feature bytes against the CRC-32 recorded at write time (reads the whole file)."""
+    if f.crc32 is None:
+        return
+    import zlib
+
+    crc = 0
+    buf = bytearray(1 << 16)  # small reused buffer: verifying a file does not load it into memory
+    view = memoryview(buf)
+    with open(f.path, "rb", buffering=0) as fh:
+        fh.seek(f.data_offset)
+        while n := fh.readinto(buf):
+            crc = zlib.crc32(view[:n], crc)
+    if crc != f.crc32:
+        raise DataError(f"{f.path}: corrupted feature file (checksum mismatch); {RECOVER}")
+
+
+def scan_for_resume(root: Path) -> tuple[list[DataFile], list[str]]:
+    """(good data files, names of removed bad ones): a resumed extract re-extracts truncated or corrupted files."""
+    good, removed = [], []
+    for sub in ("shards", "chunks"):
+        d = root / sub
+        for p in sorted(d.glob("*.safetensors")) if d.is_dir() else []:
+            try:
+                f = read_data_file(p, f"{sub}/{p.name}")
+                verify_data_file(f)
+            except DataError:
+                p.unlink()
+                removed.append(f"{sub}/{p.name}")
+                continue
+            good.append(f)
+    return good, removed
+
+
+def write_data_file(path: Path, features: np.ndarray, entries: list[dict]) -> None:
+    """One data file (tensor "features" + the entries naming its rows), written atomically."""
+    import zlib
+
+    from safetensors.numpy import save_file
+
+    features = np.ascontiguousarray(features)
+    crc = zlib.crc32(memoryview(features).cast("B"))  # verified when extract resumes (verify_data_file)
+    meta = {"mmcot": json.dumps({"entries": entries, "crc32": crc}, sort_keys=True, ensure_ascii=False)}
+    with atomic_path(path) as tmp:
+        save_file({"features": features}, str(tmp), metadata=meta)

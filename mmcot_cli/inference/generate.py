@@ -1,0 +1,340 @@
+"""Batched generation from a trained run (`mmcot generate`) and the single-example pipeline (`mmcot ask`).
+
+Prompts are rebuilt exactly as the run was trained: the prompt format, caption use and stage recorded in the
+model's mmcot config (and RUN_DIR/run_config.json). Answer-stage runs (QCMG/CQMG inputs) read stage-1 rationales
+by qid. Examples are sorted by input length so batches pad little; `model.generate` encodes + fuses once per
+example and decodes with the KV cache. Output files are written atomically, one object per qid, in split order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from mmcot_cli.data.answers import extract_answer, letter_to_index
+from mmcot_cli.data.images import load_rgb
+from mmcot_cli.data.prompts import ANSWER_OUTPUTS, STAGE_PRESETS, build_prompt  # noqa: F401 (ANSWER_OUTPUTS re-export)
+from mmcot_cli.data.records import load_records
+from mmcot_cli.errors import DataError, MMCoTError, UsageError
+from mmcot_cli.features.store import open_store
+from mmcot_cli.inference.sampling import Sampling
+from mmcot_cli.io import atomic_path, read_json, write_jsonl
+from mmcot_cli.model.fusion import MODEL_SUBDIR, load_run_model, resolve_model_dir
+from mmcot_cli.model.generation import (  # noqa: F401 (re-exports)
+    check_feature_coverage,
+    feature_getter,
+    generate_texts,
+    resolve_device,
+)
+from mmcot_cli.outputs import check_output_file
+from mmcot_cli.plugins.hookspecs import VisionBuildOptions
+from mmcot_cli.plugins.manager import build_vision_encoder, get_vision_backbone
+from mmcot_cli.plugins.weights import OFFLINE_HINT
+from mmcot_cli.runs.meta import RUN_CONFIG, RunMeta
+from mmcot_cli.runs.rationales import load_rationales
+from mmcot_cli.validate import positive_int
+
+# Kept for scripts that import them from here; the one home is mmcot_cli.data.prompts / mmcot_cli.runs.meta.
+DEFAULT_MAX_NEW_TOKENS = {stage: preset.max_output_len for stage, preset in STAGE_PRESETS.items()}
+RunInfo = RunMeta
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The run: model + how it was trained
+
+
+def run_root(path: str | Path) -> Path:
+    """RUN_DIR for a RUN_DIR or its model/ directory (so --run RUN_DIR/model finds run_config.json)."""
+    path = Path(path)
+    if path.name == MODEL_SUBDIR and (path / "config.json").is_file() and not (path / RUN_CONFIG).is_file():
+        return path.parent
+    return path
+
+
+def run_info(run_dir: str | Path, model_meta: dict) -> RunMeta:
+    """The run's RunMeta: RUN_DIR/run_config.json, or the model's own copy when the run has none."""
+    return RunMeta.for_run(run_root(run_dir), model_meta)
+
+
+def load_run(run_dir: str | Path, device: torch.device):
+    model, tokenizer, model_meta = load_run_model(run_dir, device=device)
+    info = run_info(run_dir, model_meta)
+    if model.image_shape is None and (info.feature_shape or info.vision_backbone):
+        # The run metadata says the model fuses images but the model config lost it: never run text-only quietly.
+        raise DataError(f"{run_root(run_dir) / RUN_CONFIG}: the run was trained with image features "
+                        f"({info.vision_backbone}, {info.feature_shape}) but {resolve_model_dir(run_dir)}/config.json "
+                        "has no fusion settings (image_shape); restore the config or retrain")
+    return model, tokenizer, info
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Core: prompts → texts
+
+
+def prediction_row(qid: str, text: str, stage: str, num_choices: int | None, answers: bool) -> dict:
+    """One predictions-file object (docs/FORMATS.md)."""
+    letter = extract_answer(text) if answers else None
+    index = letter_to_index(letter, num_choices) if letter and num_choices else None
+    return {"qid": str(qid), "prediction": text, "stage": stage, "answer_letter": letter, "answer_index": index}
+
+
+def open_features(path: str | Path, model_shape: tuple[int, int] | None, run: Path):
+    store = open_store(path)
+    shape = tuple(int(x) for x in store.feature_shape)
+    if model_shape is not None and shape != tuple(model_shape):
+        raise DataError(f"{path}: features have shape {list(shape)} but the model in {run} was trained on "
+                        f"{list(model_shape)} (backbone {getattr(store, 'backbone', '?')})")
+    return store
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# mmcot generate
+
+
+@dataclass
+class GenerateConfig:
+    run: str
+    data_dir: str
+    splits: tuple[str, ...] = ("test",)
+    features: str | None = None  # None = the features directory the run was trained on
+    rationales: str | None = None  # stage-1 run dir or predictions file; None = the one the run was trained with
+    out: str | None = None  # None = RUN_DIR/preds-<split>.jsonl; with several splits it must contain "{split}"
+    batch_size: int = 16
+    max_new_tokens: int | None = None  # None = the run's max_output_len
+    num_beams: int = 1
+    device: str = "auto"
+    limit: int | None = None  # first N records of each split (smoke tests)
+    sampling: Sampling = field(default_factory=Sampling)  # K samples per row: `prediction` the 1st, all in `samples`
+
+    def __post_init__(self) -> None:
+        positive_int("--batch-size", self.batch_size)
+        positive_int("--max-new-tokens", self.max_new_tokens, optional=True)
+        positive_int("--num-beams", self.num_beams)
+        positive_int("--limit", self.limit, optional=True)
+
+
+def output_path(cfg: GenerateConfig, split: str) -> Path:
+    if cfg.out is None:
+        return run_root(cfg.run) / f"preds-{split}.jsonl"
+    if len(cfg.splits) > 1 and "{split}" not in cfg.out:
+        raise UsageError("--out with several splits must contain '{split}' (or omit --out to write "
+                         "RUN_DIR/preds-<split>.jsonl)")
+    return Path(cfg.out.replace("{split}", split))
+
+
+def generate(cfg: GenerateConfig) -> dict:
+    """Generate predictions for each split; returns a summary with one entry per written file."""
+    if not cfg.splits:
+        raise UsageError("no split given")
+    cfg.sampling.check(cfg.num_beams)
+    outs = {split: output_path(cfg, split) for split in cfg.splits}
+    data_files = {f"--data {split} split": Path(cfg.data_dir) / f"{split}.jsonl" for split in cfg.splits}
+    for out in outs.values():
+        check_output_file(out, "generate", inputs={**data_files, "--rationales": cfg.rationales,
+                                                   "--features": cfg.features})
+    if len(set(map(str, outs.values()))) < len(outs):
+        raise UsageError("--out names the same file for several splits; use a '{split}' placeholder")
+    device = resolve_device(cfg.device)
+    model, tokenizer, info = load_run(cfg.run, device)
+
+    store = None
+    features = cfg.features or (info.features_dir if model.image_shape is not None else None)
+    if model.image_shape is not None:
+        if not features:
+            raise UsageError(f"{cfg.run}: the model fuses image features {list(model.image_shape)}; pass --features")
+        store = open_features(features, model.image_shape, Path(cfg.run))
+    elif cfg.features:
+        raise UsageError(f"{cfg.run}: the model is text-only; --features would not be used")
+
+    rationale_source = None
+    if cfg.rationales and not info.needs_rationale:
+        raise UsageError(f"{cfg.run}: prompt format {info.prompt_format} takes no rationale; --rationales would "
+                         "not be used")
+    if info.needs_rationale:
+        rationale_source = cfg.rationales or info.rationales_source
+        if not rationale_source:
+            raise UsageError(f"{cfg.run}: prompt format {info.prompt_format} needs stage-1 rationales; "
+                             "pass --rationales RUN_R (or a preds file)")
+
+    max_new = cfg.max_new_tokens or info.max_output_len
+    summary: dict[str, Any] = {
+        "run": str(cfg.run), "stage": info.stage, "prompt_format": info.prompt_format, "device": str(device),
+        "features": str(features) if store is not None else None, "rationales": rationale_source,
+        "max_new_tokens": max_new, "num_beams": cfg.num_beams, "sampling": cfg.sampling.summary(), "splits": {},
+    }
+    # Every split's inputs (records, rationales by qid, prompts) are checked before anything is generated, so a
+    # bad later split does not leave the earlier splits' outputs written by a command that failed.
+    inputs = {}
+    for split in cfg.splits:
+        records = load_records(cfg.data_dir, split)
+        if cfg.limit is not None:
+            records = records[:cfg.limit]
+        qids = [str(r["qid"]) for r in records]
+        rationales: list[str | None] = [None] * len(records)
+        if rationale_source:
+            rationales = load_rationales(rationale_source, split).for_qids(qids)  # missing qid → DataError
+        sources = [build_prompt(r, info.prompt_format, info.use_caption, rat)[0]
+                   for r, rat in zip(records, rationales)]
+        if store is not None:
+            store.check_coverage(records, split)
+        inputs[split] = (records, qids, sources)
+    results = {}
+    for split, (records, qids, sources) in inputs.items():
+        start = time.perf_counter()
+        texts = generate_texts(
+            model, tokenizer, sources, image_features=feature_getter(store, qids) if store is not None else None,
+            batch_size=cfg.batch_size, max_input_len=info.max_input_len, max_new_tokens=max_new,
+            num_beams=cfg.num_beams, device=device, description=f"generate {split}",
+            sampling=cfg.sampling.start())
+        seconds = time.perf_counter() - start
+        rows = [prediction_row(q, t[0] if cfg.sampling.enabled else t, info.stage, len(r.get("choices") or []),
+                               info.answers) | ({"samples": t} if cfg.sampling.enabled else {})
+                for q, t, r in zip(qids, texts, records)]
+        results[split] = rows
+        summary["splits"][split] = {
+            "out": str(outs[split]), "count": len(rows), "seconds": round(seconds, 3),
+            "samples_per_s": round(len(rows) / seconds, 2) if seconds > 0 else None,
+            **({"answer_found": sum(r["answer_letter"] is not None for r in rows)} if info.answers else {}),
+        }
+    with contextlib.ExitStack() as stack:  # every split's file written, then all renamed into place together
+        for split, rows in results.items():
+            write_jsonl(stack.enter_context(atomic_path(outs[split])), rows)
+    return summary
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# mmcot ask
+
+
+@dataclass
+class AskConfig:
+    rationale_run: str
+    answer_run: str
+    question: str
+    choices: list[str]
+    context: str = ""
+    image: str | None = None
+    random_init_vision: bool = False  # build the recorded vision backbone without weights (offline demos/tests)
+    vision_weights: str | None = None  # local path / hub id instead of the recorded (or default) weights
+    max_new_tokens: int | None = None  # per stage; None = each run's max_output_len
+    num_beams: int = 1
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        positive_int("--max-new-tokens", self.max_new_tokens, optional=True)
+        positive_int("--num-beams", self.num_beams)
+
+
+def ask_record(question: str, choices: Sequence[str], context: str = "") -> dict:
+    """A DATA_DIR-shaped record for one user question (no gold answer: `answer` is a placeholder)."""
+    choices = [c.strip() for c in choices]
+    if not question.strip():
+        raise UsageError("--question is empty")
+    if not 2 <= len(choices) <= 5 or not all(choices):
+        raise UsageError(f"--choices needs 2 to 5 non-empty options separated by '|', got {len(choices)}")
+    return {"qid": "ask", "split": "ask", "question": question.strip(), "hint": context.strip(), "caption": "",
+            "choices": choices, "answer": 0, "lecture": "", "solution": "", "image": None, "image_paths": []}
+
+
+def _vision_source(info: RunMeta) -> tuple[str | None, str | None]:
+    """The (variant, weights) the run's features were extracted with, from its meta or features manifest."""
+    variant, weights = info.vision_variant, info.vision_weights
+    if (variant is None or weights is None) and info.features_dir and Path(info.features_dir).is_dir():
+        try:
+            manifest = read_json(Path(info.features_dir) / "manifest.json")
+            variant = variant or manifest.get("variant")
+            weights = weights or manifest.get("weights")
+        except DataError:
+            pass
+    return variant, weights
+
+
+def _with_ask_flags(e: MMCoTError) -> MMCoTError:
+    """The weight loader's hints name extract's flags; `ask` spells them --vision-weights / --random-init-vision."""
+    message = str(e).replace(OFFLINE_HINT, "offline? use --vision-weights PATH or --random-init-vision")
+    message = message.replace("--weights ", "--vision-weights ")
+    if message == str(e):
+        return e
+    return (UsageError if e.exit_code == 2 else MMCoTError)(message)
+
+
+def image_features_for(info: RunMeta, image_shape: tuple[int, int], image_path: str | None, *,
+                       random_init: bool, device: torch.device, cache: dict, run: str = "the run",
+                       weights: str | None = None) -> torch.Tensor:
+    """(1, P, D) features of one image with the run's recorded vision backbone (`weights` overrides its weights);
+    zeros when there is no image (what the feature store returns for image-less problems, i.e. what the model saw
+    in training)."""
+    if image_path is None:
+        return torch.zeros(1, *image_shape)
+    if not info.vision_backbone:
+        raise DataError(f"{run}: the run records no vision backbone to encode --image with")
+    variant, recorded = _vision_source(info)
+    weights = None if random_init else (weights or recorded)
+    key = (info.vision_backbone, variant, weights, random_init)
+    if key not in cache:
+        backbone = get_vision_backbone(info.vision_backbone)
+        try:
+            encoder = build_vision_encoder(backbone, VisionBuildOptions(variant=variant, weights=weights,
+                                                                        random_init=random_init, device=str(device)))
+        except MMCoTError as e:
+            raise _with_ask_flags(e) from None
+        image = load_rgb(image_path, qid="ask")
+        with torch.inference_mode():
+            cache[key] = encoder.encode(encoder.preprocess(image).unsqueeze(0).to(device)).float().cpu()
+    feats = cache[key]
+    if tuple(feats.shape[1:]) != tuple(image_shape):
+        raise DataError(f"{info.vision_backbone} produced features {list(feats.shape[1:])} but the model in "
+                        f"{run} expects {list(image_shape)}")
+    return feats
+
+
+def _ask_one(run: str, record: dict, rationale: str | None, cfg: AskConfig, device, cache: dict,
+             expect_stage: str) -> tuple[str, RunMeta]:
+    model, tokenizer, info = load_run(run, device)
+    if info.needs_rationale and rationale is None:
+        raise UsageError(f"{run}: prompt format {info.prompt_format} is an answer-stage format; "
+                         f"--{expect_stage}-run must name a rationale-stage run")
+    if expect_stage == "answer" and not info.answers:
+        raise UsageError(f"{run}: prompt format {info.prompt_format} does not output an answer; "
+                         "--answer-run must name an answer-stage run")
+    source = build_prompt(record, info.prompt_format, info.use_caption, rationale)[0]
+    feats = None
+    if model.image_shape is not None:
+        feats = image_features_for(info, model.image_shape, cfg.image, random_init=cfg.random_init_vision,
+                                   device=device, cache=cache, run=run, weights=cfg.vision_weights)
+    text = generate_texts(model, tokenizer, [source], image_features=(lambda idx: feats) if feats is not None else None,
+                          batch_size=1, max_input_len=info.max_input_len,
+                          max_new_tokens=cfg.max_new_tokens or info.max_output_len, num_beams=cfg.num_beams,
+                          device=device, description=f"{expect_stage}")[0]
+    return text, info
+
+
+def ask(cfg: AskConfig) -> dict:
+    """Rationale, then answer, for one question (optionally with an image)."""
+    record = ask_record(cfg.question, cfg.choices, cfg.context)
+    if cfg.image is not None:
+        load_rgb(cfg.image, qid="ask")  # a missing, corrupt or oversized image fails before any model is built
+    device = resolve_device(cfg.device)
+    cache: dict = {}
+    rationale, r_info = _ask_one(cfg.rationale_run, record, None, cfg, device, cache, "rationale")
+    answer, a_info = _ask_one(cfg.answer_run, record, rationale, cfg, device, cache, "answer")
+    row = prediction_row("ask", answer, a_info.stage, len(record["choices"]), True)
+    index = row["answer_index"]
+    warnings = []
+    if cfg.image is not None and r_info.vision_backbone is None and a_info.vision_backbone is None:
+        warnings.append(f"both runs are text-only: --image {cfg.image} was not used")
+    return {
+        "question": record["question"], "context": record["hint"], "choices": record["choices"], "image": cfg.image,
+        "rationale": rationale, "answer": answer, "answer_letter": row["answer_letter"], "answer_index": index,
+        "answer_text": record["choices"][index] if index is not None else None,
+        "rationale_run": {"path": cfg.rationale_run, "prompt_format": r_info.prompt_format,
+                          "vision_backbone": r_info.vision_backbone},
+        "answer_run": {"path": cfg.answer_run, "prompt_format": a_info.prompt_format,
+                       "vision_backbone": a_info.vision_backbone, "uses_rationale": a_info.needs_rationale},
+        "warnings": warnings,
+    }

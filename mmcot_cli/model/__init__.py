@@ -1,0 +1,8 @@
+"""The model: the fusion model (one readable file), T5 checkpoint directories, batching and batched generation
+shared by training and inference, and import of the original's fine-tuned checkpoints.
+
+Modules: fusion (MMCoTForConditionalGeneration, save/load of a run's model), t5_dirs (hub layouts of local T5
+dirs), batching (tokenized examples, dynamic padding, the length-grouped sampler), generation (device, batched
+generate from prompts), import_original (`mmcot import-run`).
+May import: runs, plugins, data and the ground floor; never training, inference, evaluation or above.
+"""

@@ -1,0 +1,91 @@
+"""Inference shared by training (validation) and `mmcot generate` / `mmcot ask`: the device, batched
+generation from prompts, and the feature-store coverage check both run before using a store."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import torch
+
+from mmcot_cli.errors import UsageError
+from mmcot_cli.model.batching import length_mask, pad_rows
+from mmcot_cli.progress import make_progress
+
+
+def resolve_device(device: str | None) -> torch.device:
+    """torch.device for a --device string, through the one parser (mmcot_cli.validate.parse_device)."""
+    from mmcot_cli.validate import parse_device
+
+    return torch.device(parse_device(device))
+
+
+def decode_generated(tokenizer, ids) -> list[str]:
+    """Generated ids → texts as the original decodes them (stage-1 rationales become stage-2 input verbatim):
+    special tokens dropped, tokenization spaces cleaned up (" ." → "."), stripped."""
+    texts = tokenizer.batch_decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=True)
+    return [text.strip() for text in texts]
+
+
+def generate_texts(
+    model,
+    tokenizer,
+    sources: Sequence[str],
+    *,
+    image_features: Callable[[list[int]], torch.Tensor] | None = None,
+    batch_size: int = 16,
+    max_input_len: int = 512,
+    max_new_tokens: int = 64,
+    num_beams: int = 1,
+    min_new_tokens: int | None = None,
+    use_cache: bool = True,
+    device: torch.device | str = "cpu",
+    description: str = "generate",
+    sampling: dict[str, Any] | None = None,
+) -> list[str] | list[list[str]]:
+    """Generate one text per source, in the given order; with `sampling` (mmcot_cli.inference.sampling.Sampling.start())
+    a list of its num_return_sequences texts per source.
+
+    Sources are tokenized once, sorted by length (longest first, so the first batch shows memory trouble early)
+    and batched with per-batch padding. `image_features(indices)` returns (B, P, D) features for those positions.
+    """
+    if batch_size < 1:
+        raise UsageError("--batch-size must be at least 1")
+    if not sources:
+        return []
+    enc = tokenizer(list(sources), max_length=max_input_len, truncation=True, padding=False)["input_ids"]
+    order = sorted(range(len(enc)), key=lambda i: (-len(enc[i]), i))
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    k = int((sampling or {}).get("num_return_sequences", 1))
+    texts: list[Any] = [None] * len(enc)
+    model.eval()
+    with torch.inference_mode(), make_progress() as progress:
+        task = progress.add_task(description, total=len(order))
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            width = max(len(enc[i]) for i in idx)
+            ids = pad_rows([enc[i] for i in idx], pad_id, width)
+            mask = length_mask([len(enc[i]) for i in idx], width)
+            kwargs: dict[str, Any] = dict(
+                input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
+                num_beams=num_beams, do_sample=False, use_cache=use_cache)
+            kwargs.update(sampling or {})
+            if min_new_tokens:
+                kwargs["min_new_tokens"] = min_new_tokens
+            if image_features is not None:
+                kwargs["image_features"] = image_features(idx).to(device)
+            out = model.generate(**kwargs)
+            decoded = decode_generated(tokenizer, out)
+            for j, i in enumerate(idx):  # generate returns each input's K sequences next to each other
+                texts[i] = decoded[j * k:(j + 1) * k] if sampling else decoded[j]
+            progress.advance(task, len(idx))
+    return texts  # type: ignore[return-value]
+
+
+def feature_getter(store, qids: Sequence[str]) -> Callable[[list[int]], torch.Tensor]:
+    """`image_features` for generate_texts: positions in `qids` → the store's (B, P, D) batch."""
+    return lambda idx: store.get_batch([qids[i] for i in idx])
+
+
+def check_feature_coverage(store, records: Sequence[dict], split: str) -> None:
+    """Kept for old callers: the check lives on the store (`FeatureStore.check_coverage`)."""
+    store.check_coverage(records, split)

@@ -1,0 +1,237 @@
+"""`mmcot report`: one self-contained HTML page about one or several runs.
+
+Inputs are RUN_DIRs (their `preds-<split>.jsonl`, `run_config.json`, `metrics.jsonl`) or predictions files,
+optionally labelled `LABEL=PATH`. For each: accuracy by category and topic (mmcot_cli.evaluation.score), the rationales it
+was judged on (a rationale-stage run's own output, the stage-1 run an answer run was trained with, or the
+rationale inside a one-stage QCM-LEA / QCM-ALE answer), and its training curves. The page itself is drawn by
+mmcot_cli.reporting.html; charts by mmcot_cli.reporting.charts; the error gallery by mmcot_cli.reporting.gallery.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from mmcot_cli import progress
+from mmcot_cli.errors import DataError, UsageError
+from mmcot_cli.io import atomic_open, read_jsonl
+from mmcot_cli.runs.meta import RUN_CONFIG, RunMeta
+
+Warn = Callable[[str], None]
+
+# The answer sentence (and ALE's "BECAUSE:") around a rationale inside a one-stage output.
+_ANSWER_SENTENCE = re.compile(r"(Answer:\s*)?The answer is \([A-Z]\)\.?\s*(BECAUSE:)?")
+
+
+@dataclass
+class ReportConfig:
+    inputs: list[str]  # RUN_DIR or predictions file, each optionally "LABEL=PATH"
+    data: Path
+    out: Path
+    split: str = "test"
+    gallery: int = 50  # wrong answers shown in the error gallery
+    seed: int = 0  # which wrong answers are sampled
+    title: str = "mmcot report"
+
+    def __post_init__(self) -> None:
+        from mmcot_cli.validate import check_seed, non_negative_int
+
+        non_negative_int("--gallery", self.gallery)
+        check_seed("--seed", self.seed)
+
+    def input_paths(self) -> dict[str, Path]:
+        """Every file the report reads ({label: path}), for the output guard."""
+        paths = {"--data": Path(self.data), "--data split": Path(self.data) / f"{self.split}.jsonl"}
+        for spec in self.inputs:
+            path = Path(split_label(spec)[1])
+            paths[str(path)] = path
+            for name in (f"preds-{self.split}.jsonl", "metrics.jsonl", RUN_CONFIG):
+                paths[str(path / name)] = path / name
+        return paths
+
+
+@dataclass
+class RunResult:
+    label: str
+    path: Path  # what the user named
+    preds: Path  # the predictions file scored
+    meta: RunMeta | None  # the run's run_config.json; None for a bare predictions file
+    score: dict  # `mmcot score --json` object with per-item details
+    rationales: dict[str, str]  # qid → generated rationale ({} when the run has none)
+    rationale_source: str | None  # where the rationales came from (for the page)
+    curves: dict[str, list[dict]] = field(default_factory=dict)  # stage name → metrics.jsonl rows
+    rationale_by_category: dict[str, dict] = field(default_factory=dict)  # acc_* key → {rouge_l, bleu_1, …}
+
+    @property
+    def vision(self) -> bool | None:
+        """True: fused image features; False: text-only; None: unknown (a bare predictions file)."""
+        if self.meta is None:
+            return None
+        return self.meta.feature_shape is not None
+
+    @property
+    def prompt_format(self) -> str | None:
+        return self.meta.prompt_format if self.meta else None
+
+    @property
+    def has_answers(self) -> bool:
+        return bool(self.score.get("has_answers"))
+
+
+def split_label(spec: str) -> tuple[str | None, str]:
+    """"LABEL=PATH" → (LABEL, PATH); a plain path (even one containing "=" that exists) → (None, PATH)."""
+    label, sep, path = spec.partition("=")
+    if sep and label and not os.path.exists(spec):
+        return label, path
+    return None, spec
+
+
+def default_label(path: Path) -> str:
+    """`runs/multimodal/answer` (or its preds-test.jsonl) → "multimodal/answer"; another file → its stem."""
+    path = Path(os.path.abspath(path))
+    if path.is_file() and path.name.startswith("preds-"):
+        path = path.parent
+    elif not path.is_dir():
+        return path.stem
+    return "/".join(p for p in path.parts[-2:] if p)
+
+
+def resolve_input(spec: str, split: str) -> tuple[str, Path, Path, Path | None]:
+    """(label, named path, predictions file, run dir or None) for one input; DataError when there is none."""
+    label, raw = split_label(spec)
+    path = Path(raw)
+    if path.is_dir():
+        preds = path / f"preds-{split}.jsonl"
+        if not preds.is_file():
+            raise DataError(f"{preds}: file not found (run `mmcot generate --run {path} --split {split}` first)")
+        run_dir = path
+    elif path.is_file():
+        preds = path
+        run_dir = path.parent if (path.parent / RUN_CONFIG).is_file() else None
+    else:
+        raise DataError(f"{path}: no such run directory or predictions file")
+    return label or default_label(path), path, preds, run_dir
+
+
+def _answer_rationale(text: str) -> str:
+    """The rationale part of a one-stage QCM-LEA / QCM-ALE output (the answer sentence removed)."""
+    return " ".join(_ANSWER_SENTENCE.sub(" ", text).split())
+
+
+def load_meta(run_dir: Path | None) -> RunMeta | None:
+    """The run's RunMeta (run_config.json), or None where there is no run folder or no run_config.json."""
+    return RunMeta.load(run_dir) if run_dir is not None and (run_dir / RUN_CONFIG).is_file() else None
+
+
+def run_rationales(preds_rows: list[dict], meta: RunMeta | None, split: str, warn: Warn | None
+                ) -> tuple[dict[str, str], str | None]:
+    rows_with = {str(r["qid"]): r["rationale"] for r in preds_rows if isinstance(r.get("rationale"), str)}
+    if rows_with:
+        return rows_with, "the predictions' rationale field"
+    if preds_rows and all(r.get("stage") == "rationale" for r in preds_rows):
+        return {str(r["qid"]): r.get("prediction") or "" for r in preds_rows}, "this rationale-stage run"
+    fmt = meta.prompt_format if meta else ""
+    output = fmt.partition("-")[2]
+    if "A" in output and ("L" in output or "E" in output):  # one stage: rationale and answer in one output
+        return ({str(r["qid"]): _answer_rationale(r.get("prediction") or "") for r in preds_rows},
+                f"the {fmt} outputs (answer sentence removed)")
+    source = meta.rationales_source if meta else None
+    if source:
+        from mmcot_cli.runs.rationales import load_rationales
+
+        try:
+            return load_rationales(source, split).by_qid, f"stage-1 run {source}"
+        except DataError as e:
+            if warn:
+                warn(f"rationales of the answer run are not shown: {e}")
+    return {}, None
+
+
+def _curves(run_dir: Path | None, meta: RunMeta | None) -> dict[str, list[dict]]:
+    """metrics.jsonl rows of this run and, for an answer run, of the stage-1 run it was trained on."""
+    curves: dict[str, list[dict]] = {}
+    if run_dir is None:
+        return curves
+    stage = meta.stage if meta else "run"
+    source = meta.rationales_source if meta else None
+    if source and Path(source).is_dir() and (Path(source) / "metrics.jsonl").is_file():
+        curves["rationale"] = read_jsonl(Path(source) / "metrics.jsonl")
+    if (run_dir / "metrics.jsonl").is_file():
+        curves[stage] = read_jsonl(run_dir / "metrics.jsonl")
+    return curves
+
+
+def rationale_by_category(records: list[dict], rationales: dict[str, str]) -> dict[str, dict]:
+    """ROUGE-L, BLEU-1, BLEU-4 (×100, score.py's metrics) of the generated rationales per category."""
+    from mmcot_cli.evaluation.rationale_metrics import (
+        bleu,
+        normalize_rationale,
+        rationale_reference,
+        rouge_l,
+    )
+    from mmcot_cli.evaluation.score import CATEGORIES
+
+    per_pair: dict[str, tuple[float, float, float]] = {}
+    scored = [r for r in records if str(r["qid"]) in rationales and rationale_reference(r)]
+    for record in progress.track(scored, "rationale metrics by category"):
+        pred, ref = normalize_rationale(rationales[str(record["qid"])]), rationale_reference(record)
+        per_pair[str(record["qid"])] = (rouge_l([pred], [ref]), bleu([pred], [ref], 1), bleu([pred], [ref], 4))
+    out = {}
+    for key, _, test in CATEGORIES:
+        values = [per_pair[str(r["qid"])] for r in scored if test(r)]
+        out[key] = {"count": len(values), **{name: round(sum(v[i] for v in values) / len(values), 2) if values
+                                             else None for i, name in enumerate(("rouge_l", "bleu_1", "bleu_4"))}}
+    out["per_qid_rouge_l"] = {q: round(v[0], 2) for q, v in per_pair.items()}
+    return out
+
+
+def load_run_result(spec: str, cfg: ReportConfig, records: list[dict], warn: Warn | None) -> RunResult:
+    from mmcot_cli.evaluation.score import ScoreConfig, score
+
+    label, path, preds, run_dir = resolve_input(spec, cfg.split)
+    meta = load_meta(run_dir)
+    result = score(ScoreConfig(predictions=preds, data=cfg.data, split=cfg.split, details=True), warn=warn)
+    rationales, source = run_rationales(read_jsonl(preds), meta, cfg.split, warn)
+    run = RunResult(label=label, path=path, preds=preds, meta=meta, score=result,
+                    rationales=rationales, rationale_source=source, curves=_curves(run_dir, meta))
+    if rationales:
+        run.rationale_by_category = rationale_by_category(records, rationales)
+    return run
+
+
+def collect(cfg: ReportConfig, warn: Warn | None = None) -> dict:
+    """Everything the page shows, as plain data (runs, published rows, gallery); no HTML yet."""
+    from mmcot_cli.evaluation.score import load_gold
+    from mmcot_cli.reporting.gallery import build_gallery
+    from mmcot_cli.reporting.published import SCIENCEQA_ROWS
+
+    if not cfg.inputs:
+        raise UsageError("give at least one RUN_DIR or predictions file")
+    if cfg.gallery < 0:
+        raise UsageError(f"--gallery must be >= 0, got {cfg.gallery}")
+    records = load_gold(cfg.data, cfg.split)
+    runs = [load_run_result(spec, cfg, records, warn) for spec in cfg.inputs]
+    labels = [r.label for r in runs]
+    for i, run in enumerate(runs):  # the same label twice would make the tables ambiguous
+        if labels.count(run.label) > 1:
+            run.label = f"{run.label} ({i + 1})"
+    return {"config": cfg, "records": records, "runs": runs, "published": list(SCIENCEQA_ROWS),
+            "gallery": build_gallery(runs, records, cfg.gallery, cfg.seed, warn)}
+
+
+def write_report(cfg: ReportConfig, warn: Warn | None = None) -> dict:
+    """Build the report and write it atomically to cfg.out; returns a short summary."""
+    from mmcot_cli.outputs import check_output_file
+    from mmcot_cli.reporting.html import render
+
+    check_output_file(cfg.out, "report", inputs=cfg.input_paths())  # before reading anything
+    report = collect(cfg, warn)
+    html = render(report)
+    with atomic_open(cfg.out) as fh:
+        fh.write(html)
+    gallery = report["gallery"]
+    return {"out": str(cfg.out), "bytes": len(html.encode("utf-8")), "runs": [r.label for r in report["runs"]],
+            "gallery_items": len(gallery["items"]), "corrected_by_vision": gallery.get("corrected")}

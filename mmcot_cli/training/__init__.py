@@ -1,0 +1,7 @@
+"""Training: `mmcot train`'s config, inputs, the flat loop, checkpoints, the RUN_DIR checks and trackers.
+
+Modules: config (TrainConfig: the one home of training defaults), inputs (records → prompts → tokenized examples,
+store, run metadata), loop (the loop on Accelerate), checkpoints (resume checkpoints, metrics.jsonl), run_dir
+(RUN_DIR checks), tracking (`--report-to`).
+May import: model, features, evaluation, runs, plugins, data and the ground floor; never inference or above.
+"""

@@ -1,0 +1,114 @@
+"""Training inputs: each split's records, (source, target) prompts and tokenized examples, the feature store,
+and the run's metadata, read once per training run before any model exists."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from mmcot_cli.data.prompts import build_prompt
+from mmcot_cli.data.records import load_records
+from mmcot_cli.data.teacher import expand_rationales
+from mmcot_cli.errors import DataError
+from mmcot_cli.features.store import open_store
+from mmcot_cli.model.batching import Example, tokenize_pairs
+from mmcot_cli.runs.meta import RunMeta
+from mmcot_cli.runs.rationales import Rationales, load_rationales
+from mmcot_cli.training.config import TrainConfig, needs_rationale
+
+
+@dataclass
+class StageData:
+    examples: list[Example]
+    records: list[dict]
+    sources: list[str]  # aligned with examples (validation generates from these, as `mmcot generate` does)
+    targets: dict[str, str]  # qid → target text (the rationale stage's ROUGE-L reference)
+
+
+def split_records(cfg: TrainConfig, split: str, limit: int | None) -> list[dict]:
+    """The first `limit` records of `split` (all of them for None), read once per training run."""
+    records = load_records(cfg.data_dir, split)
+    records = records if limit is None else records[:limit]
+    unanswered = [r["qid"] for r in records if r.get("answer") is None]
+    if unanswered:
+        raise DataError(f"{cfg.data_dir}: split {split!r} is predict-only (qid {unanswered[0]} has no answer); train "
+                        "and validate on splits with answers")
+    return records
+
+
+def stage_prompts(cfg: TrainConfig, records: list[dict], rationales: Rationales | None) -> list[tuple[str, str]]:
+    """(source, target) per record; also the texts a from-scratch tokenizer is trained on before any model exists."""
+    texts = rationales.for_qids([str(r["qid"]) for r in records]) if rationales else [None] * len(records)
+    return [build_prompt(r, cfg.prompt_format, use_caption=cfg.use_caption, rationale=t)
+            for r, t in zip(records, texts)]
+
+
+def build_stage_data(cfg: TrainConfig, records: list[dict], pairs: list[tuple[str, str]], tokenizer) -> StageData:
+    """Records and their (source, target) prompts → tokenized examples."""
+    qids = [str(r["qid"]) for r in records]
+    examples = tokenize_pairs(tokenizer, qids, [s for s, _ in pairs], [t for _, t in pairs], cfg.max_input_len,
+                              cfg.max_output_len)
+    return StageData(examples=examples, records=records, sources=[src for src, _ in pairs],
+                     targets={q: t for q, (_, t) in zip(qids, pairs)})
+
+
+def stage_rationales(cfg: TrainConfig) -> tuple[Rationales | None, Rationales | None, dict | None]:
+    """Rationales for the train and val inputs (None = gold / not used), and their provenance for run_config."""
+    if not needs_rationale(cfg.prompt_format):
+        return None, None, None
+    train_r = load_rationales(cfg.rationales, cfg.train_split) if cfg.train_on == "generated" else None
+    val_r = load_rationales(cfg.rationales, cfg.val_split) if cfg.val_split else None
+    info = {
+        "source": str(Path(cfg.rationales).resolve()),
+        "train_on": cfg.train_on,
+        "train": train_r.provenance() if train_r else {"mode": "gold", "fields": "lecture + solution"},
+        "val": val_r.provenance() if val_r else None,
+    }
+    return train_r, val_r, info
+
+
+def run_meta(cfg: TrainConfig, store, rationale_info: dict | None, source_info: dict | None = None) -> RunMeta:
+    """The run's metadata before training (the counts and world size are filled in by setup_trainer)."""
+    return RunMeta(
+        stage=cfg.stage, prompt_format=cfg.prompt_format, text_backbone=cfg.text_model, use_caption=cfg.use_caption,
+        max_input_len=cfg.max_input_len, max_output_len=cfg.max_output_len,
+        vision_backbone=getattr(store, "backbone", None) if store is not None else None,
+        # what `mmcot ask` needs to rebuild the same encoder for a new image, even if FEATURES_DIR is gone
+        vision_variant=store.manifest.get("variant") if store is not None else None,
+        vision_weights=store.manifest.get("weights") if store is not None else None,
+        feature_shape=list(store.feature_shape) if store is not None else None,
+        features_dir=str(Path(cfg.features).resolve()) if cfg.features else None,
+        rationales=rationale_info, rationale_source=source_info, seed=cfg.seed, train_config=asdict(cfg),
+    )
+
+
+@dataclass
+class StageInputs:
+    """Each split's records and prompts, read once, plus the feature store and the run's metadata."""
+
+    train_records: list[dict]
+    val_records: list[dict] | None
+    train_pairs: list[tuple[str, str]]
+    val_pairs: list[tuple[str, str]] | None
+    store: Any
+    meta: RunMeta
+
+
+def read_stage_inputs(cfg: TrainConfig) -> StageInputs:
+    train_records = split_records(cfg, cfg.train_split, cfg.limit_train)
+    source_info = None
+    if cfg.stage == "rationale":  # one example per rationale (several gold ones, or a teacher's rationale set)
+        train_records, source_info = expand_rationales(train_records, cfg.rationale_source)
+    val_records = split_records(cfg, cfg.val_split, cfg.limit_val) if cfg.val_split else None
+    store = None
+    if cfg.features:
+        store = open_store(cfg.features)
+        store.check_coverage(train_records, cfg.train_split)
+        if val_records is not None:
+            store.check_coverage(val_records, cfg.val_split)
+    train_r, val_r, rationale_info = stage_rationales(cfg)
+    train_pairs = stage_prompts(cfg, train_records, train_r)
+    val_pairs = stage_prompts(cfg, val_records, val_r) if val_records is not None else None
+    return StageInputs(train_records, val_records, train_pairs, val_pairs, store,
+                       run_meta(cfg, store, rationale_info, source_info))

@@ -1,0 +1,450 @@
+"""`mmcot train`: the two-stage training loop on Hugging Face Accelerate, with resumable checkpoints.
+
+One process or many (`accelerate launch` / `torchrun`): every process builds the same batches from
+(seed, epoch) and takes its share; only the main process writes files. Checkpoints are written at optimizer-step
+boundaries, so resuming needs the weights, optimizer, scheduler, every process's RNG state and the data position
+(epoch, batches consumed) — nothing else.
+
+Layout: `train()` reads the inputs (stage_data), builds the model, then runs a flat loop (`train_epochs` →
+`run_batch`, `evaluate`, `checkpoint`, `end_epoch`) over two plain dataclasses: `Trainer` (what stays fixed) and
+`TrainState` (where training is; what a checkpoint's state.json holds). Checkpoint files: mmcot_cli.training.checkpoints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.progress import TextColumn
+
+from mmcot_cli import progress
+from mmcot_cli.data.answers import answer_index
+from mmcot_cli.data.prompts import STAGE_PRESETS
+from mmcot_cli.errors import MMCoTError, UsageError
+from mmcot_cli.evaluation.rationale_metrics import rouge_l
+from mmcot_cli.io import make_dir, read_json
+from mmcot_cli.model.batching import Collator, LengthGroupedBatchSampler
+from mmcot_cli.model.fusion import (
+    build_model,
+    first_non_finite,
+    load_run_model,
+    save_run_model,
+)
+from mmcot_cli.model.generation import feature_getter, generate_texts
+from mmcot_cli.outputs import mark_output_dir
+from mmcot_cli.runs.meta import RunMeta
+from mmcot_cli.training import tracking
+from mmcot_cli.training.checkpoints import (  # noqa: F401 (re-exports)
+    CHECKPOINT_PREFIX,
+    append_metrics,
+    list_checkpoints,
+    load_optimizer_state,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    truncate_metrics,
+)
+from mmcot_cli.training.config import (  # noqa: F401
+    MIXED_PRECISION,
+    TRAIN_ON,
+    TrainConfig,
+    needs_rationale,
+    parse_eval_every,
+)
+from mmcot_cli.training.inputs import (  # noqa: F401
+    StageData,
+    StageInputs,
+    build_stage_data,
+    read_stage_inputs,
+    run_meta,
+    split_records,
+    stage_prompts,
+    stage_rationales,
+)
+from mmcot_cli.training.run_dir import check_run_dir
+
+STAGES = STAGE_PRESETS  # stage → StagePreset (prompt format, max output tokens, validation metric)
+
+
+class TrainingDiverged(MMCoTError):
+    """The loss became NaN or infinite."""
+
+
+def validation_predictions(model, tokenizer, data: StageData, indices: list[int], store, cfg: TrainConfig,
+                           device) -> dict[str, str]:
+    """qid → generated text for data.examples[indices], through the same code path as `mmcot generate`."""
+    qids = [data.examples[i].qid for i in indices]
+    was = progress._enabled  # the user's --quiet choice, restored afterwards
+    progress.set_enabled(False)  # rich allows one live display: the training bar keeps the screen
+    try:
+        texts = generate_texts(model, tokenizer, [data.sources[i] for i in indices],
+                               image_features=feature_getter(store, qids) if store is not None else None,
+                               batch_size=cfg.eval_batch_size, max_input_len=cfg.max_input_len,
+                               max_new_tokens=cfg.max_output_len, num_beams=cfg.num_beams, device=device)
+    finally:
+        progress.set_enabled(was)
+    return dict(zip(qids, texts))
+
+
+def compute_metric(stage: str, preds: dict[str, str], data: StageData) -> float:
+    """Answer stage: accuracy of the extracted answer letter. Rationale stage: ROUGE-L F (×100) vs the target."""
+    qids = [e.qid for e in data.examples]
+    if stage == "answer":
+        # Strict: no parsable letter counts as wrong (no random fallback during model selection).
+        by_qid = {str(r["qid"]): r for r in data.records}
+        correct = 0
+        for q in qids:
+            idx = answer_index(preds[q], len(by_qid[q]["choices"]))
+            correct += int(idx is not None and idx == int(by_qid[q]["answer"]))
+        return 100.0 * correct / max(1, len(qids))
+    # Against the target text ("Solution: …"), like the reference's validation.
+    value = rouge_l([preds[q] for q in qids], [data.targets[q] for q in qids])
+    return float(value) if value is not None else 0.0
+
+
+# --------------------------------------------------------------------------- model, optimizer, state
+
+
+def _make_accelerator(cfg: TrainConfig):
+    from accelerate import Accelerator
+
+    # Under torchrun without a GPU, Accelerate only sets up a (gloo) process group when told it runs on CPU;
+    # `accelerate launch` sets that itself.
+    launched = int(os.environ.get("LOCAL_RANK", -1)) != -1 or int(os.environ.get("WORLD_SIZE", 1)) > 1
+    cpu = launched and not torch.cuda.is_available()
+    # "no" defers to the launcher (`accelerate launch --mixed_precision bf16` / accelerate config); a flag wins.
+    precision = None if cfg.mixed_precision == "no" else cfg.mixed_precision
+    try:
+        return Accelerator(mixed_precision=precision, cpu=cpu,
+                           **tracking.accelerator_kwargs(cfg.report_to, cfg.out_dir))
+    except ValueError as e:  # e.g. fp16 without a GPU
+        raise UsageError(f"mixed precision {cfg.mixed_precision!r} is not available here: {e}") from None
+
+
+def obtain_model(cfg: TrainConfig, inputs: StageInputs, accelerator, resume_from: Path | None):
+    """(model, tokenizer). A from-scratch tokenizer must be identical on every process, so the main process
+    builds the model once and the others load that exact copy; a resume loads the checkpoint's copy."""
+    if resume_from is not None:
+        model, tokenizer, _ = load_run_model(resume_from / "model")
+        return model, tokenizer
+    main, world = accelerator.is_main_process, accelerator.num_processes
+    init_dir = Path(cfg.out_dir) / "checkpoints" / "init"
+    if main:
+        texts = [text for pair in inputs.train_pairs for text in pair]  # source, target, source, …
+        image_shape = tuple(inputs.store.feature_shape) if inputs.store is not None else None
+        model, tokenizer = build_model(cfg.text_model, image_shape, random_init=cfg.random_init,
+                                       train_texts=texts, text_options=dict(cfg.text_options) or None)
+        if world > 1:
+            save_run_model(model, tokenizer, init_dir, inputs.meta.model_meta())
+    accelerator.wait_for_everyone()
+    if not main:
+        model, tokenizer, _ = load_run_model(init_dir)
+    accelerator.wait_for_everyone()
+    if main and init_dir.exists():
+        shutil.rmtree(init_dir)
+    return model, tokenizer
+
+
+@dataclass
+class Trainer:
+    """The fixed parts of one training run (plain data: the loop's functions below take it)."""
+
+    cfg: TrainConfig
+    run_dir: Path
+    accelerator: Any
+    model: Any
+    tokenizer: Any
+    optimizer: Any
+    scheduler: Any
+    collator: Collator
+    sampler: LengthGroupedBatchSampler
+    store: Any
+    meta: RunMeta
+    train_data: StageData
+    val_data: StageData | None
+    do_eval: bool
+    batches_per_epoch: int
+    total_steps: int
+
+    @property
+    def main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    @property
+    def world(self) -> int:
+        return self.accelerator.num_processes
+
+    @property
+    def metric_name(self) -> str:
+        return STAGE_PRESETS[self.cfg.stage].metric
+
+
+def setup_trainer(cfg: TrainConfig, inputs: StageInputs, model, tokenizer, accelerator) -> Trainer:
+    from transformers import get_linear_schedule_with_warmup
+
+    train_data = build_stage_data(cfg, inputs.train_records, inputs.train_pairs, tokenizer)
+    if not train_data.examples:
+        raise UsageError(f"{cfg.data_dir}: split {cfg.train_split!r} has no records to train on")
+    val_data = (build_stage_data(cfg, inputs.val_records, inputs.val_pairs, tokenizer)
+                if inputs.val_records is not None else None)
+    store, world = inputs.store, accelerator.num_processes
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    collator = Collator(pad_token_id=pad_id, image_features=store.get_batch if store is not None else None)
+    sampler = LengthGroupedBatchSampler([e.length for e in train_data.examples], cfg.batch_size, seed=cfg.seed,
+                                        group_size=50 if cfg.group_by_length else 1, num_replicas=world,
+                                        rank=accelerator.process_index)
+    batches_per_epoch = sampler.batches_per_epoch()
+    total_steps = math.ceil(batches_per_epoch / cfg.grad_accum) * cfg.epochs
+    optimizer = model.configure_optimizers(cfg.weight_decay, cfg.lr)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
+    # The scheduler is not passed to prepare(): Accelerate would step it once per process.
+    model, optimizer = accelerator.prepare(model, optimizer)
+    meta = inputs.meta
+    meta.world_size, meta.mixed_precision = world, str(accelerator.mixed_precision)
+    meta.train_examples, meta.val_examples = len(train_data.examples), len(val_data.examples) if val_data else 0
+    return Trainer(cfg=cfg, run_dir=Path(cfg.out_dir), accelerator=accelerator, model=model, tokenizer=tokenizer,
+                   optimizer=optimizer, scheduler=scheduler, collator=collator, sampler=sampler, store=store,
+                   meta=meta, train_data=train_data, val_data=val_data,
+                   do_eval=bool(val_data and val_data.examples) and cfg.eval_every != 0,
+                   batches_per_epoch=batches_per_epoch, total_steps=total_steps)
+
+
+@dataclass
+class TrainState:
+    """Where training is. The first six fields go into each checkpoint's state.json; the rest is per session."""
+
+    epoch: int = 0  # resume position: epoch and batches of it already consumed
+    batch: int = 0
+    global_step: int = 0
+    best: dict = field(default_factory=lambda: {"value": None, "step": None, "epoch": None})
+    samples_seen: int = 0
+    losses_since_log: list[float] = field(default_factory=list)  # optimizer-step losses since the last metrics row
+    last_checkpoint: Path | None = None
+    window_losses: list[float] = field(default_factory=list)  # batch losses of the open accumulation window
+    session_samples: int = 0  # throughput of this session only (a resume restarts the clock)
+    train_seconds: float = 0.0
+
+    @property
+    def samples_per_s(self) -> float | None:
+        return _sps(self.session_samples, self.train_seconds)
+
+    def checkpoint_json(self, epoch: int, batch: int, world: int) -> dict:
+        return {"epoch": epoch, "batch": batch, "global_step": self.global_step, "best": self.best,
+                "samples_seen": self.samples_seen, "world_size": world,
+                "losses_since_log": list(self.losses_since_log)}
+
+
+def start_state(t: Trainer, resume_from: Path | None) -> TrainState:
+    """The resumed position (optimizer, scheduler, RNG restored), or a fresh one with run_config.json written."""
+    state = TrainState()
+    if resume_from is not None:
+        load_optimizer_state(resume_from, t.optimizer, t.scheduler)
+        saved = read_json(resume_from / "state.json")
+        state = TrainState(epoch=int(saved["epoch"]), batch=int(saved["batch"]),
+                           global_step=int(saved["global_step"]), best=saved["best"],
+                           samples_seen=int(saved.get("samples_seen", 0)),
+                           losses_since_log=[float(x) for x in saved.get("losses_since_log", [])],
+                           last_checkpoint=resume_from)
+        set_rng_state(read_json(resume_from / "rng.json")[t.accelerator.process_index])
+        if t.main:
+            truncate_metrics(t.run_dir / "metrics.jsonl", state.global_step)
+    elif t.main:
+        make_dir(t.run_dir)
+        if t.cfg.resume:  # crashed before its first checkpoint: start over, dropping rows logged by that attempt
+            truncate_metrics(t.run_dir / "metrics.jsonl", 0)
+        t.meta.save(t.run_dir)
+        mark_output_dir(t.run_dir, "train")
+    t.accelerator.wait_for_everyone()
+    return state
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+def _compute_loss(model, batch: dict) -> torch.Tensor:
+    """One forward pass; a separate function so tests can inject a NaN."""
+    return model(**batch).loss
+
+
+def _to_device(batch: dict, device) -> dict:
+    return {k: v.to(device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+
+
+def evaluate(t: Trainer, state: TrainState, epoch: int, train_loss: float | None) -> None:
+    """Validate; the main process keeps the model in RUN_DIR/model/ when it improved and logs a metrics row."""
+    from accelerate.utils import broadcast_object_list, gather_object
+
+    unwrapped = t.accelerator.unwrap_model(t.model)
+    unwrapped.eval()
+    share = list(range(len(t.val_data.examples)))[t.accelerator.process_index::t.world]
+    with torch.random.fork_rng(devices=[]):  # evaluation must not shift the training RNG stream
+        preds = validation_predictions(unwrapped, t.tokenizer, t.val_data, share, t.store, t.cfg,
+                                       t.accelerator.device)
+    unwrapped.train()
+    all_preds: dict[str, str] = {}
+    for part in gather_object([preds]) if t.world > 1 else [preds]:
+        all_preds.update(part)
+    value = [compute_metric(t.cfg.stage, all_preds, t.val_data) if t.main else None]
+    if t.world > 1:
+        broadcast_object_list(value)
+    value = value[0]
+    improved = state.best["value"] is None or value > state.best["value"]
+    if improved:
+        state.best.update(value=value, step=state.global_step, epoch=epoch)
+    if t.main:
+        if improved:
+            save_run_model(unwrapped, t.tokenizer, t.run_dir / "model", t.meta.model_meta())
+        log_metrics(t, {
+            "epoch": epoch, "step": state.global_step, "train_loss": train_loss,
+            f"val_{t.metric_name}": value, "best": improved, "lr": t.scheduler.get_last_lr()[0],
+            "samples_per_s": state.samples_per_s, "val_examples": len(t.val_data.examples)})
+    t.accelerator.wait_for_everyone()
+
+
+def log_metrics(t: Trainer, row: dict) -> None:
+    """One metrics.jsonl row (main process), also sent to the experiment tracker when there is one."""
+    append_metrics(t.run_dir / "metrics.jsonl", row)
+    tracking.log_row(t.accelerator, row)
+
+
+def checkpoint(t: Trainer, state: TrainState, epoch: int, batch: int) -> None:
+    """Write a resume checkpoint at data position (epoch, batch); every process contributes its RNG state."""
+    from accelerate.utils import gather_object
+
+    rng_states = gather_object([rng_state()]) if t.world > 1 else [rng_state()]
+    if t.main:
+        state.last_checkpoint = save_checkpoint(
+            t.run_dir, model=t.accelerator.unwrap_model(t.model), tokenizer=t.tokenizer, meta=t.meta.model_meta(),
+            optimizer=t.optimizer, scheduler=t.scheduler, state=state.checkpoint_json(epoch, batch, t.world),
+            rng_states=rng_states, keep=t.cfg.keep_checkpoints)
+    t.accelerator.wait_for_everyone()
+
+
+def run_batch(t: Trainer, state: TrainState, epoch: int, b_idx: int, indices: list[int]) -> float | None:
+    """Forward and backward one batch; at the end of its accumulation window, step the optimizer and return
+    the window's mean loss (None inside a window)."""
+    cfg, acc = t.cfg, t.accelerator
+    # Accumulation windows are aligned to the epoch's batch index, so a resume at a window boundary (where
+    # every checkpoint is taken) sees the same windows.
+    win_start = (b_idx // cfg.grad_accum) * cfg.grad_accum
+    win_size = min(cfg.grad_accum, t.batches_per_epoch - win_start)
+    last_in_window = b_idx + 1 == win_start + win_size
+    batch = _to_device(t.collator([t.train_data.examples[i] for i in indices]), acc.device)
+    with contextlib.nullcontext() if last_in_window else acc.no_sync(t.model):
+        loss = _compute_loss(t.model, batch)
+        acc.backward(loss / win_size)
+    state.window_losses.append(float(loss.detach()))
+    state.samples_seen += len(indices) * t.world
+    state.session_samples += len(indices) * t.world
+    if not last_in_window:
+        return None
+    mean_loss = torch.tensor(sum(state.window_losses) / len(state.window_losses), device=acc.device)
+    mean_loss = float(acc.reduce(mean_loss, reduction="mean")) if t.world > 1 else float(mean_loss)
+    state.window_losses.clear()
+    if not math.isfinite(mean_loss):
+        raise TrainingDiverged(
+            f"loss is {mean_loss} at epoch {epoch + 1}, optimizer step {state.global_step + 1}; training stopped. "
+            f"Last good checkpoint: {state.last_checkpoint or 'none written yet'} "
+            "(try a lower --lr or no --fp16, then --resume)")
+    acc.clip_grad_norm_(t.model.parameters(), cfg.max_grad_norm)
+    t.optimizer.step()
+    t.scheduler.step()
+    t.optimizer.zero_grad(set_to_none=True)
+    state.global_step += 1
+    bad = first_non_finite(t.model)  # a finite loss can still step to inf weights (a huge --lr)
+    if bad is not None:
+        raise TrainingDiverged(
+            f"parameter {bad} became NaN or infinite at optimizer step {state.global_step}; training stopped. "
+            f"Last good checkpoint: {state.last_checkpoint or 'none written yet'} (try a lower --lr, then --resume)")
+    state.losses_since_log.append(mean_loss)
+    tracking.log_step(acc, state.global_step, mean_loss, t.scheduler.get_last_lr()[0])
+    return mean_loss
+
+
+def end_epoch(t: Trainer, state: TrainState, epoch: int) -> None:
+    """Validate (or log the epoch's loss) and write the epoch's checkpoint."""
+    if t.do_eval and t.cfg.eval_every == "epoch":
+        evaluate(t, state, epoch + 1, _mean(state.losses_since_log))
+    elif t.main:
+        log_metrics(t, {
+            "epoch": epoch + 1, "step": state.global_step, "train_loss": _mean(state.losses_since_log),
+            "lr": t.scheduler.get_last_lr()[0], "samples_per_s": state.samples_per_s})
+    state.losses_since_log.clear()
+    checkpoint(t, state, epoch + 1, 0)
+
+
+def train_epochs(t: Trainer, state: TrainState) -> None:
+    cfg = t.cfg
+    t.model.train()
+    start_epoch, start_batch = state.epoch, state.batch
+    if not t.main:
+        progress.set_enabled(False)
+    bar = progress.make_progress(TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[sps]} samples/s"))
+    with bar:
+        task = bar.add_task(f"train {cfg.stage}", total=t.total_steps, completed=state.global_step, loss="-",
+                            sps="-")
+        for epoch in range(start_epoch, cfg.epochs):
+            first = start_batch if epoch == start_epoch else 0
+            t.sampler.set_epoch(epoch, first)
+            for b_idx, indices in enumerate(t.sampler, start=first):
+                t0 = time.perf_counter()
+                loss = run_batch(t, state, epoch, b_idx, indices)
+                state.train_seconds += time.perf_counter() - t0
+                if loss is None:
+                    continue
+                bar.update(task, advance=1, loss=f"{loss:.4f}", sps=f"{state.samples_per_s or 0:.1f}")
+                step = state.global_step
+                if t.do_eval and isinstance(cfg.eval_every, int) and step % cfg.eval_every == 0:
+                    evaluate(t, state, epoch + 1, _mean(state.losses_since_log))
+                    state.losses_since_log.clear()
+                if cfg.save_every and step % cfg.save_every == 0 and b_idx + 1 < t.batches_per_epoch:
+                    checkpoint(t, state, epoch, b_idx + 1)
+            end_epoch(t, state, epoch)
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Train one stage; RUN_DIR/model/ ends up holding the best validation model. Returns a summary dict."""
+    from accelerate.utils import set_seed
+
+    cfg = cfg.resolved()
+    accelerator = _make_accelerator(cfg)
+    checkpoints = check_run_dir(Path(cfg.out_dir), cfg, accelerator.num_processes)
+    set_seed(cfg.seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    inputs = read_stage_inputs(cfg)
+    resume_from = checkpoints[-1] if checkpoints else None
+    model, tokenizer = obtain_model(cfg, inputs, accelerator, resume_from)
+    # Model building may have drawn random numbers: start the loop from a known state (distinct per process,
+    # so data-parallel replicas do not share dropout masks).
+    set_seed(cfg.seed, device_specific=True)
+    t = setup_trainer(cfg, inputs, model, tokenizer, accelerator)
+    state = start_state(t, resume_from)
+    tracking.start(accelerator, cfg.report_to, t.run_dir, {**asdict(cfg), "world_size": t.world})
+    train_epochs(t, state)
+    tracking.finish(accelerator)
+    if not t.do_eval and t.main:
+        save_run_model(accelerator.unwrap_model(t.model), tokenizer, t.run_dir / "model", t.meta.model_meta())
+    accelerator.wait_for_everyone()
+    return {
+        "run_dir": str(t.run_dir), "model_dir": str(t.run_dir / "model"), "stage": cfg.stage,
+        "prompt_format": cfg.prompt_format, "epochs": cfg.epochs, "steps": state.global_step,
+        "train_examples": t.meta.train_examples, "val_examples": t.meta.val_examples, "world_size": t.world,
+        "metric": t.metric_name if t.do_eval else None, "best": state.best if t.do_eval else None,
+        "samples_per_s": state.samples_per_s, "resumed_from": str(resume_from) if resume_from else None,
+        "rationales": t.meta.rationales,
+    }
+
+
+def _mean(xs: list[float]) -> float | None:
+    return sum(xs) / len(xs) if xs else None
+
+
+def _sps(samples: int, seconds: float) -> float | None:
+    return round(samples / seconds, 3) if seconds > 0 else None
