@@ -19,11 +19,6 @@ def _umask() -> int:
     return mask
 
 
-def file_mode() -> int:
-    """The mode new output files get: 0666 minus the umask (mkstemp and some writers make 0600)."""
-    return 0o666 & ~_umask()
-
-
 def uniform_modes(folder: str | os.PathLike) -> None:
     """Give a folder tree the modes of ordinary outputs: files 0666, folders 0777, both minus the umask."""
     mask = _umask()

@@ -16,7 +16,9 @@ import os
 from pathlib import Path
 from typing import Iterable, Mapping
 
+from mmcot_cli._version import __version__
 from mmcot_cli.errors import UsageError
+from mmcot_cli.io import write_json
 
 OWNER_FILE = ".mmcot-output.json"
 
@@ -71,8 +73,6 @@ def folder_owner(path: str | os.PathLike) -> tuple[str, str] | None:
 
 def mark_output_dir(path: str | os.PathLike, command: str) -> None:
     """Record that `command` wrote folder `path` (kept if already there)."""
-    from mmcot_cli._version import __version__
-    from mmcot_cli.io import write_json
 
     path = Path(path)
     if (path / OWNER_FILE).is_file():

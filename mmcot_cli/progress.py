@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from typing import Iterable, Iterator, TypeVar
 
@@ -30,6 +31,18 @@ def set_enabled(enabled: bool) -> None:
 
 def enabled() -> bool:
     return _forward is not None or (_enabled and sys.stderr.isatty())
+
+
+@contextlib.contextmanager
+def suspended() -> Iterator[None]:
+    """Bars off inside (rich allows one live display: an outer bar keeps the screen); the user's --quiet choice
+    is restored afterwards."""
+    global _enabled
+    was, _enabled = _enabled, False
+    try:
+        yield
+    finally:
+        _enabled = was
 
 
 def make_progress(*extra_columns) -> Progress:

@@ -257,7 +257,8 @@ def test_weight_free_backbone_ignores_random_init(tmp_path, records):
 
 
 def test_chunk_writer_writes_each_chunk_when_its_last_item_arrives(tmp_path):
-    from mmcot_cli.features.store import ChunkWriter, read_data_file
+    from mmcot_cli.features.store import ChunkWriter
+    from mmcot_cli.features.store_files import read_data_file
 
     started = []
     writer = ChunkWriter(tmp_path, (2, 3), "float32", [("test", 0, 2), ("test", 1, 2)],

@@ -11,7 +11,8 @@ from conftest import build_record
 import torch
 
 from mmcot_cli.errors import DataError
-from mmcot_cli.inference.generate import GenerateConfig, generate, generate_texts, prediction_row
+from mmcot_cli.inference.generate import GenerateConfig, generate, prediction_row
+from mmcot_cli.model.generation import generate_texts
 from mmcot_cli.io import read_jsonl, write_jsonl
 from mmcot_cli.model.fusion import build_model, load_run_model, save_run_model
 from mmcot_cli.runs.meta import RunMeta
@@ -116,7 +117,7 @@ def test_generate_texts_fuses_once_per_batch(world):
     model.fusion.register_forward_hook(lambda *a: calls.append(1))
     feats = torch.randn(5, *PATCH_SHAPE)
     texts = generate_texts(model, tok, ["a b c", "Question: What color", "x", "y z", "The answer"],
-                           image_features=lambda idx: feats[idx], batch_size=2, max_new_tokens=10,
+                           feature_batch=lambda idx: feats[idx], batch_size=2, max_new_tokens=10,
                            min_new_tokens=10)
     assert len(texts) == 5 and len(calls) == 3  # 3 batches, 10 decoding steps each, fusion once per batch
 
@@ -213,16 +214,16 @@ def test_ask_runs_both_stages_with_an_image(world, cli):
 def test_ask_features_match_extracted_store(world):
     """`ask` encodes an image exactly as `mmcot extract` did for training (same backbone, same numbers)."""
     from mmcot_cli.features.store import open_store
-    from mmcot_cli.inference.generate import image_features_for
+    from mmcot_cli.inference.ask import encode_ask_image
 
     rec = world["records"]["test"][0]
     _, _, model_meta = load_run_model(world["run_r"])
     info = RunMeta.for_run(world["run_r"], model_meta)
-    feats = image_features_for(info, (49, 192), rec["image_paths"][0], random_init=False,
+    feats = encode_ask_image(info, (49, 192), rec["image_paths"][0], random_init=False,
                                device=torch.device("cpu"), cache={})
     stored = open_store(world["features"]).get(rec["qid"])
     torch.testing.assert_close(feats[0], stored)
-    zeros = image_features_for(info, (49, 192), None, random_init=False, device=torch.device("cpu"), cache={})
+    zeros = encode_ask_image(info, (49, 192), None, random_init=False, device=torch.device("cpu"), cache={})
     assert zeros.shape == (1, 49, 192) and not zeros.any()
 
 
@@ -234,7 +235,7 @@ def test_ask_errors(world, cli):
               "--choices", "only-one")
     assert res.exit_code == 2 and "2 to 5" in res.stderr
     with pytest.raises(DataError, match="cannot read image .*: file not found"):
-        from mmcot_cli.inference.generate import AskConfig, ask
+        from mmcot_cli.inference.ask import AskConfig, ask
 
         ask(AskConfig(rationale_run=str(world["run_r"]), answer_run=str(world["run_a"]), question="Q?",
                       choices=["a", "b"], image=str(world["root"] / "missing.png")))

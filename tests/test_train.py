@@ -15,11 +15,14 @@ import pytest
 from conftest import build_record
 import torch
 
+from mmcot_cli.training import inputs as stage_inputs
 from mmcot_cli.training import loop as train_mod
 from mmcot_cli.model.batching import LABEL_PAD, Collator, Example, LengthGroupedBatchSampler
 from mmcot_cli.errors import DataError
 from mmcot_cli.runs.rationales import load_rationales
-from mmcot_cli.training.loop import TrainConfig, TrainingDiverged, list_checkpoints, train
+from mmcot_cli.training.config import TrainConfig
+from mmcot_cli.training.loop import TrainingDiverged, train
+from mmcot_cli.training.checkpoints import list_checkpoints
 
 TINY = {"d_model": 32, "layers": 1, "heads": 2, "vocab_size": 400}
 TINY_ARGS = ["--text-option", "d_model=32", "--text-option", "layers=1", "--text-option", "heads=2",
@@ -87,7 +90,7 @@ def test_collator_pads_each_batch_to_its_longest_and_labels_with_minus_100():
 
 def test_collator_attaches_image_features_by_qid():
     feats = {"a": torch.ones(3, 4), "b": torch.zeros(3, 4)}
-    out = Collator(pad_token_id=0, image_features=lambda qids: torch.stack([feats[q] for q in qids]))(
+    out = Collator(pad_token_id=0, features_by_qid=lambda qids: torch.stack([feats[q] for q in qids]))(
         [Example("b", (1,), (1,)), Example("a", (1,), (1,))])
     assert out["image_features"].shape == (2, 3, 4)
     assert out["image_features"][1].sum().item() == 12 and out["image_features"][0].sum().item() == 0
@@ -197,8 +200,8 @@ def test_answer_stage_reads_rationales_by_qid_and_records_them(cli, data_dir, tm
 
     cfg = tiny_cfg(data_dir, tmp_path / "unused", stage="answer", rationales=str(stage1),
                    train_on="generated").resolved()
-    train_r, val_r, info = train_mod.stage_rationales(cfg)
-    pairs = train_mod.stage_prompts(cfg, train_mod.split_records(cfg, "train", None), train_r)
+    train_r, val_r, info = stage_inputs.stage_rationales(cfg)
+    pairs = stage_inputs.stage_prompts(cfg, stage_inputs.split_records(cfg, "train", None), train_r)
     assert "Solution: generated 1." in pairs[0][0] and pairs[0][1].startswith("The answer is (")
     assert info["train"]["sha256"] == hashlib.sha256((stage1 / "preds-train.jsonl").read_bytes()).hexdigest()
 

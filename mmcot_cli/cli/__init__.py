@@ -2,7 +2,8 @@
 
 import importlib
 
-from mmcot_cli.cli.app import app
+from mmcot_cli.cli.app import GuardedStdout, OrderedGroup, app, silence_stdout
+from mmcot_cli.errors import StdoutError
 
 # One module per command (or small group); listed in the order `mmcot --help` shows them.
 COMMAND_MODULES = (
@@ -42,7 +43,6 @@ COMMAND_LINES = {
 
 
 def _list_commands_in_order() -> None:
-    from mmcot_cli.cli.app import OrderedGroup
 
     OrderedGroup.order = tuple(COMMAND_LINES)
     for info in [*app.registered_commands, *app.registered_groups]:
@@ -57,8 +57,6 @@ def _stdout_fault(error: Exception) -> None:
     """Standard output cannot be written (`| head -1`, `> /dev/full`): one line on stderr, exit 1."""
     import sys
 
-    from mmcot_cli.cli.app import silence_stdout
-    from mmcot_cli.errors import StdoutError
 
     silence_stdout()
     try:
@@ -88,8 +86,6 @@ def main() -> None:
     an unwritable stdout (closed pipe, full device) becomes one line and exit 1, also for --help."""
     import sys
 
-    from mmcot_cli.cli.app import GuardedStdout
-    from mmcot_cli.errors import StdoutError
 
     _rich_raises_broken_pipe()
     original = sys.stdout

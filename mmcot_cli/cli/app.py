@@ -12,6 +12,7 @@ import typer.core
 from mmcot_cli import progress
 from mmcot_cli._version import __version__
 from mmcot_cli.errors import MMCoTError, StdoutError
+from mmcot_cli.io import dumps, os_reason
 
 
 class OrderedGroup(typer.core.TyperGroup):
@@ -63,7 +64,6 @@ def fail(message: str, code: int = 1) -> None:
 
 def os_error_line(e: OSError) -> str:
     """One line for an OSError that escaped the library: the path it names and the reason."""
-    from mmcot_cli.io import os_reason
 
     if e.filename is not None:
         return f"{e.filename}: {os_reason(e)}"
@@ -125,7 +125,6 @@ def write_stdout(text: str) -> None:
 
 
 def print_json(obj: Any) -> None:
-    from mmcot_cli.io import dumps
 
     write_stdout(dumps(obj, indent=2) + "\n")
 

@@ -7,12 +7,10 @@ from rich.console import Console
 from rich.table import Table
 
 from mmcot_cli.cli.app import command, print_json
+from mmcot_cli.plugins import manager as plugins
 
 
 def backbones_summary() -> dict:
-    from mmcot_cli.plugins import (
-        manager as plugins,  # loads every plugin module: only when the command runs, not for `--help`
-    )
 
     vision = [
         {"name": b.name, "feature_shape": list(b.feature_shape), "default_weights": b.default_weights,

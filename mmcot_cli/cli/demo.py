@@ -7,13 +7,14 @@ from rich.console import Console
 from rich.table import Table
 
 from mmcot_cli.cli.app import command, print_json, write_stdout
+from mmcot_cli.cli.score_groups import format_percent
+from mmcot_cli.demo.ablation import AblationConfig, run_ablation
 from mmcot_cli.demo.run import DemoConfig, run_demo
+from mmcot_cli.errors import UsageError
+from mmcot_cli.evaluation.rationale_metrics import RATIONALE_METRICS
 from mmcot_cli.evaluation.score import CATEGORIES
+from mmcot_cli.io import read_text
 from mmcot_cli.progress import err_console
-
-
-def _fmt(value) -> str:
-    return "—" if value is None else f"{value:.2f}"
 
 
 def print_demo_tables(result: dict, console: Console | None = None) -> None:
@@ -29,7 +30,7 @@ def print_demo_tables(result: dict, console: Console | None = None) -> None:
     table.add_column("items", justify="right")
     for key, label, _ in CATEGORIES:
         first = result[modes[0]]
-        table.add_row(f"{label} ({key})", *[_fmt(result[m].get(key)) for m in modes], _fmt(result["chance"][key]),
+        table.add_row(f"{label} ({key})", *[format_percent(result[m].get(key)) for m in modes], format_percent(result["chance"][key]),
                       str(first["counts"][key]["total"]))
     console.print(table)
 
@@ -37,10 +38,11 @@ def print_demo_tables(result: dict, console: Console | None = None) -> None:
     rt.add_column("metric")
     for mode in modes:
         rt.add_column(labels[mode], justify="right")
-    for name, key in (("ROUGE-L", "rouge_l"), ("BLEU-1", "bleu_1"), ("BLEU-4", "bleu_4")):
-        rt.add_row(f"{name} (all questions)", *[_fmt((result[m]["rationale"] or {}).get(key)) for m in modes])
+    for metric in RATIONALE_METRICS:
+        rt.add_row(f"{metric.label} (all questions)",
+                   *[format_percent((result[m]["rationale"] or {}).get(metric.key)) for m in modes])
     img = result.get("rationale_image_questions") or {}
-    rt.add_row("ROUGE-L (image questions)", *[_fmt((img.get(m) or {}).get("rouge_l")) for m in modes])
+    rt.add_row("ROUGE-L (image questions)", *[format_percent((img.get(m) or {}).get("rouge_l")) for m in modes])
     console.print(rt)
 
     paths = result["paths"]
@@ -81,7 +83,6 @@ def demo_command(
     """Offline demo: synthetic benchmark → prepare → extract → two-stage training → generate → score,
     with and without image features, printed side by side."""
     if quick and tiny:
-        from mmcot_cli.errors import UsageError
 
         raise UsageError("--quick and --tiny are exclusive")
     size = "tiny" if tiny else "quick" if quick else "default"
@@ -109,7 +110,6 @@ def demo_command(
 
 
 def _ablation(out: str, size: str, seed: int, threads: int | None, n_problems: int | None, json_out: bool) -> None:
-    from mmcot_cli.demo.ablation import AblationConfig, run_ablation
 
     result = run_ablation(AblationConfig(out=out, size=size, seed=seed, threads=threads or 1,
                                                 n_problems=n_problems),
@@ -117,7 +117,6 @@ def _ablation(out: str, size: str, seed: int, threads: int | None, n_problems: i
     if json_out:
         print_json(result)
         return
-    from mmcot_cli.io import read_text
 
     write_stdout(read_text(result["paths"]["markdown"], "Markdown file"))
     err_console.print(f"tables: {result['paths']['markdown']}\nreport: {result['paths']['report']}\n"

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from mmcot_cli.cli.app import command, print_json, warn
+from mmcot_cli.data.records import parse_splits
 from mmcot_cli.errors import UsageError
 from mmcot_cli.progress import err_console
 
@@ -48,7 +49,6 @@ def extract_command(
     adding another split to the same --out extends the store. Problems without an image get no row (readers
     return zeros of the backbone's shape).
     """
-    from mmcot_cli.data.records import parse_splits
     from mmcot_cli.features.extract import ExtractConfig, extract, merge, parse_shard
     from mmcot_cli.features.store import DEFAULT_CHUNK_SIZE
 

@@ -84,7 +84,7 @@ def ask_command(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Answer one question: generate the rationale with the stage-1 run, then the answer with the stage-2 run."""
-    from mmcot_cli.inference.generate import AskConfig, ask
+    from mmcot_cli.inference.ask import AskConfig, ask
 
     cfg = AskConfig(rationale_run=str(rationale_run), answer_run=str(answer_run), question=question,
                     choices=choices.split("|"), context=context, image=str(image) if image else None,

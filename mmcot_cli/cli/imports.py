@@ -10,6 +10,9 @@ import typer
 from rich.table import Table
 
 from mmcot_cli.cli.app import command, print_json
+from mmcot_cli.data.records import parse_splits
+from mmcot_cli.errors import UsageError
+from mmcot_cli.model.import_original import ImportRunConfig, import_run
 from mmcot_cli.progress import err_console
 
 
@@ -30,7 +33,6 @@ def import_run_command(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON summary object."),
 ) -> None:
     """Import a fine-tuned checkpoint of the original Multimodal-CoT as a RUN_DIR for generate/ask/score."""
-    from mmcot_cli.model.import_original import ImportRunConfig, import_run
 
     summary = import_run(ImportRunConfig(checkpoint=str(checkpoint), stage=stage, out=str(out), backbone=backbone,
                                          image_tokens=image_tokens, prompt_format=prompt_format,
@@ -59,8 +61,6 @@ def import_features_command(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON summary object."),
 ) -> None:
     """Import the original's pre-extracted vision features (streamed: the file is never loaded whole)."""
-    from mmcot_cli.data.records import parse_splits
-    from mmcot_cli.errors import UsageError
     from mmcot_cli.features.import_original import (
         ImportFeaturesConfig,
         import_feature_file,

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from mmcot_cli.cli.app import command, print_json, warn, write_stdout
 from mmcot_cli.data.prompts import format_jsonl_row, prompt_rows, uses_rationale
-from mmcot_cli.data.readers import prepare_source
+from mmcot_cli.data.readers import FORMATS, prepare_source
 from mmcot_cli.data.records import load_records, parse_splits
 from mmcot_cli.errors import UsageError
 from mmcot_cli.progress import err_console
@@ -22,7 +22,7 @@ def prepare_command(
     source: Path = typer.Argument(..., help="ScienceQA folder (problems.json + pid_splits.json, here or in "
                                   "scienceqa/), A-OKVQA folder (aokvqa_v1p0_<split>.json) or generic JSONL "
                                   "file/folder."),
-    fmt: Optional[str] = typer.Option(None, "--format", help="scienceqa, aokvqa or jsonl (default: detected)."),
+    fmt: Optional[str] = typer.Option(None, "--format", help=f"{', '.join(FORMATS)} (default: detected)."),
     out: Path = typer.Option(..., "--out", "-o", help="DATA_DIR to write <split>.jsonl and manifest.json into."),
     splits: Optional[str] = typer.Option(None, "--splits", help="Comma-separated split names (ScienceQA default "
                                          "train,val,test, minitrain … work too; other formats: every split "

@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from mmcot_cli.cli.app import app, guarded, print_json, warn
+from mmcot_cli.data.teacher import collect_rationales
 from mmcot_cli.progress import err_console
 
 rationales_app = typer.Typer(help="Teacher rationales: import them, keep those that reach the gold answer.",
@@ -35,7 +36,6 @@ def _report(summary: dict, json_out: bool) -> None:
 
 
 def _run(source: Path, data: Path, split: str, out: Path, only_correct: bool, skip_bad: bool, json_out: bool):
-    from mmcot_cli.data.teacher import collect_rationales
 
     _report(collect_rationales(source, data, split, out, only_correct, skip_bad, warn), json_out)
 

@@ -10,7 +10,15 @@ from rich.console import Console
 from rich.table import Table
 
 from mmcot_cli.cli.app import command, print_json, warn, write_stdout
+from mmcot_cli.errors import UsageError
 from mmcot_cli.progress import err_console
+from mmcot_cli.reporting.compare import (
+    CompareConfig,
+    compare,
+    to_markdown,
+    used_columns,
+)
+from mmcot_cli.reporting.report import ReportConfig, write_report
 
 
 @command("report")
@@ -28,7 +36,6 @@ def report_command(
     """One self-contained HTML report: accuracy by category and topic beside the published rows, charts,
     training curves, rationale quality, and an error gallery ("corrected by vision: k of n" when a text-only
     and an image run are both given)."""
-    from mmcot_cli.reporting.report import ReportConfig, write_report
 
     summary = write_report(ReportConfig(inputs=list(inputs), data=data, out=out, split=split, gallery=gallery,
                                         seed=seed, title=title), warn=warn)
@@ -42,7 +49,6 @@ def report_command(
 
 
 def print_compare_table(table: dict, console: Console | None = None) -> None:
-    from mmcot_cli.reporting.compare import used_columns
 
     console = console or Console()
     cols = used_columns(table)
@@ -73,8 +79,6 @@ def compare_command(
     markdown: bool = typer.Option(False, "--markdown", help="Print a Markdown table."),
 ) -> None:
     """Results side by side as one table, with each one's difference from the first (paper Table 3 shape)."""
-    from mmcot_cli.errors import UsageError
-    from mmcot_cli.reporting.compare import CompareConfig, compare, to_markdown
 
     if json_out and markdown:
         raise UsageError("--json and --markdown are exclusive")

@@ -10,7 +10,11 @@ from rich.console import Console
 from rich.table import Table
 
 from mmcot_cli.cli.app import command, print_json, warn
-from mmcot_cli.cli.score_groups import _fmt, print_group_table, print_rationale_table
+from mmcot_cli.cli.score_groups import (
+    format_percent,
+    print_group_table,
+    print_rationale_table,
+)
 from mmcot_cli.evaluation.groups import score_any
 from mmcot_cli.evaluation.score import CATEGORIES, ScoreConfig
 
@@ -26,14 +30,14 @@ def print_score_table(result: dict, console: Console | None = None) -> None:
         table.add_column("%", justify="right")
         for key, label, _ in CATEGORIES:
             c = counts[key]
-            table.add_row(f"{label} ({key})", f"{c['correct']}/{c['total']}", _fmt(result[key]))
+            table.add_row(f"{label} ({key})", f"{c['correct']}/{c['total']}", format_percent(result[key]))
         topic_keys = [k for k in counts if k not in {key for key, _, _ in CATEGORIES}]
         empty = [k for k in topic_keys if counts[k]["total"] == 0]
         table.add_section()
         for key in topic_keys:
             c = counts[key]
             if c["total"]:
-                table.add_row(key[len("acc_"):], f"{c['correct']}/{c['total']}", _fmt(result[key]))
+                table.add_row(key[len("acc_"):], f"{c['correct']}/{c['total']}", format_percent(result[key]))
         notes = [f"fallback {result['fallback']}" + (f" (seed {result['seed']})" if result["seed"] is not None
                                                      else ""),
                  f"extraction failures {result['num_fail']}", f"letters beyond choices {result['num_invalid_letter']}",

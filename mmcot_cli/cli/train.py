@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Optional
@@ -13,8 +14,10 @@ from mmcot_cli.cli.app import command, print_json
 from mmcot_cli.data.prompts import STAGE_PRESETS
 from mmcot_cli.errors import UsageError
 from mmcot_cli.progress import err_console
+from mmcot_cli.training.config import TrainConfig
 
-# Help texts from the one home of the stage presets.
+# Defaults from the one home of training defaults (TrainConfig), help texts from the one home of the stage presets.
+DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 _STAGE_HELP = " or ".join(f"{stage} ({p.prompt_format})" for stage, p in STAGE_PRESETS.items())
 _OUT_LEN_HELP = " or ".join(f"{p.max_output_len} ({stage})" for stage, p in STAGE_PRESETS.items())
 _FORMAT_HELP = " / ".join(p.prompt_format for p in STAGE_PRESETS.values())
@@ -43,45 +46,45 @@ def train_command(
                                             "without it the model is text-only (no fusion layers)."),
     rationales: Optional[Path] = typer.Option(None, "--rationales", help="Stage-1 RUN_DIR (its preds-<split>"
                                               ".jsonl) or one predictions file; matched by qid."),
-    train_on: str = typer.Option("gold", "--train-on", help="Rationales in the train split's inputs: gold "
+    train_on: str = typer.Option(DEFAULTS["train_on"], "--train-on", help="Rationales in the train split's inputs: gold "
                                  "(lecture + solution, as the reference) or generated (stage-1 preds-train.jsonl)."),
-    rationale_source: str = typer.Option("gold", "--rationale-source", help="Rationale stage targets: gold (every "
+    rationale_source: str = typer.Option(DEFAULTS["rationale_source"], "--rationale-source", help="Rationale stage targets: gold (every "
                                          "gold rationale, one example each) or a rationale set FILE from `mmcot "
                                          "rationales filter` (each rationale one example; problems without one "
                                          "are left out)."),
     prompt_format: Optional[str] = typer.Option(None, "--prompt-format", help="Override the stage preset "
                                                 f"({_FORMAT_HELP}), e.g. QCM-LE, QCM-A."),
-    use_caption: bool = typer.Option(False, "--use-caption", help="Append image captions to the context."),
-    epochs: int = typer.Option(20, "--epochs", min=1),
-    lr: float = typer.Option(5e-5, "--lr"),
-    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Per process."),
+    use_caption: bool = typer.Option(DEFAULTS["use_caption"], "--use-caption", help="Append image captions to the context."),
+    epochs: int = typer.Option(DEFAULTS["epochs"], "--epochs", min=1),
+    lr: float = typer.Option(DEFAULTS["lr"], "--lr"),
+    batch_size: int = typer.Option(DEFAULTS["batch_size"], "--batch-size", min=1, help="Per process."),
     eval_batch_size: Optional[int] = typer.Option(None, "--eval-batch-size", min=1, help="Default 2 × batch size."),
-    grad_accum: int = typer.Option(1, "--grad-accum", min=1, help="Batches per optimizer step."),
-    warmup_ratio: float = typer.Option(0.0, "--warmup-ratio", help="Share of steps with linear LR warmup."),
-    weight_decay: float = typer.Option(0.01, "--weight-decay"),
-    max_input_len: int = typer.Option(512, "--max-input-len", min=1),
+    grad_accum: int = typer.Option(DEFAULTS["grad_accum"], "--grad-accum", min=1, help="Batches per optimizer step."),
+    warmup_ratio: float = typer.Option(DEFAULTS["warmup_ratio"], "--warmup-ratio", help="Share of steps with linear LR warmup."),
+    weight_decay: float = typer.Option(DEFAULTS["weight_decay"], "--weight-decay"),
+    max_input_len: int = typer.Option(DEFAULTS["max_input_len"], "--max-input-len", min=1),
     max_output_len: Optional[int] = typer.Option(None, "--max-output-len", min=1, help=f"Default {_OUT_LEN_HELP}; "
                                                  "also the generation limit during validation."),
     bf16: bool = typer.Option(False, "--bf16", help="bfloat16 mixed precision."),
     fp16: bool = typer.Option(False, "--fp16", help="float16 mixed precision (GPU)."),
-    seed: int = typer.Option(42, "--seed"),
-    eval_every: str = typer.Option("epoch", "--eval-every", help="'epoch', a number of optimizer steps, or 0."),
-    save_every: int = typer.Option(500, "--save-every", min=0, help="Optimizer steps between resume checkpoints "
+    seed: int = typer.Option(DEFAULTS["seed"], "--seed"),
+    eval_every: str = typer.Option(DEFAULTS["eval_every"], "--eval-every", help="'epoch', a number of optimizer steps, or 0."),
+    save_every: int = typer.Option(DEFAULTS["save_every"], "--save-every", min=0, help="Optimizer steps between resume checkpoints "
                                    "(one is also written after every epoch)."),
-    train_split: str = typer.Option("train", "--train-split"),
-    val_split: str = typer.Option("val", "--val-split", help="'none' to skip validation (the last model is kept)."),
+    train_split: str = typer.Option(DEFAULTS["train_split"], "--train-split"),
+    val_split: str = typer.Option(DEFAULTS["val_split"], "--val-split", help="'none' to skip validation (the last model is kept)."),
     limit_train: Optional[int] = typer.Option(None, "--limit-train", min=1, help="Only the first N train records."),
     limit_val: Optional[int] = typer.Option(None, "--limit-val", min=1, help="Validate on the first N records."),
-    num_beams: int = typer.Option(1, "--num-beams", min=1, help="Beams for validation generation."),
-    group_by_length: bool = typer.Option(True, "--group-by-length/--no-group-by-length", help="Batch examples "
+    num_beams: int = typer.Option(DEFAULTS["num_beams"], "--num-beams", min=1, help="Beams for validation generation."),
+    group_by_length: bool = typer.Option(DEFAULTS["group_by_length"], "--group-by-length/--no-group-by-length", help="Batch examples "
                                          "of similar length (less padding); --no-group-by-length draws plain "
                                          "random batches as the original's Trainer does."),
-    random_init: bool = typer.Option(False, "--random-init", help="Build the text backbone from its config only."),
+    random_init: bool = typer.Option(DEFAULTS["random_init"], "--random-init", help="Build the text backbone from its config only."),
     text_option: list[str] = typer.Option([], "--text-option", help="Text backbone option KEY=VALUE (repeatable), "
                                           "checked against the options the backbone declares (a wrong key lists them), "
                                           "e.g. d_model=256 layers=4 for t5-scratch."),
-    resume: bool = typer.Option(False, "--resume", help="Continue RUN_DIR from its last checkpoint."),
-    report_to: str = typer.Option("none", "--report-to", help="Experiment tracker: none, tensorboard (event files "
+    resume: bool = typer.Option(DEFAULTS["resume"], "--resume", help="Continue RUN_DIR from its last checkpoint."),
+    report_to: str = typer.Option(DEFAULTS["report_to"], "--report-to", help="Experiment tracker: none, tensorboard (event files "
                                   "in RUN_DIR/tracking/), wandb or mlflow (their usual configuration)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON summary object."),
 ) -> None:
@@ -92,10 +95,7 @@ def train_command(
     """
     if bf16 and fp16:
         raise UsageError("--bf16 and --fp16 are mutually exclusive")
-    from mmcot_cli.training.loop import (  # torch, transformers, accelerate: only when training
-        TrainConfig,
-        train,
-    )
+    from mmcot_cli.training.loop import train
 
     options = parse_text_options(text_option)
     cfg = TrainConfig(

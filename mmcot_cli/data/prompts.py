@@ -20,7 +20,6 @@ from typing import Callable, Mapping, Sequence
 
 from mmcot_cli.data.answers import OPTION_LETTERS
 from mmcot_cli.errors import DataError, UnknownNameError
-from mmcot_cli.runs.rationales import read_rationales  # noqa: F401  (re-export: scripts import it from here)
 
 DEFAULT_OPTIONS = OPTION_LETTERS  # the option letters choices are labelled with (one home: mmcot_cli.data.answers)
 

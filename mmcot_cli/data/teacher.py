@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from mmcot_cli.data.answers import extract_answer, letter_to_index
+from mmcot_cli.data.records import load_records
 from mmcot_cli.errors import DataError
 from mmcot_cli.io import loads, read_text, sha256_file, write_jsonl
+from mmcot_cli.outputs import check_output_file, input_files
 
 Warn = Callable[[str], None]
 
@@ -144,8 +146,6 @@ def judge(candidates: list[Candidate], records: list[dict], skip_bad: bool = Fal
 def collect_rationales(source: str | Path, data_dir: str | Path, split: str, out: str | Path,
                        only_correct: bool, skip_bad: bool = False, warn: Warn | None = None) -> dict:
     """`mmcot rationales import|filter`: write the rationale set for `split` and report what was kept."""
-    from mmcot_cli.data.records import load_records
-    from mmcot_cli.outputs import check_output_file, input_files
 
     check_output_file(out, "rationales", inputs={"SOURCE": source, "--data": data_dir,
                                                  **input_files(data_dir, [f"{split}.jsonl"])})

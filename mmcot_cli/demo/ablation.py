@@ -20,8 +20,18 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from mmcot_cli.errors import MMCoTError
-from mmcot_cli.io import write_json
+from mmcot_cli import progress
+from mmcot_cli.data.readers.scienceqa import PrepareConfig, prepare
+from mmcot_cli.demo.run import MARKER, SPLITS, DemoConfig, prepare_out_dir
+from mmcot_cli.demo.synthetic import generate_synthetic
+from mmcot_cli.errors import MMCoTError, UnknownNameError
+from mmcot_cli.io import atomic_open, read_json, write_json
+from mmcot_cli.progress import ForwardedProgress
+from mmcot_cli.reporting.compare import CompareConfig, compare, to_markdown
+from mmcot_cli.reporting.published import PAPER_ABLATIONS
+from mmcot_cli.reporting.report import ReportConfig, write_report
+from mmcot_cli.training.config import TrainConfig
+from mmcot_cli.validate import check_seed, non_negative_int, positive_int
 
 SUMMARY = "ablation.json"
 
@@ -62,7 +72,6 @@ class AblationConfig:
     settings: tuple[str, ...] = tuple(s.name for s in SETTINGS)
 
     def __post_init__(self) -> None:  # numbers: exit 2 naming the option, before anything is written
-        from mmcot_cli.validate import check_seed, non_negative_int, positive_int
 
         check_seed("--seed", self.seed)
         positive_int("--problems", self.n_problems, optional=True)
@@ -92,7 +101,7 @@ def run_setting(setting: Setting, size, seed: int, data: dict[str, Path], featur
                 run_root: Path) -> dict:
     """Train and evaluate one setting; returns {run (answer run dir), rationale_run, seconds}."""
     from mmcot_cli.inference.generate import GenerateConfig, generate
-    from mmcot_cli.training.loop import TrainConfig, train
+    from mmcot_cli.training.loop import train
 
     start = time.perf_counter()
     data_dir = data["captions" if setting.captions else "plain"]
@@ -122,7 +131,6 @@ def run_setting(setting: Setting, size, seed: int, data: dict[str, Path], featur
 def _worker(setting: Setting, size, seed: int, data, features, run_root, threads: int, queue) -> dict:
     import torch
 
-    from mmcot_cli import progress
 
     torch.set_num_threads(threads)
     if queue is None:
@@ -141,7 +149,6 @@ def _run_all(cfg: AblationConfig, chosen: list[Setting], size, data, features, r
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from mmcot_cli.progress import ForwardedProgress
 
     workers = cfg.workers or min(len(chosen), os.cpu_count() or 1)
     ctx = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch/OpenMP state
@@ -166,10 +173,6 @@ def _run_all(cfg: AblationConfig, chosen: list[Setting], size, data, features, r
 
 def _prepare_inputs(cfg: AblationConfig, chosen: list[Setting], size, out: Path, step) -> tuple[dict, Path | None]:
     """Benchmark → prepared data (and a captioned copy) → vision features, as far as the settings need them."""
-    from mmcot_cli.data.readers.scienceqa import PrepareConfig, prepare
-    from mmcot_cli.demo.run import SPLITS
-    from mmcot_cli.demo.synthetic import generate_synthetic
-    from mmcot_cli.io import read_json
 
     bench = out / "benchmark"
     step(f"generate the synthetic benchmark ({size.n_problems} problems) in {bench}")
@@ -197,7 +200,6 @@ def _prepare_inputs(cfg: AblationConfig, chosen: list[Setting], size, out: Path,
 
 def _paper_table(chosen: list[Setting], table: dict) -> str:
     """Markdown: the paper's accuracy / ROUGE-L next to this run's, per setting."""
-    from mmcot_cli.reporting.published import PAPER_ABLATIONS
 
     def fmt(v):
         return "—" if v is None else f"{v:.2f}"
@@ -215,10 +217,6 @@ def _paper_table(chosen: list[Setting], table: dict) -> str:
 
 def run_ablation(cfg: AblationConfig, step=None) -> dict:
     """Run the chosen settings and write ablation.json, ablation.md (tables) and report.html into cfg.out."""
-    from mmcot_cli.demo.run import MARKER, DemoConfig, _prepare_out
-    from mmcot_cli.io import atomic_open
-    from mmcot_cli.reporting.compare import CompareConfig, compare, to_markdown
-    from mmcot_cli.reporting.report import ReportConfig, write_report
 
     quiet = step is None
     step = step or (lambda _m: None)
@@ -226,12 +224,11 @@ def run_ablation(cfg: AblationConfig, step=None) -> dict:
     known = {s.name: s for s in SETTINGS}
     unknown = [n for n in cfg.settings if n not in known]
     if unknown or not cfg.settings:
-        from mmcot_cli.errors import UnknownNameError
 
         raise UnknownNameError("ablation setting", (unknown or ["(none)"])[0], list(known))
     chosen = [s for s in SETTINGS if s.name in cfg.settings]
     out = Path(cfg.out)
-    _prepare_out(out, False)
+    prepare_out_dir(out, False)
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).write_text("mmcot ablation output; `mmcot demo --ablation --out` here replaces it\n")
     start = time.perf_counter()

@@ -26,10 +26,12 @@ from mmcot_cli.data.records import load_records
 from mmcot_cli.demo.synthetic import generate_synthetic
 from mmcot_cli.errors import MMCoTError, UnknownNameError, UsageError
 from mmcot_cli.evaluation.score import CATEGORIES, ScoreConfig, score, score_records
-from mmcot_cli.io import read_json, read_jsonl, write_json
+from mmcot_cli.io import read_jsonl, write_json
 from mmcot_cli.outputs import check_output_dir
 from mmcot_cli.plugins.manager import get_vision_backbone
 from mmcot_cli.progress import ForwardedProgress
+from mmcot_cli.reporting.report import ReportConfig, write_report
+from mmcot_cli.training.config import TrainConfig
 from mmcot_cli.validate import check_seed, parse_device, positive_int
 
 # mmcot_cli.training.loop / mmcot_cli.inference.generate (torch, transformers) are imported inside the functions that train and
@@ -106,7 +108,7 @@ class DemoConfig:
 Step = Callable[[str], None]
 
 
-def _prepare_out(out: Path, generate_only: bool) -> None:
+def prepare_out_dir(out: Path, generate_only: bool) -> None:
     """Refuse to clobber a folder that is not an earlier output of the same kind; clear an earlier demo run.
 
     The output guard first (for `demo` and `demo --ablation`): never a file, an input folder or inside one, or
@@ -152,7 +154,7 @@ def _image_rationale_metrics(records: list[dict], preds_path: Path) -> dict | No
 def _run_mode(mode: str, cfg: DemoConfig, size: DemoSize, data_dir: Path, features: Path | None, runs: Path,
               step: Step) -> dict:
     from mmcot_cli.inference.generate import GenerateConfig, generate
-    from mmcot_cli.training.loop import TrainConfig, train
+    from mmcot_cli.training.loop import train
 
     run_r, run_a = runs / mode / "rationale", runs / mode / "answer"
     feats = str(features) if mode == "multimodal" else None
@@ -260,7 +262,7 @@ def run_demo(cfg: DemoConfig, step: Step | None = None) -> dict:
     out = Path(cfg.out)
     if not cfg.generate_only and "multimodal" in cfg.modes:
         get_vision_backbone(cfg.backbone)  # an unknown name fails before anything is written
-    _prepare_out(out, cfg.generate_only)
+    prepare_out_dir(out, cfg.generate_only)
     if not cfg.generate_only:
         out.mkdir(parents=True, exist_ok=True)
         (out / MARKER).write_text("mmcot demo output; `mmcot demo --out` here replaces it\n")
@@ -337,14 +339,9 @@ def _extract_features(cfg: DemoConfig, data_dir: Path, out: Path, step: Step, se
 
 def _write_report(cfg: DemoConfig, results: dict, data_dir: Path, out: Path) -> str:
     """report.html beside demo.json (`mmcot report` on the answer runs; the gallery compares the two modes)."""
-    from mmcot_cli.reporting.report import ReportConfig, write_report
 
     labels = {"multimodal": "multimodal", "text_only": "text-only"}
     inputs = [f"{labels[m]}={results[m]['runs']['answer']}" for m in cfg.modes]
     write_report(ReportConfig(inputs=inputs, data=data_dir, out=out / "report.html", seed=cfg.seed,
                               title="mmcot demo"))
     return str((out / "report.html").resolve())
-
-
-def load_demo(out: str | os.PathLike) -> dict:
-    return read_json(Path(out) / SUMMARY)

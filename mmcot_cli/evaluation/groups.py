@@ -17,6 +17,8 @@ import random
 from pathlib import Path
 from typing import Any
 
+from mmcot_cli.data.readers import format_of
+from mmcot_cli.data.records import load_records
 from mmcot_cli.errors import DataError
 from mmcot_cli.evaluation.predictions import (
     BadEntries,
@@ -26,24 +28,13 @@ from mmcot_cli.evaluation.predictions import (
 )
 from mmcot_cli.evaluation.score import (
     ScoreConfig,
-    _check_options,
-    _percent,
-    _resolve,
-    _score,
+    check_score_options,
+    percent,
+    resolve_prediction,
     score,
+    score_against,
 )
-from mmcot_cli.io import read_json, write_json
-
-OWN_FORMATS = ("aokvqa", "jsonl")
-
-
-def data_format(data: str | Path) -> str:
-    """The DATA_DIR's source format from its manifest ("scienceqa" when it has none or says nothing)."""
-    manifest = Path(data) / "manifest.json"
-    if not Path(data).is_dir() or not manifest.is_file():
-        return "scienceqa"
-    fmt = read_json(manifest).get("format")
-    return fmt if fmt in OWN_FORMATS else "scienceqa"
+from mmcot_cli.io import write_json
 
 
 def group_accuracy(records: list[dict], correct: dict[str, bool]) -> dict:
@@ -56,7 +47,7 @@ def group_accuracy(records: list[dict], correct: dict[str, bool]) -> dict:
             cell["correct"] += int(correct[rec["qid"]])
     for cells in out.values():
         for cell in cells.values():
-            cell["accuracy"] = _percent(cell["correct"], cell["total"])
+            cell["accuracy"] = percent(cell["correct"], cell["total"])
     return {name: dict(sorted(cells.items())) for name, cells in sorted(out.items())}
 
 
@@ -72,10 +63,10 @@ def aokvqa_metrics(records: list[dict], chosen: dict[str, str | None]) -> dict:
     easy = [r for r in records if not r.get("difficult_direct_answer")]
 
     def mc(rs: list[dict]) -> float | None:
-        return _percent(sum(chosen[r["qid"]] == r["choices"][r["answer"]] for r in rs), len(rs))
+        return percent(sum(chosen[r["qid"]] == r["choices"][r["answer"]] for r in rs), len(rs))
 
     def da(rs: list[dict]) -> float | None:
-        return _percent(sum(direct_answer_score(chosen[r["qid"]], r.get("direct_answers") or []) for r in rs),
+        return percent(sum(direct_answer_score(chosen[r["qid"]], r.get("direct_answers") or []) for r in rs),
                         len(rs))
 
     return {
@@ -102,7 +93,7 @@ def resolve_choices(records: list[dict], preds: list[Prediction], fallback: str,
         else:
             by_qid[pred.qid] = pred
     rng = random.Random(seed)
-    return {q: _resolve(by_qid.get(q), len(r["choices"]), fallback, rng)[0] for q, r in gold.items()}
+    return {q: resolve_prediction(by_qid.get(q), len(r["choices"]), fallback, rng)[0] for q, r in gold.items()}
 
 
 def export_aokvqa(path: str | Path, records: list[dict], chosen: dict[str, int | None]) -> dict:
@@ -114,29 +105,28 @@ def export_aokvqa(path: str | Path, records: list[dict], chosen: dict[str, int |
 
 def score_own_data(cfg: ScoreConfig, warn: Warn | None = None, export: str | Path | None = None) -> dict:
     """Score against a DATA_DIR prepared from A-OKVQA or JSONL; a predict-only split can only be exported."""
-    from mmcot_cli.data.records import load_records
 
-    _check_options(cfg.fallback, cfg.rationale_ref)
+    check_score_options(cfg.fallback, cfg.rationale_ref)
     records = load_records(cfg.data, cfg.split)
-    fmt = data_format(cfg.data)
-    if export is not None and fmt != "aokvqa":
-        raise DataError(f"{cfg.data}: --export-aokvqa needs data prepared from A-OKVQA (this is {fmt})")
+    fmt = format_of(cfg.data)
+    if export is not None and fmt.scoring != "aokvqa":
+        raise DataError(f"{cfg.data}: --export-aokvqa needs data prepared from A-OKVQA (this is {fmt.name})")
     preds, pred_fmt, num_bad = read_predictions(cfg.predictions, cfg.skip_bad, warn)
     bad = BadEntries(cfg.skip_bad, warn)
     bad.count = num_bad
     head: dict[str, Any] = {"predictions": str(cfg.predictions), "format": pred_fmt, "data": str(cfg.data),
-                            "data_format": fmt, "split": cfg.split}
+                            "data_format": fmt.name, "split": cfg.split}
     if all(r["answer"] is None for r in records):
         if export is None:
             raise DataError(f"{cfg.data}: split {cfg.split!r} is predict-only (no answers): nothing to score"
-                            + ("; --export-aokvqa FILE writes the benchmark's prediction file" if fmt == "aokvqa"
+                            + ("; --export-aokvqa FILE writes the benchmark's prediction file" if fmt.scoring == "aokvqa"
                                else ""))
         exported = export_aokvqa(export, records, resolve_choices(records, preds, cfg.fallback, cfg.seed, bad))
         return {**head, "has_answers": False, "predict_only": True, "num_bad": bad.count, "export": exported}
-    result = _score(records, preds, cfg.fallback, cfg.seed, cfg.rationale_ref, bad, warn, True,
+    result = score_against(records, preds, cfg.fallback, cfg.seed, cfg.rationale_ref, bad, warn, True,
                     gold_name=f"{cfg.data} (split {cfg.split})")
     exported = None
-    if export is not None:  # _score has already reported bad predictions; the same draws are repeated here
+    if export is not None:  # score_against has already reported bad predictions; the same draws are repeated here
         exported = export_aokvqa(export, records, resolve_choices(records, preds, cfg.fallback, cfg.seed,
                                                                   BadEntries(True, None)))
     items = result.pop("items")
@@ -145,10 +135,10 @@ def score_own_data(cfg: ScoreConfig, warn: Warn | None = None, export: str | Pat
     correct = {it["qid"]: it["correct"] for it in items}
     out = {**head, **result, "predict_only": False, "export": exported}
     if result["has_answers"]:
-        out["accuracy"] = _percent(sum(correct.values()), len(correct))
+        out["accuracy"] = percent(sum(correct.values()), len(correct))
         out["correct"] = sum(correct.values())
         out["groups"] = group_accuracy(records, correct)
-        if fmt == "aokvqa":
+        if fmt.scoring == "aokvqa":
             gold = {r["qid"]: r for r in records}
             chosen = {it["qid"]: None if it["pred_index"] is None else gold[it["qid"]]["choices"][it["pred_index"]]
                       for it in items}
@@ -159,9 +149,10 @@ def score_own_data(cfg: ScoreConfig, warn: Warn | None = None, export: str | Pat
 
 
 def score_any(cfg: ScoreConfig, warn: Warn | None = None, export: str | Path | None = None) -> dict:
-    """`mmcot score`: ScienceQA scoring (mmcot_cli.evaluation.score) or, for A-OKVQA / JSONL data, score_own_data."""
-    if data_format(cfg.data) == "scienceqa":
-        if export is not None:
-            raise DataError(f"{cfg.data}: --export-aokvqa needs data prepared from A-OKVQA (this is ScienceQA)")
+    """`mmcot score` for any prepared format: the scorer of the format's scoring kind (the format registry)."""
+    fmt = format_of(cfg.data)
+    if export is not None and fmt.scoring != "aokvqa":
+        raise DataError(f"{cfg.data}: --export-aokvqa needs data prepared from A-OKVQA (this is {fmt.name})")
+    if fmt.scoring == "scienceqa":
         return score(cfg, warn=warn)
     return score_own_data(cfg, warn, export)

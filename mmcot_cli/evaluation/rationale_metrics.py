@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 import warnings
+from dataclasses import dataclass
+from typing import Callable
 
 from mmcot_cli import progress
 from mmcot_cli.errors import UnknownNameError
@@ -71,6 +73,26 @@ def _check_lengths(name: str, preds: list[str], refs: list[str]) -> None:
         raise ValueError(f"{name}: {len(preds)} predictions but {len(refs)} references")
 
 
+@dataclass(frozen=True)
+class RationaleMetric:
+    """One rationale metric: its key in score objects (`rationale.<key>`), the label every table and page prints,
+    and its score of one (prediction, reference) pair in [0, 1] (reported ×100)."""
+
+    key: str
+    label: str
+    pair_score: Callable[[str, str], float]
+
+
+# The one table of rationale metrics: `mmcot score`, the report, compare and the demo loop over it (adding a
+# metric here adds it everywhere).
+RATIONALE_METRICS: tuple[RationaleMetric, ...] = (
+    RationaleMetric("rouge_l", "ROUGE-L", _rouge_pair),
+    RationaleMetric("bleu_1", "BLEU-1", lambda pred, ref: _bleu_pair(pred, ref, 1)),
+    RationaleMetric("bleu_4", "BLEU-4", lambda pred, ref: _bleu_pair(pred, ref, 4)),
+)
+METRIC_LABELS = {m.key: m.label for m in RATIONALE_METRICS}
+
+
 def rouge_l(preds: list[str], refs: list[str]) -> float | None:
     """Mean ROUGE-L F-measure ×100 (rouge-score, Porter stemming as the reference's validation metric).
 
@@ -87,24 +109,24 @@ def bleu(preds: list[str], refs: list[str], n: int) -> float | None:
     return _mean_percent([_bleu_pair(p, r, n) for p, r in zip(preds, refs) if r.strip()])
 
 
+def pair_scores(pred: str, ref: str) -> dict[str, float]:
+    """Every metric of RATIONALE_METRICS for one already-normalised pair, in [0, 1]."""
+    return {m.key: m.pair_score(pred, ref) for m in RATIONALE_METRICS}
+
+
+def mean_scores(scores: list[dict[str, float]]) -> dict[str, float | None]:
+    """metric key → mean ×100 over per-pair scores (None for no pairs), rounded to 2 decimals."""
+    return {m.key: _round(_mean_percent([s[m.key] for s in scores])) for m in RATIONALE_METRICS}
+
+
 def rationale_metrics(preds: list[str], refs: list[str]) -> dict:
-    """ROUGE-L, BLEU-1 and BLEU-4 (×100) over normalised texts, with the number of pairs scored."""
+    """Every metric of RATIONALE_METRICS (×100) over normalised texts, with the number of pairs scored."""
     _check_lengths("rationale_metrics", preds, refs)
     pairs = [(normalize_rationale(p), normalize_rationale(r)) for p, r in zip(preds, refs)]
     pairs = [(p, r) for p, r in pairs if r]
-    rouge, bleu_1, bleu_4 = [], [], []
     # ~5 ms a pair on CPU, so a full test split takes a while: show progress.
-    for pred, ref in progress.track(pairs, "rationale metrics"):
-        rouge.append(_rouge_pair(pred, ref))
-        bleu_1.append(_bleu_pair(pred, ref, 1))
-        bleu_4.append(_bleu_pair(pred, ref, 4))
-    return {
-        "num_scored": len(pairs),
-        "num_empty_ref": len(refs) - len(pairs),
-        "rouge_l": _round(_mean_percent(rouge)),
-        "bleu_1": _round(_mean_percent(bleu_1)),
-        "bleu_4": _round(_mean_percent(bleu_4)),
-    }
+    scores = [pair_scores(pred, ref) for pred, ref in progress.track(pairs, "rationale metrics")]
+    return {"num_scored": len(pairs), "num_empty_ref": len(refs) - len(pairs), **mean_scores(scores)}
 
 
 def _round(value: float | None) -> float | None:

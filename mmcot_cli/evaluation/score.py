@@ -12,17 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from mmcot_cli.data.answers import (  # noqa: F401
-    ANSWER_PATTERN,
+from mmcot_cli.data.answers import (
     OPTION_LETTERS,
     extract_answer,
     letter_to_index,
 )
 from mmcot_cli.data.records import load_records
 from mmcot_cli.errors import DataError, UnknownNameError, UnknownSplitError
-
-# Re-exported: `mmcot_cli.evaluation.score` stays the library's scoring entry point (docs/FORMATS.md).
-from mmcot_cli.evaluation.predictions import (  # noqa: F401
+from mmcot_cli.evaluation.predictions import (
     BadEntries,
     Prediction,
     Warn,
@@ -31,13 +28,10 @@ from mmcot_cli.evaluation.predictions import (  # noqa: F401
     read_predictions,
     type_name,
 )
-from mmcot_cli.evaluation.rationale_metrics import (  # noqa: F401
+from mmcot_cli.evaluation.rationale_metrics import (
     RATIONALE_REFS,
-    bleu,
-    normalize_rationale,
     rationale_metrics,
     rationale_reference,
-    rouge_l,
 )
 from mmcot_cli.io import read_json
 from mmcot_cli.validate import check_seed
@@ -139,7 +133,7 @@ def load_gold(data: str | Path, split: str = "test") -> list[dict]:
 # Accuracy
 
 
-def _percent(correct: float, total: int) -> float | None:
+def percent(correct: float, total: int) -> float | None:
     # Empty groups are reported as such (null), not as an error or as evaluate_acc.py's -1.
     return round(100.0 * correct / total, 2) if total else None
 
@@ -149,7 +143,7 @@ def _topics(records: list[dict]) -> list[str]:
     return list(SQA_TOPICS) + extra
 
 
-def _resolve(pred: Prediction | None, n_choices: int, fallback: str, rng: random.Random) -> tuple[int | None, str]:
+def resolve_prediction(pred: Prediction | None, n_choices: int, fallback: str, rng: random.Random) -> tuple[int | None, str]:
     """(predicted option index or None for wrong, status) for one gold item."""
     if pred is None or not pred.has_answer:
         return None, "missing"
@@ -174,7 +168,7 @@ def _draw(fallback: str, n_choices: int, rng: random.Random) -> int:
     return rng.randrange(len(REFERENCE_OPTIONS) if fallback == "reference" else n_choices)
 
 
-def _check_options(fallback: str, rationale_ref: str) -> None:
+def check_score_options(fallback: str, rationale_ref: str) -> None:
     if fallback not in FALLBACKS:
         raise UnknownNameError("fallback", fallback, list(FALLBACKS))
     if rationale_ref not in RATIONALE_REFS:
@@ -191,9 +185,9 @@ def score_records(records: list[dict], predictions: Mapping[str, Any] | Iterable
     ({key: {correct, total}}), num_* counters, and `rationale` metrics when predictions carry rationales.
     With `details`, `items` lists each gold qid's predicted index, answer, correctness and status.
     """
-    _check_options(fallback, rationale_ref)
+    check_score_options(fallback, rationale_ref)
     preds = coerce_predictions(predictions)
-    return _score(records, preds, fallback, seed, rationale_ref, BadEntries(skip_bad, warn), warn, details)
+    return score_against(records, preds, fallback, seed, rationale_ref, BadEntries(skip_bad, warn), warn, details)
 
 
 def _accuracy(records: list[dict], gold: dict[str, dict], by_qid: dict[str, Prediction], fallback: str,
@@ -204,7 +198,7 @@ def _accuracy(records: list[dict], gold: dict[str, dict], by_qid: dict[str, Pred
     counts = {key: {"correct": 0, "total": 0} for key in keys}
     missing = []
     for qid, record in gold.items():
-        index, status = _resolve(by_qid.get(qid), len(record["choices"]), fallback, rng)
+        index, status = resolve_prediction(by_qid.get(qid), len(record["choices"]), fallback, rng)
         statuses[status] = statuses.get(status, 0) + 1
         if status == "missing":
             missing.append(qid)
@@ -217,12 +211,12 @@ def _accuracy(records: list[dict], gold: dict[str, dict], by_qid: dict[str, Pred
             items.append({"qid": qid, "pred_index": index, "answer": record["answer"], "correct": correct,
                           "status": status})
     for key in keys:
-        result[key] = _percent(counts[key]["correct"], counts[key]["total"])
+        result[key] = percent(counts[key]["correct"], counts[key]["total"])
     result["counts"] = counts
     return missing
 
 
-def _score(records: list[dict], preds: list[Prediction], fallback: str, seed: int, rationale_ref: str,
+def score_against(records: list[dict], preds: list[Prediction], fallback: str, seed: int, rationale_ref: str,
            bad: BadEntries, warn: Warn | None, details: bool, gold_name: str = "the gold data") -> dict:
     gold = {}
     for record in records:
@@ -304,13 +298,13 @@ class ScoreConfig:
 
 def score(cfg: ScoreConfig, warn: Warn | None = None) -> dict:
     """Read DATA and PREDS, score them, and return the result object `mmcot score --json` prints."""
-    _check_options(cfg.fallback, cfg.rationale_ref)
+    check_score_options(cfg.fallback, cfg.rationale_ref)
     check_seed("--seed", cfg.seed)
     records = load_gold(cfg.data, cfg.split)
     preds, fmt, num_bad = read_predictions(cfg.predictions, cfg.skip_bad, warn)
     bad = BadEntries(cfg.skip_bad, warn)
     bad.count = num_bad
-    result = _score(records, preds, cfg.fallback, cfg.seed, cfg.rationale_ref, bad, warn, cfg.details,
+    result = score_against(records, preds, cfg.fallback, cfg.seed, cfg.rationale_ref, bad, warn, cfg.details,
                     gold_name=f"{cfg.data} (split {cfg.split})")
     return {"predictions": str(cfg.predictions), "format": fmt, "data": str(cfg.data), "split": cfg.split,
             **result}

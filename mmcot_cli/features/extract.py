@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mmcot_cli import progress
+from mmcot_cli.data.records import load_records
 from mmcot_cli.errors import DataError, MMCoTError, UsageError
 from mmcot_cli.features.store import (
     DEFAULT_CHUNK_SIZE,
@@ -26,11 +28,12 @@ from mmcot_cli.features.store import (
     init_store,
     open_store,
     refresh_store_files,
-    scan_for_resume,
     split_info,
-    write_data_file,
 )
+from mmcot_cli.features.store_files import scan_for_resume, write_data_file
 from mmcot_cli.outputs import check_output_dir
+from mmcot_cli.plugins import manager as plugins
+from mmcot_cli.plugins.hookspecs import VisionBuildOptions
 from mmcot_cli.plugins.weights import RANDOM_INIT, check_not_both
 from mmcot_cli.validate import parse_device
 
@@ -121,7 +124,6 @@ def _plan_split(split: str, cfg: ExtractConfig, source: str) -> _SplitPlan:
             raise UsageError(f"no records given for split {split!r}")
         records = cfg.records[split]
     else:
-        from mmcot_cli.data.records import load_records
 
         records = load_records(cfg.data_dir, split)
     items = []
@@ -190,7 +192,6 @@ def _encode_all(cfg: ExtractConfig, backbone, encoder, pending, writer: ChunkWri
     """Run the encoder over every pending chunk's images and feed the rows to `writer` in order."""
     from torch.utils.data import DataLoader
 
-    from mmcot_cli import progress
     from mmcot_cli.data.images import ImageError
 
     chunks = [plan.chunk(i) for plan, i in pending]
@@ -227,8 +228,6 @@ def _encode_all(cfg: ExtractConfig, backbone, encoder, pending, writer: ChunkWri
 
 def extract(cfg: ExtractConfig) -> dict:
     """Extract features for cfg.splits into cfg.out (adding to / resuming an existing store); returns a summary."""
-    from mmcot_cli.plugins import manager as plugins
-    from mmcot_cli.plugins.hookspecs import VisionBuildOptions
 
     started = time.time()
     backbone = plugins.get_vision_backbone(cfg.backbone)
@@ -297,7 +296,6 @@ def merge(path: str | os.PathLike, max_shard_bytes: int = MERGED_SHARD_BYTES) ->
     Every split must be complete. The result does not depend on how the chunks were produced (one run or N shard
     runs in any order), byte for byte. A crash midway leaves a readable store; rerunning finishes the job.
     """
-    from mmcot_cli import progress
 
     root = Path(path)
     store = open_store(root)

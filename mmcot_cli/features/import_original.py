@@ -22,9 +22,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from mmcot_cli.data.records import load_records
 from mmcot_cli.errors import DataError, UsageError, first_line
 from mmcot_cli.io import make_dir, read_json
 from mmcot_cli.outputs import check_output_dir, mark_output_dir
+from mmcot_cli.plugins.manager import get_vision_backbone
+from mmcot_cli.progress import make_progress
 
 STORE_DTYPES = ("float16", "float32")  # what the feature store holds
 ZERO_ROW = -1  # a stored row of zeros (see plan_split)
@@ -216,15 +219,12 @@ def write_split(root: Path, identity: dict, split: str, qids: list[str], rows: l
 
 def import_feature_file(cfg: ImportFeaturesConfig) -> dict:
     """Import cfg.splits of DATA_DIR from the release file into FEATURES_DIR; returns a summary."""
-    from mmcot_cli.data.records import load_records
     from mmcot_cli.features.store import (
         DEFAULT_CHUNK_SIZE,
         FORMAT,
         check_identity,
         refresh_store_files,
     )
-    from mmcot_cli.plugins.manager import get_vision_backbone
-    from mmcot_cli.progress import make_progress
 
     check_output_dir(cfg.out, "import-features", inputs={"FILE": cfg.file, "--name-map": cfg.name_map,
                                                           "--data": cfg.data_dir})

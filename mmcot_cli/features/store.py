@@ -27,12 +27,10 @@ import numpy as np
 
 from mmcot_cli._version import __version__
 from mmcot_cli.errors import DataError, MMCoTError, UsageError
-from mmcot_cli.features.store_files import (  # noqa: F401
-    _ST_DTYPES,
-    RECOVER,
+from mmcot_cli.features.store_files import (
+    ST_DTYPES,
     DataFile,
     read_data_file,
-    scan_for_resume,
     verify_data_file,
     write_data_file,
 )
@@ -220,7 +218,7 @@ class FeatureStore:
             with open(f.path, "rb") as fh:
                 mm = self._maps[f.name] = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
         start = f.data_offset + loc[1] * f.row_bytes
-        row = np.frombuffer(mm, dtype=_ST_DTYPES[f.dtype], count=f.shape[1] * f.shape[2], offset=start)
+        row = np.frombuffer(mm, dtype=ST_DTYPES[f.dtype], count=f.shape[1] * f.shape[2], offset=start)
         row = row.reshape(f.shape[1], f.shape[2])
         if out is None:
             out = row.astype(np.float32)  # a copy: the map can drop the pages

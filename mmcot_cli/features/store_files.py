@@ -14,7 +14,7 @@ import numpy as np
 from mmcot_cli.errors import DataError
 from mmcot_cli.io import atomic_path
 
-_ST_DTYPES = {"F16": np.float16, "F32": np.float32}
+ST_DTYPES = {"F16": np.float16, "F32": np.float32}
 
 
 @dataclass
@@ -32,13 +32,13 @@ class DataFile:
 
     @property
     def row_bytes(self) -> int:
-        return self.shape[1] * self.shape[2] * np.dtype(_ST_DTYPES[self.dtype]).itemsize
+        return self.shape[1] * self.shape[2] * np.dtype(ST_DTYPES[self.dtype]).itemsize
 
     def read_rows(self, row: int, count: int) -> np.ndarray:
         """Rows [row, row + count) as a (count, T, D) array in the stored dtype (a copy, the file is closed)."""
         if count == 0:
-            return np.zeros((0, self.shape[1], self.shape[2]), dtype=_ST_DTYPES[self.dtype])
-        mm = np.memmap(self.path, dtype=_ST_DTYPES[self.dtype], mode="r",
+            return np.zeros((0, self.shape[1], self.shape[2]), dtype=ST_DTYPES[self.dtype])
+        mm = np.memmap(self.path, dtype=ST_DTYPES[self.dtype], mode="r",
                        offset=self.data_offset + row * self.row_bytes, shape=(count, self.shape[1], self.shape[2]))
         rows = np.array(mm)
         del mm
@@ -61,7 +61,7 @@ def read_data_file(path: Path, name: str) -> DataFile:
         t = header["features"]
         begin, end = (int(x) for x in t["data_offsets"])
         shape = tuple(int(x) for x in t["shape"])
-        expected = int(np.prod(shape)) * np.dtype(_ST_DTYPES[t["dtype"]]).itemsize
+        expected = int(np.prod(shape)) * np.dtype(ST_DTYPES[t["dtype"]]).itemsize
         entries = meta["entries"]
     except (OSError, struct.error, ValueError, KeyError, TypeError, RecursionError) as e:
         raise DataError(f"{path}: not a readable mmcot feature file ({type(e).__name__}: "

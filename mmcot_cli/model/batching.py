@@ -41,21 +41,6 @@ def tokenize_pairs(tokenizer, qids: Sequence[str], sources: Sequence[str], targe
             for q, i, o in zip(qids, enc_in["input_ids"], enc_out["input_ids"])]
 
 
-class ExampleDataset(torch.utils.data.Dataset):
-    def __init__(self, examples: Sequence[Example]):
-        self.examples = list(examples)
-
-    def __len__(self) -> int:
-        return len(self.examples)
-
-    def __getitem__(self, i: int) -> Example:
-        return self.examples[i]
-
-    @property
-    def lengths(self) -> list[int]:
-        return [e.length for e in self.examples]
-
-
 def pad_rows(rows: Sequence[Sequence[int]], value: int, length: int) -> torch.Tensor:
     out = torch.full((len(rows), length), value, dtype=torch.long)
     for i, row in enumerate(rows):
@@ -72,7 +57,7 @@ class Collator:
     """
 
     pad_token_id: int
-    image_features: Callable[[list[str]], torch.Tensor] | None = None  # qids → (B, P, D) float32
+    features_by_qid: Callable[[list[str]], torch.Tensor] | None = None  # qids → (B, P, D) float32
     pad_input_to: int | None = None
     pad_output_to: int | None = None
 
@@ -87,8 +72,8 @@ class Collator:
             "attention_mask": length_mask([len(e.input_ids) for e in batch], in_len),
             "labels": pad_rows([e.labels for e in batch], LABEL_PAD, out_len),
         }
-        if self.image_features is not None:
-            out["image_features"] = self.image_features(out["qids"])
+        if self.features_by_qid is not None:
+            out["image_features"] = self.features_by_qid(out["qids"])
         return out
 
 

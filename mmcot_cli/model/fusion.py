@@ -36,12 +36,13 @@ from transformers.modeling_outputs import BaseModelOutput
 
 from mmcot_cli.errors import DataError, MMCoTError, first_line
 from mmcot_cli.io import atomic_dir, read_json
+from mmcot_cli.model.t5_dirs import check_t5_dir, load_tokenizer
 from mmcot_cli.plugins.hookspecs import TextBuildOptions
 from mmcot_cli.plugins.manager import get_text_backbone
 
 
 @contextlib.contextmanager
-def _quiet_hf():
+def quiet_hf():
     """Silence transformers' own tqdm bars (weights loading/writing): mmcot shows its own progress. Also drop
     the notice that an untied T5 head (FLAN-style lm_head) is not tied on load: transformers 5 forces
     tie_word_embeddings=True on every T5Config, so it fires on every correct load of such a model."""
@@ -233,7 +234,7 @@ class MMCoTForConditionalGeneration(T5ForConditionalGeneration):
 # Building, saving and loading
 
 
-def _with_mmcot(config: T5Config, image_shape: Sequence[int] | None, **meta: Any) -> T5Config:
+def with_mmcot_settings(config: T5Config, image_shape: Sequence[int] | None, **meta: Any) -> T5Config:
     settings = mmcot_settings(config)
     settings["image_shape"] = [int(image_shape[0]), int(image_shape[1])] if image_shape else None
     settings.update(meta)
@@ -243,7 +244,7 @@ def _with_mmcot(config: T5Config, image_shape: Sequence[int] | None, **meta: Any
 
 def _from_t5(t5: nn.Module, image_shape: Sequence[int] | None) -> MMCoTForConditionalGeneration:
     """Wrap a plain T5ForConditionalGeneration (e.g. from a custom text builder) as a fusion model."""
-    config = _with_mmcot(T5Config.from_dict(t5.config.to_dict()), image_shape)
+    config = with_mmcot_settings(T5Config.from_dict(t5.config.to_dict()), image_shape)
     model = MMCoTForConditionalGeneration(config)
     missing, unexpected = model.load_state_dict(t5.state_dict(), strict=False)
     missing = [k for k in missing if not k.startswith("fusion.")]
@@ -277,7 +278,6 @@ def build_model(
         weights = backbone.weights
         local = Path(weights).expanduser().is_dir()
         if local:  # any hub layout (spiece.model and/or tokenizer.json, .bin or safetensors); else one line
-            from mmcot_cli.model.t5_dirs import check_t5_dir
 
             check_t5_dir(weights)
         try:
@@ -285,14 +285,13 @@ def build_model(
             if config.model_type != "t5":
                 raise MMCoTError(f"text backbone {text_backbone!r} ({weights}) is a {config.model_type!r} model; "
                                  "mmcot needs a T5 encoder-decoder (model_type 't5')")
-            config = _with_mmcot(config, image_shape)
+            config = with_mmcot_settings(config, image_shape)
             if local:
-                from mmcot_cli.model.t5_dirs import load_tokenizer
 
                 tokenizer = load_tokenizer(weights)
             else:
                 tokenizer = AutoTokenizer.from_pretrained(weights)
-            with _quiet_hf():  # config from the directory: untied (FLAN) heads stay untied and unscaled
+            with quiet_hf():  # config from the directory: untied (FLAN) heads stay untied and unscaled
                 if random_init:
                     model = MMCoTForConditionalGeneration(config)
                 else:
@@ -300,7 +299,7 @@ def build_model(
         except (OSError, ValueError) as e:  # not cached and offline, misspelled id, damaged files in a local dir
             raise MMCoTError(f"cannot load text backbone {text_backbone!r} ({weights}): "
                              f"{first_line(e)}") from None
-    _with_mmcot(model.config, image_shape, **meta)
+    with_mmcot_settings(model.config, image_shape, **meta)
     if model.config.decoder_start_token_id is None:
         model.config.decoder_start_token_id = model.config.pad_token_id
     return model, tokenizer
@@ -335,8 +334,8 @@ def save_run_model(model: MMCoTForConditionalGeneration, tokenizer, out_dir: str
     if bad is not None:  # the divergence guard's last line: a NaN/inf model is never written
         raise MMCoTError(f"{out_dir}: not saved, parameter {bad} holds NaN or infinite values (training diverged; "
                          "try a lower --lr)")
-    _with_mmcot(model.config, model.image_shape, **meta)
-    with atomic_dir(out_dir) as tmp, _quiet_hf():
+    with_mmcot_settings(model.config, model.image_shape, **meta)
+    with atomic_dir(out_dir) as tmp, quiet_hf():
         model.save_pretrained(tmp)  # safetensors (the only format transformers 5 writes)
         tokenizer.save_pretrained(tmp)
     return out_dir
@@ -366,7 +365,7 @@ def load_run_model(run_or_model_dir: str | Path, device: str | torch.device = "c
     # A damaged (truncated, overwritten) weights or tokenizer file is one error line naming the directory.
     broken = (OSError, ValueError, RuntimeError, KeyError, SafetensorError)
     try:
-        with _quiet_hf():
+        with quiet_hf():
             model = MMCoTForConditionalGeneration.from_pretrained(model_dir, use_safetensors=True)
         # from_pretrained tolerates missing fusion keys (pretrained T5 → fusion model); a saved run must have them.
         stored = set()

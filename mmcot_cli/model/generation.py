@@ -10,11 +10,11 @@ import torch
 from mmcot_cli.errors import UsageError
 from mmcot_cli.model.batching import length_mask, pad_rows
 from mmcot_cli.progress import make_progress
+from mmcot_cli.validate import parse_device
 
 
 def resolve_device(device: str | None) -> torch.device:
     """torch.device for a --device string, through the one parser (mmcot_cli.validate.parse_device)."""
-    from mmcot_cli.validate import parse_device
 
     return torch.device(parse_device(device))
 
@@ -31,7 +31,7 @@ def generate_texts(
     tokenizer,
     sources: Sequence[str],
     *,
-    image_features: Callable[[list[int]], torch.Tensor] | None = None,
+    feature_batch: Callable[[list[int]], torch.Tensor] | None = None,
     batch_size: int = 16,
     max_input_len: int = 512,
     max_new_tokens: int = 64,
@@ -46,7 +46,7 @@ def generate_texts(
     a list of its num_return_sequences texts per source.
 
     Sources are tokenized once, sorted by length (longest first, so the first batch shows memory trouble early)
-    and batched with per-batch padding. `image_features(indices)` returns (B, P, D) features for those positions.
+    and batched with per-batch padding. `feature_batch(positions)` returns the (B, P, D) image features of those positions in `sources`.
     """
     if batch_size < 1:
         raise UsageError("--batch-size must be at least 1")
@@ -71,8 +71,8 @@ def generate_texts(
             kwargs.update(sampling or {})
             if min_new_tokens:
                 kwargs["min_new_tokens"] = min_new_tokens
-            if image_features is not None:
-                kwargs["image_features"] = image_features(idx).to(device)
+            if feature_batch is not None:
+                kwargs["image_features"] = feature_batch(idx).to(device)
             out = model.generate(**kwargs)
             decoded = decode_generated(tokenizer, out)
             for j, i in enumerate(idx):  # generate returns each input's K sequences next to each other
@@ -82,10 +82,5 @@ def generate_texts(
 
 
 def feature_getter(store, qids: Sequence[str]) -> Callable[[list[int]], torch.Tensor]:
-    """`image_features` for generate_texts: positions in `qids` → the store's (B, P, D) batch."""
+    """`feature_batch` for generate_texts: positions in `qids` → the store's (B, P, D) batch."""
     return lambda idx: store.get_batch([qids[i] for i in idx])
-
-
-def check_feature_coverage(store, records: Sequence[dict], split: str) -> None:
-    """Kept for old callers: the check lives on the store (`FeatureStore.check_coverage`)."""
-    store.check_coverage(records, split)

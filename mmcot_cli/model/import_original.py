@@ -18,6 +18,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from mmcot_cli.data.prompts import split_format
 from mmcot_cli.errors import DataError, UsageError, first_line
 from mmcot_cli.io import atomic_dir, read_json, sha256_file
 from mmcot_cli.model.t5_dirs import (
@@ -27,6 +28,8 @@ from mmcot_cli.model.t5_dirs import (
     weight_files,
 )
 from mmcot_cli.outputs import check_output_dir, mark_output_dir
+from mmcot_cli.plugins.manager import get_vision_backbone
+from mmcot_cli.runs.meta import RunMeta
 from mmcot_cli.validate import positive_int
 
 LAYOUTS = {"v1": "", "v2": "encoder."}  # where each release put the fusion layers
@@ -169,7 +172,6 @@ def check_t5_keys(t5_state: dict, expected: dict, tied: bool, where: Path) -> di
 
 def image_shape_for(fusion: dict, cfg: ImportRunConfig, where: Path) -> tuple[int, int] | None:
     """(P, D_img): D from image_dense's weight, P from --image-tokens or the backbone's declared shape."""
-    from mmcot_cli.plugins.manager import get_vision_backbone
 
     if not fusion:
         if cfg.backbone or cfg.image_tokens:
@@ -198,16 +200,16 @@ def build_imported_model(ckpt: Path, state: dict, config_dict: dict, image_shape
 
     from mmcot_cli.model.fusion import (
         MMCoTForConditionalGeneration,
-        _quiet_hf,
-        _with_mmcot,
+        quiet_hf,
+        with_mmcot_settings,
     )
 
-    config = _with_mmcot(T5Config.from_dict(config_dict), image_shape)
+    config = with_mmcot_settings(T5Config.from_dict(config_dict), image_shape)
     with tempfile.TemporaryDirectory(prefix="mmcot-import-") as tmp:
         save_file({k: v.contiguous() for k, v in state.items()}, f"{tmp}/model.safetensors", metadata={"format": "pt"})
         raw = {**config_dict, "architectures": ["MMCoTForConditionalGeneration"], "mmcot": config.mmcot}
         (Path(tmp) / "config.json").write_text(json.dumps(raw))
-        with _quiet_hf():
+        with quiet_hf():
             model = MMCoTForConditionalGeneration.from_pretrained(tmp)
     loaded = model.state_dict()
     for key, value in state.items():  # no silent re-init, no tying that overwrote a tensor
@@ -218,9 +220,7 @@ def build_imported_model(ckpt: Path, state: dict, config_dict: dict, image_shape
 
 def import_run(cfg: ImportRunConfig) -> dict:
     """Convert the checkpoint directory into RUN_DIR (model/ + run_config.json); returns a summary."""
-    from mmcot_cli.data.prompts import split_format
     from mmcot_cli.model.fusion import save_run_model
-    from mmcot_cli.runs.meta import RunMeta
 
     if cfg.stage not in STAGE_FORMATS:
         raise UsageError(f"unknown stage {cfg.stage!r}; choose one of: {', '.join(STAGE_FORMATS)}")

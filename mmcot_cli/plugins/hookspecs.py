@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence
 import pluggy
 
 from mmcot_cli.errors import UsageError
+from mmcot_cli.validate import check_number
 
 if TYPE_CHECKING:  # keep plugin import cheap: torch/PIL only for type hints
     import torch
@@ -96,7 +97,6 @@ class BackboneOption:
     def check(self, value: Any, backbone: str) -> Any:
         """The parsed value, range-checked; UsageError names the backbone option."""
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            from mmcot_cli.validate import check_number
 
             check_number(f"{backbone} option {self.name}", value, low=self.minimum, high=self.maximum)
         return value
@@ -131,7 +131,7 @@ class TextBackbone:
         return parsed
 
 
-class _Specs:
+class HookSpecs:
     @hookspec
     def register_vision_backbones(self, register: Callable[[VisionBackbone], None]) -> None:
         """Call register(VisionBackbone(...)) for each vision backbone this plugin provides."""
@@ -141,5 +141,5 @@ class _Specs:
         """Call register(TextBackbone(...)) for each text backbone this plugin provides."""
 
 
-register_vision_backbones = _Specs.register_vision_backbones
-register_text_backbones = _Specs.register_text_backbones
+register_vision_backbones = HookSpecs.register_vision_backbones
+register_text_backbones = HookSpecs.register_text_backbones

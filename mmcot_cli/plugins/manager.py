@@ -13,7 +13,12 @@ import pluggy
 
 from mmcot_cli.errors import UnknownBackboneError, UsageError
 from mmcot_cli.plugins import hookspecs
-from mmcot_cli.plugins.hookspecs import TextBackbone, VisionBackbone, VisionBuildOptions, VisionEncoder
+from mmcot_cli.plugins.hookspecs import (
+    TextBackbone,
+    VisionBackbone,
+    VisionBuildOptions,
+    VisionEncoder,
+)
 
 ENTRY_POINT_GROUP = "mmcot"  # third-party plugins only
 
@@ -54,7 +59,7 @@ def get_plugin_manager() -> pluggy.PluginManager:
     global _pm
     if _pm is None:
         pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
-        pm.add_hookspecs(hookspecs._Specs)
+        pm.add_hookspecs(hookspecs.HookSpecs)
         for name, module in DEFAULT_PLUGINS:
             pm.register(_import_builtin(module), name=name)
         pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)  # third-party plugins (a name taken is skipped)

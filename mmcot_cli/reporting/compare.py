@@ -12,7 +12,19 @@ from pathlib import Path
 from typing import Callable
 
 from mmcot_cli.errors import DataError, UsageError
+from mmcot_cli.evaluation.rationale_metrics import (
+    rationale_metrics,
+    rationale_reference,
+)
+from mmcot_cli.evaluation.score import CATEGORIES, ScoreConfig, load_gold, score
 from mmcot_cli.io import loads, read_jsonl, read_text
+from mmcot_cli.reporting.report import (
+    default_label,
+    load_meta,
+    resolve_input,
+    run_rationales,
+    split_label,
+)
 
 Warn = Callable[[str], None]
 
@@ -26,7 +38,6 @@ class CompareConfig:
 
 def columns() -> list[tuple[str, str]]:
     """(key, label): the evaluate_acc.py categories, then rationale ROUGE-L."""
-    from mmcot_cli.evaluation.score import CATEGORIES
 
     return [(key, label) for key, label, _ in CATEGORIES] + [("rationale_rouge_l", "ROUGE-L")]
 
@@ -47,12 +58,6 @@ def _is_score_object(path: Path) -> dict | None:
 
 def _rouge_of_run(spec_path: str, cfg: CompareConfig, warn: Warn | None) -> float | None:
     """Rationale ROUGE-L of a run whose answers come without rationales (stage 2 of a two-stage run)."""
-    from mmcot_cli.evaluation.rationale_metrics import (
-        rationale_metrics,
-        rationale_reference,
-    )
-    from mmcot_cli.evaluation.score import load_gold
-    from mmcot_cli.reporting.report import load_meta, resolve_input, run_rationales
 
     _, _, preds, run_dir = resolve_input(spec_path, cfg.split)
     rationales, _ = run_rationales(read_jsonl(preds), load_meta(run_dir), cfg.split, warn)
@@ -72,8 +77,6 @@ def _plain_number(value) -> bool:
 
 def load_values(spec: str, cfg: CompareConfig, warn: Warn | None = None) -> dict:
     """{label, source, values: {column key: number or None}} for one input."""
-    from mmcot_cli.evaluation.score import ScoreConfig, score
-    from mmcot_cli.reporting.report import default_label, resolve_input, split_label
 
     label, raw = split_label(spec)
     path = Path(raw)

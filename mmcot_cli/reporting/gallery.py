@@ -9,6 +9,7 @@ import random
 from typing import Callable
 
 from mmcot_cli.data.images import ImageError, record_image, thumbnail_bytes
+from mmcot_cli.evaluation.rationale_metrics import rationale_reference
 
 Warn = Callable[[str], None]
 THUMBNAIL_SIDE = 192  # px; a 192 px JPEG of a ScienceQA image is 5–15 kB, so 50 items stay well under 1 MB
@@ -50,7 +51,6 @@ def _side(run, qid: str, item: dict) -> dict:
 
 def build_gallery(runs: list, records: list[dict], n: int, seed: int, warn: Warn | None = None) -> dict:
     """{base, other, wrong (how many errors base made), items, corrected (k of n, with a vision run)}."""
-    from mmcot_cli.evaluation.rationale_metrics import rationale_reference
 
     base, other = pick_runs(runs)
     if base is None or n == 0:

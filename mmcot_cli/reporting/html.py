@@ -7,6 +7,9 @@ import datetime
 import html
 
 from mmcot_cli._version import __version__
+from mmcot_cli.evaluation.rationale_metrics import RATIONALE_METRICS
+from mmcot_cli.evaluation.score import CATEGORIES
+from mmcot_cli.reporting import charts
 
 _CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px auto;max-width:1200px;
@@ -42,7 +45,6 @@ def _letter(index) -> str:
 
 
 def _score_table(report: dict) -> str:
-    from mmcot_cli.evaluation.score import CATEGORIES
 
     head = "".join(f"<th>{esc(label)}</th>" for _, label, _ in CATEGORIES)
     rows = []
@@ -78,7 +80,6 @@ _CATEGORY_KEYS = {"natural", "social", "language", "has_text", "has_image", "no_
 
 
 def _rationale_table(report: dict) -> str:
-    from mmcot_cli.evaluation.score import CATEGORIES
 
     runs = [r for r in report["runs"] if r.rationale_by_category]
     if not runs:
@@ -86,10 +87,10 @@ def _rationale_table(report: dict) -> str:
     head = "".join(f"<th>{esc(label)}</th>" for _, label, _ in CATEGORIES)
     rows = []
     for run in runs:
-        for metric, name in (("rouge_l", "ROUGE-L"), ("bleu_1", "BLEU-1"), ("bleu_4", "BLEU-4")):
-            cells = "".join(f'<td class="n">{_num(run.rationale_by_category[key][metric])}</td>'
+        for metric in RATIONALE_METRICS:
+            cells = "".join(f'<td class="n">{_num(run.rationale_by_category[key].get(metric.key))}</td>'
                             for key, _, _ in CATEGORIES)
-            rows.append(f"<tr><td>{esc(run.label)}</td><td>{name}</td>{cells}</tr>")
+            rows.append(f"<tr><td>{esc(run.label)}</td><td>{esc(metric.label)}</td>{cells}</tr>")
     sources = "".join(f"<li>{esc(r.label)}: {esc(r.rationale_source)}</li>" for r in runs)
     return (f"<table><tr><th>run</th><th>metric</th>{head}</tr>{''.join(rows)}</table>"
             f"<p class=\"muted\">Against the gold solution (×100). Rationales from:</p><ul class=\"muted\">"
@@ -97,8 +98,6 @@ def _rationale_table(report: dict) -> str:
 
 
 def _charts(report: dict) -> str:
-    from mmcot_cli.evaluation.score import CATEGORIES
-    from mmcot_cli.reporting import charts
 
     parts = []
     runs = [r for r in report["runs"] if r.has_answers]

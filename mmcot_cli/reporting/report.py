@@ -17,8 +17,20 @@ from typing import Callable
 
 from mmcot_cli import progress
 from mmcot_cli.errors import DataError, UsageError
+from mmcot_cli.evaluation.rationale_metrics import (
+    mean_scores,
+    normalize_rationale,
+    pair_scores,
+    rationale_reference,
+)
+from mmcot_cli.evaluation.score import CATEGORIES, ScoreConfig, load_gold, score
 from mmcot_cli.io import atomic_open, read_jsonl
+from mmcot_cli.outputs import check_output_file
+from mmcot_cli.reporting.html import render
+from mmcot_cli.reporting.published import SCIENCEQA_ROWS
 from mmcot_cli.runs.meta import RUN_CONFIG, RunMeta
+from mmcot_cli.runs.rationales import load_rationales
+from mmcot_cli.validate import check_seed, non_negative_int
 
 Warn = Callable[[str], None]
 
@@ -37,7 +49,6 @@ class ReportConfig:
     title: str = "mmcot report"
 
     def __post_init__(self) -> None:
-        from mmcot_cli.validate import check_seed, non_negative_int
 
         non_negative_int("--gallery", self.gallery)
         check_seed("--seed", self.seed)
@@ -140,7 +151,6 @@ def run_rationales(preds_rows: list[dict], meta: RunMeta | None, split: str, war
                 f"the {fmt} outputs (answer sentence removed)")
     source = meta.rationales_source if meta else None
     if source:
-        from mmcot_cli.runs.rationales import load_rationales
 
         try:
             return load_rationales(source, split).by_qid, f"stage-1 run {source}"
@@ -165,31 +175,21 @@ def _curves(run_dir: Path | None, meta: RunMeta | None) -> dict[str, list[dict]]
 
 
 def rationale_by_category(records: list[dict], rationales: dict[str, str]) -> dict[str, dict]:
-    """ROUGE-L, BLEU-1, BLEU-4 (×100, score.py's metrics) of the generated rationales per category."""
-    from mmcot_cli.evaluation.rationale_metrics import (
-        bleu,
-        normalize_rationale,
-        rationale_reference,
-        rouge_l,
-    )
-    from mmcot_cli.evaluation.score import CATEGORIES
-
-    per_pair: dict[str, tuple[float, float, float]] = {}
+    """Every rationale metric (×100, RATIONALE_METRICS) of the generated rationales per category."""
+    per_pair: dict[str, dict[str, float]] = {}
     scored = [r for r in records if str(r["qid"]) in rationales and rationale_reference(r)]
     for record in progress.track(scored, "rationale metrics by category"):
         pred, ref = normalize_rationale(rationales[str(record["qid"])]), rationale_reference(record)
-        per_pair[str(record["qid"])] = (rouge_l([pred], [ref]), bleu([pred], [ref], 1), bleu([pred], [ref], 4))
+        per_pair[str(record["qid"])] = pair_scores(pred, ref)
     out = {}
     for key, _, test in CATEGORIES:
         values = [per_pair[str(r["qid"])] for r in scored if test(r)]
-        out[key] = {"count": len(values), **{name: round(sum(v[i] for v in values) / len(values), 2) if values
-                                             else None for i, name in enumerate(("rouge_l", "bleu_1", "bleu_4"))}}
-    out["per_qid_rouge_l"] = {q: round(v[0], 2) for q, v in per_pair.items()}
+        out[key] = {"count": len(values), **mean_scores(values)}
+    out["per_qid_rouge_l"] = {q: round(100.0 * v["rouge_l"], 2) for q, v in per_pair.items()}
     return out
 
 
 def load_run_result(spec: str, cfg: ReportConfig, records: list[dict], warn: Warn | None) -> RunResult:
-    from mmcot_cli.evaluation.score import ScoreConfig, score
 
     label, path, preds, run_dir = resolve_input(spec, cfg.split)
     meta = load_meta(run_dir)
@@ -204,9 +204,7 @@ def load_run_result(spec: str, cfg: ReportConfig, records: list[dict], warn: War
 
 def collect(cfg: ReportConfig, warn: Warn | None = None) -> dict:
     """Everything the page shows, as plain data (runs, published rows, gallery); no HTML yet."""
-    from mmcot_cli.evaluation.score import load_gold
     from mmcot_cli.reporting.gallery import build_gallery
-    from mmcot_cli.reporting.published import SCIENCEQA_ROWS
 
     if not cfg.inputs:
         raise UsageError("give at least one RUN_DIR or predictions file")
@@ -224,8 +222,6 @@ def collect(cfg: ReportConfig, warn: Warn | None = None) -> dict:
 
 def write_report(cfg: ReportConfig, warn: Warn | None = None) -> dict:
     """Build the report and write it atomically to cfg.out; returns a short summary."""
-    from mmcot_cli.outputs import check_output_file
-    from mmcot_cli.reporting.html import render
 
     check_output_file(cfg.out, "report", inputs=cfg.input_paths())  # before reading anything
     report = collect(cfg, warn)

@@ -41,36 +41,24 @@ from mmcot_cli.model.generation import feature_getter, generate_texts
 from mmcot_cli.outputs import mark_output_dir
 from mmcot_cli.runs.meta import RunMeta
 from mmcot_cli.training import tracking
-from mmcot_cli.training.checkpoints import (  # noqa: F401 (re-exports)
-    CHECKPOINT_PREFIX,
+from mmcot_cli.training.checkpoints import (
     append_metrics,
-    list_checkpoints,
     load_optimizer_state,
     rng_state,
     save_checkpoint,
     set_rng_state,
     truncate_metrics,
 )
-from mmcot_cli.training.config import (  # noqa: F401
-    MIXED_PRECISION,
-    TRAIN_ON,
+from mmcot_cli.training.config import (
     TrainConfig,
-    needs_rationale,
-    parse_eval_every,
 )
-from mmcot_cli.training.inputs import (  # noqa: F401
+from mmcot_cli.training.inputs import (
     StageData,
     StageInputs,
     build_stage_data,
     read_stage_inputs,
-    run_meta,
-    split_records,
-    stage_prompts,
-    stage_rationales,
 )
 from mmcot_cli.training.run_dir import check_run_dir
-
-STAGES = STAGE_PRESETS  # stage → StagePreset (prompt format, max output tokens, validation metric)
 
 
 class TrainingDiverged(MMCoTError):
@@ -81,15 +69,11 @@ def validation_predictions(model, tokenizer, data: StageData, indices: list[int]
                            device) -> dict[str, str]:
     """qid → generated text for data.examples[indices], through the same code path as `mmcot generate`."""
     qids = [data.examples[i].qid for i in indices]
-    was = progress._enabled  # the user's --quiet choice, restored afterwards
-    progress.set_enabled(False)  # rich allows one live display: the training bar keeps the screen
-    try:
+    with progress.suspended():  # the training bar keeps the screen
         texts = generate_texts(model, tokenizer, [data.sources[i] for i in indices],
-                               image_features=feature_getter(store, qids) if store is not None else None,
+                               feature_batch=feature_getter(store, qids) if store is not None else None,
                                batch_size=cfg.eval_batch_size, max_input_len=cfg.max_input_len,
                                max_new_tokens=cfg.max_output_len, num_beams=cfg.num_beams, device=device)
-    finally:
-        progress.set_enabled(was)
     return dict(zip(qids, texts))
 
 
@@ -196,7 +180,7 @@ def setup_trainer(cfg: TrainConfig, inputs: StageInputs, model, tokenizer, accel
                 if inputs.val_records is not None else None)
     store, world = inputs.store, accelerator.num_processes
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    collator = Collator(pad_token_id=pad_id, image_features=store.get_batch if store is not None else None)
+    collator = Collator(pad_token_id=pad_id, features_by_qid=store.get_batch if store is not None else None)
     sampler = LengthGroupedBatchSampler([e.length for e in train_data.examples], cfg.batch_size, seed=cfg.seed,
                                         group_size=50 if cfg.group_by_length else 1, num_replicas=world,
                                         rank=accelerator.process_index)

@@ -7,6 +7,7 @@ Deterministic, needs no download and runs fast: the offline demo and CPU tests u
 
 from __future__ import annotations
 
+from mmcot_cli.errors import UsageError
 from mmcot_cli.plugins.hookspecs import VisionBackbone, VisionBuildOptions, hookimpl
 
 IMAGE_SIZE = 224
@@ -48,8 +49,6 @@ class PatchEncoder:
 
 
 def build(options: VisionBuildOptions) -> PatchEncoder:
-    from mmcot_cli.errors import UsageError
-
     if options.variant not in (None, "", "default"):
         raise UsageError(f"backbone patches has no variants (got --variant {options.variant})")
     return PatchEncoder(options.device)

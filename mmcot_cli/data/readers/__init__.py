@@ -1,38 +1,125 @@
-"""`mmcot prepare` for every source format: ScienceQA (mmcot_cli.data), A-OKVQA and generic JSONL (this package).
+"""The source formats `mmcot prepare` reads, in one registry: each format's reader, how it is detected, and how
+`score`, `report` and `compare` treat data prepared from it.
 
-All three write the same DATA_DIR layout and record schema (docs/FORMATS.md), so the rest of the pipeline does not
-care where the data came from.
+Every reader writes the same DATA_DIR layout and record schema (mmcot_cli.data.records, docs/FORMATS.md) and
+records its format in manifest.json, so the rest of the pipeline does not care where the data came from.
+
+Adding a format: write its reader module here (SRC → records, through `write_data_dir`; readers/common.py has
+the shared pieces), then add one `DataFormat` entry to FORMATS below. Nothing else changes: prepare's --format,
+detection, scoring, the report and compare all read this table.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
+from mmcot_cli.data.readers.aokvqa import prepare_aokvqa
+from mmcot_cli.data.readers.jsonl import prepare_jsonl
+from mmcot_cli.data.readers.scienceqa import PrepareConfig, prepare
+from mmcot_cli.data.records import DEFAULT_SPLITS, load_manifest
 from mmcot_cli.errors import DataError, UnknownNameError, UsageError
+from mmcot_cli.outputs import check_output_dir
 
-FORMATS = ("scienceqa", "aokvqa", "jsonl")
+# How a prepared format is scored (mmcot_cli.evaluation.groups.SCORERS):
+#   "scienceqa"  accuracy by evaluate_acc.py category (NAT/SOC/LAN, TXT/IMG/NO, grades) and topic
+#   "groups"     overall accuracy and accuracy per value of each record's `groups` field
+#   "aokvqa"     "groups" plus A-OKVQA's multiple-choice and direct-answer accuracy
+SCORING_KINDS = ("scienceqa", "groups", "aokvqa")
+
+
+@dataclass(frozen=True)
+class PrepareRequest:
+    """What `mmcot prepare` was asked: the same for every format (each reader uses what applies to it)."""
+
+    source: Path
+    out: Path
+    splits: tuple[str, ...] | None = None  # None: the format's default (ScienceQA: train,val,test; others: all)
+    images: Path | None = None
+    captions: Path | None = None
+    skip_bad: bool = False
+    strict: bool = False
+    allow_overlap: bool = False
+
+
+@dataclass(frozen=True)
+class DataFormat:
+    """One source format: its reader and how its prepared data is scored and reported."""
+
+    name: str  # --format value; manifest.json's "format"
+    description: str
+    detect: Callable[[Path], bool]  # does SRC look like this format?
+    prepare: Callable[[PrepareRequest], dict]  # SRC → DATA_DIR; returns the summary
+    scoring: str  # one of SCORING_KINDS
+    options: frozenset[str] = frozenset()  # format-only options of PrepareRequest (captions, strict)
+    published_rows: str | None = None  # published results to show beside runs on the real benchmark's test split
+
+
+def _prepare_scienceqa(req: PrepareRequest) -> dict:
+    return prepare(PrepareConfig(source=req.source, out=req.out, splits=req.splits or DEFAULT_SPLITS,
+                                 captions=req.captions, images=req.images, skip_bad=req.skip_bad, strict=req.strict,
+                                 allow_overlap=req.allow_overlap))
+
+
+def _prepare_aokvqa(req: PrepareRequest) -> dict:
+    return prepare_aokvqa(req.source, req.out, req.splits, req.images, req.skip_bad, req.allow_overlap)
+
+
+def _prepare_jsonl(req: PrepareRequest) -> dict:
+    return prepare_jsonl(req.source, req.out, req.splits, req.images, req.skip_bad, req.allow_overlap)
+
+
+def _is_scienceqa(source: Path) -> bool:
+    return source.is_dir() and ((source / "problems.json").is_file()
+                                or (source / "scienceqa" / "problems.json").is_file())
+
+
+def _is_aokvqa(source: Path) -> bool:
+    return source.is_dir() and any(source.glob("aokvqa_v1p0_*.json"))
+
+
+def _is_jsonl(source: Path) -> bool:
+    return source.suffix == ".jsonl" if source.is_file() else source.is_dir() and any(source.glob("*.jsonl"))
+
+
+# The registry, in detection order (a folder that looks like several formats is the first).
+FORMATS: dict[str, DataFormat] = {f.name: f for f in (
+    DataFormat("scienceqa", "ScienceQA folder: problems.json + pid_splits.json (+ captions.json, images/)",
+               _is_scienceqa, _prepare_scienceqa, scoring="scienceqa", options=frozenset({"captions", "strict"}),
+               published_rows="scienceqa"),
+    DataFormat("aokvqa", "A-OKVQA folder: aokvqa_v1p0_<split>.json (+ COCO 2017 images)", _is_aokvqa,
+               _prepare_aokvqa, scoring="aokvqa"),
+    DataFormat("jsonl", "generic JSONL file or folder of them (docs/FORMATS.md, \"Your own data\")", _is_jsonl,
+               _prepare_jsonl, scoring="groups"),
+)}
+
+
+def get_format(name: str) -> DataFormat:
+    if name not in FORMATS:
+        raise UnknownNameError("data format", name, list(FORMATS))
+    return FORMATS[name]
 
 
 def detect_format(source: str | Path) -> str:
-    """scienceqa (problems.json here or in scienceqa/), aokvqa (aokvqa_v1p0_*.json), or jsonl (a .jsonl file or
-    a folder of them); DataError saying what was looked for otherwise."""
+    """The first registered format whose `detect` accepts SRC; DataError saying what was looked for otherwise."""
     source = Path(source)
-    if source.is_file():
-        if source.suffix == ".jsonl":
-            return "jsonl"
-        raise DataError(f"{source}: cannot tell the format of this file (a generic JSONL file ends in .jsonl); "
-                        f"pass --format {'|'.join(FORMATS)}")
-    if not source.is_dir():
-        raise DataError(f"{source}: not a directory or file (expected a ScienceQA or A-OKVQA folder, or a JSONL "
-                        "file)")
-    if (source / "problems.json").is_file() or (source / "scienceqa" / "problems.json").is_file():
-        return "scienceqa"
-    if any(source.glob("aokvqa_v1p0_*.json")):
-        return "aokvqa"
-    if any(source.glob("*.jsonl")):
-        return "jsonl"
-    raise DataError(f"{source}: found neither problems.json (ScienceQA), aokvqa_v1p0_<split>.json (A-OKVQA) nor "
-                    f"*.jsonl (generic); pass --format {'|'.join(FORMATS)} to see what that format expects")
+    if not source.exists():
+        raise DataError(f"{source}: not a directory or file (expected a data folder or file in one of the formats: "
+                        f"{', '.join(FORMATS)})")
+    for fmt in FORMATS.values():
+        if fmt.detect(source):
+            return fmt.name
+    looked_for = "; ".join(f"{f.name}: {f.description}" for f in FORMATS.values())
+    raise DataError(f"{source}: cannot tell its format (looked for {looked_for}); pass --format "
+                    f"{'|'.join(FORMATS)}")
+
+
+def format_of(data_dir: str | Path) -> DataFormat:
+    """The format a DATA_DIR was prepared from (manifest.json's "format"; ScienceQA's own manifest names none)."""
+    manifest = Path(data_dir) / "manifest.json"
+    name = load_manifest(data_dir).get("format") if manifest.is_file() else None
+    return FORMATS.get(name or "scienceqa", FORMATS["scienceqa"])
 
 
 def prepare_source(source: str | Path, out: str | Path, fmt: str | None = None, splits: tuple[str, ...] | None = None,
@@ -40,28 +127,13 @@ def prepare_source(source: str | Path, out: str | Path, fmt: str | None = None, 
                    strict: bool = False, allow_overlap: bool = False) -> dict:
     """Prepare SRC in format `fmt` (detected when None) into DATA_DIR `out`; returns the summary dict.
     `splits` None: train,val,test for ScienceQA, every split present for the others."""
-    source, out = Path(source), Path(out)
-    fmt = fmt or detect_format(source)
-    if fmt not in FORMATS:
-        raise UnknownNameError("data format", fmt, list(FORMATS))
-    images = Path(images) if images is not None else None
-    if fmt == "scienceqa":
-        from mmcot_cli.data.readers.scienceqa import PrepareConfig, prepare
-        from mmcot_cli.data.records import DEFAULT_SPLITS
-
-        summary = prepare(PrepareConfig(source=source, out=out, splits=splits or DEFAULT_SPLITS, captions=captions,
-                                        images=images, skip_bad=skip_bad, strict=strict,
-                                        allow_overlap=allow_overlap))
-        return {"format": "scienceqa", **summary}
-    if captions is not None or strict:
-        raise UsageError(f"--captions and --strict apply to ScienceQA only, not to format {fmt}")
-    from mmcot_cli.outputs import check_output_dir
-
-    check_output_dir(out, "prepare", inputs={"SRC": source, "--images": images})  # before reading anything
-    if fmt == "aokvqa":
-        from mmcot_cli.data.readers.aokvqa import prepare_aokvqa
-
-        return prepare_aokvqa(source, out, splits, images, skip_bad, allow_overlap)
-    from mmcot_cli.data.readers.jsonl import prepare_jsonl
-
-    return prepare_jsonl(source, out, splits, images, skip_bad, allow_overlap)
+    fmt = get_format(fmt or detect_format(source))
+    given = {"captions": captions is not None, "strict": strict}
+    unsupported = [f"--{name}" for name, used in given.items() if used and name not in fmt.options]
+    if unsupported:
+        raise UsageError(f"{' and '.join(unsupported)} apply to other formats, not to format {fmt.name}")
+    request = PrepareRequest(Path(source), Path(out), splits, Path(images) if images is not None else None,
+                             Path(captions) if captions is not None else None, skip_bad, strict, allow_overlap)
+    if fmt.name != "scienceqa":  # the ScienceQA reader checks its output itself, with its own inputs named
+        check_output_dir(request.out, "prepare", inputs={"SRC": request.source, "--images": request.images})
+    return {"format": fmt.name, **fmt.prepare(request)}

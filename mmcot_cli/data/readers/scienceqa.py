@@ -22,7 +22,13 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from mmcot_cli._version import __version__
 from mmcot_cli.data.leakage import check_split_overlap
-from mmcot_cli.data.records import DEFAULT_SPLITS, MAX_CHOICES, load_manifest, parse_splits, write_data_dir
+from mmcot_cli.data.records import (
+    DEFAULT_SPLITS,
+    MAX_CHOICES,
+    load_manifest,
+    parse_splits,
+    write_data_dir,
+)
 from mmcot_cli.errors import DataError, UnknownNameError
 from mmcot_cli.io import read_json
 from mmcot_cli.outputs import check_output_dir

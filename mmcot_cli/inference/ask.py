@@ -1,0 +1,154 @@
+"""`mmcot ask`: rationale, then answer, for one custom question (optionally with an image).
+
+The two runs are used exactly as `mmcot generate` uses them (mmcot_cli.inference.generate: prompts rebuilt from the
+run's recorded format); an image is encoded with the vision backbone the run's features came from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from mmcot_cli.data.images import load_rgb
+from mmcot_cli.data.prompts import build_prompt
+from mmcot_cli.errors import DataError, MMCoTError, UsageError
+from mmcot_cli.inference.generate import load_run, prediction_row
+from mmcot_cli.io import read_json
+from mmcot_cli.model.generation import generate_texts, resolve_device
+from mmcot_cli.plugins.hookspecs import VisionBuildOptions
+from mmcot_cli.plugins.manager import build_vision_encoder, get_vision_backbone
+from mmcot_cli.plugins.weights import OFFLINE_HINT
+from mmcot_cli.runs.meta import RunMeta
+from mmcot_cli.validate import positive_int
+
+
+@dataclass
+class AskConfig:
+    rationale_run: str
+    answer_run: str
+    question: str
+    choices: list[str]
+    context: str = ""
+    image: str | None = None
+    random_init_vision: bool = False  # build the recorded vision backbone without weights (offline demos/tests)
+    vision_weights: str | None = None  # local path / hub id instead of the recorded (or default) weights
+    max_new_tokens: int | None = None  # per stage; None = each run's max_output_len
+    num_beams: int = 1
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        positive_int("--max-new-tokens", self.max_new_tokens, optional=True)
+        positive_int("--num-beams", self.num_beams)
+
+
+def ask_record(question: str, choices: Sequence[str], context: str = "") -> dict:
+    """A DATA_DIR-shaped record for one user question (no gold answer: `answer` is a placeholder)."""
+    choices = [c.strip() for c in choices]
+    if not question.strip():
+        raise UsageError("--question is empty")
+    if not 2 <= len(choices) <= 5 or not all(choices):
+        raise UsageError(f"--choices needs 2 to 5 non-empty options separated by '|', got {len(choices)}")
+    return {"qid": "ask", "split": "ask", "question": question.strip(), "hint": context.strip(), "caption": "",
+            "choices": choices, "answer": 0, "lecture": "", "solution": "", "image": None, "image_paths": []}
+
+
+def _vision_source(info: RunMeta) -> tuple[str | None, str | None]:
+    """The (variant, weights) the run's features were extracted with, from its meta or features manifest."""
+    variant, weights = info.vision_variant, info.vision_weights
+    if (variant is None or weights is None) and info.features_dir and Path(info.features_dir).is_dir():
+        try:
+            manifest = read_json(Path(info.features_dir) / "manifest.json")
+            variant = variant or manifest.get("variant")
+            weights = weights or manifest.get("weights")
+        except DataError:
+            pass
+    return variant, weights
+
+
+def _with_ask_flags(e: MMCoTError) -> MMCoTError:
+    """The weight loader's hints name extract's flags; `ask` spells them --vision-weights / --random-init-vision."""
+    message = str(e).replace(OFFLINE_HINT, "offline? use --vision-weights PATH or --random-init-vision")
+    message = message.replace("--weights ", "--vision-weights ")
+    if message == str(e):
+        return e
+    return (UsageError if e.exit_code == 2 else MMCoTError)(message)
+
+
+def encode_ask_image(info: RunMeta, image_shape: tuple[int, int], image_path: str | None, *,
+                       random_init: bool, device: torch.device, cache: dict, run: str = "the run",
+                       weights: str | None = None) -> torch.Tensor:
+    """(1, P, D) features of one image with the run's recorded vision backbone (`weights` overrides its weights);
+    zeros when there is no image (what the feature store returns for image-less problems, i.e. what the model saw
+    in training)."""
+    if image_path is None:
+        return torch.zeros(1, *image_shape)
+    if not info.vision_backbone:
+        raise DataError(f"{run}: the run records no vision backbone to encode --image with")
+    variant, recorded = _vision_source(info)
+    weights = None if random_init else (weights or recorded)
+    key = (info.vision_backbone, variant, weights, random_init)
+    if key not in cache:
+        backbone = get_vision_backbone(info.vision_backbone)
+        try:
+            encoder = build_vision_encoder(backbone, VisionBuildOptions(variant=variant, weights=weights,
+                                                                        random_init=random_init, device=str(device)))
+        except MMCoTError as e:
+            raise _with_ask_flags(e) from None
+        image = load_rgb(image_path, qid="ask")
+        with torch.inference_mode():
+            cache[key] = encoder.encode(encoder.preprocess(image).unsqueeze(0).to(device)).float().cpu()
+    feats = cache[key]
+    if tuple(feats.shape[1:]) != tuple(image_shape):
+        raise DataError(f"{info.vision_backbone} produced features {list(feats.shape[1:])} but the model in "
+                        f"{run} expects {list(image_shape)}")
+    return feats
+
+
+def _ask_one(run: str, record: dict, rationale: str | None, cfg: AskConfig, device, cache: dict,
+             expect_stage: str) -> tuple[str, RunMeta]:
+    model, tokenizer, info = load_run(run, device)
+    if info.needs_rationale and rationale is None:
+        raise UsageError(f"{run}: prompt format {info.prompt_format} is an answer-stage format; "
+                         f"--{expect_stage}-run must name a rationale-stage run")
+    if expect_stage == "answer" and not info.answers:
+        raise UsageError(f"{run}: prompt format {info.prompt_format} does not output an answer; "
+                         "--answer-run must name an answer-stage run")
+    source = build_prompt(record, info.prompt_format, info.use_caption, rationale)[0]
+    feats = None
+    if model.image_shape is not None:
+        feats = encode_ask_image(info, model.image_shape, cfg.image, random_init=cfg.random_init_vision,
+                                   device=device, cache=cache, run=run, weights=cfg.vision_weights)
+    text = generate_texts(model, tokenizer, [source], feature_batch=(lambda idx: feats) if feats is not None else None,
+                          batch_size=1, max_input_len=info.max_input_len,
+                          max_new_tokens=cfg.max_new_tokens or info.max_output_len, num_beams=cfg.num_beams,
+                          device=device, description=f"{expect_stage}")[0]
+    return text, info
+
+
+def ask(cfg: AskConfig) -> dict:
+    """Rationale, then answer, for one question (optionally with an image)."""
+    record = ask_record(cfg.question, cfg.choices, cfg.context)
+    if cfg.image is not None:
+        load_rgb(cfg.image, qid="ask")  # a missing, corrupt or oversized image fails before any model is built
+    device = resolve_device(cfg.device)
+    cache: dict = {}
+    rationale, r_info = _ask_one(cfg.rationale_run, record, None, cfg, device, cache, "rationale")
+    answer, a_info = _ask_one(cfg.answer_run, record, rationale, cfg, device, cache, "answer")
+    row = prediction_row("ask", answer, a_info.stage, len(record["choices"]), True)
+    index = row["answer_index"]
+    warnings = []
+    if cfg.image is not None and r_info.vision_backbone is None and a_info.vision_backbone is None:
+        warnings.append(f"both runs are text-only: --image {cfg.image} was not used")
+    return {
+        "question": record["question"], "context": record["hint"], "choices": record["choices"], "image": cfg.image,
+        "rationale": rationale, "answer": answer, "answer_letter": row["answer_letter"], "answer_index": index,
+        "answer_text": record["choices"][index] if index is not None else None,
+        "rationale_run": {"path": cfg.rationale_run, "prompt_format": r_info.prompt_format,
+                          "vision_backbone": r_info.vision_backbone},
+        "answer_run": {"path": cfg.answer_run, "prompt_format": a_info.prompt_format,
+                       "vision_backbone": a_info.vision_backbone, "uses_rationale": a_info.needs_rationale},
+        "warnings": warnings,
+    }
