@@ -12,8 +12,23 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import pytest  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED = REPO_ROOT.parent / "shared"
+# The shared reference material beside the repo (../shared), or inside a copy of the tree that carries it (shared/).
+SHARED = next((p for p in (REPO_ROOT.parent / "shared", REPO_ROOT / "shared") if p.is_dir()), REPO_ROOT.parent / "shared")
 SAMPLE = SHARED / "scienceqa-sample"
+
+
+def pytest_collection_modifyitems(config, items):
+    """`gpu` tests run only where CUDA is present; elsewhere they are skipped with the reason."""
+    gpu_items = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu_items:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
+    for item in gpu_items:
+        item.add_marker(skip)
 
 
 def build_record(**fields) -> dict:

@@ -21,7 +21,8 @@ from mmcot_cli.model.batching import LABEL_PAD, Collator, Example, LengthGrouped
 from mmcot_cli.errors import DataError
 from mmcot_cli.runs.rationales import load_rationales
 from mmcot_cli.training.config import TrainConfig
-from mmcot_cli.training.loop import TrainingDiverged, train
+from mmcot_cli.training.guards import TrainingDiverged
+from mmcot_cli.training.loop import train
 from mmcot_cli.training.checkpoints import list_checkpoints
 
 TINY = {"d_model": 32, "layers": 1, "heads": 2, "vocab_size": 400}

@@ -42,7 +42,9 @@ def test_two_process_training_saves_a_run_that_loads_and_generates(tmp_path: Pat
     write_split(data, "train", make_records("train", 12, 1))
     write_split(data, "val", make_records("val", 4, 101))
     out = tmp_path / "run"
+    # CPU processes (gloo) even where a GPU is present: one GPU cannot host two NCCL ranks (tests/test_gpu.py).
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+           "CUDA_VISIBLE_DEVICES": "",
            "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     cmd = _launcher(kind) + ["-m", "mmcot_cli", "-q", "train", "--stage", "rationale", "--data", str(data),
                              "--text-model", "t5-scratch", "--out", str(out), "--epochs", "2", "--batch-size", "2",

@@ -67,6 +67,9 @@ def demo_command(
     pretrained: bool = typer.Option(False, "--pretrained/--random-init", help="Build a backbone with weights "
                                     "from its pretrained weights (needs them locally) instead of random init."),
     seed: int = typer.Option(0, "--seed", help="Seed for the benchmark and training."),
+    device: str = typer.Option("auto", "--device", help="Where extraction, training and generation run: auto "
+                               "(the GPU when there is one), cpu or cuda. Training uses deterministic kernels, "
+                               "so a rerun with the same seed on the same device gives the same scores."),
     generate_only: bool = typer.Option(False, "--generate-only", help="Only write the synthetic benchmark "
                                        "(ScienceQA layout) into --out."),
     n_problems: int = typer.Option(None, "--problems", help="Override the benchmark size."),
@@ -92,7 +95,7 @@ def demo_command(
     out = out or "demo-out"
     cfg = DemoConfig(out=out, size=size, backbone=backbone,
                      random_init=not pretrained, seed=seed, generate_only=generate_only, n_problems=n_problems,
-                     parallel=not sequential, threads=threads)
+                     parallel=not sequential, threads=threads, device=device)
 
     def step(message: str) -> None:
         err_console.print(f"[bold cyan]▶[/] {message}")

@@ -65,8 +65,23 @@ def train_command(
     max_input_len: int = typer.Option(DEFAULTS["max_input_len"], "--max-input-len", min=1),
     max_output_len: Optional[int] = typer.Option(None, "--max-output-len", min=1, help=f"Default {_OUT_LEN_HELP}; "
                                                  "also the generation limit during validation."),
-    bf16: bool = typer.Option(False, "--bf16", help="bfloat16 mixed precision."),
-    fp16: bool = typer.Option(False, "--fp16", help="float16 mixed precision (GPU)."),
+    precision: str = typer.Option(DEFAULTS["precision"], "--precision", help="fp32, bf16 or fp16 (autocast; "
+                                  "weights stay fp32). auto: bf16 on a GPU that supports it, else fp32."),
+    bf16: bool = typer.Option(False, "--bf16", help="Same as --precision bf16."),
+    fp16: bool = typer.Option(False, "--fp16", help="Same as --precision fp16 (GPU)."),
+    deterministic: bool = typer.Option(DEFAULTS["deterministic"], "--deterministic", help="Bit-identical reruns "
+                                       "with the same seed on the same GPU (deterministic kernels; slower). CPU "
+                                       "runs are deterministic anyway."),
+    compile_model: bool = typer.Option(DEFAULTS["compile"], "--compile", help="torch.compile the training "
+                                       "forward pass (compiles on the first steps)."),
+    max_tokens_per_batch: Optional[int] = typer.Option(None, "--max-tokens-per-batch", min=1, help="Size batches "
+                                                       "by tokens: as many length-sorted examples as fit N padded "
+                                                       "(input + target) tokens; --batch-size is then unused for "
+                                                       "training batches."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="DataLoader processes that collate "
+                                          "batches and read features ahead (default 2 on a GPU, 0 on CPU)."),
+    device: str = typer.Option(DEFAULTS["device"], "--device", help="auto (the GPU when there is one), cpu or "
+                               "cuda."),
     seed: int = typer.Option(DEFAULTS["seed"], "--seed"),
     eval_every: str = typer.Option(DEFAULTS["eval_every"], "--eval-every", help="'epoch', a number of optimizer steps, or 0."),
     save_every: int = typer.Option(DEFAULTS["save_every"], "--save-every", min=0, help="Optimizer steps between resume checkpoints "
@@ -93,8 +108,10 @@ def train_command(
     Multi-process: `accelerate launch --num_processes N -m mmcot_cli train …` or
     `torchrun --nproc_per_node N -m mmcot_cli train …` (see docs/TRAINING.md).
     """
-    if bf16 and fp16:
-        raise UsageError("--bf16 and --fp16 are mutually exclusive")
+    chosen = ({precision} - {"auto"}) | {name for name, on in (("bf16", bf16), ("fp16", fp16)) if on}
+    if len(chosen) > 1:
+        raise UsageError(f"conflicting precisions {', '.join(sorted(chosen))} (--bf16 and --fp16 are short for "
+                         "--precision bf16 / fp16)")
     from mmcot_cli.training.loop import train
 
     options = parse_text_options(text_option)
@@ -105,7 +122,8 @@ def train_command(
         epochs=epochs, lr=lr,
         batch_size=batch_size, eval_batch_size=eval_batch_size, grad_accum=grad_accum, warmup_ratio=warmup_ratio,
         weight_decay=weight_decay, max_input_len=max_input_len, max_output_len=max_output_len,
-        mixed_precision="bf16" if bf16 else "fp16" if fp16 else "no", seed=seed, eval_every=eval_every,
+        precision=chosen.pop() if chosen else precision, deterministic=deterministic, compile=compile_model,
+        max_tokens_per_batch=max_tokens_per_batch, workers=workers, device=device, seed=seed, eval_every=eval_every,
         save_every=save_every, train_split=train_split,
         val_split=None if val_split.lower() in ("none", "") else val_split, limit_train=limit_train,
         limit_val=limit_val, num_beams=num_beams, group_by_length=group_by_length, random_init=random_init,

@@ -94,7 +94,8 @@ def _common(data_dir: Path, size, seed: int, features: Path | None, use_caption:
     return dict(data_dir=str(data_dir), text_model="t5-scratch", features=str(features) if features else None,
                 use_caption=use_caption, lr=size.lr, batch_size=size.batch_size,
                 eval_batch_size=size.generate_batch_size, warmup_ratio=size.warmup_ratio, seed=seed,
-                eval_every="epoch", save_every=0, keep_checkpoints=1, text_options=dict(size.text_options))
+                eval_every="epoch", save_every=0, keep_checkpoints=1, text_options=dict(size.text_options),
+                deterministic=True, precision="fp32")  # as the demo: identical reruns (training.runtime)
 
 
 def run_setting(setting: Setting, size, seed: int, data: dict[str, Path], features: Path | None,

@@ -89,13 +89,18 @@ class LengthGroupedBatchSampler:
     batches interleave. Because the whole epoch's batch list is recomputed from (seed, epoch), resuming needs only
     the epoch and the number of batches already consumed.
 
+    With `max_tokens` (`--max-tokens-per-batch`) batches are sized by tokens instead of examples: all examples are
+    sorted by length once and cut greedily into batches whose padded size (examples × the longest input + target
+    length) stays within the budget, so short examples come in large batches. That composition is fixed, so every
+    epoch has the same number of batches; each epoch shuffles their order (longest first, as above).
+
     With `num_replicas > 1` the epoch's batch list is padded (by repeating its first batches) to a multiple of
     `num_replicas` and process `rank` takes every `num_replicas`-th batch, so all processes run the same number of
     steps (data-parallel all-reduce needs that).
     """
 
     def __init__(self, lengths: Sequence[int], batch_size: int, *, seed: int = 42, shuffle: bool = True,
-                 group_size: int = 50, num_replicas: int = 1, rank: int = 0):
+                 group_size: int = 50, num_replicas: int = 1, rank: int = 0, max_tokens: int | None = None):
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         if not 0 <= rank < num_replicas:
@@ -107,6 +112,8 @@ class LengthGroupedBatchSampler:
         self.group_size = max(1, group_size)
         self.num_replicas = num_replicas
         self.rank = rank
+        self.max_tokens = max_tokens
+        self._token_batches: list[list[int]] | None = None
         self.epoch = 0
         self.start_batch = 0  # batches of this process to skip at the start of the epoch (resume)
 
@@ -119,6 +126,13 @@ class LengthGroupedBatchSampler:
         n = len(self.lengths)
         if n == 0:
             return []
+        if self.max_tokens:
+            batches = [list(b) for b in self.token_batches()]
+            if self.shuffle:
+                first = batches.pop(0)  # the longest
+                random.Random(f"{self.seed}:{epoch}").shuffle(batches)
+                batches = [first] + batches
+            return batches
         if not self.shuffle:
             order = sorted(range(n), key=lambda i: (-self.lengths[i], i))
             return [order[i: i + self.batch_size] for i in range(0, n, self.batch_size)]
@@ -135,6 +149,20 @@ class LengthGroupedBatchSampler:
         first = batches.pop(longest)
         rng.shuffle(batches)
         return [first] + batches
+
+    def token_batches(self) -> list[list[int]]:
+        """The fixed token-budget batches, longest first (computed once)."""
+        if self._token_batches is None:
+            order = sorted(range(len(self.lengths)), key=lambda i: (-self.lengths[i], i))
+            batches: list[list[int]] = []
+            for i in order:
+                # Sorted longest first: a batch's first example is its longest.
+                if batches and (len(batches[-1]) + 1) * self.lengths[batches[-1][0]] <= self.max_tokens:
+                    batches[-1].append(i)
+                else:
+                    batches.append([i])
+            self._token_batches = batches
+        return self._token_batches
 
     def epoch_batches(self, epoch: int) -> list[list[int]]:
         """This process's batches of `epoch` (all of them, ignoring start_batch)."""
@@ -153,7 +181,10 @@ class LengthGroupedBatchSampler:
         return max(0, self.batches_per_epoch() - self.start_batch)
 
     def batches_per_epoch(self) -> int:
-        n_global = -(-len(self.lengths) // self.batch_size)  # every mega-batch but the last splits evenly
+        if self.max_tokens:
+            n_global = len(self.token_batches())
+        else:
+            n_global = -(-len(self.lengths) // self.batch_size)  # every mega-batch but the last splits evenly
         if self.num_replicas > 1:
             return -(-n_global // self.num_replicas)
         return n_global

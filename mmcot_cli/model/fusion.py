@@ -216,13 +216,14 @@ class MMCoTForConditionalGeneration(T5ForConditionalGeneration):
             decoder_inputs_embeds=decoder_inputs_embeds, labels=labels, use_cache=use_cache, **kwargs,
         )
 
-    def configure_optimizers(self, weight_decay: float, lr: float) -> torch.optim.AdamW:
-        """AdamW; no weight decay on biases and norm scales (1-D parameters), as the HF Trainer does."""
+    def configure_optimizers(self, weight_decay: float, lr: float, fused: bool | None = None) -> torch.optim.AdamW:
+        """AdamW; no weight decay on biases and norm scales (1-D parameters), as the HF Trainer does. `fused`: one
+        kernel for the whole update (CUDA; the parameters must already be on the GPU); None = PyTorch's default."""
         params = [p for p in self.parameters() if p.requires_grad]
         decay = [p for p in params if p.ndim >= 2]
         no_decay = [p for p in params if p.ndim < 2]
         return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                                  {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+                                  {"params": no_decay, "weight_decay": 0.0}], lr=lr, fused=fused)
 
     def prepare_inputs_for_generation(self, *args, **kwargs):
         # The fused encoder states are already in encoder_outputs: never re-attend to the image per step.

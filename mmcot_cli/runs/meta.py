@@ -45,7 +45,7 @@ class RunMeta:
     rationale_source: dict | None = None  # rationale stage: {source, examples, problems, sha256…} of its targets
     seed: int | None = None
     world_size: int = 1
-    mixed_precision: str = "no"
+    precision: str = "fp32"  # what training computed in: fp32, or bf16 / fp16 autocast (weights stay fp32)
     train_examples: int = 0
     val_examples: int = 0
     train_config: dict[str, Any] = field(default_factory=dict)

@@ -18,7 +18,8 @@ from mmcot_cli.validate import (
 )
 
 TRAIN_ON = ("gold", "generated")
-MIXED_PRECISION = ("no", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # auto: bf16 on a GPU that has it, else fp32 (training.runtime)
+DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass
@@ -43,7 +44,12 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     max_input_len: int = 512
     max_output_len: int | None = None  # None = the stage preset
-    mixed_precision: str = "no"
+    precision: str = "auto"
+    deterministic: bool = False  # bit-identical GPU reruns at some speed cost (CPU runs are deterministic anyway)
+    compile: bool = False  # torch.compile the training forward pass
+    max_tokens_per_batch: int | None = None  # size batches by padded tokens instead of --batch-size examples
+    workers: int | None = None  # DataLoader worker processes; None = 2 on a GPU, 0 (main thread) on CPU
+    device: str = "auto"  # auto = the GPU when there is one (one GPU per process under a launcher)
     seed: int = 42
     eval_every: str | int = "epoch"  # "epoch", a number of optimizer steps, or 0 for never
     save_every: int = 500  # optimizer steps between resume checkpoints (one is also written every epoch)
@@ -65,8 +71,13 @@ class TrainConfig:
             raise UsageError(f"unknown stage {self.stage!r}; choose one of: {', '.join(STAGE_PRESETS)}")
         if self.train_on not in TRAIN_ON:
             raise UsageError(f"--train-on must be one of {', '.join(TRAIN_ON)}, got {self.train_on!r}")
-        if self.mixed_precision not in MIXED_PRECISION:
-            raise UsageError(f"mixed precision must be one of {', '.join(MIXED_PRECISION)}")
+        if self.precision not in PRECISIONS:
+            raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.device not in DEVICES:
+            raise UsageError(f"--device must be one of {', '.join(DEVICES)} for training, got {self.device!r}")
+        if self.max_tokens_per_batch is not None and not self.group_by_length:
+            raise UsageError("--max-tokens-per-batch builds length-sorted batches; it cannot be combined with "
+                             "--no-group-by-length")
         _check_numbers(self)
         tracking.check_report_to(self.report_to)
         preset = STAGE_PRESETS[self.stage]
@@ -99,7 +110,8 @@ class TrainConfig:
 # Fields that must match between the original run and a resumed one (others — e.g. epochs — may change).
 RESUME_INVARIANTS = ("stage", "text_model", "features", "rationales", "train_on", "rationale_source",
                      "prompt_format", "use_caption", "lr", "batch_size", "grad_accum", "warmup_ratio", "weight_decay",
-                     "max_input_len", "max_output_len", "seed", "train_split", "limit_train", "group_by_length")
+                     "max_input_len", "max_output_len", "seed", "train_split", "limit_train", "group_by_length",
+                     "max_tokens_per_batch")
 
 
 def _flag(name: str) -> str:
@@ -110,10 +122,11 @@ def _check_numbers(cfg: TrainConfig) -> None:
     """Every numeric option finite and in range (exit 2 naming it) before anything is read or built."""
     for name in ("epochs", "batch_size", "grad_accum", "max_input_len", "num_beams"):
         positive_int(_flag(name), getattr(cfg, name))
-    for name in ("eval_batch_size", "max_output_len", "limit_train", "limit_val"):
+    for name in ("eval_batch_size", "max_output_len", "limit_train", "limit_val", "max_tokens_per_batch"):
         positive_int(_flag(name), getattr(cfg, name), optional=True)
     non_negative_int("--save-every", cfg.save_every)
     non_negative_int("keep_checkpoints", cfg.keep_checkpoints)
+    non_negative_int("--workers", cfg.workers, optional=True)
     positive_float("--lr", cfg.lr)
     check_number("--warmup-ratio", cfg.warmup_ratio, low=0, high=1, high_open=True)
     check_number("--weight-decay", cfg.weight_decay, low=0)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -27,16 +26,11 @@ from rich.progress import TextColumn
 from mmcot_cli import progress
 from mmcot_cli.data.answers import answer_index
 from mmcot_cli.data.prompts import STAGE_PRESETS
-from mmcot_cli.errors import MMCoTError, UsageError
+from mmcot_cli.errors import UsageError
 from mmcot_cli.evaluation.rationale_metrics import rouge_l
 from mmcot_cli.io import make_dir, read_json
 from mmcot_cli.model.batching import Collator, LengthGroupedBatchSampler
-from mmcot_cli.model.fusion import (
-    build_model,
-    first_non_finite,
-    load_run_model,
-    save_run_model,
-)
+from mmcot_cli.model.fusion import build_model, load_run_model, save_run_model
 from mmcot_cli.model.generation import feature_getter, generate_texts
 from mmcot_cli.outputs import mark_output_dir
 from mmcot_cli.runs.meta import RunMeta
@@ -49,20 +43,23 @@ from mmcot_cli.training.checkpoints import (
     set_rng_state,
     truncate_metrics,
 )
-from mmcot_cli.training.config import (
-    TrainConfig,
-)
+from mmcot_cli.training.config import TrainConfig
+from mmcot_cli.training.guards import DivergenceGuard
 from mmcot_cli.training.inputs import (
     StageData,
     StageInputs,
     build_stage_data,
     read_stage_inputs,
 )
+from mmcot_cli.training.loader import batch_loader, to_device
 from mmcot_cli.training.run_dir import check_run_dir
-
-
-class TrainingDiverged(MMCoTError):
-    """The loss became NaN or infinite."""
+from mmcot_cli.training.runtime import (
+    deterministic_mode,
+    make_accelerator,
+    precision_name,
+    training_forward,
+)
+from mmcot_cli.training.timing import StepTimer
 
 
 def validation_predictions(model, tokenizer, data: StageData, indices: list[int], store, cfg: TrainConfig,
@@ -94,22 +91,6 @@ def compute_metric(stage: str, preds: dict[str, str], data: StageData) -> float:
 
 
 # --------------------------------------------------------------------------- model, optimizer, state
-
-
-def _make_accelerator(cfg: TrainConfig):
-    from accelerate import Accelerator
-
-    # Under torchrun without a GPU, Accelerate only sets up a (gloo) process group when told it runs on CPU;
-    # `accelerate launch` sets that itself.
-    launched = int(os.environ.get("LOCAL_RANK", -1)) != -1 or int(os.environ.get("WORLD_SIZE", 1)) > 1
-    cpu = launched and not torch.cuda.is_available()
-    # "no" defers to the launcher (`accelerate launch --mixed_precision bf16` / accelerate config); a flag wins.
-    precision = None if cfg.mixed_precision == "no" else cfg.mixed_precision
-    try:
-        return Accelerator(mixed_precision=precision, cpu=cpu,
-                           **tracking.accelerator_kwargs(cfg.report_to, cfg.out_dir))
-    except ValueError as e:  # e.g. fp16 without a GPU
-        raise UsageError(f"mixed precision {cfg.mixed_precision!r} is not available here: {e}") from None
 
 
 def obtain_model(cfg: TrainConfig, inputs: StageInputs, accelerator, resume_from: Path | None):
@@ -149,6 +130,10 @@ class Trainer:
     scheduler: Any
     collator: Collator
     sampler: LengthGroupedBatchSampler
+    loader: Any  # DataLoader over the sampler's batches (training.loader)
+    forward_model: Any  # the model, or its torch.compile'd view (--compile)
+    guard: DivergenceGuard
+    timer: StepTimer
     store: Any
     meta: RunMeta
     train_data: StageData
@@ -170,7 +155,8 @@ class Trainer:
         return STAGE_PRESETS[self.cfg.stage].metric
 
 
-def setup_trainer(cfg: TrainConfig, inputs: StageInputs, model, tokenizer, accelerator) -> Trainer:
+def setup_trainer(cfg: TrainConfig, inputs: StageInputs, model, tokenizer, accelerator,
+                  timer: StepTimer | None = None) -> Trainer:
     from transformers import get_linear_schedule_with_warmup
 
     train_data = build_stage_data(cfg, inputs.train_records, inputs.train_pairs, tokenizer)
@@ -183,19 +169,23 @@ def setup_trainer(cfg: TrainConfig, inputs: StageInputs, model, tokenizer, accel
     collator = Collator(pad_token_id=pad_id, features_by_qid=store.get_batch if store is not None else None)
     sampler = LengthGroupedBatchSampler([e.length for e in train_data.examples], cfg.batch_size, seed=cfg.seed,
                                         group_size=50 if cfg.group_by_length else 1, num_replicas=world,
-                                        rank=accelerator.process_index)
+                                        rank=accelerator.process_index, max_tokens=cfg.max_tokens_per_batch)
     batches_per_epoch = sampler.batches_per_epoch()
     total_steps = math.ceil(batches_per_epoch / cfg.grad_accum) * cfg.epochs
-    optimizer = model.configure_optimizers(cfg.weight_decay, cfg.lr)
+    device = accelerator.device
+    model.to(device)  # before the optimizer: fused AdamW (one kernel per step on CUDA) needs the parameters there
+    optimizer = model.configure_optimizers(cfg.weight_decay, cfg.lr, fused=True if device.type == "cuda" else None)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
     # The scheduler is not passed to prepare(): Accelerate would step it once per process.
     model, optimizer = accelerator.prepare(model, optimizer)
     meta = inputs.meta
-    meta.world_size, meta.mixed_precision = world, str(accelerator.mixed_precision)
+    meta.world_size, meta.precision = world, precision_name(accelerator)
     meta.train_examples, meta.val_examples = len(train_data.examples), len(val_data.examples) if val_data else 0
     return Trainer(cfg=cfg, run_dir=Path(cfg.out_dir), accelerator=accelerator, model=model, tokenizer=tokenizer,
-                   optimizer=optimizer, scheduler=scheduler, collator=collator, sampler=sampler, store=store,
-                   meta=meta, train_data=train_data, val_data=val_data,
+                   optimizer=optimizer, scheduler=scheduler, collator=collator, sampler=sampler,
+                   loader=batch_loader(train_data.examples, sampler, collator, device, cfg.workers),
+                   forward_model=training_forward(model, cfg.compile), guard=DivergenceGuard(),
+                   timer=timer or StepTimer(), store=store, meta=meta, train_data=train_data, val_data=val_data,
                    do_eval=bool(val_data and val_data.examples) and cfg.eval_every != 0,
                    batches_per_epoch=batches_per_epoch, total_steps=total_steps)
 
@@ -211,7 +201,7 @@ class TrainState:
     samples_seen: int = 0
     losses_since_log: list[float] = field(default_factory=list)  # optimizer-step losses since the last metrics row
     last_checkpoint: Path | None = None
-    window_losses: list[float] = field(default_factory=list)  # batch losses of the open accumulation window
+    window_losses: list = field(default_factory=list)  # batch losses (device tensors) of the open accumulation window
     session_samples: int = 0  # throughput of this session only (a resume restarts the clock)
     train_seconds: float = 0.0
 
@@ -255,10 +245,6 @@ def start_state(t: Trainer, resume_from: Path | None) -> TrainState:
 def _compute_loss(model, batch: dict) -> torch.Tensor:
     """One forward pass; a separate function so tests can inject a NaN."""
     return model(**batch).loss
-
-
-def _to_device(batch: dict, device) -> dict:
-    return {k: v.to(device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
 
 
 def evaluate(t: Trainer, state: TrainState, epoch: int, train_loss: float | None) -> None:
@@ -311,49 +297,62 @@ def checkpoint(t: Trainer, state: TrainState, epoch: int, batch: int) -> None:
     t.accelerator.wait_for_everyone()
 
 
-def run_batch(t: Trainer, state: TrainState, epoch: int, b_idx: int, indices: list[int]) -> float | None:
-    """Forward and backward one batch; at the end of its accumulation window, step the optimizer and return
-    the window's mean loss (None inside a window)."""
-    cfg, acc = t.cfg, t.accelerator
+def run_batch(t: Trainer, state: TrainState, epoch: int, b_idx: int, batch: dict) -> bool:
+    """Forward and backward one batch (already on the device); at the end of its accumulation window, step the
+    optimizer and record the window's mean loss with the guard (on the device: no host sync). True if it stepped."""
+    cfg, acc, timer = t.cfg, t.accelerator, t.timer
     # Accumulation windows are aligned to the epoch's batch index, so a resume at a window boundary (where
     # every checkpoint is taken) sees the same windows.
     win_start = (b_idx // cfg.grad_accum) * cfg.grad_accum
     win_size = min(cfg.grad_accum, t.batches_per_epoch - win_start)
     last_in_window = b_idx + 1 == win_start + win_size
-    batch = _to_device(t.collator([t.train_data.examples[i] for i in indices]), acc.device)
     with contextlib.nullcontext() if last_in_window else acc.no_sync(t.model):
-        loss = _compute_loss(t.model, batch)
-        acc.backward(loss / win_size)
-    state.window_losses.append(float(loss.detach()))
-    state.samples_seen += len(indices) * t.world
-    state.session_samples += len(indices) * t.world
+        with timer.phase("forward"):
+            loss = _compute_loss(t.forward_model, batch)
+        with timer.phase("backward"):
+            acc.backward(loss / win_size)
+    state.window_losses.append(loss.detach())
+    samples = len(batch["input_ids"]) * t.world
+    state.samples_seen += samples
+    state.session_samples += samples
     if not last_in_window:
-        return None
-    mean_loss = torch.tensor(sum(state.window_losses) / len(state.window_losses), device=acc.device)
-    mean_loss = float(acc.reduce(mean_loss, reduction="mean")) if t.world > 1 else float(mean_loss)
-    state.window_losses.clear()
-    if not math.isfinite(mean_loss):
-        raise TrainingDiverged(
-            f"loss is {mean_loss} at epoch {epoch + 1}, optimizer step {state.global_step + 1}; training stopped. "
-            f"Last good checkpoint: {state.last_checkpoint or 'none written yet'} "
-            "(try a lower --lr or no --fp16, then --resume)")
-    acc.clip_grad_norm_(t.model.parameters(), cfg.max_grad_norm)
-    t.optimizer.step()
-    t.scheduler.step()
-    t.optimizer.zero_grad(set_to_none=True)
+        return False
+    with timer.phase("optimizer"):
+        mean_loss = torch.stack(state.window_losses).float().mean()
+        state.window_losses.clear()
+        if t.world > 1:
+            mean_loss = acc.reduce(mean_loss, reduction="mean")
+        acc.clip_grad_norm_(t.model.parameters(), cfg.max_grad_norm)
+        t.optimizer.step()
+        t.scheduler.step()
+        t.optimizer.zero_grad(set_to_none=True)
     state.global_step += 1
-    bad = first_non_finite(t.model)  # a finite loss can still step to inf weights (a huge --lr)
-    if bad is not None:
-        raise TrainingDiverged(
-            f"parameter {bad} became NaN or infinite at optimizer step {state.global_step}; training stopped. "
-            f"Last good checkpoint: {state.last_checkpoint or 'none written yet'} (try a lower --lr, then --resume)")
-    state.losses_since_log.append(mean_loss)
-    tracking.log_step(acc, state.global_step, mean_loss, t.scheduler.get_last_lr()[0])
-    return mean_loss
+    t.guard.record(epoch, state.global_step, mean_loss, t.scheduler.get_last_lr()[0])
+    return True
+
+
+def check(t: Trainer, state: TrainState) -> float | None:
+    """The host check (training.guards): raises TrainingDiverged, else logs the pending steps' losses; returns the
+    newest loss (None when nothing was pending)."""
+    rows = t.guard.check(t.model, state.last_checkpoint)
+    for step, loss, lr in rows:
+        state.losses_since_log.append(loss)
+        tracking.log_step(t.accelerator, step, loss, lr)
+    return rows[-1][1] if rows else None
+
+
+def device_batches(t: Trainer, first: int):
+    """(batch index, batch on the device) for the sampler's current epoch, starting at batch `first`."""
+    batches = iter(t.loader)
+    for b_idx in range(first, t.batches_per_epoch):
+        with t.timer.phase("data"):
+            batch = to_device(next(batches), t.accelerator.device)
+        yield b_idx, batch
 
 
 def end_epoch(t: Trainer, state: TrainState, epoch: int) -> None:
     """Validate (or log the epoch's loss) and write the epoch's checkpoint."""
+    check(t, state)
     if t.do_eval and t.cfg.eval_every == "epoch":
         evaluate(t, state, epoch + 1, _mean(state.losses_since_log))
     elif t.main:
@@ -377,38 +376,50 @@ def train_epochs(t: Trainer, state: TrainState) -> None:
         for epoch in range(start_epoch, cfg.epochs):
             first = start_batch if epoch == start_epoch else 0
             t.sampler.set_epoch(epoch, first)
-            for b_idx, indices in enumerate(t.sampler, start=first):
-                t0 = time.perf_counter()
-                loss = run_batch(t, state, epoch, b_idx, indices)
-                state.train_seconds += time.perf_counter() - t0
-                if loss is None:
+            clock = time.perf_counter()
+            for b_idx, batch in device_batches(t, first):
+                if not run_batch(t, state, epoch, b_idx, batch):
                     continue
-                bar.update(task, advance=1, loss=f"{loss:.4f}", sps=f"{state.samples_per_s or 0:.1f}")
                 step = state.global_step
-                if t.do_eval and isinstance(cfg.eval_every, int) and step % cfg.eval_every == 0:
+                evaluate_now = t.do_eval and isinstance(cfg.eval_every, int) and step % cfg.eval_every == 0
+                save_now = cfg.save_every and step % cfg.save_every == 0 and b_idx + 1 < t.batches_per_epoch
+                if evaluate_now or save_now or t.guard.due(step):
+                    loss = check(t, state)  # the only host sync inside an epoch
+                    if loss is not None:
+                        bar.update(task, loss=f"{loss:.4f}")
+                now = time.perf_counter()
+                state.train_seconds += now - clock
+                bar.update(task, advance=1, sps=f"{state.samples_per_s or 0:.1f}")
+                t.timer.step_end(step)
+                if evaluate_now:
                     evaluate(t, state, epoch + 1, _mean(state.losses_since_log))
                     state.losses_since_log.clear()
-                if cfg.save_every and step % cfg.save_every == 0 and b_idx + 1 < t.batches_per_epoch:
+                if save_now:
                     checkpoint(t, state, epoch, b_idx + 1)
+                clock = time.perf_counter()
             end_epoch(t, state, epoch)
 
 
-def train(cfg: TrainConfig) -> dict:
-    """Train one stage; RUN_DIR/model/ ends up holding the best validation model. Returns a summary dict."""
+def train(cfg: TrainConfig, timer: StepTimer | None = None) -> dict:
+    """Train one stage; RUN_DIR/model/ ends up holding the best validation model. Returns a summary dict.
+    `timer` (training.timing) lets a benchmark time the loop's phases."""
+    cfg = cfg.resolved()
+    accelerator = make_accelerator(cfg)
+    checkpoints = check_run_dir(Path(cfg.out_dir), cfg, accelerator.num_processes)
+    with deterministic_mode(cfg.deterministic):
+        return _train(cfg, accelerator, checkpoints[-1] if checkpoints else None, timer)
+
+
+def _train(cfg: TrainConfig, accelerator, resume_from: Path | None, timer: StepTimer | None) -> dict:
     from accelerate.utils import set_seed
 
-    cfg = cfg.resolved()
-    accelerator = _make_accelerator(cfg)
-    checkpoints = check_run_dir(Path(cfg.out_dir), cfg, accelerator.num_processes)
     set_seed(cfg.seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
     inputs = read_stage_inputs(cfg)
-    resume_from = checkpoints[-1] if checkpoints else None
     model, tokenizer = obtain_model(cfg, inputs, accelerator, resume_from)
     # Model building may have drawn random numbers: start the loop from a known state (distinct per process,
     # so data-parallel replicas do not share dropout masks).
     set_seed(cfg.seed, device_specific=True)
-    t = setup_trainer(cfg, inputs, model, tokenizer, accelerator)
+    t = setup_trainer(cfg, inputs, model, tokenizer, accelerator, timer)
     state = start_state(t, resume_from)
     tracking.start(accelerator, cfg.report_to, t.run_dir, {**asdict(cfg), "world_size": t.world})
     train_epochs(t, state)
@@ -422,7 +433,7 @@ def train(cfg: TrainConfig) -> dict:
         "train_examples": t.meta.train_examples, "val_examples": t.meta.val_examples, "world_size": t.world,
         "metric": t.metric_name if t.do_eval else None, "best": state.best if t.do_eval else None,
         "samples_per_s": state.samples_per_s, "resumed_from": str(resume_from) if resume_from else None,
-        "rationales": t.meta.rationales,
+        "rationales": t.meta.rationales, "precision": t.meta.precision,
     }
 
 

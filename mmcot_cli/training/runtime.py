@@ -1,0 +1,119 @@
+"""How `mmcot train` runs on the hardware: the device, the precision (`--precision`), determinism
+(`--deterministic`) and torch.compile (`--compile`).
+
+Precision: `auto` (the default) is bf16 autocast on a GPU that supports it and fp32 everywhere else, so CPU runs
+compute exactly as before; `accelerate launch --mixed_precision bf16|fp16` is honoured by `auto` too. Weights and
+optimizer state stay fp32 (autocast), so checkpoints do not depend on the precision.
+
+Determinism: CPU kernels are deterministic already. On CUDA, `--deterministic` makes a rerun with the same seed
+bit-identical on the same GPU and software: cuBLAS gets a fixed workspace (CUBLAS_WORKSPACE_CONFIG, set when
+unset), PyTorch's deterministic algorithms are enforced (no warn-only escape: an op without a deterministic kernel
+is an error, not a silent difference), cuDNN runs deterministic and without benchmark autotuning, and
+scaled-dot-product attention (T5's attention in transformers 5, the fusion's attention) runs on its math kernel:
+plain matmuls and softmax, the same operations as eager attention (the fused flash, memory-efficient and cuDNN
+kernels are switched off; the latter two were the ones warning about non-deterministic backward passes). It
+costs speed and memory, so it is off by default for `mmcot train`; `mmcot demo` always uses it. Every setting
+is restored afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Iterator
+
+import torch
+
+from mmcot_cli.errors import UsageError
+from mmcot_cli.training import tracking
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+_ACCELERATE = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}  # Accelerate's names for them
+CUBLAS_WORKSPACE = ":4096:8"
+
+
+def launched() -> bool:
+    """Started by torchrun / accelerate launch (several processes, or one under a launcher)."""
+    return int(os.environ.get("LOCAL_RANK", -1)) != -1 or int(os.environ.get("WORLD_SIZE", 1)) > 1
+
+
+def use_cuda(device: str) -> bool:
+    """Whether training runs on the GPU: `auto` takes one when present; `cuda` without one is a usage error."""
+    available = torch.cuda.is_available()
+    if device == "cuda" and not available:
+        raise UsageError("--device cuda: no CUDA GPU is available here (use cpu or auto)")
+    return available and device != "cpu"
+
+
+def resolve_precision(requested: str, cuda: bool) -> str:
+    """fp32, bf16 or fp16 for `--precision` (auto: the launcher's choice, else bf16 on a bf16 GPU, else fp32)."""
+    if requested != "auto":
+        return requested
+    launcher = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
+    if launcher in ("bf16", "fp16"):
+        return launcher
+    return "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
+
+
+def make_accelerator(cfg):
+    """The run's Accelerator: device, precision and tracker from the TrainConfig."""
+    from accelerate import Accelerator
+
+    cuda = use_cuda(cfg.device)
+    # Under torchrun without a GPU, Accelerate only sets up a (gloo) process group when told it runs on CPU;
+    # `accelerate launch` sets that itself.
+    cpu = cfg.device == "cpu" or (launched() and not cuda)
+    precision = resolve_precision(cfg.precision, cuda)
+    if not launched():
+        # Accelerate keeps one process-wide state and refuses a second Accelerator with another precision or
+        # device; a single process that trains twice (a notebook, the tests, `mmcot demo --sequential`) may
+        # legitimately change them, so start from a clean state.
+        from accelerate.state import AcceleratorState
+
+        AcceleratorState._reset_state(reset_partial_state=True)
+    try:
+        return Accelerator(mixed_precision=_ACCELERATE[precision], cpu=cpu,
+                           **tracking.accelerator_kwargs(cfg.report_to, cfg.out_dir))
+    except ValueError as e:  # e.g. fp16 without a GPU
+        raise UsageError(f"precision {precision!r} is not available here: {e}") from None
+
+
+def precision_name(accelerator) -> str:
+    """fp32 / bf16 / fp16: what the Accelerator computes in."""
+    return {"no": "fp32"}.get(str(accelerator.mixed_precision), str(accelerator.mixed_precision))
+
+
+@contextlib.contextmanager
+def deterministic_mode(enabled: bool) -> Iterator[None]:
+    """Bit-identical reruns on CUDA for the duration (module docstring); a no-op when not enabled."""
+    if not enabled:
+        yield
+        return
+    cuda_backends = torch.backends.cuda
+    saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
+             cuda_backends.flash_sdp_enabled(), cuda_backends.mem_efficient_sdp_enabled(),
+             cuda_backends.cudnn_sdp_enabled())
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+    torch.use_deterministic_algorithms(True, warn_only=False)
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    for enable in (cuda_backends.enable_flash_sdp, cuda_backends.enable_mem_efficient_sdp,
+                   cuda_backends.enable_cudnn_sdp):
+        enable(False)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[2], saved[3]
+        cuda_backends.enable_flash_sdp(saved[4])
+        cuda_backends.enable_mem_efficient_sdp(saved[5])
+        cuda_backends.enable_cudnn_sdp(saved[6])
+
+
+def training_forward(model, compile_model: bool):
+    """What the loop calls for the training forward pass: the model, or a torch.compile'd view of it sharing its
+    parameters (`--compile`). Validation generation and saving use the model itself, so only training shapes
+    are compiled; dynamic shapes because every batch is padded to its own length."""
+    if not compile_model:
+        return model
+    return torch.compile(model, dynamic=True)
