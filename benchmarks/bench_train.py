@@ -45,6 +45,7 @@ import platform
 import sys
 import tempfile
 import time
+import traceback
 from collections import defaultdict
 from pathlib import Path
 
@@ -317,14 +318,18 @@ def measure(args, ctx, stage: str, batch_size: int, variant: str) -> dict:
             set_attention(model, attn)
             fused = "plain" if variant == "original" else (False if variant == "bare-unfused" else
                                                            (True if device.type == "cuda" else None))
-            with deterministic_mode(variant == "bare-deterministic"):
+            result["attn_implementation"] = attn
+            with deterministic_mode(variant == "bare-deterministic", cuda=device.type == "cuda"):
                 bare_loop(model, examples, batches, collator, device, precision, fused, window,
                           compile_model=variant == "bare-compile")
-            set_attention(model, ctx["attn"])
-            result["attn_implementation"] = attn
     except torch.cuda.OutOfMemoryError:
         result["error"] = "CUDA out of memory"
+    except Exception as e:  # one variant failing (an unsupported option on this stack) must not end the run
+        traceback.print_exc()
+        result["error"] = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
     finally:
+        with contextlib.suppress(Exception):
+            set_attention(model, ctx["attn"])
         if device.type == "cuda":
             torch.cuda.empty_cache()
     if "error" not in result:

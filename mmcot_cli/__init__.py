@@ -8,9 +8,15 @@ The same names stay importable from their modules. docs/FORMATS.md ("Library API
 from __future__ import annotations
 
 import importlib
+import os
 from typing import TYPE_CHECKING, Any
 
 from mmcot_cli._version import __version__
+
+# cuBLAS reads its workspace setting once, at a process's first GPU matmul, and `--deterministic` training needs
+# this one (mmcot_cli.training.runtime); setting it here, before any GPU work, makes it hold whatever ran first.
+# A value the user set is kept.
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 # public name → (module, name there). Functions named like their module (extract, train, generate, score) get a
 # longer name here: a submodule import sets `mmcot_cli.<module>` to the module, which would shadow them.

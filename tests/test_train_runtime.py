@@ -82,7 +82,11 @@ def test_device_cuda_without_a_gpu_is_a_usage_error(cli, data_dir, tmp_path):  #
 def test_deterministic_mode_is_strict_inside_and_restored_after():
     before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark,
               torch.backends.cuda.flash_sdp_enabled(), torch.backends.cuda.mem_efficient_sdp_enabled())
-    with deterministic_mode(True):
+    with deterministic_mode(True, cuda=False):  # CPU training: CPU attention kernels (deterministic) untouched
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.backends.cuda.flash_sdp_enabled() == before[2]
+        assert torch.backends.cuda.mem_efficient_sdp_enabled() == before[3]
+    with deterministic_mode(True, cuda=True):
         assert torch.are_deterministic_algorithms_enabled()
         assert not torch.is_deterministic_algorithms_warn_only_enabled()  # no warn-only escape
         assert not torch.backends.cuda.flash_sdp_enabled() and not torch.backends.cuda.cudnn_sdp_enabled()

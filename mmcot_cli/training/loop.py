@@ -406,7 +406,7 @@ def train(cfg: TrainConfig, timer: StepTimer | None = None) -> dict:
     cfg = cfg.resolved()
     accelerator = make_accelerator(cfg)
     checkpoints = check_run_dir(Path(cfg.out_dir), cfg, accelerator.num_processes)
-    with deterministic_mode(cfg.deterministic):
+    with deterministic_mode(cfg.deterministic, cuda=accelerator.device.type == "cuda"):
         return _train(cfg, accelerator, checkpoints[-1] if checkpoints else None, timer)
 
 

@@ -6,8 +6,8 @@ compute exactly as before; `accelerate launch --mixed_precision bf16|fp16` is ho
 optimizer state stay fp32 (autocast), so checkpoints do not depend on the precision.
 
 Determinism: CPU kernels are deterministic already. On CUDA, `--deterministic` makes a rerun with the same seed
-bit-identical on the same GPU and software: cuBLAS gets a fixed workspace (CUBLAS_WORKSPACE_CONFIG, set when
-unset), PyTorch's deterministic algorithms are enforced (no warn-only escape: an op without a deterministic kernel
+bit-identical on the same GPU and software: cuBLAS gets a fixed workspace (CUBLAS_WORKSPACE_CONFIG=:4096:8, set
+by `import mmcot_cli` unless the environment has one: cuBLAS reads it at the first GPU matmul), PyTorch's deterministic algorithms are enforced (no warn-only escape: an op without a deterministic kernel
 is an error, not a silent difference), cuDNN runs deterministic and without benchmark autotuning, and
 scaled-dot-product attention (T5's attention in transformers 5, the fusion's attention) runs on its math kernel:
 plain matmuls and softmax, the same operations as eager attention (the fused flash, memory-efficient and cuDNN
@@ -84,8 +84,10 @@ def precision_name(accelerator) -> str:
 
 
 @contextlib.contextmanager
-def deterministic_mode(enabled: bool) -> Iterator[None]:
-    """Bit-identical reruns on CUDA for the duration (module docstring); a no-op when not enabled."""
+def deterministic_mode(enabled: bool, cuda: bool = True) -> Iterator[None]:
+    """Bit-identical reruns on CUDA for the duration (module docstring); a no-op when not enabled. `cuda` False
+    (training on CPU) leaves the attention kernels alone: PyTorch's switches for them also steer CPU attention,
+    whose default kernel is deterministic already, and switching it would change CPU results."""
     if not enabled:
         yield
         return
@@ -98,7 +100,7 @@ def deterministic_mode(enabled: bool) -> Iterator[None]:
     torch.use_deterministic_algorithms(True, warn_only=False)
     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
     for enable in (cuda_backends.enable_flash_sdp, cuda_backends.enable_mem_efficient_sdp,
-                   cuda_backends.enable_cudnn_sdp):
+                   cuda_backends.enable_cudnn_sdp) if cuda else ():
         enable(False)
     try:
         yield
