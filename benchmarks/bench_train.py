@@ -21,9 +21,13 @@ feature reads, host→device), forward, backward, optimizer, other (for `train`:
 progress). Model FLOPs count what the kernels compute (padding included: `model_tflops`) and what the real tokens
 need (`useful_tflops`). Stage 1 targets are truncated at 512 tokens, stage 2 at 64, inputs at 512 (as both do).
 
-The default tokenizer is the reference checkpoint's (shared/reference-checkpoint: a T5 SentencePiece tokenizer
-with a 700-piece vocabulary, so texts come out ~1.5× longer than with FLAN-T5's 32k one: mmcot's advantage from
-short batches is understated, not flattered). `--tokenizer DIR` takes a real one.
+Token lengths decide how much padding the original's way wastes, so the tokenizer matters. No FLAN-T5 tokenizer is
+available offline; the default is the reference checkpoint's (shared/reference-checkpoint: a T5 SentencePiece
+tokenizer with a 700-piece vocabulary), which splits words finer than FLAN-T5's 32k pieces: ScienceQA inputs come
+out ~1.5× longer than FLAN-T5 would make them (130 vs ~85 tokens on average for QCM inputs), so mmcot's gain
+from short batches is understated. `--tokenizer scratch` uses t5-scratch's word-level tokenizer trained on the
+sample instead: about one token per word or punctuation mark, ~10-15% shorter than FLAN-T5 (slightly
+favourable to mmcot). `--tokenizer DIR` takes any T5 tokenizer directory (a real FLAN-T5 one where available).
 
     python benchmarks/bench_train.py --device cpu --shape tiny                      # CI-sized
     python benchmarks/bench_train.py --device cuda --shape base --out base.json     # stages 1 and 2, batch 8
@@ -304,7 +308,8 @@ def measure(args, ctx, stage: str, batch_size: int, variant: str) -> dict:
                         pad_input_to=MAX_INPUT if fixed else None, pad_output_to=out_len if fixed else None)
     window = Window(device, args.warmup, args.steps, args.profile_steps)
     model = ctx["model"]
-    result = {"stage": stage, "prompt_format": fmt, "batch_size": batch_size, "variant": variant,
+    result = {"shape": ctx["shape_name"], "tokenizer": ctx["tokenizer_name"], "device": device.type, "stage": stage,
+              "prompt_format": fmt, "batch_size": batch_size, "variant": variant,
               "precision": precision, "max_tokens_per_batch": budget if tokens else None}
     try:
         if variant.startswith("train"):
@@ -436,6 +441,16 @@ def prepare_stage(args, ctx, plan, stage: str) -> dict:
     return {"paths": paths, "all_examples": examples, "store": store, "copies": copies}
 
 
+def scratch_tokenizer(sample: Path):
+    """t5-scratch's word-level tokenizer, trained on the sample's stage 1 and stage 2 sources and targets."""
+    from mmcot_cli.data.prompts import build_prompt
+    from mmcot_cli.data.readers.scienceqa import records_from_problems
+    from mmcot_plugins.scratch_t5 import train_tokenizer
+
+    records = records_from_problems(sample / "problems.json")
+    return train_tokenizer([t for fmt, _ in STAGES.values() for r in records for t in build_prompt(r, fmt)], 32000)
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -450,7 +465,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     ap.add_argument("--max-tokens-per-batch", type=int, default=None)
     ap.add_argument("--sample", type=Path, default=find_shared("scienceqa-sample"))
-    ap.add_argument("--tokenizer", type=Path, default=find_shared("reference-checkpoint/checkpoint"))
+    ap.add_argument("--tokenizer", default=find_shared("reference-checkpoint/checkpoint"),
+                    help="a T5 tokenizer directory, or 'scratch' (module docstring)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (CPU)")
     ap.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
     ap.add_argument("--out", type=Path, default=None, help="JSON file, rewritten after every result")
@@ -478,7 +494,7 @@ def run(args, plan, device: torch.device, work: Path) -> dict:
     from mmcot_cli.model.t5_dirs import load_tokenizer
 
     t_start = time.perf_counter()
-    tokenizer = load_tokenizer(args.tokenizer)
+    tokenizer = scratch_tokenizer(args.sample) if str(args.tokenizer) == "scratch" else load_tokenizer(args.tokenizer)
     shape = SHAPES[args.shape]
     shape = replace(shape, vocab=shape.vocab or -(-len(tokenizer) // 128) * 128)
     model = build_model(shape, len(tokenizer), device)
@@ -493,7 +509,9 @@ def run(args, plan, device: torch.device, work: Path) -> dict:
               "warmup": args.warmup, "steps": args.steps, "profile_steps": args.profile_steps, "results": []}
     ctx = {"device": device, "shape": shape, "tokenizer": tokenizer, "pad_id": tokenizer.pad_token_id, "model": model,
            "attn": model.config._attn_implementation, "info": info, "work": work, "text_model": text_model,
-           "precision": precision, "sample": args.sample, "inputs": {}}
+           "precision": precision, "sample": args.sample, "inputs": {}, "shape_name": args.shape,
+           "tokenizer_name": ("scratch" if str(args.tokenizer) == "scratch" else
+                              f"{Path(args.tokenizer).parent.name}/{Path(args.tokenizer).name}")}
     for stage in dict.fromkeys(st for st, _, _ in plan):
         ctx["inputs"][stage] = prepare_stage(args, ctx, plan, stage)
     for stage, batch, variants in plan:

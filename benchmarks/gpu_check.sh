@@ -8,20 +8,22 @@
 # Finishes within BUDGET seconds (default 470); every step has its own `timeout`, prints JSON lines as results
 # arrive (also appended to $OUT/results.jsonl) and writes its files at once, so a failed or timed-out step loses
 # nothing of the others. Files in $OUT (8): results.jsonl, tests-gpu.log, tests-suite.log, bench-base.json,
-# bench-large.json, demo-1.json, demo-2.json, steps.log (stderr of the benchmarks and demos).
+# bench-large.json, demo-1.json, demo-2.json, steps.log (stderr of the benchmarks and demos). Further results
+# (the word-level-tokenizer and torch.compile runs) are only lines in results.jsonl.
 #
 # Steps, in priority order:
 #   1. `pytest -m gpu` (train/generate/extract/ask on cuda, bf16, fp32 + fused AdamW, deterministic reruns and
 #      resume bit-identical), then the suite `-m "not slow and not gpu"` in the background on the other cores with
 #      the GPU hidden (CPU work; it must not disturb the benchmarks' timings); its log is collected at the end.
-#   2. benchmarks/bench_train.py: FLAN-T5-base shape, stages 1 and 2 at batch 8, the original's way (fp32, padded
-#      512/512 or 512/64) vs mmcot's batches (bare loop) vs `mmcot train`, plus bf16 vs fp32, fused vs foreach
-#      AdamW, SDPA vs eager, token-sized batches, deterministic mode; batch 32 at 512/512 (the kernel ceiling);
-#      then the FLAN-T5-large shape at batch 8. A CUDA out-of-memory is recorded per variant.
+#   2. benchmarks/bench_train.py: FLAN-T5-base shape: stage 1 at batch 8, the original's way (fp32, padded to
+#      512/512) vs mmcot's batches (bare loop) vs `mmcot train`; batch 32 (the kernel ceiling at 512/512 in bf16,
+#      and mmcot's batches); stage 2 at batch 8 (512/64); then bf16 vs fp32, fused vs foreach AdamW, SDPA vs eager,
+#      token-sized batches and deterministic mode at batch 8. Then the FLAN-T5-large shape at batch 8, and base
+#      stage 1 again with the word-level tokenizer (bench_train.py's docstring: token lengths bracket FLAN-T5's).
+#      A CUDA out-of-memory is recorded per variant.
 #   3. `mmcot demo` twice with the same seed on cuda (deterministic training), side by side, and a diff of the two
 #      score objects; each timed.
-#   4. With time left: torch.compile (bare loop and `mmcot train`, base, batch 8), into bench-base.json's folder
-#      as results lines only.
+#   4. With time left: torch.compile (bare loop and `mmcot train`, base, batch 8), as results lines.
 #
 # Python packages it needs beyond torch, transformers, accelerate, timm, safetensors, pluggy, rich, pytest (and
 # what those bring: numpy, tokenizers, pillow, pyyaml, tqdm, regex):
@@ -102,21 +104,28 @@ EOF
 if [ $SMOKE = 1 ]; then
     DEVICE=cpu; SUITE=(tests/test_layout.py tests/test_train_runtime.py -k "precision or token")
     BENCH_BASE=(--device cpu --shape tiny --warmup 1 --steps 1 --profile-steps 1 --threads 2
-                --run rationale:2:original,bare,train,bare-fp32,bare-unfused,bare-eager,bare-tokens,train-tokens,bare-deterministic
-                --run answer:2:original,bare,train --run rationale:4:bare-padded,bare,train)
+                --run rationale:2:original,bare,train --run rationale:4:bare-padded,bare,train
+                --run answer:2:original,bare,train
+                --run rationale:2:bare-fp32,bare-unfused,bare-eager,bare-tokens,train-tokens,bare-deterministic)
     BENCH_LARGE=(--device cpu --shape tiny --warmup 1 --steps 1 --profile-steps 1 --threads 2 --run rationale:2:original,bare,train)
+    BENCH_WORDS=(--device cpu --shape tiny --warmup 1 --steps 1 --profile-steps 1 --threads 2 --tokenizer scratch
+                 --run rationale:2:original,bare,train)
     BENCH_COMPILE=(--device cpu --shape tiny --warmup 1 --steps 1 --profile-steps 1 --threads 2 --run answer:2:bare-compile)
     DEMO=(--tiny --device cpu)
-    T_GPU=120; T_BASE=240; T_LARGE=120; T_DEMO=200; T_COMPILE=150
+    T_GPU=120; T_BASE=400; T_LARGE=120; T_WORDS=120; T_DEMO=300; T_COMPILE=150
 else
     DEVICE=cuda; SUITE=(-m "not slow and not gpu")
     BENCH_BASE=(--device cuda --shape base
-                --run rationale:8:original,bare,train,bare-fp32,bare-unfused,bare-eager,bare-tokens,train-tokens,bare-deterministic
-                --run answer:8:original,bare,train --run rationale:32:bare-padded,bare,train)
+                --run rationale:8:original,bare,train --run rationale:32:bare-padded,bare,train
+                --run answer:8:original,bare,train
+                --run rationale:8:bare-fp32,bare-unfused,bare-eager,bare-tokens,train-tokens,bare-deterministic)
     BENCH_LARGE=(--device cuda --shape large --run rationale:8:original,bare,train)
+    BENCH_WORDS=(--device cuda --shape base --tokenizer scratch --run rationale:8:original,bare,train)
     BENCH_COMPILE=(--device cuda --shape base --run rationale:8:bare,bare-compile,train-compile)
     DEMO=(--device cuda)
-    T_GPU=110; T_BASE=130; T_LARGE=80; T_DEMO=140; T_COMPILE=150
+    # Limits sum to more than the budget on purpose: a step that finishes early leaves its time to the next, and
+    # run_step never lets one run past the budget.
+    T_GPU=100; T_BASE=125; T_LARGE=75; T_WORDS=45; T_DEMO=300; T_COMPILE=150
 fi
 
 # --------------------------------------------------------------------------------------------- 1. tests
@@ -126,8 +135,8 @@ if command -v taskset >/dev/null && [ "$CORES" -ge 8 ]; then PIN=(taskset -c "4-
 ( CUDA_VISIBLE_DEVICES="" OMP_NUM_THREADS=1 timeout --kill-after=10 "$(left)" "${PIN[@]}" $PY -m pytest -q -p no:cacheprovider \
       "${SUITE[@]}" > "$OUT/tests-suite.log" 2>&1; echo "exit code $?" >> "$OUT/tests-suite.log" ) &
 SUITE_PID=$!
-run_step tests-gpu "$T_GPU" bash -c '"$@" > "$OUT/tests-gpu.log" 2>&1' _ $PY -m pytest -q -p no:cacheprovider -m gpu -rs \
-    tests/test_gpu.py
+run_step tests-gpu "$T_GPU" bash -c '"$@" > "$OUT/tests-gpu.log" 2>&1' _ $PY -m pytest -v -p no:cacheprovider -m gpu -rs \
+    --timeout 90 tests/test_gpu.py
 emit "{\"step\": \"tests-gpu-summary\", \"line\": \"$(tail -1 "$OUT/tests-gpu.log" | tr -d '"\\')\"}"
 
 # --------------------------------------------------------------------------------------------- 2. benchmarks
@@ -135,6 +144,8 @@ run_step bench-base "$T_BASE" bash -c 'json_lines "$@"' _ $PY benchmarks/bench_t
     --work "$WORK/bench-base" --out "$OUT/bench-base.json"
 run_step bench-large "$T_LARGE" bash -c 'json_lines "$@"' _ $PY benchmarks/bench_train.py "${BENCH_LARGE[@]}" \
     --work "$WORK/bench-large" --out "$OUT/bench-large.json"
+run_step bench-words "$T_WORDS" bash -c 'json_lines "$@"' _ $PY benchmarks/bench_train.py "${BENCH_WORDS[@]}" \
+    --work "$WORK/bench-words"
 
 # --------------------------------------------------------------------------------------------- 3. demo twice
 demo() {  # demo N: one full demo run, its --json summary into $OUT/demo-N.json

@@ -194,3 +194,38 @@ def test_nan_between_checks_names_its_own_step(data_dir, tmp_path, monkeypatch):
     with pytest.raises(TrainingDiverged, match=r"loss is nan at epoch 1, optimizer step 5;.*none written yet"):
         train(tiny_cfg(data_dir, out, epochs=1, batch_size=2, val_split=None, save_every=0))
     assert not list_checkpoints(out) and not (out / "model").exists()  # nothing was saved after the bad step
+
+
+# ------------------------------------------------------------------------------------------- compile, demo device
+
+
+@pytest.mark.slow
+def test_compile_trains_the_same_model_as_eager(data_dir, tmp_path, monkeypatch):  # noqa: F811
+    """--compile: the training forward goes through torch.compile (validation and saving use the plain model)
+    and learns the same weights as eager mode, up to kernel rounding."""
+    compiled = []
+    real_compile = torch.compile
+
+    def spy(model, **kwargs):
+        compiled.append(kwargs)
+        return real_compile(model, **kwargs)
+
+    monkeypatch.setattr(torch, "compile", spy)
+    kw = dict(epochs=1, val_split=None, text_options={"d_model": 32, "layers": 1, "heads": 2, "vocab_size": 400,
+                                                      "dropout": 0.0})
+    train(tiny_cfg(data_dir, tmp_path / "eager", **kw))
+    assert not compiled
+    train(tiny_cfg(data_dir, tmp_path / "compiled", compile=True, **kw))
+    assert compiled == [{"dynamic": True}]
+    a, b = _weights(tmp_path / "eager"), _weights(tmp_path / "compiled")
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.allclose(a[name], b[name], atol=1e-4, rtol=1e-3), name
+
+
+def test_demo_device_cuda_without_a_gpu_is_a_usage_error(cli, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    res = cli("demo", "--tiny", "--device", "cuda", "--out", tmp_path / "demo")
+    assert res.exit_code == 2 and "no CUDA GPU" in res.stderr
+    assert not (tmp_path / "demo").exists()
