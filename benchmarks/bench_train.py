@@ -443,9 +443,10 @@ def prepare_stage(args, ctx, plan, stage: str) -> dict:
 
 def scratch_tokenizer(sample: Path):
     """t5-scratch's word-level tokenizer, trained on the sample's stage 1 and stage 2 sources and targets."""
+    from mmcot_plugins.scratch_t5 import train_tokenizer
+
     from mmcot_cli.data.prompts import build_prompt
     from mmcot_cli.data.readers.scienceqa import records_from_problems
-    from mmcot_plugins.scratch_t5 import train_tokenizer
 
     records = records_from_problems(sample / "problems.json")
     return train_tokenizer([t for fmt, _ in STAGES.values() for r in records for t in build_prompt(r, fmt)], 32000)

@@ -85,8 +85,13 @@ for m in mods:
         found[m] = f"MISSING ({type(e).__name__})"
 import torch
 gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+try:  # does this transformers run T5 attention through SDPA (position bias as an additive mask)?
+    from transformers.models.t5.modeling_t5 import T5PreTrainedModel
+    t5_sdpa = bool(getattr(T5PreTrainedModel, "_supports_sdpa", False))
+except Exception as e:
+    t5_sdpa = f"unknown ({type(e).__name__})"
 print(json.dumps({"step": "environment", "python": platform.python_version(), "gpu": gpu,
-                  "cpus": os.cpu_count(), "modules": found}))
+                  "cpus": os.cpu_count(), "t5_supports_sdpa": t5_sdpa, "modules": found}))
 EOF
 )"
 emit "$($PY - <<'EOF'
