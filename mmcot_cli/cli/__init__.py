@@ -2,7 +2,14 @@
 
 import importlib
 
-from mmcot_cli.cli.app import GuardedStdout, OrderedGroup, app, silence_stdout
+from mmcot_cli.cli.app import (
+    GuardedStdout,
+    OrderedGroup,
+    app,
+    non_utf8_argument,
+    silence_stdout,
+    tolerate_narrow_streams,
+)
 from mmcot_cli.errors import StdoutError
 
 # One module per command (or small group); listed in the order `mmcot --help` shows them.
@@ -88,6 +95,7 @@ def main() -> None:
 
 
     _rich_raises_broken_pipe()
+    tolerate_narrow_streams()
     original = sys.stdout
     sys.stdout = GuardedStdout(original)
     try:
@@ -107,8 +115,14 @@ def main() -> None:
 
 def _run() -> int:
 
+    import sys
+
     import typer
 
+    bad_argument = non_utf8_argument(sys.argv[1:])
+    if bad_argument:
+        typer.echo(f"error: {bad_argument}", err=True)
+        return 2
     try:
         code = app(standalone_mode=False)
     except typer.Abort:

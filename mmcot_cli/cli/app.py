@@ -12,7 +12,7 @@ import typer.core
 from mmcot_cli import progress
 from mmcot_cli._version import __version__
 from mmcot_cli.errors import MMCoTError, StdoutError
-from mmcot_cli.io import dumps, os_reason
+from mmcot_cli.io import dumps, lone_surrogate, os_reason
 
 
 class OrderedGroup(typer.core.TyperGroup):
@@ -95,6 +95,28 @@ class GuardedStdout:
 
     def __getattr__(self, name):
         return getattr(self.wrapped, name)
+
+
+def tolerate_narrow_streams() -> None:
+    """On a stdout or stderr that cannot encode every character (PYTHONIOENCODING=ascii, or LC_ALL=C with
+    PYTHONUTF8=0), what it cannot show is written as an escape (\\u2192) instead of ending the command with a
+    UnicodeEncodeError. Rich consoles write through these streams (and pick ASCII boxes by their encoding)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError, OSError):  # not a text file (tests' StringIO), or already closed
+            pass
+
+
+def non_utf8_argument(argv: list[str]) -> str | None:
+    """The error line for the first command-line argument holding bytes that are not UTF-8 (Python keeps them as
+    lone surrogates, which no JSON or text output can hold), or None."""
+    for arg in argv:
+        if lone_surrogate(arg) is not None:
+            shown = arg.encode("utf-8", "backslashreplace").decode("utf-8")
+            return (f"argument '{shown}' is not valid UTF-8 text (a file name with non-UTF-8 bytes?); mmcot records "
+                    "paths and text as UTF-8: rename the file or fix the text")
+    return None
 
 
 def warn(message: str) -> None:

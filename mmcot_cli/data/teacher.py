@@ -23,7 +23,7 @@ from typing import Any, Callable
 from mmcot_cli.data.answers import extract_answer, letter_to_index
 from mmcot_cli.data.records import load_records
 from mmcot_cli.errors import DataError
-from mmcot_cli.io import loads, read_text, sha256_file, write_jsonl
+from mmcot_cli.io import jsonl_lines, sha256_file, write_jsonl
 from mmcot_cli.outputs import check_output_file, input_files
 
 Warn = Callable[[str], None]
@@ -87,17 +87,20 @@ def _row_candidates(row: Any, where: str) -> list[Candidate]:
 def read_candidates(path: str | Path, skip_bad: bool = False, warn: Warn | None = None) -> list[Candidate]:
     path = Path(path)
     out: list[Candidate] = []
-    for lineno, line in enumerate(read_text(path, "rationale file").splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{lineno}"
+    first_bad = None
+    for line in jsonl_lines(path, "rationale file"):
         try:
-            out.extend(_row_candidates(loads(line, where, one_line=True), where))
+            if line.error is not None:
+                raise line.error
+            out.extend(_row_candidates(line.value, line.where))
         except DataError as e:
             if not skip_bad:
                 raise
+            first_bad = first_bad or str(e)
             if warn:
                 warn(f"{e} (skipped)")
+    if not out and first_bad:
+        raise DataError(f"{path}: no usable rationales (the first bad line: {first_bad})")
     return out
 
 
