@@ -31,6 +31,15 @@ class UsageError(MMCoTError):
     exit_code = 2
 
 
+class PluginError(MMCoTError):
+    """A plugin misbehaved (its build, encode or hook raised, or returned something unusable); the message names
+    the backbone and the plugin."""
+
+
+class ShapeError(PluginError):
+    """A backbone produced features of a shape other than it declares."""
+
+
 class UnknownSplitError(UnknownNameError):
     """A split that DATA_DIR (or a problems.json) does not have; names where it looked and what is there."""
 

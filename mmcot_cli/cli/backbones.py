@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from mmcot_cli.cli.app import command, print_json
 from mmcot_cli.plugins import manager as plugins
@@ -25,7 +26,9 @@ def backbones_summary() -> dict:
          "plugin": b.plugin}
         for b in plugins.text_backbones().values()
     ]
-    return {"vision": vision, "text": text}
+    # broken plugins (not loaded, or a hook that failed) and registrations not used, each with its reason
+    return {"vision": vision, "text": text, "plugin_problems": plugins.plugin_problems(),
+            "precedence": plugins.PRECEDENCE}
 
 
 @command("backbones")
@@ -50,3 +53,11 @@ def backbones(json_out: bool = typer.Option(False, "--json", help="Print one JSO
         tt.add_row(b["name"], b["weights"], b["description"], options, b["plugin"])
     console.print(vt)
     console.print(tt)
+    if summary["plugin_problems"]:
+        pt = Table(title="Plugins with problems (skipped; see docs/PLUGINS.md)")
+        for col in ("plugin", "source", "what", "reason"):
+            pt.add_column(col)
+        for p in summary["plugin_problems"]:
+            pt.add_row(*(Text(p[key]) for key in ("plugin", "source", "what", "reason")))  # no markup: raw reasons
+        console.print(pt)
+    console.print(f"Names: {summary['precedence']}.", highlight=False, markup=False)

@@ -17,7 +17,7 @@ import numpy as np
 
 from mmcot_cli import progress
 from mmcot_cli.data.records import load_records
-from mmcot_cli.errors import DataError, MMCoTError, UsageError
+from mmcot_cli.errors import DataError, ShapeError, UsageError
 from mmcot_cli.features.store import (
     DEFAULT_CHUNK_SIZE,
     DTYPES,
@@ -38,10 +38,6 @@ from mmcot_cli.plugins.weights import RANDOM_INIT, check_not_both
 from mmcot_cli.validate import parse_device
 
 MERGED_SHARD_BYTES = 1 << 30  # merge packs whole chunks into files of about this size
-
-
-class ShapeError(MMCoTError):
-    """A backbone produced features of a shape other than it declares."""
 
 
 @dataclass
@@ -209,12 +205,9 @@ def _encode_all(cfg: ExtractConfig, backbone, encoder, pending, writer: ChunkWri
                 if not cfg.skip_bad:
                     raise ImageError(items[pos][0], items[pos][1], reason)
                 results[pos] = (None, reason)
-            if pixels is not None:
-                out = encoder.encode(pixels)
-                if tuple(out.shape[1:]) != shape or out.shape[0] != len(positions):
-                    raise ShapeError(f"backbone {backbone.name} ({cfg.variant or 'default'}, {encoder.weights}) "
-                                     f"produced features {tuple(out.shape)} for a batch of {len(positions)}, "
-                                     f"expected (B, {shape[0]}, {shape[1]})")
+            if pixels is not None:  # checked at the plugin boundary: a float tensor (B, *shape), finite
+                out = plugins.encode_checked(backbone, encoder, pixels, shape,
+                                             [f"qid {items[pos][0]}" for pos in positions])
                 feats = out.detach().float().cpu().numpy().astype(np_dtype)
                 results.update((pos, (feats[j], None)) for j, pos in enumerate(positions))
             for pos in sorted(results):

@@ -14,12 +14,18 @@ import torch
 
 from mmcot_cli.data.images import load_rgb
 from mmcot_cli.data.prompts import build_prompt
-from mmcot_cli.errors import DataError, MMCoTError, UsageError
+from mmcot_cli.errors import DataError, MMCoTError, PluginError, UsageError
 from mmcot_cli.inference.generate import load_run, prediction_row
 from mmcot_cli.io import read_json
 from mmcot_cli.model.generation import generate_texts, resolve_device
 from mmcot_cli.plugins.hookspecs import VisionBuildOptions
-from mmcot_cli.plugins.manager import build_vision_encoder, get_vision_backbone
+from mmcot_cli.plugins.manager import (
+    build_vision_encoder,
+    call_plugin,
+    describe,
+    encode_checked,
+    get_vision_backbone,
+)
 from mmcot_cli.plugins.weights import OFFLINE_HINT
 from mmcot_cli.runs.meta import RunMeta
 from mmcot_cli.validate import positive_int
@@ -98,8 +104,13 @@ def encode_ask_image(info: RunMeta, image_shape: tuple[int, int], image_path: st
         except MMCoTError as e:
             raise _with_ask_flags(e) from None
         image = load_rgb(image_path, qid="ask")
-        with torch.inference_mode():
-            cache[key] = encoder.encode(encoder.preprocess(image).unsqueeze(0).to(device)).float().cpu()
+        with torch.inference_mode():  # the plugin's results are checked at the boundary (one line naming it)
+            pixels = call_plugin(backbone, "preprocess", encoder.preprocess, image)
+            if not isinstance(pixels, torch.Tensor):
+                raise PluginError(f"{describe(backbone)}: preprocess returned a {type(pixels).__name__}, "
+                                  "expected a tensor (C, H, W)")
+            cache[key] = encode_checked(backbone, encoder, pixels.unsqueeze(0).to(device), encoder.feature_shape,
+                                        [f"--image {image_path}"]).float().cpu()
     feats = cache[key]
     if tuple(feats.shape[1:]) != tuple(image_shape):
         raise DataError(f"{info.vision_backbone} produced features {list(feats.shape[1:])} but the model in "
