@@ -16,8 +16,14 @@ import textwrap
 from importlib.metadata import EntryPoint
 
 import pytest
-from faultkit import (TINY_TEXT, assert_one_error, mmcot, mmcot_subprocess, release_features,  # noqa: F401
-                      world)
+from faultkit import (  # noqa: F401
+    TINY_TEXT,
+    assert_one_error,
+    mmcot,
+    mmcot_subprocess,
+    release_features,
+    world,
+)
 
 from mmcot_cli.plugins import manager as plugins
 
