@@ -196,7 +196,7 @@ def _encode_all(cfg: ExtractConfig, backbone, encoder, pending, writer: ChunkWri
     loader = DataLoader(_ImageDataset(items, encoder.preprocess),
                         batch_sampler=_batches_within([len(c) for c in chunks], cfg.batch_size),
                         num_workers=workers, collate_fn=_collate, pin_memory=cfg.device.startswith("cuda"))
-    shape, np_dtype = tuple(encoder.feature_shape), DTYPES[cfg.dtype][0]
+    shape = tuple(encoder.feature_shape)
     with progress.make_progress() as bar:
         task = bar.add_task(f"extract {backbone.name}", total=len(items))
         for positions, pixels, errors in loader:
@@ -208,7 +208,7 @@ def _encode_all(cfg: ExtractConfig, backbone, encoder, pending, writer: ChunkWri
             if pixels is not None:  # checked at the plugin boundary: a float tensor (B, *shape), finite
                 out = plugins.encode_checked(backbone, encoder, pixels, shape,
                                              [f"qid {items[pos][0]}" for pos in positions])
-                feats = out.detach().float().cpu().numpy().astype(np_dtype)
+                feats = out.detach().float().cpu().numpy()  # the writer converts to the store's dtype
                 results.update((pos, (feats[j], None)) for j, pos in enumerate(positions))
             for pos in sorted(results):
                 row, reason = results[pos]

@@ -114,7 +114,9 @@ def write_data_file(path: Path, features: np.ndarray, entries: list[dict]) -> No
     from safetensors.numpy import save_file
 
     features = np.ascontiguousarray(features)
-    crc = zlib.crc32(memoryview(features).cast("B"))  # verified when extract resumes (verify_data_file)
+    # the raw bytes, verified when extract resumes (verify_data_file); a chunk whose every image was skipped as
+    # bad holds no row at all (memoryview cannot cast a view with a 0 in its shape, a flat byte view can)
+    crc = zlib.crc32(features.reshape(-1).view(np.uint8))
     meta = {"mmcot": json.dumps({"entries": entries, "crc32": crc}, sort_keys=True, ensure_ascii=False)}
     with atomic_path(path) as tmp:
         save_file({"features": features}, str(tmp), metadata=meta)
