@@ -190,7 +190,8 @@ def test_text_only_answer_run_extracts_letters(world, tmp_path):
 
 def test_prediction_row_extraction():
     assert prediction_row("1", "The answer is (B).", "answer", 3, True) == {
-        "qid": "1", "prediction": "The answer is (B).", "stage": "answer", "answer_letter": "B", "answer_index": 1}
+        "qid": "1", "prediction": "The answer is (B).", "stage": "answer", "answer_letter": "B", "answer_index": 1,
+        "constrained": False}
     beyond = prediction_row("2", "The answer is (E).", "answer", 3, True)
     assert beyond["answer_letter"] == "E" and beyond["answer_index"] is None  # kept, scored wrong
     assert prediction_row("3", "The answer is (A). The answer is (B).", "answer", 3, True)["answer_letter"] is None

@@ -17,6 +17,7 @@ from mmcot_cli.data.prompts import build_prompt
 from mmcot_cli.errors import DataError, MMCoTError, PluginError, UsageError
 from mmcot_cli.inference.generate import load_run, prediction_row
 from mmcot_cli.io import read_json
+from mmcot_cli.model.answer_constraint import AnswerConstraints
 from mmcot_cli.model.generation import generate_texts, resolve_device
 from mmcot_cli.plugins.hookspecs import VisionBuildOptions
 from mmcot_cli.plugins.manager import (
@@ -44,6 +45,7 @@ class AskConfig:
     max_new_tokens: int | None = None  # per stage; None = each run's max_output_len
     num_beams: int = 1
     device: str = "auto"
+    constrain: bool = True  # the answer names one of --choices (mmcot_cli.model.answer_constraint; --no-constrain)
 
     def __post_init__(self) -> None:
         positive_int("--max-new-tokens", self.max_new_tokens, optional=True)
@@ -132,10 +134,12 @@ def _ask_one(run: str, record: dict, rationale: str | None, cfg: AskConfig, devi
     if model.image_shape is not None:
         feats = encode_ask_image(info, model.image_shape, cfg.image, random_init=cfg.random_init_vision,
                                    device=device, cache=cache, run=run, weights=cfg.vision_weights)
+    constraints = (AnswerConstraints(tokenizer, info.prompt_format, [len(record["choices"])])
+                   if expect_stage == "answer" and cfg.constrain and info.answers else None)
     text = generate_texts(model, tokenizer, [source], feature_batch=(lambda idx: feats) if feats is not None else None,
                           batch_size=1, max_input_len=info.max_input_len,
                           max_new_tokens=cfg.max_new_tokens or info.max_output_len, num_beams=cfg.num_beams,
-                          device=device, description=f"{expect_stage}")[0]
+                          device=device, description=f"{expect_stage}", constraints=constraints)[0]
     return text, info
 
 
@@ -148,7 +152,8 @@ def ask(cfg: AskConfig) -> dict:
     cache: dict = {}
     rationale, r_info = _ask_one(cfg.rationale_run, record, None, cfg, device, cache, "rationale")
     answer, a_info = _ask_one(cfg.answer_run, record, rationale, cfg, device, cache, "answer")
-    row = prediction_row("ask", answer, a_info.stage, len(record["choices"]), True)
+    constrained = cfg.constrain and a_info.answers
+    row = prediction_row("ask", answer, a_info.stage, len(record["choices"]), True, constrained)
     index = row["answer_index"]
     warnings = []
     if cfg.image is not None and r_info.vision_backbone is None and a_info.vision_backbone is None:
@@ -156,7 +161,7 @@ def ask(cfg: AskConfig) -> dict:
     return {
         "question": record["question"], "context": record["hint"], "choices": record["choices"], "image": cfg.image,
         "rationale": rationale, "answer": answer, "answer_letter": row["answer_letter"], "answer_index": index,
-        "answer_text": record["choices"][index] if index is not None else None,
+        "answer_text": record["choices"][index] if index is not None else None, "constrained": constrained,
         "rationale_run": {"path": cfg.rationale_run, "prompt_format": r_info.prompt_format,
                           "vision_backbone": r_info.vision_backbone},
         "answer_run": {"path": cfg.answer_run, "prompt_format": a_info.prompt_format,
