@@ -110,9 +110,10 @@ def json_safe(obj: Any) -> Any:
     return obj
 
 
-def dumps(obj: Any, indent: int | None = None) -> str:
-    """Strict JSON text (no NaN/Infinity literals: non-finite floats become null). Every writer uses this."""
-    return json.dumps(json_safe(obj), ensure_ascii=False, indent=indent, allow_nan=False)
+def dumps(obj: Any, indent: int | None = None, ascii_only: bool = False) -> str:
+    """Strict JSON text (no NaN/Infinity literals: non-finite floats become null). Every writer uses this.
+    `ascii_only`: non-ASCII characters as \\u escapes (JSON for a stdout that cannot encode them)."""
+    return json.dumps(json_safe(obj), ensure_ascii=ascii_only, indent=indent, allow_nan=False)
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -278,6 +278,9 @@ def test_narrow_stdout_gets_escapes_not_a_traceback(world, tmp_path, env):
         assert proc.returncode == 0, proc.stderr
         assert "Traceback" not in proc.stderr and "UnicodeEncodeError" not in proc.stderr
         assert proc.stdout.strip() or proc.stderr.strip()
+    proc = mmcot_subprocess("backbones", "--json", env=env)  # --json stays valid JSON: non-ASCII as \u escapes
+    assert proc.returncode == 0 and proc.stdout.isascii()
+    assert not json.dumps(json.loads(proc.stdout), ensure_ascii=False).isascii()  # the escapes decode back
 
 
 # --------------------------------------------------------------------------- files with no usable line

@@ -147,8 +147,14 @@ def write_stdout(text: str) -> None:
 
 
 def print_json(obj: Any) -> None:
+    """--json output; on a stdout that is not UTF-8 every non-ASCII character is a JSON escape (still valid JSON)."""
+    import codecs
 
-    write_stdout(dumps(obj, indent=2) + "\n")
+    try:
+        utf8 = codecs.lookup(getattr(sys.stdout, "encoding", None) or "utf-8").name == "utf-8"
+    except LookupError:
+        utf8 = False
+    write_stdout(dumps(obj, indent=2, ascii_only=not utf8) + "\n")
 
 
 def guarded(fn: Callable) -> Callable:
