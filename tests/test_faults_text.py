@@ -262,25 +262,42 @@ def test_non_utf8_argument_is_one_line(world, tmp_path, command):
     assert not (tmp_path / "d").exists() and not (tmp_path / "r.jsonl").exists()
 
 
-NARROW = [{"PYTHONIOENCODING": "ascii"}, {"LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONIOENCODING": ""}]
+NARROW = {"ascii": {"PYTHONIOENCODING": "ascii"},
+          "C-locale": {"LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONIOENCODING": ""}}
 
 
-@pytest.mark.parametrize("env", NARROW, ids=["ascii", "C-locale"])
-def test_narrow_stdout_gets_escapes_not_a_traceback(world, tmp_path, env):
+@pytest.fixture(scope="module")
+def narrow_inputs(world, tmp_path_factory):
+    """A DATA_DIR with non-ASCII questions, and predictions and teacher rationales with non-ASCII text."""
+    tmp = tmp_path_factory.mktemp("narrow")
+    src = jsonl_source(tmp / "src", [{"id": "warm", "split": "test", "question": "Which is warmer: 20 °C → 30 °C?",
+                                      "choices": ["20 °C", "30 °C"], "answer": 1}])
+    assert mmcot("-q", "prepare", src, "--out", tmp / "data").exit_code == 0
     qids = _test_qids(world)
-    preds = _write_rows(tmp_path / "p.jsonl", [{"qid": q, "prediction": "The answer is (A) → ✓."} for q in qids])
-    for args in (["backbones"], ["score", preds, "--data", world.data],
-                 ["score", preds, "--data", world.data, "--json"],
-                 ["prompts", world.data, "--split", "test", "--limit", "2"],
-                 ["rationales", "import", _write_rows(tmp_path / "t.jsonl", [{"qid": qids[0], "rationale": "→ ✓"}]),
-                  "--data", world.data, "--split", "test", "--out", tmp_path / "set.jsonl"]):
-        proc = mmcot_subprocess(*args, env=env)
-        assert proc.returncode == 0, proc.stderr
-        assert "Traceback" not in proc.stderr and "UnicodeEncodeError" not in proc.stderr
-        assert proc.stdout.strip() or proc.stderr.strip()
-    proc = mmcot_subprocess("backbones", "--json", env=env)  # --json stays valid JSON: non-ASCII as \u escapes
-    assert proc.returncode == 0 and proc.stdout.isascii()
-    assert not json.dumps(json.loads(proc.stdout), ensure_ascii=False).isascii()  # the escapes decode back
+    preds = _write_rows(tmp / "p.jsonl", [{"qid": q, "prediction": "The answer is (A) → ✓."} for q in qids])
+    teacher = _write_rows(tmp / "t.jsonl", [{"qid": qids[0], "rationale": "→ ✓"}])
+    return tmp, preds, teacher
+
+
+@pytest.mark.parametrize("env,command", [
+    ("ascii", ["backbones"]), ("ascii", ["backbones", "--json"]), ("ascii", ["score", "{preds}", "--data", "{data}"]),
+    ("ascii", ["prompts", "{tmp}/data", "--split", "test"]),
+    ("ascii", ["rationales", "import", "{teacher}", "--data", "{data}", "--split", "test", "--out", "{tmp}/s.jsonl"]),
+    ("C-locale", ["backbones"]), ("C-locale", ["score", "{preds}", "--data", "{data}", "--json"]),
+    ("C-locale", ["prompts", "{tmp}/data", "--split", "test"]),
+], ids=lambda v: v if isinstance(v, str) else "-".join(a for a in v if not a.startswith("{"))[:30])
+def test_narrow_stdout_gets_escapes_not_a_traceback(world, narrow_inputs, env, command):
+    tmp, preds, teacher = narrow_inputs
+    args = [a.format(tmp=tmp, preds=preds, teacher=teacher, data=world.data) for a in command]
+    proc = mmcot_subprocess(*args, env=NARROW[env])
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr and "UnicodeEncodeError" not in proc.stderr
+    assert proc.stdout.strip() or proc.stderr.strip()
+    if "--json" in args or args[0] == "prompts":  # JSON stays valid JSON: non-ASCII as \u escapes
+        assert proc.stdout.isascii()
+        objs = [json.loads(line) for line in proc.stdout.split("\n") if line.strip()] if args[0] == "prompts" \
+            else [json.loads(proc.stdout)]
+        assert args[0] == "score" or not json.dumps(objs, ensure_ascii=False).isascii()  # escapes decode back
 
 
 # --------------------------------------------------------------------------- files with no usable line

@@ -146,15 +146,18 @@ def write_stdout(text: str) -> None:
         raise StdoutError(e) from None
 
 
-def print_json(obj: Any) -> None:
-    """--json output; on a stdout that is not UTF-8 every non-ASCII character is a JSON escape (still valid JSON)."""
+def stdout_is_utf8() -> bool:
+    """Whether stdout encodes every character; JSON for one that does not writes \\u escapes (still valid JSON)."""
     import codecs
 
     try:
-        utf8 = codecs.lookup(getattr(sys.stdout, "encoding", None) or "utf-8").name == "utf-8"
+        return codecs.lookup(getattr(sys.stdout, "encoding", None) or "utf-8").name == "utf-8"
     except LookupError:
-        utf8 = False
-    write_stdout(dumps(obj, indent=2, ascii_only=not utf8) + "\n")
+        return False
+
+
+def print_json(obj: Any) -> None:
+    write_stdout(dumps(obj, indent=2, ascii_only=not stdout_is_utf8()) + "\n")
 
 
 def guarded(fn: Callable) -> Callable:

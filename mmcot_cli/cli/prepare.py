@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from mmcot_cli.cli.app import command, print_json, warn, write_stdout
+from mmcot_cli.cli.app import command, print_json, stdout_is_utf8, warn, write_stdout
 from mmcot_cli.data.prompts import format_jsonl_row, prompt_rows, uses_rationale
 from mmcot_cli.data.readers import FORMATS, prepare_source
 from mmcot_cli.data.records import load_records, parse_splits
@@ -83,6 +83,6 @@ def prompts_command(
         records = records[:limit]
     given = load_rationales(rationales, split).by_qid if rationales is not None else None
     # Build everything first so an error mid-way does not leave a truncated stream behind.
-    lines = [format_jsonl_row(row) for row in prompt_rows(records, prompt_format, use_caption, given,
+    lines = [format_jsonl_row(row, not stdout_is_utf8()) for row in prompt_rows(records, prompt_format, use_caption, given,
                                                            str(rationales) if rationales else "rationales")]
     write_stdout("".join(line + "\n" for line in lines))
