@@ -258,3 +258,16 @@ def test_installed_broken_plugins_through_real_entry_points(tmp_path):
     assert {p["plugin"] for p in summary["plugin_problems"]} == {"a_broken", "b_missing", "c_duplicate"}
     vision = {b["name"]: b["plugin"] for b in summary["vision"]}
     assert vision["patches"] == "patches" and vision["other-ok"] == "c_duplicate"
+
+
+def test_an_entry_point_named_like_a_builtin_plugin_is_not_loaded(installed, monkeypatch):
+    installed("duplicate")
+    monkeypatch.setattr(plugins, "third_party_entry_points",
+                        lambda: [EntryPoint(name="patches", value="mmcot_t17_duplicate", group="mmcot")])
+    plugins._reset_for_tests()
+    res = mmcot("backbones", "--json")
+    assert res.exit_code == 0
+    (line,) = _warnings(res.stderr)
+    assert "plugin patches (mmcot_t17_duplicate): not loaded" in line and "mmcot_plugins.patches" in line
+    vision = {b["name"]: b for b in json.loads(res.stdout)["vision"]}
+    assert vision["patches"]["feature_shape"] == [49, 192] and "other-ok" not in vision

@@ -61,7 +61,7 @@ PRECEDENCE = ("a backbone name registered twice keeps its first registration: bu
 
 _pm: pluggy.PluginManager | None = None
 _sources: dict[str, str] = {}  # plugin name → where it comes from (module, or the entry point's module:attr)
-_problems: dict[tuple[str, str], str] = {}  # (plugin, what) → reason, in the order met; each warned once
+_problems: dict[tuple[str, str, str], str] = {}  # (plugin, source, what) → reason, in order met; each warned once
 
 
 def _import_builtin(module: str):
@@ -89,12 +89,13 @@ def _reason(e: BaseException) -> str:
     return f"{type(e).__name__}: {first_line(e)[:200]}"
 
 
-def _report(plugin: str, what: str, reason: str) -> None:
+def _report(plugin: str, what: str, reason: str, source: str | None = None) -> None:
     """Record a plugin problem and warn about it once per process (stderr, one line)."""
-    if (plugin, what) in _problems:
+    source = source or _sources.get(plugin, "?")
+    if (plugin, source, what) in _problems:
         return
-    _problems[(plugin, what)] = reason
-    line = f"plugin {plugin} ({_sources.get(plugin, '?')}): {what}: {reason}"
+    _problems[(plugin, source, what)] = reason
+    line = f"plugin {plugin} ({source}): {what}: {reason}"
     try:
         sys.stderr.write(f"warning: {' '.join(line.split())}\n")
     except (OSError, ValueError):
@@ -103,10 +104,10 @@ def _report(plugin: str, what: str, reason: str) -> None:
 
 def _add(pm: pluggy.PluginManager, name: str, source: str, load: Callable[[], Any]) -> None:
     """Import and register one plugin; any failure skips it with one warning naming it and why."""
-    _sources.setdefault(name, source)
     if pm.has_plugin(name):
-        _report(name, "not loaded", f"the plugin name {name!r} is taken by {_sources[name]}")
+        _report(name, "not loaded", f"the plugin name {name!r} is taken by {_sources[name]}", source)
         return
+    _sources[name] = source
     try:
         plugin = load()
         pm.register(plugin, name=name)
@@ -142,8 +143,8 @@ def plugin_problems() -> list[dict]:
     """Every plugin problem met so far (loading, and the hooks after `vision_backbones()`/`text_backbones()`):
     {plugin, source, what, reason}."""
     get_plugin_manager()
-    return [{"plugin": plugin, "source": _sources.get(plugin, "?"), "what": what, "reason": reason}
-            for (plugin, what), reason in _problems.items()]
+    return [{"plugin": plugin, "source": source, "what": what, "reason": reason}
+            for (plugin, source, what), reason in _problems.items()]
 
 
 def register_plugin(plugin: object, name: str | None = None) -> None:
