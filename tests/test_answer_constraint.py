@@ -6,7 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mmcot_cli.model.answer_constraint import AnswerConstraints, answer_position, letter_paths
+from mmcot_cli.model.answer_constraint import (
+    AnswerConstraints,
+    answer_position,
+    letter_paths,
+)
 
 REFERENCE_TOKENIZER = "/work/shared/reference-checkpoint/checkpoint"
 

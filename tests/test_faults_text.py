@@ -19,9 +19,9 @@ from faultkit import (
     jsonl_source,
     leftovers,
     mmcot,
-    mmcot_subprocess,  # noqa: F401 (fixture)
+    mmcot_subprocess,
     predictions,
-    world,
+    world,  # noqa: F401 (fixture)
 )
 
 SEPARATORS = "one\u2028two\u2029three\u0085four"  # str.splitlines() breaks this into four lines
