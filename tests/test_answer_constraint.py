@@ -79,35 +79,45 @@ def test_answer_only_output_is_forced_to_an_item_letter(name, choices):
     assert len(seen) > 1  # the letter is the model's choice (here: random scores), not a fixed one
 
 
+def _pieces(tokenizer, ids):
+    return {tokenizer.convert_ids_to_tokens(t) for t in ids}
+
+
 def test_mixed_trie_allows_exactly_the_items_letters():
     tokenizer = _merged_pieces()
     constraint = AnswerConstraints(tokenizer, "QCM-A", [4]).for_batch([0])
     ids = tokenizer("The answer is", add_special_tokens=False)["input_ids"]
     trie = constraint.tries[0]
-    after_is = {tokenizer.convert_ids_to_tokens(t) for t in constraint.allowed(trie, ids)}
-    assert after_is == {"▁(A", "▁(B", "▁(C", "▁("}  # D is "▁(" + "D"; E is beyond the 4 choices
-    after_paren = constraint.allowed(trie, [*ids, tokenizer.convert_tokens_to_ids("▁(")])
-    assert {tokenizer.convert_ids_to_tokens(t) for t in after_paren} == {"D"}
+    kind, after_is = constraint.rule(trie, ids)
+    assert kind == "allow" and _pieces(tokenizer, after_is) == {"▁(A", "▁(B", "▁(C", "▁("}  # D: "▁(" + "D"; no E
+    kind, after_paren = constraint.rule(trie, [*ids, tokenizer.convert_tokens_to_ids("▁(")])
+    assert _pieces(tokenizer, after_paren) == {"D"}
     whole = tokenizer("The answer is (B).", add_special_tokens=False)["input_ids"]
-    assert constraint.allowed(trie, whole) == {tokenizer.eos_token_id}  # output A: the sentence ends the text
+    assert constraint.rule(trie, whole) == ("allow", {tokenizer.eos_token_id})  # output A: nothing after it
 
 
 def test_answer_first_outputs_are_free_after_the_sentence():
     tokenizer = _scratch()
     constraint = AnswerConstraints(tokenizer, "QCM-AL", [2]).for_batch([0])
     whole = tokenizer("The answer is (B).", add_special_tokens=False)["input_ids"]
-    assert constraint.allowed(constraint.tries[0], whole) is None
-    assert constraint.allowed(constraint.tries[0], []) == {tokenizer.convert_tokens_to_ids("▁The")}
+    assert constraint.rule(constraint.tries[0], whole) is None
+    assert constraint.rule(constraint.tries[0], []) == ("allow", {tokenizer.convert_tokens_to_ids("▁The")})
 
 
 @pytest.mark.parametrize("name", list(TOKENIZERS))
-def test_answer_last_outputs_constrain_once_the_sentence_starts(name):
+def test_answer_last_outputs_constrain_the_parenthesis(name):
     tokenizer = TOKENIZERS[name]()
     constraint = AnswerConstraints(tokenizer, "QCM-LEA", [2]).for_batch([0])
     trie = constraint.tries[0]
     rationale = tokenizer("Solution: red.", add_special_tokens=False)["input_ids"]
-    assert constraint.allowed(trie, rationale) is None  # free text before the answer
-    start = tokenizer("Solution: red. The answer is", add_special_tokens=False)["input_ids"]
+    assert constraint.rule(trie, rationale) is None  # free text before the answer
+    # "The answer is red." may be part of the rationale: after "The answer is" only a wrong "(" is refused
+    kind, refused = constraint.rule(trie, tokenizer("Solution: The answer is", add_special_tokens=False)["input_ids"])
+    assert kind == "refuse" and all(p.lstrip("▁").startswith("(") for p in _pieces(tokenizer, refused))
+    assert tokenizer.convert_tokens_to_ids("▁red") not in refused
+    start = tokenizer("Solution: red. The answer is (", add_special_tokens=False)["input_ids"]
+    if name == "merged-pieces":  # "(A" and "(B" are single pieces there: the parenthesis comes with the letter
+        start = start[:-1] + [tokenizer.convert_tokens_to_ids("▁(A")]
     torch.manual_seed(0)
     text = _walk(constraint, tokenizer, prefix=start)
     assert text in ("Solution: red. The answer is (A).", "Solution: red. The answer is (B).")
@@ -127,7 +137,7 @@ def test_rows_follow_their_items_beams_and_samples_included():
 
 
 def test_the_models_own_valid_choice_is_kept():
-    """Where the unconstrained argmax is allowed, the constraint changes nothing (accuracy can only improve)."""
+    """Where the unconstrained argmax is allowed, the constraint changes nothing."""
     tokenizer = _scratch()
     constraint = AnswerConstraints(tokenizer, "QCMG-A", [3]).for_batch([0])
     prefix = tokenizer("The answer is (", add_special_tokens=False)["input_ids"]

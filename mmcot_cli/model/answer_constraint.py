@@ -13,8 +13,9 @@ kept inside it.
 - output A (answer only): the sentence is the whole target, forced from the first token (only the letter is the
   model's choice, among the item's letters), then </s>;
 - AL/AE/ALE/AEL (answer, then BECAUSE: …): the sentence is forced first, the rest is free;
-- LA/EA/LEA/ELA (rationale, then the answer): once the model writes "The answer is", the rest of the sentence is
-  constrained (its letter among the item's) and the target ends (</s>) after it.
+- LA/EA/LEA/ELA (rationale, then the answer): after "The answer is" a parenthesis may only open an item letter's
+  sentence (the rationale itself may say "The answer is red."); once it is open, the letter is constrained, and the
+  target ends (</s>) after the sentence. A model that never writes the sentence is not forced to.
 
 Where the model would have written a valid answer anyway, greedy and beam decoding give the same text as without
 the constraint (the model's choice is always among the allowed tokens); only answers naming no option, or a letter
@@ -60,61 +61,85 @@ def letter_paths(tokenizer, letters: Sequence[str]) -> dict[str, tuple[int, ...]
     return paths
 
 
+def _parenthesis_tokens(tokenizer) -> frozenset[int]:
+    """Every token that opens a parenthesis ("(", "▁(", "▁(A", …): after "The answer is", the ones that do not
+    start an item letter's sentence are refused."""
+    pieces = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    return frozenset(i for i, piece in enumerate(pieces) if isinstance(piece, str) and piece.lstrip("▁").startswith("("))
+
+
 @dataclass(frozen=True)
 class _Trie:
     children: dict[tuple[int, ...], frozenset[int]]  # prefix → the tokens that may follow it
     leaves: frozenset[tuple[int, ...]]  # whole sentences
-    start: int  # length of the letters' common prefix (what triggers a "last" constraint)
+    lead: tuple[int, ...]  # where a "last" constraint starts: the tokens of "The answer is" (or the common prefix)
+    # at `lead`: the tokens refused there (ones opening a parenthesis that names no item letter); None: `lead` is
+    # the letters' common prefix, after which only the trie is allowed
+    refused: frozenset[int] | None
     depth: int  # longest sentence
 
     @classmethod
-    def of(cls, paths: Sequence[tuple[int, ...]], trigger: tuple[int, ...]) -> "_Trie":
-        """The trie of `paths`; a "last" constraint starts after `trigger` (the tokens of "The answer is") when
-        every path starts with it, else after the paths' common prefix."""
+    def of(cls, paths: Sequence[tuple[int, ...]], lead: tuple[int, ...], parens: frozenset[int]) -> "_Trie":
         children: dict[tuple[int, ...], set[int]] = {}
         for path in paths:
             for k in range(len(path)):
                 children.setdefault(path[:k], set()).add(path[k])
-        common = 0
-        while all(len(p) > common and p[common] == paths[0][common] for p in paths):
-            common += 1
-        if trigger and all(p[:len(trigger)] == trigger for p in paths):
-            common = min(common, len(trigger))
-        return cls({k: frozenset(v) for k, v in children.items()}, frozenset(paths), common,
+        refused = None
+        if not lead or not all(len(p) > len(lead) and p[:len(lead)] == lead for p in paths):
+            common = 0
+            while all(len(p) > common and p[common] == paths[0][common] for p in paths):
+                common += 1
+            lead = paths[0][:common]
+        else:
+            refused = parens - children[lead]
+        return cls({k: frozenset(v) for k, v in children.items()}, frozenset(paths), lead, refused,
                    max(len(p) for p in paths))
 
 
 class AnswerConstraint(LogitsProcessor):
-    """The logits processor for one batch: item i's answer sentence may name only `letters[i]`."""
+    """The logits processor for one batch: item i's answer sentence may name only its own letters."""
 
     def __init__(self, tries: Sequence[_Trie | None], position: str, eos_token_id: int):
         self.tries, self.position, self.eos = list(tries), position, eos_token_id
 
-    def allowed(self, trie: _Trie | None, generated: Sequence[int]) -> frozenset[int] | None:
-        """The tokens allowed next after `generated` (decoder ids after the start token), or None (any)."""
+    def rule(self, trie: _Trie | None, generated: Sequence[int]) -> tuple[str, frozenset[int]] | None:
+        """("allow", tokens) or ("refuse", tokens) for the next token after `generated` (decoder ids after the
+        start token), or None (any token)."""
         if trie is None:
             return None
         if self.position in ("only", "first"):
-            tails = [tuple(generated)]
-        else:  # "last": the sentence ends the text, once its common start has been written
-            n = len(generated)
-            tails = [tuple(generated[s:]) for s in range(max(0, n - trie.depth), n - trie.start + 1)]
-        for tail in tails:
+            tail = tuple(generated)
             if tail in trie.children:
-                return trie.children[tail]
-            if tail in trie.leaves and self.position != "first":
-                return frozenset({self.eos})
+                return "allow", trie.children[tail]
+            return ("allow", frozenset({self.eos})) if tail in trie.leaves and self.position == "only" else None
+        # "last": the sentence ends the text. Its lead ("The answer is") may also occur inside the rationale
+        # ("The answer is red."), so there only a parenthesis naming another letter is refused; once the model
+        # opens the parenthesis the letter is constrained, and </s> follows the sentence.
+        n = len(generated)
+        for start in range(max(0, n - trie.depth), n - len(trie.lead) + 1):  # longest tail first
+            tail = tuple(generated[start:])
+            if tail in trie.leaves:
+                return "allow", frozenset({self.eos})
+            if tail == trie.lead and trie.refused is not None:
+                return "refuse", trie.refused
+            if tail in trie.children:
+                return "allow", trie.children[tail]
         return None
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         per_item = max(1, input_ids.shape[0] // max(1, len(self.tries)))  # beams / samples sit next to each other
         for row in range(input_ids.shape[0]):
-            allowed = self.allowed(self.tries[row // per_item], input_ids[row, 1:].tolist())
-            if allowed is not None:
-                keep = torch.tensor(sorted(allowed), device=scores.device)
+            rule = self.rule(self.tries[row // per_item], input_ids[row, 1:].tolist())
+            if rule is None:
+                continue
+            kind, tokens = rule
+            ids = torch.tensor(sorted(tokens), dtype=torch.long, device=scores.device)
+            if kind == "allow":
                 masked = torch.full_like(scores[row], float("-inf"))
-                masked[keep] = scores[row, keep]
+                masked[ids] = scores[row, ids]
                 scores[row] = masked
+            elif len(ids):
+                scores[row, ids] = float("-inf")
         return scores
 
 
@@ -127,11 +152,12 @@ class AnswerConstraints:
         if self.position is None:
             raise ValueError(f"prompt format {prompt_format} gives no answer to constrain")
         paths = letter_paths(tokenizer, OPTION_LETTERS)
-        trigger = tuple(tokenizer(ANSWER_SENTENCE.split(" (")[0], add_special_tokens=False)["input_ids"])
+        lead = tuple(tokenizer(ANSWER_SENTENCE.split(" (")[0], add_special_tokens=False)["input_ids"])
+        parens = _parenthesis_tokens(tokenizer) if self.position == "last" else frozenset()
         tries: dict[int, _Trie | None] = {}
         for n in set(num_choices):
             usable = [paths[letter] for letter in OPTION_LETTERS[:n] if letter in paths]
-            tries[n] = _Trie.of(usable, trigger) if usable else None
+            tries[n] = _Trie.of(usable, lead, parens) if usable else None
         self.tries = [tries[n] for n in num_choices]
         self.eos = tokenizer.eos_token_id
 
