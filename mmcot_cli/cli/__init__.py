@@ -1,4 +1,5 @@
-"""`mmcot` command line. Each command module parses options and calls one library function."""
+"""`mmcot` command line: one module per command or small group of commands; each parses options, calls the
+library (the subpackages of mmcot_cli) and prints a table or `--json`."""
 
 import importlib
 
