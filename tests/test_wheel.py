@@ -38,8 +38,17 @@ def _clean_env(**extra) -> dict:
 def wheel_env(tmp_path_factory) -> Path:
     """A venv holding only the built wheel of mmcot (its dependencies from this environment)."""
     tmp = tmp_path_factory.mktemp("wheel")
+    # Build from a clean copy: a build/ folder left in the checkout would put stale modules into the wheel.
+    source = tmp / "source"
+    top_level_junk = {".git", "build", "dist", ".whl", ".gl", "demo-out", "ablation-out", "runs", ".pytest_cache"}
+
+    def ignore(folder, names):
+        here = Path(folder).resolve() == ROOT
+        return [n for n in names if n == "__pycache__" or n.endswith(".egg-info") or (here and n in top_level_junk)]
+
+    shutil.copytree(ROOT, source, ignore=ignore)
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                            "-w", str(tmp / "dist"), str(ROOT)], capture_output=True, text=True, cwd=tmp)
+                            "-w", str(tmp / "dist"), str(source)], capture_output=True, text=True, cwd=tmp)
     assert build.returncode == 0, build.stderr[-3000:]
     wheel = next((tmp / "dist").glob("mmcot-*.whl"))
     env_dir = tmp / "venv"

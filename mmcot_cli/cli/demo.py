@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mmcot_cli.cli.app import command, print_json, write_stdout
-from mmcot_cli.cli.score_groups import format_percent
+from mmcot_cli.cli.score import format_percent
 from mmcot_cli.demo.ablation import AblationConfig, run_ablation
 from mmcot_cli.demo.run import DemoConfig, run_demo
 from mmcot_cli.errors import UsageError
