@@ -48,15 +48,19 @@ def wheel_env(tmp_path_factory) -> Path:
 
     shutil.copytree(ROOT, source, ignore=ignore)
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                            "-w", str(tmp / "dist"), str(source)], capture_output=True, text=True, cwd=tmp)
+                            "-w", str(tmp / "dist"), str(source)], capture_output=True, text=True, cwd=tmp,
+                           env=_clean_env())
     assert build.returncode == 0, build.stderr[-3000:]
     wheel = next((tmp / "dist").glob("mmcot-*.whl"))
     env_dir = tmp / "venv"
     venv.create(env_dir, system_site_packages=True, with_pip=False)
     python = env_dir / "bin" / "python"
     # pip of this interpreter installs into the venv with --prefix-free --target-free: use the venv's python
+    # --ignore-installed: the mmcot visible through the system site-packages (an editable install of a checkout)
+    # must not count as "already satisfied"
     install = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps",
-                              "--no-index", "-q", str(wheel)], capture_output=True, text=True, cwd=tmp)
+                              "--no-index", "--ignore-installed", "-q", str(wheel)], capture_output=True, text=True,
+                             cwd=tmp, env=_clean_env())
     assert install.returncode == 0, install.stderr[-3000:]
     return env_dir
 
