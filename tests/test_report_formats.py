@@ -256,3 +256,16 @@ def test_zero_bars_and_one_point_curves_are_visible():
     assert _colour_pixels(charts.category_bars(["A", "B"], {"run": [0.0, None]})) > legend_only + 200
     # A --tiny run logs one row per stage: one point, drawn as a dot big enough to see (not 1.9 … 2.1 ticks).
     assert _colour_pixels(charts.training_curves({"answer": [{"step": 1, "train_loss": 0.5}]})) > 100
+
+
+def test_every_registered_format_has_a_report_and_compare_view():
+    """A format added to the registry with an existing scoring kind needs nothing else for report and compare."""
+    from mmcot_cli.data.readers import FORMATS, SCORING_KINDS
+    from mmcot_cli.evaluation.kinds import BREAKDOWN_TITLES, HEADLINE_TITLES, headline_columns
+    from mmcot_cli.reporting.published import PUBLISHED
+
+    assert set(HEADLINE_TITLES) == set(BREAKDOWN_TITLES) == set(SCORING_KINDS)
+    for fmt in FORMATS.values():
+        assert fmt.scoring in SCORING_KINDS and headline_columns(fmt.scoring)
+        assert fmt.published_rows is None or fmt.published_rows in PUBLISHED
+    assert FORMATS["aokvqa"].published_rows is None and FORMATS["jsonl"].published_rows is None

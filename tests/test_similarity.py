@@ -178,3 +178,23 @@ def test_missing_library_or_model_is_one_line(tiny_model, cli, tmp_path, make_re
         assert res.exit_code == 2 and "pip install 'mmcot[similarity]'" in res.stderr, (command, res.output)
         assert len(res.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "r.html").exists()
+
+
+def test_report_and_compare_add_similarity(tiny_model, cli, tmp_path, make_record):
+    """The same metric in `report` (rationale table, every category) and `compare` (a column), only when asked."""
+    pytest.importorskip("sentence_transformers")
+    preds, data = _preds_and_data(tmp_path, make_record)
+    expected = round(100 * sum(hand_cosines(tiny_model)) / 4, 2)
+    out = tmp_path / "r.html"
+    res = cli("-q", "report", preds, "--data", data, "--out", out, "--similarity-model", tiny_model)
+    assert res.exit_code == 0, res.output
+    page = out.read_text()
+    assert "<td>Similarity</td>" in page and f"{expected:.2f}" in page
+    res = cli("-q", "report", preds, "--data", data, "--out", tmp_path / "plain.html")
+    assert res.exit_code == 0 and "Similarity" not in (tmp_path / "plain.html").read_text()
+    res = cli("-q", "compare", preds, "--data", data, "--json", "--similarity-model", tiny_model)
+    assert res.exit_code == 0, res.output
+    row = json.loads(res.stdout)["rows"][0]
+    assert row["values"]["rationale_similarity"] == pytest.approx(expected, abs=0.01)
+    res = cli("-q", "compare", preds, "--data", data, "--markdown")
+    assert res.exit_code == 0 and "Similarity" not in res.stdout and "ROUGE-L" in res.stdout
