@@ -11,7 +11,6 @@ import shutil
 import subprocess
 
 import pytest
-
 from own_data_fixtures import sqa_source, write_aokvqa  # noqa: F401 (fixture)
 from report_fixture import make_runs
 

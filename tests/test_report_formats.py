@@ -261,7 +261,11 @@ def test_zero_bars_and_one_point_curves_are_visible():
 def test_every_registered_format_has_a_report_and_compare_view():
     """A format added to the registry with an existing scoring kind needs nothing else for report and compare."""
     from mmcot_cli.data.readers import FORMATS, SCORING_KINDS
-    from mmcot_cli.evaluation.kinds import BREAKDOWN_TITLES, HEADLINE_TITLES, headline_columns
+    from mmcot_cli.evaluation.kinds import (
+        BREAKDOWN_TITLES,
+        HEADLINE_TITLES,
+        headline_columns,
+    )
     from mmcot_cli.reporting.published import PUBLISHED
 
     assert set(HEADLINE_TITLES) == set(BREAKDOWN_TITLES) == set(SCORING_KINDS)
