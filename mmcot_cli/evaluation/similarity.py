@@ -67,11 +67,17 @@ def load_model(model_dir: str | Path):
     key = str(model_dir.resolve())
     if key not in _MODELS:
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
 
+        was_enabled = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # transformers' "Loading weights" bar: mmcot shows its own progress
         try:
             _MODELS[key] = SentenceTransformer(key, local_files_only=True)
         except Exception as e:  # noqa: BLE001 - any load failure is one line naming the folder
             raise DataError(f"{model_dir}: cannot load the sentence-transformers model: {first_line(e)}") from e
+        finally:
+            if was_enabled:
+                hf_logging.enable_progress_bar()
     return _MODELS[key]
 
 
