@@ -20,7 +20,7 @@ from mmcot_cli.evaluation.score import CATEGORIES, ScoreConfig
 from mmcot_cli.evaluation.similarity import resolve_similarity_model
 
 SIMILARITY_HELP = ("Add the original's rationale similarity (cosine of all-MiniLM-L6-v2 sentence embeddings, "
-                   "×100; needs `pip install 'mmcot[similarity]'`): the model from the local Hugging Face cache "
+                   "×100; needs `pip install 'mmcot\\[similarity]'`): the model from the local Hugging Face cache "
                    "unless --similarity-model is given.")
 SIMILARITY_MODEL_HELP = ("Local sentence-transformers folder for --similarity (implies it), e.g. a download of "
                          "sentence-transformers/all-MiniLM-L6-v2.")
