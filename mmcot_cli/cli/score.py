@@ -14,7 +14,14 @@ from mmcot_cli.cli.app import command, print_json, warn
 from mmcot_cli.evaluation.groups import score_any
 from mmcot_cli.evaluation.rationale_metrics import RATIONALE_METRICS
 from mmcot_cli.evaluation.score import CATEGORIES, ScoreConfig
+from mmcot_cli.evaluation.similarity import resolve_similarity_model
 from mmcot_cli.progress import err_console
+
+SIMILARITY_HELP = ("Add the original's rationale similarity (cosine of all-MiniLM-L6-v2 sentence embeddings, "
+                   "×100; needs `pip install 'mmcot\\[similarity]'`): the model from the local Hugging Face cache "
+                   "unless --similarity-model is given.")
+SIMILARITY_MODEL_HELP = ("Local sentence-transformers folder for --similarity (implies it), e.g. a download of "
+                         "sentence-transformers/all-MiniLM-L6-v2.")
 
 
 def format_percent(value: float | None) -> str:
@@ -112,12 +119,15 @@ def score_command(
     export_aokvqa: Optional[Path] = typer.Option(None, "--export-aokvqa", help="A-OKVQA data: also write the "
                                                  "benchmark's prediction file {question_id: answer text} (works on "
                                                  "the predict-only test split)."),
+    similarity: bool = typer.Option(False, "--similarity", help=SIMILARITY_HELP),
+    similarity_model: Optional[Path] = typer.Option(None, "--similarity-model", help=SIMILARITY_MODEL_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Score predictions: ScienceQA accuracy by category and topic (A-OKVQA / JSONL data: overall, per group and
-    A-OKVQA's MC/DA accuracy), and ROUGE-L/BLEU for rationales."""
+    A-OKVQA's MC/DA accuracy), and ROUGE-L/BLEU (and with --similarity the embedding similarity) for rationales."""
     cfg = ScoreConfig(predictions=predictions, data=data, split=split, fallback=fallback, seed=seed,
-                      skip_bad=skip_bad, rationale_ref=rationale_ref)
+                      skip_bad=skip_bad, rationale_ref=rationale_ref,
+                      similarity_model=resolve_similarity_model(similarity, similarity_model))
     result = score_any(cfg, warn=warn, export=export_aokvqa)
     if json_out:
         print_json(result)

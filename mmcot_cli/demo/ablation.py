@@ -23,7 +23,7 @@ from pathlib import Path
 from mmcot_cli import progress
 from mmcot_cli.data.readers.scienceqa import PrepareConfig, prepare
 from mmcot_cli.demo.run import MARKER, SPLITS, DemoConfig, prepare_out_dir
-from mmcot_cli.demo.synthetic import generate_synthetic
+from mmcot_cli.demo.synthetic import REPORT_NOTE, generate_synthetic
 from mmcot_cli.errors import MMCoTError, UnknownNameError
 from mmcot_cli.io import atomic_open, read_json, write_json
 from mmcot_cli.progress import ForwardedProgress
@@ -243,7 +243,8 @@ def run_ablation(cfg: AblationConfig, step=None) -> dict:
         fh.write(f"## Ablations on the synthetic benchmark ({cfg.size} size, seed {cfg.seed})\n\n"
                  f"{to_markdown(table)}\n{_paper_table(chosen, table)}")
     report = write_report(ReportConfig(inputs=inputs, data=data["plain"], out=out / "report.html",
-                                       gallery=cfg.gallery, seed=cfg.seed, title="mmcot ablations"))
+                                       gallery=cfg.gallery, seed=cfg.seed, title="mmcot ablations",
+                                       data_note=REPORT_NOTE))
     summary = {
         "settings": {s.name: {"title": s.title, "prompt_format": s.prompt_format, "two_stage": s.two_stage,
                               "captions": s.captions, "vision": s.vision, **results[s.name],

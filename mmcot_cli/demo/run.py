@@ -23,7 +23,7 @@ from typing import Any, Callable
 from mmcot_cli import progress
 from mmcot_cli.data.readers.scienceqa import PrepareConfig, prepare
 from mmcot_cli.data.records import load_records
-from mmcot_cli.demo.synthetic import generate_synthetic
+from mmcot_cli.demo.synthetic import REPORT_NOTE, generate_synthetic
 from mmcot_cli.errors import MMCoTError, UnknownNameError, UsageError
 from mmcot_cli.evaluation.score import CATEGORIES, ScoreConfig, score, score_records
 from mmcot_cli.io import read_jsonl, write_json
@@ -343,5 +343,5 @@ def _write_report(cfg: DemoConfig, results: dict, data_dir: Path, out: Path) -> 
     labels = {"multimodal": "multimodal", "text_only": "text-only"}
     inputs = [f"{labels[m]}={results[m]['runs']['answer']}" for m in cfg.modes]
     write_report(ReportConfig(inputs=inputs, data=data_dir, out=out / "report.html", seed=cfg.seed,
-                              title="mmcot demo"))
+                              title="mmcot demo", data_note=REPORT_NOTE))
     return str((out / "report.html").resolve())

@@ -33,6 +33,9 @@ from mmcot_cli.io import atomic_dir, write_json
 
 IMAGE_SIZE = 224  # the size the patch backbone cuts into a 7×7 grid of 32-px cells
 SYNTHETIC_SOURCE = "mmcot synthetic benchmark"
+# The label the demo's report.html carries under its title: these scores are not ScienceQA scores.
+REPORT_NOTE = ("Synthetic benchmark (mmcot demo): generated problems in ScienceQA's file layout, not ScienceQA. "
+               "The scores here are not comparable with published ScienceQA results, which are left out.")
 
 # (name, RGB) — saturated so one linear layer over raw pixels tells them apart.
 COLOURS = {"red": (220, 40, 40), "yellow": (240, 200, 30), "green": (40, 170, 60), "blue": (40, 80, 220)}

@@ -107,6 +107,7 @@ def score_own_data(cfg: ScoreConfig, warn: Warn | None = None, export: str | Pat
     """Score against a DATA_DIR prepared from A-OKVQA or JSONL; a predict-only split can only be exported."""
 
     check_score_options(cfg.fallback, cfg.rationale_ref)
+    cfg.metric_options.check()
     records = load_records(cfg.data, cfg.split)
     fmt = format_of(cfg.data)
     if export is not None and fmt.scoring != "aokvqa":
@@ -124,7 +125,7 @@ def score_own_data(cfg: ScoreConfig, warn: Warn | None = None, export: str | Pat
         exported = export_aokvqa(export, records, resolve_choices(records, preds, cfg.fallback, cfg.seed, bad))
         return {**head, "has_answers": False, "predict_only": True, "num_bad": bad.count, "export": exported}
     result = score_against(records, preds, cfg.fallback, cfg.seed, cfg.rationale_ref, bad, warn, True,
-                    gold_name=f"{cfg.data} (split {cfg.split})")
+                    gold_name=f"{cfg.data} (split {cfg.split})", metric_options=cfg.metric_options)
     exported = None
     if export is not None:  # score_against has already reported bad predictions; the same draws are repeated here
         exported = export_aokvqa(export, records, resolve_choices(records, preds, cfg.fallback, cfg.seed,

@@ -22,10 +22,12 @@ from mmcot_cli.data.records import DEFAULT_SPLITS, load_manifest
 from mmcot_cli.errors import DataError, UnknownNameError, UsageError
 from mmcot_cli.outputs import check_output_dir
 
-# How a prepared format is scored (mmcot_cli.evaluation.groups.SCORERS):
+# How a prepared format is scored (mmcot_cli.evaluation.groups.score_any) and shown by `report` and `compare`
+# (mmcot_cli.evaluation.kinds: headline columns, breakdown, rationale categories):
 #   "scienceqa"  accuracy by evaluate_acc.py category (NAT/SOC/LAN, TXT/IMG/NO, grades) and topic
 #   "groups"     overall accuracy and accuracy per value of each record's `groups` field
-#   "aokvqa"     "groups" plus A-OKVQA's multiple-choice and direct-answer accuracy
+#   "aokvqa"     "groups" plus A-OKVQA's multiple-choice and direct-answer accuracy (both difficult filterings)
+# A new format reuses one of these by name; only a new way of scoring needs code outside its reader.
 SCORING_KINDS = ("scienceqa", "groups", "aokvqa")
 
 
@@ -53,7 +55,9 @@ class DataFormat:
     prepare: Callable[[PrepareRequest], dict]  # SRC → DATA_DIR; returns the summary
     scoring: str  # one of SCORING_KINDS
     options: frozenset[str] = frozenset()  # format-only options of PrepareRequest (captions, strict)
-    published_rows: str | None = None  # published results to show beside runs on the real benchmark's test split
+    # Published results shown beside runs by `report`: a table name of mmcot_cli.reporting.published.PUBLISHED,
+    # used only on that benchmark's own split (same split, size and qids); None: the format has none to cite.
+    published_rows: str | None = None
 
 
 def _prepare_scienceqa(req: PrepareRequest) -> dict:
