@@ -58,7 +58,9 @@ def test_aokvqa_end_to_end(cli, tmp_path, sqa_source):
     exported = json.loads((tmp_path / "predictions_test-mc.json").read_text())
     test = load_records(data, "test")
     assert list(exported) == [r["qid"] for r in test]
-    assert all(exported[r["qid"]] in r["choices"] + [""] for r in test)
+    assert all(set(exported[r["qid"]]) == {"multiple_choice", "direct_answer"} for r in test)
+    assert all(exported[r["qid"]]["multiple_choice"] in r["choices"] + [""] for r in test)
+    assert all(exported[r["qid"]]["direct_answer"] == exported[r["qid"]]["multiple_choice"] for r in test)
 
 
 def test_jsonl_end_to_end(cli, tmp_path, sqa_source):

@@ -66,7 +66,9 @@ def score_command(
     rationale_ref: str = typer.Option("solution", "--rationale-ref",
                                       help="Gold text for rationale metrics: 'solution' or 'lecture+solution'."),
     export_aokvqa: Optional[Path] = typer.Option(None, "--export-aokvqa", help="A-OKVQA data: also write the "
-                                                 "benchmark's prediction file {question_id: answer text} (works on "
+                                                 "benchmark's prediction file {question_id: {multiple_choice, "
+                                                 "direct_answer}} (the official evaluation's and leaderboard's "
+                                                 "format; the direct answer is the chosen option's text; works on "
                                                  "the predict-only test split)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:

@@ -30,7 +30,8 @@ def print_group_table(result: dict, console: Console | None = None) -> None:
     console = console or Console()
     export = result.get("export")
     if export:
-        err_console.print(f"wrote {export['path']}: {export['questions']} answers ({export['empty']} empty)")
+        err_console.print(f"wrote {export['path']}: {export['questions']} answers, multiple choice and direct answer "
+                          f"(= the chosen option's text; {export['empty']} empty)")
     if result.get("has_answers") and result.get("accuracy") is not None:
         table = Table(title=f"Accuracy — {result['predictions']} on {result['data']} ({result['split']}, "
                             f"{result['data_format']})")
