@@ -30,14 +30,23 @@ def _report(summary: dict, json_out: bool) -> None:
     for label, key in (("problems in split", "problems"), ("problems with rationales", "problems_with_rationales"),
                        ("rationales", "rationales"), ("with an answer", "with_answer"),
                        ("reaching the gold answer", "correct"), ("written", "kept"),
-                       ("problems keeping ≥ 1", "problems_kept"), ("unknown qids (ignored)", "unknown_qids")):
+                       ("problems keeping ≥ 1", "problems_kept"), ("unknown qids (ignored)", "unknown_qids"),
+                       ("identical to an earlier one (dropped)", "duplicates")):
         table.add_row(label, str(summary[key]))
+    if summary["strip_answer"]:
+        table.add_row("answer statements stripped", str(summary["answers_stripped"]))
+        table.add_row("only an answer statement (dropped)", str(summary["answer_only"]))
     err_console.print(table)
 
 
-def _run(source: Path, data: Path, split: str, out: Path, only_correct: bool, skip_bad: bool, json_out: bool):
+def _run(source: Path, data: Path, split: str, out: Path, only_correct: bool, skip_bad: bool, json_out: bool,
+         strip_answer: bool):
+    _report(collect_rationales(source, data, split, out, only_correct, skip_bad, warn, strip_answer), json_out)
 
-    _report(collect_rationales(source, data, split, out, only_correct, skip_bad, warn), json_out)
+
+_STRIP_HELP = ("Remove answer statements from the written rationales (a final 'The answer is (X).' / 'Therefore, "
+               "the answer is X', a trailing '--> X', a leading 'The answer is (X). BECAUSE:'), after the answer was "
+               "read from them: stage-1 targets then hold the reasoning only.")
 
 
 @rationales_app.command("import")
@@ -47,11 +56,13 @@ def import_command(
     data: Path = typer.Option(..., "--data", help="DATA_DIR written by `mmcot prepare`."),
     split: str = typer.Option("train", "--split", help="The split the rationales are for."),
     out: Path = typer.Option(..., "--out", "-o", help="Rationale set JSONL to write."),
+    strip_answer: bool = typer.Option(False, "--strip-answer", help=_STRIP_HELP),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Warn about and skip bad lines instead of failing."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON summary object."),
 ) -> None:
-    """Write every rationale as a rationale set, with the answer it reaches and whether that is correct."""
-    _run(source, data, split, out, False, skip_bad, json_out)
+    """Write every rationale as a rationale set, with the answer it reaches and whether that is correct
+    (identical rationales of a problem once)."""
+    _run(source, data, split, out, False, skip_bad, json_out, strip_answer)
 
 
 @rationales_app.command("filter")
@@ -61,8 +72,10 @@ def filter_command(
     data: Path = typer.Option(..., "--data", help="DATA_DIR written by `mmcot prepare`."),
     split: str = typer.Option("train", "--split", help="The split the rationales are for (it needs answers)."),
     out: Path = typer.Option(..., "--out", "-o", help="Rationale set JSONL to write (only correct rationales)."),
+    strip_answer: bool = typer.Option(False, "--strip-answer", help=_STRIP_HELP),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Warn about and skip bad lines instead of failing."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON summary object."),
 ) -> None:
-    """Keep the rationales whose answer (given, or parsed from the text) is the gold one (Fine-tune-CoT)."""
-    _run(source, data, split, out, True, skip_bad, json_out)
+    """Keep the rationales whose answer (given, or parsed from the text) is the gold one (Fine-tune-CoT);
+    identical rationales of a problem are kept once."""
+    _run(source, data, split, out, True, skip_bad, json_out, strip_answer)
