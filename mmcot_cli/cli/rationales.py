@@ -1,4 +1,5 @@
-"""`mmcot rationales import|filter`: teacher rationales → a rationale set for `mmcot train --rationale-source`."""
+"""`mmcot rationales import|filter`: teacher rationales → a rationale set for `mmcot train --rationale-source`;
+`import --format mm-cot`: the original's positional stage-1 predictions → a rationale file for `--rationales`."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ from rich.table import Table
 
 from mmcot_cli.cli.app import app, guarded, print_json, warn
 from mmcot_cli.data.teacher import collect_rationales
+from mmcot_cli.errors import UnknownNameError, UsageError
 from mmcot_cli.progress import err_console
+from mmcot_cli.runs.import_original import FORMAT as MM_COT
+from mmcot_cli.runs.import_original import import_original_rationales
 
 rationales_app = typer.Typer(help="Teacher rationales: import them, keep those that reach the gold answer.",
                              no_args_is_help=True)
@@ -17,6 +21,7 @@ app.add_typer(rationales_app, name="rationales")
 
 _SOURCE_HELP = ("Teacher JSONL {qid, rationale, answer?} (several lines per qid allowed), predictions from "
                 "`mmcot generate --num-samples K`, or a rationale set.")
+IMPORT_FORMATS = ("teacher", MM_COT)
 
 
 def _report(summary: dict, json_out: bool) -> None:
@@ -49,19 +54,45 @@ _STRIP_HELP = ("Remove answer statements from the written rationales (a final 'T
                "read from them: stage-1 targets then hold the reasoning only.")
 
 
+def _report_original(summary: dict, json_out: bool) -> None:
+    if json_out:
+        print_json(summary)
+        return
+    table = Table(title=f"The original's rationales ({summary['split']}) → {summary['out']}", show_header=False)
+    for key in ("source", "sha256", "rationales", "empty", "order_checked", "label_mismatches"):
+        table.add_row(key, str(summary[key]))
+    err_console.print(table)
+
+
 @rationales_app.command("import")
 @guarded
 def import_command(
-    source: Path = typer.Argument(..., help=_SOURCE_HELP),
+    source: Path = typer.Argument(..., help=_SOURCE_HELP + " With --format mm-cot: the original's "
+                                  "predictions_ans_eval.json / predictions_ans_test.json."),
     data: Path = typer.Option(..., "--data", help="DATA_DIR written by `mmcot prepare`."),
-    split: str = typer.Option("train", "--split", help="The split the rationales are for."),
-    out: Path = typer.Option(..., "--out", "-o", help="Rationale set JSONL to write."),
+    split: str = typer.Option("train", "--split", help="The split the rationales are for (mm-cot: the split the "
+                              "file was written for, its problems in DATA's order; eval = the original's "
+                              "--val_split, usually val; test = its --test_split)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Rationale set JSONL to write (mm-cot: a predictions JSONL "
+                             "keyed by qid, for `generate/train --rationales`)."),
+    fmt: str = typer.Option("teacher", "--format", help="teacher: rationales by qid → a rationale set (training "
+                            "targets); mm-cot: the original's positional stage-1 predictions {\"preds\": [...]} → "
+                            "stage-1 rationales by qid."),
     strip_answer: bool = typer.Option(False, "--strip-answer", help=_STRIP_HELP),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Warn about and skip bad lines instead of failing."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON summary object."),
 ) -> None:
     """Write every rationale as a rationale set, with the answer it reaches and whether that is correct
-    (identical rationales of a problem once)."""
+    (identical rationales of a problem once); or, with --format mm-cot, map the original's stage-1 predictions to
+    the qids of DATA's split (a count or order mismatch is refused) for `generate/train --rationales`."""
+    if fmt not in IMPORT_FORMATS:
+        raise UnknownNameError("rationale format", fmt, list(IMPORT_FORMATS))
+    if fmt == MM_COT:
+        if strip_answer or skip_bad:
+            raise UsageError("--strip-answer and --skip-bad apply to --format teacher (the original's file is "
+                             "imported whole, verbatim)")
+        _report_original(import_original_rationales(source, data, split, out, warn), json_out)
+        return
     _run(source, data, split, out, False, skip_bad, json_out, strip_answer)
 
 
