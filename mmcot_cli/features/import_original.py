@@ -244,7 +244,8 @@ def import_feature_file(cfg: ImportFeaturesConfig) -> dict:
         plans[split] = (len(records), *plan_split(records, name_map, rf, f"{cfg.data_dir}/{split}.jsonl"))
     root = Path(cfg.out)
     identity = {"format": FORMAT, "backbone": backbone.name, "variant": "", "weights": f"imported:{rf.path.name}",
-                "feature_shape": list(rf.shape[1:]), "dtype": dtype, "chunk_size": DEFAULT_CHUNK_SIZE}
+                "feature_shape": list(rf.shape[1:]), "dtype": dtype, "chunk_size": DEFAULT_CHUNK_SIZE,
+                "alpha": "original"}  # the original decoded its images with convert("RGB")
     check_identity(root, identity, list(identity))  # before any file is written
     make_dir(root)
     mark_output_dir(root, "import-features")

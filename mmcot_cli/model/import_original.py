@@ -252,6 +252,7 @@ def import_run(cfg: ImportRunConfig) -> dict:
     meta = RunMeta(stage=cfg.stage, prompt_format=prompt_format, text_backbone=str(ckpt.resolve()),
                    use_caption=cfg.use_caption, max_input_len=cfg.max_input_len, max_output_len=out_len,
                    vision_backbone=cfg.backbone if image_shape else None,
+                   vision_alpha="original" if image_shape else None,  # it was trained on the original's features
                    feature_shape=list(image_shape) if image_shape else None, created_by="mmcot import-run",
                    imported_from=source)
     with atomic_dir(out) as tmp:
