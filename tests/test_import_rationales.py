@@ -14,6 +14,7 @@ import json
 
 import pytest
 from conftest import SHARED
+from hub_cache import COMMIT, populate
 
 from mmcot_cli.data.records import load_records
 from mmcot_cli.io import read_jsonl
@@ -105,7 +106,7 @@ def test_count_and_order_mismatches_are_refused(cli, sample_data, decoded_target
     answers = tmp_path / "answers.json"
     answers.write_text(json.dumps({"preds": ["The answer is (A)."] * 50, "labels": ["The answer is (B)."] * 50}))
     cases.append((answers, "answer-stage file"))
-    cases.append((tmp_path / "nope.json", "file not found"))
+    cases.append((tmp_path / "nope.json", "no such file or directory"))
     for source, message in cases:
         result = _import(cli, source, sample_data, "val", out)
         assert result.exit_code == 1 and message in result.stderr, (source, result.stderr)
@@ -138,3 +139,20 @@ def test_imported_rationales_feed_stage_2_with_provenance(cli, sample_data, deco
     _, val_r, info = stage_inputs.stage_rationales(cfg)
     assert info["val"]["imported_from"]["sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
     assert info["val"]["imported_from"]["format"] == "mm-cot" and val_r.for_qids(val[:1])[0].startswith("Solution:")
+
+
+def test_a_released_run_folders_file_by_hub_id(cli, sample_data, decoded_targets, tmp_path, monkeypatch):
+    """The file inside a released run folder on the hub, read offline from the Hugging Face cache: the commit is
+    part of the provenance."""
+    test = [r["qid"] for r in load_records(sample_data, "test")]
+    source = original_file(tmp_path / "predictions_ans_test.json", test, decoded_targets, test_file=True)
+    populate(tmp_path / "cache", "cooelf/mm-cot", {"models/mm-cot-base-rationale/predictions_ans_test.json": source})
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    result = _import(cli, "cooelf/mm-cot/models/mm-cot-base-rationale/predictions_ans_test.json", sample_data, "test",
+                     tmp_path / "r.jsonl", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["hub"]["commit"] == COMMIT
+    assert load_rationales(tmp_path / "r.jsonl", "test").provenance()["imported_from"]["hub"] == {
+        "repo": "cooelf/mm-cot", "path": "models/mm-cot-base-rationale/predictions_ans_test.json",
+        "revision": "main", "commit": COMMIT}

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.table import Table
@@ -61,14 +62,17 @@ def _report_original(summary: dict, json_out: bool) -> None:
     table = Table(title=f"The original's rationales ({summary['split']}) → {summary['out']}", show_header=False)
     for key in ("source", "sha256", "rationales", "empty", "order_checked", "label_mismatches"):
         table.add_row(key, str(summary[key]))
+    if summary["hub"]:
+        table.add_row("hub", "{repo}/{path} at {revision} = commit {commit}".format(**summary["hub"]))
     err_console.print(table)
 
 
 @rationales_app.command("import")
 @guarded
 def import_command(
-    source: Path = typer.Argument(..., help=_SOURCE_HELP + " With --format mm-cot: the original's "
-                                  "predictions_ans_eval.json / predictions_ans_test.json."),
+    source: str = typer.Argument(..., help=_SOURCE_HELP + " With --format mm-cot: the original's "
+                                 "predictions_ans_eval.json / predictions_ans_test.json (a local file, or a hub id "
+                                 "org/name/<run folder>/predictions_ans_test.json)."),
     data: Path = typer.Option(..., "--data", help="DATA_DIR written by `mmcot prepare`."),
     split: str = typer.Option("train", "--split", help="The split the rationales are for (mm-cot: the split the "
                               "file was written for, its problems in DATA's order; eval = the original's "
@@ -79,6 +83,8 @@ def import_command(
                             "targets); mm-cot: the original's positional stage-1 predictions {\"preds\": [...]} → "
                             "stage-1 rationales by qid."),
     strip_answer: bool = typer.Option(False, "--strip-answer", help=_STRIP_HELP),
+    revision: Optional[str] = typer.Option(None, "--revision", help="mm-cot SOURCE given as a hub id (org/name/"
+                                           "path/predictions_ans_test.json): branch, tag or commit [default: main]."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Warn about and skip bad lines instead of failing."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON summary object."),
 ) -> None:
@@ -91,9 +97,11 @@ def import_command(
         if strip_answer or skip_bad:
             raise UsageError("--strip-answer and --skip-bad apply to --format teacher (the original's file is "
                              "imported whole, verbatim)")
-        _report_original(import_original_rationales(source, data, split, out, warn), json_out)
+        _report_original(import_original_rationales(source, data, split, out, warn, revision), json_out)
         return
-    _run(source, data, split, out, False, skip_bad, json_out, strip_answer)
+    if revision is not None:
+        raise UsageError("--revision applies to --format mm-cot hub ids")
+    _run(Path(source), data, split, out, False, skip_bad, json_out, strip_answer)
 
 
 @rationales_app.command("filter")

@@ -28,8 +28,10 @@ from mmcot_cli.data.records import load_records
 from mmcot_cli.errors import DataError
 from mmcot_cli.io import read_json, sha256_file, write_jsonl
 from mmcot_cli.outputs import check_output_file, input_files
+from mmcot_cli.plugins.hub import parse_source, repo_file
 
 FORMAT = "mm-cot"
+PREDICTION_FILES = ("predictions_ans_eval.json", "predictions_ans_test.json")  # what main.py writes
 # More label mismatches than this share of the checked positions is a different order (a shifted or swapped
 # file mismatches nearly everywhere); fewer are reported as a warning (tokenizer normalisation).
 MAX_MISMATCH_SHARE = 0.01
@@ -90,12 +92,18 @@ def check_order(path: Path, labels: list[str], records: list[dict], split: str,
 
 
 def import_original_rationales(source: str | Path, data_dir: str | Path, split: str, out: str | Path,
-                               warn: Callable[[str], None] | None = None) -> dict:
-    """Write the original's positional stage-1 predictions for `split` as a rationale file keyed by qid."""
-    source = Path(source)
-    check_output_file(out, "rationales", inputs={"SOURCE": source, "--data": data_dir,
+                               warn: Callable[[str], None] | None = None, revision: str | None = None) -> dict:
+    """Write the original's positional stage-1 predictions for `split` as a rationale file keyed by qid. SOURCE
+    may be a hub id naming the file in a released run folder (plugins/hub.py)."""
+    hub = parse_source(str(source), revision)
+    check_output_file(out, "rationales", inputs={"SOURCE": None if hub else source, "--data": data_dir,
                                                  **input_files(data_dir, [f"{split}.jsonl"])})
     records = load_records(data_dir, split)
+    hub_info = None
+    if hub is None:
+        source = Path(source)
+    else:
+        source, hub_info = repo_file(hub, PREDICTION_FILES, "predictions file")
     preds, labels = read_original_predictions(source)
     if len(preds) != len(records):
         raise DataError(f"{source}: {len(preds)} predictions, but split {split!r} of {data_dir} has {len(records)} "
@@ -108,10 +116,12 @@ def import_original_rationales(source: str | Path, data_dir: str | Path, split: 
     else:
         mismatches = check_order(source, labels, records, split, warn)
     digest = sha256_file(source)
-    origin = {"format": FORMAT, "path": str(source.resolve()), "sha256": digest, "split": split}
+    origin = {"format": FORMAT, "path": str(source.resolve()), "sha256": digest, "split": split,
+              **({"hub": hub_info} if hub_info else {})}
     rows = [{"qid": str(r["qid"]), "prediction": p, "stage": "rationale", "source": {**origin, "index": i}}
             for i, (r, p) in enumerate(zip(records, preds))]
     write_jsonl(out, rows)
-    return {"source": str(source), "format": FORMAT, "sha256": digest, "data": str(data_dir), "split": split,
+    return {"source": str(source), "hub": hub_info, "format": FORMAT, "sha256": digest, "data": str(data_dir),
+            "split": split,
             "out": str(out), "rationales": len(rows), "empty": sum(1 for p in preds if not p.strip()),
             "order_checked": labels is not None, "label_mismatches": mismatches}

@@ -12,6 +12,7 @@ source for several splits) does not name.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -54,10 +55,9 @@ def read_rationales(path: str | Path) -> dict[str, str]:
 
 def _imported_from(sources: list) -> dict | None:
     """The one origin every row names (`source` minus its index), or None."""
-    origins = {tuple(sorted((k, v) for k, v in s.items() if k != "index")) if isinstance(s, dict) else None
-               for s in sources}
-    only = origins.pop() if len(origins) == 1 else None
-    return dict(only) if only else None
+    origins = {json.dumps({k: v for k, v in s.items() if k != "index"}, sort_keys=True) if isinstance(s, dict)
+               else "null" for s in sources}
+    return json.loads(origins.pop()) if len(origins) == 1 else None
 
 
 def read_rationale_rows(path: str | Path) -> tuple[dict[str, str], dict | None]:
