@@ -58,6 +58,11 @@ def test_backbone_defaults():
         VisionBackbone(name="x", feature_shape=(1, 1), default_weights="", build=lambda o: None, alpha="grey")
 
 
+def test_backbones_lists_the_default_policy(cli):
+    listed = {b["name"]: b["alpha"] for b in json.loads(cli("backbones", "--json").stdout)["vision"]}
+    assert listed["detr"] == "original" and listed["patches"] == "white"
+
+
 @pytest.fixture
 def rgba_data(tmp_path):
     """A DATA_DIR with one RGBA image per split (test, val)."""

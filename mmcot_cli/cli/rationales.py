@@ -16,8 +16,8 @@ from mmcot_cli.progress import err_console
 from mmcot_cli.runs.import_original import FORMAT as MM_COT
 from mmcot_cli.runs.import_original import import_original_rationales
 
-rationales_app = typer.Typer(help="Teacher rationales: import them, keep those that reach the gold answer.",
-                             no_args_is_help=True)
+rationales_app = typer.Typer(help="Teacher rationales: import them, keep those that reach the gold answer; "
+                                  "import the original's stage-1 outputs (--format mm-cot).", no_args_is_help=True)
 app.add_typer(rationales_app, name="rationales")
 
 _SOURCE_HELP = ("Teacher JSONL {qid, rationale, answer?} (several lines per qid allowed), predictions from "
