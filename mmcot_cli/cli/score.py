@@ -45,7 +45,8 @@ def print_group_table(result: dict, console: Console | None = None) -> None:
     console = console or Console()
     export = result.get("export")
     if export:
-        err_console.print(f"wrote {export['path']}: {export['questions']} answers ({export['empty']} empty)")
+        err_console.print(f"wrote {export['path']}: {export['questions']} answers, multiple choice and direct answer "
+                          f"(= the chosen option's text; {export['empty']} empty)")
     if result.get("has_answers") and result.get("accuracy") is not None:
         table = Table(title=f"Accuracy — {result['predictions']} on {result['data']} ({result['split']}, "
                             f"{result['data_format']})")
@@ -117,7 +118,9 @@ def score_command(
     rationale_ref: str = typer.Option("solution", "--rationale-ref",
                                       help="Gold text for rationale metrics: 'solution' or 'lecture+solution'."),
     export_aokvqa: Optional[Path] = typer.Option(None, "--export-aokvqa", help="A-OKVQA data: also write the "
-                                                 "benchmark's prediction file {question_id: answer text} (works on "
+                                                 "benchmark's prediction file {question_id: {multiple_choice, "
+                                                 "direct_answer}} (the official evaluation's and leaderboard's "
+                                                 "format; the direct answer is the chosen option's text; works on "
                                                  "the predict-only test split)."),
     similarity: bool = typer.Option(False, "--similarity", help=SIMILARITY_HELP),
     similarity_model: Optional[Path] = typer.Option(None, "--similarity-model", help=SIMILARITY_MODEL_HELP),

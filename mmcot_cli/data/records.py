@@ -29,6 +29,12 @@ def parse_splits(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+def without_rationale(records: list[dict]) -> int:
+    """How many records have no gold rationale (an empty `solution`, as some ScienceQA problems): they are kept,
+    and the prepare summary counts them."""
+    return sum(1 for r in records if not str(r.get("solution") or "").strip())
+
+
 def write_data_dir(out: Path, records: Mapping[str, list[dict]], manifest: dict) -> None:
     """Stage every split file and the manifest, then rename them into DATA_DIR together: a write fault leaves
     none of them (every `mmcot prepare --format` writes through here)."""

@@ -1,5 +1,6 @@
 """`mmcot score` for data prepared from A-OKVQA or generic JSONL: overall and per-group accuracy, A-OKVQA's own
-metrics, and the A-OKVQA prediction file (`--export-aokvqa`).
+metrics, and the A-OKVQA prediction file (`--export-aokvqa`, the official {question_id: {"multiple_choice",
+"direct_answer"}} format; the direct answer is the chosen option's text).
 
 Answers are resolved exactly as for ScienceQA (mmcot_cli.evaluation.score: the single "The answer is (X)", or an option
 index; `--fallback random` draws among the item's options). A-OKVQA metrics, from allenai/aokvqa
@@ -97,10 +98,17 @@ def resolve_choices(records: list[dict], preds: list[Prediction], fallback: str,
 
 
 def export_aokvqa(path: str | Path, records: list[dict], chosen: dict[str, int | None]) -> dict:
-    """The benchmark's prediction file {question_id: answer text}; no answer → "" (scored wrong)."""
-    answers = {r["qid"]: r["choices"][chosen[r["qid"]]] if chosen[r["qid"]] is not None else "" for r in records}
+    """The benchmark's prediction file, as evaluation/eval_predictions.py and the leaderboard read it:
+    `{question_id: {"multiple_choice": text, "direct_answer": text}}`. The model only picks an option, so the
+    direct answer is the chosen option's text too; no answer → "" in both (scored wrong in both)."""
+    answers = {}
+    for r in records:
+        text = r["choices"][chosen[r["qid"]]] if chosen[r["qid"]] is not None else ""
+        answers[r["qid"]] = {"multiple_choice": text, "direct_answer": text}
     write_json(path, answers)
-    return {"path": str(path), "questions": len(answers), "empty": sum(1 for a in answers.values() if a == "")}
+    return {"path": str(path), "questions": len(answers),
+            "empty": sum(1 for a in answers.values() if a["multiple_choice"] == ""),
+            "direct_answer": "the chosen option's text"}
 
 
 def score_own_data(cfg: ScoreConfig, warn: Warn | None = None, export: str | Path | None = None) -> dict:

@@ -22,6 +22,7 @@ from mmcot_cli.features.store import (
     DEFAULT_CHUNK_SIZE,
     DTYPES,
     FORMAT,
+    LEGACY_IDENTITY,
     ChunkWriter,
     check_identity,
     check_split_info,
@@ -31,11 +32,12 @@ from mmcot_cli.features.store import (
     split_info,
 )
 from mmcot_cli.features.store_files import scan_for_resume, write_data_file
+from mmcot_cli.io import read_json
 from mmcot_cli.outputs import check_output_dir
 from mmcot_cli.plugins import manager as plugins
 from mmcot_cli.plugins.hookspecs import VisionBuildOptions
 from mmcot_cli.plugins.weights import RANDOM_INIT, check_not_both
-from mmcot_cli.validate import parse_device
+from mmcot_cli.validate import check_alpha, parse_device
 
 MERGED_SHARD_BYTES = 1 << 30  # merge packs whole chunks into files of about this size
 
@@ -61,6 +63,7 @@ class ExtractConfig:
     variant: str | None = None
     skip_bad: bool = False
     chunk_size: int = DEFAULT_CHUNK_SIZE
+    alpha: str | None = None  # transparency policy (data/images.py); None: the store's, else the backbone's
     # Records per split, for library use without a DATA_DIR (notebooks, tests); None: load_records(data_dir).
     records: dict[str, list[dict]] | None = field(default=None, repr=False)
 
@@ -78,6 +81,8 @@ class ExtractConfig:
             if n < 1 or not 0 <= k < n:
                 raise UsageError(f"--shard {k}/{n}: need 0 <= K < N")
         check_not_both(self.random_init, self.weights)
+        if self.alpha is not None:
+            check_alpha(self.alpha)
         if not self.splits:
             raise UsageError("no split given")
         if self.records is None and not self.data_dir:
@@ -95,6 +100,16 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     if n < 1 or not 0 <= k < n:
         raise UsageError(f"--shard {text}: need 0 <= K < N (K counts from 0)")
     return k, n
+
+
+def resolve_alpha(cfg: ExtractConfig, backbone, root: Path) -> str:
+    """--alpha, else the policy of the store being resumed / extended, else the backbone's default."""
+    if cfg.alpha is not None:
+        return cfg.alpha
+    manifest = root / "manifest.json"
+    if manifest.is_file():
+        return read_json(manifest).get("alpha", LEGACY_IDENTITY["alpha"])
+    return backbone.alpha
 
 
 def default_workers() -> int:
@@ -138,8 +153,8 @@ def _plan_split(split: str, cfg: ExtractConfig, source: str) -> _SplitPlan:
 class _ImageDataset:
     """Items → (position, tensor | None, error | None); decoding and preprocessing run in the workers."""
 
-    def __init__(self, items: list[tuple[str, str]], preprocess):
-        self.items, self.preprocess = items, preprocess
+    def __init__(self, items: list[tuple[str, str]], preprocess, alpha: str):
+        self.items, self.preprocess, self.alpha = items, preprocess, alpha
 
     def __len__(self) -> int:
         return len(self.items)
@@ -149,7 +164,7 @@ class _ImageDataset:
 
         qid, path = self.items[i]
         try:
-            return i, self.preprocess(load_rgb(path, qid)), None
+            return i, self.preprocess(load_rgb(path, qid, self.alpha)), None
         except ImageError as e:
             return i, None, e.reason
         except Exception as e:  # a preprocessing failure is still this image's problem; name it
@@ -188,7 +203,7 @@ def _pending_chunks(root: Path, plans: list[_SplitPlan], shard: tuple[int, int])
     return pending, len(mine) - len(pending), removed
 
 
-def _encode_all(cfg: ExtractConfig, backbone, encoder, pending, writer: ChunkWriter) -> None:
+def _encode_all(cfg: ExtractConfig, backbone, encoder, pending, writer: ChunkWriter, alpha: str) -> None:
     """Run the encoder over every pending chunk's images and feed the rows to `writer` in order."""
     from torch.utils.data import DataLoader
 
@@ -197,7 +212,7 @@ def _encode_all(cfg: ExtractConfig, backbone, encoder, pending, writer: ChunkWri
     chunks = [plan.chunk(i) for plan, i in pending]
     items = [item for chunk in chunks for item in chunk]
     workers = default_workers() if cfg.workers is None else cfg.workers
-    loader = DataLoader(_ImageDataset(items, encoder.preprocess),
+    loader = DataLoader(_ImageDataset(items, encoder.preprocess, alpha),
                         batch_sampler=_batches_within([len(c) for c in chunks], cfg.batch_size),
                         num_workers=workers, collate_fn=_collate, pin_memory=cfg.device.startswith("cuda"))
     shape, np_dtype = tuple(encoder.feature_shape), DTYPES[cfg.dtype][0]
@@ -237,7 +252,7 @@ def extract(cfg: ExtractConfig) -> dict:
     source = str(Path(cfg.data_dir).resolve()) if cfg.data_dir else "(records given directly)"
     plans = [_plan_split(s, cfg, source) for s in cfg.splits]
     wanted = {"format": FORMAT, "backbone": backbone.name, "variant": cfg.variant or "", "dtype": cfg.dtype,
-              "chunk_size": cfg.chunk_size}
+              "chunk_size": cfg.chunk_size, "alpha": resolve_alpha(cfg, backbone, root)}
     check_identity(root, wanted, list(wanted))  # cheap checks before building a model
     for plan in plans:
         check_split_info(root, plan.info)
@@ -256,7 +271,7 @@ def extract(cfg: ExtractConfig) -> dict:
         writer = ChunkWriter(root, shape, cfg.dtype, [(p.split, i, len(p.chunk(i))) for p, i in pending],
                              on_first_write=lambda: init_store(root, wanted, [p.info for p in plans]))
         loop_started = time.time()  # throughput excludes building the model
-        _encode_all(cfg, backbone, encoder, pending, writer)
+        _encode_all(cfg, backbone, encoder, pending, writer, wanted["alpha"])
     else:
         # Nothing left to extract (resumed, or no images in these splits): describe the store without a model.
         weights = cfg.weights or (RANDOM_INIT if cfg.random_init else backbone.default_weights)
@@ -275,6 +290,7 @@ def _summary(cfg: ExtractConfig, backbone, manifest: dict, plans, writer: ChunkW
     bad = writer.bad if writer else []
     return {
         "backbone": backbone.name, "variant": manifest.get("variant") or None, "weights": manifest.get("weights"),
+        "alpha": manifest.get("alpha", LEGACY_IDENTITY["alpha"]),
         "split": ",".join(cfg.splits), "splits": list(cfg.splits),
         "count": sum(s.get("count", 0) for s in split_states),
         "shape": list(manifest["feature_shape"]), "dtype": manifest["dtype"], "path": str(Path(cfg.out)),

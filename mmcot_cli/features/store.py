@@ -2,7 +2,7 @@
 
 Layout of a store directory:
 
-    manifest.json              identity (backbone, variant, weights, feature_shape, dtype, chunk_size) + summary
+    manifest.json              identity (backbone, variant, weights, feature_shape, dtype, chunk_size, alpha) + summary
     splits/<split>.json        per split: source data dir, record counts, how its images are cut into chunks
     chunks/<split>-NNNNN.safetensors   one finished chunk: tensor "features" (rows, T, D) + metadata (qids, bad)
     shards/<split>-NNNNN.safetensors   after `--merge`: several whole chunks compacted into one file
@@ -40,7 +40,9 @@ from mmcot_cli.outputs import mark_output_dir
 FORMAT = "mmcot-features/1"
 DEFAULT_CHUNK_SIZE = 256
 DTYPES = {"float16": (np.float16, "F16"), "float32": (np.float32, "F32")}
-IDENTITY_KEYS = ("format", "backbone", "variant", "weights", "feature_shape", "dtype", "chunk_size")
+IDENTITY_KEYS = ("format", "backbone", "variant", "weights", "feature_shape", "dtype", "chunk_size", "alpha")
+# Identity keys that manifests written before them lack, with what those stores were made with.
+LEGACY_IDENTITY = {"alpha": "white"}  # images.to_rgb composited onto white before --alpha existed
 _PAGE = mmap.PAGESIZE
 
 
@@ -144,6 +146,7 @@ class FeatureStore:
         self.feature_shape: tuple[int, int] = tuple(identity["feature_shape"])  # type: ignore[assignment]
         self.backbone: str = identity["backbone"]
         self.dtype: str = identity["dtype"]
+        self.alpha: str = identity.get("alpha", LEGACY_IDENTITY["alpha"])  # how its images' transparency was read
         self.files: list[DataFile] = scan_data_files(self.path)  # shards first, then chunks, in name order
         self._by_name = {f.name: f for f in self.files}
         self._index = self._load_index(self.files)
@@ -288,7 +291,7 @@ def check_identity(root: Path, wanted: dict, keys: Sequence[str]) -> None:
     path = root / "manifest.json"
     if not path.is_file():
         return
-    have = read_json(path)
+    have = {**LEGACY_IDENTITY, **read_json(path)}
     for key in keys:
         if key in have and have[key] != wanted[key]:
             raise StoreMismatchError(
@@ -384,9 +387,10 @@ class ChunkWriter:
 
 def import_features(out: str | os.PathLike, *, backbone: str, split: str, qids: Sequence[str], features,
                     dtype: str = "float16", chunk_size: int = DEFAULT_CHUNK_SIZE, variant: str = "",
-                    weights: str = "imported", source: str = "(imported array)") -> dict:
+                    weights: str = "imported", source: str = "(imported array)", alpha: str = "original") -> dict:
     """Write an existing (N, T, D) array (numpy array or np.memmap, e.g. the original detr.npy rows) as a split
-    of a feature store, chunk by chunk; returns the manifest. Row i belongs to qids[i]."""
+    of a feature store, chunk by chunk; returns the manifest. Row i belongs to qids[i]; `alpha`: the policy its
+    images were decoded with (the original's files: "original")."""
     if len(qids) != len(features):
         raise UsageError(f"{len(qids)} qids for {len(features)} feature rows")
     if dtype not in DTYPES:
@@ -394,7 +398,7 @@ def import_features(out: str | os.PathLike, *, backbone: str, split: str, qids: 
     root = Path(out)
     identity = {"format": FORMAT, "backbone": backbone, "variant": variant, "weights": weights,
                 "feature_shape": [int(features.shape[1]), int(features.shape[2])], "dtype": dtype,
-                "chunk_size": chunk_size}
+                "chunk_size": chunk_size, "alpha": alpha}
     check_identity(root, identity, list(identity))
     qids = [str(q) for q in qids]
     info = split_info(split, source, None, len(qids), qids, chunk_size)

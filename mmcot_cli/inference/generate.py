@@ -166,15 +166,17 @@ def generate(cfg: GenerateConfig) -> dict:
             records = records[:cfg.limit]
         qids = [str(r["qid"]) for r in records]
         rationales: list[str | None] = [None] * len(records)
+        provenance = None
         if rationale_source:
-            rationales = load_rationales(rationale_source, split).for_qids(qids)  # missing qid → DataError
+            loaded = load_rationales(rationale_source, split)
+            rationales, provenance = loaded.for_qids(qids), loaded.provenance()  # missing qid → DataError
         sources = [build_prompt(r, info.prompt_format, info.use_caption, rat)[0]
                    for r, rat in zip(records, rationales)]
         if store is not None:
             store.check_coverage(records, split)
-        inputs[split] = (records, qids, sources)
+        inputs[split] = (records, qids, sources, provenance)
     results = {}
-    for split, (records, qids, sources) in inputs.items():
+    for split, (records, qids, sources, provenance) in inputs.items():
         start = time.perf_counter()
         texts = generate_texts(
             model, tokenizer, sources, feature_batch=feature_getter(store, qids) if store is not None else None,
@@ -187,7 +189,7 @@ def generate(cfg: GenerateConfig) -> dict:
                 for q, t, r in zip(qids, texts, records)]
         results[split] = rows
         summary["splits"][split] = {
-            "out": str(outs[split]), "count": len(rows), "seconds": round(seconds, 3),
+            "out": str(outs[split]), "count": len(rows), "seconds": round(seconds, 3), "rationales": provenance,
             "samples_per_s": round(len(rows) / seconds, 2) if seconds > 0 else None,
             **({"answer_found": sum(r["answer_letter"] is not None for r in rows)} if info.answers else {}),
         }

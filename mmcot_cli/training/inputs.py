@@ -77,6 +77,7 @@ def run_meta(cfg: TrainConfig, store, rationale_info: dict | None, source_info: 
         # what `mmcot ask` needs to rebuild the same encoder for a new image, even if FEATURES_DIR is gone
         vision_variant=store.manifest.get("variant") if store is not None else None,
         vision_weights=store.manifest.get("weights") if store is not None else None,
+        vision_alpha=getattr(store, "alpha", None) if store is not None else None,
         feature_shape=list(store.feature_shape) if store is not None else None,
         features_dir=str(Path(cfg.features).resolve()) if cfg.features else None,
         rationales=rationale_info, rationale_source=source_info, seed=cfg.seed, train_config=asdict(cfg),

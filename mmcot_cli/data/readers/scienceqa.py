@@ -27,6 +27,7 @@ from mmcot_cli.data.records import (
     MAX_CHOICES,
     load_manifest,
     parse_splits,
+    without_rationale,
     write_data_dir,
 )
 from mmcot_cli.errors import DataError, UnknownNameError
@@ -362,7 +363,8 @@ def prepare(cfg: PrepareConfig) -> dict:
         "splits": {
             split: {"count": len(res.records), "split_list": len(pid_splits[split]),
                     "missing_problems": len(res.missing_problems), "with_images": res.with_images,
-                    "missing_images": len(res.missing_images), "skipped": len(res.skipped)}
+                    "missing_images": len(res.missing_images), "skipped": len(res.skipped),
+                    "without_rationale": without_rationale(res.records)}
             for split, res in results.items()
         },
         "skipped": sum(len(r.skipped) for r in results.values()),
