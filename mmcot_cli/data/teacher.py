@@ -24,7 +24,7 @@ from mmcot_cli.data.answers import extract_answer, letter_to_index
 from mmcot_cli.data.records import load_records
 from mmcot_cli.errors import DataError
 from mmcot_cli.io import loads, read_text, sha256_file, write_jsonl
-from mmcot_cli.outputs import check_output_file, input_files
+from mmcot_cli.outputs import claim_output_file, input_files
 
 Warn = Callable[[str], None]
 
@@ -147,8 +147,13 @@ def collect_rationales(source: str | Path, data_dir: str | Path, split: str, out
                        only_correct: bool, skip_bad: bool = False, warn: Warn | None = None) -> dict:
     """`mmcot rationales import|filter`: write the rationale set for `split` and report what was kept."""
 
-    check_output_file(out, "rationales", inputs={"SOURCE": source, "--data": data_dir,
-                                                 **input_files(data_dir, [f"{split}.jsonl"])})
+    with claim_output_file(out, "rationales", inputs={"SOURCE": source, "--data": data_dir,
+                                                      **input_files(data_dir, [f"{split}.jsonl"])}):
+        return _collect_held(source, data_dir, split, out, only_correct, skip_bad, warn)
+
+
+def _collect_held(source: str | Path, data_dir: str | Path, split: str, out: str | Path, only_correct: bool,
+                  skip_bad: bool, warn: Warn | None) -> dict:
     records = load_records(data_dir, split)
     if only_correct and all(r.get("answer") is None for r in records):
         raise DataError(f"{data_dir}: split {split!r} is predict-only (no answers): nothing to filter against")

@@ -31,7 +31,7 @@ from mmcot_cli.features.store import (
     split_info,
 )
 from mmcot_cli.features.store_files import scan_for_resume, write_data_file
-from mmcot_cli.outputs import check_output_dir
+from mmcot_cli.outputs import claim_output_dir, remove_debris_of
 from mmcot_cli.plugins import manager as plugins
 from mmcot_cli.plugins.hookspecs import VisionBuildOptions
 from mmcot_cli.plugins.weights import RANDOM_INIT, check_not_both
@@ -227,21 +227,33 @@ def _encode_all(cfg: ExtractConfig, backbone, encoder, pending, writer: ChunkWri
 
 
 def extract(cfg: ExtractConfig) -> dict:
-    """Extract features for cfg.splits into cfg.out (adding to / resuming an existing store); returns a summary."""
+    """Extract features for cfg.splits into cfg.out (adding to / resuming an existing store); returns a summary.
 
+    The store is held for the whole run: exclusively, or with --shard K/N shared with the other shards (each
+    holding its own shard's lock), so N shard jobs fill one store side by side while any other writer is refused.
+    """
     started = time.time()
     backbone = plugins.get_vision_backbone(cfg.backbone)
+    shard = "{}-of-{}".format(*cfg.shard) if cfg.shard else None
+    with claim_output_dir(cfg.out, "extract", inputs={"--data": cfg.data_dir, "--images": cfg.images_dir},
+                          shard=shard):
+        return _extract_held(cfg, backbone, started)
+
+
+def _extract_held(cfg: ExtractConfig, backbone, started: float) -> dict:
     root = Path(cfg.out)
-    check_output_dir(root, "extract", inputs={"--data": cfg.data_dir, "--images": cfg.images_dir})
     device = parse_device(cfg.device)
     source = str(Path(cfg.data_dir).resolve()) if cfg.data_dir else "(records given directly)"
     plans = [_plan_split(s, cfg, source) for s in cfg.splits]
     wanted = {"format": FORMAT, "backbone": backbone.name, "variant": cfg.variant or "", "dtype": cfg.dtype,
               "chunk_size": cfg.chunk_size}
-    check_identity(root, wanted, list(wanted))  # cheap checks before building a model
+    settled = list(wanted)  # what a rerun must match without building a model
+    check_identity(root, wanted, settled)  # cheap checks before building a model
     for plan in plans:
         check_split_info(root, plan.info)
     pending, skipped, removed = _pending_chunks(root, plans, cfg.shard or (0, 1))
+    for plan, i in pending:  # what a killed run of this shard left of these chunks
+        remove_debris_of(root / "chunks" / f"{plan.split}-{i:05d}.safetensors")
 
     writer, loop_started = None, None
     if pending:
@@ -262,7 +274,7 @@ def extract(cfg: ExtractConfig) -> dict:
         weights = cfg.weights or (RANDOM_INIT if cfg.random_init else backbone.default_weights)
         wanted.update(weights="" if backbone.weight_free else weights,
                       feature_shape=list(backbone.feature_shape))
-    init_store(root, wanted, [p.info for p in plans])
+    init_store(root, wanted, [p.info for p in plans], keys=settled)
     manifest = refresh_store_files(root)
     return {**_summary(cfg, backbone, manifest, plans, writer, skipped, started, loop_started),
             "reextracted_files": removed}
@@ -297,7 +309,11 @@ def merge(path: str | os.PathLike, max_shard_bytes: int = MERGED_SHARD_BYTES) ->
     runs in any order), byte for byte. A crash midway leaves a readable store; rerunning finishes the job.
     """
 
-    root = Path(path)
+    with claim_output_dir(path, "extract", option="--merge"):
+        return _merge_held(Path(path), max_shard_bytes)
+
+
+def _merge_held(root: Path, max_shard_bytes: int) -> dict:
     store = open_store(root)
     incomplete = {s: i["missing_chunks"] for s, i in store.manifest["splits"].items() if not i["complete"]}
     if incomplete:

@@ -25,7 +25,7 @@ import numpy as np
 from mmcot_cli.data.records import load_records
 from mmcot_cli.errors import DataError, UsageError, first_line
 from mmcot_cli.io import make_dir, read_json
-from mmcot_cli.outputs import check_output_dir, mark_output_dir
+from mmcot_cli.outputs import claim_output_dir, mark_output_dir
 from mmcot_cli.plugins.manager import get_vision_backbone
 from mmcot_cli.progress import make_progress
 
@@ -218,7 +218,14 @@ def write_split(root: Path, identity: dict, split: str, qids: list[str], rows: l
 
 
 def import_feature_file(cfg: ImportFeaturesConfig) -> dict:
-    """Import cfg.splits of DATA_DIR from the release file into FEATURES_DIR; returns a summary."""
+    """Import cfg.splits of DATA_DIR from the release file into FEATURES_DIR (held for the whole import);
+    returns a summary."""
+    with claim_output_dir(cfg.out, "import-features", inputs={"FILE": cfg.file, "--name-map": cfg.name_map,
+                                                               "--data": cfg.data_dir}):
+        return _import_held(cfg)
+
+
+def _import_held(cfg: ImportFeaturesConfig) -> dict:
     from mmcot_cli.features.store import (
         DEFAULT_CHUNK_SIZE,
         FORMAT,
@@ -226,8 +233,6 @@ def import_feature_file(cfg: ImportFeaturesConfig) -> dict:
         refresh_store_files,
     )
 
-    check_output_dir(cfg.out, "import-features", inputs={"FILE": cfg.file, "--name-map": cfg.name_map,
-                                                          "--data": cfg.data_dir})
     backbone = get_vision_backbone(cfg.backbone)
     rf = open_feature_file(cfg.file)
     if tuple(rf.shape[1:]) != tuple(backbone.feature_shape):

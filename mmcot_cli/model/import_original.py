@@ -27,7 +27,12 @@ from mmcot_cli.model.t5_dirs import (
     load_tokenizer,
     weight_files,
 )
-from mmcot_cli.outputs import check_output_dir, mark_output_dir
+from mmcot_cli.outputs import (
+    check_output_dir,
+    claim_output_dir,
+    has_content,
+    mark_output_dir,
+)
 from mmcot_cli.plugins.manager import get_vision_backbone
 from mmcot_cli.runs.meta import RunMeta
 from mmcot_cli.validate import positive_int
@@ -219,9 +224,8 @@ def build_imported_model(ckpt: Path, state: dict, config_dict: dict, image_shape
 
 
 def import_run(cfg: ImportRunConfig) -> dict:
-    """Convert the checkpoint directory into RUN_DIR (model/ + run_config.json); returns a summary."""
-    from mmcot_cli.model.fusion import save_run_model
-
+    """Convert the checkpoint directory into RUN_DIR (model/ + run_config.json; held while written); returns a
+    summary."""
     if cfg.stage not in STAGE_FORMATS:
         raise UsageError(f"unknown stage {cfg.stage!r}; choose one of: {', '.join(STAGE_FORMATS)}")
     ckpt = Path(cfg.checkpoint).expanduser()
@@ -229,8 +233,17 @@ def import_run(cfg: ImportRunConfig) -> dict:
         raise DataError(f"{ckpt}: no such checkpoint folder (import-run reads a downloaded checkpoint, not a hub id)")
     out = Path(cfg.out)
     check_output_dir(out, "import-run", inputs={"CHECKPOINT": ckpt})
-    if out.exists() and any(out.iterdir()):  # an import never replaces a run, not even another import
+    if has_content(out):  # an import never replaces a run, not even another import
         raise UsageError(f"--out {out}: already exists and is not empty; choose another --out")
+    with claim_output_dir(out, "import-run", inputs={"CHECKPOINT": ckpt}):
+        if has_content(out):  # written by another process between the check and the lock
+            raise UsageError(f"--out {out}: already exists and is not empty; choose another --out")
+        return _import_held(cfg, ckpt, out)
+
+
+def _import_held(cfg: ImportRunConfig, ckpt: Path, out: Path) -> dict:
+    from mmcot_cli.model.fusion import save_run_model
+
     default_format, out_len = STAGE_FORMATS[cfg.stage]
     prompt_format = cfg.prompt_format or default_format
     split_format(prompt_format)  # unknown formats fail here with the known ones listed
