@@ -58,3 +58,11 @@ class Terminated(KeyboardInterrupt):
     as Ctrl-C exits 130. A KeyboardInterrupt, so whatever cleans up after Ctrl-C cleans up after it too."""
 
     exit_code = 143
+
+    @staticmethod
+    def on_signal(signum, frame) -> None:
+        """The SIGTERM handler (signal.signal(SIGTERM, Terminated.on_signal)); a second SIGTERM ends at once."""
+        import signal
+
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise Terminated()

@@ -252,10 +252,13 @@ def _acquire(lock_path: Path, what: Path, option: str, shared: bool, wait: bool)
 
 
 def _release(fd: int, lock_path: Path, shared: bool) -> None:
+    """Remove the lock file while still holding it exclusively (a process that opened it meanwhile finds it gone
+    once it has the lock, and retries), then unlock. The last of several shared holders gets the exclusive lock
+    and removes it; the others leave it."""
     try:
-        # An exclusive holder removes its lock file while still holding it (a waiter that opened it retries);
-        # shared holders leave it, another may still hold it.
-        if not shared and os.path.samestat(os.fstat(fd), os.stat(lock_path)):
+        if shared:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # fails while another holder is left
+        if os.path.samestat(os.fstat(fd), os.stat(lock_path)):
             os.unlink(lock_path)
     except OSError:
         pass

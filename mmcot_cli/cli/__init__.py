@@ -81,13 +81,6 @@ def _rich_raises_broken_pipe() -> None:
     Console.on_broken_pipe = raise_broken_pipe
 
 
-def _raise_terminated(signum, frame) -> None:
-    import signal
-
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
-    raise Terminated()
-
-
 def _on_sigterm(handler):
     """Install `handler` for SIGTERM; returns the previous one (None where signals cannot be set: a thread)."""
     import signal
@@ -104,7 +97,7 @@ def main() -> None:
     unwinds like Ctrl-C (temporary files removed, child processes ended, locks released) and exits 143."""
     import sys
 
-    previous = _on_sigterm(_raise_terminated)
+    previous = _on_sigterm(Terminated.on_signal)
     _rich_raises_broken_pipe()
     original = sys.stdout
     sys.stdout = GuardedStdout(original)

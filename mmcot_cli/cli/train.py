@@ -15,6 +15,7 @@ from mmcot_cli.data.prompts import STAGE_PRESETS
 from mmcot_cli.errors import UsageError
 from mmcot_cli.progress import err_console
 from mmcot_cli.training.config import TrainConfig
+from mmcot_cli.training.run_dir import hold_run_dir
 
 # Defaults from the one home of training defaults (TrainConfig), help texts from the one home of the stage presets.
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
@@ -101,8 +102,6 @@ def train_command(
         raise UsageError("--bf16 and --fp16 are mutually exclusive")
     if allow_changed_data and not resume:
         raise UsageError("--allow-changed-data applies to --resume")
-    from mmcot_cli.training.loop import train
-
     options = parse_text_options(text_option)
     cfg = TrainConfig(
         stage=stage, data_dir=str(data), text_model=text_model, out_dir=str(out),
@@ -117,7 +116,10 @@ def train_command(
         limit_val=limit_val, num_beams=num_beams, group_by_length=group_by_length, random_init=random_init,
         text_options=options, resume=resume, allow_changed_data=allow_changed_data, report_to=report_to,
     )
-    summary = train(cfg)
+    with hold_run_dir(cfg):  # before torch loads: a second writer of RUN_DIR is refused at once
+        from mmcot_cli.training.loop import train
+
+        summary = train(cfg)
     if int(os.environ.get("RANK", "0")) != 0:  # under accelerate launch / torchrun only rank 0 reports
         return
     if json_out:

@@ -22,7 +22,13 @@ from pathlib import Path
 
 from mmcot_cli import progress
 from mmcot_cli.data.readers.scienceqa import PrepareConfig, prepare
-from mmcot_cli.demo.run import SPLITS, DemoConfig, demo_output, ending_children_on_error
+from mmcot_cli.demo.run import (
+    SPLITS,
+    DemoConfig,
+    demo_output,
+    ending_children_on_error,
+    worker_ends_cleanly,
+)
 from mmcot_cli.demo.synthetic import generate_synthetic
 from mmcot_cli.errors import MMCoTError, UnknownNameError
 from mmcot_cli.io import atomic_open, read_json, write_json
@@ -138,10 +144,11 @@ def _worker(setting: Setting, size, seed: int, data, features, run_root, threads
     else:
         progress.forward_to(queue, setting.name)
         progress.log(f"[bold cyan]▶[/] {setting.title} ({setting.name})")
-    try:
-        return run_setting(setting, size, seed, data, features, run_root)
-    except MMCoTError as e:  # library errors come back as data (not every class pickles)
-        return {"error": f"{setting.name}: {e}", "exit_code": e.exit_code}
+    with worker_ends_cleanly():
+        try:
+            return run_setting(setting, size, seed, data, features, run_root)
+        except MMCoTError as e:  # library errors come back as data (not every class pickles)
+            return {"error": f"{setting.name}: {e}", "exit_code": e.exit_code}
 
 
 def _run_all(cfg: AblationConfig, chosen: list[Setting], size, data, features, run_root: Path, quiet: bool) -> dict:

@@ -14,6 +14,7 @@ import contextlib
 import multiprocessing
 import os
 import shutil
+import signal
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
@@ -24,7 +25,13 @@ from mmcot_cli import progress
 from mmcot_cli.data.readers.scienceqa import PrepareConfig, prepare
 from mmcot_cli.data.records import load_records
 from mmcot_cli.demo.synthetic import generate_synthetic
-from mmcot_cli.errors import DataError, MMCoTError, UnknownNameError, UsageError
+from mmcot_cli.errors import (
+    DataError,
+    MMCoTError,
+    Terminated,
+    UnknownNameError,
+    UsageError,
+)
 from mmcot_cli.evaluation.score import CATEGORIES, ScoreConfig, score, score_records
 from mmcot_cli.io import os_reason, read_jsonl, write_json
 from mmcot_cli.outputs import (
@@ -227,14 +234,29 @@ def _print_step(message: str) -> None:
 
 @contextlib.contextmanager
 def ending_children_on_error() -> Iterator[None]:
-    """On any exception inside (a failed pipeline, Ctrl-C, SIGTERM), end this process's worker processes before
-    the pool waits for them: left alone, a worker would train on for minutes with no one to report to."""
+    """On any exception inside (a failed pipeline, Ctrl-C, SIGTERM), end the worker processes started inside the
+    block before the pool waits for them: left alone, a worker would train on for minutes with no one to report
+    to. Children started before (the progress queue's manager) are left to their own shutdown."""
+    before = set(multiprocessing.active_children())
     try:
         yield
     except BaseException:
-        for child in multiprocessing.active_children():
+        for child in set(multiprocessing.active_children()) - before:
             child.terminate()
         raise
+
+
+@contextlib.contextmanager
+def worker_ends_cleanly() -> Iterator[None]:
+    """In a pool worker running a job: SIGTERM (the parent ending it) unwinds as in the main process — temporary
+    files removed, locks released — and the worker exits 143. Idle, it ends at once (the default)."""
+    previous = signal.signal(signal.SIGTERM, Terminated.on_signal)
+    try:
+        yield
+    except Terminated:
+        os._exit(Terminated.exit_code)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _mode_worker(mode: str, cfg: DemoConfig, size: DemoSize, data_dir: Path, features: Path | None, runs: Path,
@@ -251,10 +273,11 @@ def _mode_worker(mode: str, cfg: DemoConfig, size: DemoSize, data_dir: Path, fea
     else:
         progress.forward_to(queue, mode)
         step = _print_step
-    try:
-        return _run_mode(mode, cfg, size, data_dir, features, runs, step)
-    except MMCoTError as e:
-        return {"error": str(e), "exit_code": e.exit_code}
+    with worker_ends_cleanly():
+        try:
+            return _run_mode(mode, cfg, size, data_dir, features, runs, step)
+        except MMCoTError as e:
+            return {"error": str(e), "exit_code": e.exit_code}
 
 
 def _run_modes_parallel(cfg: DemoConfig, size: DemoSize, data_dir: Path, features: Path | None, runs: Path,

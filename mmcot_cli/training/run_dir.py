@@ -12,9 +12,10 @@ from typing import Iterator
 from mmcot_cli.errors import UsageError
 from mmcot_cli.outputs import check_output_dir, claim_output_dir
 from mmcot_cli.runs.meta import RUN_CONFIG, RunMeta
-from mmcot_cli.training.checkpoints import list_checkpoints
 from mmcot_cli.training.config import TrainConfig
-from mmcot_cli.training.inputs import input_fingerprints
+
+# checkpoints (torch) and inputs (numpy) are imported where used: `mmcot train` holds RUN_DIR through
+# hold_run_dir before torch loads, so a second writer is refused at once.
 
 
 def _main_process() -> bool:
@@ -52,6 +53,8 @@ def _check_resume_config(run_dir: Path, cfg: TrainConfig, world_size: int) -> Ru
 def _check_resume_inputs(run_dir: Path, cfg: TrainConfig, saved: RunMeta, checkpoints: list[Path]) -> None:
     """Refuse to continue on other data than the run started on (fewer records would shift every epoch and
     the learning-rate schedule) unless --allow-changed-data, which is recorded in run_config.json."""
+    from mmcot_cli.training.inputs import input_fingerprints
+
     if not saved.inputs:  # a run from before fingerprints were recorded
         return
     now = input_fingerprints(cfg)
@@ -75,6 +78,8 @@ def _check_resume_inputs(run_dir: Path, cfg: TrainConfig, saved: RunMeta, checkp
 
 def check_run_dir(run_dir: Path, cfg: TrainConfig, world_size: int) -> list[Path]:
     """The run's checkpoints to resume from ([] for a new run); refuses to overwrite or to resume nothing."""
+    from mmcot_cli.training.checkpoints import list_checkpoints
+
     check_output_dir(run_dir, "train", inputs=_inputs(cfg))
     if not cfg.resume:
         if (run_dir / RUN_CONFIG).exists() or (run_dir / "model").exists():
