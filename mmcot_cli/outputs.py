@@ -20,7 +20,6 @@ lock and each holds its own shard lock; see mmcot_cli.features.extract.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import glob
 import json
 import os
@@ -30,6 +29,11 @@ import socket
 import time
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping
+
+try:
+    import fcntl
+except ImportError:  # Windows: outputs are not locked there
+    fcntl = None
 
 from mmcot_cli._version import __version__
 from mmcot_cli.errors import DataError, MMCoTError, UsageError
@@ -168,6 +172,8 @@ _LOCK_MARK = ".mmcot-lock"  # in every lock file's name: the folder's, a shard's
 # What the atomic writers (mmcot_cli.io, checkpoints) leave when killed: .NAME.XXXXXXXX.tmp files and folders,
 # .staged.XXXXXXXX.tmp, checkpoints/.step-N.tmp, and .NAME.old (a folder being swapped out).
 _DEBRIS = re.compile(r"\..+\.(tmp|old)")
+_TEMP_SUFFIX = r"[A-Za-z0-9_]{8}\.tmp"  # what tempfile.mkstemp adds: 8 random characters, then our suffix
+_FILE_TEMP = re.compile(rf"\.(.+)\.{_TEMP_SUFFIX}")  # the temporary file of an atomic write of NAME
 _HELD: dict[str, list] = {}  # lock file → [fd, shared, depth]: the locks this process holds (re-entrant)
 
 
@@ -214,7 +220,7 @@ def _alive(info: dict) -> bool:
 
 def _describe_holder(lock_path: Path, fd: int) -> str:
     info = _read_holder(lock_path, fd)
-    if not info:  # held shared (shards of a store): each shard lock names its holder
+    if not info and lock_path.name == LOCK_FILE:  # held shared (shards of a store): each shard lock names its holder
         for other in sorted(lock_path.parent.glob(f"{LOCK_FILE}-*")):
             candidate = _read_holder(other)
             if candidate and _alive(candidate):
@@ -273,6 +279,9 @@ def hold_lock(lock_path: str | os.PathLike, command: str, what: str | os.PathLik
     another process holds it (`wait`: block until it is free instead). Re-entrant within one process."""
     lock_path = Path(os.path.abspath(lock_path))
     held = _HELD.get(str(lock_path))
+    if fcntl is None:
+        yield
+        return
     if held is not None:  # a command calling another command's library function on the same output
         if held[1] and not shared:
             raise MMCoTError(f"{what}: cannot take an exclusive lock while holding a shared one")
@@ -316,7 +325,7 @@ def _remove_empty(dirs: list[Path]) -> None:
 def remove_debris_of(path: str | os.PathLike) -> None:
     """Remove the temporary files a killed atomic write of `path` left beside it (.NAME.XXXXXXXX.tmp)."""
     path = Path(path)
-    pattern = re.compile(rf"\.{re.escape(path.name)}\.[A-Za-z0-9_]{{8}}\.tmp")
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.{_TEMP_SUFFIX}")
     for p in path.parent.glob(f".{glob.escape(path.name)}.*.tmp") if path.parent.is_dir() else []:
         if not pattern.fullmatch(p.name):
             continue
@@ -326,9 +335,26 @@ def remove_debris_of(path: str | os.PathLike) -> None:
             p.unlink(missing_ok=True)
 
 
+def _unheld(lock: Path) -> bool:
+    """No process holds lock file `lock` (then it is removed), or there is none."""
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.unlink(lock)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
 def _sweep(folder: Path, own_lock: Path) -> None:
     """With the exclusive lock held: remove killed writers' debris in the folder tree (not inside another output
-    nested in it, which its own writer cleans) and lock files no live process can hold any more."""
+    nested in it, which its own writer cleans) and lock files no live process holds any more. A temporary file
+    whose output file is still held (`.NAME.mmcot-lock`: a live writer of a file in here) is left alone."""
     for root, dirs, files in os.walk(folder):
         here = Path(root)
         for name in list(dirs):
@@ -338,9 +364,11 @@ def _sweep(folder: Path, own_lock: Path) -> None:
             elif (here / name / OWNER_FILE).is_file():
                 dirs.remove(name)
         for name in files:
-            stale_lock = here == folder and _LOCK_MARK in name and here / name != own_lock
-            if _DEBRIS.fullmatch(name) or stale_lock:
+            writer = _FILE_TEMP.fullmatch(name)
+            if _DEBRIS.fullmatch(name) and (writer is None or _unheld(here / f".{writer[1]}{_LOCK_MARK}")):
                 (here / name).unlink(missing_ok=True)
+            elif here == folder and _LOCK_MARK in name and here / name != own_lock:
+                _unheld(here / name)
     remove_debris_of(folder)  # a swap of the folder itself (atomic_dir) killed midway
     old = folder.parent / f".{folder.name}.old"
     if old.is_dir():

@@ -20,12 +20,12 @@ from faultkit import (
     jsonl_source,
     lock_holder,
     mmcot,
-    other_writer,  # noqa: F401
+    other_writer,
     predictions,
     release_features,
     start_mmcot,
     wait_for,
-    world,
+    world,  # noqa: F401 (fixture)
 )
 
 EXTRACT = ["-q", "extract", "--split", "train,val,test", "--workers", "0", "--chunk-size", "8"]
@@ -202,3 +202,24 @@ def test_lock_helpers_release_and_reenter(tmp_path):
     with other_writer(out, "train") as pid, pytest.raises(OutputInUseError, match=f"pid {pid}"):
         with hold_lock(out / ".mmcot-lock", "prepare", out):
             pass
+
+
+def test_cleaning_up_never_touches_a_live_writers_files(tmp_path):
+    """A folder's new holder removes debris and stale lock files, but not the temporary file and lock of a file
+    another process is still writing in it (`report --out DIR/r.html` while `prepare --out DIR` starts)."""
+    from mmcot_cli.outputs import claim_output_dir
+
+    out = tmp_path / "out"
+    out.mkdir()
+    live_tmp, dead_tmp = out / ".r.html.abcdefgh.tmp", out / ".old.html.abcdefgh.tmp"
+    (out / ".old.html.mmcot-lock").write_text('{"pid": 1}')  # left by a killed writer of old.html
+    with other_writer(out / "r.html", "report", "file"):
+        live_tmp.write_text("being written")
+        dead_tmp.write_text("left behind")
+        with claim_output_dir(out, "prepare"):
+            pass
+        assert live_tmp.exists() and (out / ".r.html.mmcot-lock").exists()
+        assert not dead_tmp.exists() and not (out / ".old.html.mmcot-lock").exists()
+    with claim_output_dir(out, "prepare"):  # the writer has ended: now its leftovers are debris
+        pass
+    assert list(out.iterdir()) == []

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from faultkit import (  # noqa: F401
+from faultkit import (
     TINY_TEXT,
     alive,
     aokvqa_source,
@@ -26,7 +26,7 @@ from faultkit import (  # noqa: F401
     release_features,
     start_mmcot,
     wait_for,
-    world,
+    world,  # noqa: F401 (fixture)
 )
 
 # A command run in a child process that pauses (prints PAUSED, sleeps) right after `target` ran once: a signal
