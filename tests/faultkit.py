@@ -225,6 +225,23 @@ def other_writer(target: Path, command: str, kind: str = "dir"):
         proc.wait(timeout=30)
 
 
+@pytest.fixture
+def children():
+    """Processes a test starts (each in its own process group, see start_mmcot): whatever is left of them, and of
+    their own children, is killed when the test ends, passed or failed."""
+    import signal
+
+    started: list[subprocess.Popen] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            if stream:
+                stream.close()
+
+
 def start_mmcot(*args, env=None) -> subprocess.Popen:
     """`python -m mmcot_cli ARGS` started in the background (its own process group), stderr captured."""
     return subprocess.Popen([sys.executable, "-m", "mmcot_cli", *map(str, args)], stdout=subprocess.DEVNULL,

@@ -17,6 +17,7 @@ from faultkit import (
     aokvqa_source,
     assert_one_error,
     checksums,
+    children,  # noqa: F401 (fixture)
     jsonl_source,
     lock_holder,
     mmcot,
@@ -52,11 +53,12 @@ def _second_writer_meets_first(first: subprocess.Popen, folder, second_args) -> 
     return pid, second
 
 
-def test_two_extracts_into_one_store_real_processes(world, tmp_path):
+def test_two_extracts_into_one_store_real_processes(world, tmp_path, children):
     """The issue's case: resnet and patches into one --out at once left a store whose manifest said (49, 192)
     while its chunks held (1, 2048). Now the second is refused and the first's store is whole."""
     store = tmp_path / "store"
     first = start_mmcot(*EXTRACT, "-b", "patches", "--data", world.data, "--out", store, "--batch-size", "1")
+    children.append(first)
     pid, second = _second_writer_meets_first(
         first, store, [*EXTRACT, "-b", "resnet", "--random-init", "--data", world.data, "--out", store])
     assert_one_error(second, 1, str(store), f"pid {pid}", "mmcot extract")
@@ -69,11 +71,12 @@ def test_two_extracts_into_one_store_real_processes(world, tmp_path):
     assert not list(store.glob(".mmcot-lock*"))  # released and removed by its holder
 
 
-def test_train_and_resume_at_once_real_processes(world, tmp_path):
+def test_train_and_resume_at_once_real_processes(world, tmp_path, children):
     """The issue's case: `train --resume` while the first `train` ran; both exited 0 and epochs appeared twice
     in metrics.jsonl. Now the resume is refused and every epoch is logged once."""
     run = tmp_path / "run"
     first = start_mmcot(*_train_args(world, run, "--epochs", "2", "--save-every", "0"))
+    children.append(first)
     pid, second = _second_writer_meets_first(first, run, _train_args(world, run, "--epochs", "2", "--resume"))
     assert_one_error(second, 1, str(run), f"pid {pid}", "mmcot train")
     assert first.wait(timeout=300) == 0, first.stderr.read()
@@ -81,14 +84,15 @@ def test_train_and_resume_at_once_real_processes(world, tmp_path):
     assert epochs == [1, 2]
 
 
-def test_killed_holder_never_blocks(world, tmp_path):
+def test_killed_holder_never_blocks(world, tmp_path, children):
     """kill -9 of a writer: the kernel drops its lock; the lock file it leaves (naming a dead pid) is no lock."""
     data = tmp_path / "data"
     holder = subprocess.Popen([sys.executable, "-c", "import fcntl, json, os, sys, time; os.makedirs(sys.argv[1]);"
                                "fd = os.open(sys.argv[1] + '/.mmcot-lock', os.O_RDWR | os.O_CREAT);"
                                "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, json.dumps({'pid': os.getpid(), "
                                "'command': 'mmcot prepare'}).encode()); print('held', flush=True); time.sleep(600)",
-                               str(data)], stdout=subprocess.PIPE, text=True)
+                               str(data)], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    children.append(holder)
     assert holder.stdout.readline().strip() == "held"
     refused = mmcot("-q", "prepare", world.bench, "--out", data)
     assert_one_error(refused, 1, f"pid {holder.pid}", "mmcot prepare")

@@ -18,6 +18,7 @@ from faultkit import (
     alive,
     aokvqa_source,
     assert_one_error,
+    children,  # noqa: F401 (fixture)
     descendants,
     jsonl_source,
     leftovers,
@@ -26,11 +27,12 @@ from faultkit import (
     release_features,
     start_mmcot,
     wait_for,
-    world,  # noqa: F401 (fixture)
+    world,  # noqa: F401 (fixtures)
 )
 
-# A command run in a child process that pauses (prints PAUSED, sleeps) right after `target` ran once: a signal
-# sent then arrives in the middle of the write, every time.
+# A command run in a child process that pauses (prints PAUSED, then waits) right after `target` ran once: a signal
+# sent then arrives in the middle of the write, every time. It waits in short sleeps, as real work returns to the
+# interpreter often: a signal that the kernel hands to another thread is acted on when the main thread next runs.
 _PAUSING = r"""
 import importlib, sys, time
 parts = sys.argv[1].split(".")
@@ -47,7 +49,8 @@ real = getattr(owner, attr)
 def paused(*args, **kwargs):
     result = real(*args, **kwargs)
     print("PAUSED", flush=True)
-    time.sleep(600)
+    for _ in range(6000):
+        time.sleep(0.1)
     return result
 setattr(owner, attr, paused)
 from mmcot_cli.cli import main
@@ -56,9 +59,10 @@ main()
 """
 
 
-def _paused_command(target: str, *args) -> subprocess.Popen:
+def _paused_command(children, target: str, *args) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-c", _PAUSING, target, *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    children.append(proc)
     line = proc.stdout.readline()
     assert "PAUSED" in line, proc.stderr.read() if proc.poll() is not None else line
     return proc
@@ -73,11 +77,12 @@ def _ended_by_sigterm(proc: subprocess.Popen) -> str:
 
 
 @pytest.mark.parametrize("how", ["sigterm", "kill9"])
-def test_prepare_killed_while_staging_then_rerun(world, tmp_path, how):
+def test_prepare_killed_while_staging_then_rerun(world, tmp_path, how, children):
     """The issue's case: SIGTERM or kill -9 during prepare left .staged.*.tmp and the rerun exited 2 ("was not
     written by `mmcot prepare`"). SIGTERM now cleans up itself (exit 143); after kill -9 the rerun cleans up."""
     data = tmp_path / "data"
-    proc = _paused_command("mmcot_cli.data.records.write_jsonl", "-q", "prepare", world.bench, "--out", data)
+    proc = _paused_command(children, "mmcot_cli.data.records.write_jsonl", "-q", "prepare", world.bench, "--out",
+                           data)
     assert list(data.glob(".staged.*.tmp"))  # in the middle of staging the split files
     if how == "sigterm":
         _ended_by_sigterm(proc)
@@ -92,12 +97,12 @@ def test_prepare_killed_while_staging_then_rerun(world, tmp_path, how):
                                                       "train.jsonl", "val.jsonl"]
 
 
-def test_prepare_killed_over_an_earlier_data_dir_leaves_it_whole(world, tmp_path):
+def test_prepare_killed_over_an_earlier_data_dir_leaves_it_whole(world, tmp_path, children):
     data = tmp_path / "data"
     assert mmcot("-q", "prepare", world.bench, "--out", data).exit_code == 0
     before = {p.name: p.read_bytes() for p in data.iterdir()}
-    proc = _paused_command("mmcot_cli.data.records.write_jsonl", "-q", "prepare", world.bench, "--out", data,
-                           "--splits", "test")
+    proc = _paused_command(children, "mmcot_cli.data.records.write_jsonl", "-q", "prepare", world.bench, "--out",
+                           data, "--splits", "test")
     proc.kill()
     proc.communicate()
     assert {p.name: p.read_bytes() for p in data.iterdir() if p.name in before} == before
@@ -105,11 +110,11 @@ def test_prepare_killed_over_an_earlier_data_dir_leaves_it_whole(world, tmp_path
     assert sorted(p.name for p in data.iterdir()) == [".mmcot-output.json", "manifest.json", "test.jsonl"]
 
 
-def test_extract_sigterm_ends_its_dataloader_workers_and_resumes(world, tmp_path):
+def test_extract_sigterm_ends_its_dataloader_workers_and_resumes(world, tmp_path, children):
     store = tmp_path / "store"
     args = ["-q", "extract", "-b", "patches", "--data", world.data, "--split", "train,val,test", "--out", store,
             "--workers", "2", "--chunk-size", "8", "--batch-size", "4"]
-    proc = _paused_command("mmcot_cli.features.store.ChunkWriter.write_chunk", *args)
+    proc = _paused_command(children, "mmcot_cli.features.store.ChunkWriter.write_chunk", *args)
     workers = descendants(proc.pid)
     assert len(workers) >= 2  # DataLoader workers decoding images
     _ended_by_sigterm(proc)
@@ -122,19 +127,20 @@ def test_extract_sigterm_ends_its_dataloader_workers_and_resumes(world, tmp_path
 
 
 @pytest.mark.slow  # a tiny demo gets its two pipelines training before the signal: ~20–40 s on 2 busy cores
-def test_demo_sigterm_leaves_no_worker_processes(tmp_path):
+def test_demo_sigterm_leaves_no_worker_processes(tmp_path, children):
     """The issue's case: SIGTERM to `mmcot demo` left its worker processes alive (idle for over 6 minutes)."""
     out = tmp_path / "demo"
     proc = start_mmcot("-q", "demo", "--tiny", "--out", out)
+    children.append(proc)
     runs = [out / "runs" / mode / "rationale" / ".mmcot-lock" for mode in ("multimodal", "text_only")]
     wait_for(lambda: all(p.exists() for p in runs) or proc.poll() is not None, 300, "both pipelines training")
-    children = descendants(proc.pid)  # the two pipeline workers, the progress manager, the resource tracker
-    assert proc.poll() is None and len(children) >= 2, children
+    kids = descendants(proc.pid)  # the two pipeline workers, the progress manager, the resource tracker
+    assert proc.poll() is None and len(kids) >= 2, kids
     os.kill(proc.pid, signal.SIGTERM)  # the parent alone, as `kill PID` does
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 143, stderr
     assert stderr.strip().splitlines()[-1] == "terminated" and "Traceback" not in stderr, stderr
-    wait_for(lambda: not any(alive(p) for p in children), 30, "the demo's child processes to end")
+    wait_for(lambda: not any(alive(p) for p in kids), 30, "the demo's child processes to end")
     assert not list(out.rglob(".mmcot-lock*"))
 
 

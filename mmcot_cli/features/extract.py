@@ -188,6 +188,14 @@ def _pending_chunks(root: Path, plans: list[_SplitPlan], shard: tuple[int, int])
     return pending, len(mine) - len(pending), removed
 
 
+def _default_sigterm(_worker_id: int) -> None:
+    """DataLoader workers are forked with the command's SIGTERM handler (mmcot_cli.errors.Terminated); they must
+    end at once when the loader, or the command unwinding, terminates them."""
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _encode_all(cfg: ExtractConfig, backbone, encoder, pending, writer: ChunkWriter) -> None:
     """Run the encoder over every pending chunk's images and feed the rows to `writer` in order."""
     from torch.utils.data import DataLoader
@@ -199,7 +207,8 @@ def _encode_all(cfg: ExtractConfig, backbone, encoder, pending, writer: ChunkWri
     workers = default_workers() if cfg.workers is None else cfg.workers
     loader = DataLoader(_ImageDataset(items, encoder.preprocess),
                         batch_sampler=_batches_within([len(c) for c in chunks], cfg.batch_size),
-                        num_workers=workers, collate_fn=_collate, pin_memory=cfg.device.startswith("cuda"))
+                        num_workers=workers, collate_fn=_collate, pin_memory=cfg.device.startswith("cuda"),
+                        worker_init_fn=_default_sigterm if workers else None)
     shape, np_dtype = tuple(encoder.feature_shape), DTYPES[cfg.dtype][0]
     with progress.make_progress() as bar:
         task = bar.add_task(f"extract {backbone.name}", total=len(items))
