@@ -232,7 +232,7 @@ def _describe_holder(lock_path: Path, fd: int) -> str:
     return f"pid {info['pid']}{host} ({info.get('command', 'mmcot')}, since {info.get('since', '?')})"
 
 
-def _acquire(lock_path: Path, what: Path, option: str, shared: bool, wait: bool) -> int:
+def _acquire(lock_path: Path, what: Path, option: str | None, shared: bool, wait: bool) -> int:
     mode = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if wait else fcntl.LOCK_NB)
     while True:
         try:
@@ -244,8 +244,8 @@ def _acquire(lock_path: Path, what: Path, option: str, shared: bool, wait: bool)
         except BlockingIOError:
             holder = _describe_holder(lock_path, fd)
             os.close(fd)
-            raise OutputInUseError(f"{what} is being written by {holder}; wait for it to end or choose another "
-                                   f"{option}") from None
+            instead = f" or choose another {option}" if option else ""
+            raise OutputInUseError(f"{what} is being written by {holder}; wait for it to end{instead}") from None
         except OSError as e:  # e.g. ENOLCK: a network file system without locking
             os.close(fd)
             raise DataError(f"{what}: cannot lock {lock_path.name} ({os_reason(e)})") from None
@@ -273,10 +273,11 @@ def _release(fd: int, lock_path: Path, shared: bool) -> None:
 
 
 @contextlib.contextmanager
-def hold_lock(lock_path: str | os.PathLike, command: str, what: str | os.PathLike, *, option: str = "--out",
+def hold_lock(lock_path: str | os.PathLike, command: str, what: str | os.PathLike, *, option: str | None = "--out",
               shared: bool = False, wait: bool = False) -> Iterator[None]:
-    """Hold `lock_path` (created if missing) for the block; OutputInUseError naming `what` and the holder if
-    another process holds it (`wait`: block until it is free instead). Re-entrant within one process."""
+    """Hold `lock_path` (created if missing) for the block; OutputInUseError naming `what`, the holder and the
+    `option` to choose another output with (None: there is none) if another process holds it (`wait`: block until
+    it is free instead). Re-entrant within one process."""
     lock_path = Path(os.path.abspath(lock_path))
     held = _HELD.get(str(lock_path))
     if fcntl is None:
@@ -378,12 +379,13 @@ def _sweep(folder: Path, own_lock: Path) -> None:
 @contextlib.contextmanager
 def claim_output_dir(path: str | os.PathLike, command: str, *, option: str = "--out",
                      inputs: Mapping[str, str | os.PathLike | None] | None = None,
-                     shard: str | None = None, guard: bool = True) -> Iterator[Path]:
+                     shard: str | None = None, guard: bool = True, elsewhere: bool = True) -> Iterator[Path]:
     """Check output folder `path` (check_output_dir; `guard` False: the caller checked it), create it and hold its
     lock for the block.
 
     Exclusive, and a killed writer's debris is removed; with `shard` (extract --shard K/N) the folder's lock is
-    shared with the other shards and the shard's own lock (`.mmcot-lock-<shard>`) is exclusive."""
+    shared with the other shards and the shard's own lock (`.mmcot-lock-<shard>`) is exclusive. `elsewhere`
+    False: the refusal does not suggest another `option` (extract --merge works on the folder it names)."""
     if guard:
         check_output_dir(path, command, option=option, inputs=inputs)
     folder = Path(path)
@@ -392,9 +394,10 @@ def claim_output_dir(path: str | os.PathLike, command: str, *, option: str = "--
     try:
         with contextlib.ExitStack() as stack:
             label = f"{command} --shard {shard.replace('-of-', '/')}" if shard else command
-            stack.enter_context(hold_lock(folder / LOCK_FILE, label, folder, option=option, shared=bool(shard)))
+            instead = option if elsewhere else None
+            stack.enter_context(hold_lock(folder / LOCK_FILE, label, folder, option=instead, shared=bool(shard)))
             if shard:
-                stack.enter_context(hold_lock(folder / f"{LOCK_FILE}-{shard}", label, folder, option=option))
+                stack.enter_context(hold_lock(folder / f"{LOCK_FILE}-{shard}", label, folder, option=instead))
             if guard:  # another command may have written it between the check and the lock
                 check_output_dir(path, command, option=option, inputs=inputs)
             if not shard:

@@ -318,7 +318,7 @@ def merge(path: str | os.PathLike, max_shard_bytes: int = MERGED_SHARD_BYTES) ->
     runs in any order), byte for byte. A crash midway leaves a readable store; rerunning finishes the job.
     """
 
-    with claim_output_dir(path, "extract", option="--merge"):
+    with claim_output_dir(path, "extract", option="--merge", elsewhere=False):
         return _merge_held(Path(path), max_shard_bytes)
 
 
