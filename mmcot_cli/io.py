@@ -213,6 +213,35 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
     return [obj for _, obj in iter_jsonl(path)]
 
 
+def read_log(path: str | os.PathLike) -> tuple[list[dict], bool]:
+    """(rows, torn) of an append-only JSONL log (metrics.jsonl). A last line without its newline was cut short —
+    the writer was killed, the machine lost power mid-append (partial text, NUL bytes), or it is still
+    appending — and is left out unless it parses (torn True). Any complete line that is bad is an error naming
+    file:line, as in any JSONL file."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({os_reason(e)})") from None
+    *complete, tail = data.split(b"\n")
+    rows = []
+    for lineno, raw in enumerate(complete + [tail], start=1):
+        if not raw.strip():
+            continue
+        try:
+            obj = loads(raw.decode("utf-8"), f"{path}:{lineno}", one_line=True)
+            if not isinstance(obj, dict):
+                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+        except (UnicodeDecodeError, DataError) as e:
+            if lineno > len(complete):  # the unterminated tail: torn
+                return rows, True
+            if isinstance(e, UnicodeDecodeError):
+                raise DataError(f"{path}:{lineno}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+            raise
+        rows.append(obj)
+    return rows, False
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike, replace: bool = True) -> Iterator[Path]:
     """Yield a temporary directory beside `path`; it becomes `path` only if the block succeeds.

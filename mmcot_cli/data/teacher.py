@@ -30,7 +30,7 @@ from mmcot_cli.data.answers import extract_answer, letter_to_index
 from mmcot_cli.data.records import load_records
 from mmcot_cli.errors import DataError
 from mmcot_cli.io import loads, read_text, sha256_file, write_jsonl
-from mmcot_cli.outputs import check_output_file, input_files
+from mmcot_cli.outputs import claim_output_file, input_files
 
 Warn = Callable[[str], None]
 
@@ -194,8 +194,13 @@ def collect_rationales(source: str | Path, data_dir: str | Path, split: str, out
     Identical rationales of a problem are written once; `strip_answers` removes answer statements (after the
     answer was read from them; a rationale that was only an answer statement is dropped)."""
 
-    check_output_file(out, "rationales", inputs={"SOURCE": source, "--data": data_dir,
-                                                 **input_files(data_dir, [f"{split}.jsonl"])})
+    with claim_output_file(out, "rationales", inputs={"SOURCE": source, "--data": data_dir,
+                                                      **input_files(data_dir, [f"{split}.jsonl"])}):
+        return _collect_held(source, data_dir, split, out, only_correct, skip_bad, warn, strip_answers)
+
+
+def _collect_held(source: str | Path, data_dir: str | Path, split: str, out: str | Path, only_correct: bool,
+                  skip_bad: bool, warn: Warn | None, strip_answers: bool) -> dict:
     records = load_records(data_dir, split)
     if only_correct and all(r.get("answer") is None for r in records):
         raise DataError(f"{data_dir}: split {split!r} is predict-only (no answers): nothing to filter against")

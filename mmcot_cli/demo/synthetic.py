@@ -30,6 +30,7 @@ from typing import Callable
 
 from mmcot_cli.errors import UnknownNameError, UsageError
 from mmcot_cli.io import atomic_dir, write_json
+from mmcot_cli.outputs import has_content
 
 IMAGE_SIZE = 224  # the size the patch backbone cuts into a 7×7 grid of 32-px cells
 SYNTHETIC_SOURCE = "mmcot synthetic benchmark"
@@ -379,7 +380,7 @@ def generate_synthetic(
     out = Path(out_dir)
     if out.exists() and not overwrite:
         raise UsageError(f"{out}: already exists (pass overwrite=True to replace it)")
-    if out.exists() and not (out / "problems.json").is_file() and any(out.iterdir()):
+    if out.exists() and not (out / "problems.json").is_file() and has_content(out):
         raise UsageError(f"{out}: exists and is not a benchmark folder; refusing to replace it")
 
     rng = random.Random(seed)

@@ -36,6 +36,7 @@ from mmcot_cli.evaluation.score import (
     score_against,
 )
 from mmcot_cli.io import write_json
+from mmcot_cli.outputs import claim_output_file
 
 
 def group_accuracy(records: list[dict], correct: dict[str, bool]) -> dict:
@@ -164,4 +165,8 @@ def score_any(cfg: ScoreConfig, warn: Warn | None = None, export: str | Path | N
         raise DataError(f"{cfg.data}: --export-aokvqa needs data prepared from A-OKVQA (this is {fmt.name})")
     if fmt.scoring == "scienceqa":
         return score(cfg, warn=warn)
-    return score_own_data(cfg, warn, export)
+    if export is None:
+        return score_own_data(cfg, warn)
+    with claim_output_file(export, "score", option="--export-aokvqa",
+                           inputs={"PREDICTIONS": cfg.predictions, "--data": cfg.data}):
+        return score_own_data(cfg, warn, export)

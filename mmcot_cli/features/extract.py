@@ -33,7 +33,7 @@ from mmcot_cli.features.store import (
 )
 from mmcot_cli.features.store_files import scan_for_resume, write_data_file
 from mmcot_cli.io import read_json
-from mmcot_cli.outputs import check_output_dir
+from mmcot_cli.outputs import claim_output_dir, remove_debris_of
 from mmcot_cli.plugins import manager as plugins
 from mmcot_cli.plugins.hookspecs import VisionBuildOptions
 from mmcot_cli.plugins.weights import RANDOM_INIT, check_not_both
@@ -203,6 +203,14 @@ def _pending_chunks(root: Path, plans: list[_SplitPlan], shard: tuple[int, int])
     return pending, len(mine) - len(pending), removed
 
 
+def _default_sigterm(_worker_id: int) -> None:
+    """DataLoader workers are forked with the command's SIGTERM handler (mmcot_cli.errors.Terminated); they must
+    end at once when the loader, or the command unwinding, terminates them."""
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _encode_all(cfg: ExtractConfig, backbone, encoder, pending, writer: ChunkWriter, alpha: str) -> None:
     """Run the encoder over every pending chunk's images and feed the rows to `writer` in order."""
     from torch.utils.data import DataLoader
@@ -214,7 +222,8 @@ def _encode_all(cfg: ExtractConfig, backbone, encoder, pending, writer: ChunkWri
     workers = default_workers() if cfg.workers is None else cfg.workers
     loader = DataLoader(_ImageDataset(items, encoder.preprocess, alpha),
                         batch_sampler=_batches_within([len(c) for c in chunks], cfg.batch_size),
-                        num_workers=workers, collate_fn=_collate, pin_memory=cfg.device.startswith("cuda"))
+                        num_workers=workers, collate_fn=_collate, pin_memory=cfg.device.startswith("cuda"),
+                        worker_init_fn=_default_sigterm if workers else None)
     shape, np_dtype = tuple(encoder.feature_shape), DTYPES[cfg.dtype][0]
     with progress.make_progress() as bar:
         task = bar.add_task(f"extract {backbone.name}", total=len(items))
@@ -242,21 +251,33 @@ def _encode_all(cfg: ExtractConfig, backbone, encoder, pending, writer: ChunkWri
 
 
 def extract(cfg: ExtractConfig) -> dict:
-    """Extract features for cfg.splits into cfg.out (adding to / resuming an existing store); returns a summary."""
+    """Extract features for cfg.splits into cfg.out (adding to / resuming an existing store); returns a summary.
 
+    The store is held for the whole run: exclusively, or with --shard K/N shared with the other shards (each
+    holding its own shard's lock), so N shard jobs fill one store side by side while any other writer is refused.
+    """
     started = time.time()
     backbone = plugins.get_vision_backbone(cfg.backbone)
+    shard = "{}-of-{}".format(*cfg.shard) if cfg.shard else None
+    with claim_output_dir(cfg.out, "extract", inputs={"--data": cfg.data_dir, "--images": cfg.images_dir},
+                          shard=shard):
+        return _extract_held(cfg, backbone, started)
+
+
+def _extract_held(cfg: ExtractConfig, backbone, started: float) -> dict:
     root = Path(cfg.out)
-    check_output_dir(root, "extract", inputs={"--data": cfg.data_dir, "--images": cfg.images_dir})
     device = parse_device(cfg.device)
     source = str(Path(cfg.data_dir).resolve()) if cfg.data_dir else "(records given directly)"
     plans = [_plan_split(s, cfg, source) for s in cfg.splits]
     wanted = {"format": FORMAT, "backbone": backbone.name, "variant": cfg.variant or "", "dtype": cfg.dtype,
               "chunk_size": cfg.chunk_size, "alpha": resolve_alpha(cfg, backbone, root)}
-    check_identity(root, wanted, list(wanted))  # cheap checks before building a model
+    settled = list(wanted)  # what a rerun must match without building a model
+    check_identity(root, wanted, settled)  # cheap checks before building a model
     for plan in plans:
         check_split_info(root, plan.info)
     pending, skipped, removed = _pending_chunks(root, plans, cfg.shard or (0, 1))
+    for plan, i in pending:  # what a killed run of this shard left of these chunks
+        remove_debris_of(root / "chunks" / f"{plan.split}-{i:05d}.safetensors")
 
     writer, loop_started = None, None
     if pending:
@@ -277,7 +298,7 @@ def extract(cfg: ExtractConfig) -> dict:
         weights = cfg.weights or (RANDOM_INIT if cfg.random_init else backbone.default_weights)
         wanted.update(weights="" if backbone.weight_free else weights,
                       feature_shape=list(backbone.feature_shape))
-    init_store(root, wanted, [p.info for p in plans])
+    init_store(root, wanted, [p.info for p in plans], keys=settled)
     manifest = refresh_store_files(root)
     return {**_summary(cfg, backbone, manifest, plans, writer, skipped, started, loop_started),
             "reextracted_files": removed}
@@ -313,7 +334,11 @@ def merge(path: str | os.PathLike, max_shard_bytes: int = MERGED_SHARD_BYTES) ->
     runs in any order), byte for byte. A crash midway leaves a readable store; rerunning finishes the job.
     """
 
-    root = Path(path)
+    with claim_output_dir(path, "extract", option="--merge", elsewhere=False):
+        return _merge_held(Path(path), max_shard_bytes)
+
+
+def _merge_held(root: Path, max_shard_bytes: int) -> dict:
     store = open_store(root)
     incomplete = {s: i["missing_chunks"] for s, i in store.manifest["splits"].items() if not i["complete"]}
     if incomplete:

@@ -25,7 +25,7 @@ import numpy as np
 from mmcot_cli.data.records import load_records
 from mmcot_cli.errors import DataError, UsageError, first_line
 from mmcot_cli.io import make_dir, read_json
-from mmcot_cli.outputs import check_output_dir, mark_output_dir
+from mmcot_cli.outputs import claim_output_dir, mark_output_dir
 from mmcot_cli.plugins.hub import parse_source, repo_file
 from mmcot_cli.plugins.manager import get_vision_backbone
 from mmcot_cli.progress import make_progress
@@ -223,7 +223,18 @@ def write_split(root: Path, identity: dict, split: str, qids: list[str], rows: l
 
 
 def import_feature_file(cfg: ImportFeaturesConfig) -> dict:
-    """Import cfg.splits of DATA_DIR from the release file into FEATURES_DIR; returns a summary."""
+    """Import cfg.splits of DATA_DIR from the release file (local or a hub id) into FEATURES_DIR (held for the
+    whole import); returns a summary."""
+    hub_file, hub_map = parse_source(cfg.file, cfg.revision), parse_source(cfg.name_map, cfg.revision)
+    if cfg.revision is not None and hub_file is None and hub_map is None:
+        raise UsageError("--revision applies to hub ids (org/name/file), not to local files")
+    with claim_output_dir(cfg.out, "import-features", inputs={"FILE": None if hub_file else cfg.file,
+                                                               "--name-map": None if hub_map else cfg.name_map,
+                                                               "--data": cfg.data_dir}):
+        return _import_held(cfg, hub_file, hub_map)
+
+
+def _import_held(cfg: ImportFeaturesConfig, hub_file, hub_map) -> dict:
     from mmcot_cli.features.store import (
         DEFAULT_CHUNK_SIZE,
         FORMAT,
@@ -231,12 +242,6 @@ def import_feature_file(cfg: ImportFeaturesConfig) -> dict:
         refresh_store_files,
     )
 
-    hub_file, hub_map = parse_source(cfg.file, cfg.revision), parse_source(cfg.name_map, cfg.revision)
-    if cfg.revision is not None and hub_file is None and hub_map is None:
-        raise UsageError("--revision applies to hub ids (org/name/file), not to local files")
-    check_output_dir(cfg.out, "import-features", inputs={"FILE": None if hub_file else cfg.file,
-                                                          "--name-map": None if hub_map else cfg.name_map,
-                                                          "--data": cfg.data_dir})
     backbone = get_vision_backbone(cfg.backbone)
     file, name_map_file, origin = Path(cfg.file).expanduser(), Path(cfg.name_map).expanduser(), {}
     if hub_map is not None:  # the small file first: a wrong id fails before gigabytes are downloaded

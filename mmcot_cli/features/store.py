@@ -15,13 +15,14 @@ shared mutable file. Extraction (batching, sharding, resume, merge) lives in mmc
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import mmap
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -30,12 +31,13 @@ from mmcot_cli.errors import DataError, MMCoTError, UsageError
 from mmcot_cli.features.store_files import (
     ST_DTYPES,
     DataFile,
+    identity_problem,
     read_data_file,
     verify_data_file,
     write_data_file,
 )
 from mmcot_cli.io import make_dir, read_json, write_json
-from mmcot_cli.outputs import mark_output_dir
+from mmcot_cli.outputs import LOCK_FILE, hold_lock, mark_output_dir
 
 FORMAT = "mmcot-features/1"
 DEFAULT_CHUNK_SIZE = 256
@@ -43,6 +45,7 @@ DTYPES = {"float16": (np.float16, "F16"), "float32": (np.float32, "F32")}
 IDENTITY_KEYS = ("format", "backbone", "variant", "weights", "feature_shape", "dtype", "chunk_size", "alpha")
 # Identity keys that manifests written before them lack, with what those stores were made with.
 LEGACY_IDENTITY = {"alpha": "white"}  # images.to_rgb composited onto white before --alpha existed
+METADATA_LOCK = f"{LOCK_FILE}-manifest"
 _PAGE = mmap.PAGESIZE
 
 
@@ -148,6 +151,10 @@ class FeatureStore:
         self.dtype: str = identity["dtype"]
         self.alpha: str = identity.get("alpha", LEGACY_IDENTITY["alpha"])  # how its images' transparency was read
         self.files: list[DataFile] = scan_data_files(self.path)  # shards first, then chunks, in name order
+        for f in self.files:
+            mismatch = identity_problem(f, self.feature_shape, self.dtype)
+            if mismatch:
+                raise DataError(mismatch)
         self._by_name = {f.name: f for f in self.files}
         self._index = self._load_index(self.files)
         self.manifest = summarize(self.identity, split_infos(self.path), self.files, self._index)
@@ -158,7 +165,7 @@ class FeatureStore:
         if cached.is_file():
             try:
                 data = read_json(cached)
-                if data.get("files") == {f.name: f.size for f in files}:
+                if data.get("files") == file_identities(files):
                     return {q: (v[0], int(v[1])) for q, v in data["qids"].items()}
             except (DataError, KeyError, TypeError, IndexError):
                 pass  # a stale or damaged cache is rebuilt from the file headers below
@@ -270,19 +277,45 @@ def open_store(path: str | os.PathLike) -> FeatureStore:
     return FeatureStore(path)
 
 
+def store_fingerprint(path: str | os.PathLike, splits: Sequence[str]) -> str:
+    """sha256 of what says which features a store serves for `splits`: its identity (backbone, weights, shape …)
+    and those splits' descriptions (which records, in which chunks). The bytes of each data file are checked
+    against their CRC-32 when read; a merge or another split added does not change this."""
+    root, infos = Path(path), split_infos(Path(path))
+    manifest = read_json(root / "manifest.json") if (root / "manifest.json").is_file() else {}
+    manifest = manifest if isinstance(manifest, dict) else {}
+    described = {"identity": {k: manifest.get(k) for k in IDENTITY_KEYS}, "splits": {s: infos.get(s) for s in splits}}
+    return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
+
+
 # --------------------------------------------------------------------------------------------------- writing
+
+
+def file_identities(files: Sequence[DataFile]) -> dict[str, list]:
+    """index.json's key: each data file's size and the CRC-32 of its features, recorded when it was written (two
+    files swapped, or one replaced by another of the same size, no longer match a cached index)."""
+    return {f.name: [f.size, f.crc32] for f in files}
+
+
+@contextlib.contextmanager
+def metadata_held(root: Path) -> Iterator[None]:
+    """The store's description (manifest.json, splits/, index.json) is written by one process at a time: shard
+    jobs of one store run side by side, and each settles the store's identity and rewrites the summary."""
+    with hold_lock(root / METADATA_LOCK, "extract", root, wait=True):
+        yield
 
 
 def refresh_store_files(root: Path) -> dict:
     """Rewrite index.json and manifest.json from what is on disk; returns the manifest."""
-    identity = read_json(root / "manifest.json")
-    identity = {k: identity[k] for k in IDENTITY_KEYS if k in identity}
-    files = scan_data_files(root)
-    index = build_index(files)
-    manifest = summarize(identity, split_infos(root), files, index)
-    write_json(root / "index.json", {"files": {f.name: f.size for f in files},
-                                     "qids": {q: [n, r] for q, (n, r) in index.items()}})
-    write_json(root / "manifest.json", manifest)
+    with metadata_held(root):
+        identity = read_json(root / "manifest.json")
+        identity = {k: identity[k] for k in IDENTITY_KEYS if k in identity}
+        files = scan_data_files(root)
+        index = build_index(files)
+        manifest = summarize(identity, split_infos(root), files, index)
+        write_json(root / "index.json", {"files": file_identities(files),
+                                         "qids": {q: [n, r] for q, (n, r) in index.items()}})
+        write_json(root / "manifest.json", manifest)
     return manifest
 
 
@@ -320,15 +353,20 @@ def split_info(split: str, source: str, images_dir: str | None, records: int, qi
             "qids_sha1": hashlib.sha1(json.dumps(qids).encode()).hexdigest()}
 
 
-def init_store(root: Path, identity: dict, infos: Sequence[dict]) -> None:
-    """Write manifest.json (identity) and splits/<split>.json where missing; existing ones are kept."""
+def init_store(root: Path, identity: dict, infos: Sequence[dict], keys: Sequence[str] = IDENTITY_KEYS) -> None:
+    """Write manifest.json (identity) and splits/<split>.json where missing; existing ones are kept, and must
+    agree on `keys` (checked again here, under the metadata lock: another shard job may have just written them)."""
     make_dir(root)
-    mark_output_dir(root, "extract")
-    if not (root / "manifest.json").is_file():
-        write_json(root / "manifest.json", {k: identity[k] for k in IDENTITY_KEYS})
-    for info in infos:
-        if not (root / "splits" / f"{info['split']}.json").is_file():
-            write_json(root / "splits" / f"{info['split']}.json", info)
+    with metadata_held(root):
+        check_identity(root, identity, keys)
+        for info in infos:
+            check_split_info(root, info)
+        mark_output_dir(root, "extract")
+        if not (root / "manifest.json").is_file():
+            write_json(root / "manifest.json", {k: identity[k] for k in IDENTITY_KEYS})
+        for info in infos:
+            if not (root / "splits" / f"{info['split']}.json").is_file():
+                write_json(root / "splits" / f"{info['split']}.json", info)
 
 
 class ChunkWriter:

@@ -29,7 +29,7 @@ from mmcot_cli.model.generation import (
     generate_texts,
     resolve_device,
 )
-from mmcot_cli.outputs import check_output_file
+from mmcot_cli.outputs import check_output_file, claim_output_file
 from mmcot_cli.runs.meta import RUN_CONFIG, RunMeta
 from mmcot_cli.runs.rationales import load_rationales
 from mmcot_cli.validate import positive_int
@@ -124,11 +124,18 @@ def generate(cfg: GenerateConfig) -> dict:
     cfg.sampling.check(cfg.num_beams)
     outs = {split: output_path(cfg, split) for split in cfg.splits}
     data_files = {f"--data {split} split": Path(cfg.data_dir) / f"{split}.jsonl" for split in cfg.splits}
+    inputs = {**data_files, "--rationales": cfg.rationales, "--features": cfg.features}
     for out in outs.values():
-        check_output_file(out, "generate", inputs={**data_files, "--rationales": cfg.rationales,
-                                                   "--features": cfg.features})
+        check_output_file(out, "generate", inputs=inputs)
     if len(set(map(str, outs.values()))) < len(outs):
         raise UsageError("--out names the same file for several splits; use a '{split}' placeholder")
+    with contextlib.ExitStack() as held:  # every output file held (locked) until all are written
+        for out in outs.values():
+            held.enter_context(claim_output_file(out, "generate", inputs=inputs))
+        return _generate_held(cfg, outs)
+
+
+def _generate_held(cfg: GenerateConfig, outs: dict[str, Path]) -> dict:
     device = resolve_device(cfg.device)
     model, tokenizer, info = load_run(cfg.run, device)
 

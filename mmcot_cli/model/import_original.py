@@ -28,7 +28,7 @@ from mmcot_cli.model.t5_dirs import (
     load_tokenizer,
     weight_files,
 )
-from mmcot_cli.outputs import check_output_dir, mark_output_dir
+from mmcot_cli.outputs import check_output_dir, claim_output_dir, has_content, mark_output_dir
 from mmcot_cli.plugins.hub import checkpoint_folder, parse_source
 from mmcot_cli.plugins.manager import get_vision_backbone
 from mmcot_cli.runs.meta import RunMeta
@@ -222,23 +222,32 @@ def build_imported_model(ckpt: Path, state: dict, config_dict: dict, image_shape
 
 
 def import_run(cfg: ImportRunConfig) -> dict:
-    """Convert the checkpoint directory into RUN_DIR (model/ + run_config.json); returns a summary."""
-    from mmcot_cli.model.fusion import save_run_model
-
+    """Convert the checkpoint directory (local or a hub id) into RUN_DIR (model/ + run_config.json; held while
+    written); returns a summary."""
     if cfg.stage not in STAGE_FORMATS:
         raise UsageError(f"unknown stage {cfg.stage!r}; choose one of: {', '.join(STAGE_FORMATS)}")
     hub = parse_source(cfg.checkpoint, cfg.revision)  # None: a local folder
     if hub is None and cfg.revision is not None:
         raise UsageError(f"--revision applies to a hub id (org/name/path), not the local folder {cfg.checkpoint}")
     out = Path(cfg.out)
-    check_output_dir(out, "import-run", inputs={"CHECKPOINT": None if hub else Path(cfg.checkpoint).expanduser()})
-    if out.exists() and any(out.iterdir()):  # an import never replaces a run, not even another import
+    local = None if hub else Path(cfg.checkpoint).expanduser()
+    check_output_dir(out, "import-run", inputs={"CHECKPOINT": local})
+    if has_content(out):  # an import never replaces a run, not even another import
         raise UsageError(f"--out {out}: already exists and is not empty; choose another --out")
-    hub_info = None
-    if hub is None:
-        ckpt = Path(cfg.checkpoint).expanduser()
-    else:  # checked --out first: a download of gigabytes should not end in a usage error
-        ckpt, hub_info = checkpoint_folder(hub, checkpoint_files)
+    with claim_output_dir(out, "import-run", inputs={"CHECKPOINT": local}):
+        if has_content(out):  # written by another process between the check and the lock
+            raise UsageError(f"--out {out}: already exists and is not empty; choose another --out")
+        hub_info = None
+        if hub is None:
+            ckpt = local
+        else:  # checked --out first: a download of gigabytes should not end in a usage error
+            ckpt, hub_info = checkpoint_folder(hub, checkpoint_files)
+        return _import_held(cfg, ckpt, out, hub_info)
+
+
+def _import_held(cfg: ImportRunConfig, ckpt: Path, out: Path, hub_info: dict | None) -> dict:
+    from mmcot_cli.model.fusion import save_run_model
+
     default_format, out_len = STAGE_FORMATS[cfg.stage]
     prompt_format = cfg.prompt_format or default_format
     split_format(prompt_format)  # unknown formats fail here with the known ones listed

@@ -28,8 +28,8 @@ from mmcot_cli.evaluation.rationale_metrics import (
     score_pairs,
 )
 from mmcot_cli.evaluation.score import ScoreConfig, load_gold
-from mmcot_cli.io import atomic_open, read_jsonl
-from mmcot_cli.outputs import check_output_file
+from mmcot_cli.io import atomic_open, read_jsonl, read_log
+from mmcot_cli.outputs import claim_output_file
 from mmcot_cli.reporting.html import render
 from mmcot_cli.reporting.published import published_for
 from mmcot_cli.runs.meta import RUN_CONFIG, RunMeta
@@ -174,9 +174,9 @@ def _curves(run_dir: Path | None, meta: RunMeta | None) -> dict[str, list[dict]]
     stage = meta.stage if meta else "run"
     source = meta.rationales_source if meta else None
     if source and Path(source).is_dir() and (Path(source) / "metrics.jsonl").is_file():
-        curves["rationale"] = read_jsonl(Path(source) / "metrics.jsonl")
+        curves["rationale"] = read_log(Path(source) / "metrics.jsonl")[0]  # a torn last row is left out
     if (run_dir / "metrics.jsonl").is_file():
-        curves[stage] = read_jsonl(run_dir / "metrics.jsonl")
+        curves[stage] = read_log(run_dir / "metrics.jsonl")[0]
     return curves
 
 
@@ -236,11 +236,11 @@ def collect(cfg: ReportConfig, warn: Warn | None = None) -> dict:
 def write_report(cfg: ReportConfig, warn: Warn | None = None) -> dict:
     """Build the report and write it atomically to cfg.out; returns a short summary."""
 
-    check_output_file(cfg.out, "report", inputs=cfg.input_paths())  # before reading anything
-    report = collect(cfg, warn)
-    html = render(report)
-    with atomic_open(cfg.out) as fh:
-        fh.write(html)
+    with claim_output_file(cfg.out, "report", inputs=cfg.input_paths()):  # checked before reading anything
+        report = collect(cfg, warn)
+        html = render(report)
+        with atomic_open(cfg.out) as fh:
+            fh.write(html)
     gallery = report["gallery"]
     return {"out": str(cfg.out), "bytes": len(html.encode("utf-8")), "runs": [r.label for r in report["runs"]],
             "gallery_items": len(gallery["items"]), "corrected_by_vision": gallery.get("corrected")}

@@ -52,6 +52,10 @@ class RunMeta:
     train_config: dict[str, Any] = field(default_factory=dict)
     created_by: str = "mmcot train"
     imported_from: dict | None = None  # `mmcot import-run`: {path, files: {name: sha256}, layout, tied_head, …}
+    # {label: {path, sha256}} of what the run reads (DATA_DIR splits, feature store, rationale files); `--resume`
+    # refuses other data unless --allow-changed-data, which appends {resumed_from, changed} to changed_inputs.
+    inputs: dict | None = None
+    changed_inputs: list | None = None
     version: int = RUN_META_VERSION
 
     def __post_init__(self) -> None:

@@ -20,7 +20,7 @@ from mmcot_cli.data.readers.jsonl import prepare_jsonl
 from mmcot_cli.data.readers.scienceqa import PrepareConfig, prepare
 from mmcot_cli.data.records import DEFAULT_SPLITS, load_manifest
 from mmcot_cli.errors import DataError, UnknownNameError, UsageError
-from mmcot_cli.outputs import check_output_dir
+from mmcot_cli.outputs import claim_output_dir
 
 # How a prepared format is scored (mmcot_cli.evaluation.groups.score_any) and shown by `report` and `compare`
 # (mmcot_cli.evaluation.kinds: headline columns, breakdown, rationale categories):
@@ -138,6 +138,7 @@ def prepare_source(source: str | Path, out: str | Path, fmt: str | None = None, 
         raise UsageError(f"{' and '.join(unsupported)} apply to other formats, not to format {fmt.name}")
     request = PrepareRequest(Path(source), Path(out), splits, Path(images) if images is not None else None,
                              Path(captions) if captions is not None else None, skip_bad, strict, allow_overlap)
-    if fmt.name != "scienceqa":  # the ScienceQA reader checks its output itself, with its own inputs named
-        check_output_dir(request.out, "prepare", inputs={"SRC": request.source, "--images": request.images})
-    return {"format": fmt.name, **fmt.prepare(request)}
+    if fmt.name == "scienceqa":  # the ScienceQA reader checks and holds its output itself, its own inputs named
+        return {"format": fmt.name, **fmt.prepare(request)}
+    with claim_output_dir(request.out, "prepare", inputs={"SRC": request.source, "--images": request.images}):
+        return {"format": fmt.name, **fmt.prepare(request)}
