@@ -237,6 +237,7 @@ class JsonlLine(NamedTuple):
     where: str
     value: Any
     error: DataError | None
+    ended: bool = True  # the line ends with its "\\n" (only a file's last line can lack it: an append cut short)
 
 
 def _open_lines(path: Path, expected: str) -> Iterator[bytes]:
@@ -263,21 +264,22 @@ def jsonl_lines(path: str | os.PathLike, expected: str = "JSONL file", text: str
     lines = _open_lines(path, expected) if text is None else iter(text.split("\n"))
     for lineno, line in enumerate(lines, start=1):
         where = f"{path}:{lineno}"
+        ended = text is not None or line.endswith(b"\n")
         if isinstance(line, bytes):
             try:
                 line = line.decode("utf-8")
             except UnicodeDecodeError as e:
                 yield JsonlLine(lineno, where, None,
-                                DataError(f"{where}: not UTF-8 text ({e.reason} at byte {e.start})"))
+                                DataError(f"{where}: not UTF-8 text ({e.reason} at byte {e.start})"), ended)
                 continue
         if lineno == 1:
             line = line.removeprefix("\ufeff")
         if not line.strip():
             continue
         try:
-            yield JsonlLine(lineno, where, loads(line, where, one_line=True), None)
+            yield JsonlLine(lineno, where, loads(line, where, one_line=True), None, ended)
         except DataError as e:
-            yield JsonlLine(lineno, where, None, e)
+            yield JsonlLine(lineno, where, None, e, ended)
 
 
 def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
@@ -292,6 +294,24 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
     return [obj for _, obj in iter_jsonl(path)]
+
+
+def read_log(path: str | os.PathLike) -> tuple[list[dict], bool]:
+    """(rows, torn) of an append-only JSONL log (metrics.jsonl). A last line without its newline was cut short —
+    the writer was killed, the machine lost power mid-append (partial text, NUL bytes), or it is still
+    appending — and is left out unless it parses (torn True). Any complete line that is bad is an error naming
+    file:line, as in any JSONL file."""
+    rows = []
+    for line in jsonl_lines(path, "log file"):
+        error = line.error
+        if error is None and not isinstance(line.value, dict):
+            error = DataError(f"{line.where}: expected a JSON object, got {type(line.value).__name__}")
+        if error is not None:
+            if not line.ended:  # the unterminated tail: torn
+                return rows, True
+            raise error
+        rows.append(line.value)
+    return rows, False
 
 
 @contextlib.contextmanager

@@ -11,7 +11,7 @@ import typer.core
 
 from mmcot_cli import progress
 from mmcot_cli._version import __version__
-from mmcot_cli.errors import MMCoTError, StdoutError
+from mmcot_cli.errors import MMCoTError, StdoutError, Terminated
 from mmcot_cli.io import dumps, lone_surrogate, os_reason
 
 
@@ -173,11 +173,17 @@ def guarded(fn: Callable) -> Callable:
             fail(os_error_line(e), 1)
         except RecursionError:
             fail("input nested too deeply (a hostile or corrupted file?)", 1)
-        except KeyboardInterrupt:
-            typer.echo("interrupted", err=True)
-            raise typer.Exit(130)
+        except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated): every cleanup has run by now
+            interrupted(e)
 
     return wrapper
+
+
+def interrupted(error: BaseException) -> None:
+    """One stderr line and exit 130 (Ctrl-C) or 143 (SIGTERM)."""
+    terminated = isinstance(error, Terminated)
+    typer.echo("terminated" if terminated else "interrupted", err=True)
+    raise typer.Exit(Terminated.exit_code if terminated else 130)
 
 
 def command(name: str | None = None, **kwargs) -> Callable:

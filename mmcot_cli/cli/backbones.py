@@ -16,7 +16,7 @@ def backbones_summary() -> dict:
     vision = [
         {"name": b.name, "feature_shape": list(b.feature_shape), "default_weights": b.default_weights,
          "weight_free": b.weight_free, "variants": list(b.variants), "description": b.description,
-         "plugin": b.plugin}
+         "alpha": b.alpha, "plugin": b.plugin}
         for b in plugins.vision_backbones().values()
     ]
     text = [
@@ -40,11 +40,12 @@ def backbones(json_out: bool = typer.Option(False, "--json", help="Print one JSO
         return
     console = Console()
     vt = Table(title="Vision backbones")
-    for col in ("name", "features (tokens, dim)", "default weights", "variants", "plugin"):
+    for col in ("name", "features (tokens, dim)", "default weights", "variants", "--alpha", "plugin"):
         vt.add_column(col)
     for b in summary["vision"]:
         weights = "(weight-free)" if b["weight_free"] else b["default_weights"]
-        vt.add_row(b["name"], "×".join(map(str, b["feature_shape"])), weights, ", ".join(b["variants"]), b["plugin"])
+        vt.add_row(b["name"], "×".join(map(str, b["feature_shape"])), weights, ", ".join(b["variants"]), b["alpha"],
+                   b["plugin"])
     tt = Table(title="Text backbones (any local directory or org/name hub id is also accepted)")
     for col in ("name", "weights", "description", "--text-option KEY=VALUE", "plugin"):
         tt.add_column(col)

@@ -80,6 +80,9 @@ def ask_command(
     vision_weights: Optional[str] = typer.Option(None, "--vision-weights", help="Local path or hub id of the "
                                                  "vision weights (as `mmcot extract --weights`; default: the "
                                                  "run's recorded ones)."),
+    alpha: Optional[str] = typer.Option(None, "--alpha", help="Transparent pixels of --image: 'original' (alpha "
+                                        "dropped, colour under it kept, as the original's extraction) or 'white' "
+                                        "[default: the policy each run's features were made with]."),
     max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1),
     num_beams: int = typer.Option(1, "--num-beams", min=1),
     device: str = typer.Option("auto", "--device"),
@@ -93,7 +96,8 @@ def ask_command(
     cfg = AskConfig(rationale_run=str(rationale_run), answer_run=str(answer_run), question=question,
                     choices=choices.split("|"), context=context, image=str(image) if image else None,
                     random_init_vision=random_init_vision, vision_weights=vision_weights,
-                    max_new_tokens=max_new_tokens, num_beams=num_beams, device=device, constrain=constrain)
+                    max_new_tokens=max_new_tokens, num_beams=num_beams, device=device, alpha=alpha,
+                    constrain=constrain)
     result = ask(cfg)
     for message in result["warnings"]:
         warn(message)

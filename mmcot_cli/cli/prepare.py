@@ -56,11 +56,12 @@ def prepare_command(
         return
     table = Table(title=f"Prepared {summary['out']} ({summary['format']})")
     # missing = split-list qids with no problems.json entry; no image file = declared images not on disk.
-    for col in ("split", "records", "listed", "missing", "with images", "no image file", "skipped"):
+    # no rationale = records kept without a gold rationale (empty solution / "rationale": "").
+    for col in ("split", "records", "listed", "missing", "with images", "no image file", "no rationale", "skipped"):
         table.add_column(col, justify="left" if col == "split" else "right")
     for name, s in summary["splits"].items():
         table.add_row(name, str(s["count"]), str(s["split_list"]), str(s["missing_problems"]),
-                      str(s["with_images"]), str(s["missing_images"]), str(s["skipped"]))
+                      str(s["with_images"]), str(s["missing_images"]), str(s["without_rationale"]), str(s["skipped"]))
     err_console.print(table)
 
 

@@ -142,8 +142,9 @@ def read_predictions(path: str | Path, skip_bad: bool = False, warn: Warn | None
         preds, fmt = _read_results_json(path, whole, bad), "scienceqa-results"
     elif isinstance(whole, dict) and "preds" in whole and "qid" not in whole:
         raise DataError(f"{path}: a JSON object without 'results' (by-position 'preds' lists without qids, as the "
-                        f"reference writes them, cannot be scored); expected predictions JSONL or a ScienceQA "
-                        f"results JSON {{\"results\": {{qid: option_index}}}}")
+                        f"reference writes them, cannot be scored; `mmcot rationales import FILE --format mm-cot "
+                        f"--data DATA --split SPLIT --out R.jsonl` maps a stage-1 file to qids); expected predictions "
+                        f"JSONL or a ScienceQA results JSON {{\"results\": {{qid: option_index}}}}")
     elif isinstance(whole, dict) and sum(1 for line in text.split("\n") if line.strip()) > 1:
         # One object spread over several lines is not JSONL (whose objects sit one per line).
         raise DataError(f"{path}: a JSON object without 'results'; expected predictions JSONL or a ScienceQA "

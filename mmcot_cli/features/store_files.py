@@ -69,8 +69,36 @@ def read_data_file(path: Path, name: str) -> DataFile:
     if end - begin != expected or 8 + n + end != size or len(shape) != 3:
         raise DataError(f"{path}: truncated or corrupted feature file ({size} bytes, its header describes "
                         f"{8 + n + end}); {RECOVER}")
+    misplaced = name_problem(name, entries)
+    if misplaced:
+        raise DataError(f"{path}: {misplaced}; {RECOVER}")
     return DataFile(name=name, path=path, dtype=t["dtype"], shape=shape, data_offset=8 + n + begin,
                     entries=entries, size=size, crc32=meta.get("crc32"))
+
+
+def name_problem(name: str, entries) -> str | None:
+    """Why a data file's header disagrees with its name (chunks/<split>-NNNNN holds exactly that chunk; shards/
+    <split>-NNNNN only chunks of <split>): a file renamed, swapped or copied from elsewhere serves other rows."""
+    sub, _, base = name.partition("/")
+    split = base.removesuffix(".safetensors").rpartition("-")[0]
+    try:
+        held = [f"{e['split']}-{int(e['chunk']):05d}" for e in entries]
+    except (TypeError, KeyError, ValueError):
+        return "its header does not list its chunks"
+    if sub == "chunks" and held != [base.removesuffix(".safetensors")]:
+        return f"holds chunk {', '.join(held) or '(none)'}, not the one its name says (files renamed or swapped?)"
+    if sub == "shards" and any(h.rpartition("-")[0] != split for h in held):
+        return f"holds chunks of another split ({held[0]}) than its name says (files renamed or swapped?)"
+    return None
+
+
+def identity_problem(f: DataFile, feature_shape, dtype: str) -> str | None:
+    """Why data file `f` cannot belong to a store of `feature_shape` / `dtype` ("float16"), or None."""
+    want = {"float16": "F16", "float32": "F32"}.get(dtype, dtype)
+    if list(f.shape[1:]) != [int(x) for x in feature_shape] or f.dtype != want:
+        return (f"{f.path}: holds features {list(f.shape[1:])} {f.dtype}, but the store's manifest.json says "
+                f"{list(feature_shape)} {want} (written by another extract at the same time?); {RECOVER}")
+    return None
 
 
 def verify_data_file(f: DataFile) -> None:
@@ -91,13 +119,21 @@ def verify_data_file(f: DataFile) -> None:
 
 
 def scan_for_resume(root: Path) -> tuple[list[DataFile], list[str]]:
-    """(good data files, names of removed bad ones): a resumed extract re-extracts truncated or corrupted files."""
+    """(good data files, names of removed bad ones): a resumed extract re-extracts truncated, corrupted, misplaced
+    files and files that disagree with the store's manifest."""
+    try:
+        identity = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # none yet (or damaged: extract's identity check names it)
+        identity = {}
+    identity = identity if isinstance(identity, dict) else {}
     good, removed = [], []
     for sub in ("shards", "chunks"):
         d = root / sub
         for p in sorted(d.glob("*.safetensors")) if d.is_dir() else []:
             try:
                 f = read_data_file(p, f"{sub}/{p.name}")
+                if "feature_shape" in identity and identity_problem(f, identity["feature_shape"], identity["dtype"]):
+                    raise DataError(f"{p}: other features than the manifest describes")
                 verify_data_file(f)
             except DataError:
                 p.unlink()

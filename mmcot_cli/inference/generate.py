@@ -30,7 +30,7 @@ from mmcot_cli.model.generation import (
     generate_texts,
     resolve_device,
 )
-from mmcot_cli.outputs import check_output_file
+from mmcot_cli.outputs import check_output_file, claim_output_file
 from mmcot_cli.runs.meta import RUN_CONFIG, RunMeta
 from mmcot_cli.runs.rationales import load_rationales
 from mmcot_cli.validate import positive_int
@@ -141,11 +141,18 @@ def generate(cfg: GenerateConfig) -> dict:
     cfg.sampling.check(cfg.num_beams)
     outs = {split: output_path(cfg, split) for split in cfg.splits}
     data_files = {f"--data {split} split": Path(cfg.data_dir) / f"{split}.jsonl" for split in cfg.splits}
+    inputs = {**data_files, "--rationales": cfg.rationales, "--features": cfg.features}
     for out in outs.values():
-        check_output_file(out, "generate", inputs={**data_files, "--rationales": cfg.rationales,
-                                                   "--features": cfg.features})
+        check_output_file(out, "generate", inputs=inputs)
     if len(set(map(str, outs.values()))) < len(outs):
         raise UsageError("--out names the same file for several splits; use a '{split}' placeholder")
+    with contextlib.ExitStack() as held:  # every output file held (locked) until all are written
+        for out in outs.values():
+            held.enter_context(claim_output_file(out, "generate", inputs=inputs))
+        return _generate_held(cfg, outs)
+
+
+def _generate_held(cfg: GenerateConfig, outs: dict[str, Path]) -> dict:
     device = resolve_device(cfg.device)
     model, tokenizer, info = load_run(cfg.run, device)
 
@@ -177,15 +184,17 @@ def generate(cfg: GenerateConfig) -> dict:
             records = records[:cfg.limit]
         qids = [str(r["qid"]) for r in records]
         rationales: list[str | None] = [None] * len(records)
+        provenance = None
         if rationale_source:
-            rationales = load_rationales(rationale_source, split).for_qids(qids)  # missing qid → DataError
+            loaded = load_rationales(rationale_source, split)
+            rationales, provenance = loaded.for_qids(qids), loaded.provenance()  # missing qid → DataError
         sources = [build_prompt(r, info.prompt_format, info.use_caption, rat)[0]
                    for r, rat in zip(records, rationales)]
         if store is not None:
             store.check_coverage(records, split)
-        inputs[split] = (records, qids, sources)
+        inputs[split] = (records, qids, sources, provenance)
     results = {}
-    for split, (records, qids, sources) in inputs.items():
+    for split, (records, qids, sources, provenance) in inputs.items():
         start = time.perf_counter()
         choices = [len(r.get("choices") or []) for r in records]
         texts = generate_texts(
@@ -200,7 +209,7 @@ def generate(cfg: GenerateConfig) -> dict:
                 for q, t, n in zip(qids, texts, choices)]
         results[split] = rows
         summary["splits"][split] = {
-            "out": str(outs[split]), "count": len(rows), "seconds": round(seconds, 3),
+            "out": str(outs[split]), "count": len(rows), "seconds": round(seconds, 3), "rationales": provenance,
             "samples_per_s": round(len(rows) / seconds, 2) if seconds > 0 else None,
             **({"answer_found": sum(r["answer_letter"] is not None for r in rows)} if info.answers else {}),
         }

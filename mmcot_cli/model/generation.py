@@ -1,5 +1,5 @@
-"""Inference shared by training (validation) and `mmcot generate` / `mmcot ask`: the device, batched
-generation from prompts, and the feature-store coverage check both run before using a store."""
+"""Batched generation from prompts, shared by training (validation), `mmcot generate` and `mmcot ask`: the
+device, length-sorted batches with per-batch padding, image features per batch, and decoding."""
 
 from __future__ import annotations
 

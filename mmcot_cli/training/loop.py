@@ -58,7 +58,7 @@ from mmcot_cli.training.inputs import (
     build_stage_data,
     read_stage_inputs,
 )
-from mmcot_cli.training.run_dir import check_run_dir
+from mmcot_cli.training.run_dir import check_run_dir, hold_run_dir
 
 
 class TrainingDiverged(MMCoTError):
@@ -394,7 +394,13 @@ def train_epochs(t: Trainer, state: TrainState) -> None:
 
 
 def train(cfg: TrainConfig) -> dict:
-    """Train one stage; RUN_DIR/model/ ends up holding the best validation model. Returns a summary dict."""
+    """Train one stage; RUN_DIR/model/ ends up holding the best validation model. Returns a summary dict.
+    RUN_DIR is held (locked) for the whole run: a second `mmcot train` (or `--resume`) on it is refused."""
+    with hold_run_dir(cfg):
+        return _train_held(cfg)
+
+
+def _train_held(cfg: TrainConfig) -> dict:
     from accelerate.utils import set_seed
 
     cfg = cfg.resolved()

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from mmcot_cli._version import __version__
-from mmcot_cli.data.records import MAX_CHOICES, write_data_dir
+from mmcot_cli.data.records import MAX_CHOICES, without_rationale, write_data_dir
 from mmcot_cli.errors import DataError
 from mmcot_cli.io import lone_surrogate
 
@@ -161,7 +161,8 @@ def write_outputs(out: Path, results: Mapping[str, SplitResult], manifest: dict,
         "group_fields": manifest.get("group_fields", []),
         "splits": {split: {"count": len(res.records), "split_list": res.listed, "missing_problems": 0,
                            "with_images": res.with_images, "missing_images": len(res.missing_images),
-                           "skipped": len(res.skipped), "predict_only": res.predict_only}
+                           "skipped": len(res.skipped), "predict_only": res.predict_only,
+                           "without_rationale": without_rationale(res.records)}
                    for split, res in results.items()},
         "skipped": sum(len(r.skipped) for r in results.values()),
         "warnings": warnings,

@@ -4,7 +4,8 @@
      "context": "...", "image": "images/q1.png", "rationale": "..." | ["...", ...], "subject": "..."}
 
 `answer` is absent (or null) on every line of a predict-only split; `rationale` may instead be given as
-`lecture` + `solution`; every other top-level key with a string value is a grouping field.
+`lecture` + `solution`; `"rationale": ""` (or none) means the problem has no rationale, as ScienceQA's empty
+solutions (the prepare summary counts them); every other top-level key with a string value is a grouping field.
 """
 
 from __future__ import annotations
@@ -52,10 +53,11 @@ def _text_fields(row: dict) -> tuple[str | None, dict]:
     if rationale is not None and (row.get("lecture") or row.get("solution")):
         return "give either 'rationale' or 'lecture' + 'solution', not both", {}
     if isinstance(rationale, str):
-        rationale = [rationale]
+        # "" = no rationale, as ScienceQA's empty solutions (a converted file keeps those problems)
+        rationale = [rationale] if rationale.strip() else None
     if rationale is not None and (not isinstance(rationale, list) or not rationale
                                   or not all(isinstance(r, str) and r.strip() for r in rationale)):
-        return "'rationale' must be a non-empty string or a non-empty list of them", {}
+        return "'rationale' must be a string (\"\" for none) or a non-empty list of non-empty strings", {}
     rationales = rationale or []
     return None, {"context": row.get("context") or "", "lecture": row.get("lecture") or "",
                   "solution": rationales[0] if rationales else (row.get("solution") or ""),

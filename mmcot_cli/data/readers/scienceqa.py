@@ -28,11 +28,12 @@ from mmcot_cli.data.records import (
     MAX_CHOICES,
     load_manifest,
     parse_splits,
+    without_rationale,
     write_data_dir,
 )
 from mmcot_cli.errors import DataError, UnknownNameError
 from mmcot_cli.io import read_json
-from mmcot_cli.outputs import check_output_dir
+from mmcot_cli.outputs import claim_output_dir
 from mmcot_cli.progress import track
 
 # Every problems.json entry must carry these (its own `split` field is optional: pid_splits.json is the authority).
@@ -338,9 +339,14 @@ def _open_source(cfg: PrepareConfig) -> tuple[_Source, dict[str, list[str]], Pat
 
 def prepare(cfg: PrepareConfig) -> dict:
     """Validate a ScienceQA folder and write DATA_DIR/<split>.jsonl + manifest.json; returns a summary dict
-    (per-split counts and `warnings`, each one line). Nothing is written unless every check passes."""
-    check_output_dir(cfg.out, "prepare", inputs={"SRC": cfg.source, "--images": cfg.images,
-                                                  "--captions": cfg.captions})
+    (per-split counts and `warnings`, each one line). Nothing is written unless every check passes; DATA_DIR is
+    held (locked) meanwhile."""
+    with claim_output_dir(cfg.out, "prepare", inputs={"SRC": cfg.source, "--images": cfg.images,
+                                                       "--captions": cfg.captions}):
+        return _prepare(cfg)
+
+
+def _prepare(cfg: PrepareConfig) -> dict:
     src, pid_splits, captions_path = _open_source(cfg)
     check_split_overlap({s: pid_splits[s] for s in cfg.splits}, str(src.splits_path), cfg.allow_overlap)
     results = {split: _read_split(cfg, src, split, pid_splits[split]) for split in cfg.splits}
@@ -368,7 +374,8 @@ def prepare(cfg: PrepareConfig) -> dict:
         "splits": {
             split: {"count": len(res.records), "split_list": len(pid_splits[split]),
                     "missing_problems": len(res.missing_problems), "with_images": res.with_images,
-                    "missing_images": len(res.missing_images), "skipped": len(res.skipped)}
+                    "missing_images": len(res.missing_images), "skipped": len(res.skipped),
+                    "without_rationale": without_rationale(res.records)}
             for split, res in results.items()
         },
         "skipped": sum(len(r.skipped) for r in results.values()),
