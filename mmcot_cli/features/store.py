@@ -33,6 +33,7 @@ from mmcot_cli.features.store_files import (
     DataFile,
     identity_problem,
     read_data_file,
+    store_rows,
     verify_data_file,
     write_data_file,
 )
@@ -390,12 +391,8 @@ class ChunkWriter:
         self.bad: list[dict] = []  # every skipped item written so far, with its split
 
     def add(self, qid: str, row: np.ndarray) -> None:
-        """One row, converted to the store's dtype here (a value beyond float16's range is named as such)."""
-        with np.errstate(over="ignore"):  # an overflow becomes inf, refused just below with its reason
-            stored = np.asarray(row).astype(self.np_dtype)
-        self._refuse_non_finite([str(qid)], np.asarray(row)[None], stored[None])
+        self._rows.append(store_rows(self.root, [str(qid)], np.asarray(row)[None], self.np_dtype)[0])  # checked
         self._qids.append(str(qid))
-        self._rows.append(stored)
         self._advance()
 
     def add_bad(self, qid: str, path: str, error: str) -> None:
@@ -420,27 +417,12 @@ class ChunkWriter:
             self._on_first_write()
             self._on_first_write = None
         entry = {"split": split, "chunk": chunk, "qids": [str(q) for q in qids], "bad": list(bad)}
-        with np.errstate(over="ignore"):
-            stored = np.asarray(data).astype(self.np_dtype)
-        self._refuse_non_finite(entry["qids"], np.asarray(data), stored)
+        stored = store_rows(self.root, entry["qids"], np.asarray(data), self.np_dtype)
         write_data_file(self.root / "chunks" / f"{split}-{chunk:05d}.safetensors", stored, [entry])
         self.chunks_written += 1
         self.rows_written += len(entry["qids"])
         self.bad.extend({"split": split, **b} for b in entry["bad"])
 
-
-    def _refuse_non_finite(self, qids: Sequence[str], given: np.ndarray, stored: np.ndarray) -> None:
-        """Every store write passes here (extract, import-features): NaN or inf features never enter a store,
-        where training would meet them as a loss of NaN and blame the learning rate."""
-        finite = np.isfinite(stored).all(axis=tuple(range(1, stored.ndim)))  # per row (none in an empty chunk)
-        if finite.all():
-            return
-        row = int(np.flatnonzero(~finite)[0])
-        overflow = bool(np.isfinite(given[row]).all())
-        why = (f"finite in the input but beyond {np.dtype(self.np_dtype).name}'s range (±"
-               f"{np.finfo(self.np_dtype).max:.0f}); store float32 (--dtype float32)" if overflow
-               else "NaN or infinite values")
-        raise DataError(f"{self.root}: refusing to store the features of qid {qids[row]}: {why}")
 
 
 def import_features(out: str | os.PathLike, *, backbone: str, split: str, qids: Sequence[str], features,

@@ -156,3 +156,17 @@ def write_data_file(path: Path, features: np.ndarray, entries: list[dict]) -> No
     meta = {"mmcot": json.dumps({"entries": entries, "crc32": crc}, sort_keys=True, ensure_ascii=False)}
     with atomic_path(path) as tmp:
         save_file({"features": features}, str(tmp), metadata=meta)
+
+
+def store_rows(root: Path, qids: list[str], rows: np.ndarray, np_dtype) -> np.ndarray:
+    """`rows` in the store's dtype, refused (DataError naming the qid) when any value is NaN or infinite: every
+    store write passes here (extract, import-features), so training never meets them as a loss of NaN."""
+    with np.errstate(over="ignore"):  # an overflow becomes inf, refused below with its own reason
+        stored = rows.astype(np_dtype)
+    finite = np.isfinite(stored).all(axis=tuple(range(1, stored.ndim)))  # per row (none in an empty chunk)
+    if finite.all():
+        return stored
+    row = int(np.flatnonzero(~finite)[0])
+    why = (f"finite in the input but beyond {np.dtype(np_dtype).name}'s range (±{np.finfo(np_dtype).max:.0f}); "
+           "store float32 (--dtype float32)" if np.isfinite(rows[row]).all() else "NaN or infinite values")
+    raise DataError(f"{root}: refusing to store the features of qid {qids[row]}: {why}")
