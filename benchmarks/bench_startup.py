@@ -63,7 +63,7 @@ def prepare_inputs(mmcot: str, tmp: Path) -> tuple[Path, Path]:
                           capture_output=True, text=True)
     if proc.returncode != 0:
         sys.exit(f"cannot prepare the inputs: {proc.stderr.strip()}")
-    qids = [json.loads(line)["qid"] for line in (data / "test.jsonl").read_text().splitlines() if line.strip()]
+    qids = [json.loads(line)["qid"] for line in (data / "test.jsonl").read_text().split("\n") if line.strip()]
     results = tmp / "results.json"
     results.write_text(json.dumps({"results": {q: 0 for q in qids}}))
     return data, results

@@ -36,13 +36,15 @@ mmcot generate --run "$WORK/rationale" --data "$WORK/data" --split train,val,tes
 mmcot train --stage answer "${COMMON[@]}" --max-output-len 64 --rationales "$WORK/rationale" --out "$WORK/answer"
 mmcot generate --run "$WORK/answer" --data "$WORK/data" --split val,test --batch-size 32 --device "$DEVICE"
 
-# val: accuracy, MC and DA accuracy as allenai/aokvqa's eval_predictions.py computes them, and the MC file.
+# val: accuracy, MC and DA accuracy as allenai/aokvqa's eval_predictions.py computes them, and the prediction file
+# in its format {question_id: {"multiple_choice": ..., "direct_answer": ...}}. The model picks an option, so the
+# direct answer is the chosen option's text (DA = that text against the ten direct answers).
 mmcot score "$WORK/answer/preds-val.jsonl" --data "$WORK/data" --split val \
-  --export-aokvqa "$WORK/predictions_val-mc.json"
+  --export-aokvqa "$WORK/predictions_val.json"
 mmcot score "$WORK/rationale/preds-val.jsonl" --data "$WORK/data" --split val
-# test: predict-only, exported for the leaderboard.
+# test: predict-only, exported for the leaderboard (the same format; direct answer = the chosen option's text).
 mmcot score "$WORK/answer/preds-test.jsonl" --data "$WORK/data" --split test \
-  --export-aokvqa "$WORK/predictions_test-mc.json"
+  --export-aokvqa "$WORK/predictions_test.json"
 
 # Optional, Fine-tune-CoT "diverse reasoning": sample 4 more rationales per train question from the stage-1 run,
 # keep those whose answer matches (needs a stage-1 format whose output states the answer, e.g.

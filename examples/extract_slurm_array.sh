@@ -36,5 +36,5 @@ from mmcot_cli.features.store import open_store
 sys.exit(0 if all(s["complete"] for s in open_store(sys.argv[1]).manifest["splits"].values()) else 1)
 PY
 then
-    mmcot --quiet extract --merge "$OUT" --json || echo "merge skipped (another task may be merging)" >&2
+    mmcot --quiet extract --merge "$OUT" --json || echo "merge skipped (another task is still writing or merging)" >&2
 fi

@@ -31,6 +31,15 @@ class UsageError(MMCoTError):
     exit_code = 2
 
 
+class PluginError(MMCoTError):
+    """A plugin misbehaved (its build, encode or hook raised, or returned something unusable); the message names
+    the backbone and the plugin."""
+
+
+class ShapeError(PluginError):
+    """A backbone produced features of a shape other than it declares."""
+
+
 class UnknownSplitError(UnknownNameError):
     """A split that DATA_DIR (or a problems.json) does not have; names where it looked and what is there."""
 
@@ -50,3 +59,19 @@ class StdoutError(MMCoTError):
     def __init__(self, error: OSError):
         reason = "broken pipe" if isinstance(error, BrokenPipeError) else (error.strerror or type(error).__name__)
         super().__init__(f"cannot write to standard output ({reason})")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a batch system's `scancel`, `kill`): raised in the main thread so that every `finally` runs —
+    temporary files removed, child processes ended, locks released — then the command exits 143 (128 + 15),
+    as Ctrl-C exits 130. A KeyboardInterrupt, so whatever cleans up after Ctrl-C cleans up after it too."""
+
+    exit_code = 143
+
+    @staticmethod
+    def on_signal(signum, frame) -> None:
+        """The SIGTERM handler (signal.signal(SIGTERM, Terminated.on_signal)); a second SIGTERM ends at once."""
+        import signal
+
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise Terminated()

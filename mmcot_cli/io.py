@@ -6,9 +6,10 @@ import contextlib
 import json
 import math
 import os
+import re
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, NamedTuple
 
 from mmcot_cli.errors import DataError, first_line
 
@@ -36,10 +37,14 @@ def os_reason(e: BaseException) -> str:
 
 
 def write_fault(e: BaseException) -> str | None:
-    """The reason, if `e` is a failed write: an OSError, or safetensors' SafetensorError wrapping one
-    ("I/O error: No space left on device (os error 28)"); None for anything else."""
+    """The reason, if `e` is a failed write: an OSError, text that cannot be UTF-8, or safetensors'
+    SafetensorError wrapping an OSError ("I/O error: No space left on device (os error 28)"); None otherwise."""
     if isinstance(e, OSError):
         return os_reason(e)
+    if isinstance(e, UnicodeEncodeError) and e.reason == "surrogates not allowed":
+        # a path with non-UTF-8 bytes (Python keeps them as surrogates) or a lone surrogate cannot become UTF-8
+        shown = str(e.object)[max(e.start - 40, 0):e.end + 10].encode("utf-8", "backslashreplace").decode()
+        return f"{shown!r} is not valid UTF-8 text (a file name with non-UTF-8 bytes?)"
     text = str(e)
     if type(e).__name__ == "SafetensorError" and "I/O error" in text:
         return text.split("I/O error:", 1)[1].split("(os error", 1)[0].strip() or "I/O error"
@@ -105,9 +110,10 @@ def json_safe(obj: Any) -> Any:
     return obj
 
 
-def dumps(obj: Any, indent: int | None = None) -> str:
-    """Strict JSON text (no NaN/Infinity literals: non-finite floats become null). Every writer uses this."""
-    return json.dumps(json_safe(obj), ensure_ascii=False, indent=indent, allow_nan=False)
+def dumps(obj: Any, indent: int | None = None, ascii_only: bool = False) -> str:
+    """Strict JSON text (no NaN/Infinity literals: non-finite floats become null). Every writer uses this.
+    `ascii_only`: non-ASCII characters as \\u escapes (JSON for a stdout that cannot encode them)."""
+    return json.dumps(json_safe(obj), ensure_ascii=ascii_only, indent=indent, allow_nan=False)
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
@@ -131,8 +137,8 @@ def append_jsonl(path: str | os.PathLike, row: dict) -> None:
         with open(path, "a", encoding="utf-8") as fh:
             fh.write(dumps(row) + "\n")
             fh.flush()
-    except OSError as e:
-        raise DataError(f"{path}: cannot write ({os_reason(e)})") from None
+    except (OSError, UnicodeEncodeError) as e:
+        raise DataError(f"{path}: cannot write ({write_fault(e)})") from None
 
 
 def _reject_constant(name: str):
@@ -146,14 +152,49 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def loads(text: str, where: str, one_line: bool = False) -> Any:
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def lone_surrogate(obj: Any) -> str | None:
+    """The first lone surrogate (U+D800–U+DFFF) in a string or key of a parsed JSON value, written as an escape
+    ("\\udc80"), or None. JSON can escape one, but it is not Unicode text: no UTF-8 file can hold it, so every
+    writer would fail on it later."""
+    stack = [obj]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            found = _SURROGATE.search(value)
+            if found:
+                return f"\\u{ord(found.group()):04x}"
+        elif isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return None
+
+
+def _surrogate_error(text: str, obj: Any, where: str, one_line: bool) -> DataError | None:
+    escape = lone_surrogate(obj) if _SURROGATE_ESCAPE.search(text) else None
+    if escape is None:
+        return None
+    at = max(text.lower().find(escape), 0)
+    line, col = text.count("\n", 0, at) + 1, at - text.rfind("\n", 0, at)
+    return DataError(f"{where}:{col if one_line else f'{line}:{col}'}: lone surrogate {escape} in a string "
+                     "(not valid Unicode text)")
+
+
+def loads(text: str, where: str, one_line: bool = False, surrogates: bool = False) -> Any:
     """Parse JSON text strictly and safely; any problem is a DataError starting with `where` (file or file:line).
 
     Rejects NaN/Infinity literals, numbers beyond float range (1e999) or Python's int digit limit, and nesting
-    deeper than the interpreter's recursion limit (one line, not a RecursionError traceback). `one_line`: `where`
-    already names the line (file:line), so a syntax error adds only the column."""
+    deeper than the interpreter's recursion limit (one line, not a RecursionError traceback), and lone surrogates
+    escaped in strings ("\\udc80"), unless `surrogates` (a reader that checks item by item, so --skip-bad can skip
+    the one item holding it: see `lone_surrogate`). `one_line`: `where` already names the line (file:line), so an
+    error adds only the column."""
     try:
-        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+        obj = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except json.JSONDecodeError as e:
         position = f"{e.colno}" if one_line else f"{e.lineno}:{e.colno}"
         raise DataError(f"{where}:{position}: invalid JSON: {e.msg}") from None
@@ -162,13 +203,17 @@ def loads(text: str, where: str, one_line: bool = False) -> Any:
     except ValueError as e:  # int digit limit, out-of-range float, NaN literal
         reason = "an integer with too many digits" if "digits" in str(e) else first_line(e)[:120]
         raise DataError(f"{where}: invalid JSON: {reason}") from None
+    error = None if surrogates else _surrogate_error(text, obj, where, one_line)
+    if error is not None:
+        raise error
+    return obj
 
 
 def read_text(path: str | os.PathLike, expected: str = "file") -> str:
     """A whole UTF-8 file; a missing, unreadable or non-text file raises DataError naming it."""
     path = Path(path)
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8").removeprefix("\ufeff")  # a byte-order mark is not content
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except IsADirectoryError:
@@ -179,38 +224,94 @@ def read_text(path: str | os.PathLike, expected: str = "file") -> str:
         raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
 
 
-def read_json(path: str | os.PathLike) -> Any:
-    """Load a JSON file; a syntax error names the file, line and column."""
-    return loads(read_text(path, "JSON file"), str(Path(path)))
+def read_json(path: str | os.PathLike, surrogates: bool = False) -> Any:
+    """Load a JSON file; a syntax error names the file, line and column (`surrogates`: see `loads`)."""
+    return loads(read_text(path, "JSON file"), str(Path(path)), surrogates=surrogates)
 
 
-def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
-    """Yield (line_number, object) for each non-blank line; a bad line raises DataError naming file:line."""
-    path = Path(path)
+class JsonlLine(NamedTuple):
+    """One non-blank line of a JSONL file: its number, "file:line", the parsed value (any JSON type) or, for a
+    line that cannot be used (not UTF-8, invalid JSON, a lone surrogate), the error saying why."""
+
+    lineno: int
+    where: str
+    value: Any
+    error: DataError | None
+    ended: bool = True  # the line ends with its "\\n" (only a file's last line can lack it: an append cut short)
+
+
+def _open_lines(path: Path, expected: str) -> Iterator[bytes]:
+    """The binary lines of a file (they end at b"\\n" only); opening it is checked before the first line."""
     try:
         fh = open(path, "rb")  # decoded line by line, so a non-UTF-8 line is reported with its number
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except IsADirectoryError:
-        raise DataError(f"{path}: is a directory, expected a JSONL file") from None
+        raise DataError(f"{path}: is a directory, expected a {expected}") from None
     except PermissionError:
         raise DataError(f"{path}: permission denied") from None
     with fh:
-        for lineno, raw in enumerate(fh, start=1):
+        yield from fh  # binary lines end at b"\n" only
+
+
+def jsonl_lines(path: str | os.PathLike, expected: str = "JSONL file", text: str | None = None
+                ) -> Iterator[JsonlLine]:
+    """Every non-blank line of a JSONL file (or of its already-read `text`), parsed: THE line reader of every
+    JSONL input. Lines end at "\\n" only, never where str.splitlines() would also break (U+2028, U+2029, U+0085,
+    form feeds …: valid inside JSON strings); a leading byte-order mark is dropped. A missing or unreadable file
+    raises DataError; a bad line is yielded with its error, so a --skip-bad caller can skip just that line."""
+    path = Path(path)
+    lines = _open_lines(path, expected) if text is None else iter(text.split("\n"))
+    for lineno, line in enumerate(lines, start=1):
+        where = f"{path}:{lineno}"
+        ended = text is not None or line.endswith(b"\n")
+        if isinstance(line, bytes):
             try:
-                line = raw.decode("utf-8")
+                line = line.decode("utf-8")
             except UnicodeDecodeError as e:
-                raise DataError(f"{path}:{lineno}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-            if not line.strip():
+                yield JsonlLine(lineno, where, None,
+                                DataError(f"{where}: not UTF-8 text ({e.reason} at byte {e.start})"), ended)
                 continue
-            obj = loads(line, f"{path}:{lineno}", one_line=True)
-            if not isinstance(obj, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-            yield lineno, obj
+        if lineno == 1:
+            line = line.removeprefix("\ufeff")
+        if not line.strip():
+            continue
+        try:
+            yield JsonlLine(lineno, where, loads(line, where, one_line=True), None, ended)
+        except DataError as e:
+            yield JsonlLine(lineno, where, None, e, ended)
+
+
+def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
+    """Yield (line_number, object) for each non-blank line; a bad line raises DataError naming file:line."""
+    for line in jsonl_lines(path):
+        if line.error is not None:
+            raise line.error
+        if not isinstance(line.value, dict):
+            raise DataError(f"{line.where}: expected a JSON object, got {type(line.value).__name__}")
+        yield line.lineno, line.value
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
     return [obj for _, obj in iter_jsonl(path)]
+
+
+def read_log(path: str | os.PathLike) -> tuple[list[dict], bool]:
+    """(rows, torn) of an append-only JSONL log (metrics.jsonl). A last line without its newline was cut short —
+    the writer was killed, the machine lost power mid-append (partial text, NUL bytes), or it is still
+    appending — and is left out unless it parses (torn True). Any complete line that is bad is an error naming
+    file:line, as in any JSONL file."""
+    rows = []
+    for line in jsonl_lines(path, "log file"):
+        error = line.error
+        if error is None and not isinstance(line.value, dict):
+            error = DataError(f"{line.where}: expected a JSON object, got {type(line.value).__name__}")
+        if error is not None:
+            if not line.ended:  # the unterminated tail: torn
+                return rows, True
+            raise error
+        rows.append(line.value)
+    return rows, False
 
 
 @contextlib.contextmanager

@@ -1,5 +1,6 @@
 """Option checks, one home each, so every command rejects bad values the same way (UsageError, exit 2, naming the
-option): numbers (NaN, infinities, out-of-range values) and the one --device parser (extract, generate, ask, …).
+option): numbers (NaN, infinities, out-of-range values), the one --device parser (extract, generate, ask, …) and
+the --alpha policies (mmcot_cli.data.images says what each does).
 Library configs call these in __post_init__; the CLI needs no extra code."""
 
 from __future__ import annotations
@@ -8,9 +9,17 @@ import math
 import re
 from typing import Any
 
-from mmcot_cli.errors import UsageError
+from mmcot_cli.errors import UnknownNameError, UsageError
 
 MAX_SEED = 2**32 - 1  # numpy's seed range; torch and random accept it too
+# How transparent pixels become RGB (mmcot_cli.data.images): as the original's convert("RGB"), or onto white.
+ALPHA_POLICIES = ("original", "white")
+
+
+def check_alpha(alpha: str, option: str = "--alpha") -> str:
+    if alpha not in ALPHA_POLICIES:
+        raise UnknownNameError(f"{option} policy", alpha, list(ALPHA_POLICIES))
+    return alpha
 
 
 def check_number(option: str, value: Any, *, low: float | None = None, high: float | None = None,

@@ -185,3 +185,115 @@ def release_features(world: World, folder: Path) -> tuple[Path, Path]:
     np.save(folder / "patches.npy", np.zeros((len(qids), 49, 192), dtype=np.float32))
     (folder / "name_map.json").write_text(json.dumps({q: str(i) for i, q in enumerate(qids)}))
     return folder / "patches.npy", folder / "name_map.json"
+
+
+# --------------------------------------------------------------------------- other processes (locks, signals)
+
+_HOLDER = r"""
+import fcntl, json, os, sys, time
+from pathlib import Path
+
+target, command, kind = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+if kind == "shard":  # a shard job of a store: mmcot's own shared lock + the shard's lock
+    from mmcot_cli.outputs import claim_output_dir
+    held = claim_output_dir(target, "extract", shard=command)
+    held.__enter__()
+else:  # plain flock, as any writer holding the output would
+    lock = target / ".mmcot-lock" if kind == "dir" else target.parent / f".{target.name}.mmcot-lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.ftruncate(fd, 0)
+    os.write(fd, json.dumps({"pid": os.getpid(), "command": "mmcot " + command, "since": "now"}).encode())
+print("held", flush=True)
+sys.stdin.read()  # until the test closes our stdin
+"""
+
+
+@contextlib.contextmanager
+def other_writer(target: Path, command: str, kind: str = "dir"):
+    """A real second process holding `target`'s output lock, as a running `mmcot COMMAND` does; yields its pid.
+    kind "dir": the folder's .mmcot-lock; "file": .NAME.mmcot-lock beside the file (both plain flock, not mmcot's
+    code); "shard": `command` is a shard ("0-of-2") of store `target`, held through mmcot's claim."""
+    proc = subprocess.Popen([sys.executable, "-c", _HOLDER, str(target), command, kind], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        yield proc.pid
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=30)
+
+
+@pytest.fixture
+def children():
+    """Processes a test starts (each in its own process group, see start_mmcot): whatever is left of them, and of
+    their own children, is killed when the test ends, passed or failed."""
+    import signal
+
+    started: list[subprocess.Popen] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            if stream:
+                stream.close()
+
+
+def start_mmcot(*args, env=None) -> subprocess.Popen:
+    """`python -m mmcot_cli ARGS` started in the background (its own process group), stderr captured."""
+    return subprocess.Popen([sys.executable, "-m", "mmcot_cli", *map(str, args)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})},
+                            start_new_session=True)
+
+
+def wait_for(condition, timeout: float = 120.0, what: str = "condition"):
+    """Poll `condition()` every 10 ms until it returns something truthy (returned) or `timeout` s pass."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def lock_holder(folder: Path) -> int | None:
+    """The pid written in `folder`/.mmcot-lock by the process holding it (None while there is none)."""
+    try:
+        return json.loads((folder / ".mmcot-lock").read_text())["pid"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below `pid` (children, grandchildren …), read from /proc."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2:].split()
+            if fields[0] != "Z":  # zombies have ended; only their exit status is left
+                parents[int(entry.name)] = int(fields[1])
+    found, frontier = [], [pid]
+    while frontier:
+        parent = frontier.pop()
+        kids = [p for p, pp in parents.items() if pp == parent]
+        found.extend(kids)
+        frontier.extend(kids)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2:].split()[0] != "Z"

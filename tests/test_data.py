@@ -99,7 +99,7 @@ def test_layouts(tmp_path, layout):
                       captions={"captions": {"3": "a red ball"}})
     summary = prepare(PrepareConfig(source=src, out=tmp_path / "out", splits=("train", "test")))
     assert summary["splits"]["test"] == {"count": 2, "split_list": 3, "missing_problems": 1, "with_images": 2,
-                                         "missing_images": 0, "skipped": 0}
+                                         "missing_images": 0, "skipped": 0, "without_rationale": 0}
     test = {r["qid"]: r for r in load_records(tmp_path / "out", "test")}
     assert Path(test["3"]["image_paths"][0]).is_file() and test["3"]["caption"] == "a red ball"
     assert [Path(p).name for p in test["4"]["image_paths"]] == ["choice_0.png", "choice_1.png"]

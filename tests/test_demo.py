@@ -88,6 +88,8 @@ def test_demo_writes_its_report(tiny_run):
     page = (out / "report.html").read_text(encoding="utf-8")
     assert "<b>multimodal</b>" in page and "<b>text-only</b>" in page
     assert "Corrected by vision (multimodal)" in page and 'src="http' not in page
+    # A synthetic benchmark, labelled as such, with no published ScienceQA rows beside its scores.
+    assert "Synthetic benchmark (mmcot demo)" in page and '<tr class="pub">' not in page
 
 
 def test_rerun_replaces_earlier_output(tmp_path):

@@ -145,6 +145,32 @@ def test_answer_run_reads_rationales_by_qid_not_position(world, tmp_path, cli):
     assert rows[0]["prediction"] in build_prompt(rec, "QCMG-A", rationale=rows[0]["prediction"])[0]
 
 
+def test_answer_run_reads_the_originals_stage_1_file_once_imported(world, tmp_path, cli):
+    """The original's positional predictions_ans_test.json, imported with --format mm-cot, drives stage 2 exactly
+    as the same rationales in a qid-keyed file do, and the generate summary names the original file."""
+    test = world["records"]["test"]
+    texts = [f"Solution: The square is {['red', 'blue', 'green'][i % 3]} number {i}." for i in range(len(test))]
+    original = tmp_path / "predictions_ans_test.json"
+    original.write_text(json.dumps({"num_fail": 0, "scores": {}, "preds": texts,
+                                    "labels": [f"Solution: {r['solution']}" for r in test]}, indent=4))
+    res = cli("rationales", "import", original, "--format", "mm-cot", "--data", world["data"], "--split", "test",
+              "--out", tmp_path / "imported.jsonl")
+    assert res.exit_code == 0, res.output
+    write_jsonl(tmp_path / "keyed.jsonl", [{"qid": r["qid"], "prediction": t, "stage": "rationale"}
+                                           for r, t in zip(test, texts)])
+    outs = {}
+    for name in ("imported", "keyed"):
+        res = cli("generate", "--run", world["run_a"], "--data", world["data"], "--split", "test",
+                  "--rationales", tmp_path / f"{name}.jsonl", "--out", tmp_path / f"a_{name}.jsonl", "--json")
+        assert res.exit_code == 0, res.output
+        outs[name] = (read_jsonl(tmp_path / f"a_{name}.jsonl"), json.loads(res.stdout)["splits"]["test"])
+    assert outs["imported"][0] == outs["keyed"][0]
+    provenance = outs["imported"][1]["rationales"]
+    assert provenance["imported_from"]["format"] == "mm-cot" and provenance["imported_from"]["split"] == "test"
+    assert provenance["imported_from"]["path"] == str(original.resolve())
+    assert "imported_from" not in outs["keyed"][1]["rationales"]
+
+
 def test_answer_run_defaults_to_recorded_rationales_and_missing_qid_is_named(world, tmp_path, cli):
     # Default --rationales: the stage-1 run recorded in run_config.json (its preds-val.jsonl).
     assert cli("generate", "--run", world["run_r"], "--data", world["data"], "--split", "val").exit_code == 0
@@ -190,7 +216,8 @@ def test_text_only_answer_run_extracts_letters(world, tmp_path):
 
 def test_prediction_row_extraction():
     assert prediction_row("1", "The answer is (B).", "answer", 3, True) == {
-        "qid": "1", "prediction": "The answer is (B).", "stage": "answer", "answer_letter": "B", "answer_index": 1}
+        "qid": "1", "prediction": "The answer is (B).", "stage": "answer", "answer_letter": "B", "answer_index": 1,
+        "constrained": False}
     beyond = prediction_row("2", "The answer is (E).", "answer", 3, True)
     assert beyond["answer_letter"] == "E" and beyond["answer_index"] is None  # kept, scored wrong
     assert prediction_row("3", "The answer is (A). The answer is (B).", "answer", 3, True)["answer_letter"] is None

@@ -200,8 +200,11 @@ def test_image_tokens_option_sets_p(fixture_dir, tmp_path):
     assert run_config["feature_shape"] == [7, 256] and run_config["max_output_len"] == 511
 
 
-def test_a_hub_id_is_not_read_as_a_checkpoint(tmp_path):
-    with pytest.raises(DataError, match="no such checkpoint folder .*not a hub id"):
+def test_an_uncached_hub_id_offline_is_one_error(tmp_path, monkeypatch):
+    """A hub id goes through the Hugging Face cache (tests/test_hub_import.py); offline and not cached, it says so."""
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(DataError, match="not in the Hugging Face cache .*HF_HUB_OFFLINE"):
         import_run(ImportRunConfig(checkpoint="cooelf/mm-cot/mm-cot-base-rationale", stage="rationale",
                                    out=str(tmp_path / "run")))
     assert not (tmp_path / "run").exists()

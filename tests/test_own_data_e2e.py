@@ -58,7 +58,9 @@ def test_aokvqa_end_to_end(cli, tmp_path, sqa_source):
     exported = json.loads((tmp_path / "predictions_test-mc.json").read_text())
     test = load_records(data, "test")
     assert list(exported) == [r["qid"] for r in test]
-    assert all(exported[r["qid"]] in r["choices"] + [""] for r in test)
+    assert all(set(exported[r["qid"]]) == {"multiple_choice", "direct_answer"} for r in test)
+    assert all(exported[r["qid"]]["multiple_choice"] in r["choices"] + [""] for r in test)
+    assert all(exported[r["qid"]]["direct_answer"] == exported[r["qid"]]["multiple_choice"] for r in test)
 
 
 def test_jsonl_end_to_end(cli, tmp_path, sqa_source):
@@ -112,7 +114,7 @@ def test_teacher_path_sample_filter_retrain(cli, tmp_path, sqa_source):
     digest = hashlib.sha256((tmp_path / "kept.jsonl").read_bytes()).hexdigest()
     assert run_cfg["train_examples"] == 3
     assert run_cfg["rationale_source"] == {"source": str((tmp_path / "kept.jsonl").resolve()), "sha256": digest,
-                                           "examples": 3, "problems": 3, "problems_without": 3}
+                                           "examples": 3, "problems": 3, "problems_without": 3, "duplicates_dropped": 0}
     result = cli("train", "--stage", "rationale", "--data", data, "--out", tmp_path / "x", "--val-split", "none",
                  "--rationale-source", tmp_path / "none.jsonl", *TINY)
     assert result.exit_code == 1 and "no rationales in it" in result.stderr  # filter kept none: the file is empty

@@ -116,6 +116,35 @@ def test_jsonl_bad_line_names_file_line_and_id(cli, tmp_path, bad, message):
     assert [s["qid"] for s in skipped] == ["q1"]
 
 
+def test_jsonl_empty_rationale_means_no_rationale(cli, tmp_path):
+    """`"rationale": ""` keeps the problem without a rationale (as ScienceQA keeps its empty solutions) and the
+    summary counts it; a blank string is the same; an empty list entry is still a bad line."""
+    rows = [_row(0, rationale="Because."), _row(1, rationale=""), _row(2, rationale="  "), _row(3)]
+    (tmp_path / "d.jsonl").write_text(_lines(rows))
+    result = cli("--quiet", "prepare", tmp_path / "d.jsonl", "--out", tmp_path / "out", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["splits"]["train"]["without_rationale"] == 3
+    records = load_records(tmp_path / "out", "train")
+    assert [r["qid"] for r in records] == ["q0", "q1", "q2", "q3"]
+    assert [r["solution"] for r in records] == ["Because.", "", "", ""]
+    assert "rationales" not in records[1]
+    assert build_prompt(records[1], "QCM-E")[1] == "Solution:"  # no rationale: the empty target, as ScienceQA
+    table = cli("prepare", tmp_path / "d.jsonl", "--out", tmp_path / "out2")
+    assert table.exit_code == 0 and "rationale" in table.stderr  # the "no rationale" column
+    (tmp_path / "e.jsonl").write_text(_lines([_row(0), _row(1, rationale=["ok", ""])]))
+    result = cli("prepare", tmp_path / "e.jsonl", "--out", tmp_path / "out3")
+    assert result.exit_code == 1 and "'rationale' must be a string" in result.stderr
+
+
+def test_scienceqa_summary_counts_problems_without_rationale(cli, tmp_path, sample_dir):
+    result = cli("--quiet", "prepare", sample_dir, "--out", tmp_path / "d", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    for split, s in summary["splits"].items():
+        records = load_records(tmp_path / "d", split)
+        assert s["without_rationale"] == sum(1 for r in records if not r["solution"].strip())
+
+
 def test_jsonl_split_rules(cli, tmp_path):
     rows = [_row(0), _row(0), _row(1, split="val")]
     (tmp_path / "d.jsonl").write_text(_lines(rows))

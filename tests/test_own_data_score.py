@@ -64,8 +64,61 @@ def test_aokvqa_metrics_and_export(cli, aok, tmp_path):
     assert "groups" in out and "acc_natural" not in out
     exported = json.loads((tmp_path / "val-mc.json").read_text())
     assert list(exported) == [r["qid"] for r in val]
-    assert [exported[r["qid"]] for r in val[:3]] == [r["choices"][r["answer"]] for r in val[:3]]
-    assert exported[val[5]["qid"]] == ""
+    assert [exported[r["qid"]]["multiple_choice"] for r in val[:3]] == [r["choices"][r["answer"]] for r in val[:3]]
+    assert exported[val[5]["qid"]] == {"multiple_choice": "", "direct_answer": ""}
+
+
+def official_accuracy(dataset: list[dict], predictions: dict, setting: str, skip_difficult: bool) -> float:
+    """allenai/aokvqa evaluation/eval_predictions.py's documented formula, re-implemented here independently of
+    mmcot: the file is {question_id: {"multiple_choice": str, "direct_answer": str}}; MC counts
+    pred == choices[correct_choice_idx], DA min(1, #(pred == da for da in direct_answers) / 3) (exact strings);
+    a question without a prediction scores 0; the mean ×100 over the questions kept. The current script leaves
+    the difficult questions out of DA only; the older one out of MC (evaluation/groups.py reports both)."""
+    kept = [q for q in dataset if not (skip_difficult and q["difficult_direct_answer"])]
+    scores = []
+    for q in kept:
+        entry = predictions.get(q["question_id"])
+        if entry is None or setting not in entry:
+            scores.append(0.0)
+            continue
+        pred = entry[setting]
+        if setting == "multiple_choice":
+            scores.append(float(pred == q["choices"][q["correct_choice_idx"]]))
+        else:
+            scores.append(min(1.0, sum(pred == da for da in q["direct_answers"]) / 3.0))
+    return 100.0 * sum(scores) / len(scores)
+
+
+def test_exported_file_scores_identically_under_the_official_evaluation(cli, tmp_path, sqa_source):
+    """mmcot's --export-aokvqa file, scored by the official formula against the raw aokvqa_v1p0_val.json, gives
+    exactly mmcot's own MC and DA numbers, in both difficult-question filterings."""
+    source = write_aokvqa(sqa_source, tmp_path / "aok", tmp_path / "coco", per_split=9)
+    assert cli("--quiet", "prepare", tmp_path / "aok", "--images", tmp_path / "coco", "--out",
+               tmp_path / "d").exit_code == 0
+    val = load_records(tmp_path / "d", "val")
+    # right, the next option (2/3 DA credit), another wrong one, or no answer at all
+    rows = []
+    for i, r in enumerate(val):
+        n = len(r["choices"])
+        pick = [r["answer"], (r["answer"] + 1) % n, (r["answer"] + 2) % n, None][i % 4]
+        rows.append({"qid": r["qid"], "prediction": _answer("ABCDE"[pick]) if pick is not None else "no letter"})
+    result = cli("--quiet", "score", _preds(tmp_path / "p.jsonl", rows), "--data", tmp_path / "d", "--split", "val",
+                 "--json", "--export-aokvqa", tmp_path / "predictions_val.json")
+    assert result.exit_code == 0, result.output
+    ours = json.loads(result.stdout)["aokvqa"]
+    exported = json.loads((tmp_path / "predictions_val.json").read_text())
+    dataset = json.loads((tmp_path / "aok" / "aokvqa_v1p0_val.json").read_text())
+    assert dataset == source["val"] and any(q["difficult_direct_answer"] for q in dataset)
+    official = {
+        "mc_accuracy": official_accuracy(dataset, exported, "multiple_choice", skip_difficult=False),
+        "da_accuracy": official_accuracy(dataset, exported, "direct_answer", skip_difficult=True),
+        "mc_accuracy_non_difficult": official_accuracy(dataset, exported, "multiple_choice", skip_difficult=True),
+        "da_accuracy_all": official_accuracy(dataset, exported, "direct_answer", skip_difficult=False),
+    }
+    assert 0 < official["mc_accuracy"] < 100 and 0 < official["da_accuracy"] < 100
+    assert {k: round(v, 2) for k, v in official.items()} == {k: ours[k] for k in official}
+    # The DA credit really came from the option text: the next option is 2 of the 10 direct answers.
+    assert official["da_accuracy_all"] != official["mc_accuracy"]
 
 
 def test_predict_only_split_is_exported_not_scored(cli, aok, tmp_path):
@@ -75,7 +128,8 @@ def test_predict_only_split_is_exported_not_scored(cli, aok, tmp_path):
     assert result.exit_code == 1 and "predict-only" in result.stderr and "--export-aokvqa" in result.stderr
     result = cli("--quiet", "score", preds, "--data", aok, "--split", "test", "--export-aokvqa", tmp_path / "t.json")
     assert result.exit_code == 0, result.output
-    assert json.loads((tmp_path / "t.json").read_text()) == {r["qid"]: r["choices"][1] for r in test}
+    assert json.loads((tmp_path / "t.json").read_text()) == {
+        r["qid"]: {"multiple_choice": r["choices"][1], "direct_answer": r["choices"][1]} for r in test}
 
 
 def test_jsonl_per_group_accuracy_and_table(cli, tmp_path, sqa_source):
@@ -111,4 +165,5 @@ def test_export_of_predict_only_split_checks_predictions(cli, aok, tmp_path):
     result = cli("--quiet", "score", preds, "--data", aok, "--split", "test", "--export-aokvqa", tmp_path / "t.json",
                  "--skip-bad", "--fallback", "random", "--json")
     assert result.exit_code == 0 and json.loads(result.stdout)["num_bad"] == 1
-    assert json.loads((tmp_path / "t.json").read_text()) == {r["qid"]: r["choices"][0] for r in test}
+    assert json.loads((tmp_path / "t.json").read_text()) == {
+        r["qid"]: {"multiple_choice": r["choices"][0], "direct_answer": r["choices"][0]} for r in test}

@@ -6,7 +6,7 @@ import pytest
 
 from mmcot_cli.errors import DataError, UsageError
 from mmcot_cli.inference.sampling import Sampling
-from mmcot_cli.data.teacher import expand_rationales, parse_answer, read_candidates
+from mmcot_cli.data.teacher import expand_rationales, parse_answer, read_candidates, strip_answer
 
 CHOICES = ["north", "south", "east"]
 
@@ -132,3 +132,50 @@ def test_filter_warns_when_no_rationale_states_an_answer(cli, tmp_path):
     assert json.loads(result.stdout)["kept"] == 0
     assert "none of its 2 rationales states an answer" in result.stderr
     assert "QCM-EA" in result.stderr
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Up is north. The answer is (A).", "Up is north."),  # mm-cot / ScienceQA final statement
+    ("Up is north.\nThe answer is A.", "Up is north."),  # ScienceQA's GPT-3 letters, on its own line
+    ("Up is north. Therefore, the answer is north", "Up is north."),  # zero-shot-CoT / ft_cot_natural
+    ("Up is north --> north", "Up is north"),  # Fine-tune-CoT's ft_cot_token label
+    ("Up is north\n\n-->\n\nnorth", "Up is north"),  # its GPT-3 variant
+    ("The answer is (A). BECAUSE: Up is north.", "Up is north."),  # the reference's ALE output
+    ("Answer: The answer is (A).", ""),  # nothing but the answer
+    ("Because the answer is hidden, look north.", "Because the answer is hidden, look north."),  # mid-sentence
+    ("Up is north.", "Up is north."),
+])
+def test_strip_answer(text, expected):
+    assert strip_answer(text) == expected
+
+
+def test_identical_samples_are_one_example_and_answers_can_be_stripped(cli, tmp_path):
+    """Three identical samples of a problem are one rationale (the count reported), in the set and in training;
+    --strip-answer leaves the reasoning only, after the answer was used to judge it."""
+    data = _data_dir(tmp_path)
+    teacher = tmp_path / "samples.jsonl"
+    teacher.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"qid": "a", "samples": ["Solution: Up is north. The answer is (A).", "Up is  north. The answer is (A).",
+                                 "Up is north. The answer is (A)."]},  # identical up to whitespace
+        {"qid": "a", "rationale": "Maps point up to north --> north"},
+        {"qid": "b", "rationale": "The answer is (C)."},  # only an answer: nothing left once stripped
+        {"qid": "b", "rationale": "Sunrise is east. The answer is (B)."},  # wrong: filtered out before stripping
+    ]))
+    result = cli("--quiet", "rationales", "filter", teacher, "--data", data, "--out", tmp_path / "kept.jsonl", "--json")
+    summary = json.loads(result.stdout)
+    assert (summary["correct"], summary["duplicates"], summary["kept"]) == (5, 2, 3)
+    result = cli("--quiet", "rationales", "filter", teacher, "--data", data, "--out", tmp_path / "k2.jsonl", "--json",
+                 "--strip-answer")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["duplicates"], summary["answers_stripped"], summary["answer_only"], summary["kept"]) == (2, 5, 1, 2)
+    kept = [json.loads(line) for line in (tmp_path / "k2.jsonl").read_text().splitlines()]
+    assert [(k["qid"], k["rationale"], k["answer_index"]) for k in kept] == [
+        ("a", "Up is north.", 0), ("a", "Maps point up to north", 0)]
+    table = cli("rationales", "import", teacher, "--data", data, "--out", tmp_path / "all.jsonl", "--strip-answer")
+    assert table.exit_code == 0 and "identical" in table.stderr and "stripped" in table.stderr
+    # training straight from a file with repeated samples: each distinct rationale is one example
+    out, info = expand_rationales([dict(r, lecture="", solution="") for r in _records()], str(teacher))
+    assert [r["solution"] for r in out if r["qid"] == "a"] == [
+        "Up is north. The answer is (A).", "Maps point up to north --> north"]
+    assert info["duplicates_dropped"] == 2 and info["examples"] == 4

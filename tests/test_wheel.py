@@ -38,16 +38,29 @@ def _clean_env(**extra) -> dict:
 def wheel_env(tmp_path_factory) -> Path:
     """A venv holding only the built wheel of mmcot (its dependencies from this environment)."""
     tmp = tmp_path_factory.mktemp("wheel")
+    # Build from a clean copy: a build/ folder left in the checkout would put stale modules into the wheel.
+    source = tmp / "source"
+    top_level_junk = {".git", "build", "dist", ".whl", ".gl", "demo-out", "ablation-out", "runs", ".pytest_cache"}
+
+    def ignore(folder, names):
+        here = Path(folder).resolve() == ROOT
+        return [n for n in names if n == "__pycache__" or n.endswith(".egg-info") or (here and n in top_level_junk)]
+
+    shutil.copytree(ROOT, source, ignore=ignore)
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                            "-w", str(tmp / "dist"), str(ROOT)], capture_output=True, text=True, cwd=tmp)
+                            "-w", str(tmp / "dist"), str(source)], capture_output=True, text=True, cwd=tmp,
+                           env=_clean_env())
     assert build.returncode == 0, build.stderr[-3000:]
     wheel = next((tmp / "dist").glob("mmcot-*.whl"))
     env_dir = tmp / "venv"
     venv.create(env_dir, system_site_packages=True, with_pip=False)
     python = env_dir / "bin" / "python"
     # pip of this interpreter installs into the venv with --prefix-free --target-free: use the venv's python
+    # --ignore-installed: the mmcot visible through the system site-packages (an editable install of a checkout)
+    # must not count as "already satisfied"
     install = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps",
-                              "--no-index", "-q", str(wheel)], capture_output=True, text=True, cwd=tmp)
+                              "--no-index", "--ignore-installed", "-q", str(wheel)], capture_output=True, text=True,
+                             cwd=tmp, env=_clean_env())
     assert install.returncode == 0, install.stderr[-3000:]
     return env_dir
 

@@ -1,9 +1,17 @@
-"""`mmcot` command line. Each command module parses options and calls one library function."""
+"""`mmcot` command line: one module per command or small group of commands; each parses options, calls the
+library (the subpackages of mmcot_cli) and prints a table or `--json`."""
 
 import importlib
 
-from mmcot_cli.cli.app import GuardedStdout, OrderedGroup, app, silence_stdout
-from mmcot_cli.errors import StdoutError
+from mmcot_cli.cli.app import (
+    GuardedStdout,
+    OrderedGroup,
+    app,
+    non_utf8_argument,
+    silence_stdout,
+    tolerate_narrow_streams,
+)
+from mmcot_cli.errors import StdoutError, Terminated
 
 # One module per command (or small group); listed in the order `mmcot --help` shows them.
 COMMAND_MODULES = (
@@ -81,13 +89,25 @@ def _rich_raises_broken_pipe() -> None:
     Console.on_broken_pipe = raise_broken_pipe
 
 
+def _on_sigterm(handler):
+    """Install `handler` for SIGTERM; returns the previous one (None where signals cannot be set: a thread)."""
+    import signal
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:
+        return None
+
+
 def main() -> None:
     """Console entry point. Bad option values become one stderr line with exit code 2 (not a usage box);
-    an unwritable stdout (closed pipe, full device) becomes one line and exit 1, also for --help."""
+    an unwritable stdout (closed pipe, full device) becomes one line and exit 1, also for --help. SIGTERM
+    unwinds like Ctrl-C (temporary files removed, child processes ended, locks released) and exits 143."""
     import sys
 
-
+    previous = _on_sigterm(Terminated.on_signal)
     _rich_raises_broken_pipe()
+    tolerate_narrow_streams()
     original = sys.stdout
     sys.stdout = GuardedStdout(original)
     try:
@@ -95,6 +115,8 @@ def main() -> None:
         sys.stdout.flush()  # buffered output (help, tables) fails here when stdout cannot be written
     except (OSError, StdoutError) as e:  # only stdout faults get here: commands report their own errors
         _stdout_fault(e)
+    except Terminated:  # between commands' own handlers (e.g. while flushing)
+        code = Terminated.exit_code
     except SystemExit:
         if "PacifyFlushWrapper" in type(sys.stdout).__name__:  # click met a closed pipe (help) and exits silently
             sys.stderr = getattr(sys.stderr, "wrapped", sys.stderr)
@@ -102,18 +124,27 @@ def main() -> None:
         raise
     finally:
         sys.stdout = original
+        if previous is not None:
+            _on_sigterm(previous)
     sys.exit(code)
 
 
 def _run() -> int:
 
+    import sys
+
     import typer
 
+    bad_argument = non_utf8_argument(sys.argv[1:])
+    if bad_argument:
+        typer.echo(f"error: {bad_argument}", err=True)
+        return 2
     try:
         code = app(standalone_mode=False)
-    except typer.Abort:
-        typer.echo("interrupted", err=True)
-        return 130
+    except typer.Abort as e:  # Ctrl-C or SIGTERM outside a command's own handler
+        terminated = isinstance(e.__cause__, Terminated)
+        typer.echo("terminated" if terminated else "interrupted", err=True)
+        return Terminated.exit_code if terminated else 130
     except typer.TyperException as e:  # typer's (vendored click) UsageError, BadParameter, NoSuchOption …
         ctx = getattr(e, "ctx", None)
         where = f"{ctx.command_path}: " if ctx is not None else ""

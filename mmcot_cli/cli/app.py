@@ -11,8 +11,8 @@ import typer.core
 
 from mmcot_cli import progress
 from mmcot_cli._version import __version__
-from mmcot_cli.errors import MMCoTError, StdoutError
-from mmcot_cli.io import dumps, os_reason
+from mmcot_cli.errors import MMCoTError, StdoutError, Terminated
+from mmcot_cli.io import dumps, lone_surrogate, os_reason
 
 
 class OrderedGroup(typer.core.TyperGroup):
@@ -97,6 +97,28 @@ class GuardedStdout:
         return getattr(self.wrapped, name)
 
 
+def tolerate_narrow_streams() -> None:
+    """On a stdout or stderr that cannot encode every character (PYTHONIOENCODING=ascii, or LC_ALL=C with
+    PYTHONUTF8=0), what it cannot show is written as an escape (\\u2192) instead of ending the command with a
+    UnicodeEncodeError. Rich consoles write through these streams (and pick ASCII boxes by their encoding)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError, OSError):  # not a text file (tests' StringIO), or already closed
+            pass
+
+
+def non_utf8_argument(argv: list[str]) -> str | None:
+    """The error line for the first command-line argument holding bytes that are not UTF-8 (Python keeps them as
+    lone surrogates, which no JSON or text output can hold), or None."""
+    for arg in argv:
+        if lone_surrogate(arg) is not None:
+            shown = arg.encode("utf-8", "backslashreplace").decode("utf-8")
+            return (f"argument '{shown}' is not valid UTF-8 text (a file name with non-UTF-8 bytes?); mmcot records "
+                    "paths and text as UTF-8: rename the file or fix the text")
+    return None
+
+
 def warn(message: str) -> None:
     typer.echo(f"warning: {message}", err=True)
 
@@ -124,9 +146,18 @@ def write_stdout(text: str) -> None:
         raise StdoutError(e) from None
 
 
-def print_json(obj: Any) -> None:
+def stdout_is_utf8() -> bool:
+    """Whether stdout encodes every character; JSON for one that does not writes \\u escapes (still valid JSON)."""
+    import codecs
 
-    write_stdout(dumps(obj, indent=2) + "\n")
+    try:
+        return codecs.lookup(getattr(sys.stdout, "encoding", None) or "utf-8").name == "utf-8"
+    except LookupError:
+        return False
+
+
+def print_json(obj: Any) -> None:
+    write_stdout(dumps(obj, indent=2, ascii_only=not stdout_is_utf8()) + "\n")
 
 
 def guarded(fn: Callable) -> Callable:
@@ -142,11 +173,17 @@ def guarded(fn: Callable) -> Callable:
             fail(os_error_line(e), 1)
         except RecursionError:
             fail("input nested too deeply (a hostile or corrupted file?)", 1)
-        except KeyboardInterrupt:
-            typer.echo("interrupted", err=True)
-            raise typer.Exit(130)
+        except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated): every cleanup has run by now
+            interrupted(e)
 
     return wrapper
+
+
+def interrupted(error: BaseException) -> None:
+    """One stderr line and exit 130 (Ctrl-C) or 143 (SIGTERM)."""
+    terminated = isinstance(error, Terminated)
+    typer.echo("terminated" if terminated else "interrupted", err=True)
+    raise typer.Exit(Terminated.exit_code if terminated else 130)
 
 
 def command(name: str | None = None, **kwargs) -> Callable:

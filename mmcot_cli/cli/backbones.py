@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from mmcot_cli.cli.app import command, print_json
 from mmcot_cli.plugins import manager as plugins
@@ -15,7 +16,7 @@ def backbones_summary() -> dict:
     vision = [
         {"name": b.name, "feature_shape": list(b.feature_shape), "default_weights": b.default_weights,
          "weight_free": b.weight_free, "variants": list(b.variants), "description": b.description,
-         "plugin": b.plugin}
+         "alpha": b.alpha, "plugin": b.plugin}
         for b in plugins.vision_backbones().values()
     ]
     text = [
@@ -25,7 +26,9 @@ def backbones_summary() -> dict:
          "plugin": b.plugin}
         for b in plugins.text_backbones().values()
     ]
-    return {"vision": vision, "text": text}
+    # broken plugins (not loaded, or a hook that failed) and registrations not used, each with its reason
+    return {"vision": vision, "text": text, "plugin_problems": plugins.plugin_problems(),
+            "precedence": plugins.PRECEDENCE}
 
 
 @command("backbones")
@@ -37,11 +40,12 @@ def backbones(json_out: bool = typer.Option(False, "--json", help="Print one JSO
         return
     console = Console()
     vt = Table(title="Vision backbones")
-    for col in ("name", "features (tokens, dim)", "default weights", "variants", "plugin"):
+    for col in ("name", "features (tokens, dim)", "default weights", "variants", "--alpha", "plugin"):
         vt.add_column(col)
     for b in summary["vision"]:
         weights = "(weight-free)" if b["weight_free"] else b["default_weights"]
-        vt.add_row(b["name"], "×".join(map(str, b["feature_shape"])), weights, ", ".join(b["variants"]), b["plugin"])
+        vt.add_row(b["name"], "×".join(map(str, b["feature_shape"])), weights, ", ".join(b["variants"]), b["alpha"],
+                   b["plugin"])
     tt = Table(title="Text backbones (any local directory or org/name hub id is also accepted)")
     for col in ("name", "weights", "description", "--text-option KEY=VALUE", "plugin"):
         tt.add_column(col)
@@ -50,3 +54,11 @@ def backbones(json_out: bool = typer.Option(False, "--json", help="Print one JSO
         tt.add_row(b["name"], b["weights"], b["description"], options, b["plugin"])
     console.print(vt)
     console.print(tt)
+    if summary["plugin_problems"]:
+        pt = Table(title="Plugins with problems (skipped; see docs/PLUGINS.md)")
+        for col in ("plugin", "source", "what", "reason"):
+            pt.add_column(col)
+        for p in summary["plugin_problems"]:
+            pt.add_row(*(Text(p[key]) for key in ("plugin", "source", "what", "reason")))  # no markup: raw reasons
+        console.print(pt)
+    console.print(f"Names: {summary['precedence']}.", highlight=False, markup=False)

@@ -7,11 +7,11 @@ from rich.console import Console
 from rich.table import Table
 
 from mmcot_cli.cli.app import command, print_json, write_stdout
-from mmcot_cli.cli.score_groups import format_percent
+from mmcot_cli.cli.score import format_percent
 from mmcot_cli.demo.ablation import AblationConfig, run_ablation
 from mmcot_cli.demo.run import DemoConfig, run_demo
 from mmcot_cli.errors import UsageError
-from mmcot_cli.evaluation.rationale_metrics import RATIONALE_METRICS
+from mmcot_cli.evaluation.rationale_metrics import RATIONALE_METRICS, MetricOptions
 from mmcot_cli.evaluation.score import CATEGORIES
 from mmcot_cli.io import read_text
 from mmcot_cli.progress import err_console
@@ -39,6 +39,9 @@ def print_demo_tables(result: dict, console: Console | None = None) -> None:
     for mode in modes:
         rt.add_column(labels[mode], justify="right")
     for metric in RATIONALE_METRICS:
+        if not metric.enabled(MetricOptions()) and not any(metric.key in (result[m]["rationale"] or {})
+                                                           for m in modes):
+            continue  # an optional metric (similarity) that was not computed
         rt.add_row(f"{metric.label} (all questions)",
                    *[format_percent((result[m]["rationale"] or {}).get(metric.key)) for m in modes])
     img = result.get("rationale_image_questions") or {}

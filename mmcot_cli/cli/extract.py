@@ -39,6 +39,11 @@ def extract_command(
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Record unreadable images in the manifest (they read "
                                   "as zeros) and go on, instead of failing."),
     chunk_size: Optional[int] = typer.Option(None, "--chunk-size", help=CHUNK_SIZE_HELP, show_default=False),
+    alpha: Optional[str] = typer.Option(None, "--alpha", help="Transparent pixels: 'original' drops alpha as the "
+                                        "original's convert(\"RGB\") (colour under them kept, often black: features "
+                                        "match the released files) or 'white' composites onto white [default: the "
+                                        "store's policy when adding to one, else the backbone's: original for "
+                                        "detr/vit/clip/resnet, white otherwise]."),
     merge_dir: Optional[Path] = typer.Option(None, "--merge", help="Compact FEATURES_DIR (e.g. after --shard runs) "
                                              "into few large shards; no other option applies."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON summary object."),
@@ -53,8 +58,8 @@ def extract_command(
     from mmcot_cli.features.store import DEFAULT_CHUNK_SIZE
 
     if merge_dir is not None:
-        if backbone or data or out:
-            raise UsageError("--merge FEATURES_DIR takes no --backbone/--data/--out")
+        if backbone or data or out or alpha:
+            raise UsageError("--merge FEATURES_DIR takes no --backbone/--data/--out/--alpha")
         summary = merge(merge_dir)
         if json_out:
             print_json(summary)
@@ -69,7 +74,7 @@ def extract_command(
         splits=parse_splits(split),
         images_dir=str(images) if images else None, batch_size=batch_size, workers=workers, device=device,
         dtype=dtype, shard=parse_shard(shard), random_init=random_init, weights=weights, variant=variant,
-        skip_bad=skip_bad, chunk_size=DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size,
+        skip_bad=skip_bad, chunk_size=DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size, alpha=alpha,
     )
     summary = extract(cfg)
     for name in summary["reextracted_files"]:
@@ -80,9 +85,9 @@ def extract_command(
         print_json(summary)
         return
     table = Table(title=f"Features {summary['path']}")
-    for col in ("backbone", "split", "rows", "shape", "dtype", "extracted now", "chunks skipped", "complete"):
+    for col in ("backbone", "split", "rows", "shape", "dtype", "alpha", "extracted now", "chunks skipped", "complete"):
         table.add_column(col)
     table.add_row(summary["backbone"], summary["split"], str(summary["count"]),
-                  "×".join(map(str, summary["shape"])), summary["dtype"], str(summary["extracted"]),
+                  "×".join(map(str, summary["shape"])), summary["dtype"], summary["alpha"], str(summary["extracted"]),
                   str(summary["chunks_skipped"]), "yes" if summary["complete"] else "no (more --shard runs)")
     err_console.print(table)

@@ -38,6 +38,8 @@ def generate_command(
                                                 "when sampling; giving it turns sampling on)."),
     top_p: Optional[float] = typer.Option(None, "--top-p", help="Nucleus sampling threshold."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed for sampling (same seed, same samples)."),
+    constrain: bool = typer.Option(True, "--constrain/--no-constrain", help="Answer-giving runs: the answer "
+                                   "sentence names one of the item's options (default; recorded per row)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON summary object."),
 ) -> None:
     """Generate a prediction per qid with a trained run (batched, KV cache, prompts as the run was trained)."""
@@ -50,7 +52,7 @@ def generate_command(
                          features=str(features) if features else None,
                          rationales=str(rationales) if rationales else None, out=out, batch_size=batch_size,
                          max_new_tokens=max_new_tokens, num_beams=num_beams, device=device, limit=limit,
-                         sampling=Sampling(num_samples, temperature, top_p, seed))
+                         sampling=Sampling(num_samples, temperature, top_p, seed), constrain=constrain)
     summary = generate(cfg)
     if json_out:
         print_json(summary)
@@ -78,9 +80,14 @@ def ask_command(
     vision_weights: Optional[str] = typer.Option(None, "--vision-weights", help="Local path or hub id of the "
                                                  "vision weights (as `mmcot extract --weights`; default: the "
                                                  "run's recorded ones)."),
+    alpha: Optional[str] = typer.Option(None, "--alpha", help="Transparent pixels of --image: 'original' (alpha "
+                                        "dropped, colour under it kept, as the original's extraction) or 'white' "
+                                        "[default: the policy each run's features were made with]."),
     max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1),
     num_beams: int = typer.Option(1, "--num-beams", min=1),
     device: str = typer.Option("auto", "--device"),
+    constrain: bool = typer.Option(True, "--constrain/--no-constrain", help="The answer names one of --choices "
+                                   "(default)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Answer one question: generate the rationale with the stage-1 run, then the answer with the stage-2 run."""
@@ -89,7 +96,8 @@ def ask_command(
     cfg = AskConfig(rationale_run=str(rationale_run), answer_run=str(answer_run), question=question,
                     choices=choices.split("|"), context=context, image=str(image) if image else None,
                     random_init_vision=random_init_vision, vision_weights=vision_weights,
-                    max_new_tokens=max_new_tokens, num_beams=num_beams, device=device)
+                    max_new_tokens=max_new_tokens, num_beams=num_beams, device=device, alpha=alpha,
+                    constrain=constrain)
     result = ask(cfg)
     for message in result["warnings"]:
         warn(message)

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from mmcot_cli.cli.app import command, print_json, warn, write_stdout
+from mmcot_cli.cli.app import command, print_json, stdout_is_utf8, warn, write_stdout
 from mmcot_cli.data.prompts import format_jsonl_row, prompt_rows, uses_rationale
 from mmcot_cli.data.readers import FORMATS, prepare_source
 from mmcot_cli.data.records import load_records, parse_splits
@@ -56,11 +56,12 @@ def prepare_command(
         return
     table = Table(title=f"Prepared {summary['out']} ({summary['format']})")
     # missing = split-list qids with no problems.json entry; no image file = declared images not on disk.
-    for col in ("split", "records", "listed", "missing", "with images", "no image file", "skipped"):
+    # no rationale = records kept without a gold rationale (empty solution / "rationale": "").
+    for col in ("split", "records", "listed", "missing", "with images", "no image file", "no rationale", "skipped"):
         table.add_column(col, justify="left" if col == "split" else "right")
     for name, s in summary["splits"].items():
         table.add_row(name, str(s["count"]), str(s["split_list"]), str(s["missing_problems"]),
-                      str(s["with_images"]), str(s["missing_images"]), str(s["skipped"]))
+                      str(s["with_images"]), str(s["missing_images"]), str(s["without_rationale"]), str(s["skipped"]))
     err_console.print(table)
 
 
@@ -83,6 +84,6 @@ def prompts_command(
         records = records[:limit]
     given = load_rationales(rationales, split).by_qid if rationales is not None else None
     # Build everything first so an error mid-way does not leave a truncated stream behind.
-    lines = [format_jsonl_row(row) for row in prompt_rows(records, prompt_format, use_caption, given,
+    lines = [format_jsonl_row(row, not stdout_is_utf8()) for row in prompt_rows(records, prompt_format, use_caption, given,
                                                            str(rationales) if rationales else "rationales")]
     write_stdout("".join(line + "\n" for line in lines))

@@ -1,22 +1,28 @@
-"""`mmcot rationales import|filter`: teacher rationales → a rationale set for `mmcot train --rationale-source`."""
+"""`mmcot rationales import|filter`: teacher rationales → a rationale set for `mmcot train --rationale-source`;
+`import --format mm-cot`: the original's positional stage-1 predictions → a rationale file for `--rationales`."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.table import Table
 
 from mmcot_cli.cli.app import app, guarded, print_json, warn
 from mmcot_cli.data.teacher import collect_rationales
+from mmcot_cli.errors import UnknownNameError, UsageError
 from mmcot_cli.progress import err_console
+from mmcot_cli.runs.import_original import FORMAT as MM_COT
+from mmcot_cli.runs.import_original import import_original_rationales
 
-rationales_app = typer.Typer(help="Teacher rationales: import them, keep those that reach the gold answer.",
-                             no_args_is_help=True)
+rationales_app = typer.Typer(help="Teacher rationales: import them, keep those that reach the gold answer; "
+                                  "import the original's stage-1 outputs (--format mm-cot).", no_args_is_help=True)
 app.add_typer(rationales_app, name="rationales")
 
 _SOURCE_HELP = ("Teacher JSONL {qid, rationale, answer?} (several lines per qid allowed), predictions from "
                 "`mmcot generate --num-samples K`, or a rationale set.")
+IMPORT_FORMATS = ("teacher", MM_COT)
 
 
 def _report(summary: dict, json_out: bool) -> None:
@@ -30,28 +36,72 @@ def _report(summary: dict, json_out: bool) -> None:
     for label, key in (("problems in split", "problems"), ("problems with rationales", "problems_with_rationales"),
                        ("rationales", "rationales"), ("with an answer", "with_answer"),
                        ("reaching the gold answer", "correct"), ("written", "kept"),
-                       ("problems keeping ≥ 1", "problems_kept"), ("unknown qids (ignored)", "unknown_qids")):
+                       ("problems keeping ≥ 1", "problems_kept"), ("unknown qids (ignored)", "unknown_qids"),
+                       ("identical to an earlier one (dropped)", "duplicates")):
         table.add_row(label, str(summary[key]))
+    if summary["strip_answer"]:
+        table.add_row("answer statements stripped", str(summary["answers_stripped"]))
+        table.add_row("only an answer statement (dropped)", str(summary["answer_only"]))
     err_console.print(table)
 
 
-def _run(source: Path, data: Path, split: str, out: Path, only_correct: bool, skip_bad: bool, json_out: bool):
+def _run(source: Path, data: Path, split: str, out: Path, only_correct: bool, skip_bad: bool, json_out: bool,
+         strip_answer: bool):
+    _report(collect_rationales(source, data, split, out, only_correct, skip_bad, warn, strip_answer), json_out)
 
-    _report(collect_rationales(source, data, split, out, only_correct, skip_bad, warn), json_out)
+
+_STRIP_HELP = ("Remove answer statements from the written rationales (a final 'The answer is (X).' / 'Therefore, "
+               "the answer is X', a trailing '--> X', a leading 'The answer is (X). BECAUSE:'), after the answer was "
+               "read from them: stage-1 targets then hold the reasoning only.")
+
+
+def _report_original(summary: dict, json_out: bool) -> None:
+    if json_out:
+        print_json(summary)
+        return
+    table = Table(title=f"The original's rationales ({summary['split']}) → {summary['out']}", show_header=False)
+    for key in ("source", "sha256", "rationales", "empty", "order_checked", "label_mismatches"):
+        table.add_row(key, str(summary[key]))
+    if summary["hub"]:
+        table.add_row("hub", "{repo}/{path} at {revision} = commit {commit}".format(**summary["hub"]))
+    err_console.print(table)
 
 
 @rationales_app.command("import")
 @guarded
 def import_command(
-    source: Path = typer.Argument(..., help=_SOURCE_HELP),
+    source: str = typer.Argument(..., help=_SOURCE_HELP + " With --format mm-cot: the original's "
+                                 "predictions_ans_eval.json / predictions_ans_test.json (a local file, or a hub id "
+                                 "org/name/<run folder>/predictions_ans_test.json)."),
     data: Path = typer.Option(..., "--data", help="DATA_DIR written by `mmcot prepare`."),
-    split: str = typer.Option("train", "--split", help="The split the rationales are for."),
-    out: Path = typer.Option(..., "--out", "-o", help="Rationale set JSONL to write."),
+    split: str = typer.Option("train", "--split", help="The split the rationales are for (mm-cot: the split the "
+                              "file was written for, its problems in DATA's order; eval = the original's "
+                              "--val_split, usually val; test = its --test_split)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Rationale set JSONL to write (mm-cot: a predictions JSONL "
+                             "keyed by qid, for `generate/train --rationales`)."),
+    fmt: str = typer.Option("teacher", "--format", help="teacher: rationales by qid → a rationale set (training "
+                            "targets); mm-cot: the original's positional stage-1 predictions {\"preds\": [...]} → "
+                            "stage-1 rationales by qid."),
+    strip_answer: bool = typer.Option(False, "--strip-answer", help=_STRIP_HELP),
+    revision: Optional[str] = typer.Option(None, "--revision", help="mm-cot SOURCE given as a hub id (org/name/"
+                                           "path/predictions_ans_test.json): branch, tag or commit [default: main]."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Warn about and skip bad lines instead of failing."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON summary object."),
 ) -> None:
-    """Write every rationale as a rationale set, with the answer it reaches and whether that is correct."""
-    _run(source, data, split, out, False, skip_bad, json_out)
+    """Write every rationale as a rationale set, with the answer it reaches and whether that is correct
+    (identical rationales of a problem once); or, with --format mm-cot, map the original's stage-1 predictions to
+    the qids of DATA's split (a count or order mismatch is refused) for `generate/train --rationales`."""
+    if fmt not in IMPORT_FORMATS:
+        raise UnknownNameError("rationale format", fmt, list(IMPORT_FORMATS))
+    if fmt == MM_COT:
+        if strip_answer or skip_bad:
+            raise UsageError("--strip-answer and --skip-bad apply to --format teacher (the original's file is "
+                             "imported whole, verbatim)")
+        _report_original(import_original_rationales(source, data, split, out, warn, revision), json_out)
+        return
+    if revision is not None:
+        raise UsageError("--revision applies to --format mm-cot hub ids")
+    _run(Path(source), data, split, out, False, skip_bad, json_out, strip_answer)
 
 
 @rationales_app.command("filter")
@@ -61,8 +111,10 @@ def filter_command(
     data: Path = typer.Option(..., "--data", help="DATA_DIR written by `mmcot prepare`."),
     split: str = typer.Option("train", "--split", help="The split the rationales are for (it needs answers)."),
     out: Path = typer.Option(..., "--out", "-o", help="Rationale set JSONL to write (only correct rationales)."),
+    strip_answer: bool = typer.Option(False, "--strip-answer", help=_STRIP_HELP),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Warn about and skip bad lines instead of failing."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON summary object."),
 ) -> None:
-    """Keep the rationales whose answer (given, or parsed from the text) is the gold one (Fine-tune-CoT)."""
-    _run(source, data, split, out, True, skip_bad, json_out)
+    """Keep the rationales whose answer (given, or parsed from the text) is the gold one (Fine-tune-CoT);
+    identical rationales of a problem are kept once."""
+    _run(source, data, split, out, True, skip_bad, json_out, strip_answer)

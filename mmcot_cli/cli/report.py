@@ -10,7 +10,9 @@ from rich.console import Console
 from rich.table import Table
 
 from mmcot_cli.cli.app import command, print_json, warn, write_stdout
+from mmcot_cli.cli.score import SIMILARITY_HELP, SIMILARITY_MODEL_HELP
 from mmcot_cli.errors import UsageError
+from mmcot_cli.evaluation.similarity import resolve_similarity_model
 from mmcot_cli.progress import err_console
 from mmcot_cli.reporting.compare import (
     CompareConfig,
@@ -31,14 +33,19 @@ def report_command(
     gallery: int = typer.Option(50, "--gallery", min=0, help="Wrong answers in the error gallery."),
     seed: int = typer.Option(0, "--seed", help="Seed for sampling the gallery."),
     title: str = typer.Option("mmcot report", "--title"),
+    similarity: bool = typer.Option(False, "--similarity", help=SIMILARITY_HELP),
+    similarity_model: Optional[Path] = typer.Option(None, "--similarity-model", help=SIMILARITY_MODEL_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON summary object."),
 ) -> None:
-    """One self-contained HTML report: accuracy by category and topic beside the published rows, charts,
-    training curves, rationale quality, and an error gallery ("corrected by vision: k of n" when a text-only
-    and an image run are both given)."""
+    """One self-contained HTML report: the scores of the data's format (ScienceQA: accuracy by category and
+    topic, beside the published rows on the real test split; A-OKVQA: MC and DA accuracy; JSONL: overall and
+    per-group accuracy), charts, training curves, rationale quality, and an error gallery ("corrected by
+    vision: k of n" when a text-only and an image run are both given)."""
 
     summary = write_report(ReportConfig(inputs=list(inputs), data=data, out=out, split=split, gallery=gallery,
-                                        seed=seed, title=title), warn=warn)
+                                        seed=seed, title=title,
+                                        similarity_model=resolve_similarity_model(similarity, similarity_model)),
+                           warn=warn)
     if json_out:
         print_json(summary)
         return
@@ -54,9 +61,9 @@ def print_compare_table(table: dict, console: Console | None = None) -> None:
     cols = used_columns(table)
     several = len(table["rows"]) > 1  # one input has nothing to be compared with
     t = Table(title=f"Side by side (in parentheses: difference from {table['baseline']})" if several else "Scores")
-    t.add_column("setting")
+    t.add_column("setting", no_wrap=True)  # labels whole; numbers wrap at their space on a narrow terminal
     for c in cols:
-        t.add_column(c["label"], justify="right")
+        t.add_column(c["label"], justify="right", overflow="fold")
     for row in table["rows"]:
         cells = []
         for c in cols:
@@ -75,14 +82,20 @@ def compare_command(
     data: Optional[Path] = typer.Option(None, "--data", help="DATA_DIR to score predictions files and RUN_DIRs "
                                         "against."),
     split: str = typer.Option("test", "--split"),
+    similarity: bool = typer.Option(False, "--similarity", help=SIMILARITY_HELP),
+    similarity_model: Optional[Path] = typer.Option(None, "--similarity-model", help=SIMILARITY_MODEL_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
     markdown: bool = typer.Option(False, "--markdown", help="Print a Markdown table."),
 ) -> None:
-    """Results side by side as one table, with each one's difference from the first (paper Table 3 shape)."""
+    """Results side by side as one table, with each one's difference from the first (paper Table 3 shape):
+    ScienceQA's categories, A-OKVQA's MC/DA and groups, or overall and per-group accuracy, then the rationale
+    metrics."""
 
     if json_out and markdown:
         raise UsageError("--json and --markdown are exclusive")
-    table = compare(CompareConfig(inputs=list(inputs), data=data, split=split), warn=warn)
+    table = compare(CompareConfig(inputs=list(inputs), data=data, split=split,
+                                  similarity_model=resolve_similarity_model(similarity, similarity_model)),
+                    warn=warn)
     if json_out:
         print_json(table)
     elif markdown:

@@ -1,4 +1,5 @@
-"""`mmcot score`: ScienceQA accuracy by category (and rationale metrics) for a predictions file."""
+"""`mmcot score`: accuracy for a predictions file — by ScienceQA category, or overall and per group (A-OKVQA, JSONL)
+— and the rationale metrics."""
 
 from __future__ import annotations
 
@@ -10,13 +11,64 @@ from rich.console import Console
 from rich.table import Table
 
 from mmcot_cli.cli.app import command, print_json, warn
-from mmcot_cli.cli.score_groups import (
-    format_percent,
-    print_group_table,
-    print_rationale_table,
-)
 from mmcot_cli.evaluation.groups import score_any
+from mmcot_cli.evaluation.rationale_metrics import RATIONALE_METRICS
 from mmcot_cli.evaluation.score import CATEGORIES, ScoreConfig
+from mmcot_cli.evaluation.similarity import resolve_similarity_model
+from mmcot_cli.progress import err_console
+
+SIMILARITY_HELP = ("Add the original's rationale similarity (cosine of all-MiniLM-L6-v2 sentence embeddings, "
+                   "×100; needs `pip install 'mmcot\\[similarity]'`): the model from the local Hugging Face cache "
+                   "unless --similarity-model is given.")
+SIMILARITY_MODEL_HELP = ("Local sentence-transformers folder for --similarity (implies it), e.g. a download of "
+                         "sentence-transformers/all-MiniLM-L6-v2.")
+
+
+def format_percent(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
+def print_rationale_table(result: dict, console: Console) -> None:
+    """The rationale metrics (RATIONALE_METRICS), when the score object has them (both score tables end with it)."""
+    rationale = result.get("rationale")
+    if rationale:
+        rt = Table(title=f"Rationale metrics (reference: {rationale['reference']})")
+        metrics = [m for m in RATIONALE_METRICS if m.key in rationale]
+        for col in [m.label for m in metrics] + ["scored", "empty reference"]:
+            rt.add_column(col, justify="right")
+        rt.add_row(*[format_percent(rationale[m.key]) for m in metrics], str(rationale["num_scored"]),
+                   str(rationale["num_empty_ref"]))
+        console.print(rt)
+
+
+def print_group_table(result: dict, console: Console | None = None) -> None:
+    console = console or Console()
+    export = result.get("export")
+    if export:
+        err_console.print(f"wrote {export['path']}: {export['questions']} answers, multiple choice and direct answer "
+                          f"(= the chosen option's text; {export['empty']} empty)")
+    if result.get("has_answers") and result.get("accuracy") is not None:
+        table = Table(title=f"Accuracy — {result['predictions']} on {result['data']} ({result['split']}, "
+                            f"{result['data_format']})")
+        for col, justify in (("group", "left"), ("correct/total", "right"), ("%", "right")):
+            table.add_column(col, justify=justify)
+        table.add_row("overall", f"{result['correct']}/{result['num_gold']}", format_percent(result["accuracy"]))
+        for name, cells in result["groups"].items():
+            table.add_section()
+            for value, cell in cells.items():
+                table.add_row(f"{name} = {value}", f"{cell['correct']}/{cell['total']}", format_percent(cell["accuracy"]))
+        table.caption = (f"fallback {result['fallback']} · extraction failures {result['num_fail']} · "
+                         f"missing {result['num_missing']} · bad entries skipped {result['num_bad']}")
+        console.print(table)
+    aok = result.get("aokvqa")
+    if aok:
+        t = Table(title="A-OKVQA (official setting: MC over all questions, DA over non-difficult ones)")
+        for col in ("MC", "DA", "MC non-difficult", "DA all", "questions", "non-difficult"):
+            t.add_column(col, justify="right")
+        t.add_row(format_percent(aok["mc_accuracy"]), format_percent(aok["da_accuracy"]), format_percent(aok["mc_accuracy_non_difficult"]),
+                  format_percent(aok["da_accuracy_all"]), str(aok["num_questions"]), str(aok["num_non_difficult"]))
+        console.print(t)
+    print_rationale_table(result, console)
 
 
 def print_score_table(result: dict, console: Console | None = None) -> None:
@@ -66,14 +118,19 @@ def score_command(
     rationale_ref: str = typer.Option("solution", "--rationale-ref",
                                       help="Gold text for rationale metrics: 'solution' or 'lecture+solution'."),
     export_aokvqa: Optional[Path] = typer.Option(None, "--export-aokvqa", help="A-OKVQA data: also write the "
-                                                 "benchmark's prediction file {question_id: answer text} (works on "
+                                                 "benchmark's prediction file {question_id: {multiple_choice, "
+                                                 "direct_answer}} (the official evaluation's and leaderboard's "
+                                                 "format; the direct answer is the chosen option's text; works on "
                                                  "the predict-only test split)."),
+    similarity: bool = typer.Option(False, "--similarity", help=SIMILARITY_HELP),
+    similarity_model: Optional[Path] = typer.Option(None, "--similarity-model", help=SIMILARITY_MODEL_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Score predictions: ScienceQA accuracy by category and topic (A-OKVQA / JSONL data: overall, per group and
-    A-OKVQA's MC/DA accuracy), and ROUGE-L/BLEU for rationales."""
+    A-OKVQA's MC/DA accuracy), and ROUGE-L/BLEU (and with --similarity the embedding similarity) for rationales."""
     cfg = ScoreConfig(predictions=predictions, data=data, split=split, fallback=fallback, seed=seed,
-                      skip_bad=skip_bad, rationale_ref=rationale_ref)
+                      skip_bad=skip_bad, rationale_ref=rationale_ref,
+                      similarity_model=resolve_similarity_model(similarity, similarity_model))
     result = score_any(cfg, warn=warn, export=export_aokvqa)
     if json_out:
         print_json(result)

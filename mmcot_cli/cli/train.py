@@ -15,6 +15,7 @@ from mmcot_cli.data.prompts import STAGE_PRESETS
 from mmcot_cli.errors import UsageError
 from mmcot_cli.progress import err_console
 from mmcot_cli.training.config import TrainConfig
+from mmcot_cli.training.run_dir import hold_run_dir
 
 # Defaults from the one home of training defaults (TrainConfig), help texts from the one home of the stage presets.
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
@@ -99,6 +100,10 @@ def train_command(
                                           "checked against the options the backbone declares (a wrong key lists them), "
                                           "e.g. d_model=256 layers=4 for t5-scratch."),
     resume: bool = typer.Option(DEFAULTS["resume"], "--resume", help="Continue RUN_DIR from its last checkpoint."),
+    allow_changed_data: bool = typer.Option(DEFAULTS["allow_changed_data"], "--allow-changed-data",
+                                            help="With --resume: continue although the inputs (DATA_DIR splits, "
+                                            "features, rationales) changed since the run started (recorded in "
+                                            "run_config.json)."),
     report_to: str = typer.Option(DEFAULTS["report_to"], "--report-to", help="Experiment tracker: none, tensorboard (event files "
                                   "in RUN_DIR/tracking/), wandb or mlflow (their usual configuration)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON summary object."),
@@ -112,8 +117,8 @@ def train_command(
     if len(chosen) > 1:
         raise UsageError(f"conflicting precisions {', '.join(sorted(chosen))} (--bf16 and --fp16 are short for "
                          "--precision bf16 / fp16)")
-    from mmcot_cli.training.loop import train
-
+    if allow_changed_data and not resume:
+        raise UsageError("--allow-changed-data applies to --resume")
     options = parse_text_options(text_option)
     cfg = TrainConfig(
         stage=stage, data_dir=str(data), text_model=text_model, out_dir=str(out),
@@ -127,9 +132,12 @@ def train_command(
         save_every=save_every, train_split=train_split,
         val_split=None if val_split.lower() in ("none", "") else val_split, limit_train=limit_train,
         limit_val=limit_val, num_beams=num_beams, group_by_length=group_by_length, random_init=random_init,
-        text_options=options, resume=resume, report_to=report_to,
+        text_options=options, resume=resume, allow_changed_data=allow_changed_data, report_to=report_to,
     )
-    summary = train(cfg)
+    with hold_run_dir(cfg):  # before torch loads: a second writer of RUN_DIR is refused at once
+        from mmcot_cli.training.loop import train
+
+        summary = train(cfg)
     if int(os.environ.get("RANK", "0")) != 0:  # under accelerate launch / torchrun only rank 0 reports
         return
     if json_out:

@@ -6,8 +6,11 @@ problem is represented by `choice_0.png`, as the original Multimodal-CoT extract
 issue #46 there). Problems with no image at all get no feature row.
 
 ScienceQA PNGs come in several modes (RGB, RGBA, palette with transparency, grayscale, 16-bit grayscale).
-Transparent pixels are composited onto white (how the images look in a browser; dropping alpha would turn
-transparent backgrounds black) and 16-bit values are scaled to 8 bits rather than clipped.
+Transparency follows an alpha policy (mmcot_cli.validate.ALPHA_POLICIES; `--alpha` of extract and ask):
+- "original": alpha dropped as the original extraction's `Image.open(p).convert("RGB")` does: the colour under a
+  transparent pixel is kept (often black), so features match the released detr.npy / vit.pth;
+- "white": transparent pixels composited onto white (how the images look in a browser).
+16-bit values are scaled to 8 bits under both (Pillow's convert would clip them to white).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from mmcot_cli.errors import DataError, first_line
+from mmcot_cli.validate import check_alpha
 
 
 class ImageError(DataError):
@@ -45,8 +49,9 @@ def record_image(record: Mapping[str, Any], images_dir: str | os.PathLike | None
     return first
 
 
-def to_rgb(image: Image.Image) -> Image.Image:
-    """Any PIL mode → 8-bit RGB; transparency composited onto white, 16/32-bit grayscale rescaled."""
+def to_rgb(image: Image.Image, alpha: str = "white") -> Image.Image:
+    """Any PIL mode → 8-bit RGB; transparency by the `alpha` policy (module docstring), 16/32-bit grayscale
+    rescaled."""
     mode = image.mode
     if mode == "RGB":
         return image
@@ -56,6 +61,10 @@ def to_rgb(image: Image.Image) -> Image.Image:
         top = 65535.0 if mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
         arr = np.clip(np.rint(arr * (255.0 / top)), 0, 255).astype(np.uint8)
         return Image.fromarray(arr, mode="L").convert("RGB")
+    if check_alpha(alpha) == "original":
+        with warnings.catch_warnings():  # Pillow's note on palette transparency: dropping it is the point here
+            warnings.simplefilter("ignore", UserWarning)
+            return image.convert("RGB")
     if mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
         if image.mode == "RGB":
@@ -115,9 +124,10 @@ def open_image(path: str | os.PathLike, qid: str = "?") -> Image.Image:
         raise ImageError(qid, path, first_line(e)[:200]) from None
 
 
-def load_rgb(path: str | os.PathLike, qid: str = "?") -> Image.Image:
-    """Decode an image file fully (so truncation is caught here, not later), size-checked, converted to RGB."""
-    return to_rgb(open_image(path, qid))
+def load_rgb(path: str | os.PathLike, qid: str = "?", alpha: str = "white") -> Image.Image:
+    """Decode an image file fully (so truncation is caught here, not later), size-checked, converted to RGB with
+    the `alpha` policy."""
+    return to_rgb(open_image(path, qid), alpha)
 
 
 def thumbnail_bytes(path: str | os.PathLike, qid: str = "?", max_side: int = 192) -> tuple[bytes, tuple[int, int]]:

@@ -216,5 +216,5 @@ def prompt_rows(records: Sequence[Mapping], prompt_format: str, use_caption: boo
         yield {"qid": rec["qid"], "source": source, "target": target}
 
 
-def format_jsonl_row(row: Mapping) -> str:
-    return json.dumps(row, ensure_ascii=False)
+def format_jsonl_row(row: Mapping, ascii_only: bool = False) -> str:
+    return json.dumps(row, ensure_ascii=ascii_only)

@@ -29,14 +29,24 @@ def parse_splits(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+def without_rationale(records: list[dict]) -> int:
+    """How many records have no gold rationale (an empty `solution`, as some ScienceQA problems): they are kept,
+    and the prepare summary counts them."""
+    return sum(1 for r in records if not str(r.get("solution") or "").strip())
+
+
 def write_data_dir(out: Path, records: Mapping[str, list[dict]], manifest: dict) -> None:
     """Stage every split file and the manifest, then rename them into DATA_DIR together: a write fault leaves
-    none of them (every `mmcot prepare --format` writes through here)."""
+    none of them (every `mmcot prepare --format` writes through here). DATA_DIR then holds exactly this run's
+    splits: a split file of an earlier prepare (other --splits, another source) is removed, never read again."""
     with staged_files(out) as stage:
         for split, rows in records.items():
             write_jsonl(stage / f"{split}.jsonl", rows)
         write_json(stage / "manifest.json", manifest)
         mark_output_dir(stage, "prepare")
+    for stale in Path(out).glob("*.jsonl"):
+        if stale.stem not in records:
+            stale.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------- reading DATA_DIR

@@ -12,10 +12,16 @@ The answer of a candidate is the given one, else parsed from its text: the singl
 
 Rationale set (written here, read by `mmcot train --stage rationale --rationale-source FILE`): one line per
 rationale, `{qid, rationale, answer_index, answer_from: "given"|"parsed"|null, correct: true|false|null}`.
+Identical rationales of one problem (the same text up to whitespace, e.g. repeated teacher samples) are written
+once, and the training expansion drops them too: a repeated sample is not a second example. `--strip-answer`
+removes the answer statement from each written rationale (after the answer was read from it), so stage-1 targets
+hold the reasoning only: a final "The answer is (X)." / "Therefore, the answer is X" sentence, Fine-tune-CoT's
+trailing "--> X", or the leading "The answer is (X). BECAUSE:" of the reference's ALE outputs.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -23,8 +29,8 @@ from typing import Any, Callable
 from mmcot_cli.data.answers import extract_answer, letter_to_index
 from mmcot_cli.data.records import load_records
 from mmcot_cli.errors import DataError
-from mmcot_cli.io import loads, read_text, sha256_file, write_jsonl
-from mmcot_cli.outputs import check_output_file, input_files
+from mmcot_cli.io import jsonl_lines, sha256_file, write_jsonl
+from mmcot_cli.outputs import claim_output_file, input_files
 
 Warn = Callable[[str], None]
 
@@ -54,6 +60,44 @@ def parse_answer(text: str, choices: list[str]) -> int | None:
     if "-->" in text:
         return answer_from_text(text.rsplit("-->", 1)[1], choices)
     return None
+
+
+# The reference's ALE output starts with the answer: "The answer is (B). BECAUSE: <rationale>".
+LEADING_ANSWER = re.compile(r"^\s*(?:Answer:\s*)?The answer is \(?[A-Z]\)?\.?\s*BECAUSE:\s*", re.IGNORECASE)
+# A final answer sentence: "The answer is (X).", "Therefore, the answer is X", "Answer: The answer is (X)."; it
+# must start a sentence and run to the end of the text on one line (at most 200 characters).
+FINAL_ANSWER = re.compile(r"(?:^|(?<=[.!?:])\s+|\n\s*)(?:Answer:\s*)?(?:(?:So|Therefore|Thus|Hence),?\s+)?"
+                          r"the answer is\b[^\n]{0,200}$", re.IGNORECASE)
+
+
+def strip_answer(text: str) -> str:
+    """`text` without its answer statement (see the module docstring); the rationale itself is kept as is."""
+    text = LEADING_ANSWER.sub("", text, count=1)
+    if "-->" in text:  # Fine-tune-CoT: "{rationale} --> {answer}"
+        text = text.rsplit("-->", 1)[0]
+    match = None
+    for match in FINAL_ANSWER.finditer(text):
+        pass  # the last sentence-initial "the answer is" that runs to the end
+    if match is not None:
+        text = text[:match.start()]
+    return text.strip()
+
+
+def same_text_key(text: str) -> str:
+    """What makes two rationales identical: the same words (whitespace differences ignored)."""
+    return " ".join(text.split())
+
+
+def drop_identical(rows: list[dict]) -> tuple[list[dict], int]:
+    """Rows with a rationale already seen for the same qid removed (first kept); (rows, how many dropped)."""
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for row in rows:
+        key = (str(row["qid"]), same_text_key(row["rationale"]))
+        if key not in seen:
+            seen.add(key)
+            out.append(row)
+    return out, len(rows) - len(out)
 
 
 @dataclass
@@ -87,17 +131,20 @@ def _row_candidates(row: Any, where: str) -> list[Candidate]:
 def read_candidates(path: str | Path, skip_bad: bool = False, warn: Warn | None = None) -> list[Candidate]:
     path = Path(path)
     out: list[Candidate] = []
-    for lineno, line in enumerate(read_text(path, "rationale file").splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{lineno}"
+    first_bad = None
+    for line in jsonl_lines(path, "rationale file"):
         try:
-            out.extend(_row_candidates(loads(line, where, one_line=True), where))
+            if line.error is not None:
+                raise line.error
+            out.extend(_row_candidates(line.value, line.where))
         except DataError as e:
             if not skip_bad:
                 raise
+            first_bad = first_bad or str(e)
             if warn:
                 warn(f"{e} (skipped)")
+    if not out and first_bad:
+        raise DataError(f"{path}: no usable rationales (the first bad line: {first_bad})")
     return out
 
 
@@ -144,11 +191,19 @@ def judge(candidates: list[Candidate], records: list[dict], skip_bad: bool = Fal
 
 
 def collect_rationales(source: str | Path, data_dir: str | Path, split: str, out: str | Path,
-                       only_correct: bool, skip_bad: bool = False, warn: Warn | None = None) -> dict:
-    """`mmcot rationales import|filter`: write the rationale set for `split` and report what was kept."""
+                       only_correct: bool, skip_bad: bool = False, warn: Warn | None = None,
+                       strip_answers: bool = False) -> dict:
+    """`mmcot rationales import|filter`: write the rationale set for `split` and report what was kept.
+    Identical rationales of a problem are written once; `strip_answers` removes answer statements (after the
+    answer was read from them; a rationale that was only an answer statement is dropped)."""
 
-    check_output_file(out, "rationales", inputs={"SOURCE": source, "--data": data_dir,
-                                                 **input_files(data_dir, [f"{split}.jsonl"])})
+    with claim_output_file(out, "rationales", inputs={"SOURCE": source, "--data": data_dir,
+                                                      **input_files(data_dir, [f"{split}.jsonl"])}):
+        return _collect_held(source, data_dir, split, out, only_correct, skip_bad, warn, strip_answers)
+
+
+def _collect_held(source: str | Path, data_dir: str | Path, split: str, out: str | Path, only_correct: bool,
+                  skip_bad: bool, warn: Warn | None, strip_answers: bool) -> dict:
     records = load_records(data_dir, split)
     if only_correct and all(r.get("answer") is None for r in records):
         raise DataError(f"{data_dir}: split {split!r} is predict-only (no answers): nothing to filter against")
@@ -160,6 +215,16 @@ def collect_rationales(source: str | Path, data_dir: str | Path, split: str, out
              "(X).' in the text), so none can be kept; sample from a run whose outputs end with the answer "
              "(trained with --prompt-format QCM-EA)")
     kept = [r for r in rows if r["correct"]] if only_correct else rows
+    stripped = answer_only = 0
+    if strip_answers:
+        before = len(kept)
+        for row in kept:
+            text = strip_answer(row["rationale"])
+            stripped += text != row["rationale"]
+            row.update(rationale=text, answer_stripped=True)
+        kept = [r for r in kept if r["rationale"]]
+        answer_only = before - len(kept)
+    kept, duplicates = drop_identical(kept)
     write_jsonl(out, kept)
     problems = {r["qid"] for r in rows}
     kept_problems = {r["qid"] for r in kept}
@@ -169,7 +234,8 @@ def collect_rationales(source: str | Path, data_dir: str | Path, split: str, out
         "problems": len(records), "problems_with_rationales": len(problems),
         "rationales": len(rows), "with_answer": sum(r["answer_index"] is not None for r in rows),
         "correct": sum(bool(r["correct"]) for r in rows), "kept": len(kept),
-        "problems_kept": len(kept_problems), "unknown_qids": unknown,
+        "problems_kept": len(kept_problems), "unknown_qids": unknown, "duplicates": duplicates,
+        "strip_answer": strip_answers, "answers_stripped": stripped, "answer_only": answer_only,
         "mean_per_kept_problem": round(len(kept) / len(kept_problems), 2) if kept_problems else None,
     }
 
@@ -192,9 +258,10 @@ def expand_rationales(records: list[dict], source: str = "gold") -> tuple[list[d
     path = Path(source)
     if not path.is_file():
         raise DataError(f"{path}: rationale file not found (write one with `mmcot rationales filter`)")
+    rows, duplicates = drop_identical([{"qid": c.qid, "rationale": c.rationale} for c in read_candidates(path)])
     by_qid: dict[str, list[str]] = {}
-    for cand in read_candidates(path):
-        by_qid.setdefault(cand.qid, []).append(cand.rationale)
+    for row in rows:
+        by_qid.setdefault(row["qid"], []).append(row["rationale"])
     out = [dict(r, lecture="", solution=t) for r in records for t in by_qid.get(str(r["qid"]), [])]
     if not by_qid:
         raise DataError(f"{path}: no rationales in it (did `mmcot rationales filter` keep none?)")
@@ -202,4 +269,4 @@ def expand_rationales(records: list[dict], source: str = "gold") -> tuple[list[d
         raise DataError(f"{path}: none of its rationales belongs to a training problem")
     covered = sum(1 for r in records if str(r["qid"]) in by_qid)
     return out, {"source": str(path.resolve()), "sha256": sha256_file(path), "examples": len(out),
-                 "problems": covered, "problems_without": len(records) - covered}
+                 "problems": covered, "problems_without": len(records) - covered, "duplicates_dropped": duplicates}

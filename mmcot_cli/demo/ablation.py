@@ -22,8 +22,14 @@ from pathlib import Path
 
 from mmcot_cli import progress
 from mmcot_cli.data.readers.scienceqa import PrepareConfig, prepare
-from mmcot_cli.demo.run import MARKER, SPLITS, DemoConfig, prepare_out_dir
-from mmcot_cli.demo.synthetic import generate_synthetic
+from mmcot_cli.demo.run import (
+    SPLITS,
+    DemoConfig,
+    demo_output,
+    ending_children_on_error,
+    worker_ends_cleanly,
+)
+from mmcot_cli.demo.synthetic import REPORT_NOTE, generate_synthetic
 from mmcot_cli.errors import MMCoTError, UnknownNameError
 from mmcot_cli.io import atomic_open, read_json, write_json
 from mmcot_cli.progress import ForwardedProgress
@@ -139,10 +145,11 @@ def _worker(setting: Setting, size, seed: int, data, features, run_root, threads
     else:
         progress.forward_to(queue, setting.name)
         progress.log(f"[bold cyan]▶[/] {setting.title} ({setting.name})")
-    try:
-        return run_setting(setting, size, seed, data, features, run_root)
-    except MMCoTError as e:  # library errors come back as data (not every class pickles)
-        return {"error": f"{setting.name}: {e}", "exit_code": e.exit_code}
+    with worker_ends_cleanly():
+        try:
+            return run_setting(setting, size, seed, data, features, run_root)
+        except MMCoTError as e:  # library errors come back as data (not every class pickles)
+            return {"error": f"{setting.name}: {e}", "exit_code": e.exit_code}
 
 
 def _run_all(cfg: AblationConfig, chosen: list[Setting], size, data, features, run_root: Path, quiet: bool) -> dict:
@@ -161,6 +168,7 @@ def _run_all(cfg: AblationConfig, chosen: list[Setting], size, data, features, r
             queue = stack.enter_context(ctx.Manager()).Queue()
             stack.enter_context(ForwardedProgress(queue))
         pool = stack.enter_context(ProcessPoolExecutor(max_workers=workers, mp_context=ctx))
+        stack.enter_context(ending_children_on_error())
         futures = {s.name: pool.submit(_worker, s, size, cfg.seed, data, features, run_root, cfg.threads, queue)
                    for s in order}
         results = {name: f.result() for name, f in futures.items()}
@@ -229,9 +237,11 @@ def run_ablation(cfg: AblationConfig, step=None) -> dict:
         raise UnknownNameError("ablation setting", (unknown or ["(none)"])[0], list(known))
     chosen = [s for s in SETTINGS if s.name in cfg.settings]
     out = Path(cfg.out)
-    prepare_out_dir(out, False)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / MARKER).write_text("mmcot ablation output; `mmcot demo --ablation --out` here replaces it\n")
+    with demo_output(out, False, "mmcot ablation output; `mmcot demo --ablation --out` here replaces it\n"):
+        return _run_ablation_held(cfg, chosen, size, out, step, quiet)
+
+
+def _run_ablation_held(cfg: AblationConfig, chosen: list[Setting], size, out: Path, step, quiet: bool) -> dict:
     start = time.perf_counter()
     data, features = _prepare_inputs(cfg, chosen, size, out, step)
     step(f"{len(chosen)} settings, {cfg.workers or min(len(chosen), os.cpu_count() or 1)} at a time")
@@ -244,7 +254,8 @@ def run_ablation(cfg: AblationConfig, step=None) -> dict:
         fh.write(f"## Ablations on the synthetic benchmark ({cfg.size} size, seed {cfg.seed})\n\n"
                  f"{to_markdown(table)}\n{_paper_table(chosen, table)}")
     report = write_report(ReportConfig(inputs=inputs, data=data["plain"], out=out / "report.html",
-                                       gallery=cfg.gallery, seed=cfg.seed, title="mmcot ablations"))
+                                       gallery=cfg.gallery, seed=cfg.seed, title="mmcot ablations",
+                                       data_note=REPORT_NOTE))
     summary = {
         "settings": {s.name: {"title": s.title, "prompt_format": s.prompt_format, "two_stage": s.two_stage,
                               "captions": s.captions, "vision": s.vision, **results[s.name],

@@ -14,20 +14,32 @@ import contextlib
 import multiprocessing
 import os
 import shutil
+import signal
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from mmcot_cli import progress
 from mmcot_cli.data.readers.scienceqa import PrepareConfig, prepare
 from mmcot_cli.data.records import load_records
-from mmcot_cli.demo.synthetic import generate_synthetic
-from mmcot_cli.errors import MMCoTError, UnknownNameError, UsageError
+from mmcot_cli.demo.synthetic import REPORT_NOTE, generate_synthetic
+from mmcot_cli.errors import (
+    DataError,
+    MMCoTError,
+    Terminated,
+    UnknownNameError,
+    UsageError,
+)
 from mmcot_cli.evaluation.score import CATEGORIES, ScoreConfig, score, score_records
-from mmcot_cli.io import read_jsonl, write_json
-from mmcot_cli.outputs import check_output_dir
+from mmcot_cli.io import os_reason, read_jsonl, write_json
+from mmcot_cli.outputs import (
+    check_output_dir,
+    claim_output_dir,
+    has_content,
+    is_housekeeping,
+)
 from mmcot_cli.plugins.manager import get_vision_backbone
 from mmcot_cli.progress import ForwardedProgress
 from mmcot_cli.reporting.report import ReportConfig, write_report
@@ -113,19 +125,16 @@ class DemoConfig:
 Step = Callable[[str], None]
 
 
-def prepare_out_dir(out: Path, generate_only: bool) -> None:
-    """Refuse to clobber a folder that is not an earlier output of the same kind; clear an earlier demo run.
+def check_out_dir(out: Path, generate_only: bool) -> None:
+    """Refuse to clobber a folder that is not an earlier output of the same kind (nothing is changed here).
 
     The output guard first (for `demo` and `demo --ablation`): never a file, an input folder or inside one, or
     another command's output; a benchmark folder that --generate-only replaces is checked below."""
     if not (generate_only and (out / "problems.json").is_file()):
         check_output_dir(out, "demo")
-    if not out.exists():
-        return
-    if not out.is_dir():
+    if out.exists() and not out.is_dir():
         raise UsageError(f"{out}: exists and is not a directory")
-    entries = list(out.iterdir())
-    if not entries:
+    if not has_content(out):
         return
     if generate_only:
         if (out / MARKER).is_file() or not (out / "problems.json").is_file():
@@ -133,11 +142,28 @@ def prepare_out_dir(out: Path, generate_only: bool) -> None:
         return  # generate_synthetic replaces a benchmark folder atomically
     if not (out / MARKER).is_file():
         raise UsageError(f"{out}: exists and is not an mmcot demo folder (no {MARKER}); choose another --out")
-    for entry in entries:
-        if entry.is_dir():
-            shutil.rmtree(entry)
-        else:
-            entry.unlink()
+
+
+@contextlib.contextmanager
+def demo_output(out: Path, generate_only: bool, marker: str) -> Iterator[None]:
+    """Hold the output folder for the run (a second demo into it is refused): checked, locked, an earlier demo
+    run there cleared and the demo marker (`marker`, its text) written first."""
+    check_out_dir(out, generate_only)
+    benchmark_only = generate_only and (out / "problems.json").is_file()
+    with claim_output_dir(out, "demo", guard=not benchmark_only):
+        if not generate_only:
+            for entry in out.iterdir():
+                if is_housekeeping(entry.name):  # our lock file
+                    continue
+                if entry.is_dir():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+            try:
+                (out / MARKER).write_text(marker)
+            except OSError as e:
+                raise DataError(f"{out}: cannot write ({os_reason(e)})") from None
+        yield
 
 
 def chance_accuracy(records: list[dict], test: Callable[[dict], bool]) -> float | None:
@@ -214,6 +240,33 @@ def _print_step(message: str) -> None:
     progress.log(f"[bold cyan]▶[/] {message}")
 
 
+@contextlib.contextmanager
+def ending_children_on_error() -> Iterator[None]:
+    """On any exception inside (a failed pipeline, Ctrl-C, SIGTERM), end the worker processes started inside the
+    block before the pool waits for them: left alone, a worker would train on for minutes with no one to report
+    to. Children started before (the progress queue's manager) are left to their own shutdown."""
+    before = set(multiprocessing.active_children())
+    try:
+        yield
+    except BaseException:
+        for child in set(multiprocessing.active_children()) - before:
+            child.terminate()
+        raise
+
+
+@contextlib.contextmanager
+def worker_ends_cleanly() -> Iterator[None]:
+    """In a pool worker running a job: SIGTERM (the parent ending it) unwinds as in the main process — temporary
+    files removed, locks released — and the worker exits 143. Idle, it ends at once (the default)."""
+    previous = signal.signal(signal.SIGTERM, Terminated.on_signal)
+    try:
+        yield
+    except Terminated:
+        os._exit(Terminated.exit_code)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _mode_worker(mode: str, cfg: DemoConfig, size: DemoSize, data_dir: Path, features: Path | None, runs: Path,
                  threads: int, queue) -> dict:
     """One pipeline in a child process with its own thread budget. Its progress bars and stage lines go to
@@ -228,10 +281,11 @@ def _mode_worker(mode: str, cfg: DemoConfig, size: DemoSize, data_dir: Path, fea
     else:
         progress.forward_to(queue, mode)
         step = _print_step
-    try:
-        return _run_mode(mode, cfg, size, data_dir, features, runs, step)
-    except MMCoTError as e:
-        return {"error": str(e), "exit_code": e.exit_code}
+    with worker_ends_cleanly():
+        try:
+            return _run_mode(mode, cfg, size, data_dir, features, runs, step)
+        except MMCoTError as e:
+            return {"error": str(e), "exit_code": e.exit_code}
 
 
 def _run_modes_parallel(cfg: DemoConfig, size: DemoSize, data_dir: Path, features: Path | None, runs: Path,
@@ -246,6 +300,7 @@ def _run_modes_parallel(cfg: DemoConfig, size: DemoSize, data_dir: Path, feature
             queue = stack.enter_context(ctx.Manager()).Queue()
             stack.enter_context(ForwardedProgress(queue))
         pool = stack.enter_context(ProcessPoolExecutor(max_workers=len(cfg.modes), mp_context=ctx))
+        stack.enter_context(ending_children_on_error())
         futures = {mode: pool.submit(_mode_worker, mode, cfg, size, data_dir, features, runs, threads, queue)
                    for mode in cfg.modes}
         results = {mode: f.result() for mode, f in futures.items()}
@@ -270,10 +325,11 @@ def run_demo(cfg: DemoConfig, step: Step | None = None) -> dict:
     out = Path(cfg.out)
     if not cfg.generate_only and "multimodal" in cfg.modes:
         get_vision_backbone(cfg.backbone)  # an unknown name fails before anything is written
-    prepare_out_dir(out, cfg.generate_only)
-    if not cfg.generate_only:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / MARKER).write_text("mmcot demo output; `mmcot demo --out` here replaces it\n")
+    with demo_output(out, cfg.generate_only, "mmcot demo output; `mmcot demo --out` here replaces it\n"):
+        return _run_demo_held(cfg, step, quiet, size, out)
+
+
+def _run_demo_held(cfg: DemoConfig, step: Step, quiet: bool, size: DemoSize, out: Path) -> dict:
     start = time.perf_counter()
     seconds: dict[str, Any] = {}
 
@@ -351,5 +407,5 @@ def _write_report(cfg: DemoConfig, results: dict, data_dir: Path, out: Path) -> 
     labels = {"multimodal": "multimodal", "text_only": "text-only"}
     inputs = [f"{labels[m]}={results[m]['runs']['answer']}" for m in cfg.modes]
     write_report(ReportConfig(inputs=inputs, data=data_dir, out=out / "report.html", seed=cfg.seed,
-                              title="mmcot demo"))
+                              title="mmcot demo", data_note=REPORT_NOTE))
     return str((out / "report.html").resolve())

@@ -30,9 +30,13 @@ from typing import Callable
 
 from mmcot_cli.errors import UnknownNameError, UsageError
 from mmcot_cli.io import atomic_dir, write_json
+from mmcot_cli.outputs import has_content
 
 IMAGE_SIZE = 224  # the size the patch backbone cuts into a 7×7 grid of 32-px cells
 SYNTHETIC_SOURCE = "mmcot synthetic benchmark"
+# The label the demo's report.html carries under its title: these scores are not ScienceQA scores.
+REPORT_NOTE = ("Synthetic benchmark (mmcot demo): generated problems in ScienceQA's file layout, not ScienceQA. "
+               "The scores here are not comparable with published ScienceQA results, which are left out.")
 
 # (name, RGB) — saturated so one linear layer over raw pixels tells them apart.
 COLOURS = {"red": (220, 40, 40), "yellow": (240, 200, 30), "green": (40, 170, 60), "blue": (40, 80, 220)}
@@ -376,7 +380,7 @@ def generate_synthetic(
     out = Path(out_dir)
     if out.exists() and not overwrite:
         raise UsageError(f"{out}: already exists (pass overwrite=True to replace it)")
-    if out.exists() and not (out / "problems.json").is_file() and any(out.iterdir()):
+    if out.exists() and not (out / "problems.json").is_file() and has_content(out):
         raise UsageError(f"{out}: exists and is not a benchmark folder; refusing to replace it")
 
     rng = random.Random(seed)

@@ -1,5 +1,6 @@
 """`mmcot score` for data prepared from A-OKVQA or generic JSONL: overall and per-group accuracy, A-OKVQA's own
-metrics, and the A-OKVQA prediction file (`--export-aokvqa`).
+metrics, and the A-OKVQA prediction file (`--export-aokvqa`, the official {question_id: {"multiple_choice",
+"direct_answer"}} format; the direct answer is the chosen option's text).
 
 Answers are resolved exactly as for ScienceQA (mmcot_cli.evaluation.score: the single "The answer is (X)", or an option
 index; `--fallback random` draws among the item's options). A-OKVQA metrics, from allenai/aokvqa
@@ -35,6 +36,7 @@ from mmcot_cli.evaluation.score import (
     score_against,
 )
 from mmcot_cli.io import write_json
+from mmcot_cli.outputs import claim_output_file
 
 
 def group_accuracy(records: list[dict], correct: dict[str, bool]) -> dict:
@@ -97,16 +99,24 @@ def resolve_choices(records: list[dict], preds: list[Prediction], fallback: str,
 
 
 def export_aokvqa(path: str | Path, records: list[dict], chosen: dict[str, int | None]) -> dict:
-    """The benchmark's prediction file {question_id: answer text}; no answer → "" (scored wrong)."""
-    answers = {r["qid"]: r["choices"][chosen[r["qid"]]] if chosen[r["qid"]] is not None else "" for r in records}
+    """The benchmark's prediction file, as evaluation/eval_predictions.py and the leaderboard read it:
+    `{question_id: {"multiple_choice": text, "direct_answer": text}}`. The model only picks an option, so the
+    direct answer is the chosen option's text too; no answer → "" in both (scored wrong in both)."""
+    answers = {}
+    for r in records:
+        text = r["choices"][chosen[r["qid"]]] if chosen[r["qid"]] is not None else ""
+        answers[r["qid"]] = {"multiple_choice": text, "direct_answer": text}
     write_json(path, answers)
-    return {"path": str(path), "questions": len(answers), "empty": sum(1 for a in answers.values() if a == "")}
+    return {"path": str(path), "questions": len(answers),
+            "empty": sum(1 for a in answers.values() if a["multiple_choice"] == ""),
+            "direct_answer": "the chosen option's text"}
 
 
 def score_own_data(cfg: ScoreConfig, warn: Warn | None = None, export: str | Path | None = None) -> dict:
     """Score against a DATA_DIR prepared from A-OKVQA or JSONL; a predict-only split can only be exported."""
 
     check_score_options(cfg.fallback, cfg.rationale_ref)
+    cfg.metric_options.check()
     records = load_records(cfg.data, cfg.split)
     fmt = format_of(cfg.data)
     if export is not None and fmt.scoring != "aokvqa":
@@ -124,7 +134,7 @@ def score_own_data(cfg: ScoreConfig, warn: Warn | None = None, export: str | Pat
         exported = export_aokvqa(export, records, resolve_choices(records, preds, cfg.fallback, cfg.seed, bad))
         return {**head, "has_answers": False, "predict_only": True, "num_bad": bad.count, "export": exported}
     result = score_against(records, preds, cfg.fallback, cfg.seed, cfg.rationale_ref, bad, warn, True,
-                    gold_name=f"{cfg.data} (split {cfg.split})")
+                    gold_name=f"{cfg.data} (split {cfg.split})", metric_options=cfg.metric_options)
     exported = None
     if export is not None:  # score_against has already reported bad predictions; the same draws are repeated here
         exported = export_aokvqa(export, records, resolve_choices(records, preds, cfg.fallback, cfg.seed,
@@ -155,4 +165,8 @@ def score_any(cfg: ScoreConfig, warn: Warn | None = None, export: str | Path | N
         raise DataError(f"{cfg.data}: --export-aokvqa needs data prepared from A-OKVQA (this is {fmt.name})")
     if fmt.scoring == "scienceqa":
         return score(cfg, warn=warn)
-    return score_own_data(cfg, warn, export)
+    if export is None:
+        return score_own_data(cfg, warn)
+    with claim_output_file(export, "score", option="--export-aokvqa",
+                           inputs={"PREDICTIONS": cfg.predictions, "--data": cfg.data}):
+        return score_own_data(cfg, warn, export)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from mmcot_cli.errors import DataError
-from mmcot_cli.io import loads, read_text
+from mmcot_cli.io import jsonl_lines, loads, lone_surrogate, read_text
 
 Warn = Callable[[str], None]
 
@@ -36,12 +36,13 @@ class BadEntries:
     """Raise or (with skip_bad) warn-and-count one bad prediction."""
 
     def __init__(self, skip_bad: bool, warn: Warn | None):
-        self.skip_bad, self.warn, self.count = skip_bad, warn, 0
+        self.skip_bad, self.warn, self.count, self.first = skip_bad, warn, 0, None
 
     def __call__(self, message: str) -> None:
         if not self.skip_bad:
             raise DataError(message)
         self.count += 1
+        self.first = self.first or message
         if self.warn:
             self.warn(f"{message} (skipped)")
 
@@ -87,20 +88,15 @@ def _prediction_from_row(row: dict, where: str) -> Prediction:
 
 def _read_jsonl_predictions(path: Path, text: str, bad: BadEntries) -> list[Prediction]:
     preds = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
+    for line in jsonl_lines(path, text=text):  # deep nesting, huge numbers, lone surrogates: one line each
+        if line.error is not None:
+            bad(str(line.error))
             continue
-        where = f"{path}:{lineno}"
-        try:
-            row = loads(line, where, one_line=True)  # also deep nesting, huge numbers: one line each
-        except DataError as e:
-            bad(str(e))
-            continue
-        if not isinstance(row, dict):
-            bad(f"{where}: expected a JSON object, got {type_name(row)}")
+        if not isinstance(line.value, dict):
+            bad(f"{line.where}: expected a JSON object, got {type_name(line.value)}")
             continue
         try:
-            preds.append(_prediction_from_row(row, where))
+            preds.append(_prediction_from_row(line.value, line.where))
         except DataError as e:
             bad(str(e))
     return preds
@@ -113,6 +109,9 @@ def _read_results_json(path: Path, obj: dict, bad: BadEntries) -> list[Predictio
     preds = []
     for qid, value in results.items():
         where = f"{path}: results[{qid!r}]"
+        if lone_surrogate(qid) is not None:
+            bad(f"{where}: lone surrogate {lone_surrogate(qid)} in the qid (not valid Unicode text)")
+            continue
         # evaluate_acc.py does int(results[qid]); accept ints and digit strings, nothing looser.
         if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
             value = int(value)
@@ -135,7 +134,7 @@ def read_predictions(path: str | Path, skip_bad: bool = False, warn: Warn | None
     if not text.strip():
         raise DataError(f"{path}: empty predictions file")
     try:
-        whole = loads(text, str(path))
+        whole = loads(text, str(path), surrogates=True)  # a results JSON's lone surrogates are bad entries
     except DataError:
         whole = None  # not one JSON document: JSONL (or broken), handled line by line below
     bad = BadEntries(skip_bad, warn)
@@ -143,9 +142,10 @@ def read_predictions(path: str | Path, skip_bad: bool = False, warn: Warn | None
         preds, fmt = _read_results_json(path, whole, bad), "scienceqa-results"
     elif isinstance(whole, dict) and "preds" in whole and "qid" not in whole:
         raise DataError(f"{path}: a JSON object without 'results' (by-position 'preds' lists without qids, as the "
-                        f"reference writes them, cannot be scored); expected predictions JSONL or a ScienceQA "
-                        f"results JSON {{\"results\": {{qid: option_index}}}}")
-    elif isinstance(whole, dict) and sum(1 for line in text.splitlines() if line.strip()) > 1:
+                        f"reference writes them, cannot be scored; `mmcot rationales import FILE --format mm-cot "
+                        f"--data DATA --split SPLIT --out R.jsonl` maps a stage-1 file to qids); expected predictions "
+                        f"JSONL or a ScienceQA results JSON {{\"results\": {{qid: option_index}}}}")
+    elif isinstance(whole, dict) and sum(1 for line in text.split("\n") if line.strip()) > 1:
         # One object spread over several lines is not JSONL (whose objects sit one per line).
         raise DataError(f"{path}: a JSON object without 'results'; expected predictions JSONL or a ScienceQA "
                         f"results JSON {{\"results\": {{qid: option_index}}}}")
@@ -155,7 +155,8 @@ def read_predictions(path: str | Path, skip_bad: bool = False, warn: Warn | None
     else:
         preds, fmt = _read_jsonl_predictions(path, text, bad), "jsonl"
     if not preds:
-        raise DataError(f"{path}: no usable predictions")
+        first = f" (the first bad entry: {bad.first})" if bad.first else ""
+        raise DataError(f"{path}: no usable predictions{first}")
     return preds, fmt, bad.count
 
 

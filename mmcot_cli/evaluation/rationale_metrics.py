@@ -1,4 +1,5 @@
-"""Rationale metrics: ROUGE-L and BLEU-1/4 (×100) of generated rationales against gold text, all offline.
+"""Rationale metrics: ROUGE-L and BLEU-1/4 (×100) of generated rationales against gold text, all offline, and
+optionally the original's embedding similarity (mmcot_cli.evaluation.similarity; needs a local model folder).
 
 Texts are normalised first (literal "\\n" as spaces, whitespace collapsed, leading "Solution:" dropped), as the
 reference's evaluations.py compares them.
@@ -9,10 +10,12 @@ from __future__ import annotations
 import re
 import warnings
 from dataclasses import dataclass
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Sequence
 
 from mmcot_cli import progress
 from mmcot_cli.errors import UnknownNameError
+from mmcot_cli.evaluation.similarity import check_similarity_model, similarity_scores
 
 RATIONALE_REFS = ("solution", "lecture+solution")
 
@@ -74,23 +77,55 @@ def _check_lengths(name: str, preds: list[str], refs: list[str]) -> None:
 
 
 @dataclass(frozen=True)
+class MetricOptions:
+    """Which optional rationale metrics are on: `similarity_model` (a local sentence-transformers folder, e.g.
+    all-MiniLM-L6-v2) turns on the similarity metric."""
+
+    similarity_model: Path | None = None
+
+    def check(self) -> None:
+        """Fail before any work when an optional metric cannot run (library or model missing)."""
+        if self.similarity_model is not None:
+            check_similarity_model(self.similarity_model)
+
+
+def _each(pair_score: Callable[[str, str], float], label: str):
+    """A metric scored pair by pair (with a progress bar: ~5 ms a pair on CPU, a full split takes a while)."""
+    def scores(pairs: Sequence[tuple[str, str]], _options: MetricOptions) -> list[float]:
+        return [pair_score(p, r) for p, r in progress.track(pairs, f"rationale {label}")]
+    return scores
+
+
+def _similarity(pairs: Sequence[tuple[str, str]], options: MetricOptions) -> list[float]:
+    return similarity_scores(pairs, options.similarity_model)
+
+
+@dataclass(frozen=True)
 class RationaleMetric:
     """One rationale metric: its key in score objects (`rationale.<key>`), the label every table and page prints,
-    and its score of one (prediction, reference) pair in [0, 1] (reported ×100)."""
+    its per-pair scores of a list of (prediction, reference) pairs (in [0, 1]; cosine in [-1, 1]; reported ×100),
+    and whether the options turn it on (an optional metric's key is absent from results when it is off)."""
 
     key: str
     label: str
-    pair_score: Callable[[str, str], float]
+    scores: Callable[[Sequence[tuple[str, str]], MetricOptions], list[float]]
+    enabled: Callable[[MetricOptions], bool] = lambda options: True
 
 
 # The one table of rationale metrics: `mmcot score`, the report, compare and the demo loop over it (adding a
 # metric here adds it everywhere).
 RATIONALE_METRICS: tuple[RationaleMetric, ...] = (
-    RationaleMetric("rouge_l", "ROUGE-L", _rouge_pair),
-    RationaleMetric("bleu_1", "BLEU-1", lambda pred, ref: _bleu_pair(pred, ref, 1)),
-    RationaleMetric("bleu_4", "BLEU-4", lambda pred, ref: _bleu_pair(pred, ref, 4)),
+    RationaleMetric("rouge_l", "ROUGE-L", _each(_rouge_pair, "ROUGE-L")),
+    RationaleMetric("bleu_1", "BLEU-1", _each(lambda pred, ref: _bleu_pair(pred, ref, 1), "BLEU-1")),
+    RationaleMetric("bleu_4", "BLEU-4", _each(lambda pred, ref: _bleu_pair(pred, ref, 4), "BLEU-4")),
+    # The original's get_scores: cosine of all-MiniLM-L6-v2 embeddings (--similarity-model DIR).
+    RationaleMetric("similarity", "Similarity", _similarity, enabled=lambda o: o.similarity_model is not None),
 )
 METRIC_LABELS = {m.key: m.label for m in RATIONALE_METRICS}
+
+
+def enabled_metrics(options: MetricOptions) -> list[RationaleMetric]:
+    return [m for m in RATIONALE_METRICS if m.enabled(options)]
 
 
 def rouge_l(preds: list[str], refs: list[str]) -> float | None:
@@ -109,24 +144,25 @@ def bleu(preds: list[str], refs: list[str], n: int) -> float | None:
     return _mean_percent([_bleu_pair(p, r, n) for p, r in zip(preds, refs) if r.strip()])
 
 
-def pair_scores(pred: str, ref: str) -> dict[str, float]:
-    """Every metric of RATIONALE_METRICS for one already-normalised pair, in [0, 1]."""
-    return {m.key: m.pair_score(pred, ref) for m in RATIONALE_METRICS}
+def score_pairs(pairs: Sequence[tuple[str, str]], options: MetricOptions = MetricOptions()
+                ) -> list[dict[str, float]]:
+    """Every enabled metric for each already-normalised (prediction, reference) pair, in [0, 1] (cosine [-1, 1])."""
+    columns = {m.key: m.scores(pairs, options) for m in enabled_metrics(options)}
+    return [{key: values[i] for key, values in columns.items()} for i in range(len(pairs))]
 
 
-def mean_scores(scores: list[dict[str, float]]) -> dict[str, float | None]:
+def mean_scores(scores: list[dict[str, float]], options: MetricOptions = MetricOptions()) -> dict[str, float | None]:
     """metric key → mean ×100 over per-pair scores (None for no pairs), rounded to 2 decimals."""
-    return {m.key: _round(_mean_percent([s[m.key] for s in scores])) for m in RATIONALE_METRICS}
+    return {m.key: _round(_mean_percent([s[m.key] for s in scores])) for m in enabled_metrics(options)}
 
 
-def rationale_metrics(preds: list[str], refs: list[str]) -> dict:
-    """Every metric of RATIONALE_METRICS (×100) over normalised texts, with the number of pairs scored."""
+def rationale_metrics(preds: list[str], refs: list[str], options: MetricOptions = MetricOptions()) -> dict:
+    """Every enabled metric of RATIONALE_METRICS (×100) over normalised texts, with the number of pairs scored."""
     _check_lengths("rationale_metrics", preds, refs)
     pairs = [(normalize_rationale(p), normalize_rationale(r)) for p, r in zip(preds, refs)]
     pairs = [(p, r) for p, r in pairs if r]
-    # ~5 ms a pair on CPU, so a full test split takes a while: show progress.
-    scores = [pair_scores(pred, ref) for pred, ref in progress.track(pairs, "rationale metrics")]
-    return {"num_scored": len(pairs), "num_empty_ref": len(refs) - len(pairs), **mean_scores(scores)}
+    return {"num_scored": len(pairs), "num_empty_ref": len(refs) - len(pairs),
+            **mean_scores(score_pairs(pairs, options), options)}
 
 
 def _round(value: float | None) -> float | None:

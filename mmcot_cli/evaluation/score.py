@@ -30,6 +30,7 @@ from mmcot_cli.evaluation.predictions import (
 )
 from mmcot_cli.evaluation.rationale_metrics import (
     RATIONALE_REFS,
+    MetricOptions,
     rationale_metrics,
     rationale_reference,
 )
@@ -217,7 +218,8 @@ def _accuracy(records: list[dict], gold: dict[str, dict], by_qid: dict[str, Pred
 
 
 def score_against(records: list[dict], preds: list[Prediction], fallback: str, seed: int, rationale_ref: str,
-           bad: BadEntries, warn: Warn | None, details: bool, gold_name: str = "the gold data") -> dict:
+           bad: BadEntries, warn: Warn | None, details: bool, gold_name: str = "the gold data",
+           metric_options: MetricOptions = MetricOptions()) -> dict:
     gold = {}
     for record in records:
         _check_record(record, "<records>")
@@ -271,7 +273,7 @@ def score_against(records: list[dict], preds: list[Prediction], fallback: str, s
     if has_rationales:
         pairs = [(p.rationale, rationale_reference(gold[q], rationale_ref))
                  for q, p in by_qid.items() if p.rationale is not None]
-        metrics = rationale_metrics([p for p, _ in pairs], [r for _, r in pairs])
+        metrics = rationale_metrics([p for p, _ in pairs], [r for _, r in pairs], metric_options)
         result["rationale"] = {"reference": rationale_ref, **metrics}
     else:
         result["rationale"] = None
@@ -294,17 +296,23 @@ class ScoreConfig:
     skip_bad: bool = False
     rationale_ref: str = "solution"  # or "lecture+solution"
     details: bool = False  # add per-item results ("items") to the output
+    similarity_model: Path | None = None  # a local sentence-transformers folder: adds rationale similarity
+
+    @property
+    def metric_options(self) -> MetricOptions:
+        return MetricOptions(similarity_model=self.similarity_model)
 
 
 def score(cfg: ScoreConfig, warn: Warn | None = None) -> dict:
     """Read DATA and PREDS, score them, and return the result object `mmcot score --json` prints."""
     check_score_options(cfg.fallback, cfg.rationale_ref)
     check_seed("--seed", cfg.seed)
+    cfg.metric_options.check()
     records = load_gold(cfg.data, cfg.split)
     preds, fmt, num_bad = read_predictions(cfg.predictions, cfg.skip_bad, warn)
     bad = BadEntries(cfg.skip_bad, warn)
     bad.count = num_bad
     result = score_against(records, preds, cfg.fallback, cfg.seed, cfg.rationale_ref, bad, warn, cfg.details,
-                    gold_name=f"{cfg.data} (split {cfg.split})")
+                           gold_name=f"{cfg.data} (split {cfg.split})", metric_options=cfg.metric_options)
     return {"predictions": str(cfg.predictions), "format": fmt, "data": str(cfg.data), "split": cfg.split,
             **result}

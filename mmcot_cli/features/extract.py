@@ -17,11 +17,12 @@ import numpy as np
 
 from mmcot_cli import progress
 from mmcot_cli.data.records import load_records
-from mmcot_cli.errors import DataError, MMCoTError, UsageError
+from mmcot_cli.errors import DataError, ShapeError, UsageError
 from mmcot_cli.features.store import (
     DEFAULT_CHUNK_SIZE,
     DTYPES,
     FORMAT,
+    LEGACY_IDENTITY,
     ChunkWriter,
     check_identity,
     check_split_info,
@@ -31,17 +32,14 @@ from mmcot_cli.features.store import (
     split_info,
 )
 from mmcot_cli.features.store_files import scan_for_resume, write_data_file
-from mmcot_cli.outputs import check_output_dir
+from mmcot_cli.io import read_json
+from mmcot_cli.outputs import claim_output_dir, remove_debris_of
 from mmcot_cli.plugins import manager as plugins
 from mmcot_cli.plugins.hookspecs import VisionBuildOptions
 from mmcot_cli.plugins.weights import RANDOM_INIT, check_not_both
-from mmcot_cli.validate import parse_device
+from mmcot_cli.validate import check_alpha, parse_device
 
 MERGED_SHARD_BYTES = 1 << 30  # merge packs whole chunks into files of about this size
-
-
-class ShapeError(MMCoTError):
-    """A backbone produced features of a shape other than it declares."""
 
 
 @dataclass
@@ -61,6 +59,7 @@ class ExtractConfig:
     variant: str | None = None
     skip_bad: bool = False
     chunk_size: int = DEFAULT_CHUNK_SIZE
+    alpha: str | None = None  # transparency policy (data/images.py); None: the store's, else the backbone's
     # Records per split, for library use without a DATA_DIR (notebooks, tests); None: load_records(data_dir).
     records: dict[str, list[dict]] | None = field(default=None, repr=False)
 
@@ -78,6 +77,8 @@ class ExtractConfig:
             if n < 1 or not 0 <= k < n:
                 raise UsageError(f"--shard {k}/{n}: need 0 <= K < N")
         check_not_both(self.random_init, self.weights)
+        if self.alpha is not None:
+            check_alpha(self.alpha)
         if not self.splits:
             raise UsageError("no split given")
         if self.records is None and not self.data_dir:
@@ -95,6 +96,16 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     if n < 1 or not 0 <= k < n:
         raise UsageError(f"--shard {text}: need 0 <= K < N (K counts from 0)")
     return k, n
+
+
+def resolve_alpha(cfg: ExtractConfig, backbone, root: Path) -> str:
+    """--alpha, else the policy of the store being resumed / extended, else the backbone's default."""
+    if cfg.alpha is not None:
+        return cfg.alpha
+    manifest = root / "manifest.json"
+    if manifest.is_file():
+        return read_json(manifest).get("alpha", LEGACY_IDENTITY["alpha"])
+    return backbone.alpha
 
 
 def default_workers() -> int:
@@ -138,8 +149,8 @@ def _plan_split(split: str, cfg: ExtractConfig, source: str) -> _SplitPlan:
 class _ImageDataset:
     """Items → (position, tensor | None, error | None); decoding and preprocessing run in the workers."""
 
-    def __init__(self, items: list[tuple[str, str]], preprocess):
-        self.items, self.preprocess = items, preprocess
+    def __init__(self, items: list[tuple[str, str]], preprocess, alpha: str):
+        self.items, self.preprocess, self.alpha = items, preprocess, alpha
 
     def __len__(self) -> int:
         return len(self.items)
@@ -149,7 +160,7 @@ class _ImageDataset:
 
         qid, path = self.items[i]
         try:
-            return i, self.preprocess(load_rgb(path, qid)), None
+            return i, self.preprocess(load_rgb(path, qid, self.alpha)), None
         except ImageError as e:
             return i, None, e.reason
         except Exception as e:  # a preprocessing failure is still this image's problem; name it
@@ -188,7 +199,15 @@ def _pending_chunks(root: Path, plans: list[_SplitPlan], shard: tuple[int, int])
     return pending, len(mine) - len(pending), removed
 
 
-def _encode_all(cfg: ExtractConfig, backbone, encoder, pending, writer: ChunkWriter) -> None:
+def _default_sigterm(_worker_id: int) -> None:
+    """DataLoader workers are forked with the command's SIGTERM handler (mmcot_cli.errors.Terminated); they must
+    end at once when the loader, or the command unwinding, terminates them."""
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _encode_all(cfg: ExtractConfig, backbone, encoder, pending, writer: ChunkWriter, alpha: str) -> None:
     """Run the encoder over every pending chunk's images and feed the rows to `writer` in order."""
     from torch.utils.data import DataLoader
 
@@ -197,10 +216,11 @@ def _encode_all(cfg: ExtractConfig, backbone, encoder, pending, writer: ChunkWri
     chunks = [plan.chunk(i) for plan, i in pending]
     items = [item for chunk in chunks for item in chunk]
     workers = default_workers() if cfg.workers is None else cfg.workers
-    loader = DataLoader(_ImageDataset(items, encoder.preprocess),
+    loader = DataLoader(_ImageDataset(items, encoder.preprocess, alpha),
                         batch_sampler=_batches_within([len(c) for c in chunks], cfg.batch_size),
-                        num_workers=workers, collate_fn=_collate, pin_memory=cfg.device.startswith("cuda"))
-    shape, np_dtype = tuple(encoder.feature_shape), DTYPES[cfg.dtype][0]
+                        num_workers=workers, collate_fn=_collate, pin_memory=cfg.device.startswith("cuda"),
+                        worker_init_fn=_default_sigterm if workers else None)
+    shape = tuple(encoder.feature_shape)
     with progress.make_progress() as bar:
         task = bar.add_task(f"extract {backbone.name}", total=len(items))
         for positions, pixels, errors in loader:
@@ -209,13 +229,10 @@ def _encode_all(cfg: ExtractConfig, backbone, encoder, pending, writer: ChunkWri
                 if not cfg.skip_bad:
                     raise ImageError(items[pos][0], items[pos][1], reason)
                 results[pos] = (None, reason)
-            if pixels is not None:
-                out = encoder.encode(pixels)
-                if tuple(out.shape[1:]) != shape or out.shape[0] != len(positions):
-                    raise ShapeError(f"backbone {backbone.name} ({cfg.variant or 'default'}, {encoder.weights}) "
-                                     f"produced features {tuple(out.shape)} for a batch of {len(positions)}, "
-                                     f"expected (B, {shape[0]}, {shape[1]})")
-                feats = out.detach().float().cpu().numpy().astype(np_dtype)
+            if pixels is not None:  # checked at the plugin boundary: a float tensor (B, *shape), finite
+                out = plugins.encode_checked(backbone, encoder, pixels, shape,
+                                             [f"qid {items[pos][0]}" for pos in positions])
+                feats = out.detach().float().cpu().numpy()  # the writer converts to the store's dtype
                 results.update((pos, (feats[j], None)) for j, pos in enumerate(positions))
             for pos in sorted(results):
                 row, reason = results[pos]
@@ -227,21 +244,33 @@ def _encode_all(cfg: ExtractConfig, backbone, encoder, pending, writer: ChunkWri
 
 
 def extract(cfg: ExtractConfig) -> dict:
-    """Extract features for cfg.splits into cfg.out (adding to / resuming an existing store); returns a summary."""
+    """Extract features for cfg.splits into cfg.out (adding to / resuming an existing store); returns a summary.
 
+    The store is held for the whole run: exclusively, or with --shard K/N shared with the other shards (each
+    holding its own shard's lock), so N shard jobs fill one store side by side while any other writer is refused.
+    """
     started = time.time()
     backbone = plugins.get_vision_backbone(cfg.backbone)
+    shard = "{}-of-{}".format(*cfg.shard) if cfg.shard else None
+    with claim_output_dir(cfg.out, "extract", inputs={"--data": cfg.data_dir, "--images": cfg.images_dir},
+                          shard=shard):
+        return _extract_held(cfg, backbone, started)
+
+
+def _extract_held(cfg: ExtractConfig, backbone, started: float) -> dict:
     root = Path(cfg.out)
-    check_output_dir(root, "extract", inputs={"--data": cfg.data_dir, "--images": cfg.images_dir})
     device = parse_device(cfg.device)
     source = str(Path(cfg.data_dir).resolve()) if cfg.data_dir else "(records given directly)"
     plans = [_plan_split(s, cfg, source) for s in cfg.splits]
     wanted = {"format": FORMAT, "backbone": backbone.name, "variant": cfg.variant or "", "dtype": cfg.dtype,
-              "chunk_size": cfg.chunk_size}
-    check_identity(root, wanted, list(wanted))  # cheap checks before building a model
+              "chunk_size": cfg.chunk_size, "alpha": resolve_alpha(cfg, backbone, root)}
+    settled = list(wanted)  # what a rerun must match without building a model
+    check_identity(root, wanted, settled)  # cheap checks before building a model
     for plan in plans:
         check_split_info(root, plan.info)
     pending, skipped, removed = _pending_chunks(root, plans, cfg.shard or (0, 1))
+    for plan, i in pending:  # what a killed run of this shard left of these chunks
+        remove_debris_of(root / "chunks" / f"{plan.split}-{i:05d}.safetensors")
 
     writer, loop_started = None, None
     if pending:
@@ -256,13 +285,13 @@ def extract(cfg: ExtractConfig) -> dict:
         writer = ChunkWriter(root, shape, cfg.dtype, [(p.split, i, len(p.chunk(i))) for p, i in pending],
                              on_first_write=lambda: init_store(root, wanted, [p.info for p in plans]))
         loop_started = time.time()  # throughput excludes building the model
-        _encode_all(cfg, backbone, encoder, pending, writer)
+        _encode_all(cfg, backbone, encoder, pending, writer, wanted["alpha"])
     else:
         # Nothing left to extract (resumed, or no images in these splits): describe the store without a model.
         weights = cfg.weights or (RANDOM_INIT if cfg.random_init else backbone.default_weights)
         wanted.update(weights="" if backbone.weight_free else weights,
                       feature_shape=list(backbone.feature_shape))
-    init_store(root, wanted, [p.info for p in plans])
+    init_store(root, wanted, [p.info for p in plans], keys=settled)
     manifest = refresh_store_files(root)
     return {**_summary(cfg, backbone, manifest, plans, writer, skipped, started, loop_started),
             "reextracted_files": removed}
@@ -275,6 +304,7 @@ def _summary(cfg: ExtractConfig, backbone, manifest: dict, plans, writer: ChunkW
     bad = writer.bad if writer else []
     return {
         "backbone": backbone.name, "variant": manifest.get("variant") or None, "weights": manifest.get("weights"),
+        "alpha": manifest.get("alpha", LEGACY_IDENTITY["alpha"]),
         "split": ",".join(cfg.splits), "splits": list(cfg.splits),
         "count": sum(s.get("count", 0) for s in split_states),
         "shape": list(manifest["feature_shape"]), "dtype": manifest["dtype"], "path": str(Path(cfg.out)),
@@ -297,7 +327,11 @@ def merge(path: str | os.PathLike, max_shard_bytes: int = MERGED_SHARD_BYTES) ->
     runs in any order), byte for byte. A crash midway leaves a readable store; rerunning finishes the job.
     """
 
-    root = Path(path)
+    with claim_output_dir(path, "extract", option="--merge", elsewhere=False):
+        return _merge_held(Path(path), max_shard_bytes)
+
+
+def _merge_held(root: Path, max_shard_bytes: int) -> dict:
     store = open_store(root)
     incomplete = {s: i["missing_chunks"] for s, i in store.manifest["splits"].items() if not i["complete"]}
     if incomplete:

@@ -25,11 +25,13 @@ import numpy as np
 from mmcot_cli.data.records import load_records
 from mmcot_cli.errors import DataError, UsageError, first_line
 from mmcot_cli.io import make_dir, read_json
-from mmcot_cli.outputs import check_output_dir, mark_output_dir
+from mmcot_cli.outputs import claim_output_dir, mark_output_dir
+from mmcot_cli.plugins.hub import parse_source, repo_file
 from mmcot_cli.plugins.manager import get_vision_backbone
 from mmcot_cli.progress import make_progress
 
 STORE_DTYPES = ("float16", "float32")  # what the feature store holds
+FEATURE_SUFFIXES = (".npy", ".pth", ".pt")  # numpy arrays, torch.save'd tensors
 ZERO_ROW = -1  # a stored row of zeros (see plan_split)
 
 
@@ -143,7 +145,7 @@ def open_feature_file(path: str | Path) -> RowFile:
         return open_npy(path)
     if path.suffix in (".pth", ".pt"):
         return open_torch(path)
-    raise UsageError(f"{path}: unknown feature file type {path.suffix!r}; expected .npy, .pth or .pt")
+    raise UsageError(f"{path}: unknown feature file type {path.suffix!r}; expected {', '.join(FEATURE_SUFFIXES)}")
 
 
 def read_name_map(path: str | Path) -> dict[str, int]:
@@ -168,6 +170,7 @@ class ImportFeaturesConfig:
     backbone: str
     out: str
     dtype: str | None = None  # default: the file's
+    revision: str | None = None  # hub files: branch, tag or commit (default main), pinned to its commit
 
 
 def plan_split(records: list[dict], name_map: dict[str, int], rf: RowFile, where: str) -> tuple[list, list, int]:
@@ -197,7 +200,7 @@ def plan_split(records: list[dict], name_map: dict[str, int], rf: RowFile, where
 
 
 def write_split(root: Path, identity: dict, split: str, qids: list[str], rows: list[int], rf: RowFile,
-                records: int, source: str, advance: Callable[[int], None]) -> None:
+                records: int, source: str, advance: Callable[[int], None], imported_from: dict | None = None) -> None:
     """One split into the store, a chunk at a time, through the store's own writer (each chunk file atomic)."""
     from mmcot_cli.features.store import (
         ChunkWriter,
@@ -208,6 +211,8 @@ def write_split(root: Path, identity: dict, split: str, qids: list[str], rows: l
 
     size = identity["chunk_size"]
     info = split_info(split, source, None, records, qids, size)
+    if imported_from:
+        info["imported_from"] = imported_from  # splits/<split>.json and the manifest's splits.<split>
     check_split_info(root, info)
     init_store(root, identity, [info])
     writer = ChunkWriter(root, identity["feature_shape"], identity["dtype"])
@@ -218,7 +223,18 @@ def write_split(root: Path, identity: dict, split: str, qids: list[str], rows: l
 
 
 def import_feature_file(cfg: ImportFeaturesConfig) -> dict:
-    """Import cfg.splits of DATA_DIR from the release file into FEATURES_DIR; returns a summary."""
+    """Import cfg.splits of DATA_DIR from the release file (local or a hub id) into FEATURES_DIR (held for the
+    whole import); returns a summary."""
+    hub_file, hub_map = parse_source(cfg.file, cfg.revision), parse_source(cfg.name_map, cfg.revision)
+    if cfg.revision is not None and hub_file is None and hub_map is None:
+        raise UsageError("--revision applies to hub ids (org/name/file), not to local files")
+    with claim_output_dir(cfg.out, "import-features", inputs={"FILE": None if hub_file else cfg.file,
+                                                               "--name-map": None if hub_map else cfg.name_map,
+                                                               "--data": cfg.data_dir}):
+        return _import_held(cfg, hub_file, hub_map)
+
+
+def _import_held(cfg: ImportFeaturesConfig, hub_file, hub_map) -> dict:
     from mmcot_cli.features.store import (
         DEFAULT_CHUNK_SIZE,
         FORMAT,
@@ -226,10 +242,13 @@ def import_feature_file(cfg: ImportFeaturesConfig) -> dict:
         refresh_store_files,
     )
 
-    check_output_dir(cfg.out, "import-features", inputs={"FILE": cfg.file, "--name-map": cfg.name_map,
-                                                          "--data": cfg.data_dir})
     backbone = get_vision_backbone(cfg.backbone)
-    rf = open_feature_file(cfg.file)
+    file, name_map_file, origin = Path(cfg.file).expanduser(), Path(cfg.name_map).expanduser(), {}
+    if hub_map is not None:  # the small file first: a wrong id fails before gigabytes are downloaded
+        name_map_file, origin["name_map_hub"] = repo_file(hub_map, ("name_map.json",), "name map")
+    if hub_file is not None:
+        file, origin["file_hub"] = repo_file(hub_file, FEATURE_SUFFIXES, "feature file")
+    rf = open_feature_file(file)
     if tuple(rf.shape[1:]) != tuple(backbone.feature_shape):
         raise DataError(f"{rf.path}: rows of shape {list(rf.shape[1:])}, but backbone {backbone.name} produces "
                         f"{list(backbone.feature_shape)}")
@@ -237,24 +256,26 @@ def import_feature_file(cfg: ImportFeaturesConfig) -> dict:
     if dtype not in STORE_DTYPES:
         raise UsageError(f"{rf.path}: dtype {dtype}; the feature store holds {' or '.join(STORE_DTYPES)} "
                          "(choose one with --dtype)")
-    name_map = read_name_map(cfg.name_map)
+    name_map = read_name_map(name_map_file)
+    origin = {"file": str(rf.path), "name_map": str(name_map_file), **origin}
     plans = {}
     for split in cfg.splits:
         records = load_records(cfg.data_dir, split)
         plans[split] = (len(records), *plan_split(records, name_map, rf, f"{cfg.data_dir}/{split}.jsonl"))
     root = Path(cfg.out)
     identity = {"format": FORMAT, "backbone": backbone.name, "variant": "", "weights": f"imported:{rf.path.name}",
-                "feature_shape": list(rf.shape[1:]), "dtype": dtype, "chunk_size": DEFAULT_CHUNK_SIZE}
+                "feature_shape": list(rf.shape[1:]), "dtype": dtype, "chunk_size": DEFAULT_CHUNK_SIZE,
+                "alpha": "original"}  # the original decoded its images with convert("RGB")
     check_identity(root, identity, list(identity))  # before any file is written
     make_dir(root)
     mark_output_dir(root, "import-features")
-    summary = {"out": str(cfg.out), "file": str(rf.path), "backbone": backbone.name,
+    summary = {"out": str(cfg.out), "file": str(rf.path), "imported_from": origin, "backbone": backbone.name,
                "feature_shape": list(rf.shape[1:]), "file_dtype": rf.dtype.name, "dtype": dtype, "splits": {}}
     with make_progress() as progress:
         task = progress.add_task("import features", total=sum(len(p[1]) for p in plans.values()))
         for split, (n_records, qids, rows, zeros) in plans.items():
             write_split(root, identity, split, qids, rows, rf, n_records, str(cfg.data_dir),
-                        lambda n: progress.advance(task, n))
+                        lambda n: progress.advance(task, n), origin)
             summary["splits"][split] = {"records": n_records, "with_features": len(qids) - rows.count(ZERO_ROW),
                                         "zero_features": zeros}
     refresh_store_files(root)

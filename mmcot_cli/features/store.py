@@ -2,7 +2,7 @@
 
 Layout of a store directory:
 
-    manifest.json              identity (backbone, variant, weights, feature_shape, dtype, chunk_size) + summary
+    manifest.json              identity (backbone, variant, weights, feature_shape, dtype, chunk_size, alpha) + summary
     splits/<split>.json        per split: source data dir, record counts, how its images are cut into chunks
     chunks/<split>-NNNNN.safetensors   one finished chunk: tensor "features" (rows, T, D) + metadata (qids, bad)
     shards/<split>-NNNNN.safetensors   after `--merge`: several whole chunks compacted into one file
@@ -15,13 +15,14 @@ shared mutable file. Extraction (batching, sharding, resume, merge) lives in mmc
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import mmap
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -30,17 +31,22 @@ from mmcot_cli.errors import DataError, MMCoTError, UsageError
 from mmcot_cli.features.store_files import (
     ST_DTYPES,
     DataFile,
+    identity_problem,
     read_data_file,
+    store_rows,
     verify_data_file,
     write_data_file,
 )
 from mmcot_cli.io import make_dir, read_json, write_json
-from mmcot_cli.outputs import mark_output_dir
+from mmcot_cli.outputs import LOCK_FILE, hold_lock, mark_output_dir
 
 FORMAT = "mmcot-features/1"
 DEFAULT_CHUNK_SIZE = 256
 DTYPES = {"float16": (np.float16, "F16"), "float32": (np.float32, "F32")}
-IDENTITY_KEYS = ("format", "backbone", "variant", "weights", "feature_shape", "dtype", "chunk_size")
+IDENTITY_KEYS = ("format", "backbone", "variant", "weights", "feature_shape", "dtype", "chunk_size", "alpha")
+# Identity keys that manifests written before them lack, with what those stores were made with.
+LEGACY_IDENTITY = {"alpha": "white"}  # images.to_rgb composited onto white before --alpha existed
+METADATA_LOCK = f"{LOCK_FILE}-manifest"
 _PAGE = mmap.PAGESIZE
 
 
@@ -144,7 +150,12 @@ class FeatureStore:
         self.feature_shape: tuple[int, int] = tuple(identity["feature_shape"])  # type: ignore[assignment]
         self.backbone: str = identity["backbone"]
         self.dtype: str = identity["dtype"]
+        self.alpha: str = identity.get("alpha", LEGACY_IDENTITY["alpha"])  # how its images' transparency was read
         self.files: list[DataFile] = scan_data_files(self.path)  # shards first, then chunks, in name order
+        for f in self.files:
+            mismatch = identity_problem(f, self.feature_shape, self.dtype)
+            if mismatch:
+                raise DataError(mismatch)
         self._by_name = {f.name: f for f in self.files}
         self._index = self._load_index(self.files)
         self.manifest = summarize(self.identity, split_infos(self.path), self.files, self._index)
@@ -155,7 +166,7 @@ class FeatureStore:
         if cached.is_file():
             try:
                 data = read_json(cached)
-                if data.get("files") == {f.name: f.size for f in files}:
+                if data.get("files") == file_identities(files):
                     return {q: (v[0], int(v[1])) for q, v in data["qids"].items()}
             except (DataError, KeyError, TypeError, IndexError):
                 pass  # a stale or damaged cache is rebuilt from the file headers below
@@ -267,19 +278,45 @@ def open_store(path: str | os.PathLike) -> FeatureStore:
     return FeatureStore(path)
 
 
+def store_fingerprint(path: str | os.PathLike, splits: Sequence[str]) -> str:
+    """sha256 of what says which features a store serves for `splits`: its identity (backbone, weights, shape …)
+    and those splits' descriptions (which records, in which chunks). The bytes of each data file are checked
+    against their CRC-32 when read; a merge or another split added does not change this."""
+    root, infos = Path(path), split_infos(Path(path))
+    manifest = read_json(root / "manifest.json") if (root / "manifest.json").is_file() else {}
+    manifest = manifest if isinstance(manifest, dict) else {}
+    described = {"identity": {k: manifest.get(k) for k in IDENTITY_KEYS}, "splits": {s: infos.get(s) for s in splits}}
+    return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
+
+
 # --------------------------------------------------------------------------------------------------- writing
+
+
+def file_identities(files: Sequence[DataFile]) -> dict[str, list]:
+    """index.json's key: each data file's size and the CRC-32 of its features, recorded when it was written (two
+    files swapped, or one replaced by another of the same size, no longer match a cached index)."""
+    return {f.name: [f.size, f.crc32] for f in files}
+
+
+@contextlib.contextmanager
+def metadata_held(root: Path) -> Iterator[None]:
+    """The store's description (manifest.json, splits/, index.json) is written by one process at a time: shard
+    jobs of one store run side by side, and each settles the store's identity and rewrites the summary."""
+    with hold_lock(root / METADATA_LOCK, "extract", root, wait=True):
+        yield
 
 
 def refresh_store_files(root: Path) -> dict:
     """Rewrite index.json and manifest.json from what is on disk; returns the manifest."""
-    identity = read_json(root / "manifest.json")
-    identity = {k: identity[k] for k in IDENTITY_KEYS if k in identity}
-    files = scan_data_files(root)
-    index = build_index(files)
-    manifest = summarize(identity, split_infos(root), files, index)
-    write_json(root / "index.json", {"files": {f.name: f.size for f in files},
-                                     "qids": {q: [n, r] for q, (n, r) in index.items()}})
-    write_json(root / "manifest.json", manifest)
+    with metadata_held(root):
+        identity = read_json(root / "manifest.json")
+        identity = {k: identity[k] for k in IDENTITY_KEYS if k in identity}
+        files = scan_data_files(root)
+        index = build_index(files)
+        manifest = summarize(identity, split_infos(root), files, index)
+        write_json(root / "index.json", {"files": file_identities(files),
+                                         "qids": {q: [n, r] for q, (n, r) in index.items()}})
+        write_json(root / "manifest.json", manifest)
     return manifest
 
 
@@ -288,7 +325,7 @@ def check_identity(root: Path, wanted: dict, keys: Sequence[str]) -> None:
     path = root / "manifest.json"
     if not path.is_file():
         return
-    have = read_json(path)
+    have = {**LEGACY_IDENTITY, **read_json(path)}
     for key in keys:
         if key in have and have[key] != wanted[key]:
             raise StoreMismatchError(
@@ -317,15 +354,20 @@ def split_info(split: str, source: str, images_dir: str | None, records: int, qi
             "qids_sha1": hashlib.sha1(json.dumps(qids).encode()).hexdigest()}
 
 
-def init_store(root: Path, identity: dict, infos: Sequence[dict]) -> None:
-    """Write manifest.json (identity) and splits/<split>.json where missing; existing ones are kept."""
+def init_store(root: Path, identity: dict, infos: Sequence[dict], keys: Sequence[str] = IDENTITY_KEYS) -> None:
+    """Write manifest.json (identity) and splits/<split>.json where missing; existing ones are kept, and must
+    agree on `keys` (checked again here, under the metadata lock: another shard job may have just written them)."""
     make_dir(root)
-    mark_output_dir(root, "extract")
-    if not (root / "manifest.json").is_file():
-        write_json(root / "manifest.json", {k: identity[k] for k in IDENTITY_KEYS})
-    for info in infos:
-        if not (root / "splits" / f"{info['split']}.json").is_file():
-            write_json(root / "splits" / f"{info['split']}.json", info)
+    with metadata_held(root):
+        check_identity(root, identity, keys)
+        for info in infos:
+            check_split_info(root, info)
+        mark_output_dir(root, "extract")
+        if not (root / "manifest.json").is_file():
+            write_json(root / "manifest.json", {k: identity[k] for k in IDENTITY_KEYS})
+        for info in infos:
+            if not (root / "splits" / f"{info['split']}.json").is_file():
+                write_json(root / "splits" / f"{info['split']}.json", info)
 
 
 class ChunkWriter:
@@ -349,8 +391,8 @@ class ChunkWriter:
         self.bad: list[dict] = []  # every skipped item written so far, with its split
 
     def add(self, qid: str, row: np.ndarray) -> None:
+        self._rows.append(store_rows(self.root, [str(qid)], np.asarray(row)[None], self.np_dtype)[0])  # checked
         self._qids.append(str(qid))
-        self._rows.append(row)
         self._advance()
 
     def add_bad(self, qid: str, path: str, error: str) -> None:
@@ -375,18 +417,20 @@ class ChunkWriter:
             self._on_first_write()
             self._on_first_write = None
         entry = {"split": split, "chunk": chunk, "qids": [str(q) for q in qids], "bad": list(bad)}
-        write_data_file(self.root / "chunks" / f"{split}-{chunk:05d}.safetensors",
-                        np.asarray(data).astype(self.np_dtype), [entry])
+        stored = store_rows(self.root, entry["qids"], np.asarray(data), self.np_dtype)
+        write_data_file(self.root / "chunks" / f"{split}-{chunk:05d}.safetensors", stored, [entry])
         self.chunks_written += 1
         self.rows_written += len(entry["qids"])
         self.bad.extend({"split": split, **b} for b in entry["bad"])
 
 
+
 def import_features(out: str | os.PathLike, *, backbone: str, split: str, qids: Sequence[str], features,
                     dtype: str = "float16", chunk_size: int = DEFAULT_CHUNK_SIZE, variant: str = "",
-                    weights: str = "imported", source: str = "(imported array)") -> dict:
+                    weights: str = "imported", source: str = "(imported array)", alpha: str = "original") -> dict:
     """Write an existing (N, T, D) array (numpy array or np.memmap, e.g. the original detr.npy rows) as a split
-    of a feature store, chunk by chunk; returns the manifest. Row i belongs to qids[i]."""
+    of a feature store, chunk by chunk; returns the manifest. Row i belongs to qids[i]; `alpha`: the policy its
+    images were decoded with (the original's files: "original")."""
     if len(qids) != len(features):
         raise UsageError(f"{len(qids)} qids for {len(features)} feature rows")
     if dtype not in DTYPES:
@@ -394,7 +438,7 @@ def import_features(out: str | os.PathLike, *, backbone: str, split: str, qids: 
     root = Path(out)
     identity = {"format": FORMAT, "backbone": backbone, "variant": variant, "weights": weights,
                 "feature_shape": [int(features.shape[1]), int(features.shape[2])], "dtype": dtype,
-                "chunk_size": chunk_size}
+                "chunk_size": chunk_size, "alpha": alpha}
     check_identity(root, identity, list(identity))
     qids = [str(q) for q in qids]
     info = split_info(split, source, None, len(qids), qids, chunk_size)

@@ -69,8 +69,36 @@ def read_data_file(path: Path, name: str) -> DataFile:
     if end - begin != expected or 8 + n + end != size or len(shape) != 3:
         raise DataError(f"{path}: truncated or corrupted feature file ({size} bytes, its header describes "
                         f"{8 + n + end}); {RECOVER}")
+    misplaced = name_problem(name, entries)
+    if misplaced:
+        raise DataError(f"{path}: {misplaced}; {RECOVER}")
     return DataFile(name=name, path=path, dtype=t["dtype"], shape=shape, data_offset=8 + n + begin,
                     entries=entries, size=size, crc32=meta.get("crc32"))
+
+
+def name_problem(name: str, entries) -> str | None:
+    """Why a data file's header disagrees with its name (chunks/<split>-NNNNN holds exactly that chunk; shards/
+    <split>-NNNNN only chunks of <split>): a file renamed, swapped or copied from elsewhere serves other rows."""
+    sub, _, base = name.partition("/")
+    split = base.removesuffix(".safetensors").rpartition("-")[0]
+    try:
+        held = [f"{e['split']}-{int(e['chunk']):05d}" for e in entries]
+    except (TypeError, KeyError, ValueError):
+        return "its header does not list its chunks"
+    if sub == "chunks" and held != [base.removesuffix(".safetensors")]:
+        return f"holds chunk {', '.join(held) or '(none)'}, not the one its name says (files renamed or swapped?)"
+    if sub == "shards" and any(h.rpartition("-")[0] != split for h in held):
+        return f"holds chunks of another split ({held[0]}) than its name says (files renamed or swapped?)"
+    return None
+
+
+def identity_problem(f: DataFile, feature_shape, dtype: str) -> str | None:
+    """Why data file `f` cannot belong to a store of `feature_shape` / `dtype` ("float16"), or None."""
+    want = {"float16": "F16", "float32": "F32"}.get(dtype, dtype)
+    if list(f.shape[1:]) != [int(x) for x in feature_shape] or f.dtype != want:
+        return (f"{f.path}: holds features {list(f.shape[1:])} {f.dtype}, but the store's manifest.json says "
+                f"{list(feature_shape)} {want} (written by another extract at the same time?); {RECOVER}")
+    return None
 
 
 def verify_data_file(f: DataFile) -> None:
@@ -91,13 +119,21 @@ def verify_data_file(f: DataFile) -> None:
 
 
 def scan_for_resume(root: Path) -> tuple[list[DataFile], list[str]]:
-    """(good data files, names of removed bad ones): a resumed extract re-extracts truncated or corrupted files."""
+    """(good data files, names of removed bad ones): a resumed extract re-extracts truncated, corrupted, misplaced
+    files and files that disagree with the store's manifest."""
+    try:
+        identity = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # none yet (or damaged: extract's identity check names it)
+        identity = {}
+    identity = identity if isinstance(identity, dict) else {}
     good, removed = [], []
     for sub in ("shards", "chunks"):
         d = root / sub
         for p in sorted(d.glob("*.safetensors")) if d.is_dir() else []:
             try:
                 f = read_data_file(p, f"{sub}/{p.name}")
+                if "feature_shape" in identity and identity_problem(f, identity["feature_shape"], identity["dtype"]):
+                    raise DataError(f"{p}: other features than the manifest describes")
                 verify_data_file(f)
             except DataError:
                 p.unlink()
@@ -114,7 +150,23 @@ def write_data_file(path: Path, features: np.ndarray, entries: list[dict]) -> No
     from safetensors.numpy import save_file
 
     features = np.ascontiguousarray(features)
-    crc = zlib.crc32(memoryview(features).cast("B"))  # verified when extract resumes (verify_data_file)
+    # the raw bytes, verified when extract resumes (verify_data_file); a chunk whose every image was skipped as
+    # bad holds no row at all (memoryview cannot cast a view with a 0 in its shape, a flat byte view can)
+    crc = zlib.crc32(features.reshape(-1).view(np.uint8))
     meta = {"mmcot": json.dumps({"entries": entries, "crc32": crc}, sort_keys=True, ensure_ascii=False)}
     with atomic_path(path) as tmp:
         save_file({"features": features}, str(tmp), metadata=meta)
+
+
+def store_rows(root: Path, qids: list[str], rows: np.ndarray, np_dtype) -> np.ndarray:
+    """`rows` in the store's dtype, refused (DataError naming the qid) when any value is NaN or infinite: every
+    store write passes here (extract, import-features), so training never meets them as a loss of NaN."""
+    with np.errstate(over="ignore"):  # an overflow becomes inf, refused below with its own reason
+        stored = rows.astype(np_dtype)
+    finite = np.isfinite(stored).all(axis=tuple(range(1, stored.ndim)))  # per row (none in an empty chunk)
+    if finite.all():
+        return stored
+    row = int(np.flatnonzero(~finite)[0])
+    why = (f"finite in the input but beyond {np.dtype(np_dtype).name}'s range (±{np.finfo(np_dtype).max:.0f}); "
+           "store float32 (--dtype float32)" if np.isfinite(rows[row]).all() else "NaN or infinite values")
+    raise DataError(f"{root}: refusing to store the features of qid {qids[row]}: {why}")

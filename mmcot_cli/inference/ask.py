@@ -14,15 +14,25 @@ import torch
 
 from mmcot_cli.data.images import load_rgb
 from mmcot_cli.data.prompts import build_prompt
-from mmcot_cli.errors import DataError, MMCoTError, UsageError
+from mmcot_cli.errors import DataError, MMCoTError, PluginError, UsageError
+from mmcot_cli.features.store import LEGACY_IDENTITY
 from mmcot_cli.inference.generate import load_run, prediction_row
 from mmcot_cli.io import read_json
+from mmcot_cli.model.answer_constraint import AnswerConstraints
 from mmcot_cli.model.generation import generate_texts, resolve_device
 from mmcot_cli.plugins.hookspecs import VisionBuildOptions
-from mmcot_cli.plugins.manager import build_vision_encoder, get_vision_backbone
+from mmcot_cli.plugins.manager import (
+    build_vision_encoder,
+    call_plugin,
+    describe,
+    encode_checked,
+    get_vision_backbone,
+)
 from mmcot_cli.plugins.weights import OFFLINE_HINT
 from mmcot_cli.runs.meta import RunMeta
-from mmcot_cli.validate import positive_int
+from mmcot_cli.validate import check_alpha, positive_int
+
+LEGACY_ALPHA = LEGACY_IDENTITY["alpha"]  # runs and stores made before the policy was recorded decoded onto white
 
 
 @dataclass
@@ -38,10 +48,14 @@ class AskConfig:
     max_new_tokens: int | None = None  # per stage; None = each run's max_output_len
     num_beams: int = 1
     device: str = "auto"
+    alpha: str | None = None  # transparency policy for --image; None: each run's recorded one (recorded_alpha)
+    constrain: bool = True  # the answer names one of --choices (mmcot_cli.model.answer_constraint; --no-constrain)
 
     def __post_init__(self) -> None:
         positive_int("--max-new-tokens", self.max_new_tokens, optional=True)
         positive_int("--num-beams", self.num_beams)
+        if self.alpha is not None:
+            check_alpha(self.alpha)
 
 
 def ask_record(question: str, choices: Sequence[str], context: str = "") -> dict:
@@ -55,17 +69,33 @@ def ask_record(question: str, choices: Sequence[str], context: str = "") -> dict
             "choices": choices, "answer": 0, "lecture": "", "solution": "", "image": None, "image_paths": []}
 
 
-def _vision_source(info: RunMeta) -> tuple[str | None, str | None]:
-    """The (variant, weights) the run's features were extracted with, from its meta or features manifest."""
-    variant, weights = info.vision_variant, info.vision_weights
-    if (variant is None or weights is None) and info.features_dir and Path(info.features_dir).is_dir():
+def _vision_source(info: RunMeta) -> tuple[str | None, str | None, str]:
+    """The (variant, weights, alpha policy) the run's features were made with, from its meta or features manifest.
+
+    The alpha policy: the run's record, else its store's (a store without one predates the policies: "white"),
+    else "original" for an imported run (trained on the original's features), else "white" (what every run
+    trained before the policy was recorded used)."""
+    variant, weights, alpha = info.vision_variant, info.vision_weights, info.vision_alpha
+    manifest = None
+    if (variant is None or weights is None or alpha is None) and info.features_dir \
+            and Path(info.features_dir).is_dir():
         try:
             manifest = read_json(Path(info.features_dir) / "manifest.json")
             variant = variant or manifest.get("variant")
             weights = weights or manifest.get("weights")
         except DataError:
-            pass
-    return variant, weights
+            manifest = None
+    if alpha is None:
+        if isinstance(manifest, dict):
+            alpha = manifest.get("alpha", LEGACY_ALPHA)
+        else:
+            alpha = "original" if info.imported_from else LEGACY_ALPHA
+    return variant, weights, alpha
+
+
+def recorded_alpha(info: RunMeta) -> str:
+    """The transparency policy `mmcot ask` decodes --image with for this run, unless --alpha overrides it."""
+    return _vision_source(info)[2]
 
 
 def _with_ask_flags(e: MMCoTError) -> MMCoTError:
@@ -79,17 +109,18 @@ def _with_ask_flags(e: MMCoTError) -> MMCoTError:
 
 def encode_ask_image(info: RunMeta, image_shape: tuple[int, int], image_path: str | None, *,
                        random_init: bool, device: torch.device, cache: dict, run: str = "the run",
-                       weights: str | None = None) -> torch.Tensor:
-    """(1, P, D) features of one image with the run's recorded vision backbone (`weights` overrides its weights);
-    zeros when there is no image (what the feature store returns for image-less problems, i.e. what the model saw
-    in training)."""
+                       weights: str | None = None, alpha: str | None = None) -> torch.Tensor:
+    """(1, P, D) features of one image with the run's recorded vision backbone (`weights` overrides its weights,
+    `alpha` its transparency policy); zeros when there is no image (what the feature store returns for image-less
+    problems, i.e. what the model saw in training)."""
     if image_path is None:
         return torch.zeros(1, *image_shape)
     if not info.vision_backbone:
         raise DataError(f"{run}: the run records no vision backbone to encode --image with")
-    variant, recorded = _vision_source(info)
+    variant, recorded, recorded_policy = _vision_source(info)
     weights = None if random_init else (weights or recorded)
-    key = (info.vision_backbone, variant, weights, random_init)
+    alpha = alpha or recorded_policy
+    key = (info.vision_backbone, variant, weights, random_init, alpha)
     if key not in cache:
         backbone = get_vision_backbone(info.vision_backbone)
         try:
@@ -97,9 +128,14 @@ def encode_ask_image(info: RunMeta, image_shape: tuple[int, int], image_path: st
                                                                         random_init=random_init, device=str(device)))
         except MMCoTError as e:
             raise _with_ask_flags(e) from None
-        image = load_rgb(image_path, qid="ask")
-        with torch.inference_mode():
-            cache[key] = encoder.encode(encoder.preprocess(image).unsqueeze(0).to(device)).float().cpu()
+        image = load_rgb(image_path, qid="ask", alpha=alpha)
+        with torch.inference_mode():  # the plugin's results are checked at the boundary (one line naming it)
+            pixels = call_plugin(backbone, "preprocess", encoder.preprocess, image)
+            if not isinstance(pixels, torch.Tensor):
+                raise PluginError(f"{describe(backbone)}: preprocess returned a {type(pixels).__name__}, "
+                                  "expected a tensor (C, H, W)")
+            cache[key] = encode_checked(backbone, encoder, pixels.unsqueeze(0).to(device), encoder.feature_shape,
+                                        [f"--image {image_path}"]).float().cpu()
     feats = cache[key]
     if tuple(feats.shape[1:]) != tuple(image_shape):
         raise DataError(f"{info.vision_backbone} produced features {list(feats.shape[1:])} but the model in "
@@ -120,12 +156,21 @@ def _ask_one(run: str, record: dict, rationale: str | None, cfg: AskConfig, devi
     feats = None
     if model.image_shape is not None:
         feats = encode_ask_image(info, model.image_shape, cfg.image, random_init=cfg.random_init_vision,
-                                   device=device, cache=cache, run=run, weights=cfg.vision_weights)
+                                   device=device, cache=cache, run=run, weights=cfg.vision_weights, alpha=cfg.alpha)
+    constraints = (AnswerConstraints(tokenizer, info.prompt_format, [len(record["choices"])])
+                   if expect_stage == "answer" and cfg.constrain and info.answers else None)
     text = generate_texts(model, tokenizer, [source], feature_batch=(lambda idx: feats) if feats is not None else None,
                           batch_size=1, max_input_len=info.max_input_len,
                           max_new_tokens=cfg.max_new_tokens or info.max_output_len, num_beams=cfg.num_beams,
-                          device=device, description=f"{expect_stage}")[0]
+                          device=device, description=f"{expect_stage}", constraints=constraints)[0]
     return text, info
+
+
+def _used_alpha(cfg: AskConfig, info: RunMeta) -> str | None:
+    """The policy --image was decoded with for this run (None: no image, or a text-only run)."""
+    if cfg.image is None or not info.vision_backbone:
+        return None
+    return cfg.alpha or recorded_alpha(info)
 
 
 def ask(cfg: AskConfig) -> dict:
@@ -137,7 +182,8 @@ def ask(cfg: AskConfig) -> dict:
     cache: dict = {}
     rationale, r_info = _ask_one(cfg.rationale_run, record, None, cfg, device, cache, "rationale")
     answer, a_info = _ask_one(cfg.answer_run, record, rationale, cfg, device, cache, "answer")
-    row = prediction_row("ask", answer, a_info.stage, len(record["choices"]), True)
+    constrained = cfg.constrain and a_info.answers
+    row = prediction_row("ask", answer, a_info.stage, len(record["choices"]), True, constrained)
     index = row["answer_index"]
     warnings = []
     if cfg.image is not None and r_info.vision_backbone is None and a_info.vision_backbone is None:
@@ -145,10 +191,11 @@ def ask(cfg: AskConfig) -> dict:
     return {
         "question": record["question"], "context": record["hint"], "choices": record["choices"], "image": cfg.image,
         "rationale": rationale, "answer": answer, "answer_letter": row["answer_letter"], "answer_index": index,
-        "answer_text": record["choices"][index] if index is not None else None,
+        "answer_text": record["choices"][index] if index is not None else None, "constrained": constrained,
         "rationale_run": {"path": cfg.rationale_run, "prompt_format": r_info.prompt_format,
-                          "vision_backbone": r_info.vision_backbone},
+                          "vision_backbone": r_info.vision_backbone, "alpha": _used_alpha(cfg, r_info)},
         "answer_run": {"path": cfg.answer_run, "prompt_format": a_info.prompt_format,
-                       "vision_backbone": a_info.vision_backbone, "uses_rationale": a_info.needs_rationale},
+                       "vision_backbone": a_info.vision_backbone, "uses_rationale": a_info.needs_rationale,
+                       "alpha": _used_alpha(cfg, a_info)},
         "warnings": warnings,
     }

@@ -23,13 +23,14 @@ from mmcot_cli.errors import DataError, UsageError
 from mmcot_cli.features.store import open_store
 from mmcot_cli.inference.sampling import Sampling
 from mmcot_cli.io import atomic_path, write_jsonl
+from mmcot_cli.model.answer_constraint import AnswerConstraints
 from mmcot_cli.model.fusion import MODEL_SUBDIR, load_run_model, resolve_model_dir
 from mmcot_cli.model.generation import (
     feature_getter,
     generate_texts,
     resolve_device,
 )
-from mmcot_cli.outputs import check_output_file
+from mmcot_cli.outputs import check_output_file, claim_output_file
 from mmcot_cli.runs.meta import RUN_CONFIG, RunMeta
 from mmcot_cli.runs.rationales import load_rationales
 from mmcot_cli.validate import positive_int
@@ -66,11 +67,14 @@ def load_run(run_dir: str | Path, device: torch.device):
 # Core: prompts → texts
 
 
-def prediction_row(qid: str, text: str, stage: str, num_choices: int | None, answers: bool) -> dict:
-    """One predictions-file object (docs/FORMATS.md)."""
+def prediction_row(qid: str, text: str, stage: str, num_choices: int | None, answers: bool,
+                   constrained: bool = False) -> dict:
+    """One predictions-file object (docs/FORMATS.md); answer-giving runs record whether the answer was
+    constrained to the item's options (mmcot_cli.model.answer_constraint)."""
     letter = extract_answer(text) if answers else None
     index = letter_to_index(letter, num_choices) if letter and num_choices else None
-    return {"qid": str(qid), "prediction": text, "stage": stage, "answer_letter": letter, "answer_index": index}
+    row = {"qid": str(qid), "prediction": text, "stage": stage, "answer_letter": letter, "answer_index": index}
+    return row | ({"constrained": constrained} if answers else {})
 
 
 def open_features(path: str | Path, model_shape: tuple[int, int] | None, run: Path):
@@ -100,6 +104,7 @@ class GenerateConfig:
     device: str = "auto"
     limit: int | None = None  # first N records of each split (smoke tests)
     sampling: Sampling = field(default_factory=Sampling)  # K samples per row: `prediction` the 1st, all in `samples`
+    constrain: bool = True  # answers name one of the item's options (answer-giving runs; --no-constrain: off)
 
     def __post_init__(self) -> None:
         positive_int("--batch-size", self.batch_size)
@@ -117,6 +122,18 @@ def output_path(cfg: GenerateConfig, split: str) -> Path:
     return Path(cfg.out.replace("{split}", split))
 
 
+def _run_features(cfg: GenerateConfig, image_shape, info: RunMeta):
+    """(features dir, open store) for a model that fuses images; (None, None) for a text-only one."""
+    features = cfg.features or (info.features_dir if image_shape is not None else None)
+    if image_shape is None:
+        if cfg.features:
+            raise UsageError(f"{cfg.run}: the model is text-only; --features would not be used")
+        return None, None
+    if not features:
+        raise UsageError(f"{cfg.run}: the model fuses image features {list(image_shape)}; pass --features")
+    return features, open_features(features, image_shape, Path(cfg.run))
+
+
 def generate(cfg: GenerateConfig) -> dict:
     """Generate predictions for each split; returns a summary with one entry per written file."""
     if not cfg.splits:
@@ -124,23 +141,22 @@ def generate(cfg: GenerateConfig) -> dict:
     cfg.sampling.check(cfg.num_beams)
     outs = {split: output_path(cfg, split) for split in cfg.splits}
     data_files = {f"--data {split} split": Path(cfg.data_dir) / f"{split}.jsonl" for split in cfg.splits}
+    inputs = {**data_files, "--rationales": cfg.rationales, "--features": cfg.features}
     for out in outs.values():
-        check_output_file(out, "generate", inputs={**data_files, "--rationales": cfg.rationales,
-                                                   "--features": cfg.features})
+        check_output_file(out, "generate", inputs=inputs)
     if len(set(map(str, outs.values()))) < len(outs):
         raise UsageError("--out names the same file for several splits; use a '{split}' placeholder")
+    with contextlib.ExitStack() as held:  # every output file held (locked) until all are written
+        for out in outs.values():
+            held.enter_context(claim_output_file(out, "generate", inputs=inputs))
+        return _generate_held(cfg, outs)
+
+
+def _generate_held(cfg: GenerateConfig, outs: dict[str, Path]) -> dict:
     device = resolve_device(cfg.device)
     model, tokenizer, info = load_run(cfg.run, device)
 
-    store = None
-    features = cfg.features or (info.features_dir if model.image_shape is not None else None)
-    if model.image_shape is not None:
-        if not features:
-            raise UsageError(f"{cfg.run}: the model fuses image features {list(model.image_shape)}; pass --features")
-        store = open_features(features, model.image_shape, Path(cfg.run))
-    elif cfg.features:
-        raise UsageError(f"{cfg.run}: the model is text-only; --features would not be used")
-
+    features, store = _run_features(cfg, model.image_shape, info)
     rationale_source = None
     if cfg.rationales and not info.needs_rationale:
         raise UsageError(f"{cfg.run}: prompt format {info.prompt_format} takes no rationale; --rationales would "
@@ -152,10 +168,12 @@ def generate(cfg: GenerateConfig) -> dict:
                              "pass --rationales RUN_R (or a preds file)")
 
     max_new = cfg.max_new_tokens or info.max_output_len
+    constrained = cfg.constrain and info.answers
     summary: dict[str, Any] = {
         "run": str(cfg.run), "stage": info.stage, "prompt_format": info.prompt_format, "device": str(device),
         "features": str(features) if store is not None else None, "rationales": rationale_source,
-        "max_new_tokens": max_new, "num_beams": cfg.num_beams, "sampling": cfg.sampling.summary(), "splits": {},
+        "max_new_tokens": max_new, "num_beams": cfg.num_beams, "sampling": cfg.sampling.summary(),
+        "constrained_answers": constrained, "splits": {},
     }
     # Every split's inputs (records, rationales by qid, prompts) are checked before anything is generated, so a
     # bad later split does not leave the earlier splits' outputs written by a command that failed.
@@ -166,28 +184,32 @@ def generate(cfg: GenerateConfig) -> dict:
             records = records[:cfg.limit]
         qids = [str(r["qid"]) for r in records]
         rationales: list[str | None] = [None] * len(records)
+        provenance = None
         if rationale_source:
-            rationales = load_rationales(rationale_source, split).for_qids(qids)  # missing qid → DataError
+            loaded = load_rationales(rationale_source, split)
+            rationales, provenance = loaded.for_qids(qids), loaded.provenance()  # missing qid → DataError
         sources = [build_prompt(r, info.prompt_format, info.use_caption, rat)[0]
                    for r, rat in zip(records, rationales)]
         if store is not None:
             store.check_coverage(records, split)
-        inputs[split] = (records, qids, sources)
+        inputs[split] = (records, qids, sources, provenance)
     results = {}
-    for split, (records, qids, sources) in inputs.items():
+    for split, (records, qids, sources, provenance) in inputs.items():
         start = time.perf_counter()
+        choices = [len(r.get("choices") or []) for r in records]
         texts = generate_texts(
             model, tokenizer, sources, feature_batch=feature_getter(store, qids) if store is not None else None,
             batch_size=cfg.batch_size, max_input_len=info.max_input_len, max_new_tokens=max_new,
             num_beams=cfg.num_beams, device=device, description=f"generate {split}",
-            sampling=cfg.sampling.start())
+            sampling=cfg.sampling.start(),
+            constraints=AnswerConstraints(tokenizer, info.prompt_format, choices) if constrained else None)
         seconds = time.perf_counter() - start
-        rows = [prediction_row(q, t[0] if cfg.sampling.enabled else t, info.stage, len(r.get("choices") or []),
-                               info.answers) | ({"samples": t} if cfg.sampling.enabled else {})
-                for q, t, r in zip(qids, texts, records)]
+        rows = [prediction_row(q, t[0] if cfg.sampling.enabled else t, info.stage, n, info.answers, constrained)
+                | ({"samples": t} if cfg.sampling.enabled else {})
+                for q, t, n in zip(qids, texts, choices)]
         results[split] = rows
         summary["splits"][split] = {
-            "out": str(outs[split]), "count": len(rows), "seconds": round(seconds, 3),
+            "out": str(outs[split]), "count": len(rows), "seconds": round(seconds, 3), "rationales": provenance,
             "samples_per_s": round(len(rows) / seconds, 2) if seconds > 0 else None,
             **({"answer_found": sum(r["answer_letter"] is not None for r in rows)} if info.answers else {}),
         }

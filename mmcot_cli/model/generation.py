@@ -1,13 +1,15 @@
-"""Inference shared by training (validation) and `mmcot generate` / `mmcot ask`: the device, batched
-generation from prompts, and the feature-store coverage check both run before using a store."""
+"""Batched generation from prompts, shared by training (validation), `mmcot generate` and `mmcot ask`: the
+device, length-sorted batches with per-batch padding, image features per batch, and decoding."""
 
 from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
 import torch
+from transformers import LogitsProcessorList
 
 from mmcot_cli.errors import UsageError
+from mmcot_cli.model.answer_constraint import AnswerConstraints
 from mmcot_cli.model.batching import length_mask, pad_rows
 from mmcot_cli.progress import make_progress
 from mmcot_cli.validate import parse_device
@@ -41,12 +43,14 @@ def generate_texts(
     device: torch.device | str = "cpu",
     description: str = "generate",
     sampling: dict[str, Any] | None = None,
+    constraints: AnswerConstraints | None = None,
 ) -> list[str] | list[list[str]]:
     """Generate one text per source, in the given order; with `sampling` (mmcot_cli.inference.sampling.Sampling.start())
     a list of its num_return_sequences texts per source.
 
     Sources are tokenized once, sorted by length (longest first, so the first batch shows memory trouble early)
     and batched with per-batch padding. `feature_batch(positions)` returns the (B, P, D) image features of those positions in `sources`.
+    `constraints` (built for the same `sources`) keeps each answer sentence to its item's option letters.
     """
     if batch_size < 1:
         raise UsageError("--batch-size must be at least 1")
@@ -73,6 +77,8 @@ def generate_texts(
                 kwargs["min_new_tokens"] = min_new_tokens
             if feature_batch is not None:
                 kwargs["image_features"] = feature_batch(idx).to(device)
+            if constraints is not None:
+                kwargs["logits_processor"] = LogitsProcessorList([constraints.for_batch(idx)])
             out = model.generate(**kwargs)
             decoded = decode_generated(tokenizer, out)
             for j, i in enumerate(idx):  # generate returns each input's K sequences next to each other

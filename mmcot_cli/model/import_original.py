@@ -23,11 +23,13 @@ from mmcot_cli.errors import DataError, UsageError, first_line
 from mmcot_cli.io import atomic_dir, read_json, sha256_file
 from mmcot_cli.model.t5_dirs import (
     check_t5_dir,
+    checkpoint_files,
     head_is_tied,
     load_tokenizer,
     weight_files,
 )
-from mmcot_cli.outputs import check_output_dir, mark_output_dir
+from mmcot_cli.outputs import check_output_dir, claim_output_dir, has_content, mark_output_dir
+from mmcot_cli.plugins.hub import checkpoint_folder, parse_source
 from mmcot_cli.plugins.manager import get_vision_backbone
 from mmcot_cli.runs.meta import RunMeta
 from mmcot_cli.validate import positive_int
@@ -63,6 +65,7 @@ class ImportRunConfig:
     prompt_format: str | None = None  # default: the stage's format in the original scripts
     use_caption: bool = False
     max_input_len: int = 512
+    revision: str | None = None  # hub checkpoints: branch, tag or commit (default main), pinned to its commit
 
     def __post_init__(self) -> None:
         positive_int("--image-tokens", self.image_tokens, optional=True)
@@ -219,18 +222,32 @@ def build_imported_model(ckpt: Path, state: dict, config_dict: dict, image_shape
 
 
 def import_run(cfg: ImportRunConfig) -> dict:
-    """Convert the checkpoint directory into RUN_DIR (model/ + run_config.json); returns a summary."""
-    from mmcot_cli.model.fusion import save_run_model
-
+    """Convert the checkpoint directory (local or a hub id) into RUN_DIR (model/ + run_config.json; held while
+    written); returns a summary."""
     if cfg.stage not in STAGE_FORMATS:
         raise UsageError(f"unknown stage {cfg.stage!r}; choose one of: {', '.join(STAGE_FORMATS)}")
-    ckpt = Path(cfg.checkpoint).expanduser()
-    if not ckpt.exists():  # `cooelf/mm-cot/...` looks like a hub id, but only a downloaded folder can be read
-        raise DataError(f"{ckpt}: no such checkpoint folder (import-run reads a downloaded checkpoint, not a hub id)")
+    hub = parse_source(cfg.checkpoint, cfg.revision)  # None: a local folder
+    if hub is None and cfg.revision is not None:
+        raise UsageError(f"--revision applies to a hub id (org/name/path), not the local folder {cfg.checkpoint}")
     out = Path(cfg.out)
-    check_output_dir(out, "import-run", inputs={"CHECKPOINT": ckpt})
-    if out.exists() and any(out.iterdir()):  # an import never replaces a run, not even another import
+    local = None if hub else Path(cfg.checkpoint).expanduser()
+    check_output_dir(out, "import-run", inputs={"CHECKPOINT": local})
+    if has_content(out):  # an import never replaces a run, not even another import
         raise UsageError(f"--out {out}: already exists and is not empty; choose another --out")
+    with claim_output_dir(out, "import-run", inputs={"CHECKPOINT": local}):
+        if has_content(out):  # written by another process between the check and the lock
+            raise UsageError(f"--out {out}: already exists and is not empty; choose another --out")
+        hub_info = None
+        if hub is None:
+            ckpt = local
+        else:  # checked --out first: a download of gigabytes should not end in a usage error
+            ckpt, hub_info = checkpoint_folder(hub, checkpoint_files)
+        return _import_held(cfg, ckpt, out, hub_info)
+
+
+def _import_held(cfg: ImportRunConfig, ckpt: Path, out: Path, hub_info: dict | None) -> dict:
+    from mmcot_cli.model.fusion import save_run_model
+
     default_format, out_len = STAGE_FORMATS[cfg.stage]
     prompt_format = cfg.prompt_format or default_format
     split_format(prompt_format)  # unknown formats fail here with the known ones listed
@@ -248,10 +265,12 @@ def import_run(cfg: ImportRunConfig) -> dict:
     del state
     tokenizer = load_tokenizer(ckpt)
     source = {"path": str(ckpt.resolve()), "files": {p.name: sha256_file(p) for p in files},
-              "layout": layout, "tied_head": tied, "tokenizer": layout_info["tokenizer"]}
+              "layout": layout, "tied_head": tied, "tokenizer": layout_info["tokenizer"],
+              **({"hub": hub_info} if hub_info else {})}
     meta = RunMeta(stage=cfg.stage, prompt_format=prompt_format, text_backbone=str(ckpt.resolve()),
                    use_caption=cfg.use_caption, max_input_len=cfg.max_input_len, max_output_len=out_len,
                    vision_backbone=cfg.backbone if image_shape else None,
+                   vision_alpha="original" if image_shape else None,  # it was trained on the original's features
                    feature_shape=list(image_shape) if image_shape else None, created_by="mmcot import-run",
                    imported_from=source)
     with atomic_dir(out) as tmp:

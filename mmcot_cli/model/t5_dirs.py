@@ -11,6 +11,7 @@ Anything else becomes one DataError line naming the directory and what is wrong,
 
 from __future__ import annotations
 
+import fnmatch
 import importlib.util
 from pathlib import Path
 
@@ -22,8 +23,24 @@ TOKENIZER_FILES = ("tokenizer.json", "spiece.model")
 
 def weight_files(path: Path) -> list[Path]:
     """The directory's weight files: safetensors if any (transformers prefers them), else pickled .bin files."""
-    safetensors = sorted(path.glob("*.safetensors"))
-    return safetensors or sorted(path.glob("pytorch_model*.bin"))
+    return [path / name for name in pick_weights([p.name for p in path.iterdir()])]
+
+
+def pick_weights(names: list[str]) -> list[str]:
+    """weight_files by name: the safetensors files if any, else the pytorch_model*.bin ones (sorted)."""
+    safetensors = sorted(n for n in names if n.endswith(".safetensors"))
+    return safetensors or sorted(n for n in names if fnmatch.fnmatch(n, "pytorch_model*.bin"))
+
+
+def checkpoint_files(names: list[str]) -> list[str]:
+    """What to fetch of a hub folder holding a checkpoint: config.json, the weights import reads and the
+    tokenizer files; [] when the folder is not one (no config.json, weights or tokenizer)."""
+    weights = pick_weights(names)
+    tokenizer = [n for n in names if n in TOKENIZER_FILES]
+    if "config.json" not in names or not weights or not tokenizer:
+        return []
+    extra = [n for n in names if n.endswith(".json") and n != "config.json"]  # tokenizer / generation configs
+    return sorted({"config.json", *weights, *tokenizer, *extra})
 
 
 def check_t5_dir(path: str | Path) -> dict:

@@ -3,7 +3,8 @@ plugins (registered in code) and third-party ones (the `mmcot` entry-point group
 from.
 
 Modules: hookspecs (hooks + the dataclasses a plugin registers), manager (loading, lookup, building encoders),
-weights (the --weights policy every builder follows).
+weights (the --weights policy every builder follows), hub (the release's checkpoints and feature files by hub
+id, through the Hugging Face cache).
 May import: the ground floor only (errors, io, validate, …). The built-in plugin modules (plugins/, installed as
 `mmcot_plugins`) import this package, never the reverse except by name through the manager.
 """

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence
 import pluggy
 
 from mmcot_cli.errors import UsageError
-from mmcot_cli.validate import check_number
+from mmcot_cli.validate import check_alpha, check_number
 
 if TYPE_CHECKING:  # keep plugin import cheap: torch/PIL only for type hints
     import torch
@@ -71,6 +71,12 @@ class VisionBackbone:
     # No weights at all (e.g. `patches`): --weights is refused and --random-init is a no-op, so such a backbone
     # gives the same features and manifest whether or not a caller asks for random init.
     weight_free: bool = False
+    # How transparent pixels become RGB unless --alpha says otherwise (mmcot_cli.data.images): "original" for the
+    # reference's backbones, whose released features were extracted with convert("RGB"); "white" otherwise.
+    alpha: str = "white"
+
+    def __post_init__(self) -> None:
+        check_alpha(self.alpha, f"vision backbone {self.name}: alpha")
 
 
 @dataclass(frozen=True)

@@ -31,15 +31,24 @@ def _plain(text: str) -> str:
 
 
 def category_bars(labels: list[str], series: dict[str, list[float | None]]) -> str:
-    """Grouped bars: one group per category label, one bar per run (None → no bar)."""
+    """Grouped bars: one group per category label, one bar per run (None → no bar, "n/a" under the axis; 0 → a
+    thick line on the axis and "0" above it, so a zero is seen, not mistaken for a missing bar)."""
     plt = _pyplot()
     names = list(series)
     fig, ax = plt.subplots(figsize=(max(7.0, 0.9 * len(labels) + 0.25 * len(labels) * len(names)), 3.6))
     width = 0.8 / max(1, len(names))
     for i, name in enumerate(names):
-        xs = [j + (i - (len(names) - 1) / 2) * width for j in range(len(labels))]
-        ys = [v if v is not None else 0.0 for v in series[name]]
-        ax.bar(xs, ys, width=width, label=_plain(name))
+        colour = f"C{i % 10}"
+        points = [(j + (i - (len(names) - 1) / 2) * width, v) for j, v in enumerate(series[name])]
+        shown = [(x, v) for x, v in points if v is not None]
+        ax.bar([x for x, _ in shown], [v for _, v in shown], width=width, label=_plain(name), color=colour)
+        for x, v in points:
+            if v is None:
+                ax.text(x, -2, "n/a", ha="center", va="top", fontsize=6, color="#888")
+            elif v == 0:
+                ax.plot([x - 0.4 * width, x + 0.4 * width], [0.6, 0.6], color=colour, linewidth=3,
+                        solid_capstyle="butt")
+                ax.text(x, 1.5, "0", ha="center", va="bottom", fontsize=7, color=colour, fontweight="bold")
     ax.set_xticks(range(len(labels)), labels)
     ax.set_ylim(0, 100)
     ax.set_ylabel("accuracy (%)")
@@ -67,8 +76,15 @@ def training_curves(curves: dict[str, list[dict]]) -> str | None:
             points = [(row["step"], row[key]) for row in rows
                       if isinstance(row.get(key), (int, float)) and isinstance(row.get("step"), int)]
             if points:
-                ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3, label=_plain(name),
-                        color=colours[name])
+                # Big markers on short series: a one-point curve (a --tiny run) is a dot that must be seen.
+                ax.plot([p[0] for p in points], [p[1] for p in points], marker="o",
+                        markersize=3 if len(points) > 3 else 7, label=_plain(name), color=colours[name])
+                if len(points) == 1:
+                    ax.annotate(f"{points[0][1]:.3g}", points[0], textcoords="offset points", xytext=(8, 0),
+                                va="center", fontsize=7, color=colours[name])
+        steps = {row["step"] for rows in curves.values() for row in rows if isinstance(row.get("step"), int)}
+        if len(steps) == 1:  # one step: whole-number ticks around it, not 1.900 … 2.100
+            ax.set_xlim(min(steps) - 1, min(steps) + 1)
         ax.xaxis.get_major_locator().set_params(integer=True)  # optimizer steps are whole numbers
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("optimizer step", fontsize=8)

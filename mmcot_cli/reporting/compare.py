@@ -1,8 +1,11 @@
 """`mmcot compare`: several results side by side, with differences from the first (the paper's Table 3 shape:
-one row per setting, accuracy by category and rationale ROUGE-L in columns).
+one row per setting, the headline scores and the rationale metrics in columns).
 
 An input is a score object (what `mmcot score --json` prints, saved to a file), a predictions file or a RUN_DIR
-(both scored against --data), optionally written "LABEL=PATH".
+(both scored against --data as `mmcot score` does for the data's format), optionally written "LABEL=PATH". The
+columns follow the scores' kind (mmcot_cli.evaluation.kinds): ScienceQA's categories NAT … Avg, A-OKVQA's MC / DA
+(both difficult-question filterings) and its groups, or a JSONL dataset's overall and per-group accuracy; then
+every rationale metric (RATIONALE_METRICS). Results of different kinds are not compared.
 """
 
 from __future__ import annotations
@@ -12,11 +15,15 @@ from pathlib import Path
 from typing import Callable
 
 from mmcot_cli.errors import DataError, UsageError
+from mmcot_cli.evaluation.groups import score_any
+from mmcot_cli.evaluation.kinds import Column, compare_values, kind_of
 from mmcot_cli.evaluation.rationale_metrics import (
+    RATIONALE_METRICS,
+    MetricOptions,
     rationale_metrics,
     rationale_reference,
 )
-from mmcot_cli.evaluation.score import CATEGORIES, ScoreConfig, load_gold, score
+from mmcot_cli.evaluation.score import ScoreConfig, load_gold
 from mmcot_cli.io import loads, read_jsonl, read_text
 from mmcot_cli.reporting.report import (
     default_label,
@@ -27,6 +34,7 @@ from mmcot_cli.reporting.report import (
 )
 
 Warn = Callable[[str], None]
+KIND_NAMES = {"scienceqa": "ScienceQA", "aokvqa": "A-OKVQA", "groups": "per-group (JSONL)"}
 
 
 @dataclass
@@ -34,12 +42,12 @@ class CompareConfig:
     inputs: list[str]
     data: Path | None = None  # needed for predictions files and RUN_DIRs
     split: str = "test"
+    similarity_model: Path | None = None  # a local sentence-transformers folder: adds rationale similarity
 
 
-def columns() -> list[tuple[str, str]]:
-    """(key, label): the evaluate_acc.py categories, then rationale ROUGE-L."""
-
-    return [(key, label) for key, label, _ in CATEGORIES] + [("rationale_rouge_l", "ROUGE-L")]
+def rationale_columns() -> list[Column]:
+    """`rationale_<metric key>` for every rationale metric (RATIONALE_METRICS), after the score columns."""
+    return [Column(f"rationale_{m.key}", m.label) for m in RATIONALE_METRICS]
 
 
 def _is_score_object(path: Path) -> dict | None:
@@ -56,8 +64,8 @@ def _is_score_object(path: Path) -> dict | None:
     return None
 
 
-def _rouge_of_run(spec_path: str, cfg: CompareConfig, warn: Warn | None) -> float | None:
-    """Rationale ROUGE-L of a run whose answers come without rationales (stage 2 of a two-stage run)."""
+def _rationale_of_run(spec_path: str, cfg: CompareConfig, warn: Warn | None) -> dict | None:
+    """Rationale metrics of a run whose answers come without rationales (stage 2 of a two-stage run)."""
 
     _, _, preds, run_dir = resolve_input(spec_path, cfg.split)
     rationales, _ = run_rationales(read_jsonl(preds), load_meta(run_dir), cfg.split, warn)
@@ -65,7 +73,8 @@ def _rouge_of_run(spec_path: str, cfg: CompareConfig, warn: Warn | None) -> floa
         return None
     gold = {str(r["qid"]): r for r in load_gold(cfg.data, cfg.split)}
     qids = [q for q in rationales if q in gold]
-    return rationale_metrics([rationales[q] for q in qids], [rationale_reference(gold[q]) for q in qids])["rouge_l"]
+    return rationale_metrics([rationales[q] for q in qids], [rationale_reference(gold[q]) for q in qids],
+                             MetricOptions(cfg.similarity_model))
 
 
 def _plain_number(value) -> bool:
@@ -75,8 +84,24 @@ def _plain_number(value) -> bool:
     return abs(value) < 1e300
 
 
+def _check_shape(obj: dict, path: Path) -> None:
+    """The parts of a score object compare reads are of the right type (one DataError naming the file)."""
+    def expect(value, what: str) -> None:
+        if value is not None and not isinstance(value, dict):
+            raise DataError(f"{path}: {what} is {type(value).__name__}, expected an object or null")
+
+    if obj.get("data_format") is not None and not isinstance(obj["data_format"], str):
+        raise DataError(f"{path}: data_format is {type(obj['data_format']).__name__}, expected a string")
+    for key in ("rationale", "aokvqa", "groups"):
+        expect(obj.get(key), key)
+    for name, cells in (obj.get("groups") or {}).items():
+        expect(cells, f"groups[{name!r}]")
+        for value, cell in (cells or {}).items():
+            expect(cell, f"groups[{name!r}][{value!r}]")
+
+
 def load_values(spec: str, cfg: CompareConfig, warn: Warn | None = None) -> dict:
-    """{label, source, values: {column key: number or None}} for one input."""
+    """{label, source, kind, columns, values: {column key: number or None}} for one input."""
 
     label, raw = split_label(spec)
     path = Path(raw)
@@ -88,27 +113,41 @@ def load_values(spec: str, cfg: CompareConfig, warn: Warn | None = None) -> dict
             raise UsageError(f"{path}: a predictions file or RUN_DIR is scored against --data DATA_DIR; pass it "
                              "(score objects from `mmcot score --json` need no data)")
         _, _, preds, _ = resolve_input(raw, cfg.split)
-        obj = score(ScoreConfig(predictions=preds, data=cfg.data, split=cfg.split), warn=warn)
+        obj = score_any(ScoreConfig(predictions=preds, data=cfg.data, split=cfg.split,
+                                    similarity_model=cfg.similarity_model), warn=warn)
         if obj.get("rationale") is None:
-            obj["rationale"] = {"rouge_l": _rouge_of_run(raw, cfg, warn)}
-    values = {key: obj.get(key) for key, _ in columns()[:-1]}
-    rationale = obj.get("rationale")
-    if rationale is not None and not isinstance(rationale, dict):
-        raise DataError(f"{path}: rationale is {type(rationale).__name__}, expected an object or null")
-    values["rationale_rouge_l"] = (rationale or {}).get("rouge_l")
+            obj["rationale"] = _rationale_of_run(raw, cfg, warn)
+    _check_shape(obj, path)
+    columns, values = compare_values(obj)
+    rationale = obj.get("rationale") or {}
+    for metric in RATIONALE_METRICS:
+        values[f"rationale_{metric.key}"] = rationale.get(metric.key)
     for key, value in values.items():
         if value is not None and not _plain_number(value):
             raise DataError(f"{path}: {key} is {type(value).__name__}, expected a number or null")
-    return {"label": label or default_label(path), "source": str(path), "values": values}
+    return {"label": label or default_label(path), "source": str(path), "kind": kind_of(obj), "columns": columns,
+            "values": values}
 
 
 def compare(cfg: CompareConfig, warn: Warn | None = None) -> dict:
-    """{columns, rows: [{label, source, values, delta (vs the first row; None for it)}]}."""
+    """{kind, columns, baseline, rows: [{label, source, values, delta (vs the first row; None for it)}]}."""
     if len(cfg.inputs) < 1:
         raise UsageError("give at least one score object, predictions file or RUN_DIR")
+    MetricOptions(cfg.similarity_model).check()
     rows = [load_values(spec, cfg, warn) for spec in cfg.inputs]
+    kinds = list(dict.fromkeys(row["kind"] for row in rows))
+    if len(kinds) > 1:
+        found = "; ".join(f"{row['source']}: {KIND_NAMES[row['kind']]}" for row in rows)
+        raise UsageError(f"results scored differently cannot share one table ({found}); compare each kind "
+                         "separately")
+    columns: dict[str, Column] = {}
+    for row in rows:  # the union, in order of first appearance (groups can differ between datasets)
+        columns.update((c.key, c) for c in row.pop("columns") if c.key not in columns)
+    columns.update((c.key, c) for c in rationale_columns())
     labels = [row["label"] for row in rows]
     for i, row in enumerate(rows):  # as `mmcot report`: the same label twice would make the table ambiguous
+        row.pop("kind")
+        row["values"] = {key: row["values"].get(key) for key in columns}
         if labels.count(row["label"]) > 1:
             row["label"] = f"{row['label']} ({i + 1})"
     base = rows[0]["values"]
@@ -116,8 +155,8 @@ def compare(cfg: CompareConfig, warn: Warn | None = None) -> dict:
         row["delta"] = None if i == 0 else {
             k: (round(v - base[k], 2) if v is not None and base[k] is not None else None)
             for k, v in row["values"].items()}
-    return {"columns": [{"key": k, "label": label} for k, label in columns()], "baseline": rows[0]["label"],
-            "rows": rows}
+    return {"kind": kinds[0], "columns": [{"key": c.key, "label": c.label} for c in columns.values()],
+            "baseline": rows[0]["label"], "rows": rows}
 
 
 def _cell(value, delta) -> str:
@@ -131,14 +170,17 @@ def used_columns(table: dict) -> list[dict]:
     return [c for c in table["columns"] if any(r["values"][c["key"]] is not None for r in table["rows"])]
 
 
+def _md_row(cells: list[str]) -> str:
+    return "| " + " | ".join(cell.replace("|", "/") for cell in cells) + " |"
+
+
 def to_markdown(table: dict) -> str:
     cols = used_columns(table)
-    lines = ["| setting | " + " | ".join(c["label"] for c in cols) + " |",
-             "|---|" + "---|" * len(cols)]
+    lines = [_md_row(["setting"] + [c["label"] for c in cols]), "|---|" + "---|" * len(cols)]
     for row in table["rows"]:
         delta = row["delta"] or {}
         cells = [_cell(row["values"][c["key"]], delta.get(c["key"]) if row["delta"] else None) for c in cols]
-        lines.append(f"| {row['label'].replace('|', '/')} | " + " | ".join(cells) + " |")
+        lines.append(_md_row([row["label"]] + cells))
     if len(table["rows"]) > 1:  # one input has nothing to be compared with
         lines.append("")
         lines.append(f"In parentheses: difference from {table['baseline']} (percentage points).")

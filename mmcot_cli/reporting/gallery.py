@@ -9,7 +9,6 @@ import random
 from typing import Callable
 
 from mmcot_cli.data.images import ImageError, record_image, thumbnail_bytes
-from mmcot_cli.evaluation.rationale_metrics import rationale_reference
 
 Warn = Callable[[str], None]
 THUMBNAIL_SIDE = 192  # px; a 192 px JPEG of a ScienceQA image is 5–15 kB, so 50 items stay well under 1 MB
@@ -68,7 +67,7 @@ def build_gallery(runs: list, records: list[dict], n: int, seed: int, warn: Warn
         items.append({
             "qid": qid, "question": record["question"], "hint": record.get("hint") or "",
             "choices": list(record["choices"]), "answer": record["answer"], "image": uri, "no_image": no_image,
-            "gold_rationale": rationale_reference(record),
+            "gold_rationale": record.get("solution") or "",  # as written (line breaks kept for the page)
             "base": _side(base, qid, base_items[qid]),
             "other": _side(other, qid, other_items[qid]) if other else None,
         })

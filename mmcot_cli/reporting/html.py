@@ -7,9 +7,17 @@ import datetime
 import html
 
 from mmcot_cli._version import __version__
+from mmcot_cli.evaluation.kinds import (
+    BREAKDOWN_TITLES,
+    HEADLINE_TITLES,
+    breakdown,
+    headline_columns,
+    headline_sizes,
+    headline_values,
+)
 from mmcot_cli.evaluation.rationale_metrics import RATIONALE_METRICS
-from mmcot_cli.evaluation.score import CATEGORIES
 from mmcot_cli.reporting import charts
+from mmcot_cli.reporting.published import PUBLISHED
 
 _CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px auto;max-width:1200px;
@@ -29,6 +37,7 @@ color:#888;font-size:12px;overflow-wrap:anywhere;text-align:center}
 .rat{background:#f8f8fa;border-radius:4px;padding:6px 8px;font-size:13px}.rat b{display:block;font-size:12px}
 .ok{color:#137333;font-weight:600}.bad{color:#b3261e;font-weight:600}ol.opts{margin:4px 0;padding-left:22px}
 li.gold{font-weight:600}
+.note{background:#fff4d6;border:1px solid #e5c66b;border-radius:4px;padding:6px 10px;font-weight:600}
 """
 
 
@@ -44,39 +53,69 @@ def _letter(index) -> str:
     return "none" if index is None else f"({chr(ord('A') + index)})"
 
 
-def _score_table(report: dict) -> str:
+def _text(value) -> str:
+    """Escaped text with its line breaks kept: real ones and the literal "\\n" prompts and rationales carry."""
+    return esc(value).replace("\\n", "<br>").replace("\n", "<br>")
 
-    head = "".join(f"<th>{esc(label)}</th>" for _, label, _ in CATEGORIES)
+
+def _answered(report: dict) -> list:
+    return [r for r in report["runs"] if r.has_answers]
+
+
+def _score_table(report: dict) -> str:
+    columns = headline_columns(report["kind"])
+    head = "".join(f"<th>{esc(c.label)}</th>" for c in columns)
     rows = []
-    for run in report["runs"]:
-        if run.has_answers:
-            cells = "".join(f'<td class="n">{_num(run.score.get(key))}</td>' for key, _, _ in CATEGORIES)
-            rows.append(f"<tr><td>{esc(run.label)}</td>{cells}</tr>")
-    for row in report["published"]:
-        cells = "".join(f'<td class="n">{_num(row.get(key))}</td>' for key, _, _ in CATEGORIES)
+    for run in _answered(report):
+        values = headline_values(run.score)
+        cells = "".join(f'<td class="n">{_num(values[c.key])}</td>' for c in columns)
+        rows.append(f"<tr><td>{esc(run.label)}</td>{cells}</tr>")
+    published = report["published"]
+    for row in published.rows if published else ():
+        cells = "".join(f'<td class="n">{_num(row.get(c.key))}</td>' for c in columns)
         rows.append(f'<tr class="pub"><td title="{esc(row["source"])}">{esc(row["name"])}</td>{cells}</tr>')
-    counts = report["runs"][0].score.get("counts") if report["runs"][0].has_answers else None
+    answered = _answered(report)
     sizes = ""
-    if counts:
-        sizes = "".join(f'<td class="n">{counts[key]["total"]}</td>' for key, _, _ in CATEGORIES)
+    if answered:
+        counts = headline_sizes(answered[0].score)
+        sizes = "".join(f'<td class="n">{esc(counts.get(c.key))}</td>' for c in columns)
         sizes = f'<tr><td class="muted">items in this split</td>{sizes}</tr>'
     return f"<table><tr><th>run</th>{head}</tr>{''.join(rows)}{sizes}</table>"
 
 
-def _topic_table(report: dict) -> str:
-    runs = [r for r in report["runs"] if r.has_answers]
+def _score_notes(report: dict) -> str:
+    """What the accuracy table's numbers are, and why published rows are (not) beside them."""
+    notes = []
+    if report["kind"] == "aokvqa":
+        notes.append("MC: the chosen option is the correct choice, over all questions. DA: the chosen option's "
+                     "text against the ten direct answers, min(1, matches / 3), over the questions not marked "
+                     "difficult_direct_answer (allenai/aokvqa eval_predictions.py). MC (non-difficult) and DA (all): "
+                     "the other difficult-question filtering (an earlier version of the script).")
+    published, name = report["published"], report["format"].published_rows
+    if published:
+        notes.append(f"Published rows are {esc(published.benchmark)} {esc(published.split)} results quoted from "
+                     f"their sources (hover a name), not computed here.")
+    elif name in PUBLISHED:
+        table = PUBLISHED[name]
+        notes.append(f"Published {esc(table.benchmark)} results are shown only for its real {esc(table.split)} "
+                     f"split ({table.num_items:,} questions); this split is not it, so they are left out.")
+    return "".join(f'<p class="muted">{n}</p>' for n in notes)
+
+
+def _breakdown_table(report: dict) -> str:
+    runs = _answered(report)
     if not runs:
-        return ""
-    counts = runs[0].score["counts"]
-    topics = [k for k in counts if k.startswith("acc_") and counts[k]["total"] and k[4:] not in _CATEGORY_KEYS]
+        return '<p class="muted">No run has answers.</p>'
+    rows = breakdown(runs[0].score)  # every run is scored on the same data
+    if not rows:
+        return '<p class="muted">Nothing to break down: the data has no topics or groups.</p>'
+    per_run = [{c.key: value for c, _, value in breakdown(r.score)} for r in runs]
     head = "".join(f"<th>{esc(r.label)}</th>" for r in runs)
-    body = "".join(f"<tr><td>{esc(k[4:])}</td><td class=\"n\">{counts[k]['total']}</td>"
-                   + "".join(f'<td class="n">{_num(r.score.get(k))}</td>' for r in runs) + "</tr>" for k in topics)
-    return f"<table><tr><th>topic</th><th>items</th>{head}</tr>{body}</table>"
-
-
-_CATEGORY_KEYS = {"natural", "social", "language", "has_text", "has_image", "no_context", "grade_1_6",
-                  "grade_7_12", "average"}
+    body = "".join(f'<tr><td>{esc(c.label)}</td><td class="n">{esc(total)}</td>'
+                   + "".join(f'<td class="n">{_num(values.get(c.key))}</td>' for values in per_run) + "</tr>"
+                   for c, total, _ in rows)
+    name = "topic" if report["kind"] == "scienceqa" else "group"
+    return f"<table><tr><th>{name}</th><th>items</th>{head}</tr>{body}</table>"
 
 
 def _rationale_table(report: dict) -> str:
@@ -84,12 +123,16 @@ def _rationale_table(report: dict) -> str:
     runs = [r for r in report["runs"] if r.rationale_by_category]
     if not runs:
         return "<p class=\"muted\">No run has generated rationales.</p>"
-    head = "".join(f"<th>{esc(label)}</th>" for _, label, _ in CATEGORIES)
+    categories = report["categories"]
+    head = "".join(f"<th>{esc(label)}</th>" for _, label, _ in categories)
     rows = []
     for run in runs:
+        by_category = run.rationale_by_category
         for metric in RATIONALE_METRICS:
-            cells = "".join(f'<td class="n">{_num(run.rationale_by_category[key].get(metric.key))}</td>'
-                            for key, _, _ in CATEGORIES)
+            if metric.key not in by_category[categories[0][0]]:
+                continue  # an optional metric that was not asked for
+            cells = "".join(f'<td class="n">{_num(by_category[key].get(metric.key))}</td>'
+                            for key, _, _ in categories)
             rows.append(f"<tr><td>{esc(run.label)}</td><td>{esc(metric.label)}</td>{cells}</tr>")
     sources = "".join(f"<li>{esc(r.label)}: {esc(r.rationale_source)}</li>" for r in runs)
     return (f"<table><tr><th>run</th><th>metric</th>{head}</tr>{''.join(rows)}</table>"
@@ -100,11 +143,13 @@ def _rationale_table(report: dict) -> str:
 def _charts(report: dict) -> str:
 
     parts = []
-    runs = [r for r in report["runs"] if r.has_answers]
+    runs = _answered(report)
     if runs:
-        uri = charts.category_bars([label for _, label, _ in CATEGORIES],
-                                   {r.label: [r.score.get(key) for key, _, _ in CATEGORIES] for r in runs})
-        parts.append(f'<h3>Accuracy by category</h3><img class="chart" alt="accuracy by category" src="{uri}">')
+        columns = headline_columns(report["kind"])
+        uri = charts.category_bars([c.label for c in columns],
+                                   {r.label: [headline_values(r.score)[c.key] for c in columns] for r in runs})
+        title = HEADLINE_TITLES[report["kind"]]
+        parts.append(f'<h3>{esc(title)}</h3><img class="chart" alt="{esc(title)}" src="{uri}">')
     for run in report["runs"]:
         uri = charts.training_curves(run.curves) if run.curves else None
         if uri:
@@ -121,7 +166,7 @@ def _side_html(side: dict, gold_index: int) -> str:
     rouge = f" · ROUGE-L {_num(side['rouge_l'])}" if side["rouge_l"] is not None else ""
     text = "(no rationale)" if side["rationale"] is None else side["rationale"] or "(empty)"
     return (f'<div class="rat"><b>{esc(side["label"])}: answer {_letter(side["pred_index"])} {verdict}'
-            f'{rouge}</b>{esc(text)}</div>')
+            f'{rouge}</b>{_text(text)}</div>')
 
 
 def _gallery(report: dict) -> str:
@@ -142,9 +187,9 @@ def _gallery(report: dict) -> str:
                    else f'<div class="noimg">{esc(it["no_image"])}</div>')
         opts = "".join(f'<li{" class=gold" if i == it["answer"] else ""}>{esc(c)}</li>'
                        for i, c in enumerate(it["choices"]))
-        hint = f'<div class="muted">Context: {esc(it["hint"])}</div>' if it["hint"] else ""
+        hint = f'<div class="muted">Context: {_text(it["hint"])}</div>' if it["hint"] else ""
         sides = _side_html(it["base"], it["answer"]) + (_side_html(it["other"], it["answer"]) if it["other"] else "")
-        gold = f'<div class="rat"><b>gold solution</b>{esc(it["gold_rationale"] or "(none in the data)")}</div>'
+        gold = f'<div class="rat"><b>gold solution</b>{_text(it["gold_rationale"] or "(none in the data)")}</div>'
         cards.append(f'<div class="item"><div>{picture}<div class="muted">qid {esc(it["qid"])}</div></div><div>'
                      f'<b>{esc(it["question"])}</b>{hint}<ol class="opts" type="A">{opts}</ol>'
                      f'<div class="rats">{sides}{gold}</div></div></div>')
@@ -161,17 +206,17 @@ def _runs_list(report: dict) -> str:
 
 
 def render(report: dict) -> str:
-    cfg = report["config"]
+    cfg, kind = report["config"], report["kind"]
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    body = (f"<h1>{esc(cfg.title)}</h1><p class=\"muted\">Split {esc(cfg.split)} of {esc(cfg.data)} · "
-            f"{len(report['records'])} items · mmcot {esc(__version__)} · {now}</p>{_runs_list(report)}"
-            f"<h2>Accuracy by category (%)</h2>{_score_table(report)}"
-            f"<p class=\"muted\">Published rows are ScienceQA test results quoted from their sources (hover a name), "
-            f"not computed here; compare them only with runs on the real ScienceQA test split.</p>"
+    note = f'<p class="note">{esc(cfg.data_note)}</p>' if cfg.data_note else ""
+    body = (f"<h1>{esc(cfg.title)}</h1><p class=\"muted\">Split {esc(cfg.split)} of {esc(cfg.data)} "
+            f"({esc(report['format'].name)} data) · {len(report['records'])} items · mmcot {esc(__version__)} · "
+            f"{now}</p>{note}{_runs_list(report)}"
+            f"<h2>{esc(HEADLINE_TITLES[kind])}</h2>{_score_table(report)}{_score_notes(report)}"
+            f"<h2>{esc(BREAKDOWN_TITLES[kind])}</h2>{_breakdown_table(report)}"
             f"<h2>Charts</h2>{_charts(report)}"
             f"<h2>Rationale quality by category</h2>{_rationale_table(report)}"
-            f"<h2>Error gallery</h2>{_gallery(report)}"
-            f"<h2>Accuracy by topic (%)</h2>{_topic_table(report)}")
+            f"<h2>Error gallery</h2>{_gallery(report)}")
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" '
             f'content="width=device-width, initial-scale=1"><title>{esc(cfg.title)}</title><style>{_CSS}</style>'
             f"</head><body>{body}</body></html>\n")

@@ -1,7 +1,8 @@
 """`mmcot report`: one self-contained HTML page about one or several runs.
 
 Inputs are RUN_DIRs (their `preds-<split>.jsonl`, `run_config.json`, `metrics.jsonl`) or predictions files,
-optionally labelled `LABEL=PATH`. For each: accuracy by category and topic (mmcot_cli.evaluation.score), the rationales it
+optionally labelled `LABEL=PATH`. For each: its scores as `mmcot score` computes them for the data's format (the
+format registry's scoring kind; what is shown per kind: mmcot_cli.evaluation.kinds), the rationales it
 was judged on (a rationale-stage run's own output, the stage-1 run an answer run was trained with, or the
 rationale inside a one-stage QCM-LEA / QCM-ALE answer), and its training curves. The page itself is drawn by
 mmcot_cli.reporting.html; charts by mmcot_cli.reporting.charts; the error gallery by mmcot_cli.reporting.gallery.
@@ -15,19 +16,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from mmcot_cli import progress
+from mmcot_cli.data.readers import format_of
 from mmcot_cli.errors import DataError, UsageError
+from mmcot_cli.evaluation.groups import score_any
+from mmcot_cli.evaluation.kinds import record_categories
 from mmcot_cli.evaluation.rationale_metrics import (
+    MetricOptions,
     mean_scores,
     normalize_rationale,
-    pair_scores,
     rationale_reference,
+    score_pairs,
 )
-from mmcot_cli.evaluation.score import CATEGORIES, ScoreConfig, load_gold, score
-from mmcot_cli.io import atomic_open, read_jsonl
-from mmcot_cli.outputs import check_output_file
+from mmcot_cli.evaluation.score import ScoreConfig, load_gold
+from mmcot_cli.io import atomic_open, read_jsonl, read_log
+from mmcot_cli.outputs import claim_output_file
 from mmcot_cli.reporting.html import render
-from mmcot_cli.reporting.published import SCIENCEQA_ROWS
+from mmcot_cli.reporting.published import published_for
 from mmcot_cli.runs.meta import RUN_CONFIG, RunMeta
 from mmcot_cli.runs.rationales import load_rationales
 from mmcot_cli.validate import check_seed, non_negative_int
@@ -47,6 +51,8 @@ class ReportConfig:
     gallery: int = 50  # wrong answers shown in the error gallery
     seed: int = 0  # which wrong answers are sampled
     title: str = "mmcot report"
+    similarity_model: Path | None = None  # a local sentence-transformers folder: adds rationale similarity
+    data_note: str | None = None  # shown under the title (the demo: "synthetic benchmark, not ScienceQA")
 
     def __post_init__(self) -> None:
 
@@ -74,7 +80,7 @@ class RunResult:
     rationales: dict[str, str]  # qid → generated rationale ({} when the run has none)
     rationale_source: str | None  # where the rationales came from (for the page)
     curves: dict[str, list[dict]] = field(default_factory=dict)  # stage name → metrics.jsonl rows
-    rationale_by_category: dict[str, dict] = field(default_factory=dict)  # acc_* key → {rouge_l, bleu_1, …}
+    rationale_by_category: dict[str, dict] = field(default_factory=dict)  # category key → {rouge_l, bleu_1, …}
 
     @property
     def vision(self) -> bool | None:
@@ -168,37 +174,40 @@ def _curves(run_dir: Path | None, meta: RunMeta | None) -> dict[str, list[dict]]
     stage = meta.stage if meta else "run"
     source = meta.rationales_source if meta else None
     if source and Path(source).is_dir() and (Path(source) / "metrics.jsonl").is_file():
-        curves["rationale"] = read_jsonl(Path(source) / "metrics.jsonl")
+        curves["rationale"] = read_log(Path(source) / "metrics.jsonl")[0]  # a torn last row is left out
     if (run_dir / "metrics.jsonl").is_file():
-        curves[stage] = read_jsonl(run_dir / "metrics.jsonl")
+        curves[stage] = read_log(run_dir / "metrics.jsonl")[0]
     return curves
 
 
-def rationale_by_category(records: list[dict], rationales: dict[str, str]) -> dict[str, dict]:
-    """Every rationale metric (×100, RATIONALE_METRICS) of the generated rationales per category."""
-    per_pair: dict[str, dict[str, float]] = {}
+def rationale_by_category(records: list[dict], rationales: dict[str, str], categories: list,
+                          options: MetricOptions = MetricOptions()) -> dict[str, dict]:
+    """Every rationale metric (×100, RATIONALE_METRICS) of the generated rationales per category
+    ((key, label, test) of mmcot_cli.evaluation.kinds.record_categories), plus per-qid ROUGE-L for the gallery."""
     scored = [r for r in records if str(r["qid"]) in rationales and rationale_reference(r)]
-    for record in progress.track(scored, "rationale metrics by category"):
-        pred, ref = normalize_rationale(rationales[str(record["qid"])]), rationale_reference(record)
-        per_pair[str(record["qid"])] = pair_scores(pred, ref)
+    pairs = [(normalize_rationale(rationales[str(r["qid"])]), rationale_reference(r)) for r in scored]
+    per_pair = dict(zip((str(r["qid"]) for r in scored), score_pairs(pairs, options)))
     out = {}
-    for key, _, test in CATEGORIES:
+    for key, _, test in categories:
         values = [per_pair[str(r["qid"])] for r in scored if test(r)]
-        out[key] = {"count": len(values), **mean_scores(values)}
+        out[key] = {"count": len(values), **mean_scores(values, options)}
     out["per_qid_rouge_l"] = {q: round(100.0 * v["rouge_l"], 2) for q, v in per_pair.items()}
     return out
 
 
-def load_run_result(spec: str, cfg: ReportConfig, records: list[dict], warn: Warn | None) -> RunResult:
+def load_run_result(spec: str, cfg: ReportConfig, records: list[dict], categories: list,
+                    warn: Warn | None) -> RunResult:
 
     label, path, preds, run_dir = resolve_input(spec, cfg.split)
     meta = load_meta(run_dir)
-    result = score(ScoreConfig(predictions=preds, data=cfg.data, split=cfg.split, details=True), warn=warn)
+    result = score_any(ScoreConfig(predictions=preds, data=cfg.data, split=cfg.split, details=True,
+                                   similarity_model=cfg.similarity_model), warn=warn)
     rationales, source = run_rationales(read_jsonl(preds), meta, cfg.split, warn)
     run = RunResult(label=label, path=path, preds=preds, meta=meta, score=result,
                     rationales=rationales, rationale_source=source, curves=_curves(run_dir, meta))
     if rationales:
-        run.rationale_by_category = rationale_by_category(records, rationales)
+        run.rationale_by_category = rationale_by_category(records, rationales, categories,
+                                                          MetricOptions(cfg.similarity_model))
     return run
 
 
@@ -210,24 +219,28 @@ def collect(cfg: ReportConfig, warn: Warn | None = None) -> dict:
         raise UsageError("give at least one RUN_DIR or predictions file")
     if cfg.gallery < 0:
         raise UsageError(f"--gallery must be >= 0, got {cfg.gallery}")
+    MetricOptions(cfg.similarity_model).check()
     records = load_gold(cfg.data, cfg.split)
-    runs = [load_run_result(spec, cfg, records, warn) for spec in cfg.inputs]
+    fmt = format_of(cfg.data)  # a problems.json or a benchmark folder (no manifest) is ScienceQA
+    categories = record_categories(fmt.scoring, records)
+    runs = [load_run_result(spec, cfg, records, categories, warn) for spec in cfg.inputs]
     labels = [r.label for r in runs]
     for i, run in enumerate(runs):  # the same label twice would make the tables ambiguous
         if labels.count(run.label) > 1:
             run.label = f"{run.label} ({i + 1})"
-    return {"config": cfg, "records": records, "runs": runs, "published": list(SCIENCEQA_ROWS),
+    return {"config": cfg, "records": records, "runs": runs, "format": fmt, "kind": fmt.scoring,
+            "categories": categories, "published": published_for(fmt.published_rows, cfg.split, records),
             "gallery": build_gallery(runs, records, cfg.gallery, cfg.seed, warn)}
 
 
 def write_report(cfg: ReportConfig, warn: Warn | None = None) -> dict:
     """Build the report and write it atomically to cfg.out; returns a short summary."""
 
-    check_output_file(cfg.out, "report", inputs=cfg.input_paths())  # before reading anything
-    report = collect(cfg, warn)
-    html = render(report)
-    with atomic_open(cfg.out) as fh:
-        fh.write(html)
+    with claim_output_file(cfg.out, "report", inputs=cfg.input_paths()):  # checked before reading anything
+        report = collect(cfg, warn)
+        html = render(report)
+        with atomic_open(cfg.out) as fh:
+            fh.write(html)
     gallery = report["gallery"]
     return {"out": str(cfg.out), "bytes": len(html.encode("utf-8")), "runs": [r.label for r in report["runs"]],
             "gallery_items": len(gallery["items"]), "corrected_by_vision": gallery.get("corrected")}

@@ -25,7 +25,7 @@ RUN_CONFIG = "run_config.json"
 RUN_META_VERSION = 1
 # What travels inside the model directory (config.json → "mmcot"): enough to prompt and feed the model.
 MODEL_FIELDS = ("stage", "prompt_format", "use_caption", "text_backbone", "vision_backbone", "vision_variant",
-                "vision_weights", "feature_shape", "max_input_len", "max_output_len")
+                "vision_weights", "vision_alpha", "feature_shape", "max_input_len", "max_output_len")
 
 
 @dataclass
@@ -39,6 +39,7 @@ class RunMeta:
     vision_backbone: str | None = None  # the feature store's backbone; None = text-only run
     vision_variant: str | None = None  # what the features were extracted with (`mmcot ask` rebuilds it)
     vision_weights: str | None = None
+    vision_alpha: str | None = None  # the features' transparency policy (data/images.py); None: not recorded
     feature_shape: list[int] | None = None  # [P, D] of the features; equals the model's image_shape
     features_dir: str | None = None  # the FEATURES_DIR trained on (generate's default --features)
     rationales: dict | None = None  # {source, train_on, train, val} provenance of stage-1 rationales
@@ -51,6 +52,10 @@ class RunMeta:
     train_config: dict[str, Any] = field(default_factory=dict)
     created_by: str = "mmcot train"
     imported_from: dict | None = None  # `mmcot import-run`: {path, files: {name: sha256}, layout, tied_head, …}
+    # {label: {path, sha256}} of what the run reads (DATA_DIR splits, feature store, rationale files); `--resume`
+    # refuses other data unless --allow-changed-data, which appends {resumed_from, changed} to changed_inputs.
+    inputs: dict | None = None
+    changed_inputs: list | None = None
     version: int = RUN_META_VERSION
 
     def __post_init__(self) -> None:
@@ -119,7 +124,7 @@ class RunMeta:
         if not (run_dir / RUN_CONFIG).is_file():
             return cls.from_dict(model_meta, f"{run_dir} (model config)")
         meta = cls.load(run_dir)
-        for key in ("vision_variant", "vision_weights"):  # run_config.json files before RunMeta lacked these
+        for key in ("vision_variant", "vision_weights", "vision_alpha"):  # older run_config.json files lack these
             if getattr(meta, key) is None and model_meta.get(key) is not None:
                 setattr(meta, key, model_meta[key])
         return meta

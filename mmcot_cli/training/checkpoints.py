@@ -19,7 +19,7 @@ from mmcot_cli.errors import DataError, first_line
 from mmcot_cli.io import (
     append_jsonl,
     read_json,
-    read_jsonl,
+    read_log,
     uniform_modes,
     write_fault,
     write_json,
@@ -106,11 +106,19 @@ def load_optimizer_state(ckpt: Path, optimizer, scheduler) -> None:
 
 
 def truncate_metrics(path: Path, last_step: int) -> None:
-    """On resume, drop rows logged after the checkpoint (they will be logged again)."""
+    """On resume, drop rows logged after the checkpoint (they will be logged again), and a last row cut short
+    by a crash or power loss (the log is append-only: only its last line can be torn)."""
     if not path.is_file():
         return
-    rows = [r for r in read_jsonl(path) if int(r.get("step", 0)) <= last_step]
-    write_jsonl(path, rows)
+    rows, _torn = read_log(path)
+    write_jsonl(path, [r for r in rows if _step(r) <= last_step])
+
+
+def _step(row: dict) -> int:
+    try:
+        return int(row.get("step", 0))
+    except (TypeError, ValueError):
+        return 0
 
 
 def append_metrics(path: Path, row: dict) -> None:

@@ -63,6 +63,7 @@ class TrainConfig:
     random_init: bool = False  # build a registered/hub text backbone from its config (offline tests)
     text_options: dict[str, Any] = field(default_factory=dict)  # e.g. t5-scratch d_model, layers, vocab size
     resume: bool = False
+    allow_changed_data: bool = False  # --resume on inputs whose fingerprints changed (recorded in run_config.json)
     report_to: str = "none"  # experiment tracker (mmcot_cli.training.tracking): none, tensorboard, wandb, mlflow
 
     def resolved(self) -> "TrainConfig":

@@ -3,6 +3,7 @@ and the run's metadata, read once per training run before any model exists."""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -11,10 +12,11 @@ from mmcot_cli.data.prompts import build_prompt
 from mmcot_cli.data.records import load_records
 from mmcot_cli.data.teacher import expand_rationales
 from mmcot_cli.errors import DataError
-from mmcot_cli.features.store import open_store
+from mmcot_cli.features.store import open_store, store_fingerprint
+from mmcot_cli.io import sha256_file
 from mmcot_cli.model.batching import Example, tokenize_pairs
 from mmcot_cli.runs.meta import RunMeta
-from mmcot_cli.runs.rationales import Rationales, load_rationales
+from mmcot_cli.runs.rationales import Rationales, load_rationales, rationale_file
 from mmcot_cli.training.config import TrainConfig, needs_rationale
 
 
@@ -68,6 +70,28 @@ def stage_rationales(cfg: TrainConfig) -> tuple[Rationales | None, Rationales | 
     return train_r, val_r, info
 
 
+def input_fingerprints(cfg: TrainConfig) -> dict[str, dict]:
+    """What the run reads, {label: {path, sha256}}: the DATA_DIR split files, the feature store (its identity and
+    the description of the splits used), the rationale files. Recorded in run_config.json; `--resume` compares.
+    Files that do not exist are left out (reading them fails with its own message)."""
+    files = {f"--data {split} split": Path(cfg.data_dir) / f"{split}.jsonl"
+             for split in (cfg.train_split, cfg.val_split) if split}
+    if needs_rationale(cfg.prompt_format) and cfg.rationales:
+        for split in ((cfg.train_split,) if cfg.train_on == "generated" else ()) + ((cfg.val_split,) if cfg.val_split
+                                                                                   else ()):
+            with contextlib.suppress(DataError):
+                files[f"--rationales {split}"] = rationale_file(cfg.rationales, split)
+    if cfg.rationale_source != "gold":
+        files["--rationale-source"] = Path(cfg.rationale_source)
+    prints = {label: {"path": str(path.resolve()), "sha256": sha256_file(path)}
+              for label, path in files.items() if path.is_file()}
+    if cfg.features and Path(cfg.features).is_dir():
+        splits = [s for s in (cfg.train_split, cfg.val_split) if s]
+        prints["--features"] = {"path": str(Path(cfg.features).resolve()),
+                                "sha256": store_fingerprint(cfg.features, splits)}
+    return prints
+
+
 def run_meta(cfg: TrainConfig, store, rationale_info: dict | None, source_info: dict | None = None) -> RunMeta:
     """The run's metadata before training (the counts and world size are filled in by setup_trainer)."""
     return RunMeta(
@@ -77,9 +101,11 @@ def run_meta(cfg: TrainConfig, store, rationale_info: dict | None, source_info: 
         # what `mmcot ask` needs to rebuild the same encoder for a new image, even if FEATURES_DIR is gone
         vision_variant=store.manifest.get("variant") if store is not None else None,
         vision_weights=store.manifest.get("weights") if store is not None else None,
+        vision_alpha=getattr(store, "alpha", None) if store is not None else None,
         feature_shape=list(store.feature_shape) if store is not None else None,
         features_dir=str(Path(cfg.features).resolve()) if cfg.features else None,
         rationales=rationale_info, rationale_source=source_info, seed=cfg.seed, train_config=asdict(cfg),
+        inputs=input_fingerprints(cfg),
     )
 
 

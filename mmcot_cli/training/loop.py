@@ -52,7 +52,7 @@ from mmcot_cli.training.inputs import (
     read_stage_inputs,
 )
 from mmcot_cli.training.loader import batch_loader, to_device
-from mmcot_cli.training.run_dir import check_run_dir
+from mmcot_cli.training.run_dir import check_run_dir, hold_run_dir
 from mmcot_cli.training.runtime import (
     deterministic_mode,
     make_accelerator,
@@ -402,15 +402,17 @@ def train_epochs(t: Trainer, state: TrainState) -> None:
 
 def train(cfg: TrainConfig, timer: StepTimer | None = None) -> dict:
     """Train one stage; RUN_DIR/model/ ends up holding the best validation model. Returns a summary dict.
+    RUN_DIR is held (locked) for the whole run: a second `mmcot train` (or `--resume`) on it is refused.
     `timer` (training.timing) lets a benchmark time the loop's phases."""
-    cfg = cfg.resolved()
-    accelerator = make_accelerator(cfg)
-    checkpoints = check_run_dir(Path(cfg.out_dir), cfg, accelerator.num_processes)
-    with deterministic_mode(cfg.deterministic, cuda=accelerator.device.type == "cuda"):
-        return _train(cfg, accelerator, checkpoints[-1] if checkpoints else None, timer)
+    with hold_run_dir(cfg):
+        cfg = cfg.resolved()
+        accelerator = make_accelerator(cfg)
+        checkpoints = check_run_dir(Path(cfg.out_dir), cfg, accelerator.num_processes)
+        with deterministic_mode(cfg.deterministic, cuda=accelerator.device.type == "cuda"):
+            return _train_held(cfg, accelerator, checkpoints[-1] if checkpoints else None, timer)
 
 
-def _train(cfg: TrainConfig, accelerator, resume_from: Path | None, timer: StepTimer | None) -> dict:
+def _train_held(cfg: TrainConfig, accelerator, resume_from: Path | None, timer: StepTimer | None) -> dict:
     from accelerate.utils import set_seed
 
     set_seed(cfg.seed)

@@ -90,4 +90,5 @@ def register_vision_backbones(register):
         build=build,
         description="open_clip RN50 trunk 7×7 grid before attention pooling; ViT variants give patch tokens",
         variants=(DEFAULT_MODEL, "RN101", "ViT-B-32", "ViT-B-16", "ViT-L-14"),
+        alpha="original",  # as the original's extraction: Image.open(p).convert("RGB")
     ))

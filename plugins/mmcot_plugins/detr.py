@@ -108,4 +108,5 @@ def register_vision_backbones(register):
         build=build,
         description="DETR ResNet-101-DC5 last decoder layer (100 object queries × 256)",
         variants=tuple(VARIANTS),
+        alpha="original",  # as the original's extraction: Image.open(p).convert("RGB")
     ))

@@ -28,4 +28,5 @@ def register_vision_backbones(register):
         build=build,
         description="timm ResNet-50 global-average-pooled features as one token",
         variants=(DEFAULT_MODEL, "resnet101", "resnet152"),
+        alpha="original",  # as the original's extraction: Image.open(p).convert("RGB")
     ))

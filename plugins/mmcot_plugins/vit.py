@@ -30,4 +30,5 @@ def register_vision_backbones(register):
         build=build,
         description="timm ViT forward_features (CLS + patch tokens after the final norm), timm data config",
         variants=(DEFAULT_MODEL, "vit_base_patch16_384", "vit_base_patch16_224", "vit_large_patch16_384"),
+        alpha="original",  # as the original's extraction: Image.open(p).convert("RGB")
     ))

@@ -20,12 +20,14 @@ from mmcot_cli.data.readers.jsonl import prepare_jsonl
 from mmcot_cli.data.readers.scienceqa import PrepareConfig, prepare
 from mmcot_cli.data.records import DEFAULT_SPLITS, load_manifest
 from mmcot_cli.errors import DataError, UnknownNameError, UsageError
-from mmcot_cli.outputs import check_output_dir
+from mmcot_cli.outputs import claim_output_dir
 
-# How a prepared format is scored (mmcot_cli.evaluation.groups.SCORERS):
+# How a prepared format is scored (mmcot_cli.evaluation.groups.score_any) and shown by `report` and `compare`
+# (mmcot_cli.evaluation.kinds: headline columns, breakdown, rationale categories):
 #   "scienceqa"  accuracy by evaluate_acc.py category (NAT/SOC/LAN, TXT/IMG/NO, grades) and topic
 #   "groups"     overall accuracy and accuracy per value of each record's `groups` field
-#   "aokvqa"     "groups" plus A-OKVQA's multiple-choice and direct-answer accuracy
+#   "aokvqa"     "groups" plus A-OKVQA's multiple-choice and direct-answer accuracy (both difficult filterings)
+# A new format reuses one of these by name; only a new way of scoring needs code outside its reader.
 SCORING_KINDS = ("scienceqa", "groups", "aokvqa")
 
 
@@ -53,7 +55,9 @@ class DataFormat:
     prepare: Callable[[PrepareRequest], dict]  # SRC → DATA_DIR; returns the summary
     scoring: str  # one of SCORING_KINDS
     options: frozenset[str] = frozenset()  # format-only options of PrepareRequest (captions, strict)
-    published_rows: str | None = None  # published results to show beside runs on the real benchmark's test split
+    # Published results shown beside runs by `report`: a table name of mmcot_cli.reporting.published.PUBLISHED,
+    # used only on that benchmark's own split (same split, size and qids); None: the format has none to cite.
+    published_rows: str | None = None
 
 
 def _prepare_scienceqa(req: PrepareRequest) -> dict:
@@ -134,6 +138,7 @@ def prepare_source(source: str | Path, out: str | Path, fmt: str | None = None, 
         raise UsageError(f"{' and '.join(unsupported)} apply to other formats, not to format {fmt.name}")
     request = PrepareRequest(Path(source), Path(out), splits, Path(images) if images is not None else None,
                              Path(captions) if captions is not None else None, skip_bad, strict, allow_overlap)
-    if fmt.name != "scienceqa":  # the ScienceQA reader checks its output itself, with its own inputs named
-        check_output_dir(request.out, "prepare", inputs={"SRC": request.source, "--images": request.images})
-    return {"format": fmt.name, **fmt.prepare(request)}
+    if fmt.name == "scienceqa":  # the ScienceQA reader checks and holds its output itself, its own inputs named
+        return {"format": fmt.name, **fmt.prepare(request)}
+    with claim_output_dir(request.out, "prepare", inputs={"SRC": request.source, "--images": request.images}):
+        return {"format": fmt.name, **fmt.prepare(request)}

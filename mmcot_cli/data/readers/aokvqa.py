@@ -18,9 +18,11 @@ from mmcot_cli.data.readers.common import (
     SplitResult,
     answer_error,
     choices_error,
+    duplicate_choice_warning,
     make_record,
     settle_images,
     string_list_error,
+    text_error,
     write_outputs,
 )
 from mmcot_cli.errors import DataError, UnknownNameError
@@ -86,16 +88,17 @@ def item_record(item: dict, split: str, image_paths: list[str]) -> dict:
     return record
 
 
-def _read_split(source: Path, split: str, images: Path | None, bad: BadItems, seen: dict) -> SplitResult:
+def _read_split(source: Path, split: str, images: Path | None, bad: BadItems, seen: dict,
+                warnings: list[str]) -> SplitResult:
     path = split_file(source, split)
-    items = read_json(path)
+    items = read_json(path, surrogates=True)  # an item with a lone surrogate is a bad item (--skip-bad skips it)
     if not isinstance(items, list):
         raise DataError(f"{path}: expected a JSON list of questions, got {type(items).__name__}")
     res = SplitResult(listed=len(items))
     for i, item in enumerate(track(items, f"checking {split}")):
         where = f"{path}: item {i}"
         qid = item.get("question_id") if isinstance(item, dict) else None
-        err = item_error(item)
+        err = item_error(item) or text_error(item)
         if err:
             bad.add(res, where, qid, err)
             continue
@@ -103,6 +106,9 @@ def _read_split(source: Path, split: str, images: Path | None, bad: BadItems, se
             bad.add(res, where, qid, f"duplicate question_id in split {split} (first at {seen[qid]})")
             continue
         seen[qid] = where
+        duplicate = duplicate_choice_warning(where, qid, item["choices"])
+        if duplicate:
+            warnings.append(duplicate)
         image_paths = []
         if images is not None:
             image = coco_image(images, split, item["image_id"])
@@ -137,11 +143,11 @@ def prepare_aokvqa(source: Path, out: Path, splits: tuple[str, ...] | None, imag
         warnings.append("no --images COCO_DIR: records have no images (text-only)")
     results = {}
     for split in wanted:
-        results[split] = _read_split(source, split, images, bad, seen[split])
+        results[split] = _read_split(source, split, images, bad, seen[split], warnings)
         settle_images(split, results[split], bad, str(images), warnings)
     # a question_id in two splits is leakage (an error even with --skip-bad), unless --allow-overlap
     check_split_overlap({split: list(seen[split]) for split in wanted}, str(source), allow_overlap)
-    bad.check(warnings)
+    bad.check(warnings, results, source)
     manifest = {"format": "aokvqa", "source": str(source.resolve()),
                 "files": [str(split_file(source, s).resolve()) for s in wanted],
                 "images_dir": str(images.resolve()) if images is not None else None,

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from mmcot_cli._version import __version__
-from mmcot_cli.data.records import MAX_CHOICES, write_data_dir
+from mmcot_cli.data.records import MAX_CHOICES, without_rationale, write_data_dir
 from mmcot_cli.errors import DataError
+from mmcot_cli.io import lone_surrogate
 
 
 def make_record(fmt: str, qid: str, split: str, question: str, choices: Sequence[str], answer: int | None, *,
@@ -44,6 +45,31 @@ def choices_error(choices: Any) -> str | None:
     if not all(isinstance(c, str) and c.strip() for c in choices):
         return "'choices' must be non-empty strings"
     return None
+
+
+def duplicate_choice(choices: Sequence[str]) -> str | None:
+    """A choice given twice (ignoring case and spacing), or None: allowed, but worth a warning, since an answer
+    written as text cannot tell the two options apart."""
+    seen: set[str] = set()
+    for choice in choices:
+        key = " ".join(str(choice).split()).casefold()
+        if key in seen:
+            return choice
+        seen.add(key)
+    return None
+
+
+def duplicate_choice_warning(where: str, qid: Any, choices: Sequence[str]) -> str | None:
+    duplicate = duplicate_choice(choices)
+    if duplicate is None:
+        return None
+    return f"{where}: id {qid}: choice {duplicate[:60]!r} is given twice (kept; the two options look the same)"
+
+
+def text_error(value: Any) -> str | None:
+    """Why a parsed item cannot be written as UTF-8 text (a lone surrogate escaped in the JSON), or None."""
+    escape = lone_surrogate(value)
+    return None if escape is None else f"lone surrogate {escape} in a string (not valid Unicode text)"
 
 
 def answer_error(answer: Any, n_choices: int, name: str = "answer") -> str | None:
@@ -90,7 +116,10 @@ class BadItems:
         if res is not None:
             res.skipped.append({"qid": qid, "error": what})
 
-    def check(self, warnings: list[str]) -> None:
+    def check(self, warnings: list[str], results: Mapping[str, SplitResult] | None = None, source: Any = "") -> None:
+        """Raise the first error (unless skip_bad); with `results`, also when skipping left no problem at all."""
+        if self.errors and self.skip_bad and results is not None and not any(r.records for r in results.values()):
+            raise DataError(f"{source}: no usable problems (the first bad item: {self.errors[0]})")
         if self.errors and not self.skip_bad:
             more = (f" (and {len(self.errors) - 1} more bad item{'s' if len(self.errors) > 2 else ''}; "
                     "--skip-bad skips them)") if len(self.errors) > 1 else " (--skip-bad skips bad items)"
@@ -132,7 +161,8 @@ def write_outputs(out: Path, results: Mapping[str, SplitResult], manifest: dict,
         "group_fields": manifest.get("group_fields", []),
         "splits": {split: {"count": len(res.records), "split_list": res.listed, "missing_problems": 0,
                            "with_images": res.with_images, "missing_images": len(res.missing_images),
-                           "skipped": len(res.skipped), "predict_only": res.predict_only}
+                           "skipped": len(res.skipped), "predict_only": res.predict_only,
+                           "without_rationale": without_rationale(res.records)}
                    for split, res in results.items()},
         "skipped": sum(len(r.skipped) for r in results.values()),
         "warnings": warnings,

@@ -4,7 +4,8 @@
      "context": "...", "image": "images/q1.png", "rationale": "..." | ["...", ...], "subject": "..."}
 
 `answer` is absent (or null) on every line of a predict-only split; `rationale` may instead be given as
-`lecture` + `solution`; every other top-level key with a string value is a grouping field.
+`lecture` + `solution`; `"rationale": ""` (or none) means the problem has no rationale, as ScienceQA's empty
+solutions (the prepare summary counts them); every other top-level key with a string value is a grouping field.
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ from mmcot_cli.data.readers.common import (
     SplitResult,
     answer_error,
     choices_error,
+    duplicate_choice_warning,
     make_record,
     settle_images,
     write_outputs,
 )
 from mmcot_cli.errors import DataError, UnknownNameError
-from mmcot_cli.io import loads, read_text
+from mmcot_cli.io import jsonl_lines
 from mmcot_cli.progress import track
 
 SPLIT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")  # DATA_DIR/<split>.jsonl: no path, no dot file
@@ -51,10 +53,11 @@ def _text_fields(row: dict) -> tuple[str | None, dict]:
     if rationale is not None and (row.get("lecture") or row.get("solution")):
         return "give either 'rationale' or 'lecture' + 'solution', not both", {}
     if isinstance(rationale, str):
-        rationale = [rationale]
+        # "" = no rationale, as ScienceQA's empty solutions (a converted file keeps those problems)
+        rationale = [rationale] if rationale.strip() else None
     if rationale is not None and (not isinstance(rationale, list) or not rationale
                                   or not all(isinstance(r, str) and r.strip() for r in rationale)):
-        return "'rationale' must be a non-empty string or a non-empty list of them", {}
+        return "'rationale' must be a string (\"\" for none) or a non-empty list of non-empty strings", {}
     rationales = rationale or []
     return None, {"context": row.get("context") or "", "lecture": row.get("lecture") or "",
                   "solution": rationales[0] if rationales else (row.get("solution") or ""),
@@ -113,15 +116,11 @@ def read_rows(files: list[Path], bad: BadItems) -> tuple[list[tuple[str, dict]],
     second list (for the manifest)."""
     rows, rejected = [], []
     for path in files:
-        for lineno, line in enumerate(read_text(path, "JSONL file").splitlines(), start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:  # strict and safe: deep nesting, NaN, 1e999 are a bad line, not a traceback
-                row = loads(line, where, one_line=True)
-            except DataError as e:
-                bad.errors.append(str(e))
-                rejected.append((None, {"qid": None, "error": f"line {lineno}: invalid JSON"}))
+        for line in jsonl_lines(path):
+            where, row = line.where, line.value
+            if line.error is not None:  # strict and safe: deep nesting, NaN, 1e999, a lone surrogate: a bad line
+                bad.errors.append(str(line.error))
+                rejected.append((None, {"qid": None, "error": f"line {line.lineno}: invalid JSON"}))
                 continue
             err = row_error(row)
             if err:
@@ -138,13 +137,14 @@ def prepare_jsonl(source: Path, out: Path, splits: tuple[str, ...] | None, image
     files = source_files(source)
     bad, warnings = BadItems(skip_bad), []
     rows, rejected = read_rows(files, bad)
+    if not rows:  # every line bad (a binary file, garbage): say why the first one is
+        first = f" (the first bad line: {bad.errors[0]})" if bad.errors else ""
+        raise DataError(f"{source}: no usable problems{first}")
     present = list(dict.fromkeys(row["split"] for _, row in rows))
     for split in splits or ():
         if split not in present:
             raise UnknownNameError(f"split (in {source})", split, present)
     wanted = tuple(splits or present)
-    if not wanted:
-        raise DataError(f"{source}: no usable problems")
     results = {split: SplitResult() for split in wanted}
     for split, item in rejected:
         if isinstance(split, str) and split in results:
@@ -161,6 +161,9 @@ def prepare_jsonl(source: Path, out: Path, splits: tuple[str, ...] | None, image
             bad.add(res, where, qid, f"duplicate id in split {row['split']} (first at {seen[row['split']][qid]})")
             continue
         seen[row["split"]][qid] = where
+        duplicate = duplicate_choice_warning(where, qid, row["choices"])
+        if duplicate:
+            warnings.append(duplicate)
         base = images if images is not None else Path(where.rsplit(":", 1)[0]).parent
         record, missing = _record(row, base)
         if missing is not None:
@@ -171,7 +174,7 @@ def prepare_jsonl(source: Path, out: Path, splits: tuple[str, ...] | None, image
     for split, res in results.items():
         _check_answers(res, seen[split], bad)
         settle_images(split, res, bad, str(images or "the JSONL file's folder"), warnings)
-    bad.check(warnings)
+    bad.check(warnings, results, source)
     group_fields = sorted({k for res in results.values() for r in res.records for k in r["groups"]})
     manifest = {"format": "jsonl", "source": str(source.resolve()), "files": [str(f.resolve()) for f in files],
                 "images_dir": str(images.resolve()) if images is not None else None, "group_fields": group_fields}

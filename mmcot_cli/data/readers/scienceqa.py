@@ -22,16 +22,18 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from mmcot_cli._version import __version__
 from mmcot_cli.data.leakage import check_split_overlap
+from mmcot_cli.data.readers.common import duplicate_choice_warning, text_error
 from mmcot_cli.data.records import (
     DEFAULT_SPLITS,
     MAX_CHOICES,
     load_manifest,
     parse_splits,
+    without_rationale,
     write_data_dir,
 )
 from mmcot_cli.errors import DataError, UnknownNameError
 from mmcot_cli.io import read_json
-from mmcot_cli.outputs import check_output_dir
+from mmcot_cli.outputs import claim_output_dir
 from mmcot_cli.progress import track
 
 # Every problems.json entry must carry these (its own `split` field is optional: pid_splits.json is the authority).
@@ -82,7 +84,7 @@ def find_source_files(source: str | os.PathLike) -> tuple[Path, Path]:
 
 
 def read_problems(path: str | os.PathLike) -> dict[str, Any]:
-    problems = read_json(path)
+    problems = read_json(path, surrogates=True)  # a problem with a lone surrogate is a bad item (problem_errors)
     if not isinstance(problems, dict):
         raise DataError(f"{path}: expected a JSON object keyed by qid, got {type(problems).__name__}")
     return {str(k): v for k, v in problems.items()}
@@ -163,7 +165,7 @@ def problem_errors(qid: str, problem: Any) -> str | None:
         return f"'image' is {type(problem['image']).__name__}, expected a file name or null"
     if problem["image"] and (Path(problem["image"]).name != problem["image"] or problem["image"] in (".", "..")):
         return f"'image' is {problem['image']!r}, expected a bare file name inside the problem's image folder"
-    return None
+    return text_error([qid, problem])
 
 
 def validate_problem(qid: str, problem: Any, where: str = "problems.json") -> None:
@@ -282,6 +284,9 @@ def _read_split(cfg: PrepareConfig, src: _Source, split: str, qids: list[str]) -
             res.skipped.append({"qid": qid, "error": src.problem_checks[qid]})
             continue
         problem = src.problems[qid]
+        duplicate = duplicate_choice_warning(str(src.problems_path), qid, problem["choices"])
+        if duplicate and duplicate not in src.warnings:  # a problem listed in two splits warns once
+            src.warnings.append(duplicate)
         paths, expected = find_image_paths(src.images_dir, qid, problem, (problem.get("split"), split))
         if expected is not None:
             pending_missing.append((len(kept_qids), expected))
@@ -334,13 +339,20 @@ def _open_source(cfg: PrepareConfig) -> tuple[_Source, dict[str, list[str]], Pat
 
 def prepare(cfg: PrepareConfig) -> dict:
     """Validate a ScienceQA folder and write DATA_DIR/<split>.jsonl + manifest.json; returns a summary dict
-    (per-split counts and `warnings`, each one line). Nothing is written unless every check passes."""
-    check_output_dir(cfg.out, "prepare", inputs={"SRC": cfg.source, "--images": cfg.images,
-                                                  "--captions": cfg.captions})
+    (per-split counts and `warnings`, each one line). Nothing is written unless every check passes; DATA_DIR is
+    held (locked) meanwhile."""
+    with claim_output_dir(cfg.out, "prepare", inputs={"SRC": cfg.source, "--images": cfg.images,
+                                                       "--captions": cfg.captions}):
+        return _prepare(cfg)
+
+
+def _prepare(cfg: PrepareConfig) -> dict:
     src, pid_splits, captions_path = _open_source(cfg)
     check_split_overlap({s: pid_splits[s] for s in cfg.splits}, str(src.splits_path), cfg.allow_overlap)
     results = {split: _read_split(cfg, src, split, pid_splits[split]) for split in cfg.splits}
     errors, warnings = src.errors, src.warnings
+    if errors and cfg.skip_bad and not any(res.records for res in results.values()):
+        raise DataError(f"{cfg.source}: no usable problems (the first bad item: {errors[0]})")
     if errors and not cfg.skip_bad:
         more = f" (and {len(errors) - 1} more bad item{'s' if len(errors) > 2 else ''}; --skip-bad skips them)" \
             if len(errors) > 1 else " (--skip-bad skips bad items)"
@@ -362,7 +374,8 @@ def prepare(cfg: PrepareConfig) -> dict:
         "splits": {
             split: {"count": len(res.records), "split_list": len(pid_splits[split]),
                     "missing_problems": len(res.missing_problems), "with_images": res.with_images,
-                    "missing_images": len(res.missing_images), "skipped": len(res.skipped)}
+                    "missing_images": len(res.missing_images), "skipped": len(res.skipped),
+                    "without_rationale": without_rationale(res.records)}
             for split, res in results.items()
         },
         "skipped": sum(len(r.skipped) for r in results.values()),
