@@ -18,12 +18,13 @@
 #   2. benchmarks/bench_train.py: FLAN-T5-base shape: stage 1 at batch 8, the original's way (fp32, padded to
 #      512/512) vs mmcot's batches (bare loop) vs `mmcot train`; batch 32 (the kernel ceiling at 512/512 in bf16,
 #      and mmcot's batches); stage 2 at batch 8 (512/64); then bf16 vs fp32, fused vs foreach AdamW, SDPA vs eager,
-#      token-sized batches and deterministic mode at batch 8. Then the FLAN-T5-large shape at batch 8, and base
-#      stage 1 again with the word-level tokenizer (bench_train.py's docstring: token lengths bracket FLAN-T5's).
-#      A CUDA out-of-memory is recorded per variant.
+#      token-sized batches and deterministic mode at batch 8. Then the FLAN-T5-large shape at batch 8. A CUDA
+#      out-of-memory is recorded per variant.
 #   3. `mmcot demo` twice with the same seed on cuda (deterministic training), side by side, and a diff of the two
 #      score objects; each timed.
-#   4. With time left: torch.compile (bare loop and `mmcot train`, base, batch 8), as results lines.
+#   4. With time left: base stage 1 again with the word-level tokenizer (bench_train.py's docstring: the two
+#      tokenizers' lengths bracket FLAN-T5's), then torch.compile (bare loop and `mmcot train`, base, batch 8);
+#      both only as lines in results.jsonl.
 #
 # Python packages it needs beyond torch, transformers, accelerate, timm, safetensors, pluggy, rich, pytest (and
 # what those bring: numpy, tokenizers, pillow, pyyaml, tqdm, regex):
@@ -130,7 +131,7 @@ else
     DEMO=(--device cuda)
     # Limits sum to more than the budget on purpose: a step that finishes early leaves its time to the next, and
     # run_step never lets one run past the budget.
-    T_GPU=100; T_BASE=125; T_LARGE=75; T_WORDS=45; T_DEMO=300; T_COMPILE=150
+    T_GPU=110; T_BASE=125; T_LARGE=75; T_DEMO=300; T_WORDS=45; T_COMPILE=150
 fi
 
 # --------------------------------------------------------------------------------------------- 1. tests
@@ -149,8 +150,6 @@ run_step bench-base "$T_BASE" bash -c 'json_lines "$@"' _ $PY benchmarks/bench_t
     --work "$WORK/bench-base" --out "$OUT/bench-base.json"
 run_step bench-large "$T_LARGE" bash -c 'json_lines "$@"' _ $PY benchmarks/bench_train.py "${BENCH_LARGE[@]}" \
     --work "$WORK/bench-large" --out "$OUT/bench-large.json"
-run_step bench-words "$T_WORDS" bash -c 'json_lines "$@"' _ $PY benchmarks/bench_train.py "${BENCH_WORDS[@]}" \
-    --work "$WORK/bench-words"
 
 # --------------------------------------------------------------------------------------------- 3. demo twice
 demo() {  # demo N: one full demo run, its --json summary into $OUT/demo-N.json
@@ -189,7 +188,9 @@ print(json.dumps(out))
 EOF
 )"
 
-# --------------------------------------------------------------------------------------------- 4. compile, if time is left
+# --------------------------------------------------------------------------------------------- 4. with time left
+run_step bench-words "$T_WORDS" bash -c 'json_lines "$@"' _ $PY benchmarks/bench_train.py "${BENCH_WORDS[@]}" \
+    --work "$WORK/bench-words"
 if [ "$(left)" -ge 90 ]; then
     run_step bench-compile "$T_COMPILE" bash -c 'json_lines "$@"' _ $PY benchmarks/bench_train.py \
         "${BENCH_COMPILE[@]}" --work "$WORK/bench-compile"

@@ -126,8 +126,8 @@ def test_deterministic_reruns_are_bit_identical_and_resume_matches(world, tmp_pa
 
 def test_extract_and_ask_on_cuda(world, tmp_path):
     feats = tmp_path / "vit"
-    res = mmcot("-q", "extract", "--backbone", "vit", "--random-init", "--data", world.data, "--split", "test",
-                "--device", "cuda", "--out", feats, "--workers", "0")
+    res = mmcot("-q", "extract", "--backbone", "vit", "--variant", "vit_base_patch16_224", "--random-init", "--data",
+                world.data, "--split", "test", "--device", "cuda", "--out", feats, "--workers", "0")
     assert res.exit_code == 0, res.stderr
     assert (feats / "manifest.json").is_file()
     image = next(p for p in sorted(world.bench.rglob("*.png")))
