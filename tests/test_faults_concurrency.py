@@ -107,7 +107,7 @@ def test_killed_holder_never_blocks(world, tmp_path, children):
 @pytest.mark.parametrize("case", ["prepare_scienceqa", "prepare_aokvqa", "prepare_jsonl", "extract", "extract_merge",
                                   "import_features", "train", "train_resume", "generate_run_dir", "generate_file",
                                   "import_run", "demo", "demo_ablation", "report", "rationales_import",
-                                  "rationales_filter", "score_export_aokvqa"])
+                                  "rationales_import_mm_cot", "rationales_filter", "score_export_aokvqa"])
 def test_every_writer_is_refused_while_another_process_holds_its_output(world, tmp_path, case):
     from t5_layouts import make_t5_dir
 
@@ -134,6 +134,7 @@ def test_every_writer_is_refused_while_another_process_holds_its_output(world, t
         "report": (["report", run, "--data", world.data, "--out", out / "r.html"], out / "r.html", "report", "file"),
         "rationales_import": (["rationales", "import", preds, "--data", world.data, "--split", "test", "--out",
                                out / "s.jsonl"], out / "s.jsonl", "rationales", "file"),
+        "rationales_import_mm_cot": (None, out / "s.jsonl", "rationales", "file"),
         "rationales_filter": (["rationales", "filter", preds, "--data", world.data, "--split", "test", "--out",
                                out / "s.jsonl"], out / "s.jsonl", "rationales", "file"),
         "score_export_aokvqa": (None, out / "a.json", "score", "file"),
@@ -145,6 +146,12 @@ def test_every_writer_is_refused_while_another_process_holds_its_output(world, t
                 "--out", store]
     if case == "import_run":
         args[1] = make_t5_dir(inputs / "ckpt", tokenizer="spiece", weights="bin", tied=True)
+    if case == "rationales_import_mm_cot":  # the original's positional stage-1 file, one pred per test problem
+        count = len((world.data / "test.jsonl").read_text().splitlines())
+        original = inputs / "predictions_ans_test.json"
+        original.write_text(json.dumps({"preds": ["Solution: x."] * count}))
+        args = ["rationales", "import", original, "--format", "mm-cot", "--data", world.data, "--split", "test",
+                "--out", held]
     if case == "score_export_aokvqa":
         data = inputs / "aok-data"
         assert mmcot("-q", "prepare", aokvqa_source(inputs / "aok"), "--out", data).exit_code == 0

@@ -119,6 +119,10 @@ def test_count_and_order_mismatches_are_refused(cli, sample_data, decoded_target
     assert result.exit_code == 2 and "--format teacher" in result.stderr
     result = cli("rationales", "import", source, "--format", "nope", "--data", sample_data, "--out", out)
     assert result.exit_code == 2 and "mm-cot" in result.stderr
+    # --revision picks a hub revision; with a local file it is refused (as import-run / import-features do)
+    result = _import(cli, source, sample_data, "val", tmp_path / "r3.jsonl", "--revision", "v1")
+    assert result.exit_code == 2 and "--revision applies to a hub id" in result.stderr
+    assert not (tmp_path / "r3.jsonl").exists()
 
 
 def test_imported_rationales_feed_stage_2_with_provenance(cli, sample_data, decoded_targets, tmp_path):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -131,6 +132,31 @@ def test_imports_only_point_down():
             if not ok:
                 wrong.append(f"{module.path.relative_to(ROOT)}:{node.lineno}: {here} imports {target} ({there})")
     assert not wrong, "imports that point up or sideways:\n" + "\n".join(wrong)
+
+
+def _layout_block() -> str:
+    """The tree in README.md's "Layout" section."""
+    readme = (ROOT / "README.md").read_text()
+    return readme.split("## Layout", 1)[1].split("```", 2)[1]
+
+
+def test_every_module_is_named_in_its_package_docstring_and_in_the_readme_layout():
+    """A newcomer finds every module from the package docstring and the README tree (cli: one per command)."""
+    block = _layout_block()
+    unnamed = []
+    for init in sorted(PACKAGE.rglob("__init__.py")):
+        package = init.parent
+        if package in (PACKAGE, PACKAGE / "cli") or package.parent != PACKAGE:
+            continue
+        doc = ast.get_docstring(ast.parse(init.read_text())) or ""
+        entry = re.search(rf"^  {package.name}/(.*?)(?=^  \S|\Z)", block, re.S | re.M)
+        for name in sorted(p.stem for p in package.glob("*.py") if p.name != "__init__.py"):
+            word = re.compile(rf"\b{name}\b")
+            if not word.search(doc):
+                unnamed.append(f"{init.relative_to(ROOT)}: docstring does not name {name}")
+            if not (entry and word.search(entry.group(1))):
+                unnamed.append(f"README.md Layout: {package.name}/ does not name {name}")
+    assert not unnamed, "\n".join(unnamed)
 
 
 def test_package_sizes():

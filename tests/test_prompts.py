@@ -135,6 +135,10 @@ def test_prompts_command(cli, sample_data, sample_records):
     for r in rows:
         assert (r["source"], r["target"]) == build_prompt(sample_records[r["qid"]], "QCM-E")
 
+    # spelled as train spells it, too
+    same = cli("prompts", sample_data, "--split", "test", "--prompt-format", "QCM-E", "--limit", "3")
+    assert same.exit_code == 0 and same.stdout == result.stdout, same.output
+
     captioned = cli("prompts", sample_data, "--split", "test", "--format", "QCM-A", "--use-caption")
     rows = [json.loads(line) for line in captioned.stdout.splitlines()]
     assert len(rows) == 50

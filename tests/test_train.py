@@ -308,6 +308,9 @@ def test_resume_refuses_changed_hyperparameters(data_dir, tmp_path):
     train(tiny_cfg(data_dir, out, epochs=1, val_split=None))
     with pytest.raises(Exception, match="different lr"):
         train(tiny_cfg(data_dir, out, epochs=1, val_split=None, lr=1e-2, resume=True))
+    # The model's shape comes from the checkpoint: another --text-option would be silently ignored.
+    with pytest.raises(Exception, match="different text_options"):
+        train(tiny_cfg(data_dir, out, epochs=2, val_split=None, resume=True, text_options={**TINY, "d_model": 64}))
     # Without validation, model/ holds the last model.
     assert (out / "model" / "model.safetensors").is_file()
 

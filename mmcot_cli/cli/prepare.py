@@ -69,7 +69,8 @@ def prepare_command(
 def prompts_command(
     data_dir: Path = typer.Argument(..., help="A DATA_DIR written by `mmcot prepare`."),
     split: str = typer.Option("test", "--split", help="Which split file to read."),
-    prompt_format: str = typer.Option("QCM-LE", "--format", "-f", help="INPUT-OUTPUT, e.g. QCM-LE, QCM-A, QCMG-A."),
+    prompt_format: str = typer.Option("QCM-LE", "--format", "--prompt-format", "-f",
+                                      help="INPUT-OUTPUT, e.g. QCM-LE, QCM-A, QCMG-A (as `train --prompt-format`)."),
     use_caption: bool = typer.Option(False, "--use-caption", help="Append the image caption to the context."),
     limit: Optional[int] = typer.Option(None, "--limit", "-n", min=0, help="Only the first N records."),
     rationales: Optional[Path] = typer.Option(None, "--rationales", help="Generated rationales for QCMG/CQMG "

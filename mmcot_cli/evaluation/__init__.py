@@ -2,6 +2,7 @@
 
 Modules: score (ScienceQA accuracy by category, the answer-resolution rules), groups (per-group and A-OKVQA
 accuracy, the official A-OKVQA export), predictions (reading predictions files), rationale_metrics (ROUGE-L /
-BLEU: one table of metrics).
+BLEU / similarity: one table of metrics), similarity (the original's sentence-embedding similarity), kinds (which
+columns a score object shows, by the data format's scoring kind).
 May import: data and the ground floor.
 """

@@ -121,7 +121,6 @@ RATIONALE_METRICS: tuple[RationaleMetric, ...] = (
     # The original's get_scores: cosine of all-MiniLM-L6-v2 embeddings (--similarity-model DIR).
     RationaleMetric("similarity", "Similarity", _similarity, enabled=lambda o: o.similarity_model is not None),
 )
-METRIC_LABELS = {m.key: m.label for m in RATIONALE_METRICS}
 
 
 def enabled_metrics(options: MetricOptions) -> list[RationaleMetric]:

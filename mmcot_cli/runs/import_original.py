@@ -25,9 +25,9 @@ from typing import Callable
 
 from mmcot_cli.data.answers import ANSWER_PATTERN
 from mmcot_cli.data.records import load_records
-from mmcot_cli.errors import DataError
+from mmcot_cli.errors import DataError, UsageError
 from mmcot_cli.io import read_json, sha256_file, write_jsonl
-from mmcot_cli.outputs import check_output_file, input_files
+from mmcot_cli.outputs import claim_output_file, input_files
 from mmcot_cli.plugins.hub import parse_source, repo_file
 
 FORMAT = "mm-cot"
@@ -96,8 +96,14 @@ def import_original_rationales(source: str | Path, data_dir: str | Path, split: 
     """Write the original's positional stage-1 predictions for `split` as a rationale file keyed by qid. SOURCE
     may be a hub id naming the file in a released run folder (plugins/hub.py)."""
     hub = parse_source(str(source), revision)
-    check_output_file(out, "rationales", inputs={"SOURCE": None if hub else source, "--data": data_dir,
-                                                 **input_files(data_dir, [f"{split}.jsonl"])})
+    if hub is None and revision is not None:
+        raise UsageError(f"--revision applies to a hub id (org/name/path), not the local file {source}")
+    inputs = {"SOURCE": None if hub else source, "--data": data_dir, **input_files(data_dir, [f"{split}.jsonl"])}
+    with claim_output_file(out, "rationales", inputs=inputs):  # held: a second writer of OUT is refused
+        return _import_held(source, hub, data_dir, split, out, warn)
+
+
+def _import_held(source, hub, data_dir, split: str, out, warn: Callable[[str], None] | None) -> dict:
     records = load_records(data_dir, split)
     hub_info = None
     if hub is None:

@@ -112,7 +112,7 @@ class TrainConfig:
 RESUME_INVARIANTS = ("stage", "text_model", "features", "rationales", "train_on", "rationale_source",
                      "prompt_format", "use_caption", "lr", "batch_size", "grad_accum", "warmup_ratio", "weight_decay",
                      "max_input_len", "max_output_len", "seed", "train_split", "limit_train", "group_by_length",
-                     "max_tokens_per_batch")
+                     "max_tokens_per_batch", "text_options")
 
 
 def _flag(name: str) -> str:
