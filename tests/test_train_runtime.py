@@ -76,6 +76,14 @@ def test_device_cuda_without_a_gpu_is_a_usage_error(cli, data_dir, tmp_path):  #
     assert res.exit_code == 2 and "no CUDA GPU" in res.stderr
 
 
+@pytest.mark.parametrize("flags", [["--precision", "fp16"], ["--fp16"]])
+def test_fp16_on_a_cpu_is_a_usage_error(cli, data_dir, tmp_path, flags):  # noqa: F811
+    res = cli("train", "--stage", "rationale", "--data", data_dir, "--text-model", "t5-scratch", "--out",
+              tmp_path / "r", "--device", "cpu", *TINY_ARGS, *flags)
+    assert res.exit_code == 2 and "fp16 needs a CUDA GPU" in res.stderr, res.stderr
+    assert not (tmp_path / "r" / "run_config.json").exists()
+
+
 # ------------------------------------------------------------------------------------------- determinism
 
 

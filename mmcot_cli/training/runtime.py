@@ -64,6 +64,9 @@ def make_accelerator(cfg):
     # `accelerate launch` sets that itself.
     cpu = cfg.device == "cpu" or (launched() and not cuda)
     precision = resolve_precision(cfg.precision, cuda)
+    if precision == "fp16" and not cuda:  # Accelerate would accept it and silently train in fp32
+        raise UsageError("--precision fp16 needs a CUDA GPU (fp16 autocast with a gradient scaler); "
+                         "on a CPU use fp32 (the default) or bf16")
     if not launched():
         # Accelerate keeps one process-wide state and refuses a second Accelerator with another precision or
         # device; a single process that trains twice (a notebook, the tests, `mmcot demo --sequential`) may
