@@ -43,7 +43,13 @@ def test_resume_refuses_changed_training_data(world, tmp_path):
     (changed,) = meta["changed_inputs"]
     assert set(changed["changed"]) == {"--data train split"} and changed["resumed_from"].startswith("step-")
     assert meta["inputs"]["--data train split"]["sha256"] == changed["changed"]["--data train split"]["now"]
+    # run_config.json describes the run as it continued: the raised --epochs and the smaller example count.
+    assert meta["train_config"]["epochs"] == 2 and meta["train_examples"] == len(rows) // 4
     assert _train(world, data, run, "--epochs", "3", "--resume").exit_code == 0  # the new data is the reference
+    meta = json.loads((run / "run_config.json").read_text())
+    assert meta["train_config"]["epochs"] == 3 and len(meta["changed_inputs"]) == 1
+    res = _train(world, data, run, "--epochs", "3", "--resume")  # finished: nothing trains, nothing changes
+    assert res.exit_code == 0 and "none trained now" in res.stderr and "None" not in res.stderr
 
 
 def test_resume_refuses_a_store_extracted_again_differently(world, tmp_path):

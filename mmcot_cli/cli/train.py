@@ -150,10 +150,15 @@ def train_command(
     rows = [("prompt format", summary["prompt_format"]), ("train examples", summary["train_examples"]),
             ("val examples", summary["val_examples"] if summary.get("metric") else "not validated (last model kept)"),
             ("optimizer steps", summary["steps"]),
-            ("processes", summary["world_size"]), ("samples/s", summary["samples_per_s"])]
+            ("processes", summary["world_size"]), ("samples/s", _rate(summary["samples_per_s"]))]
     if summary.get("metric") and best.get("value") is not None:
         rows.append((f"best val {summary['metric']}", f"{best.get('value'):.2f} (epoch {best.get('epoch')}, "
                                                          f"step {best.get('step')})"))
     for name, value in rows:
         table.add_row(name, str(value))
     err_console.print(table)
+
+
+def _rate(samples_per_s: float | None) -> str:
+    """None when this invocation trained no step (a finished run resumed): say so rather than print "None"."""
+    return "none trained now" if samples_per_s is None else f"{samples_per_s:.1f}"

@@ -229,6 +229,10 @@ def start_state(t: Trainer, resume_from: Path | None) -> TrainState:
         set_rng_state(read_json(resume_from / "rng.json")[t.accelerator.process_index])
         if t.main:
             truncate_metrics(t.run_dir / "metrics.jsonl", state.global_step)
+            # run_config.json describes the run as it now continues (e.g. a raised --epochs, the example count
+            # of data accepted with --allow-changed-data); the record of accepted changes is kept.
+            t.meta.changed_inputs = RunMeta.load(t.run_dir).changed_inputs
+            t.meta.save(t.run_dir)
     elif t.main:
         make_dir(t.run_dir)
         if t.cfg.resume:  # crashed before its first checkpoint: start over, dropping rows logged by that attempt
