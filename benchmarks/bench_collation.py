@@ -31,8 +31,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from mmcot_cli.model.batching import Collator, LengthGroupedBatchSampler, tokenize_pairs  # noqa: E402
 from mmcot_cli.data.prompts import STAGE_PRESETS  # noqa: E402
+from mmcot_cli.model.batching import Collator, LengthGroupedBatchSampler, tokenize_pairs  # noqa: E402
 
 SAMPLE = REPO.parent / "shared" / "scienceqa-sample"
 STAGES = {stage: (p.prompt_format, p.max_output_len) for stage, p in STAGE_PRESETS.items()}
@@ -43,8 +43,8 @@ MODELS = {  # T5 shapes (vocab 32128 as t5-small, whatever the tokenizer, so the
 
 
 def load_pairs(stage: str, n: int, seed: int) -> tuple[list[str], list[str], list[str]]:
-    from mmcot_cli.data.readers.scienceqa import records_from_problems
     from mmcot_cli.data.prompts import build_prompt
+    from mmcot_cli.data.readers.scienceqa import records_from_problems
 
     records = records_from_problems(SAMPLE / "problems.json")
     fmt = STAGES[stage][0]

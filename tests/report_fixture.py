@@ -13,9 +13,8 @@ import struct
 import zlib
 from pathlib import Path
 
-from PIL import Image
-
 from conftest import build_record
+from PIL import Image
 
 COLOURS = ["red", "blue", "green", "yellow"]
 TEXT_WRONG = {"1", "2", "3", "5"}

@@ -2,8 +2,8 @@
 flags, and `--vision-weights` reaches the weight resolver."""
 
 import pytest
-
 from conftest import SHARED
+
 from mmcot_cli.model.import_original import ImportRunConfig, import_run
 
 FIXTURE = SHARED / "reference-checkpoint"

@@ -60,9 +60,9 @@ def test_outputs_exist_and_parse(tiny_run):
         assert (answer_cfg["feature_shape"] is None) == (mode == "text_only")
         assert answer_cfg["rationales"]["train_on"] == "generated"
         for split in ("train", "val", "test"):
-            rows = [json.loads(l) for l in open(f"{runs['rationale']}/preds-{split}.jsonl")]
+            rows = [json.loads(line) for line in open(f"{runs['rationale']}/preds-{split}.jsonl")]
             assert rows and all(r["stage"] == "rationale" for r in rows)
-        answers = [json.loads(l) for l in open(f"{runs['answer']}/preds-test.jsonl")]
+        answers = [json.loads(line) for line in open(f"{runs['answer']}/preds-test.jsonl")]
         assert [r["qid"] for r in answers] == test_qids or sorted(r["qid"] for r in answers) == sorted(test_qids)
         assert all(r["stage"] == "answer" for r in answers)
 

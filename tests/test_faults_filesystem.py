@@ -11,8 +11,21 @@ import stat
 import subprocess
 
 import pytest
-from faultkit import (TINY_TEXT, aokvqa_item, aokvqa_source, assert_one_error, checksums, jsonl_source, leftovers,
-                      mmcot, mmcot_subprocess, predictions, release_features, tiny_tmpfs, world)  # noqa: F401
+from faultkit import (
+    TINY_TEXT,
+    aokvqa_item,
+    aokvqa_source,
+    assert_one_error,
+    checksums,
+    jsonl_source,
+    leftovers,
+    mmcot,  # noqa: F401
+    mmcot_subprocess,
+    predictions,
+    release_features,
+    tiny_tmpfs,
+    world,
+)
 
 
 def test_prepare_no_space_leaves_no_split_files(world, tmp_path):

@@ -8,8 +8,18 @@ import json
 import shutil
 
 import pytest
-from faultkit import (TINY_TEXT, aokvqa_source, assert_one_error, checksums, jsonl_source, leftovers, mmcot,
-                      predictions, release_features, world)  # noqa: F401 (fixture)
+from faultkit import (
+    TINY_TEXT,
+    aokvqa_source,
+    assert_one_error,
+    checksums,
+    jsonl_source,
+    leftovers,
+    mmcot,
+    predictions,  # noqa: F401 (fixture)
+    release_features,
+    world,
+)
 
 DEEP = "[" * 50_000 + "]" * 50_000
 DEEP_OBJECT = '{"a":' * 50_000 + "1" + "}" * 50_000

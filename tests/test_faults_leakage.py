@@ -51,8 +51,8 @@ def test_by_design_supersets_are_fine(world, tmp_path):
 
 @pytest.mark.parametrize("pair", [("trainval", "test"), ("minitrain", "test"), ("train", "minitest")])
 def test_supersets_do_not_excuse_leakage_into_other_splits(pair):
-    from mmcot_cli.errors import DataError
     from mmcot_cli.data.leakage import check_split_overlap
+    from mmcot_cli.errors import DataError
 
     a, b = pair
     splits = {a: ["1", "2", "3"], b: ["3", "9"]}
@@ -62,8 +62,8 @@ def test_supersets_do_not_excuse_leakage_into_other_splits(pair):
 
 
 def test_a_subset_that_is_not_a_known_pair_is_leakage():
-    from mmcot_cli.errors import DataError
     from mmcot_cli.data.leakage import check_split_overlap
+    from mmcot_cli.errors import DataError
 
     with pytest.raises(DataError, match="qid 1"):
         check_split_overlap({"train": ["1", "2"], "test": ["1"]}, "pid_splits.json")  # test ⊆ train: leakage

@@ -6,8 +6,17 @@ from __future__ import annotations
 import json
 
 import pytest
-from faultkit import (TINY_TEXT, aokvqa_source, assert_one_error, checksums, jsonl_source, mmcot, predictions,
-                      release_features, world)  # noqa: F401 (fixture)
+from faultkit import (
+    TINY_TEXT,
+    aokvqa_source,
+    assert_one_error,
+    checksums,
+    jsonl_source,
+    mmcot,
+    predictions,
+    release_features,  # noqa: F401 (fixture)
+    world,
+)
 
 
 def _train(world, out, *extra):

@@ -16,16 +16,14 @@ import torch
 from PIL import Image
 from safetensors import safe_open
 
+from mmcot_cli.data.images import ImageError, load_rgb
+from mmcot_cli.errors import DataError, MMCoTError, ShapeError, UsageError
 from mmcot_cli.features import extract as X
 from mmcot_cli.features import store as S
-from mmcot_cli.errors import DataError
-from mmcot_cli.plugins import manager as plugins
-from mmcot_cli.errors import MMCoTError, UsageError
-from mmcot_cli.errors import ShapeError
 from mmcot_cli.features.extract import ExtractConfig, extract, merge
 from mmcot_cli.features.store import StoreMismatchError, open_store
+from mmcot_cli.plugins import manager as plugins
 from mmcot_cli.plugins.hookspecs import VisionBackbone, VisionBuildOptions, hookimpl
-from mmcot_cli.data.images import ImageError, load_rgb
 
 
 def make_records(folder: Path, n: int = 9, split_seed: int = 0) -> list[dict]:

@@ -6,15 +6,14 @@ import json
 import random
 
 import pytest
-
-from conftest import build_record
 import torch
+from conftest import build_record
 
 from mmcot_cli.errors import DataError
 from mmcot_cli.inference.generate import GenerateConfig, generate, prediction_row
-from mmcot_cli.model.generation import generate_texts
 from mmcot_cli.io import read_jsonl, write_jsonl
 from mmcot_cli.model.fusion import build_model, load_run_model, save_run_model
+from mmcot_cli.model.generation import generate_texts
 from mmcot_cli.runs.meta import RunMeta
 
 COLOURS = {"red": (220, 30, 30), "blue": (30, 30, 220), "green": (30, 200, 30)}
@@ -35,8 +34,8 @@ def world(tmp_path_factory):
     """DATA_DIR (train/val/test), a patches FEATURES_DIR, a rationale run, an answer run and a text-only run."""
     from PIL import Image
 
-    from mmcot_cli.features.extract import ExtractConfig, extract
     from mmcot_cli.data.prompts import build_prompt
+    from mmcot_cli.features.extract import ExtractConfig, extract
 
     root = tmp_path_factory.mktemp("gen")
     data = root / "data"

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import SHARED
+
 from mmcot_cli.errors import DataError, UsageError
 from mmcot_cli.model.import_original import ImportRunConfig, import_run
 
@@ -171,10 +171,10 @@ def test_checkpoint_without_fusion_keys_is_a_text_only_run(fixture_dir, tmp_path
 
 def test_tied_t5_checkpoint_keeps_the_tie_and_the_scaling(tmp_path):
     """A T5 v1.0 (UnifiedQA-style) checkpoint: tied lm_head, decoder output scaled by d_model^-0.5."""
+    from t5_layouts import make_t5_dir
     from transformers import T5ForConditionalGeneration
 
     from mmcot_cli.model.fusion import load_run_model
-    from t5_layouts import make_t5_dir
 
     ckpt = make_t5_dir(tmp_path / "uqa", tokenizer="spiece", weights="bin", tied=True)
     summary = import_run(ImportRunConfig(checkpoint=str(ckpt), stage="answer", out=str(tmp_path / "run")))

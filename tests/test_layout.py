@@ -265,3 +265,13 @@ def test_train_command_defaults_are_trainconfig_defaults():
             assert param.default.default == defaults[name], name
             checked += 1
     assert checked >= 15
+
+
+def test_ruff_finds_nothing():
+    """pyflakes errors, statement-level pycodestyle errors and unsorted imports ([tool.ruff] in pyproject.toml)."""
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--output-format", "concise", str(ROOT)],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-1000:]

@@ -5,9 +5,10 @@ stages (tiny t5-scratch, 1 epoch) → generate → score, for A-OKVQA and generi
 import hashlib
 import json
 
+from own_data_fixtures import sqa_source, write_aokvqa, write_jsonl  # noqa: F401 (fixture)
+
 from mmcot_cli.data.records import load_records
 from mmcot_cli.data.teacher import strip_prefix
-from own_data_fixtures import sqa_source, write_aokvqa, write_jsonl  # noqa: F401 (fixture)
 
 TINY = ["--text-model", "t5-scratch", "--epochs", "1", "--batch-size", "4", "--lr", "3e-3", "--eval-every", "0",
         "--text-option", "d_model=32", "--text-option", "layers=1", "--text-option", "heads=2",
@@ -75,7 +76,7 @@ def test_jsonl_end_to_end(cli, tmp_path, sqa_source):
 
 def test_teacher_path_sample_filter_retrain(cli, tmp_path, sqa_source):
     write_jsonl(sqa_source, tmp_path / "src" / "problems.jsonl", per_split=6)
-    data, feats, run = tmp_path / "data", tmp_path / "feats", tmp_path / "teacher"
+    data, run = tmp_path / "data", tmp_path / "teacher"
     _ok(cli("--quiet", "prepare", tmp_path / "src" / "problems.jsonl", "--out", data, "--json"))
     _ok(cli("--quiet", "train", "--stage", "rationale", "--data", data, "--out", run, "--val-split", "none",
             "--max-output-len", "12", *TINY, "--json"))

@@ -4,12 +4,12 @@ import json
 from pathlib import Path
 
 import pytest
+from own_data_fixtures import sqa_source, write_aokvqa, write_jsonl  # noqa: F401 (fixture)
 
-from mmcot_cli.data.records import RECORD_FIELDS, load_records
-from mmcot_cli.errors import DataError
 from mmcot_cli.data.prompts import build_prompt
 from mmcot_cli.data.readers import detect_format
-from own_data_fixtures import sqa_source, write_aokvqa, write_jsonl  # noqa: F401 (fixture)
+from mmcot_cli.data.records import RECORD_FIELDS, load_records
+from mmcot_cli.errors import DataError
 
 
 def _lines(rows):

@@ -4,10 +4,10 @@ both difficult-question settings, and `--export-aokvqa`."""
 import json
 
 import pytest
+from own_data_fixtures import sqa_source, write_aokvqa, write_jsonl  # noqa: F401 (fixture)
 
 from mmcot_cli.data.records import load_records
 from mmcot_cli.evaluation.groups import direct_answer_score
-from own_data_fixtures import sqa_source, write_aokvqa, write_jsonl  # noqa: F401 (fixture)
 
 
 def _preds(path, rows):

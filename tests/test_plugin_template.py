@@ -51,9 +51,9 @@ def test_installed_template_is_listed(installed, cli):
 
 def test_template_encoder_and_extract(installed, cli, tmp_path):
     from mmcot_cli.data.readers.scienceqa import PrepareConfig, prepare
+    from mmcot_cli.demo.synthetic import generate_synthetic
     from mmcot_cli.features.store import open_store
     from mmcot_cli.plugins.hookspecs import VisionBuildOptions
-    from mmcot_cli.demo.synthetic import generate_synthetic
 
     backbone = plugins.get_vision_backbone("colour-hist")
     encoder = backbone.build(VisionBuildOptions())

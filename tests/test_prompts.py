@@ -3,14 +3,21 @@
 import json
 
 import pytest
-
 from conftest import build_record
 
+from mmcot_cli.data.prompts import (
+    INPUT_FORMATS,
+    OUTPUT_FORMATS,
+    PROMPT_FORMATS,
+    REFERENCE_FORMATS,
+    answer_letter,
+    build_prompt,
+    build_prompt_raw,
+    uses_rationale,
+)
 from mmcot_cli.data.readers.scienceqa import PrepareConfig, prepare
 from mmcot_cli.data.records import load_records
 from mmcot_cli.errors import DataError, UnknownNameError
-from mmcot_cli.data.prompts import (INPUT_FORMATS, OUTPUT_FORMATS, PROMPT_FORMATS, REFERENCE_FORMATS, answer_letter,
-                               build_prompt, build_prompt_raw, uses_rationale)
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,6 @@ import re
 from html.parser import HTMLParser
 
 import pytest
-
 from report_fixture import EVIL, make_runs
 
 

@@ -7,13 +7,12 @@ import warnings
 from collections import Counter
 
 import pytest
-
 from conftest import build_record
 
-from mmcot_cli.errors import DataError, UnknownNameError
-from mmcot_cli.evaluation.score import SQA_TOPICS, ScoreConfig, score, score_records
-from mmcot_cli.evaluation.rationale_metrics import bleu, normalize_rationale, rouge_l
 from mmcot_cli.data.answers import extract_answer, letter_to_index
+from mmcot_cli.errors import DataError, UnknownNameError
+from mmcot_cli.evaluation.rationale_metrics import bleu, normalize_rationale, rouge_l
+from mmcot_cli.evaluation.score import SQA_TOPICS, ScoreConfig, score, score_records
 
 
 def _rec(qid, subject, grade, hint, image, topic, n_choices, answer, lecture="", solution=""):

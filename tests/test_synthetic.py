@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from mmcot_cli.errors import UnknownNameError, UsageError
 from mmcot_cli.demo.synthetic import TASK_WEIGHTS, generate_synthetic
+from mmcot_cli.errors import UnknownNameError, UsageError
 
 FIELDS = {"question", "choices", "answer", "hint", "image", "task", "grade", "subject", "topic", "category", "skill",
           "lecture", "solution", "split"}

@@ -4,7 +4,6 @@ import json
 
 import pytest
 import torch
-
 from t5_layouts import make_t5_dir
 
 RECORD = {"hint": "", "caption": "", "lecture": "Colours are seen with the eyes.", "subject": "natural science",

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
+from mmcot_cli.data.teacher import expand_rationales, parse_answer, read_candidates, strip_answer
 from mmcot_cli.errors import DataError, UsageError
 from mmcot_cli.inference.sampling import Sampling
-from mmcot_cli.data.teacher import expand_rationales, parse_answer, read_candidates, strip_answer
 
 CHOICES = ["north", "south", "east"]
 

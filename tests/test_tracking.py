@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from test_train import TINY_ARGS, make_records, write_split
 
 

@@ -11,19 +11,18 @@ import random
 from pathlib import Path
 
 import pytest
-
-from conftest import build_record
 import torch
+from conftest import build_record
 
+from mmcot_cli.errors import DataError
+from mmcot_cli.model.batching import LABEL_PAD, Collator, Example, LengthGroupedBatchSampler
+from mmcot_cli.runs.rationales import load_rationales
 from mmcot_cli.training import inputs as stage_inputs
 from mmcot_cli.training import loop as train_mod
-from mmcot_cli.model.batching import LABEL_PAD, Collator, Example, LengthGroupedBatchSampler
-from mmcot_cli.errors import DataError
-from mmcot_cli.runs.rationales import load_rationales
+from mmcot_cli.training.checkpoints import list_checkpoints
 from mmcot_cli.training.config import TrainConfig
 from mmcot_cli.training.guards import TrainingDiverged
 from mmcot_cli.training.loop import train
-from mmcot_cli.training.checkpoints import list_checkpoints
 
 TINY = {"d_model": 32, "layers": 1, "heads": 2, "vocab_size": 400}
 TINY_ARGS = ["--text-option", "d_model=32", "--text-option", "layers=1", "--text-option", "heads=2",

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from test_train import TINY_ARGS, make_records, write_split
 
 pytestmark = pytest.mark.distributed

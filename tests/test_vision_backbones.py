@@ -16,10 +16,10 @@ import pytest
 import torch
 from PIL import Image
 
-from mmcot_cli.plugins import manager as plugins
-from mmcot_cli.errors import MMCoTError, UsageError
-from mmcot_cli.plugins.hookspecs import VisionBuildOptions
 from mmcot_cli.data.images import ImageError, load_rgb, record_image, to_rgb
+from mmcot_cli.errors import MMCoTError, UsageError
+from mmcot_cli.plugins import manager as plugins
+from mmcot_cli.plugins.hookspecs import VisionBuildOptions
 
 DEFAULT_SHAPES = {"patches": (49, 192), "detr": (100, 256), "clip": (49, 2048), "vit": (145, 1024),
                   "resnet": (1, 2048)}
@@ -211,9 +211,8 @@ def test_detr_random_config_is_offline_and_dilated():
 def test_detr_preprocess_is_the_originals_resize_224(sample_dir):
     """Short side → 224, long side int(224·long/short) with no cap (hand-computed), then ToTensor + ImageNet
     normalisation: the same tensor torchvision's Resize(224)/ToTensor/Normalize (the original's) gives."""
-    from torchvision import transforms
-
     from mmcot_plugins.detr import DetrPreprocess
+    from torchvision import transforms
 
     original = transforms.Compose([transforms.Resize(224), transforms.ToTensor(),
                                    transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
@@ -237,9 +236,8 @@ def test_detr_preprocess_is_the_originals_resize_224(sample_dir):
 
 def test_detr_features_do_not_depend_on_batch_companions(sample_dir):
     """One image at a time, as the original: an image's row is the same alone and in a mixed-size batch."""
-    from transformers import DetrConfig, DetrModel, TimmBackboneConfig
-
     from mmcot_plugins.detr import DetrEncoder
+    from transformers import DetrConfig, DetrModel, TimmBackboneConfig
 
     cfg = DetrConfig(backbone_config=TimmBackboneConfig(backbone="resnet18", out_indices=[1, 2, 3, 4]),
                      encoder_layers=1, decoder_layers=1, encoder_ffn_dim=64, decoder_ffn_dim=64,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mmcot_cli.plugins import manager as plugins
 from mmcot_cli.errors import MMCoTError, UsageError
+from mmcot_cli.plugins import manager as plugins
 from mmcot_cli.plugins.hookspecs import VisionBuildOptions
 from mmcot_cli.plugins.weights import OFFLINE_HINT, loading, resolve_weights
 

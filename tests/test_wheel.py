@@ -17,7 +17,6 @@ import venv
 from pathlib import Path
 
 import pytest
-
 from conftest import SHARED
 from own_data_fixtures import write_aokvqa, write_jsonl
 

@@ -229,8 +229,7 @@ def start_state(t: Trainer, resume_from: Path | None) -> TrainState:
         set_rng_state(read_json(resume_from / "rng.json")[t.accelerator.process_index])
         if t.main:
             truncate_metrics(t.run_dir / "metrics.jsonl", state.global_step)
-            # run_config.json describes the run as it now continues (e.g. a raised --epochs, the example count
-            # of data accepted with --allow-changed-data); the record of accepted changes is kept.
+            # run_config.json describes the run as it continues (a raised --epochs, data let in by --allow-changed-data)
             t.meta.changed_inputs = RunMeta.load(t.run_dir).changed_inputs
             t.meta.save(t.run_dir)
     elif t.main:
