@@ -68,7 +68,7 @@ def _run(root: Path, records: list[dict], wrong: set[str], vision: bool) -> Path
         rationales.append({"qid": q, "prediction": f"Solution: The shape is {COLOURS[guess]}.", "stage": "rationale"})
         letter = "ABCD"[guess]
         answers.append({"qid": q, "prediction": f"The answer is ({letter}).", "stage": "answer",
-                        "answer_letter": letter, "answer_index": guess})
+                        "answer_letter": letter, "answer_index": guess, **({"constrained": True} if vision else {})})
     _write_jsonl(rationale_run / "preds-test.jsonl", rationales)
     _write_jsonl(answer_run / "preds-test.jsonl", answers)
     shape = [4, 8] if vision else None

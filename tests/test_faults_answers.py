@@ -37,6 +37,9 @@ def test_generate_answers_always_name_an_option(world, tmp_path, extra):
             assert sample in {f"The answer is ({letter})." for letter in "ABCDE"[:choices[row["qid"]]]}
     score = mmcot("score", out, "--data", world.data, "--json")
     assert score.exit_code == 0 and json.loads(score.stdout)["num_fail"] == 0
+    assert json.loads(score.stdout)["num_constrained"] == len(rows)
+    table = mmcot("score", out, "--data", world.data)  # the table says how the answers were decoded
+    assert f"decoded within options {len(rows)}/{len(rows)}" in " ".join(table.stdout.split())
 
 
 def test_generate_no_constrain_is_recorded(world, tmp_path):
@@ -46,6 +49,11 @@ def test_generate_no_constrain_is_recorded(world, tmp_path):
     assert res.exit_code == 0, res.stderr
     assert json.loads(res.stdout)["constrained_answers"] is False
     assert all(row["constrained"] is False for row in _rows(out))
+    assert json.loads(mmcot("score", out, "--data", world.data, "--json").stdout)["num_constrained"] == 0
+    broken = tmp_path / "broken.jsonl"  # a hand-edited row: one line naming the file, line and key
+    broken.write_text(out.read_text().replace('"constrained": false', '"constrained": "no"', 1))
+    res = mmcot("score", broken, "--data", world.data)
+    assert res.exit_code != 0 and f"{broken}:1:" in res.stderr and "'constrained'" in res.stderr, res.stderr
     # the world's one-epoch model does not write its answer sentence unaided: what the constraint is for
     assert any(row["answer_index"] is None for row in _rows(out))
 

@@ -58,6 +58,8 @@ def test_report_is_self_contained_escaped_and_has_every_section(cli, runs, tmp_p
     assert '<tr class="pub">' not in page and "Multimodal-CoT Large (v1)" not in text
     assert "Published ScienceQA results are shown only for its real test split (4,241 questions)" in text
     assert "Corrected by vision (vision): 3 of 4 (75.0%)." in text
+    # The runs list says how answers were decoded where the rows record it (only the vision run's do).
+    assert text.count("answers decoded within options: 8/8") == 1
     # Charts: category bars and one training-curve figure per run; thumbnails for gallery items with an image.
     charts = [i for i in parser.imgs if i.get("class") == "chart"]
     assert len(charts) == 3 and all(i["src"].startswith("data:image/png;base64,") for i in charts)

@@ -58,7 +58,8 @@ def print_group_table(result: dict, console: Console | None = None) -> None:
             for value, cell in cells.items():
                 table.add_row(f"{name} = {value}", f"{cell['correct']}/{cell['total']}", format_percent(cell["accuracy"]))
         table.caption = (f"fallback {result['fallback']} · extraction failures {result['num_fail']} · "
-                         f"missing {result['num_missing']} · bad entries skipped {result['num_bad']}")
+                         f"{_constrained(result)} · missing {result['num_missing']} · "
+                         f"bad entries skipped {result['num_bad']}")
         console.print(table)
     aok = result.get("aokvqa")
     if aok:
@@ -69,6 +70,11 @@ def print_group_table(result: dict, console: Console | None = None) -> None:
                   format_percent(aok["da_accuracy_all"]), str(aok["num_questions"]), str(aok["num_non_difficult"]))
         console.print(t)
     print_rationale_table(result, console)
+
+
+def _constrained(result: dict) -> str:
+    """How many answers were decoded within their item's options (generate's default, `--no-constrain` off)."""
+    return f"decoded within options {result.get('num_constrained', 0)}/{result['num_predictions']}"
 
 
 def print_score_table(result: dict, console: Console | None = None) -> None:
@@ -92,7 +98,8 @@ def print_score_table(result: dict, console: Console | None = None) -> None:
                 table.add_row(key[len("acc_"):], f"{c['correct']}/{c['total']}", format_percent(result[key]))
         notes = [f"fallback {result['fallback']}" + (f" (seed {result['seed']})" if result["seed"] is not None
                                                      else ""),
-                 f"extraction failures {result['num_fail']}", f"letters beyond choices {result['num_invalid_letter']}",
+                 f"extraction failures {result['num_fail']}", _constrained(result),
+                 f"letters beyond choices {result['num_invalid_letter']}",
                  f"missing {result['num_missing']}", f"bad entries skipped {result['num_bad']}"]
         if empty:
             notes.append(f"{len(empty)} topics with no items")

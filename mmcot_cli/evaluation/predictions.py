@@ -25,6 +25,7 @@ class Prediction:
     text: str | None = None  # generated text to extract "The answer is (X)" from
     letter: str | None = None  # a pre-extracted letter, used only when there is neither index nor text
     rationale: str | None = None
+    constrained: bool | None = None  # generate recorded decoding within the item's options (None: not recorded)
     where: str = "<predictions>"  # "file:line" or "file: results['qid']", for messages
 
     @property
@@ -69,10 +70,14 @@ def _prediction_from_row(row: dict, where: str) -> Prediction:
     if index is not None and (not is_int(index) or index < 0):
         raise DataError(f"{where}: qid {qid}: 'answer_index' must be a non-negative integer or null, "
                         f"got {type_name(index)} {index!r}")
+    if not isinstance(row.get("constrained"), (bool, type(None))):
+        raise DataError(f"{where}: qid {qid}: 'constrained' must be true, false or null, "
+                        f"got {type_name(row['constrained'])}")
     stage = row.get("stage")
     if stage not in (None, "answer", "rationale"):
         raise DataError(f"{where}: qid {qid}: 'stage' must be 'answer' or 'rationale', got {stage!r}")
-    pred = Prediction(qid=qid, answer_index=index, where=where, rationale=row.get("rationale"))
+    pred = Prediction(qid=qid, answer_index=index, where=where, rationale=row.get("rationale"),
+                      constrained=row.get("constrained"))
     if stage == "rationale":
         # A stage-1 output is a rationale, not an answer; it is scored with the rationale metrics only.
         if pred.rationale is None:

@@ -261,6 +261,8 @@ def score_against(records: list[dict], preds: list[Prediction], fallback: str, s
         "num_invalid_letter": statuses.get("invalid_letter", 0) + statuses.get("invalid_letter_random", 0),
         "num_missing": len(missing),
         "num_bad": bad.count,
+        # answers generated within their options (generate's default; num_fail counts only the others)
+        "num_constrained": sum(bool(p.constrained) for p in by_qid.values()) if has_answers else 0,
         "fallback": fallback,
         "seed": seed if fallback in DRAWS else None,
         "has_answers": has_answers,

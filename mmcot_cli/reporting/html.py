@@ -201,7 +201,11 @@ def _runs_list(report: dict) -> str:
     for run in report["runs"]:
         kind = {True: "image features", False: "text-only", None: "unknown (no run_config.json)"}[run.vision]
         fmt = run.prompt_format or "?"
-        items.append(f"<li><b>{esc(run.label)}</b>: {esc(run.preds)} · {esc(fmt)} · {kind}</li>")
+        decoded = ""
+        if run.has_answers:  # how the answers were decoded, where generate recorded it (per row)
+            n, total = run.score.get("num_constrained", 0), run.score.get("num_predictions", 0)
+            decoded = f" · answers decoded within options: {n}/{total}" if n else ""
+        items.append(f"<li><b>{esc(run.label)}</b>: {esc(run.preds)} · {esc(fmt)} · {kind}{decoded}</li>")
     return f"<ul>{''.join(items)}</ul>"
 
 
