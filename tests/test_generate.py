@@ -137,6 +137,15 @@ def test_answer_run_reads_rationales_by_qid_not_position(world, tmp_path, cli):
         outs[name] = read_jsonl(tmp_path / f"a_{name}.jsonl")
     assert outs["r"] == outs["r_reversed"]
     assert all(r["stage"] == "answer" for r in outs["r"])
+    # Each answer row keeps the rationale it was inferred from (score's rationale metrics and report read it).
+    assert {r["qid"]: r["rationale"] for r in outs["r"]} == {r["qid"]: r["prediction"] for r in rows}
+    score = json.loads(cli("score", tmp_path / "a_r.jsonl", "--data", world["data"], "--json").stdout)
+    assert score["rationale"]["num_scored"] == len(rows)
+    # An answer run's predictions given as rationales (their text states the answer) are refused, file:line.
+    res = cli("generate", "--run", world["run_a"], "--data", world["data"], "--split", "test",
+              "--rationales", tmp_path / "a_r.jsonl", "--out", tmp_path / "never.jsonl")
+    assert res.exit_code == 1 and f"{tmp_path / 'a_r.jsonl'}:1: qid" in res.stderr
+    assert "an answer-stage prediction, not a stage-1 rationale" in res.stderr and not (tmp_path / "never.jsonl").exists()
     # The rationale really is in the prompt: a different rationale for one qid changes the model input.
     from mmcot_cli.data.prompts import build_prompt
 

@@ -224,6 +224,13 @@ def test_answer_stage_reads_rationales_by_qid_and_records_them(cli, data_dir, tm
     assert res.exit_code == 1
     assert "no rationale for qid 104" in res.stderr and "preds-val.jsonl" in res.stderr
     assert not (tmp_path / "run_b").exists()
+    # An answer run's predictions (their text states the predicted answer) are not rationales.
+    (stage1 / "preds-val.jsonl").write_text(json.dumps({"qid": "101", "prediction": "The answer is (A).",
+                                                        "stage": "answer"}) + "\n")
+    res = cli("train", "--stage", "answer", "--data", data_dir, "--text-model", "t5-scratch",
+              "--out", tmp_path / "run_b", "--rationales", stage1, *TINY_ARGS)
+    assert res.exit_code == 1 and "preds-val.jsonl:1: qid 101: an answer-stage prediction" in res.stderr
+    assert not (tmp_path / "run_b").exists()
 
 
 def test_usage_errors_exit_2(cli, data_dir, tmp_path):

@@ -192,9 +192,9 @@ def _generate_held(cfg: GenerateConfig, outs: dict[str, Path]) -> dict:
                    for r, rat in zip(records, rationales)]
         if store is not None:
             store.check_coverage(records, split)
-        inputs[split] = (records, qids, sources, provenance)
+        inputs[split] = (records, qids, sources, rationales, provenance)
     results = {}
-    for split, (records, qids, sources, provenance) in inputs.items():
+    for split, (records, qids, sources, rationales, provenance) in inputs.items():
         start = time.perf_counter()
         choices = [len(r.get("choices") or []) for r in records]
         texts = generate_texts(
@@ -204,9 +204,10 @@ def _generate_held(cfg: GenerateConfig, outs: dict[str, Path]) -> dict:
             sampling=cfg.sampling.start(),
             constraints=AnswerConstraints(tokenizer, info.prompt_format, choices) if constrained else None)
         seconds = time.perf_counter() - start
+        # a two-stage answer row keeps the stage-1 rationale its prompt was built from (score and report read it)
         rows = [prediction_row(q, t[0] if cfg.sampling.enabled else t, info.stage, n, info.answers, constrained)
-                | ({"samples": t} if cfg.sampling.enabled else {})
-                for q, t, n in zip(qids, texts, choices)]
+                | ({"rationale": rat} if rat is not None else {}) | ({"samples": t} if cfg.sampling.enabled else {})
+                for q, t, n, rat in zip(qids, texts, choices, rationales)]
         results[split] = rows
         summary["splits"][split] = {
             "out": str(outs[split]), "count": len(rows), "seconds": round(seconds, 3), "rationales": provenance,

@@ -78,6 +78,9 @@ def read_rationale_rows(path: str | Path) -> tuple[dict[str, str], dict | None]:
             raise DataError(f"{path}:{lineno}: missing or invalid 'qid'")
         if not isinstance(pred, str):
             raise DataError(f"{path}:{lineno}: qid {qid}: missing or non-string 'prediction'")
+        if obj.get("stage") == "answer":  # its text states the predicted answer: stage 2 would read it as given
+            raise DataError(f"{path}:{lineno}: qid {qid}: an answer-stage prediction, not a stage-1 rationale; "
+                            "give the rationale run's predictions (a run trained with --stage rationale)")
         qid = str(qid)
         if qid in out:
             raise DataError(f"{path}:{lineno}: duplicate qid {qid}")
