@@ -76,6 +76,17 @@ def test_aokvqa_records_images_and_predict_only_test(cli, tmp_path, sqa_source):
     assert test[0]["image_paths"][0].endswith(f"test2017/{items['test'][0]['image_id']:012d}.jpg")
     manifest = json.loads((tmp_path / "d" / "manifest.json").read_text())
     assert manifest["format"] == "aokvqa" and manifest["splits"]["test"]["predict_only"]
+    # `prompts` shows the rationale stage's training examples as train builds them: one per gold rationale.
+    res = cli("prompts", tmp_path / "d", "--split", "val", "--format", "QCM-E", "--rationale-source", "gold")
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [r["qid"] for r in rows] == [i["question_id"] for i in items["val"] for _ in i["rationales"]]
+    targets = [f"Solution: {t}".replace("\n", "\\n") for i in items["val"] for t in i["rationales"]]
+    assert [r["target"] for r in rows] == targets
+    plain = cli("prompts", tmp_path / "d", "--split", "val", "--format", "QCM-E")
+    assert len(plain.stdout.splitlines()) == len(items["val"])  # without it: one line per record
+    res = cli("prompts", tmp_path / "d", "--split", "val", "--format", "QCM-A", "--rationale-source", "gold")
+    assert res.exit_code == 2 and "target has none" in res.stderr
 
 
 def test_detection(tmp_path):

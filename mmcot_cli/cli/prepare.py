@@ -12,6 +12,7 @@ from mmcot_cli.cli.app import command, print_json, stdout_is_utf8, warn, write_s
 from mmcot_cli.data.prompts import format_jsonl_row, prompt_rows, uses_rationale
 from mmcot_cli.data.readers import FORMATS, prepare_source
 from mmcot_cli.data.records import load_records, parse_splits
+from mmcot_cli.data.teacher import expand_rationales
 from mmcot_cli.errors import UsageError
 from mmcot_cli.progress import err_console
 from mmcot_cli.runs.rationales import load_rationales
@@ -75,14 +76,22 @@ def prompts_command(
     limit: Optional[int] = typer.Option(None, "--limit", "-n", min=0, help="Only the first N records."),
     rationales: Optional[Path] = typer.Option(None, "--rationales", help="Generated rationales for QCMG/CQMG "
                                               "(predictions JSONL, or a RUN_DIR with preds-<split>.jsonl), by qid."),
+    rationale_source: Optional[str] = typer.Option(
+        None, "--rationale-source", help="One line per training example, as `train --stage rationale "
+        "--rationale-source` builds them: gold (A-OKVQA's three rationales give three) or a rationale-set FILE."),
 ) -> None:
-    """Print one {qid, source, target} JSON line per record: exactly what the model is trained on."""
+    """Print one {qid, source, target} JSON line per record (per training example with --rationale-source):
+    the text the model reads and writes. `train`'s stage presets are QCM-E (rationale) and QCMG-A (answer)."""
     takes_rationale = uses_rationale(prompt_format)  # an unknown format exits 2 before any data is read
     if rationales is not None and not takes_rationale:
         raise UsageError(f"--rationales only applies to QCMG-*/CQMG-* formats, not {prompt_format}")
+    if rationale_source is not None and not set(prompt_format.partition("-")[2]) & set("LE"):
+        raise UsageError(f"--rationale-source sets rationale targets; {prompt_format}'s target has none (L or E)")
     records = load_records(data_dir, split)
     if limit is not None:
         records = records[:limit]
+    if rationale_source is not None:  # the rationale stage's training examples (mmcot_cli.training.inputs)
+        records = expand_rationales(records, rationale_source)[0]
     given = load_rationales(rationales, split).by_qid if rationales is not None else None
     # Build everything first so an error mid-way does not leave a truncated stream behind.
     lines = [format_jsonl_row(row, not stdout_is_utf8()) for row in prompt_rows(records, prompt_format, use_caption, given,
