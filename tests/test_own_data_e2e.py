@@ -115,7 +115,8 @@ def test_teacher_path_sample_filter_retrain(cli, tmp_path, sqa_source):
     digest = hashlib.sha256((tmp_path / "kept.jsonl").read_bytes()).hexdigest()
     assert run_cfg["train_examples"] == 3
     assert run_cfg["rationale_source"] == {"source": str((tmp_path / "kept.jsonl").resolve()), "sha256": digest,
-                                           "examples": 3, "problems": 3, "problems_without": 3, "duplicates_dropped": 0}
+                                           "examples": 3, "problems": 3, "problems_without": 3, "duplicates_dropped": 0,
+                                           "answer_only_dropped": 0}
     result = cli("train", "--stage", "rationale", "--data", data, "--out", tmp_path / "x", "--val-split", "none",
                  "--rationale-source", tmp_path / "none.jsonl", *TINY)
     assert result.exit_code == 1 and "no rationales in it" in result.stderr  # filter kept none: the file is empty

@@ -163,7 +163,8 @@ def test_identical_samples_are_one_example_and_answers_can_be_stripped(cli, tmp_
     ]))
     result = cli("--quiet", "rationales", "filter", teacher, "--data", data, "--out", tmp_path / "kept.jsonl", "--json")
     summary = json.loads(result.stdout)
-    assert (summary["correct"], summary["duplicates"], summary["kept"]) == (5, 2, 3)
+    # b's "The answer is (C)." reaches the gold answer but states no reasoning: dropped even without stripping
+    assert (summary["correct"], summary["duplicates"], summary["answer_only"], summary["kept"]) == (5, 2, 1, 2)
     result = cli("--quiet", "rationales", "filter", teacher, "--data", data, "--out", tmp_path / "k2.jsonl", "--json",
                  "--strip-answer")
     assert result.exit_code == 0, result.output
@@ -178,4 +179,4 @@ def test_identical_samples_are_one_example_and_answers_can_be_stripped(cli, tmp_
     out, info = expand_rationales([dict(r, lecture="", solution="") for r in _records()], str(teacher))
     assert [r["solution"] for r in out if r["qid"] == "a"] == [
         "Up is north. The answer is (A).", "Maps point up to north --> north"]
-    assert info["duplicates_dropped"] == 2 and info["examples"] == 4
+    assert info["duplicates_dropped"] == 2 and info["answer_only_dropped"] == 1 and info["examples"] == 3

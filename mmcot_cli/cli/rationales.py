@@ -41,7 +41,7 @@ def _report(summary: dict, json_out: bool) -> None:
         table.add_row(label, str(summary[key]))
     if summary["strip_answer"]:
         table.add_row("answer statements stripped", str(summary["answers_stripped"]))
-        table.add_row("only an answer statement (dropped)", str(summary["answer_only"]))
+    table.add_row("only an answer statement (dropped)", str(summary["answer_only"]))
     err_console.print(table)
 
 

@@ -215,15 +215,16 @@ def _collect_held(source: str | Path, data_dir: str | Path, split: str, out: str
              "(X).' in the text), so none can be kept; sample from a run whose outputs end with the answer "
              "(trained with --prompt-format QCM-EA)")
     kept = [r for r in rows if r["correct"]] if only_correct else rows
-    stripped = answer_only = 0
+    stripped = 0
+    before = len(kept)
     if strip_answers:
-        before = len(kept)
         for row in kept:
             text = strip_answer(row["rationale"])
             stripped += text != row["rationale"]
             row.update(rationale=text, answer_stripped=True)
-        kept = [r for r in kept if r["rationale"]]
-        answer_only = before - len(kept)
+    # An answer statement alone ("The answer is (B).") teaches no reasoning: never kept as a rationale.
+    kept = [r for r in kept if strip_answer(r["rationale"])]
+    answer_only = before - len(kept)
     kept, duplicates = drop_identical(kept)
     write_jsonl(out, kept)
     problems = {r["qid"] for r in rows}
@@ -258,7 +259,9 @@ def expand_rationales(records: list[dict], source: str = "gold") -> tuple[list[d
     path = Path(source)
     if not path.is_file():
         raise DataError(f"{path}: rationale file not found (write one with `mmcot rationales filter`)")
-    rows, duplicates = drop_identical([{"qid": c.qid, "rationale": c.rationale} for c in read_candidates(path)])
+    candidates = read_candidates(path)
+    usable = [c for c in candidates if strip_answer(c.rationale)]  # an answer statement alone is no rationale
+    rows, duplicates = drop_identical([{"qid": c.qid, "rationale": c.rationale} for c in usable])
     by_qid: dict[str, list[str]] = {}
     for row in rows:
         by_qid.setdefault(row["qid"], []).append(row["rationale"])
@@ -269,4 +272,5 @@ def expand_rationales(records: list[dict], source: str = "gold") -> tuple[list[d
         raise DataError(f"{path}: none of its rationales belongs to a training problem")
     covered = sum(1 for r in records if str(r["qid"]) in by_qid)
     return out, {"source": str(path.resolve()), "sha256": sha256_file(path), "examples": len(out),
-                 "problems": covered, "problems_without": len(records) - covered, "duplicates_dropped": duplicates}
+                 "problems": covered, "problems_without": len(records) - covered, "duplicates_dropped": duplicates,
+                 "answer_only_dropped": len(candidates) - len(usable)}
