@@ -338,6 +338,22 @@ def test_rouge_and_bleu_hand_computed():
         rouge_l(["a"], [])
 
 
+def test_several_gold_rationales_are_all_references():
+    """A-OKVQA's three crowd rationales: ROUGE-L takes the best match, BLEU counts n-grams against all three."""
+    from mmcot_cli.evaluation.rationale_metrics import rationale_metrics, rationale_reference
+
+    record = {"solution": "w x y z r", "rationales": ["w x y z r", "p q", "Solution: a b c d"]}
+    refs = rationale_reference(record)
+    assert refs == ("w x y z r", "p q", "a b c d")
+    assert rationale_reference({"solution": "s", "rationales": ["s"]}) == "s"  # one gold text: as before
+    assert rouge_l(["a b c d"], [refs]) == pytest.approx(100.0)  # the third matches; the first alone gave 0
+    assert rouge_l(["w x y z q"], [refs]) == pytest.approx(80.0)
+    # BLEU-1 clipped counts over all references: "a b p z" has a, b (3rd), p (2nd), z (1st) → 4/4
+    assert bleu(["a b p z"], [refs], 1) == pytest.approx(100.0)
+    out = rationale_metrics(["Solution: a b c d", "x"], [refs, ""])
+    assert (out["num_scored"], out["num_empty_ref"], out["rouge_l"]) == (1, 1, 100.0)
+
+
 def test_normalize_rationale():
     assert normalize_rationale("Solution: A.\\nB  c\n") == "A. B c"
     assert normalize_rationale("no prefix") == "no prefix"

@@ -65,9 +65,9 @@ def hand_embeddings(model_dir, texts: list[str]) -> np.ndarray:
     return np.stack(rows)
 
 
-def hand_cosines(model_dir) -> list[float]:
-    preds = hand_embeddings(model_dir, [p for p, _ in PAIRS])
-    refs = hand_embeddings(model_dir, [r for _, r in PAIRS])
+def hand_cosines(model_dir, pairs=PAIRS) -> list[float]:
+    preds = hand_embeddings(model_dir, [p for p, _ in pairs])
+    refs = hand_embeddings(model_dir, [r for _, r in pairs])
     return [float(np.dot(p, r) / (np.linalg.norm(p) * np.linalg.norm(r))) for p, r in zip(preds, refs)]
 
 
@@ -115,6 +115,11 @@ def test_mmcot_path_averages_cosines_times_100(tiny_model, monkeypatch):
     assert out["similarity"] == round(100 * sum(expected) / 4, 2)
     assert set(out) == {"num_scored", "num_empty_ref", "rouge_l", "bleu_1", "bleu_4", "similarity"}
     assert "similarity" not in rationale_metrics(["a"], ["a"])  # off unless a model is given
+    # Several references (A-OKVQA): the best cosine counts, here the second pair's prediction against both refs.
+    pred, refs = PAIRS[1][0], (PAIRS[2][1], PAIRS[1][1])
+    several = rationale_metrics([pred], [refs], MetricOptions(similarity_model=tiny_model))
+    each = hand_cosines(tiny_model, [(pred, r) for r in refs])
+    assert each[0] != pytest.approx(each[1]) and several["similarity"] == round(100 * max(each), 2)
 
 
 def test_library_matches_hand_computation(tiny_model, cli, tmp_path, make_record):

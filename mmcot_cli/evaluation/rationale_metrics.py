@@ -2,7 +2,9 @@
 optionally the original's embedding similarity (mmcot_cli.evaluation.similarity; needs a local model folder).
 
 Texts are normalised first (literal "\\n" as spaces, whitespace collapsed, leading "Solution:" dropped), as the
-reference's evaluations.py compares them.
+reference's evaluations.py compares them. A problem with several gold rationales (A-OKVQA's three crowd rationales)
+has all of them as references: ROUGE-L and similarity take the best match (rouge-score's `score_multi` rule), BLEU
+counts n-grams against all of them (its own multi-reference definition).
 """
 
 from __future__ import annotations
@@ -11,13 +13,15 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Sequence, Union
 
 from mmcot_cli import progress
 from mmcot_cli.errors import UnknownNameError
 from mmcot_cli.evaluation.similarity import check_similarity_model, similarity_scores
 
 RATIONALE_REFS = ("solution", "lecture+solution")
+# One gold text, or several (A-OKVQA): what a generated rationale is compared with.
+Reference = Union[str, tuple[str, ...]]
 
 
 def normalize_rationale(text: str) -> str:
@@ -29,10 +33,15 @@ def normalize_rationale(text: str) -> str:
     return text
 
 
-def rationale_reference(record: dict, ref: str = "solution") -> str:
-    """The gold text a generated rationale is compared with: `solution` (the QCM-E target) or
-    `lecture solution` (the QCM-LE target), normalised like the prediction."""
+def rationale_reference(record: dict, ref: str = "solution") -> Reference:
+    """The gold text a generated rationale is compared with: `solution` (the QCM-E target; every one of a
+    record's several gold `rationales`, as a tuple) or `lecture solution` (the QCM-LE target), normalised like
+    the prediction. Empty (falsy) when there is none."""
     if ref == "solution":
+        several = tuple(t for t in (normalize_rationale(x) for x in record.get("rationales") or []
+                                    if isinstance(x, str)) if t)
+        if len(several) > 1:
+            return several
         text = record.get("solution") or ""
     elif ref == "lecture+solution":
         text = f"{record.get('lecture') or ''} {record.get('solution') or ''}"
@@ -44,13 +53,23 @@ def rationale_reference(record: dict, ref: str = "solution") -> str:
 _ROUGE_SCORER = None
 
 
-def _rouge_pair(pred: str, ref: str) -> float:
+def _refs(ref: Reference) -> tuple[str, ...]:
+    return (ref,) if isinstance(ref, str) else tuple(ref)
+
+
+def _normalize_ref(ref: Reference) -> Reference:
+    if isinstance(ref, str):
+        return normalize_rationale(ref)
+    return tuple(t for t in (normalize_rationale(r) for r in ref) if t)
+
+
+def _rouge_pair(pred: str, ref: Reference) -> float:
     global _ROUGE_SCORER
     if _ROUGE_SCORER is None:
         from rouge_score import rouge_scorer
 
         _ROUGE_SCORER = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
-    return _ROUGE_SCORER.score(ref, pred)["rougeL"].fmeasure
+    return max(_ROUGE_SCORER.score(r, pred)["rougeL"].fmeasure for r in _refs(ref))
 
 
 def _bleu_tokens(text: str) -> list[str]:
@@ -58,20 +77,20 @@ def _bleu_tokens(text: str) -> list[str]:
     return [t for t in re.split(r"\s|\.", text) if t]
 
 
-def _bleu_pair(pred: str, ref: str, n: int) -> float:
+def _bleu_pair(pred: str, ref: Reference, n: int) -> float:
     from nltk.translate.bleu_score import sentence_bleu
 
     with warnings.catch_warnings():
         # Without smoothing nltk warns for every sentence with no n-gram overlap; the score is 0 by design.
         warnings.simplefilter("ignore")
-        return float(sentence_bleu([_bleu_tokens(ref)], _bleu_tokens(pred), (1.0 / n,) * n))
+        return float(sentence_bleu([_bleu_tokens(r) for r in _refs(ref)], _bleu_tokens(pred), (1.0 / n,) * n))
 
 
 def _mean_percent(scores: list[float]) -> float | None:
     return 100.0 * sum(scores) / len(scores) if scores else None
 
 
-def _check_lengths(name: str, preds: list[str], refs: list[str]) -> None:
+def _check_lengths(name: str, preds: list[str], refs: Sequence[Reference]) -> None:
     if len(preds) != len(refs):
         raise ValueError(f"{name}: {len(preds)} predictions but {len(refs)} references")
 
@@ -89,15 +108,17 @@ class MetricOptions:
             check_similarity_model(self.similarity_model)
 
 
-def _each(pair_score: Callable[[str, str], float], label: str):
+def _each(pair_score: Callable[[str, Reference], float], label: str):
     """A metric scored pair by pair (with a progress bar: ~5 ms a pair on CPU, a full split takes a while)."""
-    def scores(pairs: Sequence[tuple[str, str]], _options: MetricOptions) -> list[float]:
+    def scores(pairs: Sequence[tuple[str, Reference]], _options: MetricOptions) -> list[float]:
         return [pair_score(p, r) for p, r in progress.track(pairs, f"rationale {label}")]
     return scores
 
 
-def _similarity(pairs: Sequence[tuple[str, str]], options: MetricOptions) -> list[float]:
-    return similarity_scores(pairs, options.similarity_model)
+def _similarity(pairs: Sequence[tuple[str, Reference]], options: MetricOptions) -> list[float]:
+    flat = [(p, r) for p, ref in pairs for r in _refs(ref)]  # one cosine per reference, the best one kept
+    cosines = iter(similarity_scores(flat, options.similarity_model))
+    return [max(next(cosines) for _ in _refs(ref)) for _, ref in pairs]
 
 
 @dataclass(frozen=True)
@@ -108,7 +129,7 @@ class RationaleMetric:
 
     key: str
     label: str
-    scores: Callable[[Sequence[tuple[str, str]], MetricOptions], list[float]]
+    scores: Callable[[Sequence[tuple[str, Reference]], MetricOptions], list[float]]
     enabled: Callable[[MetricOptions], bool] = lambda options: True
 
 
@@ -127,23 +148,23 @@ def enabled_metrics(options: MetricOptions) -> list[RationaleMetric]:
     return [m for m in RATIONALE_METRICS if m.enabled(options)]
 
 
-def rouge_l(preds: list[str], refs: list[str]) -> float | None:
+def rouge_l(preds: list[str], refs: Sequence[Reference]) -> float | None:
     """Mean ROUGE-L F-measure ×100 (rouge-score, Porter stemming as the reference's validation metric).
 
     Pairs with an empty reference are skipped; an empty prediction scores 0 (the reference's evaluations.py
     skips those too, which would reward saying nothing). None when no pair has a reference."""
     _check_lengths("rouge_l", preds, refs)
-    return _mean_percent([_rouge_pair(p, r) for p, r in zip(preds, refs) if r.strip()])
+    return _mean_percent([_rouge_pair(p, r) for p, r in zip(preds, refs) if any(x.strip() for x in _refs(r))])
 
 
-def bleu(preds: list[str], refs: list[str], n: int) -> float | None:
+def bleu(preds: list[str], refs: Sequence[Reference], n: int) -> float | None:
     """Mean sentence BLEU-n ×100 (nltk, uniform weights, no smoothing, as the reference). Empty references
     are skipped; None when none is left."""
     _check_lengths("bleu", preds, refs)
-    return _mean_percent([_bleu_pair(p, r, n) for p, r in zip(preds, refs) if r.strip()])
+    return _mean_percent([_bleu_pair(p, r, n) for p, r in zip(preds, refs) if any(x.strip() for x in _refs(r))])
 
 
-def score_pairs(pairs: Sequence[tuple[str, str]], options: MetricOptions = MetricOptions()
+def score_pairs(pairs: Sequence[tuple[str, Reference]], options: MetricOptions = MetricOptions()
                 ) -> list[dict[str, float]]:
     """Every enabled metric for each already-normalised (prediction, reference) pair, in [0, 1] (cosine [-1, 1])."""
     columns = {m.key: m.scores(pairs, options) for m in enabled_metrics(options)}
@@ -155,10 +176,10 @@ def mean_scores(scores: list[dict[str, float]], options: MetricOptions = MetricO
     return {m.key: _round(_mean_percent([s[m.key] for s in scores])) for m in enabled_metrics(options)}
 
 
-def rationale_metrics(preds: list[str], refs: list[str], options: MetricOptions = MetricOptions()) -> dict:
+def rationale_metrics(preds: list[str], refs: Sequence[Reference], options: MetricOptions = MetricOptions()) -> dict:
     """Every enabled metric of RATIONALE_METRICS (×100) over normalised texts, with the number of pairs scored."""
     _check_lengths("rationale_metrics", preds, refs)
-    pairs = [(normalize_rationale(p), normalize_rationale(r)) for p, r in zip(preds, refs)]
+    pairs = [(normalize_rationale(p), _normalize_ref(r)) for p, r in zip(preds, refs)]
     pairs = [(p, r) for p, r in pairs if r]
     return {"num_scored": len(pairs), "num_empty_ref": len(refs) - len(pairs),
             **mean_scores(score_pairs(pairs, options), options)}
