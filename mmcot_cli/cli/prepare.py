@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from mmcot_cli.cli.app import command, print_json, stdout_is_utf8, warn, write_stdout
-from mmcot_cli.data.prompts import format_jsonl_row, prompt_rows, uses_rationale
+from mmcot_cli.data.prompts import format_jsonl_row, prompt_rows, uses_rationale, writes_rationale
 from mmcot_cli.data.readers import FORMATS, prepare_source
 from mmcot_cli.data.records import load_records, parse_splits
 from mmcot_cli.data.teacher import expand_rationales
@@ -85,7 +85,7 @@ def prompts_command(
     takes_rationale = uses_rationale(prompt_format)  # an unknown format exits 2 before any data is read
     if rationales is not None and not takes_rationale:
         raise UsageError(f"--rationales only applies to QCMG-*/CQMG-* formats, not {prompt_format}")
-    if rationale_source is not None and not set(prompt_format.partition("-")[2]) & set("LE"):
+    if rationale_source is not None and not writes_rationale(prompt_format):
         raise UsageError(f"--rationale-source sets rationale targets; {prompt_format}'s target has none (L or E)")
     records = load_records(data_dir, split)
     if limit is not None:

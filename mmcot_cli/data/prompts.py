@@ -115,6 +115,11 @@ def gives_answer(prompt_format: str) -> bool:
     return split_format(prompt_format)[1] in ANSWER_OUTPUTS
 
 
+def writes_rationale(prompt_format: str) -> bool:
+    """True when the format's output holds a lecture or solution (E, LE, ALE, LEA, …)."""
+    return bool(set(split_format(prompt_format)[1]) & set("LE"))
+
+
 def collapse_whitespace(text: str) -> str:
     """What the reference tokenizes: every run of real whitespace becomes one space."""
     return " ".join(text.split())

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from mmcot_cli.data.prompts import gives_answer, writes_rationale
 from mmcot_cli.data.readers import format_of
 from mmcot_cli.errors import DataError, UsageError
 from mmcot_cli.evaluation.groups import score_any
@@ -151,8 +152,7 @@ def run_rationales(preds_rows: list[dict], meta: RunMeta | None, split: str, war
     if preds_rows and all(r.get("stage") == "rationale" for r in preds_rows):
         return {str(r["qid"]): r.get("prediction") or "" for r in preds_rows}, "this rationale-stage run"
     fmt = meta.prompt_format if meta else ""
-    output = fmt.partition("-")[2]
-    if "A" in output and ("L" in output or "E" in output):  # one stage: rationale and answer in one output
+    if fmt and gives_answer(fmt) and writes_rationale(fmt):  # one stage: rationale and answer in one output
         return ({str(r["qid"]): _answer_rationale(r.get("prediction") or "") for r in preds_rows},
                 f"the {fmt} outputs (answer sentence removed)")
     source = meta.rationales_source if meta else None
