@@ -83,6 +83,12 @@ def strip_answer(text: str) -> str:
     return text.strip()
 
 
+def answer_only(text: str) -> bool:
+    """Nothing but an answer statement ("The answer is (B)."): it teaches no reasoning, so it is never kept as a
+    rationale (rationales import/filter, train --rationale-source FILE)."""
+    return not strip_answer(text)
+
+
 def same_text_key(text: str) -> str:
     """What makes two rationales identical: the same words (whitespace differences ignored)."""
     return " ".join(text.split())
@@ -222,9 +228,8 @@ def _collect_held(source: str | Path, data_dir: str | Path, split: str, out: str
             text = strip_answer(row["rationale"])
             stripped += text != row["rationale"]
             row.update(rationale=text, answer_stripped=True)
-    # An answer statement alone ("The answer is (B).") teaches no reasoning: never kept as a rationale.
-    kept = [r for r in kept if strip_answer(r["rationale"])]
-    answer_only = before - len(kept)
+    kept = [r for r in kept if not answer_only(r["rationale"])]
+    dropped = before - len(kept)
     kept, duplicates = drop_identical(kept)
     write_jsonl(out, kept)
     problems = {r["qid"] for r in rows}
@@ -236,7 +241,7 @@ def _collect_held(source: str | Path, data_dir: str | Path, split: str, out: str
         "rationales": len(rows), "with_answer": sum(r["answer_index"] is not None for r in rows),
         "correct": sum(bool(r["correct"]) for r in rows), "kept": len(kept),
         "problems_kept": len(kept_problems), "unknown_qids": unknown, "duplicates": duplicates,
-        "strip_answer": strip_answers, "answers_stripped": stripped, "answer_only": answer_only,
+        "strip_answer": strip_answers, "answers_stripped": stripped, "answer_only": dropped,
         "mean_per_kept_problem": round(len(kept) / len(kept_problems), 2) if kept_problems else None,
     }
 
@@ -260,7 +265,7 @@ def expand_rationales(records: list[dict], source: str = "gold") -> tuple[list[d
     if not path.is_file():
         raise DataError(f"{path}: rationale file not found (write one with `mmcot rationales filter`)")
     candidates = read_candidates(path)
-    usable = [c for c in candidates if strip_answer(c.rationale)]  # an answer statement alone is no rationale
+    usable = [c for c in candidates if not answer_only(c.rationale)]
     rows, duplicates = drop_identical([{"qid": c.qid, "rationale": c.rationale} for c in usable])
     by_qid: dict[str, list[str]] = {}
     for row in rows:
