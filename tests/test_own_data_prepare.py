@@ -170,7 +170,7 @@ def test_jsonl_split_rules(cli, tmp_path):
     result = cli("prepare", tmp_path / "d.jsonl", "--out", tmp_path / "o", "--captions", tmp_path / "c.json")
     assert result.exit_code == 2 and "--captions" in result.stderr
     result = cli("prepare", tmp_path / "d.jsonl", "--out", tmp_path / "o", "--format", "csv")
-    assert result.exit_code == 2 and "aokvqa, jsonl, scienceqa" in result.stderr
+    assert result.exit_code == 2 and "aokvqa, hub, jsonl, scienceqa" in result.stderr
     assert not (tmp_path / "o").exists()
 
 

@@ -143,12 +143,25 @@ def test_jsonl_report_shows_overall_and_per_group_accuracy(cli, formats, tmp_pat
         assert absent not in text, absent
 
 
+def _test_split_profile(i):
+    """Fields with ScienceQA test's profile: 2,017 questions with an image, three subjects, grades 1-12."""
+    return {"image": "image.png" if i < 2017 else None, "grade": f"grade{1 + i % 12}",
+            "subject": ("natural science", "social science", "language science")[i % 3]}
+
+
 def test_published_rows_only_on_the_real_scienceqa_test_split(cli, sample_dir, tmp_path, make_record):
-    """The 4,241 qids of ScienceQA's test split get the published rows; one qid fewer (a subset) gets none."""
+    """The 4,241 qids of ScienceQA's test split with its metadata get the published rows; the same qids with
+    other fields (every subject/grade the same), or one qid fewer (a subset), get none, and the page says why."""
     qids = json.loads((sample_dir / "pid_splits.json").read_text())["test"]
     data = tmp_path / "data"
     data.mkdir()
-    records = [make_record(qid=q, answer=1) for q in qids]
+    _write(data / "test.jsonl", [make_record(qid=q, answer=1) for q in qids])
+    preds = _write(tmp_path / "p.jsonl", [{"qid": q, "prediction": "The answer is (B)."} for q in qids])
+    res = cli("-q", "report", preds, "--data", data, "--out", tmp_path / "r0.html", "--gallery", "0")
+    assert res.exit_code == 0, res.output
+    page = (tmp_path / "r0.html").read_text()
+    assert '<tr class="pub">' not in page and "0 of its questions have an image" in page
+    records = [make_record(qid=q, answer=1, **_test_split_profile(i)) for i, q in enumerate(qids)]
     _write(data / "test.jsonl", records)
     preds = _write(tmp_path / "p.jsonl", [{"qid": q, "prediction": "The answer is (B)."} for q in qids])
     res = cli("-q", "report", preds, "--data", data, "--out", tmp_path / "r.html", "--gallery", "0")

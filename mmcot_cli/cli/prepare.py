@@ -20,9 +20,10 @@ from mmcot_cli.runs.rationales import load_rationales
 
 @command("prepare")
 def prepare_command(
-    source: Path = typer.Argument(..., help="ScienceQA folder (problems.json + pid_splits.json, here or in "
-                                  "scienceqa/), A-OKVQA folder (aokvqa_v1p0_<split>.json) or generic JSONL "
-                                  "file/folder."),
+    source: Path = typer.Argument(..., help="ScienceQA from the Hub (derek-thomas/ScienceQA, lmms-lab/ScienceQA, "
+                                  "or a folder of their parquet files), a ScienceQA folder (problems.json + "
+                                  "pid_splits.json, here or in scienceqa/) or problems file, an A-OKVQA folder "
+                                  "(aokvqa_v1p0_<split>.json) or a generic JSONL file/folder."),
     fmt: Optional[str] = typer.Option(None, "--format", help=f"{', '.join(FORMATS)} (default: detected)."),
     out: Path = typer.Option(..., "--out", "-o", help="DATA_DIR to write <split>.jsonl and manifest.json into."),
     splits: Optional[str] = typer.Option(None, "--splits", help="Comma-separated split names (ScienceQA default "
@@ -33,6 +34,9 @@ def prepare_command(
     images: Optional[Path] = typer.Option(None, "--images", help="ScienceQA: image folder (<qid>/ or <split>/<qid>/ "
                                           "inside; default SRC/images). A-OKVQA: COCO_DIR ({split}2017/<id>.jpg). "
                                           "JSONL: base folder for relative image paths (default: the file's)."),
+    problems: Optional[Path] = typer.Option(None, "--problems", help="ScienceQA's problems file, any name "
+                                            "(pid_splits.json beside it, else each entry's 'split'). With a Hub "
+                                            "source: gives every row its original qid (matched by content)."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip bad items with a warning each instead of failing."),
     strict: bool = typer.Option(False, "--strict", help="Treat split qids that have no problems.json entry as "
                                 "errors (default: count them and list them in manifest.json)."),
@@ -49,7 +53,8 @@ def prepare_command(
     with --skip-bad). Nothing is written unless every check passes.
     """
     summary = prepare_source(source, out, fmt, parse_splits(splits) if splits is not None else None, images=images,
-                             captions=captions, skip_bad=skip_bad, strict=strict, allow_overlap=allow_overlap)
+                             captions=captions, skip_bad=skip_bad, strict=strict, allow_overlap=allow_overlap,
+                             problems=problems)
     for message in summary["warnings"]:
         warn(message)
     if json_out:

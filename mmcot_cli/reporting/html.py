@@ -97,8 +97,10 @@ def _score_notes(report: dict) -> str:
                      f"their sources (hover a name), not computed here.")
     elif name in PUBLISHED:
         table = PUBLISHED[name]
+        why = report.get("published_left_out")
         notes.append(f"Published {esc(table.benchmark)} results are shown only for its real {esc(table.split)} "
-                     f"split ({table.num_items:,} questions); this split is not it, so they are left out.")
+                     f"split ({table.num_items:,} questions with its metadata); this split is not it"
+                     f"{': ' + esc(why) if why else ''}, so they are left out.")
     return "".join(f'<p class="muted">{n}</p>' for n in notes)
 
 

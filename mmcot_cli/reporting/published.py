@@ -4,8 +4,9 @@ ScienceQA test accuracy (%) by evaluate_acc.py category, from the sources named 
 paper's ablations (its §3 tables) for the ablation recipe. No row here is computed by mmcot.
 
 A format's published rows (the format registry's `published_rows` names a table of PUBLISHED) are shown only on
-the benchmark's own split: the same split name, item count and set of qids (a fingerprint), so never beside a
-subset, a synthetic benchmark or other data. A-OKVQA has none: we found no published A-OKVQA row whose exact
+the benchmark's own split: the same split name, item count, set of qids (a fingerprint) and metadata (for
+ScienceQA: its image/subject/grade profile), and a DATA_DIR not marked as carved, so never beside a subset, a
+carve, a synthetic benchmark or other data built on the public qids. A-OKVQA has none: we found no published A-OKVQA row whose exact
 setting (split, MC or DA, difficult-question filtering) we can cite.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Callable
 
 # Column order of the rows below: the evaluate_acc.py keys.
 KEYS = ("acc_natural", "acc_social", "acc_language", "acc_has_text", "acc_has_image", "acc_no_context",
@@ -42,6 +44,23 @@ def qid_fingerprint(qids) -> str:
     return hashlib.sha256("\n".join(ordered).encode("utf-8")).hexdigest()
 
 
+def scienceqa_test_metadata(records: list[dict]) -> str | None:
+    """Why these records' metadata is not ScienceQA's test split (None when it is): its 2,017 questions with an
+    image (ScienceQA-IMG's test size; 2,224 without), all three subjects, and grades on both sides of 6|7.
+    The qids alone are public (pid_splits.json): data built on them with other fields are not the benchmark."""
+    with_image = sum(1 for r in records if r.get("image"))
+    subjects = {r.get("subject") for r in records}
+    grades = {r.get("grade") for r in records}
+    if with_image != 2017:
+        return f"{with_image:,} of its questions have an image (ScienceQA's test split: 2,017)"
+    if not {"natural science", "social science", "language science"} <= subjects:
+        return f"its subjects are {', '.join(sorted(map(str, subjects)))[:80]} (ScienceQA: natural, social, language)"
+    low = {f"grade{g}" for g in range(1, 7)}
+    if not (grades & low and grades - low):
+        return "its grades do not span grades 1-6 and 7-12"
+    return None
+
+
 @dataclass(frozen=True)
 class PublishedTable:
     """Published results on one split of one benchmark; rows are {name, source, <score key>: value}."""
@@ -51,25 +70,46 @@ class PublishedTable:
     num_items: int
     qids_sha256: str  # qid_fingerprint of the split
     rows: tuple[dict, ...]
+    metadata_check: Callable[[list[dict]], str | None] | None = None  # why the fields are not the benchmark's
+
+    def mismatch(self, split: str, records: list[dict]) -> str | None:
+        """Why `records` are not the benchmark's own split (same name, size, qids and metadata), or None."""
+        if split != self.split:
+            return f"this is split {split!r}, not {self.split!r}"
+        if len(records) != self.num_items:
+            return f"it has {len(records):,} questions, not {self.num_items:,}"
+        if qid_fingerprint(r["qid"] for r in records) != self.qids_sha256:
+            return "its qids are not the benchmark's"
+        return self.metadata_check(records) if self.metadata_check is not None else None
 
     def applies_to(self, split: str, records: list[dict]) -> bool:
-        """True only for the benchmark's own split: same name, size and qids."""
-        return (split == self.split and len(records) == self.num_items
-                and qid_fingerprint(r["qid"] for r in records) == self.qids_sha256)
+        """True only for the benchmark's own split: same name, size, qids and metadata."""
+        return self.mismatch(split, records) is None
 
 
 # Published tables by the name the format registry gives (mmcot_cli.data.readers DataFormat.published_rows).
 PUBLISHED: dict[str, PublishedTable] = {
     # ScienceQA's test split: the 4,241 qids of pid_splits.json "test" (the count evaluate_acc.py asserts).
     "scienceqa": PublishedTable("ScienceQA", "test", 4241,
-                                "0f5a74307a43e65d82c65c05da8eff796120e47ac60423d69436508c42b4efb4", SCIENCEQA_ROWS),
+                                "0f5a74307a43e65d82c65c05da8eff796120e47ac60423d69436508c42b4efb4", SCIENCEQA_ROWS,
+                                scienceqa_test_metadata),
 }
 
 
-def published_for(name: str | None, split: str, records: list[dict]) -> PublishedTable | None:
-    """The published table of a format (None when it has none), if `split` is the benchmark's own; else None."""
+def published_for(name: str | None, split: str, records: list[dict],
+                  manifest: dict | None = None) -> PublishedTable | None:
+    """The published table of a format (None when it has none), if `split` is the benchmark's own; else None.
+    A DATA_DIR whose manifest says its splits are not the benchmark's (a carve, Hub rows without qids) has none."""
     table = PUBLISHED.get(name) if name else None
-    return table if table is not None and table.applies_to(split, records) else None
+    return table if table is not None and why_not_published(table, split, records, manifest) is None else None
+
+
+def why_not_published(table: PublishedTable, split: str, records: list[dict], manifest: dict | None) -> str | None:
+    """Why `table` is not shown beside runs on these data (None: it is)."""
+    if manifest is not None and manifest.get("official_splits") is False:
+        how = manifest.get("carved_from") and f"carved from split {manifest['carved_from']['split']!r}"
+        return f"the data's splits are not {table.benchmark}'s own ({how or 'its rows carry no original qids'})"
+    return table.mismatch(split, records)
 
 
 # The paper's ablations on ScienceQA test (Multimodal-CoT v1, UnifiedQA-base): answer accuracy and, for the

@@ -29,10 +29,10 @@ from mmcot_cli.evaluation.rationale_metrics import (
     score_pairs,
 )
 from mmcot_cli.evaluation.score import ScoreConfig, load_gold
-from mmcot_cli.io import atomic_open, read_jsonl, read_log
+from mmcot_cli.io import atomic_open, read_json, read_jsonl, read_log
 from mmcot_cli.outputs import claim_output_file
 from mmcot_cli.reporting.html import render
-from mmcot_cli.reporting.published import published_for
+from mmcot_cli.reporting.published import PUBLISHED, published_for, why_not_published
 from mmcot_cli.runs.meta import RUN_CONFIG, RunMeta
 from mmcot_cli.runs.rationales import load_rationales
 from mmcot_cli.validate import check_seed, non_negative_int
@@ -211,6 +211,12 @@ def load_run_result(spec: str, cfg: ReportConfig, records: list[dict], categorie
     return run
 
 
+def data_manifest(data) -> dict | None:
+    """DATA_DIR's manifest.json (None for a problems.json or a folder without one)."""
+    path = Path(data) / "manifest.json"
+    return read_json(path) if path.is_file() else None
+
+
 def collect(cfg: ReportConfig, warn: Warn | None = None) -> dict:
     """Everything the page shows, as plain data (runs, published rows, gallery); no HTML yet."""
     from mmcot_cli.reporting.gallery import build_gallery
@@ -223,13 +229,16 @@ def collect(cfg: ReportConfig, warn: Warn | None = None) -> dict:
     records = load_gold(cfg.data, cfg.split)
     fmt = format_of(cfg.data)  # a problems.json or a benchmark folder (no manifest) is ScienceQA
     categories = record_categories(fmt.scoring, records)
+    manifest = data_manifest(cfg.data)
     runs = [load_run_result(spec, cfg, records, categories, warn) for spec in cfg.inputs]
     labels = [r.label for r in runs]
     for i, run in enumerate(runs):  # the same label twice would make the tables ambiguous
         if labels.count(run.label) > 1:
             run.label = f"{run.label} ({i + 1})"
     return {"config": cfg, "records": records, "runs": runs, "format": fmt, "kind": fmt.scoring,
-            "categories": categories, "published": published_for(fmt.published_rows, cfg.split, records),
+            "categories": categories, "published": published_for(fmt.published_rows, cfg.split, records, manifest),
+            "published_left_out": (why_not_published(PUBLISHED[fmt.published_rows], cfg.split, records, manifest)
+                                   if fmt.published_rows in PUBLISHED else None),
             "gallery": build_gallery(runs, records, cfg.gallery, cfg.seed, warn)}
 
 

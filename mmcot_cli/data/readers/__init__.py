@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from mmcot_cli.data.readers.aokvqa import prepare_aokvqa
+from mmcot_cli.data.readers.hub import has_parquet, looks_like_hub_id, prepare_hub
 from mmcot_cli.data.readers.jsonl import prepare_jsonl
 from mmcot_cli.data.readers.scienceqa import PrepareConfig, prepare
 from mmcot_cli.data.records import DEFAULT_SPLITS, load_manifest
@@ -43,6 +44,7 @@ class PrepareRequest:
     skip_bad: bool = False
     strict: bool = False
     allow_overlap: bool = False
+    problems: Path | None = None  # ScienceQA: problems.json of any name; Hub: the file that gives rows their qids
 
 
 @dataclass(frozen=True)
@@ -63,11 +65,15 @@ class DataFormat:
 def _prepare_scienceqa(req: PrepareRequest) -> dict:
     return prepare(PrepareConfig(source=req.source, out=req.out, splits=req.splits or DEFAULT_SPLITS,
                                  captions=req.captions, images=req.images, skip_bad=req.skip_bad, strict=req.strict,
-                                 allow_overlap=req.allow_overlap))
+                                 allow_overlap=req.allow_overlap, problems=req.problems))
 
 
 def _prepare_aokvqa(req: PrepareRequest) -> dict:
     return prepare_aokvqa(req.source, req.out, req.splits, req.images, req.skip_bad, req.allow_overlap)
+
+
+def _prepare_hub(req: PrepareRequest) -> dict:
+    return prepare_hub(str(req.source), req.out, req.splits, req.problems, req.skip_bad, req.allow_overlap)
 
 
 def _prepare_jsonl(req: PrepareRequest) -> dict:
@@ -75,8 +81,14 @@ def _prepare_jsonl(req: PrepareRequest) -> dict:
 
 
 def _is_scienceqa(source: Path) -> bool:
+    if source.is_file():  # a problems file of any name
+        return source.suffix == ".json" and not source.name.startswith("aokvqa_")
     return source.is_dir() and ((source / "problems.json").is_file()
                                 or (source / "scienceqa" / "problems.json").is_file())
+
+
+def _is_hub(source: Path) -> bool:
+    return looks_like_hub_id(source) or has_parquet(source)
 
 
 def _is_aokvqa(source: Path) -> bool:
@@ -90,8 +102,11 @@ def _is_jsonl(source: Path) -> bool:
 # The registry, in detection order (a folder that looks like several formats is the first).
 FORMATS: dict[str, DataFormat] = {f.name: f for f in (
     DataFormat("scienceqa", "ScienceQA folder: problems.json + pid_splits.json (+ captions.json, images/)",
-               _is_scienceqa, _prepare_scienceqa, scoring="scienceqa", options=frozenset({"captions", "strict"}),
+               _is_scienceqa, _prepare_scienceqa, scoring="scienceqa", options=frozenset({"captions", "strict", "problems"}),
                published_rows="scienceqa"),
+    DataFormat("hub", "ScienceQA from the Hugging Face Hub: a dataset id (derek-thomas/ScienceQA, "
+               "lmms-lab/ScienceQA) or a folder of its parquet files", _is_hub, _prepare_hub, scoring="scienceqa",
+               options=frozenset({"problems"}), published_rows="scienceqa"),
     DataFormat("aokvqa", "A-OKVQA folder: aokvqa_v1p0_<split>.json (+ COCO 2017 images)", _is_aokvqa,
                _prepare_aokvqa, scoring="aokvqa"),
     DataFormat("jsonl", "generic JSONL file or folder of them (docs/FORMATS.md, \"Your own data\")", _is_jsonl,
@@ -107,6 +122,8 @@ def get_format(name: str) -> DataFormat:
 
 def detect_format(source: str | Path) -> str:
     """The first registered format whose `detect` accepts SRC; DataError saying what was looked for otherwise."""
+    if looks_like_hub_id(source):
+        return "hub"
     source = Path(source)
     if not source.exists():
         raise DataError(f"{source}: not a directory or file (expected a data folder or file in one of the formats: "
@@ -128,17 +145,21 @@ def format_of(data_dir: str | Path) -> DataFormat:
 
 def prepare_source(source: str | Path, out: str | Path, fmt: str | None = None, splits: tuple[str, ...] | None = None,
                    images: str | Path | None = None, captions: str | Path | None = None, skip_bad: bool = False,
-                   strict: bool = False, allow_overlap: bool = False) -> dict:
+                   strict: bool = False, allow_overlap: bool = False, problems: str | Path | None = None) -> dict:
     """Prepare SRC in format `fmt` (detected when None) into DATA_DIR `out`; returns the summary dict.
     `splits` None: train,val,test for ScienceQA, every split present for the others."""
+    if fmt is None and problems is not None and not _is_hub(Path(source)):
+        fmt = "scienceqa"  # SRC with a problems file of another name (--problems)
     fmt = get_format(fmt or detect_format(source))
-    given = {"captions": captions is not None, "strict": strict}
+    given = {"captions": captions is not None, "strict": strict, "problems": problems is not None}
     unsupported = [f"--{name}" for name, used in given.items() if used and name not in fmt.options]
     if unsupported:
         raise UsageError(f"{' and '.join(unsupported)} apply to other formats, not to format {fmt.name}")
     request = PrepareRequest(Path(source), Path(out), splits, Path(images) if images is not None else None,
-                             Path(captions) if captions is not None else None, skip_bad, strict, allow_overlap)
+                             Path(captions) if captions is not None else None, skip_bad, strict, allow_overlap,
+                             Path(problems) if problems is not None else None)
     if fmt.name == "scienceqa":  # the ScienceQA reader checks and holds its output itself, its own inputs named
         return {"format": fmt.name, **fmt.prepare(request)}
-    with claim_output_dir(request.out, "prepare", inputs={"SRC": request.source, "--images": request.images}):
+    src = request.source if request.source.exists() else None  # a Hub id is no path
+    with claim_output_dir(request.out, "prepare", inputs={"SRC": src, "--images": request.images}):
         return {"format": fmt.name, **fmt.prepare(request)}

@@ -23,6 +23,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from mmcot_cli._version import __version__
 from mmcot_cli.data.leakage import check_split_overlap
 from mmcot_cli.data.readers.common import duplicate_choice_warning, text_error
+from mmcot_cli.data.readers.scienceqa_images import find_image_paths
 from mmcot_cli.data.records import (
     DEFAULT_SPLITS,
     MAX_CHOICES,
@@ -52,6 +53,7 @@ class PrepareConfig:
     skip_bad: bool = False
     strict: bool = False  # split qids missing from problems.json become errors
     allow_overlap: bool = False  # a qid in two prepared splits is leakage unless allowed (mmcot_cli.data.leakage)
+    problems: Path | None = None  # the problems file, any name (default: SRC/problems.json or SRC itself, a file)
 
     def __post_init__(self) -> None:
         self.source = Path(self.source)
@@ -60,6 +62,8 @@ class PrepareConfig:
             self.captions = Path(self.captions)
         if self.images is not None:
             self.images = Path(self.images)
+        if self.problems is not None:
+            self.problems = Path(self.problems)
         if isinstance(self.splits, str):
             self.splits = parse_splits(self.splits)
         else:
@@ -68,19 +72,26 @@ class PrepareConfig:
 
 # --------------------------------------------------------------------------- finding and reading the source files
 
-def find_source_files(source: str | os.PathLike) -> tuple[Path, Path]:
-    """(problems.json, pid_splits.json) in SRC or SRC/scienceqa/."""
+def find_source_files(source: str | os.PathLike, problems: str | os.PathLike | None = None) -> tuple[Path, Path | None]:
+    """(problems file, pid_splits.json or None) in SRC or SRC/scienceqa/; `problems` (any name) or SRC itself
+    when it is a file. Without pid_splits.json (beside the problems file or in SRC) each entry's own `split`
+    field says its split."""
     source = Path(source)
+    if problems is not None or source.is_file():
+        path = Path(problems) if problems is not None else source
+        if not path.is_file():
+            raise DataError(f"{path}: problems file not found")
+        beside = [path.parent / "pid_splits.json"] + ([source / "pid_splits.json"] if source.is_dir() else [])
+        return path, next((p for p in beside if p.is_file()), None)
     if not source.is_dir():
         raise DataError(f"{source}: not a directory (expected a ScienceQA data folder with problems.json)")
     for folder in (source, source / "scienceqa"):
         problems = folder / "problems.json"
         if problems.is_file():
             splits = folder / "pid_splits.json"
-            if not splits.is_file():
-                raise DataError(f"{folder}: has problems.json but no pid_splits.json")
-            return problems, splits
-    raise DataError(f"{source}: no problems.json here or in {source / 'scienceqa'}")
+            return problems, (splits if splits.is_file() else None)
+    raise DataError(f"{source}: no problems.json here or in {source / 'scienceqa'} (a problems file of another "
+                    f"name: --problems FILE)")
 
 
 def read_problems(path: str | os.PathLike) -> dict[str, Any]:
@@ -102,6 +113,20 @@ def read_pid_splits(path: str | os.PathLike) -> dict[str, list[str]]:
             if isinstance(q, bool) or not isinstance(q, (str, int)) or str(q).strip() == "":
                 raise DataError(f"{path}: split {name!r} item {i}: {q!r} is not a qid (a string or an integer)")
         out[name] = [str(q) for q in qids]
+    return out
+
+
+def splits_from_entries(path: Path, problems: dict[str, Any]) -> dict[str, list[str]]:
+    """{split: qids} from each entry's own `split` field (a problems file without pid_splits.json)."""
+    out: dict[str, list[str]] = {}
+    for qid, problem in problems.items():
+        split = problem.get("split") if isinstance(problem, dict) else None
+        if not isinstance(split, str) or not split:
+            raise DataError(f"{path}: qid {qid}: no 'split' field, and no pid_splits.json beside {path.name} to "
+                            f"say its split")
+        out.setdefault(split, []).append(qid)
+    if not out:
+        raise DataError(f"{path}: no pid_splits.json beside it and no entry to take a split from")
     return out
 
 
@@ -199,40 +224,6 @@ def problem_to_record(qid: str, problem: Mapping, split: str, caption: str = "",
     }
 
 
-def _choice_index(path: Path) -> int:
-    try:
-        return int(path.stem.split("_", 1)[1])
-    except (IndexError, ValueError):
-        return 1 << 30
-
-
-def _image_folders(images_dir: Path, qid: str, splits: Iterable[str]) -> list[Path]:
-    """IMAGES/<qid>/ first, then ScienceQA's download layout IMAGES/<split>/<qid>/."""
-    folders = [images_dir / qid] + [images_dir / s / qid for s in dict.fromkeys(s for s in splits if s)]
-    return [f for f in folders if f.is_dir()]
-
-
-def find_image_paths(images_dir: Path | None, qid: str, problem: Mapping,
-                     splits: Iterable[str] = ()) -> tuple[list[str], Path | None]:
-    """(image paths, expected question-image path if declared but missing).
-
-    Question image when declared; otherwise the choice images (choice_0.png, …) in choice order; [] when none."""
-    declared = problem.get("image")
-    if images_dir is None:
-        return [], (Path(declared) if declared else None)
-    folders = _image_folders(images_dir, qid, splits)
-    if declared:
-        for folder in folders:
-            if (folder / declared).is_file():
-                return [str((folder / declared).resolve())], None
-        return [], (folders[0] if folders else images_dir / qid) / declared
-    for folder in folders:
-        choice_images = sorted(folder.glob("choice_*.png"), key=_choice_index)
-        if choice_images:
-            return [str(p.resolve()) for p in choice_images], None
-    return [], None
-
-
 # --------------------------------------------------------------------------- prepare
 
 @dataclass
@@ -298,9 +289,13 @@ def _read_split(cfg: PrepareConfig, src: _Source, split: str, qids: list[str]) -
     if pending_missing and res.with_images == 0:
         # Nothing of this split is on disk: the user did not download its images. Keep the records.
         res.missing_images = [kept_qids[i] for i, _ in pending_missing]
-        where = src.images_dir if src.images_dir is not None else f"{cfg.source} (no images folder)"
+        if src.images_dir is None:
+            where, hint = f"{cfg.source} (no images folder)", "download the split's images, or pass --images"
+        else:
+            where, hint = (f"{src.images_dir} (looked in <qid>/ and <folder>/<qid>/ for every folder)",
+                           "they are not on disk under any name there: download them, or pass --images")
         src.warnings.append(f"split {split}: none of its {len(pending_missing)} declared images are in {where}; "
-                            f"records kept with image_paths [] (download that split's images to use them)")
+                            f"records kept with image_paths [] ({hint})")
     elif pending_missing:
         drop = set()
         for i, expected in pending_missing:
@@ -314,9 +309,11 @@ def _read_split(cfg: PrepareConfig, src: _Source, split: str, qids: list[str]) -
 def _open_source(cfg: PrepareConfig) -> tuple[_Source, dict[str, list[str]], Path | None]:
     """Read and check problems.json, pid_splits.json, captions and the images folder: (source, split lists,
     captions path)."""
-    problems_path, splits_path = find_source_files(cfg.source)
+    problems_path, splits_path = find_source_files(cfg.source, cfg.problems)
     problems = read_problems(problems_path)
-    pid_splits = read_pid_splits(splits_path)
+    pid_splits = read_pid_splits(splits_path) if splits_path is not None else splits_from_entries(problems_path,
+                                                                                                 problems)
+    splits_path = splits_path or problems_path
     if not cfg.splits:
         raise DataError("no splits requested")
     for split in cfg.splits:
