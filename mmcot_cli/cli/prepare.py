@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from mmcot_cli.cli.app import command, print_json, stdout_is_utf8, warn, write_stdout
+from mmcot_cli.data.carve import Carve
 from mmcot_cli.data.prompts import format_jsonl_row, prompt_rows, uses_rationale, writes_rationale
 from mmcot_cli.data.readers import FORMATS, prepare_source
 from mmcot_cli.data.records import load_records, parse_splits
@@ -37,6 +38,10 @@ def prepare_command(
     problems: Optional[Path] = typer.Option(None, "--problems", help="ScienceQA's problems file, any name "
                                             "(pid_splits.json beside it, else each entry's 'split'). With a Hub "
                                             "source: gives every row its original qid (matched by content)."),
+    carve: Optional[str] = typer.Option(None, "--carve", help="Carve one split into train/val/test, seeded and "
+                                        "stratified by subject/grade/image: SPLIT or SPLIT:TRAIN/VAL/TEST shares "
+                                        "(default 80/10/10). The manifest marks them as not the official splits."),
+    seed: int = typer.Option(0, "--seed", help="Shuffle seed of --carve."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip bad items with a warning each instead of failing."),
     strict: bool = typer.Option(False, "--strict", help="Treat split qids that have no problems.json entry as "
                                 "errors (default: count them and list them in manifest.json)."),
@@ -54,7 +59,7 @@ def prepare_command(
     """
     summary = prepare_source(source, out, fmt, parse_splits(splits) if splits is not None else None, images=images,
                              captions=captions, skip_bad=skip_bad, strict=strict, allow_overlap=allow_overlap,
-                             problems=problems)
+                             problems=problems, carve=Carve.parse(carve, seed) if carve is not None else None)
     for message in summary["warnings"]:
         warn(message)
     if json_out:

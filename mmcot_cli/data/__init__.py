@@ -2,6 +2,6 @@
 
 Modules: records (DATA_DIR record schema, read/write), readers/ (one reader per source format + the format
 registry), prompts (prompt formats and stage presets), answers (option letters, answer parsing), leakage (qids in
-two splits), images (decoding a record's image), teacher (teacher rationales: import, filter, expand).
+two splits), carve (one split carved into seeded, stratified train/val/test), images (decoding a record's image), teacher (teacher rationales: import, filter, expand).
 May import: the ground floor only (errors, io, outputs, progress, validate).
 """

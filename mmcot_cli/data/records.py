@@ -11,7 +11,8 @@ import os
 from pathlib import Path
 from typing import Mapping
 
-from mmcot_cli.errors import DataError, UnknownSplitError
+from mmcot_cli.data.carve import Carve, carve_records
+from mmcot_cli.errors import DataError, UnknownSplitError, UsageError
 from mmcot_cli.io import iter_jsonl, read_json, staged_files, write_json, write_jsonl
 from mmcot_cli.outputs import mark_output_dir
 
@@ -35,10 +36,13 @@ def without_rationale(records: list[dict]) -> int:
     return sum(1 for r in records if not str(r.get("solution") or "").strip())
 
 
-def write_data_dir(out: Path, records: Mapping[str, list[dict]], manifest: dict) -> None:
+def write_data_dir(out: Path, records: Mapping[str, list[dict]], manifest: dict, carve: Carve | None = None) -> None:
     """Stage every split file and the manifest, then rename them into DATA_DIR together: a write fault leaves
     none of them (every `mmcot prepare --format` writes through here). DATA_DIR then holds exactly this run's
-    splits: a split file of an earlier prepare (other --splits, another source) is removed, never read again."""
+    splits: a split file of an earlier prepare (other --splits, another source) is removed, never read again.
+    `carve`: split carve.split is written as train/val/test parts instead (mmcot_cli.data.carve)."""
+    if carve is not None:
+        records, manifest = _carved(records, manifest, carve)
     with staged_files(out) as stage:
         for split, rows in records.items():
             write_jsonl(stage / f"{split}.jsonl", rows)
@@ -47,6 +51,21 @@ def write_data_dir(out: Path, records: Mapping[str, list[dict]], manifest: dict)
     for stale in Path(out).glob("*.jsonl"):
         if stale.stem not in records:
             stale.unlink(missing_ok=True)
+
+
+def _carved(records: Mapping[str, list[dict]], manifest: dict, carve: Carve) -> tuple[dict, dict]:
+    if carve.split not in records:
+        raise DataError(f"--carve {carve.split}: no such split prepared (prepared: {', '.join(records)})")
+    others = {s: rows for s, rows in records.items() if s != carve.split}
+    parts, info = carve_records(records[carve.split], carve)
+    clash = sorted(set(others) & set(parts))
+    if clash:
+        raise UsageError(f"--carve {carve.split} makes split {clash[0]}, which is prepared too (--splits "
+                         f"{carve.split} prepares the carved split alone)")
+    splits = {s: v for s, v in manifest.get("splits", {}).items() if s != carve.split}
+    splits.update({p: {"count": len(rows), "with_images": sum(1 for r in rows if r["image_paths"])}
+                   for p, rows in parts.items()})
+    return {**others, **parts}, {**manifest, "splits": splits, "carved_from": info, "official_splits": False}
 
 
 # --------------------------------------------------------------------------- reading DATA_DIR

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from mmcot_cli.data.carve import Carve
 from mmcot_cli.data.readers.aokvqa import prepare_aokvqa
 from mmcot_cli.data.readers.hub import has_parquet, looks_like_hub_id, prepare_hub
 from mmcot_cli.data.readers.jsonl import prepare_jsonl
 from mmcot_cli.data.readers.scienceqa import PrepareConfig, prepare
-from mmcot_cli.data.records import DEFAULT_SPLITS, load_manifest
+from mmcot_cli.data.records import DEFAULT_SPLITS, load_manifest, load_records, without_rationale
 from mmcot_cli.errors import DataError, UnknownNameError, UsageError
 from mmcot_cli.outputs import claim_output_dir
 
@@ -45,6 +46,7 @@ class PrepareRequest:
     strict: bool = False
     allow_overlap: bool = False
     problems: Path | None = None  # ScienceQA: problems.json of any name; Hub: the file that gives rows their qids
+    carve: Carve | None = None  # one split written as seeded, stratified train/val/test (mmcot_cli.data.carve)
 
 
 @dataclass(frozen=True)
@@ -65,19 +67,20 @@ class DataFormat:
 def _prepare_scienceqa(req: PrepareRequest) -> dict:
     return prepare(PrepareConfig(source=req.source, out=req.out, splits=req.splits or DEFAULT_SPLITS,
                                  captions=req.captions, images=req.images, skip_bad=req.skip_bad, strict=req.strict,
-                                 allow_overlap=req.allow_overlap, problems=req.problems))
+                                 allow_overlap=req.allow_overlap, problems=req.problems, carve=req.carve))
 
 
 def _prepare_aokvqa(req: PrepareRequest) -> dict:
-    return prepare_aokvqa(req.source, req.out, req.splits, req.images, req.skip_bad, req.allow_overlap)
+    return prepare_aokvqa(req.source, req.out, req.splits, req.images, req.skip_bad, req.allow_overlap, req.carve)
 
 
 def _prepare_hub(req: PrepareRequest) -> dict:
-    return prepare_hub(str(req.source), req.out, req.splits, req.problems, req.skip_bad, req.allow_overlap)
+    return prepare_hub(str(req.source), req.out, req.splits, req.problems, req.skip_bad, req.allow_overlap,
+                       req.carve)
 
 
 def _prepare_jsonl(req: PrepareRequest) -> dict:
-    return prepare_jsonl(req.source, req.out, req.splits, req.images, req.skip_bad, req.allow_overlap)
+    return prepare_jsonl(req.source, req.out, req.splits, req.images, req.skip_bad, req.allow_overlap, req.carve)
 
 
 def _is_scienceqa(source: Path) -> bool:
@@ -145,7 +148,8 @@ def format_of(data_dir: str | Path) -> DataFormat:
 
 def prepare_source(source: str | Path, out: str | Path, fmt: str | None = None, splits: tuple[str, ...] | None = None,
                    images: str | Path | None = None, captions: str | Path | None = None, skip_bad: bool = False,
-                   strict: bool = False, allow_overlap: bool = False, problems: str | Path | None = None) -> dict:
+                   strict: bool = False, allow_overlap: bool = False, problems: str | Path | None = None,
+                   carve: Carve | None = None) -> dict:
     """Prepare SRC in format `fmt` (detected when None) into DATA_DIR `out`; returns the summary dict.
     `splits` None: train,val,test for ScienceQA, every split present for the others."""
     if fmt is None and problems is not None and not _is_hub(Path(source)):
@@ -155,11 +159,33 @@ def prepare_source(source: str | Path, out: str | Path, fmt: str | None = None, 
     unsupported = [f"--{name}" for name, used in given.items() if used and name not in fmt.options]
     if unsupported:
         raise UsageError(f"{' and '.join(unsupported)} apply to other formats, not to format {fmt.name}")
+    if carve is not None and splits is None:
+        splits = (carve.split,)  # the carved split alone: its parts are named train/val/test
     request = PrepareRequest(Path(source), Path(out), splits, Path(images) if images is not None else None,
                              Path(captions) if captions is not None else None, skip_bad, strict, allow_overlap,
-                             Path(problems) if problems is not None else None)
+                             Path(problems) if problems is not None else None, carve)
     if fmt.name == "scienceqa":  # the ScienceQA reader checks and holds its output itself, its own inputs named
-        return {"format": fmt.name, **fmt.prepare(request)}
+        return _carved_summary({"format": fmt.name, **fmt.prepare(request)}, request)
     src = request.source if request.source.exists() else None  # a Hub id is no path
     with claim_output_dir(request.out, "prepare", inputs={"SRC": src, "--images": request.images}):
-        return {"format": fmt.name, **fmt.prepare(request)}
+        return _carved_summary({"format": fmt.name, **fmt.prepare(request)}, request)
+
+
+def _carved_summary(summary: dict, req: PrepareRequest) -> dict:
+    """The summary with the carved split's row replaced by its parts (their counts; the source split's
+    bookkeeping, listed/missing/skipped, stays in `carved_from` and the warnings)."""
+    if req.carve is None:
+        return summary
+    info = load_manifest(req.out)["carved_from"]
+    source_row = summary["splits"].pop(req.carve.split)
+    for part in info["counts"]:
+        rows = load_records(req.out, part)
+        summary["splits"][part] = {**{k: 0 for k in source_row}, "count": len(rows),
+                                   "split_list": len(rows), "with_images": sum(1 for r in rows if r["image_paths"]),
+                                   "without_rationale": without_rationale(rows)}
+    summary["carved_from"] = info
+    strata = ", ".join(info["strata"]) or "nothing (no subject, grade or image differs)"
+    summary["warnings"].append(f"split {req.carve.split} carved into {', '.join(info['counts'])} (seed "
+                               f"{info['seed']}, stratified by {strata}): these are not the source's official "
+                               f"splits, and the manifest says so")
+    return summary

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from mmcot_cli.data.carve import Carve
 from mmcot_cli.data.leakage import check_split_overlap
 from mmcot_cli.data.readers.common import (
     BadItems,
@@ -126,7 +127,7 @@ def _read_split(source: Path, split: str, images: Path | None, bad: BadItems, se
 
 
 def prepare_aokvqa(source: Path, out: Path, splits: tuple[str, ...] | None, images: Path | None,
-                   skip_bad: bool, allow_overlap: bool = False) -> dict:
+                   skip_bad: bool, allow_overlap: bool = False, carve: Carve | None = None) -> dict:
     if not source.is_dir():
         raise DataError(f"{source}: not a directory (expected the folder holding aokvqa_{VERSION}_<split>.json)")
     present = present_splits(source)
@@ -152,4 +153,4 @@ def prepare_aokvqa(source: Path, out: Path, splits: tuple[str, ...] | None, imag
                 "files": [str(split_file(source, s).resolve()) for s in wanted],
                 "images_dir": str(images.resolve()) if images is not None else None,
                 "group_fields": ["difficult_direct_answer"]}
-    return write_outputs(out, results, manifest, warnings)
+    return write_outputs(out, results, manifest, warnings, carve)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from mmcot_cli._version import __version__
+from mmcot_cli.data.carve import Carve
 from mmcot_cli.data.records import MAX_CHOICES, without_rationale, write_data_dir
 from mmcot_cli.errors import DataError
 from mmcot_cli.io import lone_surrogate
@@ -143,7 +144,8 @@ def settle_images(split: str, res: SplitResult, bad: BadItems, where: str, warni
     res.records = [r for r in res.records if r["qid"] not in drop]
 
 
-def write_outputs(out: Path, results: Mapping[str, SplitResult], manifest: dict, warnings: list[str]) -> dict:
+def write_outputs(out: Path, results: Mapping[str, SplitResult], manifest: dict, warnings: list[str],
+                  carve: Carve | None = None) -> dict:
     """Stage every split and the manifest, rename them into `out` together (a write fault leaves none of them),
     and return the `mmcot prepare --json` summary."""
     manifest = {
@@ -154,7 +156,7 @@ def write_outputs(out: Path, results: Mapping[str, SplitResult], manifest: dict,
                    for split, res in results.items()},
         "created_by": f"mmcot {__version__} prepare",
     }
-    write_data_dir(out, {split: res.records for split, res in results.items()}, manifest)
+    write_data_dir(out, {split: res.records for split, res in results.items()}, manifest, carve)
     return {
         "out": str(out), "format": manifest["format"], "source": manifest["source"],
         "images_dir": manifest.get("images_dir"), "captions": None,

@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from mmcot_cli.data.carve import Carve
 from mmcot_cli.data.leakage import check_split_overlap
 from mmcot_cli.data.readers.common import (
     BadItems,
@@ -170,7 +171,7 @@ def read_split(hub_split: str, split: str, ds, matcher: QidMatcher | None, stage
 
 
 def prepare_hub(source: str, out: Path, splits: tuple[str, ...] | None, problems: Path | None, skip_bad: bool,
-                allow_overlap: bool) -> dict:
+                allow_overlap: bool, carve: Carve | None = None) -> dict:
     """Hub id or local parquet folder → DATA_DIR; returns the prepare summary."""
     folder, found = resolve_source(str(source))
     files = split_files(folder)
@@ -206,6 +207,6 @@ def prepare_hub(source: str, out: Path, splits: tuple[str, ...] | None, problems
                     "official_splits": matcher is not None}
         shutil.rmtree(final_images, ignore_errors=True)  # an earlier prepare's images
         os.replace(stage, final_images)
-        return write_outputs(out, results, manifest, warnings)
+        return write_outputs(out, results, manifest, warnings, carve)
     finally:
         shutil.rmtree(stage, ignore_errors=True)

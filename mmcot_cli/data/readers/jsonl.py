@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from mmcot_cli.data.carve import Carve
 from mmcot_cli.data.leakage import check_split_overlap
 from mmcot_cli.data.readers.common import (
     BadItems,
@@ -133,7 +134,7 @@ def read_rows(files: list[Path], bad: BadItems) -> tuple[list[tuple[str, dict]],
 
 
 def prepare_jsonl(source: Path, out: Path, splits: tuple[str, ...] | None, images: Path | None,
-                  skip_bad: bool, allow_overlap: bool = False) -> dict:
+                  skip_bad: bool, allow_overlap: bool = False, carve: Carve | None = None) -> dict:
     files = source_files(source)
     bad, warnings = BadItems(skip_bad), []
     rows, rejected = read_rows(files, bad)
@@ -178,7 +179,7 @@ def prepare_jsonl(source: Path, out: Path, splits: tuple[str, ...] | None, image
     group_fields = sorted({k for res in results.values() for r in res.records for k in r["groups"]})
     manifest = {"format": "jsonl", "source": str(source.resolve()), "files": [str(f.resolve()) for f in files],
                 "images_dir": str(images.resolve()) if images is not None else None, "group_fields": group_fields}
-    return write_outputs(out, results, manifest, warnings)
+    return write_outputs(out, results, manifest, warnings, carve)
 
 
 def _check_answers(res: SplitResult, wheres: dict[str, str], bad: BadItems) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from mmcot_cli._version import __version__
+from mmcot_cli.data.carve import Carve
 from mmcot_cli.data.leakage import check_split_overlap
 from mmcot_cli.data.readers.common import duplicate_choice_warning, text_error
 from mmcot_cli.data.readers.scienceqa_images import find_image_paths
@@ -54,6 +55,7 @@ class PrepareConfig:
     strict: bool = False  # split qids missing from problems.json become errors
     allow_overlap: bool = False  # a qid in two prepared splits is leakage unless allowed (mmcot_cli.data.leakage)
     problems: Path | None = None  # the problems file, any name (default: SRC/problems.json or SRC itself, a file)
+    carve: Carve | None = None  # write one split as seeded, stratified train/val/test parts (mmcot_cli.data.carve)
 
     def __post_init__(self) -> None:
         self.source = Path(self.source)
@@ -361,7 +363,7 @@ def _prepare(cfg: PrepareConfig) -> dict:
                             f"entry in {src.problems_path.name} (listed in manifest.json as missing_problems)")
 
     write_data_dir(cfg.out, {split: res.records for split, res in results.items()},
-                   _manifest(cfg, src, captions_path, results))
+                   _manifest(cfg, src, captions_path, results), cfg.carve)
     manifest = load_manifest(cfg.out)
     return {
         "out": str(cfg.out),
