@@ -74,4 +74,8 @@ class Terminated(KeyboardInterrupt):
         import signal
 
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        # DataLoader workers signalled with us (SIGTERM to the process group) die now; torch's SIGCHLD handler
+        # would raise "worker killed by signal" in the middle of our unwinding (a traceback, exit 1)
+        if hasattr(signal, "SIGCHLD"):  # not on Windows
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         raise Terminated()

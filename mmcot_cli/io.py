@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -131,14 +132,35 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> int:
     return n
 
 
+# Appends and removals never follow a symbolic link planted in place of a log or a temporary file.
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
 def append_jsonl(path: str | os.PathLike, row: dict) -> None:
     """Append one strict-JSON line (logs such as metrics.jsonl); a write fault names the file."""
     try:
-        with open(path, "a", encoding="utf-8") as fh:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | NOFOLLOW, 0o666)
+        with open(fd, "a", encoding="utf-8") as fh:
             fh.write(dumps(row) + "\n")
             fh.flush()
-    except (OSError, UnicodeEncodeError) as e:
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise DataError(f"{path}: is a symbolic link; mmcot does not append through it (remove it)") from None
         raise DataError(f"{path}: cannot write ({write_fault(e)})") from None
+    except UnicodeEncodeError as e:
+        raise DataError(f"{path}: cannot write ({write_fault(e)})") from None
+
+
+def remove_path(path: str | os.PathLike) -> None:
+    """Remove a file, a symbolic link (never what it points to) or a folder tree; errors are ignored."""
+    import shutil
+
+    path = Path(path)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 def _reject_constant(name: str):
@@ -336,7 +358,7 @@ def atomic_dir(path: str | os.PathLike, replace: bool = True) -> Iterator[Path]:
             if not replace:
                 raise FileExistsError(f"{path}: already exists")
             old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
+            remove_path(old)
             os.replace(path, old)
             os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)

@@ -20,12 +20,13 @@ lock and each holds its own shard lock; see mmcot_cli.features.extract.
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import json
 import os
 import re
-import shutil
 import socket
+import stat
 import time
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping
@@ -37,7 +38,7 @@ except ImportError:  # Windows: outputs are not locked there
 
 from mmcot_cli._version import __version__
 from mmcot_cli.errors import DataError, MMCoTError, UsageError
-from mmcot_cli.io import make_dir, os_reason, write_json
+from mmcot_cli.io import NOFOLLOW, make_dir, os_reason, remove_path, write_json
 
 OWNER_FILE = ".mmcot-output.json"
 
@@ -232,13 +233,30 @@ def _describe_holder(lock_path: Path, fd: int) -> str:
     return f"pid {info['pid']}{host} ({info.get('command', 'mmcot')}, since {info.get('since', '?')})"
 
 
+def _open_lock(lock_path: Path, what: Path) -> int:
+    """An fd of lock file `lock_path` (created if missing), which must be a plain file with one name: a symbolic
+    link, FIFO, device or hard link planted in its place (to a file elsewhere) is never created through, truncated
+    or written (the holder's description is written into the lock file), but refused with one line naming it."""
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | NOFOLLOW | os.O_NONBLOCK, 0o666)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise DataError(f"{what}: lock file {lock_path} is a symbolic link; mmcot does not follow it "
+                            "(remove the link)") from None
+        raise DataError(f"{what}: cannot write ({os_reason(e)})") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1:
+        os.close(fd)
+        what_it_is = "a hard link to another file" if stat.S_ISREG(info.st_mode) else "not a regular file"
+        raise DataError(f"{what}: lock file {lock_path} is {what_it_is}; mmcot does not write through it "
+                        "(remove it)")
+    return fd
+
+
 def _acquire(lock_path: Path, what: Path, option: str | None, shared: bool, wait: bool) -> int:
     mode = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if wait else fcntl.LOCK_NB)
     while True:
-        try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
-        except OSError as e:
-            raise DataError(f"{what}: cannot write ({os_reason(e)})") from None
+        fd = _open_lock(lock_path, what)
         try:
             fcntl.flock(fd, mode)
         except BlockingIOError:
@@ -307,6 +325,17 @@ def hold_lock(lock_path: str | os.PathLike, command: str, what: str | os.PathLik
         _release(fd, lock_path, shared)
 
 
+def drop_inherited_locks() -> None:
+    """In a forked child (a DataLoader worker): close its copies of the parent's lock file descriptors, so that a
+    lock ends with the process that took it — a `kill -9` of the command included — instead of when its orphaned
+    workers notice and exit. Closing a copy never unlocks the parent: a flock belongs to the open file, and lasts
+    until its last descriptor is closed."""
+    for fd, *_ in _HELD.values():
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD.clear()
+
+
 def _missing_dirs(path: Path) -> list[Path]:
     """`path` and its ancestors that do not exist yet, deepest first (removed again if left empty)."""
     missing = []
@@ -328,20 +357,16 @@ def remove_debris_of(path: str | os.PathLike) -> None:
     path = Path(path)
     pattern = re.compile(rf"\.{re.escape(path.name)}\.{_TEMP_SUFFIX}")
     for p in path.parent.glob(f".{glob.escape(path.name)}.*.tmp") if path.parent.is_dir() else []:
-        if not pattern.fullmatch(p.name):
-            continue
-        if p.is_dir():
-            shutil.rmtree(p, ignore_errors=True)
-        else:
-            p.unlink(missing_ok=True)
+        if pattern.fullmatch(p.name):
+            remove_path(p)
 
 
 def _unheld(lock: Path) -> bool:
     """No process holds lock file `lock` (then it is removed), or there is none."""
     try:
-        fd = os.open(lock, os.O_RDWR | os.O_CLOEXEC)
+        fd = os.open(lock, os.O_RDWR | os.O_CLOEXEC | NOFOLLOW | os.O_NONBLOCK)
     except OSError:
-        return True
+        return not lock.is_symlink()  # a planted link is no lock anybody holds, but it is not ours to remove
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         os.unlink(lock)
@@ -360,7 +385,7 @@ def _sweep(folder: Path, own_lock: Path) -> None:
         here = Path(root)
         for name in list(dirs):
             if _DEBRIS.fullmatch(name):
-                shutil.rmtree(here / name, ignore_errors=True)
+                remove_path(here / name)
                 dirs.remove(name)
             elif (here / name / OWNER_FILE).is_file():
                 dirs.remove(name)
@@ -372,8 +397,8 @@ def _sweep(folder: Path, own_lock: Path) -> None:
                 _unheld(here / name)
     remove_debris_of(folder)  # a swap of the folder itself (atomic_dir) killed midway
     old = folder.parent / f".{folder.name}.old"
-    if old.is_dir():
-        shutil.rmtree(old, ignore_errors=True)
+    if old.is_dir() or old.is_symlink():
+        remove_path(old)
 
 
 @contextlib.contextmanager

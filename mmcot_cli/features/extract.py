@@ -38,6 +38,7 @@ from mmcot_cli.plugins import manager as plugins
 from mmcot_cli.plugins.hookspecs import VisionBuildOptions
 from mmcot_cli.plugins.weights import RANDOM_INIT, check_not_both
 from mmcot_cli.validate import check_alpha, parse_device
+from mmcot_cli.workers import init_forked_worker
 
 MERGED_SHARD_BYTES = 1 << 30  # merge packs whole chunks into files of about this size
 
@@ -199,14 +200,6 @@ def _pending_chunks(root: Path, plans: list[_SplitPlan], shard: tuple[int, int])
     return pending, len(mine) - len(pending), removed
 
 
-def _default_sigterm(_worker_id: int) -> None:
-    """DataLoader workers are forked with the command's SIGTERM handler (mmcot_cli.errors.Terminated); they must
-    end at once when the loader, or the command unwinding, terminates them."""
-    import signal
-
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
 def _encode_all(cfg: ExtractConfig, backbone, encoder, pending, writer: ChunkWriter, alpha: str) -> None:
     """Run the encoder over every pending chunk's images and feed the rows to `writer` in order."""
     from torch.utils.data import DataLoader
@@ -219,7 +212,7 @@ def _encode_all(cfg: ExtractConfig, backbone, encoder, pending, writer: ChunkWri
     loader = DataLoader(_ImageDataset(items, encoder.preprocess, alpha),
                         batch_sampler=_batches_within([len(c) for c in chunks], cfg.batch_size),
                         num_workers=workers, collate_fn=_collate, pin_memory=cfg.device.startswith("cuda"),
-                        worker_init_fn=_default_sigterm if workers else None)
+                        worker_init_fn=init_forked_worker if workers else None)
     shape = tuple(encoder.feature_shape)
     with progress.make_progress() as bar:
         task = bar.add_task(f"extract {backbone.name}", total=len(items))

@@ -15,6 +15,8 @@ from typing import Any, Sequence
 
 import torch
 
+from mmcot_cli.workers import init_forked_worker
+
 
 def default_workers(device: torch.device) -> int:
     return 2 if device.type == "cuda" else 0
@@ -27,7 +29,8 @@ def batch_loader(examples: Sequence, sampler, collator, device: torch.device, wo
     workers = default_workers(device) if workers is None else workers
     return DataLoader(list(examples), batch_sampler=sampler, collate_fn=collator, num_workers=workers,
                       pin_memory=device.type == "cuda", persistent_workers=workers > 0,
-                      prefetch_factor=4 if workers > 0 else None, generator=torch.Generator().manual_seed(0))
+                      prefetch_factor=4 if workers > 0 else None, generator=torch.Generator().manual_seed(0),
+                      worker_init_fn=init_forked_worker if workers > 0 else None)
 
 
 def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
