@@ -86,7 +86,7 @@ def test_same_command_may_continue_its_own_folder(world, tmp_path):
 
 
 def test_library_guard_helpers():
-    from mmcot_cli.outputs import folder_owner, kind_of
+    from mmcot_cli.output_guard import folder_owner, kind_of
 
     assert kind_of("import-features") == kind_of("extract") == "features"
     assert folder_owner("/nonexistent") is None

@@ -79,9 +79,16 @@ def test_kill_9_then_an_immediate_rerun_is_not_blocked_by_orphaned_workers(world
     os.killpg(proc.pid, signal.SIGSTOP)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=60)
-    assert any(os.path.exists(f"/proc/{pid}") for pid in workers)  # orphaned, alive, frozen
-    rerun = ["-q", *args, *(["--resume"] if command == "train" else [])]
-    res = subprocess.run([sys.executable, "-m", "mmcot_cli", *map(str, rerun)], capture_output=True, text=True,
-                         timeout=300)
+    try:
+        assert any(os.path.exists(f"/proc/{pid}") for pid in workers)  # orphaned, alive, frozen
+        rerun = ["-q", *args, *(["--resume"] if command == "train" else [])]
+        res = subprocess.run([sys.executable, "-m", "mmcot_cli", *map(str, rerun)], capture_output=True,
+                             text=True, timeout=300)
+    finally:  # the frozen orphans would outlive the test run otherwise
+        for pid in workers:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
     assert "being written" not in res.stderr and "Traceback" not in res.stderr, res.stderr
     assert res.returncode == 0, res.stderr

@@ -14,7 +14,7 @@ from typing import Mapping
 from mmcot_cli.data.carve import Carve, carve_records
 from mmcot_cli.errors import DataError, UnknownSplitError, UsageError
 from mmcot_cli.io import iter_jsonl, read_json, staged_files, write_json, write_jsonl
-from mmcot_cli.outputs import mark_output_dir
+from mmcot_cli.output_guard import mark_output_dir
 
 DEFAULT_SPLITS: tuple[str, ...] = ("train", "val", "test")
 RECORD_FIELDS: tuple[str, ...] = ("qid", "split", "question", "hint", "caption", "choices", "answer", "lecture",

@@ -30,7 +30,8 @@ from mmcot_cli.data.answers import extract_answer, letter_to_index
 from mmcot_cli.data.records import load_records
 from mmcot_cli.errors import DataError
 from mmcot_cli.io import jsonl_lines, sha256_file, write_jsonl
-from mmcot_cli.outputs import claim_output_file, input_files
+from mmcot_cli.output_guard import input_files
+from mmcot_cli.outputs import claim_output_file
 
 Warn = Callable[[str], None]
 

@@ -34,12 +34,8 @@ from mmcot_cli.errors import (
 )
 from mmcot_cli.evaluation.score import CATEGORIES, ScoreConfig, score, score_records
 from mmcot_cli.io import os_reason, read_jsonl, write_json
-from mmcot_cli.outputs import (
-    check_output_dir,
-    claim_output_dir,
-    has_content,
-    is_housekeeping,
-)
+from mmcot_cli.output_guard import check_output_dir, has_content, is_housekeeping
+from mmcot_cli.outputs import claim_output_dir
 from mmcot_cli.plugins.manager import get_vision_backbone
 from mmcot_cli.progress import ForwardedProgress
 from mmcot_cli.reporting.report import ReportConfig, write_report

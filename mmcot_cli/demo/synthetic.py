@@ -30,7 +30,7 @@ from typing import Callable
 
 from mmcot_cli.errors import UnknownNameError, UsageError
 from mmcot_cli.io import atomic_dir, write_json
-from mmcot_cli.outputs import has_content
+from mmcot_cli.output_guard import has_content
 
 IMAGE_SIZE = 224  # the size the patch backbone cuts into a 7×7 grid of 32-px cells
 SYNTHETIC_SOURCE = "mmcot synthetic benchmark"

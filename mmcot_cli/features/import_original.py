@@ -25,7 +25,8 @@ import numpy as np
 from mmcot_cli.data.records import load_records
 from mmcot_cli.errors import DataError, UsageError, first_line
 from mmcot_cli.io import make_dir, read_json
-from mmcot_cli.outputs import claim_output_dir, mark_output_dir
+from mmcot_cli.output_guard import mark_output_dir
+from mmcot_cli.outputs import claim_output_dir
 from mmcot_cli.plugins.hub import parse_source, repo_file
 from mmcot_cli.plugins.manager import get_vision_backbone
 from mmcot_cli.progress import make_progress

@@ -38,7 +38,8 @@ from mmcot_cli.features.store_files import (
     write_data_file,
 )
 from mmcot_cli.io import make_dir, read_json, write_json
-from mmcot_cli.outputs import LOCK_FILE, hold_lock, mark_output_dir
+from mmcot_cli.output_guard import mark_output_dir
+from mmcot_cli.outputs import LOCK_FILE, hold_lock
 
 FORMAT = "mmcot-features/1"
 DEFAULT_CHUNK_SIZE = 256
@@ -135,9 +136,8 @@ def summarize(identity: dict, infos: dict[str, dict], files: Sequence[DataFile],
 class FeatureStore:
     """Read features by qid from a store directory; one row is read through a memory map, never a whole file.
 
-    Problems without a row (no image, or a skipped bad image) read as zeros of the declared shape.
-    Picklable (DataLoader workers reopen the maps lazily).
-    """
+    Problems without a row (no image, or a skipped bad image) read as zeros of the declared shape. Picklable
+    (DataLoader workers reopen the maps lazily)."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)

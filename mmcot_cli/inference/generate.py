@@ -30,7 +30,8 @@ from mmcot_cli.model.generation import (
     generate_texts,
     resolve_device,
 )
-from mmcot_cli.outputs import check_output_file, claim_output_file
+from mmcot_cli.output_guard import check_output_file
+from mmcot_cli.outputs import claim_output_file
 from mmcot_cli.runs.meta import RUN_CONFIG, RunMeta
 from mmcot_cli.runs.rationales import load_rationales
 from mmcot_cli.validate import positive_int

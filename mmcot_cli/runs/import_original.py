@@ -27,7 +27,8 @@ from mmcot_cli.data.answers import ANSWER_PATTERN
 from mmcot_cli.data.records import load_records
 from mmcot_cli.errors import DataError, UsageError
 from mmcot_cli.io import read_json, sha256_file, write_jsonl
-from mmcot_cli.outputs import claim_output_file, input_files
+from mmcot_cli.output_guard import input_files
+from mmcot_cli.outputs import claim_output_file
 from mmcot_cli.plugins.hub import parse_source, repo_file
 
 FORMAT = "mm-cot"

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import torch
 
-from mmcot_cli.workers import init_forked_worker
+from mmcot_cli.outputs import init_forked_worker
 
 
 def default_workers(device: torch.device) -> int:

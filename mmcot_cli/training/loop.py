@@ -32,7 +32,7 @@ from mmcot_cli.io import make_dir, read_json
 from mmcot_cli.model.batching import Collator, LengthGroupedBatchSampler
 from mmcot_cli.model.fusion import build_model, load_run_model, save_run_model
 from mmcot_cli.model.generation import feature_getter, generate_texts
-from mmcot_cli.outputs import mark_output_dir
+from mmcot_cli.output_guard import mark_output_dir
 from mmcot_cli.runs.meta import RunMeta
 from mmcot_cli.training import tracking
 from mmcot_cli.training.checkpoints import (

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Iterator
 
 from mmcot_cli.errors import UsageError
-from mmcot_cli.outputs import check_output_dir, claim_output_dir
+from mmcot_cli.output_guard import check_output_dir
+from mmcot_cli.outputs import claim_output_dir
 from mmcot_cli.runs.meta import RUN_CONFIG, RunMeta
 from mmcot_cli.training.config import TrainConfig
 
