@@ -56,7 +56,7 @@ def test_report_is_self_contained_escaped_and_has_every_section(cli, runs, tmp_p
     assert re.search(r"<td>text</td>(<td class=\"n\">[^<]*</td>){8}<td class=\"n\">50.00</td>", page)
     assert re.search(r"<td>vision</td>(<td class=\"n\">[^<]*</td>){8}<td class=\"n\">75.00</td>", page)
     assert '<tr class="pub">' not in page and "Multimodal-CoT Large (v1)" not in text
-    assert "Published ScienceQA results are shown only for its real test split (4,241 questions)" in text
+    assert "Published ScienceQA results are shown only for its real test split (4,241 questions with its metadata)" in text
     assert "Corrected by vision (vision): 3 of 4 (75.0%)." in text
     # The runs list says how answers were decoded where the rows record it (only the vision run's do).
     assert text.count("answers decoded within options: 8/8") == 1
