@@ -24,8 +24,8 @@ from PIL import Image
 
 from mmcot_cli.data.images import load_rgb
 from mmcot_cli.features.extract import ExtractConfig, default_workers, extract
-from mmcot_cli.plugins import manager as plugins
-from mmcot_cli.plugins.hookspecs import VisionBuildOptions
+from mmcot_cli.registry import manager as plugins
+from mmcot_cli.registry.hookspecs import VisionBuildOptions
 
 SAMPLE_IMAGES = Path(__file__).resolve().parents[1].parent / "shared" / "scienceqa-sample" / "images"
 

@@ -37,7 +37,7 @@ def vm(field):  # VmHWM (peak RSS) of this process image; ru_maxrss would inheri
 import numpy as np
 import torch
 from mmcot_cli import progress
-from mmcot_cli.features.import_original import ImportFeaturesConfig, import_feature_file
+from mmcot_cli.features.original_features import ImportFeaturesConfig, import_feature_file
 progress.set_enabled(False)
 base = vm("VmHWM")
 t = time.perf_counter()
@@ -94,7 +94,7 @@ def measure(mode: str, file: Path, root: Path) -> dict:
 
 
 def check_rows(file: Path, root: Path, rows: int, samples: int = 64) -> bool:
-    from mmcot_cli.features.import_original import open_feature_file
+    from mmcot_cli.features.original_features import open_feature_file
     from mmcot_cli.features.store import open_store
 
     rf, store = open_feature_file(file), open_store(root / "store")

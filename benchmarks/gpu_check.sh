@@ -99,7 +99,7 @@ emit "$($PY - <<'EOF'
 import json
 try:  # the source tree, not an installed copy; built-in backbones registered in code (no entry points needed)
     import mmcot_cli, mmcot_cli.training.loop
-    from mmcot_cli.plugins.manager import text_backbones, vision_backbones
+    from mmcot_cli.registry.manager import text_backbones, vision_backbones
     print(json.dumps({"step": "source-tree", "mmcot_cli": mmcot_cli.__file__, "text": sorted(text_backbones()),
                       "vision": sorted(vision_backbones())}))
 except Exception as e:

@@ -44,17 +44,17 @@ _EXPORTS = {
     "ScoreConfig": ("mmcot_cli.evaluation.score", "ScoreConfig"),
     "score_predictions": ("mmcot_cli.evaluation.score", "score"),
     "score_records": ("mmcot_cli.evaluation.score", "score_records"),
-    "score_data": ("mmcot_cli.evaluation.groups", "score_any"),  # what `mmcot score` runs, for any prepared format
+    "score_data": ("mmcot_cli.evaluation.score_data", "score_data"),  # what `mmcot score` runs, for any prepared format
     # teacher rationales (Fine-tune-CoT)
     "Sampling": ("mmcot_cli.inference.sampling", "Sampling"),
     "collect_rationales": ("mmcot_cli.data.teacher", "collect_rationales"),
-    # plugins (see mmcot_cli/plugins/hookspecs.py and examples/plugin-template/)
-    "hookimpl": ("mmcot_cli.plugins.hookspecs", "hookimpl"),
-    "VisionBackbone": ("mmcot_cli.plugins.hookspecs", "VisionBackbone"),
-    "VisionBuildOptions": ("mmcot_cli.plugins.hookspecs", "VisionBuildOptions"),
-    "TextBackbone": ("mmcot_cli.plugins.hookspecs", "TextBackbone"),
-    "TextBuildOptions": ("mmcot_cli.plugins.hookspecs", "TextBuildOptions"),
-    "BackboneOption": ("mmcot_cli.plugins.hookspecs", "BackboneOption"),
+    # plugins (see mmcot_cli/registry/hookspecs.py and examples/plugin-template/)
+    "hookimpl": ("mmcot_cli.registry.hookspecs", "hookimpl"),
+    "VisionBackbone": ("mmcot_cli.registry.hookspecs", "VisionBackbone"),
+    "VisionBuildOptions": ("mmcot_cli.registry.hookspecs", "VisionBuildOptions"),
+    "TextBackbone": ("mmcot_cli.registry.hookspecs", "TextBackbone"),
+    "TextBuildOptions": ("mmcot_cli.registry.hookspecs", "TextBuildOptions"),
+    "BackboneOption": ("mmcot_cli.registry.hookspecs", "BackboneOption"),
     "MMCoTError": ("mmcot_cli.errors", "MMCoTError"),
 }
 
@@ -87,7 +87,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
     from mmcot_cli.inference.generate import GenerateConfig
     from mmcot_cli.inference.generate import generate as generate_predictions
     from mmcot_cli.model.fusion import MMCoTForConditionalGeneration, load_run_model
-    from mmcot_cli.plugins.hookspecs import (
+    from mmcot_cli.registry.hookspecs import (
         BackboneOption,
         TextBackbone,
         TextBuildOptions,

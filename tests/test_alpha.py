@@ -16,8 +16,8 @@ from mmcot_cli.data.images import load_rgb, to_rgb
 from mmcot_cli.errors import UnknownNameError
 from mmcot_cli.features.store import open_store
 from mmcot_cli.inference.ask import encode_ask_image, recorded_alpha
-from mmcot_cli.plugins.hookspecs import VisionBackbone, VisionBuildOptions
-from mmcot_cli.plugins.manager import get_vision_backbone
+from mmcot_cli.registry.hookspecs import VisionBackbone, VisionBuildOptions
+from mmcot_cli.registry.manager import get_vision_backbone
 from mmcot_cli.runs.meta import RunMeta
 
 UNDER = (10, 20, 30)  # the colour stored under the transparent pixels

@@ -4,7 +4,7 @@ flags, and `--vision-weights` reaches the weight resolver."""
 import pytest
 from conftest import SHARED
 
-from mmcot_cli.model.import_original import ImportRunConfig, import_run
+from mmcot_cli.model.original_checkpoint import ImportRunConfig, import_run
 
 FIXTURE = SHARED / "reference-checkpoint"
 IMAGE = SHARED / "scienceqa-sample" / "images" / "133" / "choice_0.png"

@@ -25,9 +25,9 @@ from faultkit import (  # noqa: F401
     world,
 )
 
-from mmcot_cli.plugins import manager as plugins
+from mmcot_cli.registry import manager as plugins
 
-HEAD = "from mmcot_cli.plugins.hookspecs import TextBackbone, VisionBackbone, hookimpl\n"
+HEAD = "from mmcot_cli.registry.hookspecs import TextBackbone, VisionBackbone, hookimpl\n"
 SOURCES = {
     "raises_on_import": "raise RuntimeError('boom at import time')\n",
     "missing_dependency": "import mmcot_no_such_dependency  # noqa\n",

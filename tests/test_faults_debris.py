@@ -321,7 +321,7 @@ def test_sigterm_exits_143_with_everything_released(world, tmp_path, monkeypatch
         import mmcot_cli.cli.report as cli_report
         import mmcot_cli.cli.score as cli_score
 
-        target = {"score": (cli_score, "score_any"), "compare": (cli_report, "compare"),
+        target = {"score": (cli_score, "score_data"), "compare": (cli_report, "compare"),
                   "prompts": (cli_prepare, "load_records")}[case]
         monkeypatch.setattr(*target, _sigterm_self)
     before = sorted(p for p in tmp_path.rglob("*"))

@@ -13,7 +13,7 @@ NEEDS = {"clip": "open_clip", "vit": "timm", "resnet": "timm", "detr": "timm"}
 
 @pytest.mark.parametrize("backbone", ["clip", "vit", "resnet", "detr", "patches"])
 def test_unknown_variant_lists_the_backbones_own_variants(world, tmp_path, backbone):
-    from mmcot_cli.plugins import manager as plugins
+    from mmcot_cli.registry import manager as plugins
 
     module = NEEDS.get(backbone)
     if module and importlib.util.find_spec(module) is None:
@@ -30,7 +30,7 @@ def test_unknown_variant_lists_the_backbones_own_variants(world, tmp_path, backb
 def test_long_library_messages_are_cut_to_one_line(world, tmp_path, monkeypatch):
     """Whatever a plugin raises as a user error, the CLI prints one bounded line."""
     from mmcot_cli.errors import UsageError
-    from mmcot_cli.plugins import manager as plugins
+    from mmcot_cli.registry import manager as plugins
 
     def noisy(backbone, options):
         raise UsageError("bad thing:\n" + "\n".join(f"model-{i}" for i in range(2000)))

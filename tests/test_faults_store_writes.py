@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from faultkit import assert_one_error, leftovers, mmcot, release_features, world  # noqa: F401 (fixture)
 
-from mmcot_cli.plugins import manager as plugins
-from mmcot_cli.plugins.hookspecs import VisionBackbone, hookimpl
+from mmcot_cli.registry import manager as plugins
+from mmcot_cli.registry.hookspecs import VisionBackbone, hookimpl
 
 
 def _records(path):

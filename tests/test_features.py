@@ -22,8 +22,8 @@ from mmcot_cli.features import extract as X
 from mmcot_cli.features import store as S
 from mmcot_cli.features.extract import ExtractConfig, extract, merge
 from mmcot_cli.features.store import StoreMismatchError, open_store
-from mmcot_cli.plugins import manager as plugins
-from mmcot_cli.plugins.hookspecs import VisionBackbone, VisionBuildOptions, hookimpl
+from mmcot_cli.registry import manager as plugins
+from mmcot_cli.registry.hookspecs import VisionBackbone, VisionBuildOptions, hookimpl
 
 
 def make_records(folder: Path, n: int = 9, split_seed: int = 0) -> list[dict]:

@@ -119,7 +119,7 @@ def test_import_features_from_the_cache(cli, hub_cache, data_dir, tmp_path):
 
 def test_parse_source_rules(tmp_path, monkeypatch):
     from mmcot_cli.errors import DataError
-    from mmcot_cli.plugins.hub import HubSource, parse_source
+    from mmcot_cli.registry.hub import HubSource, parse_source
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "data").mkdir()
@@ -142,7 +142,7 @@ def test_online_path_pins_the_commit_and_fetches_only_what_it_needs(hub_cache, t
     from huggingface_hub import errors
 
     from mmcot_cli.errors import DataError
-    from mmcot_cli.plugins import hub
+    from mmcot_cli.registry import hub
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     monkeypatch.setattr(hub, "is_offline", lambda: False)

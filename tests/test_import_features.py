@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mmcot_cli.errors import DataError, UsageError
-from mmcot_cli.features.import_original import ImportFeaturesConfig, import_feature_file
+from mmcot_cli.features.original_features import ImportFeaturesConfig, import_feature_file
 from mmcot_cli.features.store import open_store
 
 

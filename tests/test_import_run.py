@@ -11,7 +11,7 @@ import torch
 from conftest import SHARED
 
 from mmcot_cli.errors import DataError, UsageError
-from mmcot_cli.model.import_original import ImportRunConfig, import_run
+from mmcot_cli.model.original_checkpoint import ImportRunConfig, import_run
 
 FIXTURE = SHARED / "reference-checkpoint"
 

@@ -22,7 +22,7 @@ PLUGINS = ROOT / "plugins" / "mmcot_plugins"
 GROUND = "(ground)"  # the top-level modules: errors, io, output_guard, outputs, progress, validate, _version
 FLOORS: list[set[str]] = [
     {GROUND},
-    {"plugins"},
+    {"registry"},
     {"data"},
     {"runs"},
     {"features", "model", "evaluation"},
@@ -124,7 +124,7 @@ def test_imports_only_point_down():
         for node, target in _imports(module):
             here, there = module.unit, MODULES[target].unit
             if module.unit == "mmcot_plugins":
-                ok = there in {GROUND, "plugins", "mmcot_plugins"}
+                ok = there in {GROUND, "registry", "mmcot_plugins"}
             elif there == "mmcot_plugins":
                 ok = False  # built-in plugins are loaded by name, like third-party ones
             else:

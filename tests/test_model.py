@@ -204,7 +204,7 @@ def test_unknown_text_backbone():
 
 
 def test_t5_family_names_map_to_hub_ids():
-    from mmcot_cli.plugins.manager import get_text_backbone
+    from mmcot_cli.registry.manager import get_text_backbone
 
     assert get_text_backbone("unifiedqa-t5-base").weights == "allenai/unifiedqa-t5-base"
     assert get_text_backbone("flan-t5-large").weights == "google/flan-t5-large"

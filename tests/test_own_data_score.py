@@ -7,7 +7,7 @@ import pytest
 from own_data_fixtures import sqa_source, write_aokvqa, write_jsonl  # noqa: F401 (fixture)
 
 from mmcot_cli.data.records import load_records
-from mmcot_cli.evaluation.groups import direct_answer_score
+from mmcot_cli.evaluation.own_formats import direct_answer_score
 
 
 def _preds(path, rows):
@@ -73,7 +73,7 @@ def official_accuracy(dataset: list[dict], predictions: dict, setting: str, skip
     mmcot: the file is {question_id: {"multiple_choice": str, "direct_answer": str}}; MC counts
     pred == choices[correct_choice_idx], DA min(1, #(pred == da for da in direct_answers) / 3) (exact strings);
     a question without a prediction scores 0; the mean ×100 over the questions kept. The current script leaves
-    the difficult questions out of DA only; the older one out of MC (evaluation/groups.py reports both)."""
+    the difficult questions out of DA only; the older one out of MC (evaluation/own_formats.py reports both)."""
     kept = [q for q in dataset if not (skip_difficult and q["difficult_direct_answer"])]
     scores = []
     for q in kept:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from mmcot_cli.plugins import manager as plugins
+from mmcot_cli.registry import manager as plugins
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "examples" / "plugin-template"
 MODULE = "mmcot_colour_histogram"
@@ -53,7 +53,7 @@ def test_template_encoder_and_extract(installed, cli, tmp_path):
     from mmcot_cli.data.readers.scienceqa import PrepareConfig, prepare
     from mmcot_cli.demo.synthetic import generate_synthetic
     from mmcot_cli.features.store import open_store
-    from mmcot_cli.plugins.hookspecs import VisionBuildOptions
+    from mmcot_cli.registry.hookspecs import VisionBuildOptions
 
     backbone = plugins.get_vision_backbone("colour-hist")
     encoder = backbone.build(VisionBuildOptions())

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from mmcot_cli.errors import UnknownBackboneError
-from mmcot_cli.plugins import manager as plugins
-from mmcot_cli.plugins.hookspecs import TextBackbone, VisionBackbone, VisionBuildOptions, hookimpl
+from mmcot_cli.registry import manager as plugins
+from mmcot_cli.registry.hookspecs import TextBackbone, VisionBackbone, VisionBuildOptions, hookimpl
 
 
 class _MeanColour:

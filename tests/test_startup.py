@@ -44,10 +44,10 @@ def test_importing_the_cli_loads_no_torch():
 
 
 def test_package_store_plugins_and_backbone_listing_load_no_torch():
-    code = ("import mmcot_cli, mmcot_cli.features.store, mmcot_cli.features.extract, mmcot_cli.plugins.weights, "
+    code = ("import mmcot_cli, mmcot_cli.features.store, mmcot_cli.features.extract, mmcot_cli.registry.weights, "
             "mmcot_cli.io, mmcot_cli.progress\n"
             "from mmcot_cli import open_store, hookimpl, VisionBackbone\n"
-            "from mmcot_cli.plugins import manager as plugins\n"
+            "from mmcot_cli.registry import manager as plugins\n"
             "assert {'patches', 'vit', 'resnet', 'detr', 'clip'} <= set(plugins.vision_backbones())\n"
             "plugins.text_backbones()")
     assert loaded_after(code) == {}

@@ -18,8 +18,8 @@ from PIL import Image
 
 from mmcot_cli.data.images import ImageError, load_rgb, record_image, to_rgb
 from mmcot_cli.errors import MMCoTError, UsageError
-from mmcot_cli.plugins import manager as plugins
-from mmcot_cli.plugins.hookspecs import VisionBuildOptions
+from mmcot_cli.registry import manager as plugins
+from mmcot_cli.registry.hookspecs import VisionBuildOptions
 
 DEFAULT_SHAPES = {"patches": (49, 192), "detr": (100, 256), "clip": (49, 2048), "vit": (145, 1024),
                   "resnet": (1, 2048)}

@@ -1,13 +1,13 @@
-"""The weight policy written once (mmcot_cli/plugins/weights.py) and the weight-free property a backbone declares."""
+"""The weight policy written once (mmcot_cli/registry/weights.py) and the weight-free property a backbone declares."""
 
 from __future__ import annotations
 
 import pytest
 
 from mmcot_cli.errors import MMCoTError, UsageError
-from mmcot_cli.plugins import manager as plugins
-from mmcot_cli.plugins.hookspecs import VisionBuildOptions
-from mmcot_cli.plugins.weights import OFFLINE_HINT, loading, resolve_weights
+from mmcot_cli.registry import manager as plugins
+from mmcot_cli.registry.hookspecs import VisionBuildOptions
+from mmcot_cli.registry.weights import OFFLINE_HINT, loading, resolve_weights
 
 
 def test_resolve_weights_kinds(tmp_path):

@@ -75,7 +75,7 @@ def test_wheel_holds_every_subpackage_and_the_builtin_plugins(wheel_env):
     python = wheel_env / "bin" / "python"
     probe = (_meta_path_without_editable() +
              "import json, pkgutil, mmcot_cli, mmcot_plugins; "
-             "from mmcot_cli.plugins import manager; "
+             "from mmcot_cli.registry import manager; "
              "print(json.dumps({'cli': mmcot_cli.__file__, 'plugins': mmcot_plugins.__file__, "
              "'subpackages': sorted(m.name for m in pkgutil.iter_modules(mmcot_cli.__path__) if m.ispkg), "
              "'vision': sorted(manager.vision_backbones())}))")

@@ -8,7 +8,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mmcot_cli.cli.app import command, print_json
-from mmcot_cli.plugins import manager as plugins
+from mmcot_cli.registry import manager as plugins
 
 
 def backbones_summary() -> dict:

@@ -13,7 +13,7 @@ from rich.table import Table
 from mmcot_cli.cli.app import command, print_json
 from mmcot_cli.data.records import parse_splits
 from mmcot_cli.errors import UsageError
-from mmcot_cli.model.import_original import ImportRunConfig, import_run
+from mmcot_cli.model.original_checkpoint import ImportRunConfig, import_run
 from mmcot_cli.progress import err_console
 
 REVISION_HELP = ("Hub ids: the branch, tag or commit to read [default: main]; the commit it resolves to is "
@@ -74,7 +74,7 @@ def import_features_command(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON summary object."),
 ) -> None:
     """Import the original's pre-extracted vision features (streamed: the file is never loaded whole)."""
-    from mmcot_cli.features.import_original import (
+    from mmcot_cli.features.original_features import (
         ImportFeaturesConfig,
         import_feature_file,
     )

@@ -13,8 +13,8 @@ from mmcot_cli.cli.app import app, guarded, print_json, warn
 from mmcot_cli.data.teacher import collect_rationales
 from mmcot_cli.errors import UnknownNameError, UsageError
 from mmcot_cli.progress import err_console
-from mmcot_cli.runs.import_original import FORMAT as MM_COT
-from mmcot_cli.runs.import_original import import_original_rationales
+from mmcot_cli.runs.original_rationales import FORMAT as MM_COT
+from mmcot_cli.runs.original_rationales import import_original_rationales
 
 rationales_app = typer.Typer(help="Teacher rationales: import them, keep those that reach the gold answer; "
                                   "import the original's stage-1 outputs (--format mm-cot).", no_args_is_help=True)

@@ -11,9 +11,9 @@ from rich.console import Console
 from rich.table import Table
 
 from mmcot_cli.cli.app import command, print_json, warn
-from mmcot_cli.evaluation.groups import score_any
 from mmcot_cli.evaluation.rationale_metrics import RATIONALE_METRICS
 from mmcot_cli.evaluation.score import CATEGORIES, ScoreConfig
+from mmcot_cli.evaluation.score_data import score_data
 from mmcot_cli.evaluation.similarity import resolve_similarity_model
 from mmcot_cli.progress import err_console
 
@@ -138,7 +138,7 @@ def score_command(
     cfg = ScoreConfig(predictions=predictions, data=data, split=split, fallback=fallback, seed=seed,
                       skip_bad=skip_bad, rationale_ref=rationale_ref,
                       similarity_model=resolve_similarity_model(similarity, similarity_model))
-    result = score_any(cfg, warn=warn, export=export_aokvqa)
+    result = score_data(cfg, warn=warn, export=export_aokvqa)
     if json_out:
         print_json(result)
     elif "data_format" in result:

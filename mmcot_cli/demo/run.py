@@ -36,8 +36,8 @@ from mmcot_cli.evaluation.score import CATEGORIES, ScoreConfig, score, score_rec
 from mmcot_cli.io import os_reason, read_jsonl, write_json
 from mmcot_cli.output_guard import check_output_dir, has_content, is_housekeeping
 from mmcot_cli.outputs import claim_output_dir
-from mmcot_cli.plugins.manager import get_vision_backbone
 from mmcot_cli.progress import ForwardedProgress
+from mmcot_cli.registry.manager import get_vision_backbone
 from mmcot_cli.reporting.report import ReportConfig, write_report
 from mmcot_cli.training.config import TrainConfig
 from mmcot_cli.validate import check_seed, parse_device, positive_int

@@ -4,7 +4,7 @@ groups of A-OKVQA / JSONL data) and the categories of records that rationale qua
 
 - scienceqa: evaluate_acc.py's categories NAT … Avg; breakdown by topic (too many for compare's columns).
 - aokvqa: A-OKVQA's multiple-choice and direct-answer accuracy in both difficult-question filterings
-  (mmcot_cli.evaluation.groups.aokvqa_metrics); breakdown by group (also compare columns).
+  (mmcot_cli.evaluation.own_formats.aokvqa_metrics); breakdown by group (also compare columns).
 - groups: overall accuracy; breakdown by group (also compare columns).
 
 A format reuses a kind by naming it in the registry; the report and compare read only this module.

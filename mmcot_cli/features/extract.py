@@ -34,9 +34,9 @@ from mmcot_cli.features.store import (
 from mmcot_cli.features.store_files import scan_for_resume, write_data_file
 from mmcot_cli.io import read_json
 from mmcot_cli.outputs import claim_output_dir, init_forked_worker, remove_debris_of
-from mmcot_cli.plugins import manager as plugins
-from mmcot_cli.plugins.hookspecs import VisionBuildOptions
-from mmcot_cli.plugins.weights import RANDOM_INIT, check_not_both
+from mmcot_cli.registry import manager as plugins
+from mmcot_cli.registry.hookspecs import VisionBuildOptions
+from mmcot_cli.registry.weights import RANDOM_INIT, check_not_both
 from mmcot_cli.validate import check_alpha, parse_device
 
 MERGED_SHARD_BYTES = 1 << 30  # merge packs whole chunks into files of about this size

@@ -2,5 +2,5 @@
 
 Modules: generate (batched predictions → preds-<split>.jsonl), ask (one custom question + image), sampling
 (the --num-samples/--temperature/--top-p settings).
-May import: model, features, runs, plugins, data and the ground floor; never training or above.
+May import: model, features, runs, registry, data and the ground floor; never training or above.
 """

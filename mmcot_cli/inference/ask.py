@@ -20,15 +20,15 @@ from mmcot_cli.inference.generate import load_run, prediction_row
 from mmcot_cli.io import read_json
 from mmcot_cli.model.answer_constraint import AnswerConstraints
 from mmcot_cli.model.generation import generate_texts, resolve_device
-from mmcot_cli.plugins.hookspecs import VisionBuildOptions
-from mmcot_cli.plugins.manager import (
+from mmcot_cli.registry.hookspecs import VisionBuildOptions
+from mmcot_cli.registry.manager import (
     build_vision_encoder,
     call_plugin,
     describe,
     encode_checked,
     get_vision_backbone,
 )
-from mmcot_cli.plugins.weights import OFFLINE_HINT
+from mmcot_cli.registry.weights import OFFLINE_HINT
 from mmcot_cli.runs.meta import RunMeta
 from mmcot_cli.validate import check_alpha, positive_int
 

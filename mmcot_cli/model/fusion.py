@@ -37,8 +37,8 @@ from transformers.modeling_outputs import BaseModelOutput
 from mmcot_cli.errors import DataError, MMCoTError, first_line
 from mmcot_cli.io import atomic_dir, read_json
 from mmcot_cli.model.t5_dirs import check_t5_dir, load_tokenizer
-from mmcot_cli.plugins.hookspecs import TextBuildOptions
-from mmcot_cli.plugins.manager import build_text_model, get_text_backbone
+from mmcot_cli.registry.hookspecs import TextBuildOptions
+from mmcot_cli.registry.manager import build_text_model, get_text_backbone
 
 
 @contextlib.contextmanager

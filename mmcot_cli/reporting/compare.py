@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Callable
 
 from mmcot_cli.errors import DataError, UsageError
-from mmcot_cli.evaluation.groups import score_any
 from mmcot_cli.evaluation.kinds import Column, compare_values, kind_of
 from mmcot_cli.evaluation.rationale_metrics import (
     RATIONALE_METRICS,
@@ -24,6 +23,7 @@ from mmcot_cli.evaluation.rationale_metrics import (
     rationale_reference,
 )
 from mmcot_cli.evaluation.score import ScoreConfig, load_gold
+from mmcot_cli.evaluation.score_data import score_data
 from mmcot_cli.io import loads, read_jsonl, read_text
 from mmcot_cli.reporting.report import (
     default_label,
@@ -113,7 +113,7 @@ def load_values(spec: str, cfg: CompareConfig, warn: Warn | None = None) -> dict
             raise UsageError(f"{path}: a predictions file or RUN_DIR is scored against --data DATA_DIR; pass it "
                              "(score objects from `mmcot score --json` need no data)")
         _, _, preds, _ = resolve_input(raw, cfg.split)
-        obj = score_any(ScoreConfig(predictions=preds, data=cfg.data, split=cfg.split,
+        obj = score_data(ScoreConfig(predictions=preds, data=cfg.data, split=cfg.split,
                                     similarity_model=cfg.similarity_model), warn=warn)
         if obj.get("rationale") is None:
             obj["rationale"] = _rationale_of_run(raw, cfg, warn)

@@ -19,7 +19,6 @@ from typing import Callable
 from mmcot_cli.data.prompts import gives_answer, writes_rationale
 from mmcot_cli.data.readers import format_of
 from mmcot_cli.errors import DataError, UsageError
-from mmcot_cli.evaluation.groups import score_any
 from mmcot_cli.evaluation.kinds import record_categories
 from mmcot_cli.evaluation.rationale_metrics import (
     MetricOptions,
@@ -29,6 +28,7 @@ from mmcot_cli.evaluation.rationale_metrics import (
     score_pairs,
 )
 from mmcot_cli.evaluation.score import ScoreConfig, load_gold
+from mmcot_cli.evaluation.score_data import score_data
 from mmcot_cli.io import atomic_open, read_json, read_jsonl, read_log
 from mmcot_cli.outputs import claim_output_file
 from mmcot_cli.reporting.html import render
@@ -200,7 +200,7 @@ def load_run_result(spec: str, cfg: ReportConfig, records: list[dict], categorie
 
     label, path, preds, run_dir = resolve_input(spec, cfg.split)
     meta = load_meta(run_dir)
-    result = score_any(ScoreConfig(predictions=preds, data=cfg.data, split=cfg.split, details=True,
+    result = score_data(ScoreConfig(predictions=preds, data=cfg.data, split=cfg.split, details=True,
                                    similarity_model=cfg.similarity_model), warn=warn)
     rationales, source = run_rationales(read_jsonl(preds), meta, cfg.split, warn)
     run = RunResult(label=label, path=path, preds=preds, meta=meta, score=result,

@@ -1,7 +1,7 @@
 """Runs: what training writes and inference reads about a run, below both of them.
 
 Modules: meta (RunMeta, the one schema of run_config.json), rationales (the stage-1 → stage-2 hand-off, by qid),
-import_original (the original's positional stage-1 outputs → rationales by qid, `rationales import --format
+original_rationales (the original's positional stage-1 outputs → rationales by qid, `rationales import --format
 mm-cot`).
-May import: data, plugins and the ground floor.
+May import: data, registry and the ground floor.
 """

@@ -6,7 +6,7 @@ rows are parsed by `read_rationales`; this module also holds the per-split file 
 "which qid is missing" error and the provenance (path + sha256, and for a file converted from the original's
 positional predictions by `mmcot rationales import --format mm-cot`, that file's path, sha256 and format)
 recorded in run_config.json. The original's positional files themselves are refused here with the command that
-converts them (runs/import_original.py): mapping positions to qids needs the split, which --rationales (one
+converts them (runs/original_rationales.py): mapping positions to qids needs the split, which --rationales (one
 source for several splits) does not name.
 """
 

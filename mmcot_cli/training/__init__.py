@@ -5,5 +5,5 @@ store, run metadata), loop (the loop on Accelerate), runtime (device, --precisio
 loader (DataLoader workers, pinned async copies), guards (the NaN/inf guard, checked on the device), timing
 (hooks a benchmark times the loop with), checkpoints (resume checkpoints, metrics.jsonl), run_dir (RUN_DIR checks),
 tracking (`--report-to`).
-May import: model, features, evaluation, runs, plugins, data and the ground floor; never inference or above.
+May import: model, features, evaluation, runs, registry, data and the ground floor; never inference or above.
 """

@@ -7,7 +7,7 @@ from typing import Any
 
 from mmcot_cli.data.prompts import STAGE_PRESETS, uses_rationale
 from mmcot_cli.errors import UsageError
-from mmcot_cli.plugins.manager import get_text_backbone
+from mmcot_cli.registry.manager import get_text_backbone
 from mmcot_cli.training import tracking
 from mmcot_cli.validate import (
     check_number,

@@ -1,5 +1,5 @@
 """What the timm-based backbones (`vit`, `resnet`) share: building a headless timm model from the resolved weights
-(mmcot_cli.plugins.weights), its eval preprocessing, and an encoder returning tokens. Private to the built-in plugins."""
+(mmcot_cli.registry.weights), its eval preprocessing, and an encoder returning tokens. Private to the built-in plugins."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import contextlib
 import logging
 
 from mmcot_cli.errors import MMCoTError, UsageError
-from mmcot_cli.plugins.hookspecs import VisionBuildOptions
-from mmcot_cli.plugins.weights import RANDOM_INIT, loading, resolve_weights
+from mmcot_cli.registry.hookspecs import VisionBuildOptions
+from mmcot_cli.registry.weights import RANDOM_INIT, loading, resolve_weights
 
 
 def create_timm_model(backbone: str, arch: str, options: VisionBuildOptions):

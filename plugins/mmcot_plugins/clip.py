@@ -9,8 +9,8 @@ Preprocessing is open_clip's own eval transform for the model (resize/crop + CLI
 from __future__ import annotations
 
 from mmcot_cli.errors import UsageError
-from mmcot_cli.plugins.hookspecs import VisionBackbone, VisionBuildOptions, hookimpl
-from mmcot_cli.plugins.weights import RANDOM_INIT, loading, resolve_weights
+from mmcot_cli.registry.hookspecs import VisionBackbone, VisionBuildOptions, hookimpl
+from mmcot_cli.registry.weights import RANDOM_INIT, loading, resolve_weights
 
 DEFAULT_MODEL = "RN50"
 DEFAULT_PRETRAINED = "openai"

@@ -15,8 +15,8 @@ missing keys (a checkpoint for another architecture) are an error, not a silentl
 from __future__ import annotations
 
 from mmcot_cli.errors import MMCoTError, UsageError
-from mmcot_cli.plugins.hookspecs import VisionBackbone, VisionBuildOptions, hookimpl
-from mmcot_cli.plugins.weights import RANDOM_INIT, loading, resolve_weights
+from mmcot_cli.registry.hookspecs import VisionBackbone, VisionBuildOptions, hookimpl
+from mmcot_cli.registry.weights import RANDOM_INIT, loading, resolve_weights
 
 # variant → (hub id, timm backbone, dilated last stage)
 VARIANTS = {

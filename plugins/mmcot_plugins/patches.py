@@ -8,7 +8,7 @@ Deterministic, needs no download and runs fast: the offline demo and CPU tests u
 from __future__ import annotations
 
 from mmcot_cli.errors import UsageError
-from mmcot_cli.plugins.hookspecs import VisionBackbone, VisionBuildOptions, hookimpl
+from mmcot_cli.registry.hookspecs import VisionBackbone, VisionBuildOptions, hookimpl
 
 IMAGE_SIZE = 224
 GRID = 7

@@ -6,7 +6,7 @@ the fusion model attends over a single key. `--variant` takes another timm CNN n
 
 from __future__ import annotations
 
-from mmcot_cli.plugins.hookspecs import VisionBackbone, VisionBuildOptions, hookimpl
+from mmcot_cli.registry.hookspecs import VisionBackbone, VisionBuildOptions, hookimpl
 from mmcot_plugins._timm_common import TimmTokenEncoder, create_timm_model
 
 DEFAULT_MODEL = "resnet50"

@@ -19,7 +19,7 @@ from collections import Counter
 from typing import Iterable
 
 from mmcot_cli.errors import MMCoTError, UsageError
-from mmcot_cli.plugins.hookspecs import BackboneOption, TextBackbone, TextBuildOptions, hookimpl
+from mmcot_cli.registry.hookspecs import BackboneOption, TextBackbone, TextBuildOptions, hookimpl
 
 NAME = "t5-scratch"
 OPTIONS = (

@@ -4,7 +4,7 @@ Each name maps to a hub id loaded with `from_pretrained` (the hub for users with
 otherwise). Any other hub id or local directory is accepted directly by `mmcot train --text-model`.
 """
 
-from mmcot_cli.plugins.hookspecs import TextBackbone, hookimpl
+from mmcot_cli.registry.hookspecs import TextBackbone, hookimpl
 
 # name → (hub id, description)
 T5_FAMILY = {

@@ -3,12 +3,12 @@
 Default: `vit_large_patch32_384`, `forward_features` = all tokens after the final norm, CLS + 12×12 patches
 → (145, 1024), preprocessed with the model's own timm data config (384 bicubic resize/crop, mean/std 0.5).
 `--variant` takes any other timm ViT name (e.g. `vit_base_patch16_384` → (577, 768)). Weights resolve as
-described in mmcot_cli/plugins/weights.py.
+described in mmcot_cli/registry/weights.py.
 """
 
 from __future__ import annotations
 
-from mmcot_cli.plugins.hookspecs import VisionBackbone, VisionBuildOptions, hookimpl
+from mmcot_cli.registry.hookspecs import VisionBackbone, VisionBuildOptions, hookimpl
 from mmcot_plugins._timm_common import TimmTokenEncoder, create_timm_model
 
 DEFAULT_MODEL = "vit_large_patch32_384"

@@ -5,7 +5,7 @@ Loaded by mmcot through this package's `mmcot` entry point (see pyproject.toml).
 
 from __future__ import annotations
 
-from mmcot_cli.plugins.hookspecs import VisionBackbone, VisionBuildOptions, hookimpl
+from mmcot_cli.registry.hookspecs import VisionBackbone, VisionBuildOptions, hookimpl
 
 NAME = "colour-hist"
 IMAGE_SIZE = 128

@@ -24,7 +24,7 @@ from mmcot_cli.data.records import DEFAULT_SPLITS, load_manifest, load_records, 
 from mmcot_cli.errors import DataError, UnknownNameError, UsageError
 from mmcot_cli.outputs import claim_output_dir
 
-# How a prepared format is scored (mmcot_cli.evaluation.groups.score_any) and shown by `report` and `compare`
+# How a prepared format is scored (mmcot_cli.evaluation.score_data.score_data) and shown by `report` and `compare`
 # (mmcot_cli.evaluation.kinds: headline columns, breakdown, rationale categories):
 #   "scienceqa"  accuracy by evaluate_acc.py category (NAT/SOC/LAN, TXT/IMG/NO, grades) and topic
 #   "groups"     overall accuracy and accuracy per value of each record's `groups` field

@@ -29,8 +29,8 @@ from mmcot_cli.errors import (
     UsageError,
     first_line,
 )
-from mmcot_cli.plugins import hookspecs
-from mmcot_cli.plugins.hookspecs import (
+from mmcot_cli.registry import hookspecs
+from mmcot_cli.registry.hookspecs import (
     TextBackbone,
     TextBuildOptions,
     VisionBackbone,

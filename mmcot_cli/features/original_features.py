@@ -27,9 +27,9 @@ from mmcot_cli.errors import DataError, UsageError, first_line
 from mmcot_cli.io import make_dir, read_json
 from mmcot_cli.output_guard import mark_output_dir
 from mmcot_cli.outputs import claim_output_dir
-from mmcot_cli.plugins.hub import parse_source, repo_file
-from mmcot_cli.plugins.manager import get_vision_backbone
 from mmcot_cli.progress import make_progress
+from mmcot_cli.registry.hub import parse_source, repo_file
+from mmcot_cli.registry.manager import get_vision_backbone
 
 STORE_DTYPES = ("float16", "float32")  # what the feature store holds
 FEATURE_SUFFIXES = (".npy", ".pth", ".pt")  # numpy arrays, torch.save'd tensors

@@ -32,11 +32,9 @@ from mmcot_cli.evaluation.score import (
     check_score_options,
     percent,
     resolve_prediction,
-    score,
     score_against,
 )
 from mmcot_cli.io import write_json
-from mmcot_cli.outputs import claim_output_file
 
 
 def group_accuracy(records: list[dict], correct: dict[str, bool]) -> dict:
@@ -156,17 +154,3 @@ def score_own_data(cfg: ScoreConfig, warn: Warn | None = None, export: str | Pat
     if cfg.details:
         out["items"] = items
     return out
-
-
-def score_any(cfg: ScoreConfig, warn: Warn | None = None, export: str | Path | None = None) -> dict:
-    """`mmcot score` for any prepared format: the scorer of the format's scoring kind (the format registry)."""
-    fmt = format_of(cfg.data)
-    if export is not None and fmt.scoring != "aokvqa":
-        raise DataError(f"{cfg.data}: --export-aokvqa needs data prepared from A-OKVQA (this is {fmt.name})")
-    if fmt.scoring == "scienceqa":
-        return score(cfg, warn=warn)
-    if export is None:
-        return score_own_data(cfg, warn)
-    with claim_output_file(export, "score", option="--export-aokvqa",
-                           inputs={"PREDICTIONS": cfg.predictions, "--data": cfg.data}):
-        return score_own_data(cfg, warn, export)

@@ -29,7 +29,7 @@ from mmcot_cli.errors import DataError, UsageError
 from mmcot_cli.io import read_json, sha256_file, write_jsonl
 from mmcot_cli.output_guard import input_files
 from mmcot_cli.outputs import claim_output_file
-from mmcot_cli.plugins.hub import parse_source, repo_file
+from mmcot_cli.registry.hub import parse_source, repo_file
 
 FORMAT = "mm-cot"
 PREDICTION_FILES = ("predictions_ans_eval.json", "predictions_ans_test.json")  # what main.py writes
@@ -95,7 +95,7 @@ def check_order(path: Path, labels: list[str], records: list[dict], split: str,
 def import_original_rationales(source: str | Path, data_dir: str | Path, split: str, out: str | Path,
                                warn: Callable[[str], None] | None = None, revision: str | None = None) -> dict:
     """Write the original's positional stage-1 predictions for `split` as a rationale file keyed by qid. SOURCE
-    may be a hub id naming the file in a released run folder (plugins/hub.py)."""
+    may be a hub id naming the file in a released run folder (registry/hub.py)."""
     hub = parse_source(str(source), revision)
     if hub is None and revision is not None:
         raise UsageError(f"--revision applies to a hub id (org/name/path), not the local file {source}")

@@ -9,7 +9,7 @@ A plugin module implements one or both hooks and calls `register(...)` once per 
         register(VisionBackbone(name="mine", feature_shape=(49, 512), default_weights="org/model", build=_build))
 
 and declares itself in its pyproject under the `mmcot` entry-point group. A builder resolves `options.weights`
-with mmcot_cli.plugins.weights (the policy every built-in backbone follows). Keep plugin modules free of torch / timm /
+with mmcot_cli.registry.weights (the policy every built-in backbone follows). Keep plugin modules free of torch / timm /
 open_clip imports at module level: every command that lists backbones imports every plugin.
 """
 

@@ -30,8 +30,8 @@ from mmcot_cli.model.t5_dirs import (
 )
 from mmcot_cli.output_guard import check_output_dir, has_content, mark_output_dir
 from mmcot_cli.outputs import claim_output_dir
-from mmcot_cli.plugins.hub import checkpoint_folder, parse_source
-from mmcot_cli.plugins.manager import get_vision_backbone
+from mmcot_cli.registry.hub import checkpoint_folder, parse_source
+from mmcot_cli.registry.manager import get_vision_backbone
 from mmcot_cli.runs.meta import RunMeta
 from mmcot_cli.validate import positive_int
 

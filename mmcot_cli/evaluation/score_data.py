@@ -1,0 +1,27 @@
+"""`mmcot score` for any prepared format: the format registry names the scoring kind, and this picks its scorer
+(ScienceQA categories in mmcot_cli.evaluation.score, A-OKVQA / generic JSONL in mmcot_cli.evaluation.own_formats)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mmcot_cli.data.readers import format_of
+from mmcot_cli.errors import DataError
+from mmcot_cli.evaluation.own_formats import score_own_data
+from mmcot_cli.evaluation.predictions import Warn
+from mmcot_cli.evaluation.score import ScoreConfig, score
+from mmcot_cli.outputs import claim_output_file
+
+
+def score_data(cfg: ScoreConfig, warn: Warn | None = None, export: str | Path | None = None) -> dict:
+    """`mmcot score` for any prepared format: the scorer of the format's scoring kind (the format registry)."""
+    fmt = format_of(cfg.data)
+    if export is not None and fmt.scoring != "aokvqa":
+        raise DataError(f"{cfg.data}: --export-aokvqa needs data prepared from A-OKVQA (this is {fmt.name})")
+    if fmt.scoring == "scienceqa":
+        return score(cfg, warn=warn)
+    if export is None:
+        return score_own_data(cfg, warn)
+    with claim_output_file(export, "score", option="--export-aokvqa",
+                           inputs={"PREDICTIONS": cfg.predictions, "--data": cfg.data}):
+        return score_own_data(cfg, warn, export)
