@@ -28,12 +28,17 @@ def test_qid_in_train_and_test_is_leakage(world, tmp_path):
     assert not (tmp_path / "data").exists() and checksums(bench) == before
     res = mmcot("-q", "prepare", bench, "--out", tmp_path / "data", "--allow-overlap")
     assert res.exit_code == 0, res.stderr
+    prepared = {split: [json.loads(x)["qid"] for x in (tmp_path / "data" / f"{split}.jsonl").read_text().splitlines()]
+                for split in ("train", "test")}  # allowed: the qid is kept in both splits
+    assert leaked in prepared["train"] and leaked in prepared["test"]
 
 
 def test_leakage_only_among_prepared_splits(world, tmp_path):
     bench, _ = _bench(world, tmp_path, lambda s: s["test"].append(s["train"][3]))
     res = mmcot("-q", "prepare", bench, "--out", tmp_path / "data", "--splits", "train,val")
     assert res.exit_code == 0, res.stderr
+    written = sorted(p.name for p in (tmp_path / "data").glob("*.jsonl"))
+    assert written == ["train.jsonl", "val.jsonl"]  # the overlapping test split was not prepared
 
 
 def _supersets(s):

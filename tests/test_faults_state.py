@@ -76,6 +76,9 @@ def test_resume_of_a_store_that_only_grew_or_was_merged_is_not_refused(world, tm
     assert mmcot("-q", "extract", "--merge", feats).exit_code == 0
     res = _train(world, data, run, "--epochs", "2", "--resume", features=feats)
     assert res.exit_code == 0, res.stderr
+    meta = json.loads((run / "run_config.json").read_text())  # it went on: epoch 2 trained, nothing "changed"
+    assert meta["train_config"]["epochs"] == 2 and not meta.get("changed_inputs")
+    assert [r["epoch"] for r in _rows(run / "metrics.jsonl") if "train_loss" in r] == [1, 2]
 
 
 def test_run_config_without_fingerprints_still_resumes(world, tmp_path):
@@ -87,6 +90,9 @@ def test_run_config_without_fingerprints_still_resumes(world, tmp_path):
     (run / "run_config.json").write_text(json.dumps(meta))
     res = _train(world, world.data, run, "--epochs", "2", "--resume")
     assert res.exit_code == 0, res.stderr
+    meta = json.loads((run / "run_config.json").read_text())  # resumed to the end, fingerprints recorded now
+    assert meta["train_config"]["epochs"] == 2 and meta["inputs"]
+    assert [r["epoch"] for r in _rows(run / "metrics.jsonl") if "train_loss" in r] == [1, 2]
 
 
 def test_allow_changed_data_needs_resume(world, tmp_path):

@@ -116,6 +116,14 @@ def test_generate_and_train_read_rationales_with_line_separators(world, tmp_path
     res = mmcot("-q", *TRAIN_ANSWER, "--data", world.data, "--out", tmp_path / "trained", "--rationales", stage1,
                 "--train-on", "generated")
     assert res.exit_code == 0, res.stderr
+    # Every train rationale was read whole: one per qid, each still holding its separators (not split in four).
+    from mmcot_cli.runs.rationales import load_rationales
+
+    train_qids = [r["qid"] for r in _rows(world.data / "train.jsonl")]
+    loaded = load_rationales(stage1, "train")
+    assert loaded.for_qids(train_qids) == [f"Solution: {q} {SEPARATORS}." for q in train_qids]
+    recorded = json.loads((tmp_path / "trained" / "run_config.json").read_text())["rationales"]
+    assert recorded["train_on"] == "generated" and recorded["train"]["count"] == len(train_qids)
     out = tmp_path / "a.jsonl"
     res = mmcot("-q", "generate", "--run", _answer_run(world, tmp_path), "--data", world.data, "--features",
                 world.feats, "--device", "cpu", "--rationales", stage1, "--out", out, "--max-new-tokens", "4")
