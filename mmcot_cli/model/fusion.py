@@ -37,6 +37,7 @@ from transformers.modeling_outputs import BaseModelOutput
 from mmcot_cli.errors import DataError, MMCoTError, first_line
 from mmcot_cli.io import atomic_dir, read_json
 from mmcot_cli.model.t5_dirs import check_t5_dir, load_tokenizer
+from mmcot_cli.model.weights_fit import check_weights_fit
 from mmcot_cli.registry.hookspecs import TextBuildOptions
 from mmcot_cli.registry.manager import build_text_model, get_text_backbone
 
@@ -363,6 +364,7 @@ def load_run_model(run_or_model_dir: str | Path, device: str | torch.device = "c
         raise DataError(f"{model_dir}: no safetensors weights (pickle checkpoints are not loaded)")
     if not isinstance(read_json(model_dir / "config.json"), dict):  # a damaged config: named with line:column
         raise DataError(f"{model_dir / 'config.json'}: expected a JSON object (a model config)")
+    check_weights_fit(model_dir)  # a lost tensor or an edited config would otherwise load as random weights
     # A damaged (truncated, overwritten) weights or tokenizer file is one error line naming the directory.
     broken = (OSError, ValueError, RuntimeError, KeyError, SafetensorError)
     try:

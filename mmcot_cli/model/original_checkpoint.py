@@ -207,12 +207,14 @@ def build_imported_model(ckpt: Path, state: dict, config_dict: dict, image_shape
         quiet_hf,
         with_mmcot_settings,
     )
+    from mmcot_cli.model.weights_fit import check_weights_fit
 
     config = with_mmcot_settings(T5Config.from_dict(config_dict), image_shape)
     with tempfile.TemporaryDirectory(prefix="mmcot-import-") as tmp:
         save_file({k: v.contiguous() for k, v in state.items()}, f"{tmp}/model.safetensors", metadata={"format": "pt"})
         raw = {**config_dict, "architectures": ["MMCoTForConditionalGeneration"], "mmcot": config.mmcot}
         (Path(tmp) / "config.json").write_text(json.dumps(raw))
+        check_weights_fit(tmp, where=ckpt)  # a tensor missing from the checkpoint is never initialised randomly
         with quiet_hf():
             model = MMCoTForConditionalGeneration.from_pretrained(tmp)
     loaded = model.state_dict()

@@ -1,0 +1,86 @@
+"""Does a saved model directory's config.json fit its safetensors weights? Checked before any weight is loaded.
+
+`from_pretrained` re-initialises randomly whatever the checkpoint lacks (a deleted tensor, the extra layers of an
+edited `num_layers`) and only logs it, so a tampered run would generate from random weights with exit 0. Here
+the architecture the config describes is built on the meta device (no memory) and compared with the tensor
+names and shapes in the safetensors headers (no tensor data is read): every tensor it needs must be stored
+(tied aliases excepted), with the stored shape, and nothing stored may lack a place in it.
+Used by mmcot_cli.model.fusion.load_run_model (generate, ask, train --resume/--init-from) and import-run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mmcot_cli.errors import DataError, first_line
+
+RESTORE = "the config or the weights were edited or damaged; restore the run (or train it again)"
+
+
+def stored_shapes(model_dir: Path) -> dict[str, tuple[int, ...]]:
+    """name → shape of every tensor in the directory's *.safetensors files, from their headers only."""
+    from safetensors import SafetensorError, safe_open
+
+    shapes: dict[str, tuple[int, ...]] = {}
+    for shard in sorted(model_dir.glob("*.safetensors")):
+        try:
+            with safe_open(shard, framework="pt") as fh:
+                for key in fh.keys():
+                    shapes[key] = tuple(int(x) for x in fh.get_slice(key).get_shape())
+        except (SafetensorError, OSError, ValueError) as e:  # a header that lies about offsets or lengths
+            raise DataError(f"{shard}: not a readable safetensors file ({first_line(e)})") from None
+    return shapes
+
+
+def expected_shapes(config) -> tuple[dict[str, tuple[int, ...]], set[str]]:
+    """(name → shape the config's architecture holds, names that are tied aliases of another and need not be
+    stored)."""
+    import torch
+
+    from mmcot_cli.model.fusion import MMCoTForConditionalGeneration, quiet_hf
+
+    with torch.device("meta"), quiet_hf():
+        model = MMCoTForConditionalGeneration(config)
+    shapes = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    return shapes, set(getattr(model, "all_tied_weights_keys", None) or {})
+
+
+def weights_misfit(config, stored: dict[str, tuple[int, ...]], weights_name: str) -> str | None:
+    """What does not fit between `config` and the stored tensors, in words, or None when everything fits."""
+    from mmcot_cli.model.fusion import image_shape_of
+
+    if image_shape_of(config) is None and any(k.startswith("fusion.") for k in stored):
+        return ("config.json has no fusion settings (image_shape), but the weights hold fusion layers; the config "
+                "was edited or damaged (restore it; it would run text-only)")
+    expected, tied = expected_shapes(config)
+    missing = sorted(k for k in expected if k not in stored and k not in tied)
+    if missing:
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        return f"{missing[0]}{more} needed by config.json but missing from {weights_name}; {RESTORE}"
+    for key in sorted(k for k in stored if k in expected):
+        if stored[key] != expected[key]:
+            return (f"{key} has shape {list(stored[key])} in {weights_name} but config.json gives "
+                    f"{list(expected[key])}; {RESTORE}")
+    unexpected = sorted(k for k in stored if k not in expected)
+    if unexpected:
+        more = f" and {len(unexpected) - 1} more" if len(unexpected) > 1 else ""
+        return f"{weights_name} holds {unexpected[0]}{more}, which config.json has no place for; {RESTORE}"
+    return None
+
+
+def check_weights_fit(model_dir: str | Path, where: str | Path | None = None) -> None:
+    """DataError naming `where` (default: the directory) unless config.json and the weights fit exactly."""
+    from transformers import T5Config
+
+    model_dir = Path(model_dir)
+    where = model_dir if where is None else where
+    try:
+        config = T5Config.from_pretrained(model_dir)
+        stored = stored_shapes(model_dir)
+        problem = weights_misfit(config, stored, "the weights" if where != model_dir else "model.safetensors")
+    except DataError:
+        raise
+    except (OSError, ValueError, TypeError, RuntimeError, KeyError, AttributeError) as e:  # values no model takes
+        raise DataError(f"{model_dir / 'config.json'}: not a usable model config ({first_line(e)})") from None
+    if problem is not None:
+        raise DataError(f"{where}: {problem}")

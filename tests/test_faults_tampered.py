@@ -1,0 +1,100 @@
+"""Fault class 6 (issue 26): tampered runs and checkpoints. A model.safetensors that lost a tensor, or a
+config.json edited after training (another d_ff, more layers), is one line naming the directory and the tensor
+in every command that loads a run (generate, ask, train --resume, import-run), never a model whose missing
+parts were initialised randomly; nothing is written."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from faultkit import TINY_TEXT, assert_one_error, checksums, leftovers, mmcot, world  # noqa: F401 (fixture)
+
+
+def _drop_tensor(model_dir, name="encoder.block.0.layer.1.DenseReluDense.wi.weight"):
+    from safetensors.torch import load_file, save_file
+
+    path = model_dir / "model.safetensors"
+    state = load_file(path)
+    del state[name]
+    save_file(state, path, metadata={"format": "pt"})
+    return name
+
+
+def _edit_config(model_dir, **changes):
+    path = model_dir / "config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+
+TAMPERINGS = {
+    "lost-tensor": (lambda d: _drop_tensor(d), "missing from model.safetensors"),
+    "other-d_ff": (lambda d: _edit_config(d, d_ff=64), "config.json gives [64, 16]"),
+    "more-layers": (lambda d: _edit_config(d, num_layers=2), "encoder.block.1."),
+    "fewer-layers": (lambda d: _edit_config(d, num_layers=0, num_decoder_layers=0), "has no place for"),
+}
+
+
+@pytest.mark.parametrize("kind", TAMPERINGS)
+def test_generate_refuses_a_tampered_run(world, tmp_path, kind):
+    run = world.copy("run", tmp_path)
+    tamper, needle = TAMPERINGS[kind]
+    tamper(run / "model")
+    before = checksums(run)
+    res = mmcot("generate", "--run", run, "--data", world.data, "--device", "cpu", "--out", tmp_path / "p.jsonl")
+    assert_one_error(res, 1, str(run / "model"), needle, "restore the run")
+    assert not (tmp_path / "p.jsonl").exists() and checksums(run) == before
+
+
+@pytest.mark.parametrize("kind", ["lost-tensor", "other-d_ff"])
+def test_ask_refuses_a_tampered_run(world, tmp_path, kind):
+    run = world.copy("run", tmp_path)
+    tamper, needle = TAMPERINGS[kind]
+    tamper(run / "model")
+    res = mmcot("ask", "--rationale-run", run, "--answer-run", run, "--question", "Q?", "--choices", "a|b",
+                "--device", "cpu")
+    assert_one_error(res, 1, str(run / "model"), needle)
+    assert res.stdout == ""
+
+
+@pytest.mark.parametrize("kind", ["lost-tensor", "more-layers"])
+def test_resume_refuses_a_tampered_checkpoint(world, tmp_path, kind):
+    run = world.copy("run", tmp_path)
+    (ckpt_model,) = (run / "checkpoints").glob("*/model")
+    tamper, needle = TAMPERINGS[kind]
+    tamper(ckpt_model)
+    before = checksums(run)
+    res = mmcot("-q", "train", "--stage", "answer", "--prompt-format", "QCM-A", "--data", world.data,
+                "--text-model", "t5-scratch", "--out", run, "--features", world.feats, "--epochs", "2",
+                "--batch-size", "8", "--limit-train", "8", "--val-split", "none", "--save-every", "1", *TINY_TEXT,
+                "--resume")
+    assert_one_error(res, 1, str(ckpt_model), needle)
+    assert checksums(run) == before and leftovers(run) == []
+
+
+def test_an_untampered_run_still_loads(world):
+    from mmcot_cli.model.fusion import load_run_model
+
+    model, _, meta = load_run_model(world.run)
+    assert meta["stage"] == "answer" and model.fusion is not None
+
+
+def test_import_run_refuses_a_checkpoint_that_lost_a_tensor(tmp_path):
+    """A T5 checkpoint (safetensors) lacking one tensor its config needs: one line naming the checkpoint."""
+    from t5_layouts import make_t5_dir
+
+    ckpt = make_t5_dir(tmp_path / "ckpt", tokenizer="json", weights="safetensors", tied=True)
+    _drop_tensor(ckpt, "decoder.final_layer_norm.weight")
+    res = mmcot("import-run", ckpt, "--stage", "answer", "--out", tmp_path / "run")
+    assert_one_error(res, 1, str(ckpt), "decoder.final_layer_norm.weight", "missing")
+    assert not (tmp_path / "run").exists() and leftovers(tmp_path) == []
+
+
+def test_a_safetensors_header_that_lies_is_named(world, tmp_path):
+    """A header promising more bytes than the file holds: named, not read past the end."""
+    run = world.copy("run", tmp_path)
+    path = run / "model" / "model.safetensors"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    res = mmcot("generate", "--run", run, "--data", world.data, "--device", "cpu", "--out", tmp_path / "p.jsonl")
+    assert_one_error(res, 1, "model.safetensors")
+    assert not (tmp_path / "p.jsonl").exists()
