@@ -4,6 +4,7 @@ shared by training and inference, and import of the original's fine-tuned checkp
 Modules: fusion (MMCoTForConditionalGeneration, save/load of a run's model), t5_dirs (hub layouts of local T5
 dirs), batching (tokenized examples, dynamic padding, the length-grouped sampler), generation (device, batched
 generate from prompts), answer_constraint (answers decoded within the item's option letters), original_checkpoint
-(`mmcot import-run`).
+(`mmcot import-run`), weights_fit (config.json and the stored weights must fit before
+any weight loads).
 May import: runs, registry, data and the ground floor; never training, inference, evaluation or above.
 """

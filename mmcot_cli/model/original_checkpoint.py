@@ -28,6 +28,7 @@ from mmcot_cli.model.t5_dirs import (
     load_tokenizer,
     weight_files,
 )
+from mmcot_cli.model.weights_fit import check_weights_fit
 from mmcot_cli.output_guard import check_output_dir, has_content, mark_output_dir
 from mmcot_cli.outputs import claim_output_dir
 from mmcot_cli.registry.hub import checkpoint_folder, parse_source
@@ -207,7 +208,6 @@ def build_imported_model(ckpt: Path, state: dict, config_dict: dict, image_shape
         quiet_hf,
         with_mmcot_settings,
     )
-    from mmcot_cli.model.weights_fit import check_weights_fit
 
     config = with_mmcot_settings(T5Config.from_dict(config_dict), image_shape)
     with tempfile.TemporaryDirectory(prefix="mmcot-import-") as tmp:
