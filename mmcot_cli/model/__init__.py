@@ -4,7 +4,9 @@ shared by training and inference, and import of the original's fine-tuned checkp
 Modules: fusion (MMCoTForConditionalGeneration, save/load of a run's model), t5_dirs (hub layouts of local T5
 dirs), batching (tokenized examples, dynamic padding, the length-grouped sampler), generation (device, batched
 generate from prompts), answer_constraint (answers decoded within the item's option letters), original_checkpoint
-(`mmcot import-run`), weights_fit (config.json and the stored weights must fit before
-any weight loads).
+(`mmcot import-run`), weights_fit (config.json and the stored weights must fit before any weight loads),
+causal_lm (CausalFusionLM: a decoder-only LM with the gated fusion at decoder layer K or an image prefix),
+causal_batching (chat-template prompts, prompt+target rows, left-padded generation batches),
+causal_dirs (build, save and load of a decoder-only run model).
 May import: runs, registry, data and the ground floor; never training, inference, evaluation or above.
 """

@@ -50,6 +50,8 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("resnet", "mmcot_plugins.resnet"),
     ("t5_family", "mmcot_plugins.t5_family"),
     ("scratch_t5", "mmcot_plugins.scratch_t5"),
+    ("causal_family", "mmcot_plugins.causal_family"),
+    ("scratch_llama", "mmcot_plugins.scratch_llama"),
 )
 # Where the built-ins sit in a source checkout: plugins/mmcot_plugins/ beside mmcot_cli/.
 SOURCE_TREE_PLUGINS = Path(__file__).resolve().parents[2] / "plugins" / "mmcot_plugins"
