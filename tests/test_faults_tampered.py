@@ -27,7 +27,7 @@ def _edit_config(model_dir, **changes):
 
 
 TAMPERINGS = {
-    "lost-tensor": (lambda d: _drop_tensor(d), "missing from model.safetensors"),
+    "lost-tensor": (lambda d: _drop_tensor(d), "weights missing from model.safetensors: encoder.block.0"),
     "other-d_ff": (lambda d: _edit_config(d, d_ff=64), "config.json gives [64, 16]"),
     "more-layers": (lambda d: _edit_config(d, num_layers=2), "encoder.block.1."),
     "fewer-layers": (lambda d: _edit_config(d, num_layers=0, num_decoder_layers=0), "has no place for"),

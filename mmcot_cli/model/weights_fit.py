@@ -28,7 +28,8 @@ def stored_shapes(model_dir: Path) -> dict[str, tuple[int, ...]]:
                 for key in fh.keys():
                     shapes[key] = tuple(int(x) for x in fh.get_slice(key).get_shape())
         except (SafetensorError, OSError, ValueError) as e:  # a header that lies about offsets or lengths
-            raise DataError(f"{shard}: not a readable safetensors file ({first_line(e)})") from None
+            raise DataError(f"{model_dir}: cannot load the model ({shard.name} is not a readable safetensors "
+                            f"file: {first_line(e)})") from None
     return shapes
 
 
@@ -56,7 +57,8 @@ def weights_misfit(config, stored: dict[str, tuple[int, ...]], weights_name: str
     missing = sorted(k for k in expected if k not in stored and k not in tied)
     if missing:
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
-        return f"{missing[0]}{more} needed by config.json but missing from {weights_name}; {RESTORE}"
+        what = "fusion weights" if all(k.startswith("fusion.") for k in missing) else "weights"
+        return f"{what} missing from {weights_name}: {missing[0]}{more} (needed by config.json); {RESTORE}"
     for key in sorted(k for k in stored if k in expected):
         if stored[key] != expected[key]:
             return (f"{key} has shape {list(stored[key])} in {weights_name} but config.json gives "
