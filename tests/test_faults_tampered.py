@@ -6,6 +6,7 @@ parts were initialised randomly; nothing is written."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 from faultkit import TINY_TEXT, assert_one_error, checksums, leftovers, mmcot, world  # noqa: F401 (fixture)
@@ -98,3 +99,63 @@ def test_a_safetensors_header_that_lies_is_named(world, tmp_path):
     res = mmcot("generate", "--run", run, "--data", world.data, "--device", "cpu", "--out", tmp_path / "p.jsonl")
     assert_one_error(res, 1, "model.safetensors")
     assert not (tmp_path / "p.jsonl").exists()
+
+
+# --------------------------------------------------------------------------- a store of other images
+
+
+def _other_image_data(world, tmp_path, qid="10"):
+    """A copy of the benchmark whose image for `qid` is another picture, prepared as a new DATA_DIR."""
+    from PIL import Image
+
+    bench = tmp_path / "bench"
+    shutil.copytree(world.bench, bench)
+    (image,) = (bench / "images" / qid).glob("*.png")
+    Image.new("RGB", (40, 30), (1, 2, 3)).save(image)
+    assert mmcot("-q", "prepare", bench, "--out", tmp_path / "data").exit_code == 0
+    return tmp_path / "data", image
+
+
+def test_generate_refuses_a_store_of_other_images_under_the_same_qids(world, tmp_path):
+    data, image = _other_image_data(world, tmp_path)
+    res = mmcot("generate", "--run", world.run, "--data", data, "--device", "cpu", "--out", tmp_path / "p.jsonl")
+    assert_one_error(res, 1, str(world.feats), "qid 10", str(image), "another image")
+    assert not (tmp_path / "p.jsonl").exists()
+    ok = mmcot("-q", "generate", "--run", world.run, "--data", world.data, "--device", "cpu", "--out",
+               tmp_path / "q.jsonl")  # the data it was extracted from still serves
+    assert ok.exit_code == 0, ok.stderr
+
+
+def test_train_refuses_a_store_of_other_images_under_the_same_qids(world, tmp_path):
+    data, image = _other_image_data(world, tmp_path)
+    res = mmcot("-q", "train", "--stage", "answer", "--prompt-format", "QCM-A", "--data", data, "--text-model",
+                "t5-scratch", "--out", tmp_path / "run", "--features", world.feats, "--epochs", "1",
+                "--train-split", "test", "--val-split", "none", *TINY_TEXT)
+    assert_one_error(res, 1, "qid 10", str(image))
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
+
+
+@pytest.mark.parametrize("merged", [False, True], ids=["chunks", "merged"])
+def test_an_image_fixed_after_skip_bad_is_extracted_by_the_rerun(world, tmp_path, merged):
+    from mmcot_cli.features.store import open_store
+
+    bench = tmp_path / "bench"
+    shutil.copytree(world.bench, bench)
+    (image,) = (bench / "images" / "10").glob("*.png")
+    good = image.read_bytes()
+    image.write_bytes(good[:40])  # a broken file
+    assert mmcot("-q", "prepare", bench, "--out", tmp_path / "data").exit_code == 0
+    args = ["-q", "extract", "-b", "patches", "--data", tmp_path / "data", "--split", "test", "--out",
+            tmp_path / "f", "--workers", "0", "--chunk-size", "4", "--skip-bad"]
+    assert mmcot(*args).exit_code == 0
+    if merged:
+        assert mmcot("-q", "extract", "--merge", tmp_path / "f").exit_code == 0
+    assert open_store(tmp_path / "f").bad_qids() == {"10"}
+    image.write_bytes(good)  # fixed
+    res = mmcot(*args)
+    assert res.exit_code == 0, res.stderr
+    store = open_store(tmp_path / "f")
+    assert store.bad_qids() == set() and store.has("10")
+    reference = open_store(world.feats).read("10")
+    assert (store.read("10") == reference).all()
+    assert mmcot(*args).exit_code == 0 and open_store(tmp_path / "f").has("10")  # nothing left to retry

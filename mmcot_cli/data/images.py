@@ -15,7 +15,10 @@ Transparency follows an alpha policy (mmcot_cli.validate.ALPHA_POLICIES; `--alph
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
+import stat
 import warnings
 from pathlib import Path
 from typing import Any, Mapping
@@ -95,33 +98,64 @@ def _check_size(image: Image.Image, path, qid: str) -> None:
                          "a decompression bomb?")
 
 
-def open_image(path: str | os.PathLike, qid: str = "?") -> Image.Image:
-    """A fully decoded image (any mode), its size checked from the header before any pixel is decoded
-    (decompression bombs, oversized files); truncation raises here. ImageError names the qid and path.
-    Use this (or load_rgb) for every image read, e.g. report thumbnails."""
+def read_image_bytes(path: str | os.PathLike, qid: str = "?") -> bytes:
+    """The bytes of an image file, which must be a regular file of at most MAX_FILE_BYTES. Opened non-blocking
+    and checked with fstat before any read, so a FIFO never hangs the reader and /dev/zero is never read
+    endlessly (an image path may name anything)."""
     try:
-        if os.path.getsize(path) > MAX_FILE_BYTES:
-            raise ImageError(qid, path, f"file too large (over {MAX_FILE_BYTES // 2**20} MiB)")
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                _check_size(im, path, qid)
-                im.load()
-        return im  # decoded: usable after the file is closed
-    except ImageError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageError(qid, path, f"image too large (decompression bomb: {first_line(e)[:80]})") from None
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         raise ImageError(qid, path, "file not found") from None
     except IsADirectoryError:
         raise ImageError(qid, path, "is a directory") from None
     except PermissionError:
         raise ImageError(qid, path, "permission denied") from None
+    except OSError as e:
+        raise ImageError(qid, path, first_line(e)[:200]) from None
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise ImageError(qid, path, "is a directory")
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a device or socket"
+            raise ImageError(qid, path, f"not a regular file ({kind}); an image must be a file")
+        if info.st_size > MAX_FILE_BYTES:
+            raise ImageError(qid, path, f"file too large (over {MAX_FILE_BYTES // 2**20} MiB)")
+        try:
+            return fh.read(MAX_FILE_BYTES + 1)
+        except OSError as e:
+            raise ImageError(qid, path, first_line(e)[:200]) from None
+
+
+def image_digest(data: bytes) -> str:
+    """A short content fingerprint of an image file's bytes (which image a feature row was extracted from)."""
+    return hashlib.blake2b(data, digest_size=10).hexdigest()
+
+
+def decode_image(data: bytes, path: str | os.PathLike, qid: str = "?") -> Image.Image:
+    """A fully decoded image (any mode) from a file's bytes, its size checked from the header before any pixel
+    is decoded (decompression bombs); truncation raises here. ImageError names the qid and path."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                _check_size(im, path, qid)
+                im.load()
+        return im  # decoded: usable after the buffer is gone
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageError(qid, path, f"image too large (decompression bomb: {first_line(e)[:80]})") from None
     except UnidentifiedImageError:
         raise ImageError(qid, path, "not a recognised image file (corrupt?)") from None
     except (OSError, SyntaxError, ValueError, MemoryError) as e:  # truncated data, bad CRC, decoder errors
         raise ImageError(qid, path, first_line(e)[:200]) from None
+
+
+def open_image(path: str | os.PathLike, qid: str = "?") -> Image.Image:
+    """A fully decoded image (any mode) from a regular file (read_image_bytes), size-checked (decode_image).
+    Use this (or load_rgb) for every image read, e.g. report thumbnails."""
+    return decode_image(read_image_bytes(path, qid), path, qid)
 
 
 def load_rgb(path: str | os.PathLike, qid: str = "?", alpha: str = "white") -> Image.Image:
@@ -133,8 +167,6 @@ def load_rgb(path: str | os.PathLike, qid: str = "?", alpha: str = "white") -> I
 def thumbnail_bytes(path: str | os.PathLike, qid: str = "?", max_side: int = 192) -> tuple[bytes, tuple[int, int]]:
     """A small JPEG of an image (RGB, longest side <= max_side) and its size, for embedding in a report; read
     through open_image, so the same size limits and one-line errors apply."""
-    import io
-
     rgb = to_rgb(open_image(path, qid))
     rgb.thumbnail((max_side, max_side))
     buf = io.BytesIO()

@@ -32,6 +32,7 @@ from mmcot_cli.features.store import (
     split_info,
 )
 from mmcot_cli.features.store_files import scan_for_resume, write_data_file
+from mmcot_cli.features.store_images import retry_chunks
 from mmcot_cli.io import read_json
 from mmcot_cli.outputs import claim_output_dir, init_forked_worker, remove_debris_of
 from mmcot_cli.registry import manager as plugins
@@ -156,15 +157,17 @@ class _ImageDataset:
         return len(self.items)
 
     def __getitem__(self, i: int):
-        from mmcot_cli.data.images import ImageError, load_rgb
+        from mmcot_cli.data.images import ImageError, decode_image, image_digest, read_image_bytes, to_rgb
 
         qid, path = self.items[i]
         try:
-            return i, self.preprocess(load_rgb(path, qid, self.alpha)), None
+            data = read_image_bytes(path, qid)
+            pixels = self.preprocess(to_rgb(decode_image(data, path, qid), self.alpha))
+            return i, pixels, None, image_digest(data)  # the digest: which image this row came from
         except ImageError as e:
-            return i, None, e.reason
+            return i, None, e.reason, None
         except Exception as e:  # a preprocessing failure is still this image's problem; name it
-            return i, None, f"{type(e).__name__}: {e}"
+            return i, None, f"{type(e).__name__}: {e}", None
 
 
 def _collate(samples):
@@ -174,7 +177,7 @@ def _collate(samples):
     shapes = {tuple(s[1].shape) for s in good}
     # Images of different sizes (detr keeps each image's own size, as the original) travel as a list.
     tensors = (torch.stack([s[1] for s in good]) if len(shapes) == 1 else [s[1] for s in good]) if good else None
-    return [s[0] for s in good], tensors, [(s[0], s[2]) for s in samples if s[1] is None]
+    return [s[0] for s in good], tensors, [(s[0], s[2]) for s in samples if s[1] is None], [s[3] for s in good]
 
 
 def _batches_within(sizes: list[int], batch_size: int) -> list[list[int]]:
@@ -189,10 +192,11 @@ def _batches_within(sizes: list[int], batch_size: int) -> list[list[int]]:
 
 
 def _pending_chunks(root: Path, plans: list[_SplitPlan], shard: tuple[int, int]) -> tuple[list, int, list[str]]:
-    """(split plan, chunk index) this run must write (its shard, not on disk yet), how many are skipped, and the
-    truncated / corrupted data files removed so that their chunks are extracted again."""
+    """(split plan, chunk index) this run must write (its shard, not on disk yet, or holding a --skip-bad image
+    that reads now), how many are skipped, and the truncated / corrupted data files removed so that their chunks
+    are extracted again."""
     files, removed = scan_for_resume(root) if root.is_dir() else ([], [])
-    done = {(e["split"], int(e["chunk"])) for f in files for e in f.entries}
+    done = {(e["split"], int(e["chunk"])) for f in files for e in f.entries} - retry_chunks(files)
     k, n = shard
     mine = [(plan, i) for plan in plans for i in range(plan.num_chunks) if i % n == k]
     pending = [(plan, i) for plan, i in mine if (plan.split, i) not in done]
@@ -215,7 +219,7 @@ def _encode_all(cfg: ExtractConfig, backbone, encoder, pending, writer: ChunkWri
     shape = tuple(encoder.feature_shape)
     with progress.make_progress() as bar:
         task = bar.add_task(f"extract {backbone.name}", total=len(items))
-        for positions, pixels, errors in loader:
+        for positions, pixels, errors, digests in loader:
             results: dict[int, tuple[np.ndarray | None, str | None]] = {}
             for pos, reason in errors:
                 if not cfg.skip_bad:
@@ -226,10 +230,11 @@ def _encode_all(cfg: ExtractConfig, backbone, encoder, pending, writer: ChunkWri
                                              [f"qid {items[pos][0]}" for pos in positions])
                 feats = out.detach().float().cpu().numpy()  # the writer converts to the store's dtype
                 results.update((pos, (feats[j], None)) for j, pos in enumerate(positions))
+            image_of = dict(zip(positions, digests))
             for pos in sorted(results):
                 row, reason = results[pos]
                 if reason is None:
-                    writer.add(items[pos][0], row)
+                    writer.add(items[pos][0], row, image=image_of[pos])
                 else:
                     writer.add_bad(items[pos][0], items[pos][1], reason)
             bar.advance(task, len(positions) + len(errors))
@@ -349,8 +354,8 @@ def _merge_held(root: Path, max_shard_bytes: int) -> dict:
                                           for nm, g in zip(names, groups)):
             continue  # this split is already merged
         for name, group in progress.track(list(zip(names, groups)), f"merge {split}"):
-            entries = [{"split": c.split, "chunk": c.chunk, "qids": c.entry["qids"], "bad": c.entry.get("bad", [])}
-                       for c in group]
+            entries = [{"split": c.split, "chunk": c.chunk, "qids": c.entry["qids"], "bad": c.entry.get("bad", []),
+                        **({"images": c.entry["images"]} if "images" in c.entry else {})} for c in group]
             write_data_file(root / name, np.concatenate([c.read() for c in group]).astype(np_dtype), entries)
             written.append(name)
         for old in sorted(existing - set(names)):

@@ -73,9 +73,10 @@ class ChunkRef:
 
 
 def scan_data_files(root: Path) -> list[DataFile]:
-    """Every finished data file of the store: merged shards first, then chunks, each in name order."""
+    """Every finished data file, chunks before merged shards (a chunk extracted again after a fixed --skip-bad
+    image supersedes its merged copy), each in name order."""
     files = []
-    for sub in ("shards", "chunks"):
+    for sub in ("chunks", "shards"):
         d = root / sub
         if d.is_dir():
             for p in sorted(d.glob("*.safetensors")):
@@ -94,13 +95,13 @@ def build_index(files: Sequence[DataFile]) -> dict[str, tuple[str, int]]:
         row = 0
         for entry in f.entries:
             for qid in entry["qids"]:
-                index.setdefault(qid, (f.name, row))  # the same chunk in a shard and a leftover chunk: identical
+                index.setdefault(qid, (f.name, row))  # a chunk also in a shard: the chunk is newer
                 row += 1
     return index
 
 
 def chunk_refs(files: Sequence[DataFile]) -> dict[str, dict[int, ChunkRef]]:
-    """split → chunk index → where it is; a chunk present twice (shard + leftover chunk) resolves to the first."""
+    """split → chunk index → where it is; a chunk present twice (chunk + shard) resolves to the chunk file."""
     refs: dict[str, dict[int, ChunkRef]] = {}
     for f in files:
         row = 0
@@ -186,7 +187,6 @@ class FeatureStore:
 
     def file(self, name: str) -> DataFile:
         return self._by_name[name]
-
     def chunks(self) -> dict[str, list[ChunkRef]]:
         """split → its stored chunks in chunk order (for compaction and inspection)."""
         return {s: [refs[i] for i in sorted(refs)] for s, refs in sorted(chunk_refs(self.files).items())}
@@ -293,15 +293,13 @@ def store_fingerprint(path: str | os.PathLike, splits: Sequence[str]) -> str:
 
 
 def file_identities(files: Sequence[DataFile]) -> dict[str, list]:
-    """index.json's key: each data file's size and the CRC-32 of its features, recorded when it was written (two
-    files swapped, or one replaced by another of the same size, no longer match a cached index)."""
+    """index.json's key: each data file's size and features' CRC-32 (swapped files no longer match a cache)."""
     return {f.name: [f.size, f.crc32] for f in files}
 
 
 @contextlib.contextmanager
 def metadata_held(root: Path) -> Iterator[None]:
-    """The store's description (manifest.json, splits/, index.json) is written by one process at a time: shard
-    jobs of one store run side by side, and each settles the store's identity and rewrites the summary."""
+    """The store's description (manifest, splits/, index.json) is written by one process at a time (shard jobs)."""
     with hold_lock(root / METADATA_LOCK, "extract", root, wait=True):
         yield
 
@@ -386,13 +384,15 @@ class ChunkWriter:
         self._qids: list[str] = []
         self._rows: list[np.ndarray] = []
         self._bad: list[dict] = []
+        self._images: dict[str, str] = {}  # qid → digest of its image file (features.store_images)
         self._seen = 0
         self.chunks_written = self.rows_written = 0
         self.bad: list[dict] = []  # every skipped item written so far, with its split
 
-    def add(self, qid: str, row: np.ndarray) -> None:
+    def add(self, qid: str, row: np.ndarray, image: str | None = None) -> None:
         self._rows.append(store_rows(self.root, [str(qid)], np.asarray(row)[None], self.np_dtype)[0])  # checked
         self._qids.append(str(qid))
+        self._images.update({str(qid): image} if image else {})
         self._advance()
 
     def add_bad(self, qid: str, path: str, error: str) -> None:
@@ -406,23 +406,23 @@ class ChunkWriter:
         split, chunk, size = self._plan[self._next]
         if self._seen == size:
             data = np.stack(self._rows) if self._rows else np.zeros((0, *self.shape), dtype=self.np_dtype)
-            self.write_chunk(split, chunk, self._qids, data, self._bad)
-            self._qids, self._rows, self._bad, self._seen = [], [], [], 0
+            self.write_chunk(split, chunk, self._qids, data, self._bad, self._images)
+            self._qids, self._rows, self._bad, self._images, self._seen = [], [], [], {}, 0
             self._next += 1
 
     def write_chunk(self, split: str, chunk: int, qids: Sequence[str], data: np.ndarray,
-                    bad: Sequence[dict] = ()) -> None:
-        """Write one whole chunk: rows `data` (n, T, D) for `qids`, plus the items skipped as bad."""
+                    bad: Sequence[dict] = (), images: dict[str, str] | None = None) -> None:
+        """One whole chunk: rows `data` (n, T, D) for `qids`, the items skipped as bad, `images` qid → digest."""
         if self._on_first_write is not None:
             self._on_first_write()
             self._on_first_write = None
         entry = {"split": split, "chunk": chunk, "qids": [str(q) for q in qids], "bad": list(bad)}
+        entry.update({"images": dict(images)} if images else {})
         stored = store_rows(self.root, entry["qids"], np.asarray(data), self.np_dtype)
         write_data_file(self.root / "chunks" / f"{split}-{chunk:05d}.safetensors", stored, [entry])
         self.chunks_written += 1
         self.rows_written += len(entry["qids"])
         self.bad.extend({"split": split, **b} for b in entry["bad"])
-
 
 
 def import_features(out: str | os.PathLike, *, backbone: str, split: str, qids: Sequence[str], features,

@@ -21,6 +21,7 @@ from mmcot_cli.data.prompts import build_prompt
 from mmcot_cli.data.records import load_records
 from mmcot_cli.errors import DataError, UsageError
 from mmcot_cli.features.store import open_store
+from mmcot_cli.features.store_images import check_store_images
 from mmcot_cli.inference.sampling import Sampling
 from mmcot_cli.io import atomic_path, write_jsonl
 from mmcot_cli.model.answer_constraint import AnswerConstraints
@@ -193,6 +194,7 @@ def _generate_held(cfg: GenerateConfig, outs: dict[str, Path]) -> dict:
                    for r, rat in zip(records, rationales)]
         if store is not None:
             store.check_coverage(records, split)
+            check_store_images(store, records, split)  # rows of other images under the same qids
         inputs[split] = (records, qids, sources, rationales, provenance)
     results = {}
     for split, (records, qids, sources, rationales, provenance) in inputs.items():

@@ -13,6 +13,7 @@ from mmcot_cli.data.records import load_records
 from mmcot_cli.data.teacher import expand_rationales
 from mmcot_cli.errors import DataError
 from mmcot_cli.features.store import open_store, store_fingerprint
+from mmcot_cli.features.store_images import check_store_images
 from mmcot_cli.io import sha256_file
 from mmcot_cli.model.batching import Example, tokenize_pairs
 from mmcot_cli.runs.meta import RunMeta
@@ -131,8 +132,10 @@ def read_stage_inputs(cfg: TrainConfig) -> StageInputs:
     if cfg.features:
         store = open_store(cfg.features)
         store.check_coverage(train_records, cfg.train_split)
+        check_store_images(store, train_records, cfg.train_split)  # rows of other images under the same qids
         if val_records is not None:
             store.check_coverage(val_records, cfg.val_split)
+            check_store_images(store, val_records, cfg.val_split)
     train_r, val_r, rationale_info = stage_rationales(cfg)
     train_pairs = stage_prompts(cfg, train_records, train_r)
     val_pairs = stage_prompts(cfg, val_records, val_r) if val_records is not None else None
