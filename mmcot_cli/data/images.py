@@ -112,15 +112,16 @@ def read_image_bytes(path: str | os.PathLike, qid: str = "?") -> bytes:
         raise ImageError(qid, path, "permission denied") from None
     except OSError as e:
         raise ImageError(qid, path, first_line(e)[:200]) from None
+    info = os.fstat(fd)
+    problem = ("is a directory" if stat.S_ISDIR(info.st_mode) else None if stat.S_ISREG(info.st_mode) else
+               f"not a regular file ({'a FIFO' if stat.S_ISFIFO(info.st_mode) else 'a device or socket'}); "
+               "an image must be a file")
+    if problem is None and info.st_size > MAX_FILE_BYTES:
+        problem = f"file too large (over {MAX_FILE_BYTES // 2**20} MiB)"
+    if problem is not None:
+        os.close(fd)
+        raise ImageError(qid, path, problem)
     with os.fdopen(fd, "rb") as fh:
-        info = os.fstat(fd)
-        if stat.S_ISDIR(info.st_mode):
-            raise ImageError(qid, path, "is a directory")
-        if not stat.S_ISREG(info.st_mode):
-            kind = "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a device or socket"
-            raise ImageError(qid, path, f"not a regular file ({kind}); an image must be a file")
-        if info.st_size > MAX_FILE_BYTES:
-            raise ImageError(qid, path, f"file too large (over {MAX_FILE_BYTES // 2**20} MiB)")
         try:
             return fh.read(MAX_FILE_BYTES + 1)
         except OSError as e:

@@ -88,6 +88,10 @@ def row_error(row: Any) -> str | None:
             return err
     if row.get("image") is not None and (not isinstance(row["image"], str) or not row["image"].strip()):
         return "'image' must be a path string or null"
+    image = row.get("image")
+    if image and not Path(image).expanduser().is_absolute() and ".." in Path(image).parts:
+        return (f"'image' is {image[:80]!r}: a relative image path must stay inside the JSONL file's folder "
+                "(no '..'; write an absolute path to use an image elsewhere)")
     for key, value in row.items():
         if key not in KNOWN_FIELDS and not isinstance(value, str):
             return f"unknown field {key!r} ({type(value).__name__}); grouping fields must be strings"
