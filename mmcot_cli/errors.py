@@ -53,6 +53,20 @@ def first_line(error: BaseException) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
+def torch_load_problem(error: BaseException) -> str:
+    """Why `torch.load(weights_only=True)` refused a file, in our words: torch's own first line advises retrying
+    with weights_only=False, which would execute whatever code the pickle holds, so it is never repeated."""
+    text = str(error)
+    if "weights_only" not in text and "Weights only load failed" not in text:
+        return first_line(error)
+    detail = next((line.strip() for line in text.splitlines()[1:] if line.strip()
+                   and "weights_only" not in line and "documentation" not in line), "")
+    detail = detail.replace("Trying to load unsupported", "it holds").rstrip(".")
+    return (f"a pickle with Python objects besides tensors{f' ({detail})' if detail else ''}; mmcot never runs "
+            "pickled code: use a file holding tensors only (safetensors, or a state dict saved from a trusted "
+            "copy)")
+
+
 class StdoutError(MMCoTError):
     """Standard output cannot be written (closed pipe, `> /dev/full`)."""
 

@@ -67,3 +67,91 @@ def test_prepare_jsonl_refuses_image_paths_leaving_the_folder(tmp_path, image):
     res = mmcot("prepare", "--format", "jsonl", src / "d.jsonl", "--out", tmp_path / "data")
     assert_one_error(res, 1, f"{src / 'd.jsonl'}:1", "'..'")
     assert not (tmp_path / "data").exists()
+
+
+# --------------------------------------------------------------------------- pickles: refused, never advised
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):  # what a hostile pickle does when loaded without weights_only
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _hostile_pickle(path, marker):
+    import torch
+
+    torch.save({"weight": _Payload(marker)}, path)
+    return path
+
+
+def _assert_refused_safely(res, path, marker):
+    line = assert_one_error(res, 1, str(path), "never runs pickled code")
+    assert "weights_only" not in line and "False" not in line  # torch's unsafe advice is not repeated
+    assert not marker.exists()
+
+
+def test_import_run_refuses_a_hostile_pickle(tmp_path):
+    from t5_layouts import make_t5_dir
+
+    ckpt = make_t5_dir(tmp_path / "ckpt", tokenizer="json", weights="bin", tied=True)
+    marker = tmp_path / "executed"
+    _hostile_pickle(ckpt / "pytorch_model.bin", marker)
+    res = mmcot("import-run", ckpt, "--stage", "answer", "--out", tmp_path / "run")
+    _assert_refused_safely(res, ckpt / "pytorch_model.bin", marker)
+    assert not (tmp_path / "run").exists()
+
+
+def test_import_features_refuses_a_hostile_pickle(world, tmp_path):
+    from faultkit import release_features
+
+    _, name_map = release_features(world, tmp_path / "release")
+    marker = tmp_path / "executed"
+    pth = _hostile_pickle(tmp_path / "release" / "vit.pth", marker)
+    res = mmcot("import-features", pth, "--name-map", name_map, "--data", world.data, "--backbone", "patches",
+                "--out", tmp_path / "f")
+    _assert_refused_safely(res, pth, marker)
+    assert not (tmp_path / "f").exists()
+
+
+def test_resume_refuses_a_hostile_optimizer_pickle(world, tmp_path):
+    from faultkit import TINY_TEXT
+
+    run = world.copy("run", tmp_path)
+    (ckpt,) = (run / "checkpoints").iterdir()
+    marker = tmp_path / "executed"
+    _hostile_pickle(ckpt / "optimizer.pt", marker)
+    res = mmcot("-q", "train", "--stage", "answer", "--prompt-format", "QCM-A", "--data", world.data,
+                "--text-model", "t5-scratch", "--out", run, "--features", world.feats, "--epochs", "2",
+                "--batch-size", "8", "--limit-train", "8", "--val-split", "none", "--save-every", "1", *TINY_TEXT,
+                "--resume")
+    _assert_refused_safely(res, ckpt / "optimizer.pt", marker)
+
+
+# --------------------------------------------------------------------------- extreme aspect ratios
+
+
+def test_detr_refuses_an_extreme_aspect_ratio_before_resizing():
+    """10×20000 pixels (1.5 KB as a PNG) would become 224×448000 floats ×3 and a ResNet over it: refused."""
+    from mmcot_plugins.detr import DetrPreprocess
+    from PIL import Image
+
+    from mmcot_cli.errors import DataError
+
+    with pytest.raises(DataError, match="aspect ratio 2000:1"):
+        DetrPreprocess()(Image.new("RGB", (10, 20000)))
+    assert tuple(DetrPreprocess()(Image.new("RGB", (300, 4000))).shape) == (3, 2986, 224)  # 13:1 still passes
+
+
+def test_extract_detr_names_an_extreme_aspect_ratio(world, tmp_path):
+    from PIL import Image
+
+    data = world.copy("data", tmp_path)
+    banner = tmp_path / "banner.png"
+    Image.new("RGB", (10, 20000), (200, 10, 10)).save(banner)
+    _point_image(data, "10", banner)
+    res = mmcot("extract", "-b", "detr", "--random-init", "--data", data, "--split", "test", "--out", tmp_path / "f",
+                "--workers", "0")
+    assert_one_error(res, 1, "qid 10", str(banner), "aspect ratio")

@@ -44,7 +44,7 @@ def as_batch(tensors: list) -> torch.Tensor | list:
     """As the extractor batches: stacked when the images preprocess to one shape, else a list (detr)."""
     from mmcot_cli.features.extract import _collate
 
-    return _collate([(i, t, None) for i, t in enumerate(tensors)])[1]
+    return _collate([(i, t, None, None) for i, t in enumerate(tensors)])[1]
 
 
 def make_odd_pngs(folder: Path) -> dict[str, Path]:

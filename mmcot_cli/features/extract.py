@@ -17,7 +17,7 @@ import numpy as np
 
 from mmcot_cli import progress
 from mmcot_cli.data.records import load_records
-from mmcot_cli.errors import DataError, ShapeError, UsageError
+from mmcot_cli.errors import DataError, MMCoTError, ShapeError, UsageError
 from mmcot_cli.features.store import (
     DEFAULT_CHUNK_SIZE,
     DTYPES,
@@ -166,6 +166,8 @@ class _ImageDataset:
             return i, pixels, None, image_digest(data)  # the digest: which image this row came from
         except ImageError as e:
             return i, None, e.reason, None
+        except MMCoTError as e:  # a backbone's own refusal (an extreme aspect ratio): its words
+            return i, None, str(e), None
         except Exception as e:  # a preprocessing failure is still this image's problem; name it
             return i, None, f"{type(e).__name__}: {e}", None
 

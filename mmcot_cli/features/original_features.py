@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from mmcot_cli.data.records import load_records
-from mmcot_cli.errors import DataError, UsageError, first_line
+from mmcot_cli.errors import DataError, UsageError, first_line, torch_load_problem
 from mmcot_cli.io import make_dir, read_json
 from mmcot_cli.output_guard import mark_output_dir
 from mmcot_cli.outputs import claim_output_dir
@@ -116,8 +116,9 @@ def open_torch(path: Path) -> RowFile:
     try:
         tensor = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as e:  # weights_only refuses pickled code; old non-zip files cannot be mapped
-        raise DataError(f"{path}: not a loadable torch.save file ({first_line(e)}; the zip format of "
-                        "torch>=1.6 is needed)") from None
+        problem = torch_load_problem(e)
+        zip_note = "; the zip format of torch>=1.6 is needed" if problem == first_line(e) else ""
+        raise DataError(f"{path}: not a loadable torch.save file ({problem}{zip_note})") from None
     if not isinstance(tensor, torch.Tensor):
         raise DataError(f"{path}: holds a {type(tensor).__name__}, expected one tensor (rows, tokens, dim)")
     if not tensor.is_contiguous():

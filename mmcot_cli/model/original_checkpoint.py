@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmcot_cli.data.prompts import split_format
-from mmcot_cli.errors import DataError, UsageError, first_line
+from mmcot_cli.errors import DataError, UsageError, first_line, torch_load_problem
 from mmcot_cli.io import atomic_dir, read_json, sha256_file
 from mmcot_cli.model.t5_dirs import (
     check_t5_dir,
@@ -89,7 +89,7 @@ def read_state_dict(path: Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # weights_only refuses anything but tensors and plain containers
-        raise DataError(f"{path}: not a loadable state dict ({first_line(e)})") from None
+        raise DataError(f"{path}: not a loadable state dict ({torch_load_problem(e)})") from None
     if not isinstance(state, dict):
         raise DataError(f"{path}: holds a {type(state).__name__}, expected a flat name → tensor mapping")
     for key, value in state.items():

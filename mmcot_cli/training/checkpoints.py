@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mmcot_cli.errors import DataError, first_line
+from mmcot_cli.errors import DataError, torch_load_problem
 from mmcot_cli.io import (
     append_jsonl,
     read_json,
@@ -99,7 +99,7 @@ def load_optimizer_state(ckpt: Path, optimizer, scheduler) -> None:
     try:
         state = torch.load(ckpt / "optimizer.pt", map_location="cpu", weights_only=True)
     except Exception as e:  # truncated / overwritten file: pickle, zip and torch errors of many kinds
-        raise DataError(f"{ckpt / 'optimizer.pt'}: cannot read the optimizer state ({first_line(e)}); remove "
+        raise DataError(f"{ckpt / 'optimizer.pt'}: cannot read the optimizer state ({torch_load_problem(e)}); remove "
                         f"{ckpt} to resume from the checkpoint before it") from None
     optimizer.load_state_dict(state)
     scheduler.load_state_dict(read_json(ckpt / "scheduler.json"))

@@ -14,7 +14,7 @@ missing keys (a checkpoint for another architecture) are an error, not a silentl
 
 from __future__ import annotations
 
-from mmcot_cli.errors import MMCoTError, UsageError
+from mmcot_cli.errors import DataError, MMCoTError, UsageError
 from mmcot_cli.registry.hookspecs import VisionBackbone, VisionBuildOptions, hookimpl
 from mmcot_cli.registry.weights import RANDOM_INIT, loading, resolve_weights
 
@@ -28,6 +28,7 @@ VARIANTS = {
 DEFAULT_VARIANT = "resnet-101-dc5"
 FEATURE_SHAPE = (100, 256)
 SHORT_SIDE = 224
+MAX_LONG_SIDE = 4096  # after the resize: aspect ratios up to about 18:1 pass unchanged (ScienceQA's are far below)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -56,6 +57,10 @@ class DetrPreprocess:
         w, h = image.size
         short = self.short_side
         size = (short, int(short * h / w)) if w <= h else (int(short * w / h), short)  # torchvision's rounding
+        if max(size) > MAX_LONG_SIDE:  # a 10×20000 banner would become 224×448000: the OOM killer, not features
+            raise DataError(f"aspect ratio {max(w, h) / max(1, min(w, h)):.0f}:1 too extreme for detr (the short "
+                            f"side at {short} makes the long side {max(size)} pixels, limit {MAX_LONG_SIDE}); "
+                            "crop or pad the image")
         image = image.convert("RGB")
         if size != (w, h):
             image = image.resize(size, Image.BILINEAR)
