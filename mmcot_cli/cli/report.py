@@ -15,6 +15,7 @@ from mmcot_cli.errors import UsageError
 from mmcot_cli.evaluation.similarity import resolve_similarity_model
 from mmcot_cli.progress import err_console
 from mmcot_cli.reporting.compare import (
+    ORIGINAL_COLUMNS,
     CompareConfig,
     compare,
     to_markdown,
@@ -55,15 +56,7 @@ def report_command(
                       f"{summary['gallery_items']} gallery items{extra})")
 
 
-def print_compare_table(table: dict, console: Console | None = None) -> None:
-
-    console = console or Console()
-    cols = used_columns(table)
-    several = len(table["rows"]) > 1  # one input has nothing to be compared with
-    t = Table(title=f"Side by side (in parentheses: difference from {table['baseline']})" if several else "Scores")
-    t.add_column("setting", no_wrap=True)  # labels whole; numbers wrap at their space on a narrow terminal
-    for c in cols:
-        t.add_column(c["label"], justify="right", overflow="fold")
+def _compare_rows(t: Table, table: dict, cols: list[dict]) -> None:
     for row in table["rows"]:
         cells = []
         for c in cols:
@@ -72,7 +65,26 @@ def print_compare_table(table: dict, console: Console | None = None) -> None:
             cells.append("—" if v is None else f"{v:.2f}" + (f" ({d:+.2f})" if row["delta"] and d is not None
                                                            else ""))
         t.add_row(row["label"], *cells)
-    console.print(t)
+
+
+def print_compare_table(table: dict, console: Console | None = None) -> None:
+    """The scores and mmcot's rationale metrics side by side, then (in a table of their own, so the first fits a
+    terminal) the original's two ROUGE-L of the same rationales, when any input has rationales."""
+    console = console or Console()
+    used = used_columns(table)
+    several = len(table["rows"]) > 1  # one input has nothing to be compared with
+    for title, cols in ((f"Side by side (in parentheses: difference from {table['baseline']})" if several
+                         else "Scores", [c for c in used if c["key"] not in ORIGINAL_COLUMNS]),
+                        ("Rationale ROUGE-L as the original computes it (raw text)",
+                         [c for c in used if c["key"] in ORIGINAL_COLUMNS])):
+        if not cols:
+            continue
+        t = Table(title=title)
+        t.add_column("setting", no_wrap=True)  # labels whole; numbers wrap at their space on a narrow terminal
+        for c in cols:
+            t.add_column(c["label"], justify="right", overflow="fold")
+        _compare_rows(t, table, cols)
+        console.print(t)
 
 
 @command("compare")

@@ -29,16 +29,29 @@ def format_percent(value: float | None) -> str:
 
 
 def print_rationale_table(result: dict, console: Console) -> None:
-    """The rationale metrics (RATIONALE_METRICS), when the score object has them (both score tables end with it)."""
+    """The rationale metrics, when the score object has them (both score tables end with it): one column per way of
+    computing them — mmcot's on normalised text (RATIONALE_METRICS), the original's get_scores and the original's
+    per-epoch validation ROUGE-L (mmcot_cli.evaluation.original_metrics) — on the same predictions."""
     rationale = result.get("rationale")
-    if rationale:
-        rt = Table(title=f"Rationale metrics (reference: {rationale['reference']})")
-        metrics = [m for m in RATIONALE_METRICS if m.key in rationale]
-        for col in [m.label for m in metrics] + ["scored", "empty reference"]:
-            rt.add_column(col, justify="right")
-        rt.add_row(*[format_percent(rationale[m.key]) for m in metrics], str(rationale["num_scored"]),
-                   str(rationale["num_empty_ref"]))
-        console.print(rt)
+    if not rationale:
+        return
+    original = rationale.get("original") or {}
+    got = original.get("get_scores") or {}
+    rt = Table(title=f"Rationale metrics (reference: {rationale['reference']}; mmcot: normalised text; orig.: the "
+               "original's get_scores and validation metric, raw text)")
+    rt.add_column("metric", no_wrap=True)
+    for col in ("mmcot", "orig. get_scores", "orig. validation"):
+        rt.add_column(col, justify="right")
+    for m in RATIONALE_METRICS:
+        if m.key in rationale:
+            rt.add_row(m.label, format_percent(rationale[m.key]),
+                       format_percent(got.get(m.key)) if original else "—",
+                       format_percent(original.get("validation_rouge_l")) if m.key == "rouge_l" and original
+                       else "—")
+    rt.add_row("pairs scored", str(rationale["num_scored"]), str(got.get("num_rouge_scored", "—")),
+               "all" if original else "—")
+    rt.add_row("empty reference", str(rationale["num_empty_ref"]), "—", "—")
+    console.print(rt)
 
 
 def print_group_table(result: dict, console: Console | None = None) -> None:

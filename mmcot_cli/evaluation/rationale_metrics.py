@@ -1,8 +1,11 @@
 """Rationale metrics: ROUGE-L and BLEU-1/4 (×100) of generated rationales against gold text, all offline, and
 optionally the original's embedding similarity (mmcot_cli.evaluation.similarity; needs a local model folder).
 
-Texts are normalised first (literal "\\n" as spaces, whitespace collapsed, leading "Solution:" dropped), as the
-reference's evaluations.py compares them. A problem with several gold rationales (A-OKVQA's three crowd rationales)
+These are mmcot's own, normalised metrics: texts are normalised first (literal "\\n" as spaces, whitespace
+collapsed, leading "Solution:" dropped) and ROUGE-L is rouge-score's (lower-cased, stemmed). The original does
+neither: its get_scores uses the `rouge` package on the raw texts and its validation metric rouge-score on the raw
+texts, each with its own skipping rules; those are mmcot_cli.evaluation.original_metrics, reported beside these.
+A problem with several gold rationales (A-OKVQA's three crowd rationales)
 has all of them as references: ROUGE-L and similarity take the best match (rouge-score's `score_multi` rule), BLEU
 counts n-grams against all of them (its own multi-reference definition).
 """
@@ -149,7 +152,8 @@ def enabled_metrics(options: MetricOptions) -> list[RationaleMetric]:
 
 
 def rouge_l(preds: list[str], refs: Sequence[Reference]) -> float | None:
-    """Mean ROUGE-L F-measure ×100 (rouge-score, Porter stemming as the reference's validation metric).
+    """mmcot's mean ROUGE-L F-measure ×100 (rouge-score with Porter stemming, like the original's validation metric,
+    but on whatever texts the caller passes: rationale_metrics passes normalised ones).
 
     Pairs with an empty reference are skipped; an empty prediction scores 0 (the reference's evaluations.py
     skips those too, which would reward saying nothing). None when no pair has a reference."""

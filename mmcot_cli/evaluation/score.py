@@ -19,6 +19,11 @@ from mmcot_cli.data.answers import (
 )
 from mmcot_cli.data.records import load_records
 from mmcot_cli.errors import DataError, UnknownNameError, UnknownSplitError
+from mmcot_cli.evaluation.original_metrics import (
+    original_get_scores,
+    original_target,
+    original_validation_rouge_l,
+)
 from mmcot_cli.evaluation.predictions import (
     BadEntries,
     Prediction,
@@ -273,15 +278,35 @@ def score_against(records: list[dict], preds: list[Prediction], fallback: str, s
         warn(f"{len(missing)} of {len(gold)} gold qids have no {what}: {shown}")
 
     if has_rationales:
-        pairs = [(p.rationale, rationale_reference(gold[q], rationale_ref))
-                 for q, p in by_qid.items() if p.rationale is not None]
-        metrics = rationale_metrics([p for p, _ in pairs], [r for _, r in pairs], metric_options)
-        result["rationale"] = {"reference": rationale_ref, **metrics}
+        texts = {q: p.rationale for q, p in by_qid.items() if p.rationale is not None}
+        result["rationale"] = rationale_result(texts, gold, rationale_ref, metric_options)
     else:
         result["rationale"] = None
     if details:
         result["items"] = items
     return result
+
+
+def original_rationale_metrics(raw_pairs: list[tuple[str, str]], metric_options: MetricOptions) -> dict:
+    """The original's two rationale metrics (mmcot_cli.evaluation.original_metrics) of raw (generated text,
+    original target) pairs, ×100 to 4 decimals: `get_scores` (rouge_l, bleu_1, bleu_4, similarity, and how many
+    pairs each averaged) and `validation_rouge_l` (its per-epoch model-selection metric)."""
+    preds, targets = [p for p, _ in raw_pairs], [t for _, t in raw_pairs]
+    scores = original_get_scores(preds, targets, metric_options.similarity_model)
+    rounded = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in scores.items()}
+    validation = original_validation_rouge_l(preds, targets)
+    return {"get_scores": rounded, "validation_rouge_l": None if validation is None else round(validation, 4)}
+
+
+def rationale_result(texts: Mapping[str, str], gold: Mapping[str, dict], ref: str,
+                     metric_options: MetricOptions) -> dict:
+    """The `rationale` part of a score object for generated rationales by qid (each qid in `gold`): mmcot's
+    normalised metrics at the top level and the original's under `original` (original_rationale_metrics)."""
+    qids = list(texts)
+    metrics = rationale_metrics([texts[q] for q in qids], [rationale_reference(gold[q], ref) for q in qids],
+                                metric_options)
+    raw = [(texts[q], original_target(gold[q], ref)) for q in qids]
+    return {"reference": ref, **metrics, "original": original_rationale_metrics(raw, metric_options)}
 
 
 # ---------------------------------------------------------------------------------------------------------

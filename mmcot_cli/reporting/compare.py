@@ -5,7 +5,9 @@ An input is a score object (what `mmcot score --json` prints, saved to a file), 
 (both scored against --data as `mmcot score` does for the data's format), optionally written "LABEL=PATH". The
 columns follow the scores' kind (mmcot_cli.evaluation.kinds): ScienceQA's categories NAT … Avg, A-OKVQA's MC / DA
 (both difficult-question filterings) and its groups, or a JSONL dataset's overall and per-group accuracy; then
-every rationale metric (RATIONALE_METRICS). Results of different kinds are not compared.
+every rationale metric (RATIONALE_METRICS, mmcot's on normalised text), then the original's get_scores ROUGE-L and
+validation ROUGE-L (mmcot_cli.evaluation.original_metrics, on raw text). Results of different kinds are not
+compared.
 """
 
 from __future__ import annotations
@@ -16,13 +18,8 @@ from typing import Callable
 
 from mmcot_cli.errors import DataError, UsageError
 from mmcot_cli.evaluation.kinds import Column, compare_values, kind_of
-from mmcot_cli.evaluation.rationale_metrics import (
-    RATIONALE_METRICS,
-    MetricOptions,
-    rationale_metrics,
-    rationale_reference,
-)
-from mmcot_cli.evaluation.score import ScoreConfig, load_gold
+from mmcot_cli.evaluation.rationale_metrics import RATIONALE_METRICS, MetricOptions
+from mmcot_cli.evaluation.score import ScoreConfig, load_gold, rationale_result
 from mmcot_cli.evaluation.score_data import score_data
 from mmcot_cli.io import loads, read_jsonl, read_text
 from mmcot_cli.reporting.report import (
@@ -45,9 +42,18 @@ class CompareConfig:
     similarity_model: Path | None = None  # a local sentence-transformers folder: adds rationale similarity
 
 
+# The original's rationale metrics: column key → (label, how to read it from a score object's `rationale`).
+ORIGINAL_COLUMNS = {
+    "rationale_original_rouge_l": ("orig. ROUGE-L", lambda r: (r.get("get_scores") or {}).get("rouge_l")),
+    "rationale_original_validation_rouge_l": ("orig. val. ROUGE-L", lambda r: r.get("validation_rouge_l")),
+}
+
+
 def rationale_columns() -> list[Column]:
-    """`rationale_<metric key>` for every rationale metric (RATIONALE_METRICS), after the score columns."""
-    return [Column(f"rationale_{m.key}", m.label) for m in RATIONALE_METRICS]
+    """`rationale_<metric key>` for every rationale metric (RATIONALE_METRICS), after the score columns, then the
+    original's two ROUGE-L (ORIGINAL_COLUMNS)."""
+    return ([Column(f"rationale_{m.key}", m.label) for m in RATIONALE_METRICS]
+            + [Column(key, label) for key, (label, _) in ORIGINAL_COLUMNS.items()])
 
 
 def _is_score_object(path: Path) -> dict | None:
@@ -73,8 +79,7 @@ def _rationale_of_run(spec_path: str, cfg: CompareConfig, warn: Warn | None) -> 
         return None
     gold = {str(r["qid"]): r for r in load_gold(cfg.data, cfg.split)}
     qids = [q for q in rationales if q in gold]
-    return rationale_metrics([rationales[q] for q in qids], [rationale_reference(gold[q]) for q in qids],
-                             MetricOptions(cfg.similarity_model))
+    return rationale_result({q: rationales[q] for q in qids}, gold, "solution", MetricOptions(cfg.similarity_model))
 
 
 def _plain_number(value) -> bool:
@@ -94,6 +99,9 @@ def _check_shape(obj: dict, path: Path) -> None:
         raise DataError(f"{path}: data_format is {type(obj['data_format']).__name__}, expected a string")
     for key in ("rationale", "aokvqa", "groups"):
         expect(obj.get(key), key)
+    original = (obj.get("rationale") or {}).get("original")
+    expect(original, "rationale.original")
+    expect((original or {}).get("get_scores"), "rationale.original.get_scores")
     for name, cells in (obj.get("groups") or {}).items():
         expect(cells, f"groups[{name!r}]")
         for value, cell in (cells or {}).items():
@@ -122,6 +130,9 @@ def load_values(spec: str, cfg: CompareConfig, warn: Warn | None = None) -> dict
     rationale = obj.get("rationale") or {}
     for metric in RATIONALE_METRICS:
         values[f"rationale_{metric.key}"] = rationale.get(metric.key)
+    original = rationale.get("original") or {}
+    for key, (_, read) in ORIGINAL_COLUMNS.items():
+        values[key] = read(original)
     for key, value in values.items():
         if value is not None and not _plain_number(value):
             raise DataError(f"{path}: {key} is {type(value).__name__}, expected a number or null")

@@ -120,6 +120,11 @@ def _breakdown_table(report: dict) -> str:
     return f"<table><tr><th>{name}</th><th>items</th>{head}</tr>{body}</table>"
 
 
+# The original's ROUGE-L per category (reporting.report.rationale_by_category): key → row label
+ORIGINAL_ROWS = (("original_rouge_l", "ROUGE-L (original get_scores)"),
+                 ("original_validation_rouge_l", "ROUGE-L (original validation)"))
+
+
 def _rationale_table(report: dict) -> str:
 
     runs = [r for r in report["runs"] if r.rationale_by_category]
@@ -136,9 +141,15 @@ def _rationale_table(report: dict) -> str:
             cells = "".join(f'<td class="n">{_num(by_category[key].get(metric.key))}</td>'
                             for key, _, _ in categories)
             rows.append(f"<tr><td>{esc(run.label)}</td><td>{esc(metric.label)}</td>{cells}</tr>")
+        for key, label in ORIGINAL_ROWS:
+            cells = "".join(f'<td class="n">{_num(by_category[c].get(key))}</td>' for c, _, _ in categories)
+            rows.append(f"<tr><td>{esc(run.label)}</td><td>{esc(label)}</td>{cells}</tr>")
     sources = "".join(f"<li>{esc(r.label)}: {esc(r.rationale_source)}</li>" for r in runs)
     return (f"<table><tr><th>run</th><th>metric</th>{head}</tr>{''.join(rows)}</table>"
-            f"<p class=\"muted\">Against the gold solution (×100). Rationales from:</p><ul class=\"muted\">"
+            f"<p class=\"muted\">Against the gold solution (×100). Rows without \"original\": mmcot's metrics, "
+            f"on normalised text (line-break escapes and the \"Solution:\" prefix removed). original: the raw text "
+            f"against the original's target \"Solution: …\", get_scores with the rouge package, validation with "
+            f"rouge-score. Rationales from:</p><ul class=\"muted\">"
             f"{sources}</ul>")
 
 

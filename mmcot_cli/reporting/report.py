@@ -20,6 +20,7 @@ from mmcot_cli.data.prompts import gives_answer, writes_rationale
 from mmcot_cli.data.readers import format_of
 from mmcot_cli.errors import DataError, UsageError
 from mmcot_cli.evaluation.kinds import record_categories
+from mmcot_cli.evaluation.original_metrics import get_scores_rouge_l_pair, original_target, validation_rouge_l_pair
 from mmcot_cli.evaluation.rationale_metrics import (
     MetricOptions,
     mean_scores,
@@ -180,17 +181,30 @@ def _curves(run_dir: Path | None, meta: RunMeta | None) -> dict[str, list[dict]]
     return curves
 
 
+def _mean_round(values: list[float]) -> float | None:
+    return round(100.0 * sum(values) / len(values), 2) if values else None
+
+
 def rationale_by_category(records: list[dict], rationales: dict[str, str], categories: list,
                           options: MetricOptions = MetricOptions()) -> dict[str, dict]:
-    """Every rationale metric (×100, RATIONALE_METRICS) of the generated rationales per category
+    """Every rationale metric (×100, RATIONALE_METRICS: mmcot's, normalised) of the generated rationales per
+    category, and the original's get_scores and validation ROUGE-L (original_rouge_l, original_validation_rouge_l)
     ((key, label, test) of mmcot_cli.evaluation.kinds.record_categories), plus per-qid ROUGE-L for the gallery."""
     scored = [r for r in records if str(r["qid"]) in rationales and rationale_reference(r)]
     pairs = [(normalize_rationale(rationales[str(r["qid"])]), rationale_reference(r)) for r in scored]
     per_pair = dict(zip((str(r["qid"]) for r in scored), score_pairs(pairs, options)))
+    # The original's two ROUGE-L on the raw texts (its targets are never empty: "Solution: …")
+    with_text = [r for r in records if str(r["qid"]) in rationales]
+    raw = {str(r["qid"]): (rationales[str(r["qid"])], original_target(r)) for r in with_text}
+    got = {q: get_scores_rouge_l_pair(p, t) for q, (p, t) in raw.items()}
+    val = {q: validation_rouge_l_pair(p, t) for q, (p, t) in raw.items()}
     out = {}
     for key, _, test in categories:
         values = [per_pair[str(r["qid"])] for r in scored if test(r)]
-        out[key] = {"count": len(values), **mean_scores(values, options)}
+        qids = [str(r["qid"]) for r in with_text if test(r)]
+        out[key] = {"count": len(values), **mean_scores(values, options),
+                    "original_rouge_l": _mean_round([got[q] for q in qids if got[q] is not None]),
+                    "original_validation_rouge_l": _mean_round([val[q] for q in qids])}
     out["per_qid_rouge_l"] = {q: round(100.0 * v["rouge_l"], 2) for q, v in per_pair.items()}
     return out
 
