@@ -207,16 +207,34 @@ def _surrogate_error(text: str, obj: Any, where: str, one_line: bool) -> DataErr
                      "(not valid Unicode text)")
 
 
-def loads(text: str, where: str, one_line: bool = False, surrogates: bool = False) -> Any:
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_pairs(pairs: list) -> dict:
+    seen: dict = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _DuplicateKey(key)
+        seen[key] = value
+    return seen
+
+
+def loads(text: str, where: str, one_line: bool = False, surrogates: bool = False, unique_keys: bool = False) -> Any:
     """Parse JSON text strictly and safely; any problem is a DataError starting with `where` (file or file:line).
 
     Rejects NaN/Infinity literals, numbers beyond float range (1e999) or Python's int digit limit, and nesting
     deeper than the interpreter's recursion limit (one line, not a RecursionError traceback), and lone surrogates
     escaped in strings ("\\udc80"), unless `surrogates` (a reader that checks item by item, so --skip-bad can skip
     the one item holding it: see `lone_surrogate`). `one_line`: `where` already names the line (file:line), so an
-    error adds only the column."""
+    error adds only the column. `unique_keys`: a key given twice in one object is an error naming it (json keeps
+    the last one silently; in a results JSON that is a qid answered twice)."""
     try:
-        obj = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+        obj = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float,
+                         object_pairs_hook=_unique_pairs if unique_keys else None)
+    except _DuplicateKey as e:
+        raise DataError(f"{where}: key {str(e.args[0])[:80]!r} appears twice in one JSON object (which one is "
+                        "meant? remove one)") from None
     except json.JSONDecodeError as e:
         position = f"{e.colno}" if one_line else f"{e.lineno}:{e.colno}"
         raise DataError(f"{where}:{position}: invalid JSON: {e.msg}") from None

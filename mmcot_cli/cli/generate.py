@@ -54,6 +54,8 @@ def generate_command(
                          max_new_tokens=max_new_tokens, num_beams=num_beams, device=device, limit=limit,
                          sampling=Sampling(num_samples, temperature, top_p, seed), constrain=constrain)
     summary = generate(cfg)
+    for message in summary["warnings"]:
+        warn(message)
     if json_out:
         print_json(summary)
         return

@@ -144,6 +144,7 @@ def read_predictions(path: str | Path, skip_bad: bool = False, warn: Warn | None
         whole = None  # not one JSON document: JSONL (or broken), handled line by line below
     bad = BadEntries(skip_bad, warn)
     if isinstance(whole, dict) and "results" in whole:
+        loads(text, str(path), surrogates=True, unique_keys=True)  # a qid given twice is never resolved silently
         preds, fmt = _read_results_json(path, whole, bad), "scienceqa-results"
     elif isinstance(whole, dict) and "preds" in whole and "qid" not in whole:
         raise DataError(f"{path}: a JSON object without 'results' (by-position 'preds' lists without qids, as the "

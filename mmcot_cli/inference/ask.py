@@ -18,7 +18,7 @@ from mmcot_cli.errors import DataError, MMCoTError, PluginError, UsageError
 from mmcot_cli.features.store import LEGACY_IDENTITY
 from mmcot_cli.inference.generate import load_run, prediction_row
 from mmcot_cli.io import read_json
-from mmcot_cli.model.answer_constraint import AnswerConstraints
+from mmcot_cli.model.answer_constraint import AnswerConstraints, answer_budget_problem
 from mmcot_cli.model.generation import generate_texts, resolve_device
 from mmcot_cli.registry.hookspecs import VisionBuildOptions
 from mmcot_cli.registry.manager import (
@@ -159,6 +159,9 @@ def _ask_one(run: str, record: dict, rationale: str | None, cfg: AskConfig, devi
                                    device=device, cache=cache, run=run, weights=cfg.vision_weights, alpha=cfg.alpha)
     constraints = (AnswerConstraints(tokenizer, info.prompt_format, [len(record["choices"])])
                    if expect_stage == "answer" and cfg.constrain and info.answers else None)
+    budget = answer_budget_problem(tokenizer, info.prompt_format, cfg.max_new_tokens or info.max_output_len)
+    if budget and expect_stage == "answer":
+        cache.setdefault("warnings", []).append(f"{run}: {budget}")
     text = generate_texts(model, tokenizer, [source], feature_batch=(lambda idx: feats) if feats is not None else None,
                           batch_size=1, max_input_len=info.max_input_len,
                           max_new_tokens=cfg.max_new_tokens or info.max_output_len, num_beams=cfg.num_beams,
@@ -185,7 +188,7 @@ def ask(cfg: AskConfig) -> dict:
     constrained = cfg.constrain and a_info.answers
     row = prediction_row("ask", answer, a_info.stage, len(record["choices"]), True, constrained)
     index = row["answer_index"]
-    warnings = []
+    warnings = list(cache.get("warnings", []))
     if cfg.image is not None and r_info.vision_backbone is None and a_info.vision_backbone is None:
         warnings.append(f"both runs are text-only: --image {cfg.image} was not used")
     return {

@@ -24,7 +24,7 @@ from mmcot_cli.features.store import open_store
 from mmcot_cli.features.store_images import check_store_images
 from mmcot_cli.inference.sampling import Sampling
 from mmcot_cli.io import atomic_path, write_jsonl
-from mmcot_cli.model.answer_constraint import AnswerConstraints
+from mmcot_cli.model.answer_constraint import AnswerConstraints, answer_budget_problem
 from mmcot_cli.model.fusion import MODEL_SUBDIR, load_run_model, resolve_model_dir
 from mmcot_cli.model.generation import (
     feature_getter,
@@ -170,12 +170,13 @@ def _generate_held(cfg: GenerateConfig, outs: dict[str, Path]) -> dict:
                              "pass --rationales RUN_R (or a preds file)")
 
     max_new = cfg.max_new_tokens or info.max_output_len
+    budget = answer_budget_problem(tokenizer, info.prompt_format, max_new)
     constrained = cfg.constrain and info.answers
     summary: dict[str, Any] = {
         "run": str(cfg.run), "stage": info.stage, "prompt_format": info.prompt_format, "device": str(device),
         "features": str(features) if store is not None else None, "rationales": rationale_source,
         "max_new_tokens": max_new, "num_beams": cfg.num_beams, "sampling": cfg.sampling.summary(),
-        "constrained_answers": constrained, "splits": {},
+        "constrained_answers": constrained, "splits": {}, "warnings": [budget] if budget else [],
     }
     # Every split's inputs (records, rationales by qid, prompts) are checked before anything is generated, so a
     # bad later split does not leave the earlier splits' outputs written by a command that failed.

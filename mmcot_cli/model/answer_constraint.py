@@ -48,6 +48,21 @@ def answer_position(prompt_format: str) -> str | None:
     return None
 
 
+def answer_budget_problem(tokenizer, prompt_format: str, max_new_tokens: int) -> str | None:
+    """Why `max_new_tokens` cannot hold the answer sentence up to its letter, or None. A budget that ends before
+    the letter gives outputs without an answer, scored wrong (or, with a --fallback, as draws): say so up front."""
+    position = answer_position(prompt_format)
+    if position is None:
+        return None
+    needed = len(tokenizer(ANSWER_SENTENCE.format(letter="A").split(")")[0], add_special_tokens=False)["input_ids"])
+    if max_new_tokens >= needed:
+        return None
+    return (f"an answer budget of {max_new_tokens} new tokens (--max-new-tokens, default the run's max_output_len) "
+            f"ends before the answer letter: \"{ANSWER_SENTENCE.format(letter='A')}\" "
+            f"needs {needed} tokens up to its letter{' after the rationale' if position == 'last' else ''}, so no "
+            "output can name an answer (raise --max-new-tokens)")
+
+
 def letter_paths(tokenizer, letters: Sequence[str]) -> dict[str, tuple[int, ...]]:
     """letter → token ids of its answer sentence in this tokenizer. A letter whose sentence does not survive the
     round trip (an <unk> in a vocabulary that never saw it) is left out: the model could not write it anyway."""

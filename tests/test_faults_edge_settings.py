@@ -1,0 +1,38 @@
+"""Fault class 10 (issue 26): edge settings. An answer budget too small for "The answer is (X)." is a warning in
+generate and ask (not silent answers without a letter); a qid given twice in a results JSON is an error naming it
+(json keeps the last one silently)."""
+
+from __future__ import annotations
+
+import json
+
+from faultkit import assert_one_error, mmcot, world  # noqa: F401 (fixture)
+
+
+def test_generate_warns_when_the_answer_budget_ends_before_the_letter(world, tmp_path):
+    res = mmcot("generate", "--run", world.run, "--data", world.data, "--device", "cpu", "--max-new-tokens", "2",
+                "--out", tmp_path / "p.jsonl")
+    assert res.exit_code == 0, res.stderr
+    (line,) = [x for x in res.stderr.splitlines() if x.startswith("warning:")]
+    assert "answer budget of 2" in line and "The answer is (A)." in line and "--max-new-tokens" in line
+    rows = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert rows and all(r["answer_index"] is None for r in rows)  # what the warning foretold
+    ok = mmcot("generate", "--run", world.run, "--data", world.data, "--device", "cpu", "--out", tmp_path / "q.jsonl")
+    assert "warning:" not in ok.stderr
+
+
+def test_ask_warns_when_the_answer_budget_ends_before_the_letter(world):
+    res = mmcot("ask", "--rationale-run", world.run, "--answer-run", world.run, "--question", "Q?", "--choices", "a|b",
+                "--device", "cpu", "--max-new-tokens", "2")
+    assert res.exit_code == 0, res.stderr
+    assert "warning:" in res.stderr and "answer budget of 2" in res.stderr
+
+
+def test_score_refuses_a_qid_given_twice_in_a_results_json(world, tmp_path):
+    qid = json.loads((world.data / "test.jsonl").read_text().splitlines()[0])["qid"]
+    path = tmp_path / "results.json"
+    path.write_text('{"acc": 0, "results": {"%s": 0, "other": 1, "%s": 1}}' % (qid, qid))
+    res = mmcot("score", path, "--data", world.data)
+    assert_one_error(res, 1, str(path), repr(qid), "twice")
+    path.write_text('{"acc": 0, "results": {"%s": 0}}' % qid)
+    assert mmcot("score", path, "--data", world.data).exit_code == 0
