@@ -161,3 +161,20 @@ def test_missing_fusion_weights_and_non_causal_configs_are_one_error(tmp_path):
     t5 = make_t5_dir(tmp_path / "t5", tokenizer="json", weights="safetensors", tied=True)
     with pytest.raises(MMCoTError, match="not a decoder-only causal LM"):
         build_causal_model(str(t5), SHAPE)
+
+
+@pytest.mark.parametrize("fusion", ["gated", "prefix"])
+def test_constrained_answers_name_an_option_even_from_a_random_model(fusion):
+    from mmcot_cli.model.answer_constraint import AnswerConstraints
+    from mmcot_cli.model.causal_text import CausalTextModel
+
+    model = CausalTextModel(*_scratch(fusion))
+    model.net.eval()
+    ids, mask = model.prompt_batch(model.prompt_rows(SOURCES, 128))
+    constraints = AnswerConstraints(model.tokenizer, "QCM-A", [2, 3])
+    new = model.generate(ids, mask, torch.randn(2, *SHAPE), max_new_tokens=12, do_sample=False,
+                         logits_processor=[constraints.for_batch([0, 1])])
+    texts = model.decode(new)
+    assert texts[0] in ("The answer is (A).", "The answer is (B).")
+    assert texts[1] in ("The answer is (A).", "The answer is (B).", "The answer is (C).")
+    assert all(model.tokenizer.eos_token_id in row for row in new.tolist())  # the sentence is the whole answer
