@@ -99,6 +99,12 @@ def train_command(
     text_option: list[str] = typer.Option([], "--text-option", help="Text backbone option KEY=VALUE (repeatable), "
                                           "checked against the options the backbone declares (a wrong key lists them), "
                                           "e.g. d_model=256 layers=4 for t5-scratch."),
+    fusion: str = typer.Option(DEFAULTS["fusion"], "--fusion", help="How image features reach a decoder-only "
+                               "text backbone: gated (the paper's gated cross-attention, at --fusion-layer) or prefix "
+                               "(projected features placed before the prompt). T5 always fuses gated on its encoder "
+                               "output."),
+    fusion_layer: Optional[int] = typer.Option(None, "--fusion-layer", min=0, help="Decoder-only, --fusion gated: the "
+                                               "decoder layer whose input is fused (default: the middle layer)."),
     resume: bool = typer.Option(DEFAULTS["resume"], "--resume", help="Continue RUN_DIR from its last checkpoint."),
     allow_changed_data: bool = typer.Option(DEFAULTS["allow_changed_data"], "--allow-changed-data",
                                             help="With --resume: continue although the inputs (DATA_DIR splits, "
@@ -132,7 +138,8 @@ def train_command(
         save_every=save_every, train_split=train_split,
         val_split=None if val_split.lower() in ("none", "") else val_split, limit_train=limit_train,
         limit_val=limit_val, num_beams=num_beams, group_by_length=group_by_length, random_init=random_init,
-        text_options=options, resume=resume, allow_changed_data=allow_changed_data, report_to=report_to,
+        text_options=options, fusion=fusion, fusion_layer=fusion_layer, resume=resume,
+        allow_changed_data=allow_changed_data, report_to=report_to,
     )
     with hold_run_dir(cfg):  # before torch loads: a second writer of RUN_DIR is refused at once
         from mmcot_cli.training.loop import train

@@ -63,6 +63,33 @@ def _pretrained(weights: str, name: str, random_init: bool):
     return lm, tokenizer
 
 
+def is_causal_source(weights: str) -> bool:
+    """Whether a hub id / local directory holds a decoder-only causal LM (False when its config cannot be read:
+    the T5 path then reports why)."""
+    from transformers import AutoConfig
+
+    path = Path(weights).expanduser()
+    if path.is_dir():
+        raw = read_json(path / "config.json") if (path / "config.json").is_file() else None
+        if not isinstance(raw, dict) or raw.get("model_type") in (None, "t5"):
+            return False
+    try:
+        return is_causal_config(AutoConfig.from_pretrained(weights))
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def wrap_causal(lm, tokenizer, image_shape: Sequence[int] | None, backbone_name: str, *, fusion: str = "gated",
+                fusion_layer: int | None = None):
+    """(CausalFusionLM, tokenizer) around a built LM; an LM without a pad token pads with EOS (always masked)."""
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    lm.config.pad_token_id = pad_id(tokenizer)
+    net = CausalFusionLM(lm, image_shape, fusion=fusion, fusion_layer=fusion_layer)
+    setattr(lm.config, MMCOT_CONFIG_KEY, _settings(net, tokenizer, text_backbone=backbone_name))
+    return net, tokenizer
+
+
 def build_causal_model(text_backbone: str, image_shape: Sequence[int] | None, *, fusion: str = "gated",
                        fusion_layer: int | None = None, random_init: bool = False,
                        train_texts: Sequence[str] | None = None, text_options: dict | None = None):
@@ -76,12 +103,7 @@ def build_causal_model(text_backbone: str, image_shape: Sequence[int] | None, *,
             raise MMCoTError(f"text backbone {backbone.name!r} built an encoder-decoder, not a causal LM")
     else:
         lm, tokenizer = _pretrained(backbone.weights, text_backbone, random_init)
-    if tokenizer.pad_token_id is None:  # Llama 3, GPT-2: pad with EOS (always masked)
-        tokenizer.pad_token = tokenizer.eos_token
-    lm.config.pad_token_id = pad_id(tokenizer)
-    net = CausalFusionLM(lm, image_shape, fusion=fusion, fusion_layer=fusion_layer)
-    setattr(lm.config, MMCOT_CONFIG_KEY, _settings(net, tokenizer, text_backbone=backbone.name))
-    return net, tokenizer
+    return wrap_causal(lm, tokenizer, image_shape, backbone.name, fusion=fusion, fusion_layer=fusion_layer)
 
 
 def save_causal_model(net: CausalFusionLM, tokenizer, out_dir: str | Path, mmcot_meta: dict) -> Path:

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from mmcot_cli.errors import DataError, MMCoTError
-from mmcot_cli.model.fusion import ImageFusion
+from mmcot_cli.model.fusion import ImageFusion, adamw
 
 FUSIONS = ("gated", "prefix")
 FUSION_WEIGHTS = "fusion.safetensors"  # beside the LM's model.safetensors in RUN_DIR/model/
@@ -110,6 +110,9 @@ class CausalFusionLM(nn.Module):
     @property
     def config(self):
         return self.lm.config
+
+    def configure_optimizers(self, weight_decay: float, lr: float, fused: bool | None = None) -> torch.optim.AdamW:
+        return adamw(self, weight_decay, lr, fused)
 
     @property
     def prefix_length(self) -> int:

@@ -5,15 +5,17 @@ prompt batches, generation of only the new tokens, decoding, save/load/build.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from mmcot_cli.model.batching import Example
+from mmcot_cli.model.batching import Collator, Example
 from mmcot_cli.model.causal_batching import CausalCollator, PromptTemplate, causal_examples, left_padded, pad_id
 from mmcot_cli.model.causal_dirs import CAUSAL, build_causal_model, load_causal_model, save_causal_model
+from mmcot_cli.model.causal_lm import CausalFusionLM
 
 
 class GeneratedOnly(LogitsProcessor):
@@ -26,6 +28,15 @@ class GeneratedOnly(LogitsProcessor):
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         return self.inner(input_ids[:, self.start:], scores)
+
+
+def _bpe_cleanup_notice(record) -> bool:
+    return "Ignoring clean_up_tokenization_spaces" not in record.getMessage()
+
+
+# The answer constraint decodes with clean_up_tokenization_spaces=True (T5's way); a byte-level BPE tokenizer skips
+# that clean-up, which is right here, and would say so on stderr once per process.
+logging.getLogger("transformers.tokenization_utils_tokenizers").addFilter(_bpe_cleanup_notice)
 
 
 class CausalTextModel:
@@ -107,3 +118,24 @@ class CausalTextModel:
         """options: fusion, fusion_layer, random_init, train_texts, text_options (causal_dirs.build_causal_model)."""
         net, tokenizer = build_causal_model(text_backbone, image_shape, **options)
         return cls(net, tokenizer)
+
+
+def training_collator(model, tokenizer, features_by_qid=None, meta=None):
+    """The training batches' collator: prompt + target rows for a decoder-only LM (whose settings it records in
+    the run's `meta`, a RunMeta), T5's Collator otherwise."""
+    if isinstance(model, CausalFusionLM):
+        if meta is not None:
+            record_causal_settings(meta, model, tokenizer)
+        return CausalTextModel(model, tokenizer).collator(features_by_qid)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    return Collator(pad_token_id=pad, features_by_qid=features_by_qid)
+
+
+def record_causal_settings(meta, net, tokenizer) -> None:
+    """What a decoder-only run records in run_config.json (RunMeta): its kind, fusion, fusion layer, whether a
+    chat template made the prompts. Nothing for T5."""
+    if not isinstance(net, CausalFusionLM):
+        return
+    settings = CausalTextModel(net, tokenizer).settings
+    meta.text_kind, meta.fusion, meta.fusion_layer = settings["kind"], settings["fusion"], settings["fusion_layer"]
+    meta.chat_template = settings["chat_template"]

@@ -34,7 +34,7 @@ from transformers import AutoConfig, AutoTokenizer, T5Config, T5ForConditionalGe
 from transformers import initialization as hf_init
 from transformers.modeling_outputs import BaseModelOutput
 
-from mmcot_cli.errors import DataError, MMCoTError, first_line
+from mmcot_cli.errors import DataError, MMCoTError, UsageError, first_line
 from mmcot_cli.io import atomic_dir, read_json
 from mmcot_cli.model.t5_dirs import check_t5_dir, load_tokenizer
 from mmcot_cli.model.weights_fit import check_weights_fit
@@ -218,13 +218,7 @@ class MMCoTForConditionalGeneration(T5ForConditionalGeneration):
         )
 
     def configure_optimizers(self, weight_decay: float, lr: float, fused: bool | None = None) -> torch.optim.AdamW:
-        """AdamW; no weight decay on biases and norm scales (1-D parameters), as the HF Trainer does. `fused`: one
-        kernel for the whole update (CUDA; the parameters must already be on the GPU); None = PyTorch's default."""
-        params = [p for p in self.parameters() if p.requires_grad]
-        decay = [p for p in params if p.ndim >= 2]
-        no_decay = [p for p in params if p.ndim < 2]
-        return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                                  {"params": no_decay, "weight_decay": 0.0}], lr=lr, fused=fused)
+        return adamw(self, weight_decay, lr, fused)
 
     def prepare_inputs_for_generation(self, *args, **kwargs):
         # The fused encoder states are already in encoder_outputs: never re-attend to the image per step.
@@ -232,8 +226,18 @@ class MMCoTForConditionalGeneration(T5ForConditionalGeneration):
         return super().prepare_inputs_for_generation(*args, **kwargs)
 
 
+def adamw(model: nn.Module, weight_decay: float, lr: float, fused: bool | None = None) -> torch.optim.AdamW:
+    """AdamW; no weight decay on biases and norm scales (1-D parameters), as the HF Trainer does. `fused`: one
+    kernel for the whole update (CUDA; the parameters must already be on the GPU); None = PyTorch's default."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=lr, fused=fused)
+
+
 # ----------------------------------------------------------------------------------------------------------------
-# Building, saving and loading
+# Building, saving and loading (a decoder-only backbone goes to mmcot_cli.model.causal_dirs)
 
 
 def with_mmcot_settings(config: T5Config, image_shape: Sequence[int] | None, **meta: Any) -> T5Config:
@@ -255,6 +259,15 @@ def _from_t5(t5: nn.Module, image_shape: Sequence[int] | None) -> MMCoTForCondit
     return model
 
 
+def check_t5_fusion(fusion: str, fusion_layer: int | None) -> None:
+    """T5 fuses on the encoder output: the decoder-only choices (--fusion prefix, --fusion-layer) do not apply."""
+    if fusion != "gated":
+        raise UsageError(f"--fusion {fusion}: T5 fuses with the gated fusion on its encoder output; the prefix "
+                         "fusion is for decoder-only text backbones")
+    if fusion_layer is not None:
+        raise UsageError("--fusion-layer applies to decoder-only text backbones (T5 fuses on its encoder output)")
+
+
 def build_model(
     text_backbone: str,
     image_shape: tuple[int, int] | None,
@@ -262,22 +275,35 @@ def build_model(
     random_init: bool = False,
     train_texts: Sequence[str] | None = None,
     text_options: dict | None = None,
+    fusion: str = "gated",
+    fusion_layer: int | None = None,
 ):
     """(model, tokenizer) for a registered text backbone name, a local directory or a hub id.
 
     `image_shape` (P, D_img) adds the fusion head; None builds a text-only model. Pretrained backbones load with
     `from_pretrained` (the hub for users with internet, the cache or a local directory otherwise); the fusion head
     starts from PyTorch's default init. `random_init` keeps the architecture but not the weights.
+    A decoder-only LM becomes a CausalFusionLM (mmcot_cli.model.causal_dirs) with `fusion` at `fusion_layer`.
     """
+    from mmcot_cli.model.causal_dirs import build_causal_model, is_causal_source, wrap_causal
+
     backbone = get_text_backbone(text_backbone)
     parsed = backbone.parse_options(text_options or {})  # options the backbone does not declare: exit 2
     meta = {"text_backbone": backbone.name}
+    causal = {"fusion": fusion, "fusion_layer": fusion_layer}
     if backbone.build is not None:
         options = TextBuildOptions(random_init=random_init, train_texts=train_texts, options=parsed)
         t5, tokenizer = build_text_model(backbone, options)  # a plugin's failure: one line naming it
+        if getattr(t5.config, "is_encoder_decoder", True) is False:  # a decoder-only builder (llama-scratch)
+            return wrap_causal(t5, tokenizer, image_shape, backbone.name, **causal)
+        check_t5_fusion(fusion, fusion_layer)
         model = _from_t5(t5, image_shape)
     else:
         weights = backbone.weights
+        if is_causal_source(weights):
+            return build_causal_model(text_backbone, image_shape, random_init=random_init, train_texts=train_texts,
+                                      text_options=text_options, **causal)
+        check_t5_fusion(fusion, fusion_layer)
         local = Path(weights).expanduser().is_dir()
         if local:  # any hub layout (spiece.model and/or tokenizer.json, .bin or safetensors); else one line
 
@@ -326,6 +352,10 @@ def save_run_model(model: MMCoTForConditionalGeneration, tokenizer, out_dir: str
     """
     out_dir = Path(out_dir)
     model = getattr(model, "module", model)  # unwrap DDP/accelerate wrappers
+    if not isinstance(model, MMCoTForConditionalGeneration):  # a decoder-only run model
+        from mmcot_cli.model.causal_dirs import save_causal_model
+
+        return save_causal_model(model, tokenizer, out_dir, mmcot_meta)
     meta = dict(mmcot_meta)
     if "feature_shape" in meta and meta["feature_shape"] is not None:
         meta["feature_shape"] = [int(x) for x in meta["feature_shape"]]
@@ -362,8 +392,13 @@ def load_run_model(run_or_model_dir: str | Path, device: str | torch.device = "c
     model_dir = resolve_model_dir(run_or_model_dir)
     if not any(model_dir.glob("*.safetensors")):
         raise DataError(f"{model_dir}: no safetensors weights (pickle checkpoints are not loaded)")
-    if not isinstance(read_json(model_dir / "config.json"), dict):  # a damaged config: named with line:column
+    raw = read_json(model_dir / "config.json")
+    if not isinstance(raw, dict):  # a damaged config: named with line:column
         raise DataError(f"{model_dir / 'config.json'}: expected a JSON object (a model config)")
+    if isinstance(raw.get(MMCOT_CONFIG_KEY), dict) and raw[MMCOT_CONFIG_KEY].get("kind") == "causal":
+        from mmcot_cli.model.causal_dirs import load_causal_model
+
+        return load_causal_model(model_dir, device)
     check_weights_fit(model_dir)  # a lost tensor or an edited config would otherwise load as random weights
     # A damaged (truncated, overwritten) weights or tokenizer file is one error line naming the directory.
     broken = (OSError, ValueError, RuntimeError, KeyError, SafetensorError)

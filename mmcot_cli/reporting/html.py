@@ -218,7 +218,8 @@ def _runs_list(report: dict) -> str:
         if run.has_answers:  # how the answers were decoded, where generate recorded it (per row)
             n, total = run.score.get("num_constrained", 0), run.score.get("num_predictions", 0)
             decoded = f" · answers decoded within options: {n}/{total}" if n else ""
-        items.append(f"<li><b>{esc(run.label)}</b>: {esc(run.preds)} · {esc(fmt)} · {kind}{decoded}</li>")
+        backbone = f" · {esc(run.decoder_only)}" if run.decoder_only else ""
+        items.append(f"<li><b>{esc(run.label)}</b>: {esc(run.preds)} · {esc(fmt)} · {kind}{backbone}{decoded}</li>")
     return f"<ul>{''.join(items)}</ul>"
 
 

@@ -96,6 +96,18 @@ class RunResult:
         return self.meta.prompt_format if self.meta else None
 
     @property
+    def decoder_only(self) -> str | None:
+        """A decoder-only run's backbone and fusion ("llama-scratch, decoder-only, gated fusion at layer 1");
+        None for T5 runs (their fusion is always gated on the encoder output)."""
+        meta = self.meta
+        if meta is None or meta.text_kind != "causal":
+            return None
+        if meta.fusion is None:
+            return f"{meta.text_backbone}, decoder-only"
+        where = f" at layer {meta.fusion_layer}" if meta.fusion_layer is not None else ""
+        return f"{meta.text_backbone}, decoder-only, {meta.fusion} fusion{where}"
+
+    @property
     def has_answers(self) -> bool:
         return bool(self.score.get("has_answers"))
 

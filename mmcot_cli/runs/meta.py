@@ -41,6 +41,12 @@ class RunMeta:
     vision_weights: str | None = None
     vision_alpha: str | None = None  # the features' transparency policy (data/images.py); None: not recorded
     feature_shape: list[int] | None = None  # [P, D] of the features; equals the model's image_shape
+    # Decoder-only runs (mmcot_cli.model.causal_lm): "causal", gated|prefix, the gated fusion's decoder layer, and
+    # whether the tokenizer's chat template made the prompts. None for T5 (gated fusion on the encoder output).
+    text_kind: str | None = None
+    fusion: str | None = None
+    fusion_layer: int | None = None
+    chat_template: bool | None = None
     features_dir: str | None = None  # the FEATURES_DIR trained on (generate's default --features)
     rationales: dict | None = None  # {source, train_on, train, val} provenance of stage-1 rationales
     rationale_source: dict | None = None  # rationale stage: {source, examples, problems, sha256…} of its targets

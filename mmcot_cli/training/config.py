@@ -20,6 +20,7 @@ from mmcot_cli.validate import (
 TRAIN_ON = ("gold", "generated")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # auto: bf16 on a GPU that has it, else fp32 (training.runtime)
 DEVICES = ("auto", "cpu", "cuda")
+FUSIONS = ("gated", "prefix")  # mmcot_cli.model.causal_lm: the paper's gated fusion, or a LLaVA-style image prefix
 
 
 @dataclass
@@ -62,6 +63,8 @@ class TrainConfig:
     group_by_length: bool = True  # False: plain random batches (mega-batches of one batch), as the original
     random_init: bool = False  # build a registered/hub text backbone from its config (offline tests)
     text_options: dict[str, Any] = field(default_factory=dict)  # e.g. t5-scratch d_model, layers, vocab size
+    fusion: str = "gated"  # decoder-only LMs: gated (at --fusion-layer) or prefix; T5: gated on the encoder output
+    fusion_layer: int | None = None  # the gated fusion's decoder layer (None = the middle one; decoder-only only)
     resume: bool = False
     allow_changed_data: bool = False  # --resume on inputs whose fingerprints changed (recorded in run_config.json)
     report_to: str = "none"  # experiment tracker (mmcot_cli.training.tracking): none, tensorboard, wandb, mlflow
@@ -80,6 +83,8 @@ class TrainConfig:
             raise UsageError("--max-tokens-per-batch builds length-sorted batches; it cannot be combined with "
                              "--no-group-by-length")
         _check_numbers(self)
+        if self.fusion not in FUSIONS:
+            raise UsageError(f"--fusion must be one of {', '.join(FUSIONS)}, got {self.fusion!r}")
         tracking.check_report_to(self.report_to)
         preset = STAGE_PRESETS[self.stage]
         cfg = TrainConfig(**{**asdict(self)})
@@ -99,6 +104,11 @@ class TrainConfig:
                              f"not {cfg.prompt_format}")
         return cfg
 
+    @property
+    def fusion_options(self) -> dict[str, Any]:
+        """build_model's fusion arguments (decoder-only backbones; T5 refuses any but the default)."""
+        return {"fusion": self.fusion, "fusion_layer": self.fusion_layer}
+
     def changed_since(self, saved: dict) -> tuple[str, Any, Any] | None:
         """(field, saved value, value now) for the first field a resumed run must keep, or None."""
         now = asdict(self)
@@ -112,7 +122,7 @@ class TrainConfig:
 RESUME_INVARIANTS = ("stage", "text_model", "features", "rationales", "train_on", "rationale_source",
                      "prompt_format", "use_caption", "lr", "batch_size", "grad_accum", "warmup_ratio", "weight_decay",
                      "max_input_len", "max_output_len", "seed", "train_split", "limit_train", "group_by_length",
-                     "max_tokens_per_batch", "text_options")
+                     "max_tokens_per_batch", "text_options", "fusion", "fusion_layer")
 
 
 def _flag(name: str) -> str:
@@ -126,6 +136,8 @@ def _check_numbers(cfg: TrainConfig) -> None:
     for name in ("eval_batch_size", "max_output_len", "limit_train", "limit_val", "max_tokens_per_batch"):
         positive_int(_flag(name), getattr(cfg, name), optional=True)
     non_negative_int("--save-every", cfg.save_every)
+    if cfg.fusion_layer is not None:
+        non_negative_int("--fusion-layer", cfg.fusion_layer)
     non_negative_int("keep_checkpoints", cfg.keep_checkpoints)
     non_negative_int("--workers", cfg.workers, optional=True)
     positive_float("--lr", cfg.lr)

@@ -47,11 +47,20 @@ def stage_prompts(cfg: TrainConfig, records: list[dict], rationales: Rationales 
             for r, t in zip(records, texts)]
 
 
-def build_stage_data(cfg: TrainConfig, records: list[dict], pairs: list[tuple[str, str]], tokenizer) -> StageData:
-    """Records and their (source, target) prompts → tokenized examples."""
+def build_stage_data(cfg: TrainConfig, records: list[dict], pairs: list[tuple[str, str]], tokenizer,
+                     model=None) -> StageData:
+    """Records and their (source, target) prompts → tokenized examples (a decoder-only `model`: its prompt
+    template's rows and target ids, mmcot_cli.model.causal_text)."""
+    from mmcot_cli.model.causal_lm import CausalFusionLM
+    from mmcot_cli.model.causal_text import CausalTextModel
+
     qids = [str(r["qid"]) for r in records]
-    examples = tokenize_pairs(tokenizer, qids, [s for s, _ in pairs], [t for _, t in pairs], cfg.max_input_len,
-                              cfg.max_output_len)
+    sources, targets = [s for s, _ in pairs], [t for _, t in pairs]
+    if isinstance(model, CausalFusionLM):
+        examples = CausalTextModel(model, tokenizer).examples(qids, sources, targets, cfg.max_input_len,
+                                                              cfg.max_output_len)
+    else:
+        examples = tokenize_pairs(tokenizer, qids, sources, targets, cfg.max_input_len, cfg.max_output_len)
     return StageData(examples=examples, records=records, sources=[src for src, _ in pairs],
                      targets={q: t for q, (_, t) in zip(qids, pairs)})
 

@@ -30,6 +30,7 @@ from mmcot_cli.errors import UsageError
 from mmcot_cli.evaluation.rationale_metrics import rouge_l
 from mmcot_cli.io import make_dir, read_json
 from mmcot_cli.model.batching import Collator, LengthGroupedBatchSampler
+from mmcot_cli.model.causal_text import training_collator
 from mmcot_cli.model.fusion import build_model, load_run_model, save_run_model
 from mmcot_cli.model.generation import feature_getter, generate_texts
 from mmcot_cli.output_guard import mark_output_dir
@@ -104,7 +105,7 @@ def obtain_model(cfg: TrainConfig, inputs: StageInputs, accelerator, resume_from
     if main:
         texts = [text for pair in inputs.train_pairs for text in pair]  # source, target, source, …
         image_shape = tuple(inputs.store.feature_shape) if inputs.store is not None else None
-        model, tokenizer = build_model(cfg.text_model, image_shape, random_init=cfg.random_init,
+        model, tokenizer = build_model(cfg.text_model, image_shape, random_init=cfg.random_init, **cfg.fusion_options,
                                        train_texts=texts, text_options=dict(cfg.text_options) or None)
         if world > 1:
             save_run_model(model, tokenizer, init_dir, inputs.meta.model_meta())
@@ -159,14 +160,13 @@ def setup_trainer(cfg: TrainConfig, inputs: StageInputs, model, tokenizer, accel
                   timer: StepTimer | None = None) -> Trainer:
     from transformers import get_linear_schedule_with_warmup
 
-    train_data = build_stage_data(cfg, inputs.train_records, inputs.train_pairs, tokenizer)
+    train_data = build_stage_data(cfg, inputs.train_records, inputs.train_pairs, tokenizer, model)
     if not train_data.examples:
         raise UsageError(f"{cfg.data_dir}: split {cfg.train_split!r} has no records to train on")
-    val_data = (build_stage_data(cfg, inputs.val_records, inputs.val_pairs, tokenizer)
+    val_data = (build_stage_data(cfg, inputs.val_records, inputs.val_pairs, tokenizer, model)
                 if inputs.val_records is not None else None)
     store, world = inputs.store, accelerator.num_processes
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    collator = Collator(pad_token_id=pad_id, features_by_qid=store.get_batch if store is not None else None)
+    collator = training_collator(model, tokenizer, store.get_batch if store is not None else None, inputs.meta)
     sampler = LengthGroupedBatchSampler([e.length for e in train_data.examples], cfg.batch_size, seed=cfg.seed,
                                         group_size=50 if cfg.group_by_length else 1, num_replicas=world,
                                         rank=accelerator.process_index, max_tokens=cfg.max_tokens_per_batch)
