@@ -41,6 +41,17 @@ def test_registered_decoder_only_names_map_to_their_hub_ids():
     assert backbones["llama-scratch"].build is not None
 
 
+def test_backbones_lists_each_text_backbones_kind_and_fusion(cli):
+    import json
+
+    listed = {b["name"]: b for b in json.loads(cli("backbones", "--json").stdout)["text"]}
+    assert listed["llama-scratch"]["kind"] == listed["qwen3-0.6b"]["kind"] == "causal"
+    assert "--fusion gated (at --fusion-layer" in listed["llama-scratch"]["fusion"]
+    assert listed["t5-scratch"]["kind"] == "seq2seq" and listed["t5-scratch"]["fusion"].startswith("gated, on the")
+    table = cli("backbones").stdout
+    assert "fusion" in table and "prefix" in table and "encoder" in table
+
+
 def test_llama_scratch_tokenizer_is_saved_in_the_hub_layout_and_loads_back(tmp_path):
     from transformers import AutoTokenizer
 

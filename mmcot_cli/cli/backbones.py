@@ -10,6 +10,10 @@ from rich.text import Text
 from mmcot_cli.cli.app import command, print_json
 from mmcot_cli.registry import manager as plugins
 
+# How image features reach each kind of text backbone (mmcot_cli.model.fusion / causal_lm).
+FUSION_BY_KIND = {"seq2seq": "gated, on the encoder output",
+                  "causal": "--fusion gated (at --fusion-layer; default the middle layer) or prefix"}
+
 
 def backbones_summary() -> dict:
 
@@ -23,7 +27,7 @@ def backbones_summary() -> dict:
         {"name": b.name, "weights": b.weights or "(built from scratch)", "description": b.description,
          "options": [{"name": o.name, "type": getattr(o.type, "__name__", "value"), "default": o.default, "help": o.help}
                      for o in b.options],
-         "plugin": b.plugin}
+         "plugin": b.plugin, "kind": b.kind, "fusion": FUSION_BY_KIND.get(b.kind, "")}
         for b in plugins.text_backbones().values()
     ]
     # broken plugins (not loaded, or a hook that failed) and registrations not used, each with its reason
@@ -47,11 +51,11 @@ def backbones(json_out: bool = typer.Option(False, "--json", help="Print one JSO
         vt.add_row(b["name"], "×".join(map(str, b["feature_shape"])), weights, ", ".join(b["variants"]), b["alpha"],
                    b["plugin"])
     tt = Table(title="Text backbones (any local directory or org/name hub id is also accepted)")
-    for col in ("name", "weights", "description", "--text-option KEY=VALUE", "plugin"):
+    for col in ("name", "weights", "description", "fusion", "--text-option KEY=VALUE", "plugin"):
         tt.add_column(col)
     for b in summary["text"]:
         options = ", ".join(f"{o['name']}={o['default']}" for o in b["options"])
-        tt.add_row(b["name"], b["weights"], b["description"], options, b["plugin"])
+        tt.add_row(b["name"], b["weights"], b["description"], b["fusion"], options, b["plugin"])
     console.print(vt)
     console.print(tt)
     if summary["plugin_problems"]:

@@ -116,10 +116,13 @@ class TextBackbone:
     name: str
     weights: str  # hub id or local directory passed to from_pretrained ("" for from-scratch builders)
     description: str = ""
-    # Optional custom builder; returns (T5ForConditionalGeneration, tokenizer). None = from_pretrained(weights).
+    # Optional custom builder; returns (T5ForConditionalGeneration or a causal LM, tokenizer). None = from_pretrained.
     build: Callable[[TextBuildOptions], tuple[Any, Any]] | None = None
     plugin: str = ""
     options: Sequence[BackboneOption] = ()  # what TextBuildOptions.options may hold (parsed by parse_options)
+    # "seq2seq" (T5: the fusion on the encoder output) or "causal" (a decoder-only LM: `--fusion gated` at a decoder
+    # layer, or `prefix`); shown by `mmcot backbones`. Loading decides by the model's config either way.
+    kind: str = "seq2seq"
 
     def parse_options(self, raw: Mapping[str, Any]) -> dict[str, Any]:
         """Given options checked against the declared ones and parsed; UsageError (exit 2) lists the valid ones."""

@@ -180,6 +180,8 @@ def _registration_error(backbone: Any, kind: type) -> str | None:
         if (not isinstance(shape, (tuple, list)) or len(shape) != 2
                 or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape)):
             return f"vision backbone {backbone.name!r}: feature_shape {shape!r} is not (tokens, dim)"
+    if kind is TextBackbone and backbone.kind not in ("seq2seq", "causal"):
+        return f"text backbone {backbone.name!r}: kind {backbone.kind!r} is not 'seq2seq' or 'causal'"
     if not (callable(backbone.build) or (kind is TextBackbone and backbone.build is None)):
         return f"backbone {backbone.name!r}: build is not callable"
     return None

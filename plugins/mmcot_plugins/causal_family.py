@@ -33,4 +33,4 @@ CAUSAL_FAMILY = {
 @hookimpl
 def register_text_backbones(register):
     for name, (hub_id, description) in CAUSAL_FAMILY.items():
-        register(TextBackbone(name=name, weights=hub_id, description=description))
+        register(TextBackbone(name=name, weights=hub_id, description=description, kind="causal"))

@@ -86,7 +86,7 @@ _BACKBONE = TextBackbone(
     name=NAME, weights="",
     description="small random-init Llama, decoder-only (d_model/layers/heads/kv_heads/d_ff/vocab_size options), "
                 "with a byte-level BPE tokenizer trained on the training texts; fully offline",
-    build=build, options=OPTIONS,
+    build=build, options=OPTIONS, kind="causal",
 )
 
 
