@@ -7,6 +7,7 @@ from mmcot_cli.cli.app import (
     GuardedStdout,
     OrderedGroup,
     app,
+    fill_closed_streams,
     non_utf8_argument,
     silence_stdout,
     tolerate_narrow_streams,
@@ -105,6 +106,7 @@ def main() -> None:
     unwinds like Ctrl-C (temporary files removed, child processes ended, locks released) and exits 143."""
     import sys
 
+    fill_closed_streams()  # `>&-` / `2>&-`: before any file is opened (it would take fd 1 or 2)
     previous = _on_sigterm(Terminated.on_signal)
     _rich_raises_broken_pipe()
     tolerate_narrow_streams()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import functools
+import os
 import sys
 from typing import Any, Callable
 
@@ -71,6 +73,50 @@ def os_error_line(e: OSError) -> str:
         silence_stdout()
         return str(StdoutError(e))
     return f"cannot write output ({os_reason(e)})"
+
+
+class _ClosedStream:
+    """Stands in for a standard stream whose file descriptor was closed (`>&-`): every write fails as EBADF."""
+
+    encoding = "utf-8"
+
+    def write(self, text):
+        raise OSError(errno.EBADF, "closed")
+
+    def flush(self):  # nothing is ever buffered; the interpreter flushes at exit
+        return None
+
+    def isatty(self):
+        return False
+
+    def fileno(self):
+        raise OSError(errno.EBADF, "closed")
+
+
+def fill_closed_streams() -> None:
+    """A command started with stdin, stdout or stderr closed (`>&-`, `2>&-`): /dev/null takes each closed file
+    descriptor 0-2, so no file the command opens later lands on fd 1 or 2 (a print would then write into it).
+    A closed stderr just discards messages (the exit code still tells); a closed stdout stays an error when
+    written (StdoutError: one line on stderr, exit 1), as a broken pipe is."""
+    import fcntl
+
+    closed = []
+    for fd, modes in ((0, (os.O_RDONLY, os.O_RDWR)), (1, (os.O_WRONLY, os.O_RDWR)), (2, (os.O_WRONLY, os.O_RDWR))):
+        try:  # closed, or reused by a file opened read-only before Python started (a shell wrapper's script)
+            usable = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE in modes
+        except OSError:
+            usable = False
+        if not usable:
+            closed.append(fd)
+    for fd in closed:
+        null = os.open(os.devnull, os.O_RDWR)  # often the closed descriptor itself (the lowest free one)
+        if null != fd:
+            os.dup2(null, fd)
+            os.close(null)
+    if 2 in closed or sys.stderr is None:
+        sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
+    if 1 in closed or sys.stdout is None:
+        sys.stdout = _ClosedStream()
 
 
 class GuardedStdout:
