@@ -239,8 +239,8 @@ def test_usage_errors_exit_2(cli, data_dir, tmp_path):
     assert res.exit_code == 2 and "--rationales" in res.stderr
     res = cli("train", "--stage", "rationale", "--prompt-format", "QCM-X", "--out", tmp_path / "b", *common)
     assert res.exit_code == 2 and "prompt format" in res.stderr
-    res = cli("train", "--stage", "rationale", "--bf16", "--fp16", "--out", tmp_path / "c", *common)
-    assert res.exit_code == 2
+    res = cli("train", "--stage", "rationale", "--lr", "0", "--out", tmp_path / "c", *common)
+    assert res.exit_code == 2 and "--lr must be > 0" in res.stderr
     res = cli("train", "--stage", "rationale", "--resume", "--out", tmp_path / "d", *common)
     assert res.exit_code == 2 and "nothing to resume" in res.stderr
     res = cli("train", "--stage", "banana", "--out", tmp_path / "e", *common)

@@ -23,30 +23,34 @@ from mmcot_cli.io import read_json, write_json
 
 RUN_CONFIG = "run_config.json"
 RUN_META_VERSION = 1
-# What travels inside the model directory (config.json → "mmcot"): enough to prompt and feed the model.
-MODEL_FIELDS = ("stage", "prompt_format", "use_caption", "text_backbone", "vision_backbone", "vision_variant",
-                "vision_weights", "vision_alpha", "feature_shape", "max_input_len", "max_output_len")
+_WITH_MODEL = {"with_model": True}  # the field travels inside the model directory (config.json → "mmcot")
+
+
+def _model_field(default: Any = None, **kw: Any) -> Any:
+    return field(default=default, metadata=_WITH_MODEL, **kw)
 
 
 @dataclass
 class RunMeta:
-    stage: str  # "rationale" | "answer"
-    prompt_format: str  # e.g. QCM-E, QCMG-A
-    text_backbone: str  # as given to --text-model
-    use_caption: bool = False
-    max_input_len: int = 512
-    max_output_len: int | None = None  # None = the stage preset
-    vision_backbone: str | None = None  # the feature store's backbone; None = text-only run
-    vision_variant: str | None = None  # what the features were extracted with (`mmcot ask` rebuilds it)
-    vision_weights: str | None = None
-    vision_alpha: str | None = None  # the features' transparency policy (data/images.py); None: not recorded
-    feature_shape: list[int] | None = None  # [P, D] of the features; equals the model's image_shape
+    stage: str = field(metadata=_WITH_MODEL)  # "rationale" | "answer"
+    prompt_format: str = field(metadata=_WITH_MODEL)  # e.g. QCM-E, QCMG-A
+    text_backbone: str = field(metadata=_WITH_MODEL)  # as given to --text-model
+    use_caption: bool = _model_field(False)
+    max_input_len: int = _model_field(512)
+    max_output_len: int | None = _model_field()  # None = the stage preset
+    vision_backbone: str | None = _model_field()  # the feature store's backbone; None = text-only run
+    vision_variant: str | None = _model_field()  # what the features were extracted with (`mmcot ask` rebuilds it)
+    vision_weights: str | None = _model_field()
+    vision_alpha: str | None = _model_field()  # the features' transparency policy (data/images.py); None: not recorded
+    feature_shape: list[int] | None = _model_field()  # [P, D] of the features; equals the model's image_shape
     # Decoder-only runs (mmcot_cli.model.causal_lm): "causal", gated|prefix, the gated fusion's decoder layer, and
     # whether the tokenizer's chat template made the prompts. None for T5 (gated fusion on the encoder output).
     text_kind: str | None = None
     fusion: str | None = None
     fusion_layer: int | None = None
     chat_template: bool | None = None
+    # the training settings declared record="model" (mmcot_cli.settings.model_settings): {field: value}
+    model_settings: dict[str, Any] = field(default_factory=dict, metadata=_WITH_MODEL)
     features_dir: str | None = None  # the FEATURES_DIR trained on (generate's default --features)
     rationales: dict | None = None  # {source, train_on, train, val} provenance of stage-1 rationales
     rationale_source: dict | None = None  # rationale stage: {source, examples, problems, sha256…} of its targets
@@ -134,3 +138,7 @@ class RunMeta:
             if getattr(meta, key) is None and model_meta.get(key) is not None:
                 setattr(meta, key, model_meta[key])
         return meta
+
+
+# What travels inside the model directory: enough to prompt and feed the model.
+MODEL_FIELDS = tuple(f.name for f in fields(RunMeta) if f.metadata.get("with_model"))

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
 
 from mmcot_cli.data.prompts import STAGE_PRESETS, uses_rationale
 from mmcot_cli.errors import UsageError
 from mmcot_cli.registry.manager import get_text_backbone
+from mmcot_cli.settings import check_settings, resume_keys, setting
 from mmcot_cli.training import tracking
 from mmcot_cli.validate import (
     check_number,
@@ -23,71 +24,122 @@ DEVICES = ("auto", "cpu", "cuda")
 FUSIONS = ("gated", "prefix")  # mmcot_cli.model.causal_lm: the paper's gated fusion, or a LLaVA-style image prefix
 
 
+def _text_options(items: list[str] | dict) -> dict[str, str]:
+    """--text-option KEY=VALUE (repeatable) → {KEY: VALUE}; a recipe may give the mapping itself."""
+    if isinstance(items, dict):
+        return items
+    out: dict[str, str] = {}
+    for item in [items] if isinstance(items, str) else items:
+        key, sep, value = str(item).partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--text-option expects KEY=VALUE, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _no_split(name: str | None) -> str | None:
+    return None if name is None or str(name).lower() in ("none", "") else name
+
+
+def _range(**bounds) -> Callable[[str, Any], Any]:
+    return lambda flag, value: check_number(flag, value, **bounds)
+
+
+_STAGE_HELP = " or ".join(f"{stage} ({p.prompt_format})" for stage, p in STAGE_PRESETS.items())
+_OUT_LEN_HELP = " or ".join(f"{p.max_output_len} ({stage})" for stage, p in STAGE_PRESETS.items())
+_FORMAT_HELP = " / ".join(p.prompt_format for p in STAGE_PRESETS.values())
+KEEP = {"keep_on_resume": True}
+
+
 @dataclass
 class TrainConfig:
-    stage: str
-    data_dir: str
-    text_model: str
-    out_dir: str
-    features: str | None = None
-    rationales: str | None = None  # stage-1 run dir or predictions file (answer stage with a G format)
-    train_on: str = "gold"  # rationales in the train split's inputs: gold lecture+solution, or stage-1 preds
-    rationale_source: str = "gold"  # rationale stage: gold targets, or a rationale set FILE (mmcot_cli.data.teacher)
-    prompt_format: str | None = None  # None = the stage preset
-    use_caption: bool = False
-    epochs: int = 20
-    lr: float = 5e-5
-    batch_size: int = 8
-    eval_batch_size: int | None = None  # None = 2 × batch_size
-    grad_accum: int = 1
-    warmup_ratio: float = 0.0
-    weight_decay: float = 0.01
-    max_grad_norm: float = 1.0
-    max_input_len: int = 512
-    max_output_len: int | None = None  # None = the stage preset
-    precision: str = "auto"
-    deterministic: bool = False  # bit-identical GPU reruns at some speed cost (CPU runs are deterministic anyway)
-    compile: bool = False  # torch.compile the training forward pass
-    max_tokens_per_batch: int | None = None  # size batches by padded tokens instead of --batch-size examples
-    workers: int | None = None  # DataLoader worker processes; None = 2 on a GPU, 0 (main thread) on CPU
-    device: str = "auto"  # auto = the GPU when there is one (one GPU per process under a launcher)
-    seed: int = 42
-    eval_every: str | int = "epoch"  # "epoch", a number of optimizer steps, or 0 for never
-    save_every: int = 500  # optimizer steps between resume checkpoints (one is also written every epoch)
-    keep_checkpoints: int = 2
-    train_split: str = "train"
-    val_split: str | None = "val"
-    limit_train: int | None = None
-    limit_val: int | None = None
-    num_beams: int = 1
-    group_by_length: bool = True  # False: plain random batches (mega-batches of one batch), as the original
-    random_init: bool = False  # build a registered/hub text backbone from its config (offline tests)
-    text_options: dict[str, Any] = field(default_factory=dict)  # e.g. t5-scratch d_model, layers, vocab size
-    fusion: str = "gated"  # decoder-only LMs: gated (at --fusion-layer) or prefix; T5: gated on the encoder output
-    fusion_layer: int | None = None  # the gated fusion's decoder layer (None = the middle one; decoder-only only)
-    resume: bool = False
-    allow_changed_data: bool = False  # --resume on inputs whose fingerprints changed (recorded in run_config.json)
-    report_to: str = "none"  # experiment tracker (mmcot_cli.training.tracking): none, tensorboard, wandb, mlflow
+    """`mmcot train`'s settings: one field per option (mmcot_cli.settings); `resolved()` fills the presets."""
+
+    stage: str = setting(help=f"{_STAGE_HELP}: the stage's prompt format, output length and validation metric.",
+                         choices=tuple(STAGE_PRESETS), record="model", **KEEP)
+    data_dir: str = setting(help="DATA_DIR written by `mmcot prepare`.", flag="--data", metavar="DATA_DIR")
+    text_model: str = setting(help="Registered text backbone (see `mmcot backbones`; t5-scratch trains offline), "
+                              "a local model directory or a hub id.", record="model", **KEEP)
+    out_dir: str = setting(help="RUN_DIR to create (model/, run_config.json, metrics.jsonl, checkpoints/).",
+                           flag="--out", metavar="RUN_DIR")
+    features: str | None = setting(None, "FEATURES_DIR from `mmcot extract`; without it the model is text-only "
+                                   "(no fusion layers).", metavar="FEATURES_DIR", **KEEP)
+    rationales: str | None = setting(None, "Stage-1 RUN_DIR (its preds-<split>.jsonl) or one predictions file; "
+                                     "matched by qid.", metavar="PATH", **KEEP)
+    train_on: str = setting("gold", "Rationales in the train split's inputs: gold (lecture + solution, as the "
+                            "reference) or generated (stage-1 preds-train.jsonl).", choices=TRAIN_ON, **KEEP)
+    rationale_source: str = setting("gold", "Rationale stage targets: gold (every gold rationale, one example each) "
+                                    "or a rationale set FILE from `mmcot rationales filter` (each rationale one "
+                                    "example; problems without one are left out).", **KEEP)
+    prompt_format: str | None = setting(None, f"Override the stage preset ({_FORMAT_HELP}), e.g. QCM-LE, QCM-A.",
+                                        record="model", **KEEP)
+    use_caption: bool = setting(False, "Append image captions to the context.", record="model", **KEEP)
+    epochs: int = setting(20, "Passes over the train split.", check=positive_int)
+    lr: float = setting(5e-5, "Peak learning rate (AdamW).", check=positive_float, **KEEP)
+    batch_size: int = setting(8, "Examples per batch, per process.", check=positive_int, **KEEP)
+    eval_batch_size: int | None = setting(None, "Validation batch size (default 2 × --batch-size).",
+                                          check=positive_int)
+    grad_accum: int = setting(1, "Batches per optimizer step.", check=positive_int, **KEEP)
+    warmup_ratio: float = setting(0.0, "Share of steps with linear LR warmup, in [0, 1).",
+                                  check=_range(low=0, high=1, high_open=True), **KEEP)
+    weight_decay: float = setting(0.01, "AdamW weight decay (≥ 0).", check=_range(low=0), **KEEP)
+    max_grad_norm: float = setting(1.0, "Gradient clipping norm.", check=positive_float)
+    max_input_len: int = setting(512, "Source tokens kept (longer inputs are truncated).", check=positive_int,
+                                 record="model", **KEEP)
+    max_output_len: int | None = setting(None, f"Target tokens (default {_OUT_LEN_HELP}); also the generation "
+                                         "limit during validation.", check=positive_int, record="model", **KEEP)
+    precision: str = setting("auto", "fp32, bf16 or fp16 (autocast; weights stay fp32). auto: bf16 on a GPU that "
+                             "supports it, else fp32.", choices=PRECISIONS)
+    deterministic: bool = setting(False, "Bit-identical reruns with the same seed on the same GPU (deterministic "
+                                  "kernels; slower). CPU runs are deterministic anyway.")
+    compile: bool = setting(False, "torch.compile the training forward pass (compiles on the first steps).")
+    max_tokens_per_batch: int | None = setting(None, "Size batches by tokens: as many length-sorted examples as "
+                                               "fit N padded (input + target) tokens; --batch-size is then unused "
+                                               "for training batches.", check=positive_int, **KEEP)
+    workers: int | None = setting(None, "DataLoader processes that collate batches and read features ahead "
+                                  "(default 2 on a GPU, 0 on CPU).", check=non_negative_int)
+    device: str = setting("auto", "auto (the GPU when there is one), cpu or cuda.", choices=DEVICES)
+    seed: int = setting(42, "Seed of initialisation, data order and dropout.", check=check_seed, **KEEP)
+    eval_every: str | int = setting("epoch", "'epoch', a number of optimizer steps, or 0 (never).", cli_type=str)
+    save_every: int = setting(500, "Optimizer steps between resume checkpoints (one is also written after every "
+                              "epoch).", check=non_negative_int)
+    keep_checkpoints: int = setting(2, "Resume checkpoints kept (the newest).", check=non_negative_int)
+    train_split: str = setting("train", "Split trained on.", **KEEP)
+    val_split: str | None = setting("val", "Split validated on; 'none' to skip validation (the last model is "
+                                    "kept).", parse=_no_split)
+    limit_train: int | None = setting(None, "Only the first N train records.", check=positive_int, **KEEP)
+    limit_val: int | None = setting(None, "Validate on the first N records.", check=positive_int)
+    num_beams: int = setting(1, "Beams for validation generation.", check=positive_int)
+    group_by_length: bool = setting(True, "Batch examples of similar length (less padding); --no-group-by-length "
+                                    "draws plain random batches as the original's Trainer does.", **KEEP)
+    random_init: bool = setting(False, "Build the text backbone from its config only (offline tests).")
+    text_options: dict[str, Any] = setting(
+        help="Text backbone option KEY=VALUE (repeatable), checked against the options the backbone declares (a "
+        "wrong key lists them), e.g. d_model=256 layers=4 for t5-scratch.", factory=dict, flag="--text-option",
+        cli_type=list[str], parse=_text_options, metavar="KEY=VALUE", **KEEP)
+    fusion: str = setting("gated", "How image features reach a decoder-only text backbone: gated (the paper's gated "
+                          "cross-attention, at --fusion-layer) or prefix (projected features placed before the "
+                          "prompt). T5 always fuses gated on its encoder output.", choices=FUSIONS, **KEEP)
+    fusion_layer: int | None = setting(None, "Decoder-only, --fusion gated: the decoder layer whose input is fused "
+                                       "(default: the middle layer).", check=non_negative_int, **KEEP)
+    resume: bool = setting(False, "Continue RUN_DIR from its last checkpoint.")
+    allow_changed_data: bool = setting(False, "With --resume: continue although the inputs (DATA_DIR splits, "
+                                       "features, rationales) changed since the run started (recorded in "
+                                       "run_config.json).")
+    report_to: str = setting("none", "Experiment tracker: none, tensorboard (event files in RUN_DIR/tracking/), "
+                             "wandb or mlflow (their usual configuration).")
 
     def resolved(self) -> "TrainConfig":
         """Validate options and fill in the stage presets."""
-        if self.stage not in STAGE_PRESETS:
-            raise UsageError(f"unknown stage {self.stage!r}; choose one of: {', '.join(STAGE_PRESETS)}")
-        if self.train_on not in TRAIN_ON:
-            raise UsageError(f"--train-on must be one of {', '.join(TRAIN_ON)}, got {self.train_on!r}")
-        if self.precision not in PRECISIONS:
-            raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        if self.device not in DEVICES:
-            raise UsageError(f"--device must be one of {', '.join(DEVICES)} for training, got {self.device!r}")
         if self.max_tokens_per_batch is not None and not self.group_by_length:
             raise UsageError("--max-tokens-per-batch builds length-sorted batches; it cannot be combined with "
                              "--no-group-by-length")
-        _check_numbers(self)
-        if self.fusion not in FUSIONS:
-            raise UsageError(f"--fusion must be one of {', '.join(FUSIONS)}, got {self.fusion!r}")
+        check_settings(self)
+        if self.allow_changed_data and not self.resume:
+            raise UsageError("--allow-changed-data applies to --resume")
         tracking.check_report_to(self.report_to)
         preset = STAGE_PRESETS[self.stage]
-        cfg = TrainConfig(**{**asdict(self)})
+        cfg = type(self)(**asdict(self))  # a subclass (a test's extra setting) stays itself
         cfg.prompt_format = self.prompt_format or preset.prompt_format
         cfg.max_output_len = self.max_output_len or preset.max_output_len
         cfg.eval_batch_size = self.eval_batch_size or 2 * self.batch_size
@@ -112,40 +164,10 @@ class TrainConfig:
     def changed_since(self, saved: dict) -> tuple[str, Any, Any] | None:
         """(field, saved value, value now) for the first field a resumed run must keep, or None."""
         now = asdict(self)
-        for key in RESUME_INVARIANTS:
+        for key in resume_keys(type(self)):
             if key in saved and saved[key] != now[key]:
                 return key, saved[key], now[key]
         return None
-
-
-# Fields that must match between the original run and a resumed one (others — e.g. epochs — may change).
-RESUME_INVARIANTS = ("stage", "text_model", "features", "rationales", "train_on", "rationale_source",
-                     "prompt_format", "use_caption", "lr", "batch_size", "grad_accum", "warmup_ratio", "weight_decay",
-                     "max_input_len", "max_output_len", "seed", "train_split", "limit_train", "group_by_length",
-                     "max_tokens_per_batch", "text_options", "fusion", "fusion_layer")
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def _check_numbers(cfg: TrainConfig) -> None:
-    """Every numeric option finite and in range (exit 2 naming it) before anything is read or built."""
-    for name in ("epochs", "batch_size", "grad_accum", "max_input_len", "num_beams"):
-        positive_int(_flag(name), getattr(cfg, name))
-    for name in ("eval_batch_size", "max_output_len", "limit_train", "limit_val", "max_tokens_per_batch"):
-        positive_int(_flag(name), getattr(cfg, name), optional=True)
-    non_negative_int("--save-every", cfg.save_every)
-    if cfg.fusion_layer is not None:
-        non_negative_int("--fusion-layer", cfg.fusion_layer)
-    non_negative_int("keep_checkpoints", cfg.keep_checkpoints)
-    non_negative_int("--workers", cfg.workers, optional=True)
-    positive_float("--lr", cfg.lr)
-    check_number("--warmup-ratio", cfg.warmup_ratio, low=0, high=1, high_open=True)
-    check_number("--weight-decay", cfg.weight_decay, low=0)
-    positive_float("max_grad_norm", cfg.max_grad_norm)
-    check_seed("--seed", cfg.seed)
-
 
 
 def parse_eval_every(value: str | int) -> str | int:

@@ -56,7 +56,7 @@ class DivergenceGuard:
             if not math.isfinite(value):
                 raise TrainingDiverged(
                     f"loss is {value} at epoch {s.epoch + 1}, optimizer step {s.step}; training stopped. "
-                    f"Last good checkpoint: {last_good} (try a lower --lr or no --fp16, then --resume)")
+                    f"Last good checkpoint: {last_good} (try a lower --lr or --precision bf16/fp32, then --resume)")
         bad = first_non_finite(model)  # a finite loss can still step to inf weights (a huge --lr)
         if bad is not None:
             raise TrainingDiverged(

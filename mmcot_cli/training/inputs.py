@@ -18,6 +18,7 @@ from mmcot_cli.io import sha256_file
 from mmcot_cli.model.batching import Example, tokenize_pairs
 from mmcot_cli.runs.meta import RunMeta
 from mmcot_cli.runs.rationales import Rationales, load_rationales, rationale_file
+from mmcot_cli.settings import model_settings
 from mmcot_cli.training.config import TrainConfig, needs_rationale
 
 
@@ -115,6 +116,7 @@ def run_meta(cfg: TrainConfig, store, rationale_info: dict | None, source_info: 
         feature_shape=list(store.feature_shape) if store is not None else None,
         features_dir=str(Path(cfg.features).resolve()) if cfg.features else None,
         rationales=rationale_info, rationale_source=source_info, seed=cfg.seed, train_config=asdict(cfg),
+        model_settings=model_settings(cfg),
         inputs=input_fingerprints(cfg),
     )
 
