@@ -132,3 +132,34 @@ def test_crash_then_resume_matches_an_uninterrupted_run(world, tmp_path, monkeyp
         b = load_file(str(list_checkpoints(tmp_path / "crashed")[-1] / "model" / name))
         assert a.keys() == b.keys()
         assert all(torch.equal(a[k], b[k]) for k in a), name
+
+
+@pytest.mark.distributed
+@pytest.mark.timeout(150)
+def test_two_processes_train_a_decoder_only_run_deterministically(world, tmp_path):
+    """torchrun, 2 CPU processes (gloo), --deterministic: the main process builds llama-scratch (its tokenizer is
+    trained once) and the other loads that copy; the run loads in one process and generates."""
+    import os
+    import subprocess
+    import sys
+
+    from test_train_distributed import _launcher
+
+    root, out = world["root"], tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+           "CUDA_VISIBLE_DEVICES": ""}
+    cmd = _launcher("torchrun") + [
+        "-m", "mmcot_cli", "-q", "train", "--stage", "rationale", "--data", str(root / "data"), "--features",
+        str(root / "f"), "--text-model", "llama-scratch", "--out", str(out), "--epochs", "1", "--batch-size", "4",
+        "--lr", "3e-3", "--max-input-len", "128", "--max-output-len", "8", "--limit-train", "16", "--val-split",
+        "none", "--deterministic", *TINY, "--json"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=140)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout)
+    assert summary["world_size"] == 2 and summary["steps"] == 2
+    assert not (out / "checkpoints" / "init").exists()
+    res = subprocess.run([sys.executable, "-m", "mmcot_cli", "-q", "generate", "--run", str(out), "--data",
+                          str(root / "data"), "--split", "test", "--limit", "3", "--device", "cpu"],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert len((out / "preds-test.jsonl").read_text().splitlines()) == 3
