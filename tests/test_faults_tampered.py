@@ -159,3 +159,24 @@ def test_an_image_fixed_after_skip_bad_is_extracted_by_the_rerun(world, tmp_path
     reference = open_store(world.feats).read("10")
     assert (store.read("10") == reference).all()
     assert mmcot(*args).exit_code == 0 and open_store(tmp_path / "f").has("10")  # nothing left to retry
+
+
+# --------------------------------------------------------------------------- readers beside writers (class 8)
+
+
+def test_a_reader_opened_before_a_merge_reads_the_merged_store(world, tmp_path):
+    """`generate` opens the store, then `extract --merge` replaces its chunks by shards: the reader takes the
+    store anew and reads the same rows (it used to stop on a vanished chunk file)."""
+    import numpy as np
+
+    from mmcot_cli.features.store import open_store
+
+    feats = world.copy("feats", tmp_path)
+    reader = open_store(feats)
+    qids = reader.qids()
+    before = {q: open_store(world.feats).read(q) for q in qids}
+    assert mmcot("-q", "extract", "--merge", feats).exit_code == 0
+    assert not list((feats / "chunks").glob("*.safetensors"))  # every chunk file the reader knew is gone
+    for q in qids:
+        assert np.array_equal(reader.read(q), before[q])
+    assert all(f.name.startswith("shards/") for f in reader.files)

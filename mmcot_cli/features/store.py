@@ -20,13 +20,12 @@ import hashlib
 import json
 import mmap
 import os
-from dataclasses import dataclass
+import time
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from mmcot_cli._version import __version__
 from mmcot_cli.errors import DataError, MMCoTError, UsageError
 from mmcot_cli.features.store_files import (
     ST_DTYPES,
@@ -37,6 +36,7 @@ from mmcot_cli.features.store_files import (
     verify_data_file,
     write_data_file,
 )
+from mmcot_cli.features.store_index import ChunkRef, build_index, chunk_refs, summarize  # noqa: F401 (API)
 from mmcot_cli.io import make_dir, read_json, write_json
 from mmcot_cli.output_guard import mark_output_dir
 from mmcot_cli.outputs import LOCK_FILE, hold_lock
@@ -58,20 +58,6 @@ class StoreMismatchError(MMCoTError):
 # --------------------------------------------------------------------------------------------------- files
 
 
-@dataclass(frozen=True)
-class ChunkRef:
-    """Where one chunk of a split lives: a data file and the chunk's first row in it."""
-
-    split: str
-    chunk: int
-    file: DataFile
-    row: int
-    entry: dict  # {split, chunk, qids, bad}
-
-    def read(self) -> np.ndarray:
-        return self.file.read_rows(self.row, len(self.entry["qids"]))
-
-
 def scan_data_files(root: Path) -> list[DataFile]:
     """Every finished data file, chunks before merged shards (a chunk extracted again after a fixed --skip-bad
     image supersedes its merged copy), each in name order."""
@@ -87,48 +73,6 @@ def scan_data_files(root: Path) -> list[DataFile]:
 def split_infos(root: Path) -> dict[str, dict]:
     d = root / "splits"
     return {p.stem: read_json(p) for p in sorted(d.glob("*.json"))} if d.is_dir() else {}
-
-
-def build_index(files: Sequence[DataFile]) -> dict[str, tuple[str, int]]:
-    index: dict[str, tuple[str, int]] = {}
-    for f in files:
-        row = 0
-        for entry in f.entries:
-            for qid in entry["qids"]:
-                index.setdefault(qid, (f.name, row))  # a chunk also in a shard: the chunk is newer
-                row += 1
-    return index
-
-
-def chunk_refs(files: Sequence[DataFile]) -> dict[str, dict[int, ChunkRef]]:
-    """split → chunk index → where it is; a chunk present twice (chunk + shard) resolves to the chunk file."""
-    refs: dict[str, dict[int, ChunkRef]] = {}
-    for f in files:
-        row = 0
-        for entry in f.entries:
-            split, chunk = entry["split"], int(entry["chunk"])
-            refs.setdefault(split, {}).setdefault(chunk, ChunkRef(split, chunk, f, row, entry))
-            row += len(entry["qids"])
-    return refs
-
-
-def summarize(identity: dict, infos: dict[str, dict], files: Sequence[DataFile],
-              index: dict[str, tuple[str, int]]) -> dict:
-    """The manifest: store identity + per-split progress (chunks done/missing, rows, bad items)."""
-    done = chunk_refs(files)
-    splits, bad = {}, []
-    for split in sorted(set(infos) | set(done)):
-        info = dict(infos.get(split, {}))
-        chunks = done.get(split, {})
-        num_chunks = int(info.get("num_chunks", len(chunks)))
-        missing = [i for i in range(num_chunks) if i not in chunks]
-        info.update(count=sum(len(c.entry["qids"]) for c in chunks.values()), chunks_done=len(chunks),
-                    missing_chunks=missing, complete=not missing)
-        splits[split] = info
-        for i in sorted(chunks):
-            bad.extend({"split": split, **b} for b in chunks[i].entry.get("bad", []))
-    return {**identity, "count": len(index), "splits": splits, "bad": bad, "files": len(files),
-            "created_by": f"mmcot {__version__}"}
 
 
 # --------------------------------------------------------------------------------------------------- reading
@@ -225,9 +169,13 @@ class FeatureStore:
         f = self._by_name[loc[0]]
         mm = self._maps.get(f.name)
         if mm is None:
-            verify_data_file(f)  # once per file and process: a corrupted chunk is named, never read as features
-            with open(f.path, "rb") as fh:
-                mm = self._maps[f.name] = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+            try:
+                verify_data_file(f)  # once per file and process: a corrupted chunk is named, never read as features
+                with open(f.path, "rb") as fh:
+                    mm = self._maps[f.name] = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+            except FileNotFoundError:  # compacted by `extract --merge` since this store was opened: read it anew
+                self._reopen()
+                return self.read(qid, out)
         start = f.data_offset + loc[1] * f.row_bytes
         row = np.frombuffer(mm, dtype=ST_DTYPES[f.dtype], count=f.shape[1] * f.shape[2], offset=start)
         row = row.reshape(f.shape[1], f.shape[2])
@@ -241,6 +189,23 @@ class FeatureStore:
             page_start = start - start % _PAGE
             mm.madvise(mmap.MADV_DONTNEED, page_start, start + f.row_bytes - page_start)
         return out
+
+    def _reopen(self, attempts: int = 5) -> None:
+        """Take the store as it is on disk now (a merge running beside this reader replaces chunks by shards
+        holding the same rows); it must still be the same store."""
+        for attempt in range(attempts):
+            try:
+                fresh = FeatureStore(self.path)
+                break
+            except DataError:  # a file listed, then removed by the merge before its header was read
+                if attempt == attempts - 1:
+                    raise DataError(f"{self.path}: its data files kept changing while being read (an "
+                                    "`extract --merge` beside this command?); rerun when it is done") from None
+                time.sleep(0.2 * (attempt + 1))
+        if fresh.identity != self.identity:
+            raise DataError(f"{self.path}: replaced by another feature store while being read; rerun the command")
+        self.close()
+        self.__dict__.update(fresh.__dict__)
 
     def get(self, qid: str):
         """torch.float32 (tokens, dim); zeros for a qid without a row."""
