@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -52,13 +53,17 @@ def mmcot_subprocess(*args, stdout=subprocess.PIPE, env=None) -> subprocess.Comp
                           stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}, timeout=300)
 
 
+# What `mmcot train` prints as it goes (mmcot_cli.training.log_lines): progress before a fault, not part of its error.
+TRAIN_PROGRESS_LINE = re.compile(r"^train \S+: (step \d+/\d+|epoch \d+)  ")
+
+
 def assert_one_error(result, code: int, *needles: str) -> str:
-    """Exit `code`, exactly one non-empty stderr line starting with "error:", containing every needle, and no
-    traceback. Returns the line."""
+    """Exit `code`, exactly one non-empty stderr line starting with "error:" (besides train's progress lines),
+    containing every needle, and no traceback. Returns the line."""
     stderr = result.stderr if isinstance(result.stderr, str) else result.stderr.decode()
     exit_code = getattr(result, "exit_code", None)
     exit_code = result.returncode if exit_code is None else exit_code
-    lines = [line for line in stderr.splitlines() if line.strip()]
+    lines = [line for line in stderr.splitlines() if line.strip() and not TRAIN_PROGRESS_LINE.match(line)]
     assert exit_code == code, f"exit {exit_code} != {code}; stderr:\n{stderr}"
     assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
     assert len(lines) == 1, f"expected one stderr line, got {len(lines)}:\n{stderr}"

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from mmcot_cli.cli.app import command, print_json
+from mmcot_cli.progress import make_console
 from mmcot_cli.registry import manager as plugins
 
 # How image features reach each kind of text backbone (mmcot_cli.model.fusion / causal_lm).
@@ -42,7 +42,7 @@ def backbones(json_out: bool = typer.Option(False, "--json", help="Print one JSO
     if json_out:
         print_json(summary)
         return
-    console = Console()
+    console = make_console()
     vt = Table(title="Vision backbones")
     for col in ("name", "features (tokens, dim)", "default weights", "variants", "--alpha", "plugin"):
         vt.add_column(col)

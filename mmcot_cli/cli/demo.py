@@ -14,12 +14,12 @@ from mmcot_cli.errors import UsageError
 from mmcot_cli.evaluation.rationale_metrics import RATIONALE_METRICS, MetricOptions
 from mmcot_cli.evaluation.score import CATEGORIES
 from mmcot_cli.io import read_text
-from mmcot_cli.progress import err_console
+from mmcot_cli.progress import err_console, make_console
 
 
 def print_demo_tables(result: dict, console: Console | None = None) -> None:
     """Accuracy by category and rationale metrics, multimodal and text-only side by side."""
-    console = console or Console()
+    console = console or make_console()
     modes = [m for m in ("multimodal", "text_only") if m in result]
     labels = {"multimodal": "multimodal", "text_only": "text-only"}
     table = Table(title="Answer accuracy on the synthetic test split (%)")

@@ -13,7 +13,7 @@ from mmcot_cli.cli.app import command, print_json, warn, write_stdout
 from mmcot_cli.cli.score import SIMILARITY_HELP, SIMILARITY_MODEL_HELP
 from mmcot_cli.errors import UsageError
 from mmcot_cli.evaluation.similarity import resolve_similarity_model
-from mmcot_cli.progress import err_console
+from mmcot_cli.progress import err_console, make_console
 from mmcot_cli.reporting.compare import (
     ORIGINAL_COLUMNS,
     CompareConfig,
@@ -70,7 +70,7 @@ def _compare_rows(t: Table, table: dict, cols: list[dict]) -> None:
 def print_compare_table(table: dict, console: Console | None = None) -> None:
     """The scores and mmcot's rationale metrics side by side, then (in a table of their own, so the first fits a
     terminal) the original's two ROUGE-L of the same rationales, when any input has rationales."""
-    console = console or Console()
+    console = console or make_console()
     used = used_columns(table)
     several = len(table["rows"]) > 1  # one input has nothing to be compared with
     for title, cols in ((f"Side by side (in parentheses: difference from {table['baseline']})" if several

@@ -15,7 +15,7 @@ from mmcot_cli.evaluation.rationale_metrics import RATIONALE_METRICS
 from mmcot_cli.evaluation.score import CATEGORIES, ScoreConfig
 from mmcot_cli.evaluation.score_data import score_data
 from mmcot_cli.evaluation.similarity import resolve_similarity_model
-from mmcot_cli.progress import err_console
+from mmcot_cli.progress import err_console, make_console
 
 SIMILARITY_HELP = ("Add the original's rationale similarity (cosine of all-MiniLM-L6-v2 sentence embeddings, "
                    "×100; needs `pip install 'mmcot\\[similarity]'`): the model from the local Hugging Face cache "
@@ -55,7 +55,7 @@ def print_rationale_table(result: dict, console: Console) -> None:
 
 
 def print_group_table(result: dict, console: Console | None = None) -> None:
-    console = console or Console()
+    console = console or make_console()
     export = result.get("export")
     if export:
         err_console.print(f"wrote {export['path']}: {export['questions']} answers, multiple choice and direct answer "
@@ -92,7 +92,7 @@ def _constrained(result: dict) -> str:
 
 def print_score_table(result: dict, console: Console | None = None) -> None:
     """The accuracy table (categories, then non-empty topics) and the rationale metrics, if any."""
-    console = console or Console()
+    console = console or make_console()
     if result["has_answers"]:
         counts = result["counts"]
         table = Table(title=f"Accuracy — {result['predictions']} on {result['data']} ({result['split']})")

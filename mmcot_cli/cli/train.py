@@ -40,6 +40,8 @@ def train_command(
     rows = [("prompt format", summary["prompt_format"]), ("train examples", summary["train_examples"]),
             ("val examples", summary["val_examples"] if summary.get("metric") else "not validated (last model kept)"),
             ("optimizer steps", summary["steps"]),
+            ("final train loss", f"{summary['final_loss']:.4f}" if summary.get("final_loss") is not None
+             else "no step trained this session"),
             ("processes", summary["world_size"]), ("samples/s", _rate(summary["samples_per_s"]))]
     if summary.get("metric") and best.get("value") is not None:
         rows.append((f"best val {summary['metric']}", f"{best.get('value'):.2f} (epoch {best.get('epoch')}, "

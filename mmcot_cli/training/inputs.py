@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from mmcot_cli import progress
 from mmcot_cli.data.prompts import build_prompt
 from mmcot_cli.data.records import load_records
 from mmcot_cli.data.teacher import expand_rationales
@@ -20,6 +21,7 @@ from mmcot_cli.runs.meta import RunMeta
 from mmcot_cli.runs.rationales import Rationales, load_rationales, rationale_file
 from mmcot_cli.settings import model_settings
 from mmcot_cli.training.config import TrainConfig, needs_rationale
+from mmcot_cli.training.target_checks import degenerate_targets
 
 
 @dataclass
@@ -150,5 +152,9 @@ def read_stage_inputs(cfg: TrainConfig) -> StageInputs:
     train_r, val_r, rationale_info = stage_rationales(cfg)
     train_pairs = stage_prompts(cfg, train_records, train_r)
     val_pairs = stage_prompts(cfg, val_records, val_r) if val_records is not None else None
+    for pairs, split in ((train_pairs, cfg.train_split), (val_pairs or [], cfg.val_split)):
+        warning = degenerate_targets(pairs, split)
+        if warning:
+            progress.log(f"warning: {warning}")
     return StageInputs(train_records, val_records, train_pairs, val_pairs, store,
                        run_meta(cfg, store, rationale_info, source_info))

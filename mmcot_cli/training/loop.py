@@ -35,7 +35,7 @@ from mmcot_cli.model.fusion import build_model, load_run_model, save_run_model
 from mmcot_cli.model.generation import feature_getter, generate_texts
 from mmcot_cli.output_guard import mark_output_dir
 from mmcot_cli.runs.meta import RunMeta
-from mmcot_cli.training import tracking
+from mmcot_cli.training import log_lines, tracking
 from mmcot_cli.training.checkpoints import (
     append_metrics,
     load_optimizer_state,
@@ -204,10 +204,11 @@ class TrainState:
     window_losses: list = field(default_factory=list)  # batch losses (device tensors) of the open accumulation window
     session_samples: int = 0  # throughput of this session only (a resume restarts the clock)
     train_seconds: float = 0.0
+    last_loss: float | None = None  # the newest optimizer-step loss read on the host (the summary's final loss)
 
     @property
     def samples_per_s(self) -> float | None:
-        return _sps(self.session_samples, self.train_seconds)
+        return log_lines.rate(self.session_samples, self.train_seconds)
 
     def checkpoint_json(self, epoch: int, batch: int, world: int) -> dict:
         return {"epoch": epoch, "batch": batch, "global_step": self.global_step, "best": self.best,
@@ -285,6 +286,7 @@ def log_metrics(t: Trainer, row: dict) -> None:
     """One metrics.jsonl row (main process), also sent to the experiment tracker when there is one."""
     append_metrics(t.run_dir / "metrics.jsonl", row)
     tracking.log_row(t.accelerator, row)
+    progress.note(log_lines.metrics_line(t.cfg.stage, row))
 
 
 def checkpoint(t: Trainer, state: TrainState, epoch: int, batch: int) -> None:
@@ -341,6 +343,9 @@ def check(t: Trainer, state: TrainState) -> float | None:
     for step, loss, lr in rows:
         state.losses_since_log.append(loss)
         tracking.log_step(t.accelerator, step, loss, lr)
+        state.last_loss = loss
+        if t.main and (t.guard.due(step) or step == t.total_steps):  # a steady cadence, whatever else checked
+            progress.note(log_lines.step_line(t.cfg.stage, step, t.total_steps, loss, lr))
     return rows[-1][1] if rows else None
 
 
@@ -357,10 +362,10 @@ def end_epoch(t: Trainer, state: TrainState, epoch: int) -> None:
     """Validate (or log the epoch's loss) and write the epoch's checkpoint."""
     check(t, state)
     if t.do_eval and t.cfg.eval_every == "epoch":
-        evaluate(t, state, epoch + 1, _mean(state.losses_since_log))
+        evaluate(t, state, epoch + 1, log_lines.mean(state.losses_since_log))
     elif t.main:
         log_metrics(t, {
-            "epoch": epoch + 1, "step": state.global_step, "train_loss": _mean(state.losses_since_log),
+            "epoch": epoch + 1, "step": state.global_step, "train_loss": log_lines.mean(state.losses_since_log),
             "lr": t.scheduler.get_last_lr()[0], "samples_per_s": state.samples_per_s})
     state.losses_since_log.clear()
     checkpoint(t, state, epoch + 1, 0)
@@ -395,7 +400,7 @@ def train_epochs(t: Trainer, state: TrainState) -> None:
                 bar.update(task, advance=1, sps=f"{state.samples_per_s or 0:.1f}")
                 t.timer.step_end(step)
                 if evaluate_now:
-                    evaluate(t, state, epoch + 1, _mean(state.losses_since_log))
+                    evaluate(t, state, epoch + 1, log_lines.mean(state.losses_since_log))
                     state.losses_since_log.clear()
                 if save_now:
                     checkpoint(t, state, epoch, b_idx + 1)
@@ -437,14 +442,8 @@ def _train_held(cfg: TrainConfig, accelerator, resume_from: Path | None, timer: 
         "prompt_format": cfg.prompt_format, "epochs": cfg.epochs, "steps": state.global_step,
         "train_examples": t.meta.train_examples, "val_examples": t.meta.val_examples, "world_size": t.world,
         "metric": t.metric_name if t.do_eval else None, "best": state.best if t.do_eval else None,
-        "samples_per_s": state.samples_per_s, "resumed_from": str(resume_from) if resume_from else None,
+        "samples_per_s": state.samples_per_s, "final_loss": state.last_loss,
+        "resumed_from": str(resume_from) if resume_from else None,
         "rationales": t.meta.rationales, "precision": t.meta.precision,
     }
 
-
-def _mean(xs: list[float]) -> float | None:
-    return sum(xs) / len(xs) if xs else None
-
-
-def _sps(samples: int, seconds: float) -> float | None:
-    return round(samples / seconds, 3) if seconds > 0 else None

@@ -1,0 +1,70 @@
+"""Every step explains itself (issue 25): outside a terminal, progress is one plain line at a steady interval;
+`train` prints its loss every check and ends with the final loss; targets that teach nothing are warned about
+before training; tables in a pipe are not cut at 80 columns."""
+
+import io
+
+from rich.console import Console
+from test_train import TINY_ARGS, make_records, write_split
+
+from mmcot_cli import progress
+from mmcot_cli.training.target_checks import degenerate_targets
+
+
+def test_log_progress_prints_start_steady_lines_and_the_end(monkeypatch):
+    buf = io.StringIO()
+    clock = [0.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    bar = progress.LogProgress(Console(file=buf, width=300), interval=30)
+    with bar:
+        task = bar.add_task("train answer", total=100, loss="-", sps="-")
+        for step in range(1, 101):
+            clock[0] = step * 2.0  # 2 s a step: a line every 15 steps (30 s)
+            bar.update(task, advance=1, loss=f"{1 / step:.4f}", sps="8.0")
+    lines = buf.getvalue().splitlines()
+    assert len(lines) == 6 + 1  # 30 s apart (steps 15 … 90), done
+    assert lines[0].startswith("train answer: 15/100 (15%)  loss 0.0667  8.0 samples/s  elapsed 0:30  ETA 2:50")
+    assert lines[-1].startswith("train answer: 100/100 (100%)") and "ETA" not in lines[-1]
+    short = io.StringIO()  # shorter than the interval: nothing; a failure: no extra line
+    with progress.LogProgress(Console(file=short), interval=30) as bar:
+        task = bar.add_task("check", total=3)
+        bar.update(task, advance=3)
+    assert short.getvalue() == ""
+
+
+def test_make_progress_outside_a_terminal_is_a_log_progress_unless_quiet():
+    assert isinstance(progress.make_progress(), progress.LogProgress)  # pytest's stderr is no terminal
+    progress.set_enabled(False)
+    try:
+        assert not isinstance(progress.make_progress(), progress.LogProgress)
+    finally:
+        progress.set_enabled(True)
+
+
+def test_degenerate_targets():
+    assert "empty apart from its labels" in degenerate_targets([("q", "Solution: "), ("r", "Solution:")], "train")
+    assert "same text" in degenerate_targets([("q", "The answer is (B)."), ("r", "The answer is (B).")], "val")
+    assert degenerate_targets([("q", "The answer is (A)."), ("r", "The answer is (B).")], "train") is None
+
+
+def test_train_prints_losses_final_loss_and_warns_on_empty_targets(cli, tmp_path):
+    data = tmp_path / "data"
+    rows = [{**r, "lecture": "", "solution": ""} for r in make_records("train", 8, 1)]
+    write_split(data, "train", rows)
+    write_split(data, "val", [{**r, "lecture": "", "solution": ""} for r in make_records("val", 4, 101)])
+    res = cli("train", "--stage", "rationale", "--data", data, "--text-model", "t5-scratch", "--out",
+              tmp_path / "run", "--epochs", "2", "--batch-size", "4", "--max-output-len", "8", "--eval-every", "0",
+              *TINY_ARGS)
+    assert res.exit_code == 0, res.output
+    err = res.stderr
+    assert "warning: every train target (8) is empty apart from its labels" in err
+    assert "train rationale: epoch 1  step 2  train loss" in err and "train rationale: epoch 2  step 4" in err
+    assert "train rationale: step 4/4  loss" in err
+    assert "final train loss" in err
+
+
+def test_tables_in_a_pipe_are_not_cut_at_80_columns(cli):
+    res = cli("backbones")
+    assert res.exit_code == 0
+    assert "flan-alpaca-large" in res.stdout and "declare-lab/flan-alpaca-large" in res.stdout
+    assert "…" not in res.stdout
