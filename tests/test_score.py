@@ -465,3 +465,19 @@ def test_score_config_library_entry(tmp_path):
 def test_duplicate_gold_qid_is_an_error():
     with pytest.raises(DataError, match="duplicate gold qid 1"):
         score_records(RECORDS + RECORDS[:1], PREDS)
+
+
+def test_baselines_beside_accuracy_and_a_collapse_warned(tmp_path, cli):
+    # chance: the mean of 1/len(choices) over the 8 items; majority: A and B are both right 3 times, A first.
+    res = cli("score", _jsonl(tmp_path, _jsonl_rows(PREDS)), "--data", _problems_file(tmp_path), "--json")
+    out = json.loads(res.stdout)
+    expected = round(100 * (1 / 2 + 1 / 3 + 1 / 4 + 1 / 2 + 1 / 5 + 1 / 2 + 1 / 2 + 1 / 3) / 8, 2)
+    assert out["baselines"] == {"chance": expected, "majority": 37.5, "majority_letter": "A"}
+    assert out["collapsed"] is None and "every answer is" not in res.stderr
+    always_b = {q: {"prediction": "The answer is (B)."} for q in PREDS | {"7": None}}
+    res = cli("score", _jsonl(tmp_path, _jsonl_rows(always_b)), "--data", _problems_file(tmp_path))
+    assert res.exit_code == 0, res.output
+    assert out["baselines"]["chance"] == expected
+    assert ("warning: every answer is (B): all 8 predictions chose the same option (accuracy 37.50 %, "
+            "majority-class baseline 37.50 %, chance 38.96 %)") in " ".join(res.stderr.split())
+    assert "baseline: chance" in res.stdout and "always (A)" in res.stdout

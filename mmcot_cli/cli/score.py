@@ -70,6 +70,7 @@ def print_group_table(result: dict, console: Console | None = None) -> None:
             table.add_section()
             for value, cell in cells.items():
                 table.add_row(f"{name} = {value}", f"{cell['correct']}/{cell['total']}", format_percent(cell["accuracy"]))
+        add_baseline_rows(table, result)
         table.caption = (f"fallback {result['fallback']} · extraction failures {result['num_fail']} · "
                          f"{_constrained(result)} · missing {result['num_missing']} · "
                          f"bad entries skipped {result['num_bad']}")
@@ -83,6 +84,17 @@ def print_group_table(result: dict, console: Console | None = None) -> None:
                   format_percent(aok["da_accuracy_all"]), str(aok["num_questions"]), str(aok["num_non_difficult"]))
         console.print(t)
     print_rationale_table(result, console)
+
+
+def add_baseline_rows(table: Table, result: dict) -> None:
+    """Chance and majority-class accuracy on the same items, below the accuracy they put in its place."""
+    base = result.get("baselines") or {}
+    if base.get("chance") is None:
+        return
+    table.add_section()
+    table.add_row("baseline: chance (a uniform guess among each item's options)", "", format_percent(base["chance"]))
+    table.add_row(f"baseline: majority class (always ({base['majority_letter']}))", "",
+                  format_percent(base["majority"]))
 
 
 def _constrained(result: dict) -> str:
@@ -109,6 +121,7 @@ def print_score_table(result: dict, console: Console | None = None) -> None:
             c = counts[key]
             if c["total"]:
                 table.add_row(key[len("acc_"):], f"{c['correct']}/{c['total']}", format_percent(result[key]))
+        add_baseline_rows(table, result)
         notes = [f"fallback {result['fallback']}" + (f" (seed {result['seed']})" if result["seed"] is not None
                                                      else ""),
                  f"extraction failures {result['num_fail']}", _constrained(result),

@@ -19,6 +19,7 @@ from mmcot_cli.data.answers import (
 )
 from mmcot_cli.data.records import load_records
 from mmcot_cli.errors import DataError, UnknownNameError, UnknownSplitError
+from mmcot_cli.evaluation.baselines import baselines, collapse_warning, collapsed
 from mmcot_cli.evaluation.original_metrics import (
     original_get_scores,
     original_target,
@@ -188,7 +189,8 @@ def score_records(records: list[dict], predictions: Mapping[str, Any] | Iterable
 
     `predictions`: {qid: generated text | option index | row dict} or Prediction objects / JSONL row dicts.
     Returns evaluate_acc.py's `acc_*` keys (percent, 2 decimals; null for empty groups), `counts`
-    ({key: {correct, total}}), num_* counters, and `rationale` metrics when predictions carry rationales.
+    ({key: {correct, total}}), num_* counters, `baselines` (chance and majority-class accuracy on these items),
+    `collapsed` (every answer one letter, else null) and `rationale` metrics when predictions carry rationales.
     With `details`, `items` lists each gold qid's predicted index, answer, correctness and status.
     """
     check_score_options(fallback, rationale_ref)
@@ -197,9 +199,9 @@ def score_records(records: list[dict], predictions: Mapping[str, Any] | Iterable
 
 
 def _accuracy(records: list[dict], gold: dict[str, dict], by_qid: dict[str, Prediction], fallback: str,
-              rng: random.Random, result: dict, statuses: dict[str, int], items: list[dict] | None) -> list[str]:
-    """Fill `result` with the acc_* percentages and `counts`, `statuses` with status counts and `items` (if
-    given) with per-qid rows; returns the gold qids without a prediction."""
+              rng: random.Random, result: dict, statuses: dict[str, int], items: list[dict]) -> list[str]:
+    """Fill `result` with the acc_* percentages and `counts`, `statuses` with status counts and `items` with
+    per-qid rows; returns the gold qids without a prediction."""
     keys = [key for key, _, _ in CATEGORIES] + [f"acc_{t}" for t in _topics(records)]
     counts = {key: {"correct": 0, "total": 0} for key in keys}
     missing = []
@@ -213,9 +215,8 @@ def _accuracy(records: list[dict], gold: dict[str, dict], by_qid: dict[str, Pred
         for key in member:
             counts[key]["total"] += 1
             counts[key]["correct"] += int(correct)
-        if items is not None:
-            items.append({"qid": qid, "pred_index": index, "answer": record["answer"], "correct": correct,
-                          "status": status})
+        items.append({"qid": qid, "pred_index": index, "answer": record["answer"], "correct": correct,
+                      "status": status})
     for key in keys:
         result[key] = percent(counts[key]["correct"], counts[key]["total"])
     result["counts"] = counts
@@ -253,8 +254,12 @@ def score_against(records: list[dict], preds: list[Prediction], fallback: str, s
     statuses: dict[str, int] = {}
     items: list[dict] = []
     if has_answers:
-        missing = _accuracy(records, gold, by_qid, fallback, random.Random(seed), result, statuses,
-                            items if details else None)
+        missing = _accuracy(records, gold, by_qid, fallback, random.Random(seed), result, statuses, items)
+        result["baselines"] = baselines(list(gold.values()))
+        result["collapsed"] = collapsed([it["pred_index"] for it in items])
+        if result["collapsed"] and warn:
+            share = [it["correct"] for it in items]
+            warn(collapse_warning(result["collapsed"], percent(sum(share), len(share)), result["baselines"]))
     else:
         missing = [qid for qid in gold if qid not in by_qid]
     result.update({
