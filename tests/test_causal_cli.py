@@ -47,7 +47,7 @@ def world(tmp_path_factory, sample_dir):
         "--limit-val", "4")
     cli("generate", "--run", root / "rr", "--data", root / "data", "--split", "train,val,test")
     cli("train", "--stage", "answer", *data, "--rationales", root / "rr", "--fusion", "prefix", "--out", root / "ra",
-        *COMMON)
+        *COMMON, "--gradient-checkpointing")
     return {"root": root, "cli": cli}
 
 
@@ -61,6 +61,12 @@ def test_runs_record_the_decoder_only_settings(world):
     assert model_cfg["model_type"] == "llama" and model_cfg["mmcot"]["kind"] == "causal"
     assert (root / "rr" / "model" / "fusion.safetensors").is_file()
     assert (root / "rr" / "model" / "tokenizer.json").is_file()
+    from mmcot_cli.model.fusion import load_run_model
+
+    net, _, _ = load_run_model(root / "ra")  # trained with --gradient-checkpointing; every run counts parameters
+    total = sum(p.numel() for p in net.parameters())
+    assert ra["parameters"] == {"total": total, "trainable": total} and ra["train_config"]["gradient_checkpointing"]
+    assert rr["parameters"]["total"] == rr["parameters"]["trainable"] != total  # another fusion, another count
 
 
 def test_generate_constrained_samples_score_ask_report(world, sample_dir):

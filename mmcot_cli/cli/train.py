@@ -43,6 +43,9 @@ def train_command(
             ("final train loss", f"{summary['final_loss']:.4f}" if summary.get("final_loss") is not None
              else "no step trained this session"),
             ("processes", summary["world_size"]), ("samples/s", _rate(summary["samples_per_s"]))]
+    if summary.get("parameters"):
+        counts = summary["parameters"]
+        rows.append(("parameters (trainable)", f"{counts['total']:,} ({counts['trainable']:,})"))
     if summary.get("metric") and best.get("value") is not None:
         rows.append((f"best val {summary['metric']}", f"{best.get('value'):.2f} (epoch {best.get('epoch')}, "
                                                          f"step {best.get('step')})"))

@@ -344,6 +344,13 @@ def first_non_finite(model) -> str | None:
     return params[int((~flags).nonzero()[0])][0]
 
 
+def parameter_counts(model) -> dict[str, int]:
+    """{"total", "trainable"} parameters of a run model (fusion layers included; a DDP wrapper is looked through):
+    train's summary, --json and run_config.json."""
+    params = list(getattr(model, "module", model).parameters())
+    return {"total": sum(p.numel() for p in params), "trainable": sum(p.numel() for p in params if p.requires_grad)}
+
+
 def save_run_model(model: MMCoTForConditionalGeneration, tokenizer, out_dir: str | Path, mmcot_meta: dict) -> Path:
     """Write a save_pretrained directory (safetensors weights incl. fusion head, tokenizer, config with mmcot meta).
 

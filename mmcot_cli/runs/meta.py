@@ -49,6 +49,7 @@ class RunMeta:
     fusion: str | None = None
     fusion_layer: int | None = None
     chat_template: bool | None = None
+    parameters: dict | None = None  # {"total", "trainable"} parameters, fusion included (train fills it in)
     # the training settings declared record="model" (mmcot_cli.settings.model_settings): {field: value}
     model_settings: dict[str, Any] = field(default_factory=dict, metadata=_WITH_MODEL)
     features_dir: str | None = None  # the FEATURES_DIR trained on (generate's default --features)

@@ -122,6 +122,9 @@ class TrainConfig:
                           "prompt). T5 always fuses gated on its encoder output.", choices=FUSIONS, **KEEP)
     fusion_layer: int | None = setting(None, "Decoder-only, --fusion gated: the decoder layer whose input is fused "
                                        "(default: the middle layer).", check=non_negative_int, **KEEP)
+    gradient_checkpointing: bool = setting(False, "Recompute each transformer block's activations in the backward "
+                                           "pass instead of keeping them (less memory, about a third more compute; "
+                                           "T5 and decoder-only backbones).")
     resume: bool = setting(False, "Continue RUN_DIR from its last checkpoint.")
     allow_changed_data: bool = setting(False, "With --resume: continue although the inputs (DATA_DIR splits, "
                                        "features, rationales) changed since the run started (recorded in "

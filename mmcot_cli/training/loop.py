@@ -31,7 +31,7 @@ from mmcot_cli.evaluation.rationale_metrics import rouge_l
 from mmcot_cli.io import make_dir, read_json
 from mmcot_cli.model.batching import Collator, LengthGroupedBatchSampler
 from mmcot_cli.model.causal_text import training_collator
-from mmcot_cli.model.fusion import build_model, load_run_model, save_run_model
+from mmcot_cli.model.fusion import build_model, load_run_model, parameter_counts, save_run_model
 from mmcot_cli.model.generation import feature_getter, generate_texts
 from mmcot_cli.output_guard import mark_output_dir
 from mmcot_cli.runs.meta import RunMeta
@@ -179,12 +179,12 @@ def setup_trainer(cfg: TrainConfig, inputs: StageInputs, model, tokenizer, accel
     # The scheduler is not passed to prepare(): Accelerate would step it once per process.
     model, optimizer = accelerator.prepare(model, optimizer)
     meta = inputs.meta
-    meta.world_size, meta.precision = world, precision_name(accelerator)
+    meta.world_size, meta.precision, meta.parameters = world, precision_name(accelerator), parameter_counts(model)
     meta.train_examples, meta.val_examples = len(train_data.examples), len(val_data.examples) if val_data else 0
     return Trainer(cfg=cfg, run_dir=Path(cfg.out_dir), accelerator=accelerator, model=model, tokenizer=tokenizer,
                    optimizer=optimizer, scheduler=scheduler, collator=collator, sampler=sampler,
                    loader=batch_loader(train_data.examples, sampler, collator, device, cfg.workers),
-                   forward_model=training_forward(model, cfg.compile), guard=DivergenceGuard(),
+                   forward_model=training_forward(model, cfg), guard=DivergenceGuard(),
                    timer=timer or StepTimer(), store=store, meta=meta, train_data=train_data, val_data=val_data,
                    do_eval=bool(val_data and val_data.examples) and cfg.eval_every != 0,
                    batches_per_epoch=batches_per_epoch, total_steps=total_steps)
@@ -444,6 +444,6 @@ def _train_held(cfg: TrainConfig, accelerator, resume_from: Path | None, timer: 
         "metric": t.metric_name if t.do_eval else None, "best": state.best if t.do_eval else None,
         "samples_per_s": state.samples_per_s, "final_loss": state.last_loss,
         "resumed_from": str(resume_from) if resume_from else None,
-        "rationales": t.meta.rationales, "precision": t.meta.precision,
+        "rationales": t.meta.rationales, "precision": t.meta.precision, "parameters": t.meta.parameters,
     }
 

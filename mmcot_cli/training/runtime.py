@@ -115,10 +115,24 @@ def deterministic_mode(enabled: bool, cuda: bool = True) -> Iterator[None]:
         cuda_backends.enable_cudnn_sdp(saved[6])
 
 
-def training_forward(model, compile_model: bool):
+def enable_gradient_checkpointing(model) -> None:
+    """`--gradient-checkpointing`: every transformer block of the text model (T5's encoder and decoder, a
+    decoder-only LM's layers) recomputes its activations in the backward pass instead of keeping them. The
+    fusion layers are not recomputed: transformers checkpoints a block's `forward`, and module hooks (where a
+    decoder-only LM's fusion runs, mmcot_cli.model.causal_lm) stay outside it."""
+    inner = getattr(model, "module", model)  # DDP / Accelerate wrapper
+    hf_model = getattr(inner, "lm", inner)  # CausalFusionLM holds the LM; T5 is the LM
+    hf_model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    hf_model.config.use_cache = False  # no KV cache in training forwards (generation passes use_cache itself)
+
+
+def training_forward(model, cfg):
     """What the loop calls for the training forward pass: the model, or a torch.compile'd view of it sharing its
     parameters (`--compile`). Validation generation and saving use the model itself, so only training shapes
     are compiled; dynamic shapes because every batch is padded to its own length."""
-    if not compile_model:
+    if cfg.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
+    if not cfg.compile:
         return model
     return torch.compile(model, dynamic=True)
+
