@@ -156,3 +156,19 @@ def test_compare_usage_errors(cli, runs, tmp_path):
     assert res.exit_code == 2 and "--data" in res.stderr
     res = cli("compare", tmp_path / "missing.json")
     assert res.exit_code == 1 and "missing.json" in res.stderr
+
+
+def test_report_puts_baselines_beside_accuracy_and_names_a_collapsed_run(cli, runs, tmp_path):
+    # Eight 4-choice items whose answers are A, B, C, D twice each: chance and majority class are both 25 %.
+    always_a = tmp_path / "always_a.jsonl"
+    always_a.write_text("".join(json.dumps({"qid": str(q), "prediction": "The answer is (A).", "stage": "answer"})
+                                + "\n" for q in range(1, 9)))
+    out = tmp_path / "report.html"
+    res = cli("report", f"text={runs['text']}", f"prior={always_a}", "--data", runs["data"], "--out", out)
+    assert res.exit_code == 0, res.output
+    assert "every answer is (A): all 8 predictions chose the same option" in " ".join(res.stderr.split())
+    page = out.read_text(encoding="utf-8")
+    assert re.search(r'baseline: chance</td>(<td class="n">[^<]*</td>){8}<td class="n">25.00</td>', page)
+    assert re.search(r'baseline: majority class</td>(<td class="n">[^<]*</td>){8}<td class="n">25.00</td>', page)
+    assert "prior: every answer is (A) — all 8 predictions chose the same option" in page
+    assert "text: every answer is" not in page

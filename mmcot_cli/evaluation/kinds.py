@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from mmcot_cli.data.readers import FORMATS
+from mmcot_cli.evaluation.baselines import baselines
 from mmcot_cli.evaluation.score import CATEGORIES
 
 
@@ -76,6 +77,17 @@ def headline_sizes(result: dict) -> dict[str, int | None]:
         return {"mc_accuracy": every, "da_accuracy": easy, "mc_accuracy_non_difficult": easy,
                 "da_accuracy_all": every}
     return {"accuracy": result.get("num_gold")}
+
+
+def headline_baselines(kind: str, records: list[dict]) -> dict[str, dict]:
+    """{column key: evaluation.baselines over that column's items} for the headline columns that choose among
+    options (A-OKVQA's direct-answer columns have no option to guess: left out)."""
+    if kind == "scienceqa":
+        return {key: baselines([r for r in records if test(r)]) for key, _, test in CATEGORIES}
+    if kind == "aokvqa":
+        easy = [r for r in records if not r.get("difficult_direct_answer")]
+        return {"mc_accuracy": baselines(records), "mc_accuracy_non_difficult": baselines(easy)}
+    return {"accuracy": baselines(records)}
 
 
 def breakdown(result: dict) -> list[tuple[Column, int, object]]:

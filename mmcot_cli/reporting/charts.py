@@ -30,9 +30,11 @@ def _plain(text: str) -> str:
     return str(text).replace("$", r"\$")
 
 
-def category_bars(labels: list[str], series: dict[str, list[float | None]]) -> str:
+def category_bars(labels: list[str], series: dict[str, list[float | None]],
+                  chance: list[float | None] | None = None) -> str:
     """Grouped bars: one group per category label, one bar per run (None → no bar, "n/a" under the axis; 0 → a
-    thick line on the axis and "0" above it, so a zero is seen, not mistaken for a missing bar)."""
+    thick line on the axis and "0" above it, so a zero is seen, not mistaken for a missing bar); `chance`: a dashed
+    line across each group at its chance accuracy."""
     plt = _pyplot()
     names = list(series)
     fig, ax = plt.subplots(figsize=(max(7.0, 0.9 * len(labels) + 0.25 * len(labels) * len(names)), 3.6))
@@ -49,6 +51,10 @@ def category_bars(labels: list[str], series: dict[str, list[float | None]]) -> s
                 ax.plot([x - 0.4 * width, x + 0.4 * width], [0.6, 0.6], color=colour, linewidth=3,
                         solid_capstyle="butt")
                 ax.text(x, 1.5, "0", ha="center", va="bottom", fontsize=7, color=colour, fontweight="bold")
+    for j, value in enumerate(chance or []):
+        if value is not None:
+            ax.plot([j - 0.45, j + 0.45], [value, value], color="#555", linestyle="--", linewidth=1,
+                    label="chance" if j == next(i for i, v in enumerate(chance) if v is not None) else None)
     ax.set_xticks(range(len(labels)), labels)
     ax.set_ylim(0, 100)
     ax.set_ylabel("accuracy (%)")

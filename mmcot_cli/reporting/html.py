@@ -11,6 +11,7 @@ from mmcot_cli.evaluation.kinds import (
     BREAKDOWN_TITLES,
     HEADLINE_TITLES,
     breakdown,
+    headline_baselines,
     headline_columns,
     headline_sizes,
     headline_values,
@@ -26,7 +27,7 @@ h1{font-size:24px;margin:0 0 4px}h2{font-size:19px;margin:32px 0 8px;border-bott
 h3{font-size:15px;margin:16px 0 6px}.muted{color:#666;font-size:12px}
 table{border-collapse:collapse;margin:8px 0;font-size:13px}th,td{border:1px solid #ddd;padding:3px 7px}
 th{background:#f4f4f6;text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums}
-tr.pub td{color:#555;background:#fafafa;font-style:italic}tr.pub td:first-child::after{content:" (published)";
+tr.base td{color:#666;font-size:12px}tr.pub td{color:#555;background:#fafafa;font-style:italic}tr.pub td:first-child::after{content:" (published)";
 font-size:11px;color:#888}
 img.chart{max-width:100%;border:1px solid #eee;margin:6px 0}
 .item{display:grid;grid-template-columns:200px 1fr;gap:14px;border:1px solid #ddd;border-radius:6px;
@@ -74,6 +75,7 @@ def _score_table(report: dict) -> str:
     for row in published.rows if published else ():
         cells = "".join(f'<td class="n">{_num(row.get(c.key))}</td>' for c in columns)
         rows.append(f'<tr class="pub"><td title="{esc(row["source"])}">{esc(row["name"])}</td>{cells}</tr>')
+    rows.extend(_baseline_rows(report, columns))
     answered = _answered(report)
     sizes = ""
     if answered:
@@ -83,9 +85,33 @@ def _score_table(report: dict) -> str:
     return f"<table><tr><th>run</th>{head}</tr>{''.join(rows)}{sizes}</table>"
 
 
+def _baseline_rows(report: dict, columns) -> list[str]:
+    """Chance and majority-class accuracy per column, on the same items: what an accuracy must beat."""
+    base = headline_baselines(report["kind"], report["records"])
+    rows = []
+    for name, key, title in (("chance", "chance", "a uniform guess among each item's options"),
+                             ("majority class", "majority", "always the letter most often right in that column")):
+        cells = "".join(f'<td class="n">{_num((base.get(c.key) or {}).get(key))}</td>' for c in columns)
+        rows.append(f'<tr class="base"><td title="{esc(title)}">baseline: {esc(name)}</td>{cells}</tr>')
+    return rows
+
+
+def _collapse_notes(report: dict) -> list[str]:
+    """One note per run whose every answer is the same letter (evaluation.baselines.collapsed)."""
+    notes = []
+    for run in _answered(report):
+        collapse = run.score.get("collapsed")
+        if collapse:
+            notes.append(f"{esc(run.label)}: every answer is ({esc(collapse['letter'])}) — all {collapse['count']} "
+                         f"predictions chose the same option; compare its accuracy with the majority-class row.")
+    return notes
+
+
 def _score_notes(report: dict) -> str:
     """What the accuracy table's numbers are, and why published rows are (not) beside them."""
-    notes = []
+    notes = _collapse_notes(report)
+    notes.append("baseline rows: chance is a uniform guess among each item's own options; majority class always "
+                 "answers the letter most often right among the column's items.")
     if report["kind"] == "aokvqa":
         notes.append("MC: the chosen option is the correct choice, over all questions. DA: the chosen option's "
                      "text against the ten direct answers, min(1, matches / 3), over the questions not marked "
@@ -159,8 +185,10 @@ def _charts(report: dict) -> str:
     runs = _answered(report)
     if runs:
         columns = headline_columns(report["kind"])
+        base = headline_baselines(report["kind"], report["records"])
         uri = charts.category_bars([c.label for c in columns],
-                                   {r.label: [headline_values(r.score)[c.key] for c in columns] for r in runs})
+                                   {r.label: [headline_values(r.score)[c.key] for c in columns] for r in runs},
+                                   chance=[(base.get(c.key) or {}).get("chance") for c in columns])
         title = HEADLINE_TITLES[report["kind"]]
         parts.append(f'<h3>{esc(title)}</h3><img class="chart" alt="{esc(title)}" src="{uri}">')
     for run in report["runs"]:
