@@ -209,3 +209,18 @@ def test_too_few_problems_leave_no_output_folder(cli, tmp_path):
     res = cli("demo", "--tiny", "--problems", "2", "--out", tmp_path / "d")
     assert res.exit_code == 2 and "--problems" in res.stderr
     assert not (tmp_path / "d").exists()
+
+
+def test_tiny_demo_on_a_decoder_only_backbone(tmp_path):
+    """`mmcot demo --text-model llama-scratch`: the same pipeline on a decoder-only LM (prefix fusion here; the
+    multimodal runs record it, the text-only runs have no fusion)."""
+    summary = run_demo(DemoConfig(out=str(tmp_path / "out"), size="tiny", n_problems=30, parallel=False,
+                                  text_model="llama-scratch", fusion="prefix"))
+    assert set(summary) >= {"multimodal", "text_only"}
+    multimodal = json.loads((tmp_path / "out" / "runs" / "multimodal" / "answer" / "run_config.json").read_text())
+    text_only = json.loads((tmp_path / "out" / "runs" / "text_only" / "answer" / "run_config.json").read_text())
+    assert (multimodal["text_backbone"], multimodal["text_kind"], multimodal["fusion"]) == (
+        "llama-scratch", "causal", "prefix")
+    assert text_only["text_kind"] == "causal" and text_only["fusion"] is None
+    with pytest.raises(UsageError, match="the demo trains t5-scratch or llama-scratch"):
+        DemoConfig(text_model="qwen3-0.6b")

@@ -83,6 +83,11 @@ def demo_command(
     ablation: bool = typer.Option(False, "--ablation", help="The paper's ablations instead: one-stage QCM→A / "
                                   "QCM→RA / QCM→AR, two-stage text-only / + captions / + vision; writes ablation.md "
                                   "(comparison tables) and report.html (docs/DEMO.md)."),
+    text_model: str = typer.Option("t5-scratch", "--text-model", help="t5-scratch, or llama-scratch: the same "
+                                   "benchmark on a decoder-only LM (docs/DEMO.md)."),
+    fusion: str = typer.Option("gated", "--fusion", help="Decoder-only: gated (at --fusion-layer) or prefix."),
+    fusion_layer: int = typer.Option(None, "--fusion-layer", min=0, help="Decoder-only, gated: the fused decoder "
+                                     "layer (default: the middle one)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object (multimodal and text_only score "
                                   "objects, as `mmcot score --json`)."),
 ) -> None:
@@ -98,7 +103,8 @@ def demo_command(
     out = out or "demo-out"
     cfg = DemoConfig(out=out, size=size, backbone=backbone,
                      random_init=not pretrained, seed=seed, generate_only=generate_only, n_problems=n_problems,
-                     parallel=not sequential, threads=threads, device=device)
+                     parallel=not sequential, threads=threads, device=device, text_model=text_model,
+                     fusion=fusion, fusion_layer=fusion_layer)
 
     def step(message: str) -> None:
         err_console.print(f"[bold cyan]▶[/] {message}")

@@ -46,6 +46,7 @@ from mmcot_cli.validate import check_seed, parse_device, positive_int
 # generate: `mmcot` imports this module at startup.
 
 MODES = ("multimodal", "text_only")
+DEMO_TEXT_MODELS = ("t5-scratch", "llama-scratch")
 MARKER = ".mmcot-demo"  # written first: a folder holding it is a demo output that a rerun may replace
 SUMMARY = "demo.json"  # written last, only by a completed run
 SPLITS = ("train", "val", "test")
@@ -95,8 +96,15 @@ class DemoConfig:
     # (docs/DEMO.md: 6.3 s vs 0.95 s per step). Their progress bars are drawn together by the parent.
     parallel: bool = True
     threads: int | None = None  # torch threads per pipeline; None = cpu_count // 2 in parallel, else unchanged
+    text_model: str = "t5-scratch"  # or llama-scratch: the same benchmark on a decoder-only LM
+    fusion: str = "gated"  # decoder-only: gated (at fusion_layer) or prefix; T5: gated on the encoder output
+    fusion_layer: int | None = None
 
     def __post_init__(self) -> None:
+        if self.text_model not in DEMO_TEXT_MODELS:  # the demo is offline: from-scratch backbones only
+            raise UsageError(f"--text-model {self.text_model!r}: the demo trains {' or '.join(DEMO_TEXT_MODELS)}")
+        if self.fusion not in ("gated", "prefix"):
+            raise UsageError(f"--fusion must be one of gated, prefix, got {self.fusion!r}")
         check_seed("--seed", self.seed)
         positive_int("--threads", self.threads, optional=True)
         positive_int("--problems", self.n_problems, optional=True)
@@ -178,6 +186,14 @@ def _image_rationale_metrics(records: list[dict], preds_path: Path) -> dict | No
     return score_records(img, rows)["rationale"]
 
 
+def text_options_for(text_model: str, size: DemoSize) -> dict[str, Any]:
+    """The size's text options; a decoder-only llama-scratch gets T5's encoder + decoder layers in one stack."""
+    options = dict(size.text_options)
+    if text_model == "llama-scratch":
+        options["layers"] = 2 * options.get("layers", 2)
+    return options
+
+
 def _run_mode(mode: str, cfg: DemoConfig, size: DemoSize, data_dir: Path, features: Path | None, runs: Path,
               step: Step) -> dict:
     from mmcot_cli.inference.generate import GenerateConfig, generate
@@ -185,10 +201,11 @@ def _run_mode(mode: str, cfg: DemoConfig, size: DemoSize, data_dir: Path, featur
 
     run_r, run_a = runs / mode / "rationale", runs / mode / "answer"
     feats = str(features) if mode == "multimodal" else None
-    common = dict(data_dir=str(data_dir), text_model="t5-scratch", features=feats, lr=size.lr,
+    common = dict(data_dir=str(data_dir), text_model=cfg.text_model, features=feats, lr=size.lr,
                   batch_size=size.batch_size, eval_batch_size=size.generate_batch_size,
                   warmup_ratio=size.warmup_ratio, seed=cfg.seed, eval_every=0, save_every=0, keep_checkpoints=1,
-                  text_options=dict(size.text_options), device=cfg.train_device,
+                  text_options=text_options_for(cfg.text_model, size), device=cfg.train_device,
+                  fusion=cfg.fusion, fusion_layer=cfg.fusion_layer if feats else None,
                   # Same seed, same scores: deterministic kernels (they cost nothing at this size), and fp32 on a
                   # GPU too, so its numbers stay comparable with the CPU ones (tiny models gain no speed in bf16).
                   deterministic=True, precision="fp32")
