@@ -1,5 +1,10 @@
 """Error types. The library raises these; only the CLI turns them into one stderr line and an exit code."""
 
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
 
 class MMCoTError(Exception):
     """A problem the user can fix (bad input, missing file). The message is one self-contained line."""
@@ -51,6 +56,18 @@ class UnknownSplitError(UnknownNameError):
 def first_line(error: BaseException) -> str:
     """The first line of an exception's message (library errors can be pages long), or its type name."""
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+@contextlib.contextmanager
+def needs_library(package: str, purpose: str) -> Iterator[None]:
+    """An import of a dependency that a broken or minimal install may lack: one line saying what needs it and
+    how to install it, instead of a ModuleNotFoundError traceback."""
+    try:
+        yield
+    except ImportError as e:
+        missing = getattr(e, "name", None) or package
+        raise MMCoTError(f"{purpose} needs the Python package {package} (cannot import {missing}); install it: "
+                         f"pip install {package}") from None
 
 
 def torch_load_problem(error: BaseException) -> str:

@@ -49,3 +49,77 @@ def test_both_closed_a_command_writing_files_succeeds_and_nothing_lands_on_fd_1_
     assert res.returncode == 0
     rows = [json.loads(x) for x in out.read_text().splitlines()]  # whole JSONL: no table or warning inside
     assert len(rows) == len((world.data / "test.jsonl").read_text().splitlines())
+
+
+# --------------------------------------------------------------------------- missing libraries, no network
+
+_BLOCKER = '''
+import os, sys
+_blocked = set(filter(None, os.environ.get("MMCOT_TEST_BLOCK", "").split(",")))
+class _Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in _blocked:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, _Block())
+'''
+
+
+def _without(tmp_path, modules, args, env=None):
+    """`python -m mmcot_cli ARGS` in an interpreter where `modules` cannot be imported (as in an install that
+    lacks them)."""
+    site = tmp_path / "site"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(_BLOCKER)
+    path = os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])
+    return subprocess.run([sys.executable, "-m", "mmcot_cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "PYTHONPATH": path, "MMCOT_TEST_BLOCK": ",".join(modules),
+                                            "HF_HUB_OFFLINE": "1", **(env or {})})
+
+
+def _rationale_preds(world, tmp_path):
+    path = tmp_path / "rationales.jsonl"
+    rows = [json.loads(x) for x in (world.data / "test.jsonl").read_text().splitlines()]
+    path.write_text("".join(json.dumps({"qid": r["qid"], "prediction": "Solution: they repel.",
+                                        "stage": "rationale"}) + "\n" for r in rows))
+    return path
+
+
+def _one_line(res, *needles):
+    lines = [x for x in res.stderr.splitlines() if x.strip()]
+    assert res.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: "), res.stderr
+    assert "Traceback" not in res.stderr and all(n in lines[0] for n in needles), lines[0]
+
+
+def test_score_without_rouge_score_or_nltk_is_one_line(world, tmp_path):
+    preds = _rationale_preds(world, tmp_path)
+    _one_line(_without(tmp_path, ["rouge_score"], ["score", preds, "--data", world.data]), "pip install rouge-score")
+    _one_line(_without(tmp_path, ["nltk"], ["score", preds, "--data", world.data]), "nltk")
+
+
+def test_report_without_matplotlib_is_one_line(world, tmp_path):
+    run = world.copy("run", tmp_path)
+    ok = mmcot_generate(world, run)
+    assert ok.exit_code == 0, ok.stderr
+    out = tmp_path / "r.html"
+    _one_line(_without(tmp_path, ["matplotlib"], ["report", run, "--data", world.data, "--out", out]),
+              "pip install matplotlib")
+    assert not out.exists()
+
+
+def mmcot_generate(world, run):
+    from faultkit import mmcot
+
+    return mmcot("-q", "generate", "--run", run, "--data", world.data, "--device", "cpu")
+
+
+def test_an_unreachable_hub_without_offline_mode_is_one_line(tmp_path):
+    """No HF_HUB_OFFLINE, an endpoint nobody listens on: one line naming the source, no retries' warnings."""
+    env = {**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf")}
+    env.pop("HF_HUB_OFFLINE", None)
+    for args, needle in ((["import-run", "some-org/some-model", "--stage", "answer", "--out", tmp_path / "run"],
+                          "some-org/some-model"),
+                         (["prepare", "derek-thomas/ScienceQA", "--out", tmp_path / "data"], "derek-thomas/ScienceQA")):
+        res = subprocess.run([sys.executable, "-m", "mmcot_cli", *map(str, args)], capture_output=True, text=True,
+                             timeout=300, env=env)
+        _one_line(res, needle)
+    assert not (tmp_path / "run").exists() and not (tmp_path / "data").exists()

@@ -31,7 +31,7 @@ import warnings
 from typing import Mapping, Sequence
 
 from mmcot_cli.data.prompts import build_prompt
-from mmcot_cli.errors import UnknownNameError
+from mmcot_cli.errors import UnknownNameError, needs_library
 from mmcot_cli.evaluation.similarity import similarity_scores
 
 # --rationale-ref → the prompt format whose target the original compares with
@@ -49,7 +49,8 @@ def get_scores_rouge_l_pair(prediction: str, target: str) -> float | None:
     """evaluations.score_rouge of one pair: the rouge package's rouge-l F, the stripped target passed first as the
     original does. None for a pair the original skips (prediction "" or empty target) and for one the package
     refuses (e.g. a prediction of only full stops; the original crashes there)."""
-    from rouge import Rouge
+    with needs_library("rouge", "the original's ROUGE-L"):
+        from rouge import Rouge
 
     target = target.strip()
     if prediction == "" or target == "":
@@ -65,7 +66,8 @@ def _bleu_tokens(text: str) -> list[str]:
 
 
 def _bleu(target: str, prediction: str, n: int) -> float:
-    from nltk.translate.bleu_score import sentence_bleu
+    with needs_library("nltk", "the original's BLEU"):
+        from nltk.translate.bleu_score import sentence_bleu
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # nltk warns for every pair with no n-gram overlap; the score is 0
@@ -105,7 +107,8 @@ def validation_rouge_l_pair(prediction: str, target: str) -> float:
     split: it cannot change rougeL, see the module docstring)."""
     global _VALIDATION_SCORER
     if _VALIDATION_SCORER is None:
-        from rouge_score import rouge_scorer
+        with needs_library("rouge-score", "the validation ROUGE-L"):
+            from rouge_score import rouge_scorer
 
         _VALIDATION_SCORER = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
     return _VALIDATION_SCORER.score(target.strip(), prediction.strip())["rougeL"].fmeasure

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable, Sequence, Union
 
 from mmcot_cli import progress
-from mmcot_cli.errors import UnknownNameError
+from mmcot_cli.errors import UnknownNameError, needs_library
 from mmcot_cli.evaluation.similarity import check_similarity_model, similarity_scores
 
 RATIONALE_REFS = ("solution", "lecture+solution")
@@ -69,7 +69,8 @@ def _normalize_ref(ref: Reference) -> Reference:
 def _rouge_pair(pred: str, ref: Reference) -> float:
     global _ROUGE_SCORER
     if _ROUGE_SCORER is None:
-        from rouge_score import rouge_scorer
+        with needs_library("rouge-score", "ROUGE-L of rationales"):
+            from rouge_score import rouge_scorer
 
         _ROUGE_SCORER = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
     return max(_ROUGE_SCORER.score(r, pred)["rougeL"].fmeasure for r in _refs(ref))
@@ -81,7 +82,8 @@ def _bleu_tokens(text: str) -> list[str]:
 
 
 def _bleu_pair(pred: str, ref: Reference, n: int) -> float:
-    from nltk.translate.bleu_score import sentence_bleu
+    with needs_library("nltk", "BLEU of rationales"):
+        from nltk.translate.bleu_score import sentence_bleu
 
     with warnings.catch_warnings():
         # Without smoothing nltk warns for every sentence with no n-gram overlap; the score is 0 by design.

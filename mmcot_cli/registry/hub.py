@@ -104,11 +104,17 @@ def _cached_snapshot(source: HubSource) -> Snapshot:
     return Snapshot(source, commit, tuple(files), folder)
 
 
+NETWORK_MODULES = ("httpx", "httpx2", "httpcore", "requests", "urllib3")
+
+
 @contextlib.contextmanager
 def _hub_errors(source: HubSource, what: str = "") -> Iterator[None]:
     """huggingface_hub's exceptions → one DataError line naming the source."""
     from huggingface_hub import errors
+    from huggingface_hub.utils import logging as hf_logging
 
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # its "Retrying in 8s" lines: the one error line below says it all
     try:
         yield
     except errors.RepositoryNotFoundError:
@@ -122,8 +128,15 @@ def _hub_errors(source: HubSource, what: str = "") -> Iterator[None]:
             raise DataError(f"{source}: {what or 'a file'} is not in the cache and the hub cannot be reached; "
                             f"{OFFLINE_HELP}") from None
         raise DataError(f"{source}: no file {what} in the repository") from None
-    except (OSError, ValueError) as e:  # network failures (httpx errors are OSErrors), HTTP errors
+    except (OSError, ValueError) as e:  # network failures, HTTP errors
         raise DataError(f"{source}: cannot reach the Hugging Face Hub ({first_line(e)[:160]}); {OFFLINE_HELP}") from None
+    except Exception as e:  # the HTTP client's own errors (httpx's ConnectError is no OSError)
+        if type(e).__module__.split(".")[0] not in NETWORK_MODULES:
+            raise
+        raise DataError(f"{source}: cannot reach the Hugging Face Hub ({type(e).__name__}: {first_line(e)[:140]}); "
+                        f"{OFFLINE_HELP}") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
 
 
 def snapshot(source: HubSource) -> Snapshot:

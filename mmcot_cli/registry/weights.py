@@ -68,7 +68,12 @@ def resolve_weights(backbone: str, weights: str | None, random_init: bool = Fals
 @contextlib.contextmanager
 def loading(backbone: str, what: str, arch: str | None = None) -> Iterator[None]:
     """Any non-mmcot error while loading `what` becomes one line: what failed, the library's first line, the hint
-    (network down, unknown id, incompatible checkpoint all look alike to the user)."""
+    (network down, unknown id, incompatible checkpoint all look alike to the user). The hub client's "Retrying
+    in 8s" warnings are held back meanwhile: that one line says it all."""
+    from huggingface_hub.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
     try:
         yield
     except MMCoTError:
@@ -76,3 +81,5 @@ def loading(backbone: str, what: str, arch: str | None = None) -> Iterator[None]
     except Exception as e:
         where = f"backbone {backbone} ({arch})" if arch else f"backbone {backbone}"
         raise MMCoTError(f"{where}: cannot load {what}: {first_line(e)} ({OFFLINE_HINT})") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)

@@ -5,14 +5,17 @@ from __future__ import annotations
 import base64
 import io
 
+from mmcot_cli.errors import needs_library
+
 DPI = 90
 
 
 def _pyplot():
-    import matplotlib
+    with needs_library("matplotlib", "drawing the report charts"):
+        import matplotlib
 
-    matplotlib.use("Agg")  # no display, no GUI toolkit; safe in batch jobs
-    import matplotlib.pyplot as plt
+        matplotlib.use("Agg")  # no display, no GUI toolkit; safe in batch jobs
+        import matplotlib.pyplot as plt
 
     return plt
 
