@@ -2,6 +2,9 @@
 # Multimodal-CoT Base on the real ScienceQA benchmark, with the reference's hyperparameters
 # (amazon-science/mm-cot run scripts, see README): FLAN-Alpaca-base + ViT features + InstructBLIP captions,
 # stage 1 (rationale, QCM-E) then stage 2 (answer, QCMG-A), one GPU.
+# Generation and scoring follow the original's protocol too: --protocol original (free decoding, its random A–E
+# fallback, its get_scores rationale metrics; docs/TRAINING.md "Protocols"). Training: pass --precision fp32
+# --no-group-by-length for the original's fp32 and random batches.
 #
 # Fixed hand-off: stage 2 reads the stage-1 run's generated rationales BY QID (the original paired them by list
 # position, read them from another experiment folder, and called a missing main_central.py).
@@ -28,7 +31,7 @@ VIT_ARGS=()
 
 # Reference: --bs 8 --eval_bs 8 --epoch 20 --lr 8e-5 --input_len 512, seed 42, AdamW, linear decay, no warmup.
 COMMON=(--data "$WORK/data" --features "$WORK/features/vit" --text-model "$TEXT_MODEL" --use-caption
-        --epochs 20 --lr 8e-5 --batch-size 8 --eval-batch-size 8 --max-input-len 512 --seed 42)
+        --epochs 20 --lr 8e-5 --batch-size 8 --eval-batch-size 8 --max-input-len 512 --seed 42 --precision fp32 --no-group-by-length)
 
 mmcot prepare "$SQA" --out "$WORK/data" --splits train,val,test --captions "$CAPTIONS"
 mmcot extract --backbone vit --data "$WORK/data" --split train,val,test --out "$WORK/features/vit" \
@@ -37,14 +40,14 @@ mmcot extract --backbone vit --data "$WORK/data" --split train,val,test --out "$
 # Stage 1: rationale. Reference: --output_len 512 --prompt_format QCM-E --use_generate --final_eval
 # (no per-epoch validation; the last epoch's model is kept) → --eval-every 0.
 mmcot train --stage rationale "${COMMON[@]}" --max-output-len 512 --eval-every 0 --out "$WORK/rationale"
-mmcot generate --run "$WORK/rationale" --data "$WORK/data" --split train,val,test --batch-size 32 \
+mmcot generate --protocol original --run "$WORK/rationale" --data "$WORK/data" --split train,val,test --batch-size 32 \
   --device "$DEVICE"
 
 # Stage 2: answer. Reference: --output_len 64 --prompt_format QCMG-A, validation every epoch, best accuracy kept.
 # Train-split inputs use the gold rationale (the reference's choice); add --train-on generated to train on
 # the stage-1 predictions instead (no train/test mismatch).
 mmcot train --stage answer "${COMMON[@]}" --max-output-len 64 --rationales "$WORK/rationale" --out "$WORK/answer"
-mmcot generate --run "$WORK/answer" --data "$WORK/data" --split test --batch-size 32 --device "$DEVICE"
+mmcot generate --protocol original --run "$WORK/answer" --data "$WORK/data" --split test --batch-size 32 --device "$DEVICE"
 
-mmcot score "$WORK/answer/preds-test.jsonl" --data "$WORK/data" --split test
-mmcot score "$WORK/rationale/preds-test.jsonl" --data "$WORK/data" --split test
+mmcot score --protocol original "$WORK/answer/preds-test.jsonl" --data "$WORK/data" --split test
+mmcot score --protocol original "$WORK/rationale/preds-test.jsonl" --data "$WORK/data" --split test

@@ -2,6 +2,9 @@
 # Multimodal-CoT Large on the real ScienceQA benchmark, with the reference's hyperparameters
 # (amazon-science/mm-cot run scripts, see README): FLAN-Alpaca-large + ViT features + InstructBLIP captions,
 # 4 GPUs data-parallel through Accelerate, stage 1 (rationale, QCM-E) then stage 2 (answer, QCMG-A).
+# Generation and scoring follow the original's protocol too: --protocol original (free decoding, its random A–E
+# fallback, its get_scores rationale metrics; docs/TRAINING.md "Protocols"). Training: pass --precision fp32
+# --no-group-by-length for the original's fp32 and random batches.
 #
 # Fixed hand-off: stage 2 reads the stage-1 run's generated rationales BY QID (the original paired them by list
 # position and called a missing main_central.py).
@@ -30,7 +33,7 @@ LAUNCH=(accelerate launch --num_processes "$GPUS" -m mmcot_cli)
 
 # Reference: --epoch 50 --lr 5e-5 --input_len 512, seed 42, 4 GPUs, no --final_eval (best on val kept).
 COMMON=(--data "$WORK/data" --features "$WORK/features/vit" --text-model "$TEXT_MODEL" --use-caption
-        --epochs 50 --lr 5e-5 --max-input-len 512 --seed 42)
+        --epochs 50 --lr 5e-5 --max-input-len 512 --seed 42 --precision fp32 --no-group-by-length)
 
 mmcot prepare "$SQA" --out "$WORK/data" --splits train,val,test --captions "$CAPTIONS"
 # One process per GPU would also work (--shard K/N, see examples/ for the batch-queue scripts).
@@ -40,14 +43,14 @@ mmcot extract --backbone vit --data "$WORK/data" --split train,val,test --out "$
 # Stage 1: rationale. Reference: --bs 2 --eval_bs 4 (per GPU) --output_len 512 --prompt_format QCM-E.
 "${LAUNCH[@]}" train --stage rationale "${COMMON[@]}" --batch-size 2 --eval-batch-size 4 --max-output-len 512 \
   --out "$WORK/rationale"
-mmcot generate --run "$WORK/rationale" --data "$WORK/data" --split train,val,test --batch-size 16 --device cuda
+mmcot generate --protocol original --run "$WORK/rationale" --data "$WORK/data" --split train,val,test --batch-size 16 --device cuda
 
 # Stage 2: answer. Reference: --bs 4 --eval_bs 8 (per GPU) --output_len 64 --prompt_format QCMG-A.
 # Train-split inputs use the gold rationale (the reference's choice); add --train-on generated to train on
 # the stage-1 predictions instead.
 "${LAUNCH[@]}" train --stage answer "${COMMON[@]}" --batch-size 4 --eval-batch-size 8 --max-output-len 64 \
   --rationales "$WORK/rationale" --out "$WORK/answer"
-mmcot generate --run "$WORK/answer" --data "$WORK/data" --split test --batch-size 32 --device cuda
+mmcot generate --protocol original --run "$WORK/answer" --data "$WORK/data" --split test --batch-size 32 --device cuda
 
-mmcot score "$WORK/answer/preds-test.jsonl" --data "$WORK/data" --split test
-mmcot score "$WORK/rationale/preds-test.jsonl" --data "$WORK/data" --split test
+mmcot score --protocol original "$WORK/answer/preds-test.jsonl" --data "$WORK/data" --split test
+mmcot score --protocol original "$WORK/rationale/preds-test.jsonl" --data "$WORK/data" --split test

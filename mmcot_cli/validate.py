@@ -1,6 +1,6 @@
 """Option checks, one home each, so every command rejects bad values the same way (UsageError, exit 2, naming the
 option): numbers (NaN, infinities, out-of-range values), the one --device parser (extract, generate, ask, …) and
-the --alpha policies (mmcot_cli.data.images says what each does).
+the --alpha policies (mmcot_cli.data.images says what each does) and the --protocol names.
 Library configs call these in __post_init__; the CLI needs no extra code."""
 
 from __future__ import annotations
@@ -14,6 +14,15 @@ from mmcot_cli.errors import UnknownNameError, UsageError
 MAX_SEED = 2**32 - 1  # numpy's seed range; torch and random accept it too
 # How transparent pixels become RGB (mmcot_cli.data.images): as the original's convert("RGB"), or onto white.
 ALPHA_POLICIES = ("original", "white")
+# --protocol: `mmcot` (this project's defaults) or `original` (every result-changing choice of the original code;
+# docs/TRAINING.md "Protocols" lists them). generate and score take it; predictions and score objects record it.
+PROTOCOLS = ("mmcot", "original")
+
+
+def check_protocol(protocol: str) -> str:
+    if protocol not in PROTOCOLS:
+        raise UsageError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    return protocol
 
 
 def check_alpha(alpha: str, option: str = "--alpha") -> str:

@@ -97,7 +97,7 @@ def test_rationale_run_writes_one_row_per_qid_for_each_split(world, cli):
         rows = read_jsonl(path)
         assert [r["qid"] for r in rows] == [r["qid"] for r in world["records"][split]]  # split order
         for row in rows:
-            assert set(row) == {"qid", "prediction", "stage", "answer_letter", "answer_index"}
+            assert set(row) == {"qid", "prediction", "stage", "answer_letter", "answer_index", "protocol"}
             assert row["stage"] == "rationale" and row["answer_letter"] is None and row["answer_index"] is None
             assert isinstance(row["prediction"], str)
 
@@ -220,6 +220,22 @@ def test_text_only_answer_run_extracts_letters(world, tmp_path):
     for row in read_jsonl(tmp_path / "t.jsonl"):
         assert row["stage"] == "answer"
         assert (row["answer_letter"] is None) == (row["answer_index"] is None) or row["answer_letter"] > "C"
+
+
+def test_protocol_original_decodes_freely_and_is_recorded(world, tmp_path, cli):
+    """--protocol original: no answer constraint (the original decodes freely), `protocol` in every row."""
+    out = tmp_path / "o.jsonl"
+    res = cli("generate", "--run", world["run_t"], "--data", world["data"], "--out", out, "--device", "cpu",
+              "--protocol", "original", "--json")
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["protocol"] == "original" and summary["constrained_answers"] is False
+    rows = read_jsonl(out)
+    assert rows and all(r["protocol"] == "original" and r["constrained"] is False for r in rows)
+    default = tmp_path / "d.jsonl"
+    assert cli("generate", "--run", world["run_t"], "--data", world["data"], "--out", default, "--device",
+               "cpu").exit_code == 0
+    assert all(r["protocol"] == "mmcot" and r["constrained"] is True for r in read_jsonl(default))
 
 
 def test_prediction_row_extraction():

@@ -40,6 +40,9 @@ def generate_command(
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed for sampling (same seed, same samples)."),
     constrain: bool = typer.Option(True, "--constrain/--no-constrain", help="Answer-giving runs: the answer "
                                    "sentence names one of the item's options (default; recorded per row)."),
+    protocol: str = typer.Option("mmcot", "--protocol", help="mmcot (default) or original: free decoding as the "
+                                 "original (no --constrain; score --protocol original adds its random A–E fallback). "
+                                 "Recorded in every row."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON summary object."),
 ) -> None:
     """Generate a prediction per qid with a trained run (batched, KV cache, prompts as the run was trained)."""
@@ -52,7 +55,8 @@ def generate_command(
                          features=str(features) if features else None,
                          rationales=str(rationales) if rationales else None, out=out, batch_size=batch_size,
                          max_new_tokens=max_new_tokens, num_beams=num_beams, device=device, limit=limit,
-                         sampling=Sampling(num_samples, temperature, top_p, seed), constrain=constrain)
+                         sampling=Sampling(num_samples, temperature, top_p, seed), constrain=constrain,
+                         protocol=protocol)
     summary = generate(cfg)
     for message in summary["warnings"]:
         warn(message)

@@ -37,8 +37,11 @@ def print_rationale_table(result: dict, console: Console) -> None:
         return
     original = rationale.get("original") or {}
     got = original.get("get_scores") or {}
+    headline = ("the original's get_scores" if rationale.get("headline") == "original.get_scores"
+                else "mmcot's")
     rt = Table(title=f"Rationale metrics (reference: {rationale['reference']}; mmcot: normalised text; orig.: the "
-               "original's get_scores and validation metric, raw text)")
+               f"original's get_scores and validation metric, raw text; protocol {result.get('protocol', 'mmcot')}: "
+               f"headline {headline})")
     rt.add_column("metric", no_wrap=True)
     for col in ("mmcot", "orig. get_scores", "orig. validation"):
         rt.add_column(col, justify="right")
@@ -122,7 +125,7 @@ def print_score_table(result: dict, console: Console | None = None) -> None:
             if c["total"]:
                 table.add_row(key[len("acc_"):], f"{c['correct']}/{c['total']}", format_percent(result[key]))
         add_baseline_rows(table, result)
-        notes = [f"fallback {result['fallback']}" + (f" (seed {result['seed']})" if result["seed"] is not None
+        notes = [f"protocol {result.get('protocol', 'mmcot')}", f"fallback {result['fallback']}" + (f" (seed {result['seed']})" if result["seed"] is not None
                                                      else ""),
                  f"extraction failures {result['num_fail']}", _constrained(result),
                  f"letters beyond choices {result['num_invalid_letter']}",
@@ -157,12 +160,15 @@ def score_command(
                                                  "the predict-only test split)."),
     similarity: bool = typer.Option(False, "--similarity", help=SIMILARITY_HELP),
     similarity_model: Optional[Path] = typer.Option(None, "--similarity-model", help=SIMILARITY_MODEL_HELP),
+    protocol: str = typer.Option("mmcot", "--protocol", help="mmcot (default) or original: the original's answer "
+                                 "rule (--fallback reference) and its get_scores rationale metrics as the headline. "
+                                 "Recorded in the score object."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Score predictions: ScienceQA accuracy by category and topic (A-OKVQA / JSONL data: overall, per group and
     A-OKVQA's MC/DA accuracy), and ROUGE-L/BLEU (and with --similarity the embedding similarity) for rationales."""
     cfg = ScoreConfig(predictions=predictions, data=data, split=split, fallback=fallback, seed=seed,
-                      skip_bad=skip_bad, rationale_ref=rationale_ref,
+                      skip_bad=skip_bad, rationale_ref=rationale_ref, protocol=protocol,
                       similarity_model=resolve_similarity_model(similarity, similarity_model))
     result = score_data(cfg, warn=warn, export=export_aokvqa)
     if json_out:

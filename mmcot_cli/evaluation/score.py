@@ -8,7 +8,7 @@ predictions JSONL or the benchmark's results JSON (`{"results": {qid: option_ind
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -41,7 +41,7 @@ from mmcot_cli.evaluation.rationale_metrics import (
     rationale_reference,
 )
 from mmcot_cli.io import read_json
-from mmcot_cli.validate import check_seed
+from mmcot_cli.validate import check_protocol, check_seed
 
 REFERENCE_OPTIONS = OPTION_LETTERS  # a letter outside them is redrawn under the random fallback
 # strict: a failure is wrong; random: a seeded draw among the item's real options; reference: the original's
@@ -329,6 +329,9 @@ class ScoreConfig:
     rationale_ref: str = "solution"  # or "lecture+solution"
     details: bool = False  # add per-item results ("items") to the output
     similarity_model: Path | None = None  # a local sentence-transformers folder: adds rationale similarity
+    # "original": the original's answer rule (fallback "reference": a seeded draw among A–E) and its get_scores
+    # rationale metrics as the headline; recorded in the score object
+    protocol: str = "mmcot"
 
     @property
     def metric_options(self) -> MetricOptions:
@@ -337,6 +340,9 @@ class ScoreConfig:
 
 def score(cfg: ScoreConfig, warn: Warn | None = None) -> dict:
     """Read DATA and PREDS, score them, and return the result object `mmcot score --json` prints."""
+    check_protocol(cfg.protocol)
+    if cfg.protocol == "original":
+        cfg = replace(cfg, fallback="reference")
     check_score_options(cfg.fallback, cfg.rationale_ref)
     check_seed("--seed", cfg.seed)
     cfg.metric_options.check()
@@ -347,4 +353,12 @@ def score(cfg: ScoreConfig, warn: Warn | None = None) -> dict:
     result = score_against(records, preds, cfg.fallback, cfg.seed, cfg.rationale_ref, bad, warn, cfg.details,
                            gold_name=f"{cfg.data} (split {cfg.split})", metric_options=cfg.metric_options)
     return {"predictions": str(cfg.predictions), "format": fmt, "data": str(cfg.data), "split": cfg.split,
-            **result}
+            "protocol": cfg.protocol, **with_headline(result, cfg.protocol)}
+
+
+def with_headline(result: dict, protocol: str) -> dict:
+    """The score object with `rationale.headline`: which rationale metrics the protocol reports first (`mmcot`:
+    the normalised ones at the top level; `original`: `original.get_scores`)."""
+    if result.get("rationale"):
+        result["rationale"]["headline"] = "original.get_scores" if protocol == "original" else "mmcot"
+    return result

@@ -35,7 +35,7 @@ from mmcot_cli.output_guard import check_output_file
 from mmcot_cli.outputs import claim_output_file
 from mmcot_cli.runs.meta import RUN_CONFIG, RunMeta
 from mmcot_cli.runs.rationales import load_rationales
-from mmcot_cli.validate import positive_int
+from mmcot_cli.validate import check_protocol, positive_int
 
 # ----------------------------------------------------------------------------------------------------------------
 # The run: model + how it was trained
@@ -107,12 +107,14 @@ class GenerateConfig:
     limit: int | None = None  # first N records of each split (smoke tests)
     sampling: Sampling = field(default_factory=Sampling)  # K samples per row: `prediction` the 1st, all in `samples`
     constrain: bool = True  # answers name one of the item's options (answer-giving runs; --no-constrain: off)
+    protocol: str = "mmcot"  # "original": free decoding, as the original (its A–E fallback is `score`'s part)
 
     def __post_init__(self) -> None:
         positive_int("--batch-size", self.batch_size)
         positive_int("--max-new-tokens", self.max_new_tokens, optional=True)
         positive_int("--num-beams", self.num_beams)
         positive_int("--limit", self.limit, optional=True)
+        check_protocol(self.protocol)
 
 
 def output_path(cfg: GenerateConfig, split: str) -> Path:
@@ -171,12 +173,13 @@ def _generate_held(cfg: GenerateConfig, outs: dict[str, Path]) -> dict:
 
     max_new = cfg.max_new_tokens or info.max_output_len
     budget = answer_budget_problem(tokenizer, info.prompt_format, max_new)
-    constrained = cfg.constrain and info.answers
+    constrained = cfg.constrain and info.answers and cfg.protocol != "original"
     summary: dict[str, Any] = {
         "run": str(cfg.run), "stage": info.stage, "prompt_format": info.prompt_format, "device": str(device),
         "features": str(features) if store is not None else None, "rationales": rationale_source,
         "max_new_tokens": max_new, "num_beams": cfg.num_beams, "sampling": cfg.sampling.summary(),
-        "constrained_answers": constrained, "splits": {}, "warnings": [budget] if budget else [],
+        "constrained_answers": constrained, "protocol": cfg.protocol, "splits": {},
+        "warnings": [budget] if budget else [],
     }
     # Every split's inputs (records, rationales by qid, prompts) are checked before anything is generated, so a
     # bad later split does not leave the earlier splits' outputs written by a command that failed.
@@ -211,6 +214,7 @@ def _generate_held(cfg: GenerateConfig, outs: dict[str, Path]) -> dict:
         # a two-stage answer row keeps the stage-1 rationale its prompt was built from (score and report read it)
         rows = [prediction_row(q, t[0] if cfg.sampling.enabled else t, info.stage, n, info.answers, constrained)
                 | ({"rationale": rat} if rat is not None else {}) | ({"samples": t} if cfg.sampling.enabled else {})
+                | {"protocol": cfg.protocol}
                 for q, t, n, rat in zip(qids, texts, choices, rationales)]
         results[split] = rows
         summary["splits"][split] = {
