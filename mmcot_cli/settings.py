@@ -68,14 +68,17 @@ def field_types(cls: type) -> dict[str, Any]:
 def check_settings(obj: Any) -> None:
     """Every declared option's value passes its choices and check (UsageError, exit 2, naming the flag)."""
     for f, s in declared(type(obj)):
-        value = getattr(obj, f.name)
-        name = flag_of(f, s) or f.name
-        if value is None:
-            continue
-        if s.choices is not None and value not in s.choices:
-            raise UsageError(f"{name} must be one of {', '.join(map(str, s.choices))}, got {value!r}")
-        if s.check is not None:
-            s.check(name, value)
+        check_value(f, s, getattr(obj, f.name))
+
+
+def check_value(f: dataclasses.Field, s: Setting, value: Any) -> None:
+    name = flag_of(f, s) or f.name
+    if value is None:
+        return
+    if s.choices is not None and value not in s.choices:
+        raise UsageError(f"{name} must be one of {', '.join(map(str, s.choices))}, got {value!r}")
+    if s.check is not None:
+        s.check(name, value)
 
 
 def resume_keys(cls: type) -> tuple[str, ...]:
@@ -124,6 +127,22 @@ def read_recipe(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def _known_keys(name: str, names: list[str], room: int = 260) -> str:
+    """'; did you mean …?; valid keys: a, b, … (N more …)': the close matches first, the list cut to fit one line."""
+    import difflib
+
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(close)}?" if close else ""
+    shown: list[str] = []
+    for n in names:
+        if len(", ".join(shown + [n])) > room:
+            break
+        shown.append(n)
+    rest = len(names) - len(shown)
+    more = f", … ({rest} more: the command's --help lists every option; a key is its flag without '--')" if rest else ""
+    return f"{hint}; valid keys: {', '.join(shown)}{more}"
+
+
 def merge_recipe(cls: type, recipe: dict[str, Any], given: dict[str, Any], where: str = "--config") -> dict:
     """Field values for `cls`: the recipe's, then the options given on the command line on top. Recipe keys are
     field names or flags (batch_size, batch-size, --batch-size; data or data_dir); an unknown one is a usage error listing them."""
@@ -134,10 +153,12 @@ def merge_recipe(cls: type, recipe: dict[str, Any], given: dict[str, Any], where
         name = str(key).lstrip("-").replace("-", "_")
         name = name if name in fields else by_flag.get(name, name)
         if name not in fields:
-            raise UsageError(f"{where}: unknown key {key!r}; valid keys: {', '.join(fields)}")
+            raise UsageError(f"{where}: unknown key {key!r}{_known_keys(name, list(fields))}")
         f, s = fields[name]
         values[name] = s.parse(value) if s.parse is not None and isinstance(value, (list, str)) else value
     values.update(given)
+    for name, value in values.items():  # a bad value given is named before a missing option
+        check_value(*fields[name], value)
     missing = [flag_of(*fields[n]) for n, (f, s) in fields.items()
                if f.default is MISSING and f.default_factory is MISSING and n not in values]
     if missing:

@@ -52,7 +52,7 @@ def _main(
     progress.set_enabled(not quiet)
 
 
-MAX_ERROR_CHARS = 1000  # a recipe error lists ~50 option names; a library's message can be pages long (a model list): the line stays readable
+MAX_ERROR_CHARS = 400  # a library's message can be pages long (a model list): the line stays readable
 
 
 def fail(message: str, code: int = 1) -> None:

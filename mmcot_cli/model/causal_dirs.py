@@ -28,10 +28,16 @@ CAUSAL = "causal"
 
 
 def is_causal_config(config) -> bool:
-    """Whether transformers loads this config as a decoder-only causal LM."""
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    """Whether transformers loads this config as a decoder-only causal LM. Bidirectional encoders (BERT, RoBERTa …)
+    have a causal-LM head class too, but are decoders only when their config says `is_decoder`."""
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+    )
 
-    return not getattr(config, "is_encoder_decoder", False) and config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    if getattr(config, "is_encoder_decoder", False) or config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        return False
+    return config.model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES or bool(getattr(config, "is_decoder", False))
 
 
 def _settings(net: CausalFusionLM, tokenizer, **meta) -> dict:

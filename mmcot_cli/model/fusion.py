@@ -312,7 +312,7 @@ def build_model(
             config = AutoConfig.from_pretrained(weights)
             if config.model_type != "t5":
                 raise MMCoTError(f"text backbone {text_backbone!r} ({weights}) is a {config.model_type!r} model; "
-                                 "mmcot needs a T5 encoder-decoder (model_type 't5')")
+                                 "mmcot needs a T5 encoder-decoder (model_type 't5') or a decoder-only causal LM")
             config = with_mmcot_settings(config, image_shape)
             if local:
 

@@ -55,7 +55,7 @@ def check_t5_dir(path: str | Path) -> dict:
         raise DataError(f"{path / 'config.json'}: expected a JSON object (a model config)")
     if config.get("model_type") != "t5":
         raise DataError(f"{path}: a {config.get('model_type')!r} model; mmcot needs a T5 encoder-decoder "
-                        "(config.json model_type 't5')")
+                        "(config.json model_type 't5') or a decoder-only causal LM")
     weights = weight_files(path)
     if not weights:
         raise DataError(f"{path}: no weights (expected *.safetensors or pytorch_model.bin)")
