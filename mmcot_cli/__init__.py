@@ -39,7 +39,7 @@ _EXPORTS = {
     # training, generation, scoring
     "TrainConfig": ("mmcot_cli.training.config", "TrainConfig"),
     "train_stage": ("mmcot_cli.training.loop", "train"),
-    "GenerateConfig": ("mmcot_cli.inference.generate", "GenerateConfig"),
+    "GenerateConfig": ("mmcot_cli.inference.settings", "GenerateConfig"),
     "generate_predictions": ("mmcot_cli.inference.generate", "generate"),
     "ScoreConfig": ("mmcot_cli.evaluation.score", "ScoreConfig"),
     "score_predictions": ("mmcot_cli.evaluation.score", "score"),
@@ -84,7 +84,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
     from mmcot_cli.features.extract import extract as extract_features
     from mmcot_cli.features.extract import merge as merge_features
     from mmcot_cli.features.store import FeatureStore, import_features, open_store
-    from mmcot_cli.inference.generate import GenerateConfig
+    from mmcot_cli.inference.settings import GenerateConfig
     from mmcot_cli.inference.generate import generate as generate_predictions
     from mmcot_cli.model.fusion import MMCoTForConditionalGeneration, load_run_model
     from mmcot_cli.registry.hookspecs import (

@@ -90,13 +90,19 @@ _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 ACCEPTED = "auto, cpu, cuda, cuda:N or mps"
 
 
+def check_device_name(option: str, text: str | None) -> str:
+    """The --device spelling only (no torch, no hardware): the settings check of every command that takes it."""
+    name = "auto" if text is None else str(text).strip().lower()
+    if not _DEVICE_RE.match(name):
+        raise UsageError(f"invalid {option} {text!r} (use {ACCEPTED})")
+    return name
+
+
 def parse_device(text: str | None, option: str = "--device") -> str:
     """A canonical device string ("cpu", "cuda:1" …); "auto" picks cuda when available, else cpu.
 
     Checked against the hardware (imports torch: call it inside commands that run a model)."""
-    name = "auto" if text is None else str(text).strip().lower()
-    if not _DEVICE_RE.match(name):
-        raise UsageError(f"invalid {option} {text!r} (use {ACCEPTED})")
+    name = check_device_name(option, text)
     import torch
 
     if name == "auto":

@@ -8,7 +8,7 @@ from rich.console import Console
 from test_train import TINY_ARGS, make_records, write_split
 
 from mmcot_cli import progress
-from mmcot_cli.training.target_checks import degenerate_targets
+from mmcot_cli.training.log_lines import degenerate_targets
 
 
 def test_log_progress_prints_start_steady_lines_and_the_end(monkeypatch):

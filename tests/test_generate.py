@@ -97,7 +97,8 @@ def test_rationale_run_writes_one_row_per_qid_for_each_split(world, cli):
         rows = read_jsonl(path)
         assert [r["qid"] for r in rows] == [r["qid"] for r in world["records"][split]]  # split order
         for row in rows:
-            assert set(row) == {"qid", "prediction", "stage", "answer_letter", "answer_index", "protocol"}
+            assert set(row) == {"qid", "prediction", "stage", "answer_letter", "answer_index", "protocol",
+                                "precision"}
             assert row["stage"] == "rationale" and row["answer_letter"] is None and row["answer_index"] is None
             assert isinstance(row["prediction"], str)
 
@@ -361,3 +362,58 @@ def test_rationales_for_a_run_that_takes_none_is_a_usage_error(world, tmp_path, 
               "--rationales", world["run_r"], "--out", tmp_path / "p.jsonl")
     assert res.exit_code == 2 and "takes no rationale" in res.stderr
     assert not (tmp_path / "p.jsonl").exists()
+
+
+def test_precision_is_one_autocast_for_encoder_fusion_and_decoder(world, tmp_path, monkeypatch, cli):
+    """generate --precision bf16 on CPU: the fusion layer's and the decoder head's matmuls both run in bf16
+    (validation and generation no longer leave encoder + fusion in fp32); fp32 stays fp32; rows record it."""
+    from mmcot_cli.model import fusion
+
+    seen: dict[str, set] = {"fusion": set(), "lm_head": set()}
+    original = fusion.ImageFusion.forward
+
+    def spy(self, text_states, image_features):
+        seen["fusion"].add(self.gate(torch.cat([text_states, text_states], dim=-1)).dtype)
+        return original(self, text_states, image_features)
+
+    monkeypatch.setattr(fusion.ImageFusion, "forward", spy)
+    head = torch.nn.Linear.forward
+
+    def head_spy(self, x):
+        out = head(self, x)
+        if self.out_features > 100:  # the vocabulary projection
+            seen["lm_head"].add(out.dtype)
+        return out
+
+    monkeypatch.setattr(torch.nn.Linear, "forward", head_spy)
+    for precision, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
+        for key in seen:
+            seen[key].clear()
+        out = tmp_path / f"{precision}.jsonl"
+        res = cli("generate", "--run", world["run_r"], "--data", world["data"], "--out", out, "--device", "cpu",
+                  "--precision", precision, "--json")
+        assert res.exit_code == 0, res.output
+        assert seen == {"fusion": {dtype}, "lm_head": {dtype}}, (precision, seen)
+        assert json.loads(res.stdout)["precision"] == precision
+        assert {r["precision"] for r in read_jsonl(out)} == {precision}
+    res = cli("generate", "--run", world["run_r"], "--data", world["data"], "--out", tmp_path / "x.jsonl",
+              "--device", "cpu", "--precision", "fp16")
+    assert res.exit_code == 2 and "fp16 needs a CUDA GPU" in res.stderr and not (tmp_path / "x.jsonl").exists()
+
+
+def test_precision_run_default_follows_the_recorded_one(world, tmp_path, cli):
+    """--precision run (the default): what the run trained in; fp16 on a CPU falls back to fp32 with a warning."""
+    meta = RunMeta.load(world["run_t"])
+    saved = (world["run_t"] / "run_config.json").read_text()
+    try:
+        for recorded, used in (("bf16", "bf16"), ("fp16", "fp32")):
+            meta.precision = recorded
+            meta.save(world["run_t"])
+            res = cli("generate", "--run", world["run_t"], "--data", world["data"], "--out",
+                      tmp_path / f"{recorded}.jsonl", "--device", "cpu", "--json")
+            assert res.exit_code == 0, res.output
+            summary = json.loads(res.stdout)
+            assert summary["precision"] == used
+            assert (recorded == "fp16") == any("trained in fp16" in w for w in summary["warnings"])
+    finally:
+        (world["run_t"] / "run_config.json").write_text(saved)

@@ -21,6 +21,10 @@ CONFIG_HELP = ("Recipe file (YAML, TOML, or a run's run_config.json): its values
 _GIVEN = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT, ParameterSource.PROMPT)
 
 
+_METAVARS = {int: "N", Optional[int]: "N", float: "NUMBER", Optional[float]: "NUMBER", str: "TEXT",
+             Optional[str]: "TEXT"}  # not typer's "<int>" / "<str>" placeholders
+
+
 def _optional(tp: Any) -> Any:
     """`X | None` as typing.Optional[X], the spelling Typer reads."""
     args = [a for a in typing.get_args(tp) if a is not type(None)]
@@ -43,7 +47,9 @@ def option_parameters(cls: type) -> list[inspect.Parameter]:
         text = s.help + (" (required: here or in --config)" if required else "")
         decls = [f"{flag}/--no-{flag[2:]}" if tp is bool else flag] + ([s.short] if s.short else [])
         shown = None if required or isinstance(default, dict) else default
-        metavar = s.metavar or ("[" + "|".join(map(str, s.choices)) + "]" if s.choices else None)
+        if isinstance(default, tuple):  # a list option spelled "a,b" on the command line
+            shown = ",".join(map(str, default))
+        metavar = s.metavar or ("[" + "|".join(map(str, s.choices)) + "]" if s.choices else _METAVARS.get(tp))
         option = typer.Option(shown, *decls, help=text, metavar=metavar, show_default=not required)
         params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=tp))
     return params

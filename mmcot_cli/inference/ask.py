@@ -6,7 +6,6 @@ run's recorded format); an image is encoded with the vision backbone the run's f
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -17,9 +16,11 @@ from mmcot_cli.data.prompts import build_prompt
 from mmcot_cli.errors import DataError, MMCoTError, PluginError, UsageError
 from mmcot_cli.features.store import LEGACY_IDENTITY
 from mmcot_cli.inference.generate import load_run, prediction_row
+from mmcot_cli.inference.settings import AskConfig
 from mmcot_cli.io import read_json
 from mmcot_cli.model.answer_constraint import AnswerConstraints, answer_budget_problem
 from mmcot_cli.model.generation import generate_texts, resolve_device
+from mmcot_cli.model.precision import autocast, inference_precision
 from mmcot_cli.registry.hookspecs import VisionBuildOptions
 from mmcot_cli.registry.manager import (
     build_vision_encoder,
@@ -30,32 +31,8 @@ from mmcot_cli.registry.manager import (
 )
 from mmcot_cli.registry.weights import OFFLINE_HINT
 from mmcot_cli.runs.meta import RunMeta
-from mmcot_cli.validate import check_alpha, positive_int
 
 LEGACY_ALPHA = LEGACY_IDENTITY["alpha"]  # runs and stores made before the policy was recorded decoded onto white
-
-
-@dataclass
-class AskConfig:
-    rationale_run: str
-    answer_run: str
-    question: str
-    choices: list[str]
-    context: str = ""
-    image: str | None = None
-    random_init_vision: bool = False  # build the recorded vision backbone without weights (offline demos/tests)
-    vision_weights: str | None = None  # local path / hub id instead of the recorded (or default) weights
-    max_new_tokens: int | None = None  # per stage; None = each run's max_output_len
-    num_beams: int = 1
-    device: str = "auto"
-    alpha: str | None = None  # transparency policy for --image; None: each run's recorded one (recorded_alpha)
-    constrain: bool = True  # the answer names one of --choices (mmcot_cli.model.answer_constraint; --no-constrain)
-
-    def __post_init__(self) -> None:
-        positive_int("--max-new-tokens", self.max_new_tokens, optional=True)
-        positive_int("--num-beams", self.num_beams)
-        if self.alpha is not None:
-            check_alpha(self.alpha)
 
 
 def ask_record(question: str, choices: Sequence[str], context: str = "") -> dict:
@@ -162,10 +139,16 @@ def _ask_one(run: str, record: dict, rationale: str | None, cfg: AskConfig, devi
     budget = answer_budget_problem(tokenizer, info.prompt_format, cfg.max_new_tokens or info.max_output_len)
     if budget and expect_stage == "answer":
         cache.setdefault("warnings", []).append(f"{run}: {budget}")
-    text = generate_texts(model, tokenizer, [source], feature_batch=(lambda idx: feats) if feats is not None else None,
-                          batch_size=1, max_input_len=info.max_input_len,
-                          max_new_tokens=cfg.max_new_tokens or info.max_output_len, num_beams=cfg.num_beams,
-                          device=device, description=f"{expect_stage}", constraints=constraints)[0]
+    precision, note = inference_precision(cfg.precision, info.precision, device)
+    if note:
+        cache.setdefault("warnings", []).append(f"{run}: {note}")
+    cache.setdefault("precision", {})[expect_stage] = precision
+    with autocast(device, precision):  # encoder, fusion and decoder in one precision
+        text = generate_texts(model, tokenizer, [source],
+                              feature_batch=(lambda idx: feats) if feats is not None else None,
+                              batch_size=1, max_input_len=info.max_input_len,
+                              max_new_tokens=cfg.max_new_tokens or info.max_output_len, num_beams=cfg.num_beams,
+                              device=device, description=f"{expect_stage}", constraints=constraints)[0]
     return text, info
 
 
@@ -195,6 +178,7 @@ def ask(cfg: AskConfig) -> dict:
         "question": record["question"], "context": record["hint"], "choices": record["choices"], "image": cfg.image,
         "rationale": rationale, "answer": answer, "answer_letter": row["answer_letter"], "answer_index": index,
         "answer_text": record["choices"][index] if index is not None else None, "constrained": constrained,
+        "precision": cache["precision"],
         "rationale_run": {"path": cfg.rationale_run, "prompt_format": r_info.prompt_format,
                           "vision_backbone": r_info.vision_backbone, "alpha": _used_alpha(cfg, r_info)},
         "answer_run": {"path": cfg.answer_run, "prompt_format": a_info.prompt_format,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from mmcot_cli.data.records import load_records
 from mmcot_cli.errors import DataError, UsageError
 from mmcot_cli.features.store import open_store
 from mmcot_cli.features.store_images import check_store_images
-from mmcot_cli.inference.sampling import Sampling
+from mmcot_cli.inference.settings import GenerateConfig
 from mmcot_cli.io import atomic_path, write_jsonl
 from mmcot_cli.model.answer_constraint import AnswerConstraints, answer_budget_problem
 from mmcot_cli.model.fusion import MODEL_SUBDIR, load_run_model, resolve_model_dir
@@ -31,11 +30,11 @@ from mmcot_cli.model.generation import (
     generate_texts,
     resolve_device,
 )
+from mmcot_cli.model.precision import autocast, inference_precision
 from mmcot_cli.output_guard import check_output_file
 from mmcot_cli.outputs import claim_output_file
 from mmcot_cli.runs.meta import RUN_CONFIG, RunMeta
 from mmcot_cli.runs.rationales import load_rationales
-from mmcot_cli.validate import check_protocol, positive_int
 
 # ----------------------------------------------------------------------------------------------------------------
 # The run: model + how it was trained
@@ -92,31 +91,6 @@ def open_features(path: str | Path, model_shape: tuple[int, int] | None, run: Pa
 # mmcot generate
 
 
-@dataclass
-class GenerateConfig:
-    run: str
-    data_dir: str
-    splits: tuple[str, ...] = ("test",)
-    features: str | None = None  # None = the features directory the run was trained on
-    rationales: str | None = None  # stage-1 run dir or predictions file; None = the one the run was trained with
-    out: str | None = None  # None = RUN_DIR/preds-<split>.jsonl; with several splits it must contain "{split}"
-    batch_size: int = 16
-    max_new_tokens: int | None = None  # None = the run's max_output_len
-    num_beams: int = 1
-    device: str = "auto"
-    limit: int | None = None  # first N records of each split (smoke tests)
-    sampling: Sampling = field(default_factory=Sampling)  # K samples per row: `prediction` the 1st, all in `samples`
-    constrain: bool = True  # answers name one of the item's options (answer-giving runs; --no-constrain: off)
-    protocol: str = "mmcot"  # "original": free decoding, as the original (its A–E fallback is `score`'s part)
-
-    def __post_init__(self) -> None:
-        positive_int("--batch-size", self.batch_size)
-        positive_int("--max-new-tokens", self.max_new_tokens, optional=True)
-        positive_int("--num-beams", self.num_beams)
-        positive_int("--limit", self.limit, optional=True)
-        check_protocol(self.protocol)
-
-
 def output_path(cfg: GenerateConfig, split: str) -> Path:
     if cfg.out is None:
         return run_root(cfg.run) / f"preds-{split}.jsonl"
@@ -171,6 +145,7 @@ def _generate_held(cfg: GenerateConfig, outs: dict[str, Path]) -> dict:
             raise UsageError(f"{cfg.run}: prompt format {info.prompt_format} needs stage-1 rationales; "
                              "pass --rationales RUN_R (or a preds file)")
 
+    precision, precision_note = inference_precision(cfg.precision, info.precision, device)
     max_new = cfg.max_new_tokens or info.max_output_len
     budget = answer_budget_problem(tokenizer, info.prompt_format, max_new)
     constrained = cfg.constrain and info.answers and cfg.protocol != "original"
@@ -178,8 +153,8 @@ def _generate_held(cfg: GenerateConfig, outs: dict[str, Path]) -> dict:
         "run": str(cfg.run), "stage": info.stage, "prompt_format": info.prompt_format, "device": str(device),
         "features": str(features) if store is not None else None, "rationales": rationale_source,
         "max_new_tokens": max_new, "num_beams": cfg.num_beams, "sampling": cfg.sampling.summary(),
-        "constrained_answers": constrained, "protocol": cfg.protocol, "splits": {},
-        "warnings": [budget] if budget else [],
+        "constrained_answers": constrained, "protocol": cfg.protocol, "precision": precision, "splits": {},
+        "warnings": [w for w in (budget, precision_note) if w],
     }
     # Every split's inputs (records, rationales by qid, prompts) are checked before anything is generated, so a
     # bad later split does not leave the earlier splits' outputs written by a command that failed.
@@ -204,17 +179,18 @@ def _generate_held(cfg: GenerateConfig, outs: dict[str, Path]) -> dict:
     for split, (records, qids, sources, rationales, provenance) in inputs.items():
         start = time.perf_counter()
         choices = [len(r.get("choices") or []) for r in records]
-        texts = generate_texts(
-            model, tokenizer, sources, feature_batch=feature_getter(store, qids) if store is not None else None,
-            batch_size=cfg.batch_size, max_input_len=info.max_input_len, max_new_tokens=max_new,
-            num_beams=cfg.num_beams, device=device, description=f"generate {split}",
-            sampling=cfg.sampling.start(),
-            constraints=AnswerConstraints(tokenizer, info.prompt_format, choices) if constrained else None)
+        with autocast(device, precision):  # encoder, fusion and decoder in one precision
+            texts = generate_texts(
+                model, tokenizer, sources, feature_batch=feature_getter(store, qids) if store is not None else None,
+                batch_size=cfg.batch_size, max_input_len=info.max_input_len, max_new_tokens=max_new,
+                num_beams=cfg.num_beams, device=device, description=f"generate {split}",
+                sampling=cfg.sampling.start(),
+                constraints=AnswerConstraints(tokenizer, info.prompt_format, choices) if constrained else None)
         seconds = time.perf_counter() - start
         # a two-stage answer row keeps the stage-1 rationale its prompt was built from (score and report read it)
         rows = [prediction_row(q, t[0] if cfg.sampling.enabled else t, info.stage, n, info.answers, constrained)
                 | ({"rationale": rat} if rat is not None else {}) | ({"samples": t} if cfg.sampling.enabled else {})
-                | {"protocol": cfg.protocol}
+                | {"protocol": cfg.protocol, "precision": precision}
                 for q, t, n, rat in zip(qids, texts, choices, rationales)]
         results[split] = rows
         summary["splits"][split] = {

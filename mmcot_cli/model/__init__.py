@@ -8,6 +8,7 @@ generate from prompts), answer_constraint (answers decoded within the item's opt
 causal_lm (CausalFusionLM: a decoder-only LM with the gated fusion at decoder layer K or an image prefix),
 causal_batching (chat-template prompts, prompt+target rows, left-padded generation batches),
 causal_dirs (build, save and load of a decoder-only run model), causal_text (CausalTextModel: the text-model
-interface for a decoder-only LM).
+interface for a decoder-only LM), precision (the one autocast context of training, validation and
+generation).
 May import: runs, registry, data and the ground floor; never training, inference, evaluation or above.
 """

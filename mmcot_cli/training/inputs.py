@@ -21,7 +21,7 @@ from mmcot_cli.runs.meta import RunMeta
 from mmcot_cli.runs.rationales import Rationales, load_rationales, rationale_file
 from mmcot_cli.settings import model_settings
 from mmcot_cli.training.config import TrainConfig, needs_rationale
-from mmcot_cli.training.target_checks import degenerate_targets
+from mmcot_cli.training.log_lines import degenerate_targets
 
 
 @dataclass

@@ -1,5 +1,6 @@
 """What `mmcot train` says while it runs: the loss every 25 optimizer steps (the divergence check's cadence, the only
-time the host reads it), one line per epoch or validation, and the numbers those lines are made of."""
+time the host reads it), one line per epoch or validation, the numbers those lines are made of, and the warning
+about targets that teach nothing."""
 
 from __future__ import annotations
 
@@ -27,3 +28,24 @@ def metrics_line(stage: str, row: dict) -> str:
     if row.get("samples_per_s"):
         parts.append(f"{row['samples_per_s']:.1f} samples/s")
     return "  ".join(parts)
+
+
+# Training targets that teach nothing, said before any model is built: every target empty (a rationale stage on
+# records with no lecture or solution: the model would learn to write "Solution:") or every target the same text.
+def _content(target: str) -> str:
+    """The target without its field labels ("Solution:", "Lecture:"): what is left to learn."""
+    return " ".join(word for word in target.split() if not word.endswith(":"))
+
+
+def degenerate_targets(pairs: list[tuple[str, str]], split: str) -> str | None:
+    """One warning line when the (source, target) pairs' targets are all empty or all identical, else None."""
+    targets = [target for _, target in pairs]
+    if len(targets) < 2:
+        return None
+    if not any(_content(t) for t in targets):
+        return (f"every {split} target ({len(targets)}) is empty apart from its labels ({targets[0].strip()!r}): the "
+                f"records have no lecture/solution for this format, so the model can only learn to write that text")
+    if len(set(targets)) == 1:
+        return (f"every {split} target ({len(targets)}) is the same text ({targets[0][:60]!r}): the model can only "
+                f"learn to copy it")
+    return None

@@ -1,4 +1,4 @@
-"""`mmcot train`: the two-stage training loop on Hugging Face Accelerate, with resumable checkpoints.
+"""`mmcot train`: the training loop of one stage (rationale or answer) on Hugging Face Accelerate, with resumable checkpoints.
 
 One process or many (`accelerate launch` / `torchrun`): every process builds the same batches from
 (seed, epoch) and takes its share; only the main process writes files. Checkpoints are written at optimizer-step
@@ -24,15 +24,13 @@ import torch
 from rich.progress import TextColumn
 
 from mmcot_cli import progress
-from mmcot_cli.data.answers import answer_index
 from mmcot_cli.data.prompts import STAGE_PRESETS
 from mmcot_cli.errors import UsageError
-from mmcot_cli.evaluation.rationale_metrics import rouge_l
 from mmcot_cli.io import make_dir, read_json
 from mmcot_cli.model.batching import Collator, LengthGroupedBatchSampler
 from mmcot_cli.model.causal_text import training_collator
 from mmcot_cli.model.fusion import build_model, load_run_model, parameter_counts, save_run_model
-from mmcot_cli.model.generation import feature_getter, generate_texts
+from mmcot_cli.model.precision import autocast
 from mmcot_cli.output_guard import mark_output_dir
 from mmcot_cli.runs.meta import RunMeta
 from mmcot_cli.training import log_lines, tracking
@@ -61,35 +59,7 @@ from mmcot_cli.training.runtime import (
     training_forward,
 )
 from mmcot_cli.training.timing import StepTimer
-
-
-def validation_predictions(model, tokenizer, data: StageData, indices: list[int], store, cfg: TrainConfig,
-                           device) -> dict[str, str]:
-    """qid → generated text for data.examples[indices], through the same code path as `mmcot generate`."""
-    qids = [data.examples[i].qid for i in indices]
-    with progress.suspended():  # the training bar keeps the screen
-        texts = generate_texts(model, tokenizer, [data.sources[i] for i in indices],
-                               feature_batch=feature_getter(store, qids) if store is not None else None,
-                               batch_size=cfg.eval_batch_size, max_input_len=cfg.max_input_len,
-                               max_new_tokens=cfg.max_output_len, num_beams=cfg.num_beams, device=device)
-    return dict(zip(qids, texts))
-
-
-def compute_metric(stage: str, preds: dict[str, str], data: StageData) -> float:
-    """Answer stage: accuracy of the extracted answer letter. Rationale stage: ROUGE-L F (×100) vs the target."""
-    qids = [e.qid for e in data.examples]
-    if stage == "answer":
-        # Strict: no parsable letter counts as wrong (no random fallback during model selection).
-        by_qid = {str(r["qid"]): r for r in data.records}
-        correct = 0
-        for q in qids:
-            idx = answer_index(preds[q], len(by_qid[q]["choices"]))
-            correct += int(idx is not None and idx == int(by_qid[q]["answer"]))
-        return 100.0 * correct / max(1, len(qids))
-    # Against the target text ("Solution: …"), like the reference's validation.
-    value = rouge_l([preds[q] for q in qids], [data.targets[q] for q in qids])
-    return float(value) if value is not None else 0.0
-
+from mmcot_cli.training.validation import compute_metric, validation_predictions
 
 # --------------------------------------------------------------------------- model, optimizer, state
 
@@ -258,7 +228,8 @@ def evaluate(t: Trainer, state: TrainState, epoch: int, train_loss: float | None
     unwrapped = t.accelerator.unwrap_model(t.model)
     unwrapped.eval()
     share = list(range(len(t.val_data.examples)))[t.accelerator.process_index::t.world]
-    with torch.random.fork_rng(devices=[]):  # evaluation must not shift the training RNG stream
+    # evaluation must not shift the training RNG stream; it decodes in the precision training computes in
+    with torch.random.fork_rng(devices=[]), autocast(t.accelerator.device, t.meta.precision):
         preds = validation_predictions(unwrapped, t.tokenizer, t.val_data, share, t.store, t.cfg,
                                        t.accelerator.device)
     unwrapped.train()
@@ -312,7 +283,7 @@ def run_batch(t: Trainer, state: TrainState, epoch: int, b_idx: int, batch: dict
     win_size = min(cfg.grad_accum, t.batches_per_epoch - win_start)
     last_in_window = b_idx + 1 == win_start + win_size
     with contextlib.nullcontext() if last_in_window else acc.no_sync(t.model):
-        with timer.phase("forward"):
+        with timer.phase("forward"), autocast(acc.device, t.meta.precision):
             loss = _compute_loss(t.forward_model, batch)
         with timer.phase("backward"):
             acc.backward(loss / win_size)

@@ -3,7 +3,10 @@
 
 Precision: `auto` (the default) is bf16 autocast on a GPU that supports it and fp32 everywhere else, so CPU runs
 compute exactly as before; `accelerate launch --mixed_precision bf16|fp16` is honoured by `auto` too. Weights and
-optimizer state stay fp32 (autocast), so checkpoints do not depend on the precision.
+optimizer state stay fp32 (autocast), so checkpoints do not depend on the precision. The loop writes
+`with autocast(device, precision)` (mmcot_cli.model.precision) around the training forward and around validation
+decoding, so encoder, fusion and decoder compute alike; Accelerate's own wrapper of `model.forward` (and its fp16
+gradient scaler) computes in the same precision.
 
 Determinism: CPU kernels are deterministic already. On CUDA, `--deterministic` makes a rerun with the same seed
 bit-identical on the same GPU and software: cuBLAS gets a fixed workspace (CUBLAS_WORKSPACE_CONFIG=:4096:8, set
@@ -66,7 +69,7 @@ def make_accelerator(cfg):
     precision = resolve_precision(cfg.precision, cuda)
     if precision == "fp16" and not cuda:  # Accelerate would accept it and silently train in fp32
         raise UsageError("--precision fp16 needs a CUDA GPU (fp16 autocast with a gradient scaler); "
-                         "on a CPU use fp32 (the default) or bf16")
+                         "on a CPU use fp32 (what --precision auto picks there) or bf16")
     if not launched():
         # Accelerate keeps one process-wide state and refuses a second Accelerator with another precision or
         # device; a single process that trains twice (a notebook, the tests, `mmcot demo --sequential`) may
