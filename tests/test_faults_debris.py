@@ -133,9 +133,11 @@ def test_demo_sigterm_leaves_no_worker_processes(tmp_path, children):
     proc = start_mmcot("-q", "demo", "--tiny", "--out", out)
     children.append(proc)
     runs = [out / "runs" / mode / "rationale" / ".mmcot-lock" for mode in ("multimodal", "text_only")]
-    wait_for(lambda: all(p.exists() for p in runs) or proc.poll() is not None, 300, "both pipelines training")
-    kids = descendants(proc.pid)  # the two pipeline workers, the progress manager, the resource tracker
-    assert proc.poll() is None and len(kids) >= 2, kids
+    # any pipeline training will do: on busy cores one pipeline can finish its rationale stage before the other
+    # starts, so both locks need never exist at once
+    wait_for(lambda: any(p.exists() for p in runs) or proc.poll() is not None, 300, "a pipeline training")
+    kids = descendants(proc.pid)  # the pipeline workers, the progress manager, the resource tracker
+    assert proc.poll() is None and len(kids) >= 1, kids
     os.kill(proc.pid, signal.SIGTERM)  # the parent alone, as `kill PID` does
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 143, stderr
