@@ -84,8 +84,8 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
     from mmcot_cli.features.extract import extract as extract_features
     from mmcot_cli.features.extract import merge as merge_features
     from mmcot_cli.features.store import FeatureStore, import_features, open_store
-    from mmcot_cli.inference.settings import GenerateConfig
     from mmcot_cli.inference.generate import generate as generate_predictions
+    from mmcot_cli.inference.settings import GenerateConfig
     from mmcot_cli.model.fusion import MMCoTForConditionalGeneration, load_run_model
     from mmcot_cli.registry.hookspecs import (
         BackboneOption,

@@ -32,6 +32,7 @@ class Setting:
     cli_type: Any = None  # the command-line type when the field's differs (list[str] for a dict)
     parse: Callable[[Any], Any] | None = None  # command-line (or recipe) value → field value
     metavar: str | None = None
+    argument: bool = False  # a positional command-line argument (its metavar names it), not a --flag
 
 
 def setting(default: Any = MISSING, help: str = "", *, factory: Callable[[], Any] | None = None,
@@ -51,6 +52,9 @@ def declared(cls: type) -> list[tuple[dataclasses.Field, Setting]]:
 
 
 def flag_of(f: dataclasses.Field, s: Setting) -> str:
+    """How messages name the option: its --flag, or a positional argument's metavar (PREDICTIONS)."""
+    if s.argument:
+        return s.metavar or f.name.upper()
     return s.flag if s.flag is not None else "--" + f.name.replace("_", "-")
 
 
@@ -147,7 +151,8 @@ def merge_recipe(cls: type, recipe: dict[str, Any], given: dict[str, Any], where
     """Field values for `cls`: the recipe's, then the options given on the command line on top. Recipe keys are
     field names or flags (batch_size, batch-size, --batch-size; data or data_dir); an unknown one is a usage error listing them."""
     fields = {f.name: (f, s) for f, s in declared(cls)}
-    by_flag = {flag_of(f, s).lstrip("-").replace("-", "_"): f.name for f, s in fields.values() if flag_of(f, s)}
+    by_flag = {flag_of(f, s).lstrip("-").replace("-", "_"): f.name for f, s in fields.values()
+               if flag_of(f, s) and not s.argument}
     values: dict[str, Any] = {}
     for key, value in recipe.items():
         name = str(key).lstrip("-").replace("-", "_")
@@ -159,8 +164,10 @@ def merge_recipe(cls: type, recipe: dict[str, Any], given: dict[str, Any], where
     values.update(given)
     for name, value in values.items():  # a bad value given is named before a missing option
         check_value(*fields[name], value)
-    missing = [flag_of(*fields[n]) for n, (f, s) in fields.items()
+    missing = [(f, s) for n, (f, s) in fields.items()
                if f.default is MISSING and f.default_factory is MISSING and n not in values]
     if missing:
-        raise UsageError(f"missing option {missing[0]} (on the command line or in a --config file)")
+        f, s = missing[0]
+        what = f"argument {flag_of(f, s)} ({f.name})" if s.argument else f"option {flag_of(f, s)}"
+        raise UsageError(f"missing {what} (on the command line or in a --config file)")
     return values

@@ -50,7 +50,10 @@ def option_parameters(cls: type) -> list[inspect.Parameter]:
         if isinstance(default, tuple):  # a list option spelled "a,b" on the command line
             shown = ",".join(map(str, default))
         metavar = s.metavar or ("[" + "|".join(map(str, s.choices)) + "]" if s.choices else _METAVARS.get(tp))
-        option = typer.Option(shown, *decls, help=text, metavar=metavar, show_default=not required)
+        if s.argument:  # optional to click, so a recipe may give it; merge_recipe names it when neither does
+            option = typer.Argument(shown, help=text, metavar=metavar or f.name.upper(), show_default=not required)
+        else:
+            option = typer.Option(shown, *decls, help=text, metavar=metavar, show_default=not required)
         params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=tp))
     return params
 

@@ -3,25 +3,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Optional
-
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from mmcot_cli.cli.app import command, print_json, warn
+from mmcot_cli.cli.app import print_json, warn
+from mmcot_cli.cli.options import settings_command
 from mmcot_cli.evaluation.rationale_metrics import RATIONALE_METRICS
 from mmcot_cli.evaluation.score import CATEGORIES, ScoreConfig
 from mmcot_cli.evaluation.score_data import score_data
-from mmcot_cli.evaluation.similarity import resolve_similarity_model
 from mmcot_cli.progress import err_console, make_console
-
-SIMILARITY_HELP = ("Add the original's rationale similarity (cosine of all-MiniLM-L6-v2 sentence embeddings, "
-                   "×100; needs `pip install 'mmcot\\[similarity]'`): the model from the local Hugging Face cache "
-                   "unless --similarity-model is given.")
-SIMILARITY_MODEL_HELP = ("Local sentence-transformers folder for --similarity (implies it), e.g. a download of "
-                         "sentence-transformers/all-MiniLM-L6-v2.")
 
 
 def format_percent(value: float | None) -> str:
@@ -137,40 +128,14 @@ def print_score_table(result: dict, console: Console | None = None) -> None:
     print_rationale_table(result, console)
 
 
-@command("score")
+@settings_command("score")
 def score_command(
-    predictions: Path = typer.Argument(..., help="Predictions JSONL (mmcot generate) or a ScienceQA results JSON "
-                                       "({\"results\": {qid: option_index}}); detected automatically."),
-    data: Path = typer.Option(..., "--data", help="Prepared DATA_DIR, a ScienceQA problems.json, or a folder "
-                              "holding problems.json."),
-    split: str = typer.Option("test", "--split", help="Which split of DATA to score against."),
-    fallback: str = typer.Option("strict", "--fallback", help="On extraction failure: 'strict' (wrong), "
-                                 "'random' (a seeded draw among the item's real options) or 'reference' (the "
-                                 "original's rule: a draw among all five letters A–E, usually wrong on 2-choice "
-                                 "items; same distribution, not the original's exact draws)."),
-    seed: int = typer.Option(0, "--seed", help="Seed for --fallback random/reference."),
-    skip_bad: bool = typer.Option(False, "--skip-bad", help="Warn about and skip bad prediction entries "
-                                  "instead of failing."),
-    rationale_ref: str = typer.Option("solution", "--rationale-ref",
-                                      help="Gold text for rationale metrics: 'solution' or 'lecture+solution'."),
-    export_aokvqa: Optional[Path] = typer.Option(None, "--export-aokvqa", help="A-OKVQA data: also write the "
-                                                 "benchmark's prediction file {question_id: {multiple_choice, "
-                                                 "direct_answer}} (the official evaluation's and leaderboard's "
-                                                 "format; the direct answer is the chosen option's text; works on "
-                                                 "the predict-only test split)."),
-    similarity: bool = typer.Option(False, "--similarity", help=SIMILARITY_HELP),
-    similarity_model: Optional[Path] = typer.Option(None, "--similarity-model", help=SIMILARITY_MODEL_HELP),
-    protocol: str = typer.Option("mmcot", "--protocol", help="mmcot (default) or original: the original's answer "
-                                 "rule (--fallback reference) and its get_scores rationale metrics as the headline. "
-                                 "Recorded in the score object."),
+    cfg: ScoreConfig,
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Score predictions: ScienceQA accuracy by category and topic (A-OKVQA / JSONL data: overall, per group and
     A-OKVQA's MC/DA accuracy), and ROUGE-L/BLEU (and with --similarity the embedding similarity) for rationales."""
-    cfg = ScoreConfig(predictions=predictions, data=data, split=split, fallback=fallback, seed=seed,
-                      skip_bad=skip_bad, rationale_ref=rationale_ref, protocol=protocol,
-                      similarity_model=resolve_similarity_model(similarity, similarity_model))
-    result = score_data(cfg, warn=warn, export=export_aokvqa)
+    result = score_data(cfg, warn=warn, export=cfg.export_aokvqa)
     if json_out:
         print_json(result)
     elif "data_format" in result:

@@ -40,8 +40,14 @@ from mmcot_cli.evaluation.rationale_metrics import (
     rationale_metrics,
     rationale_reference,
 )
+from mmcot_cli.evaluation.similarity import (
+    resolve_similarity_model,
+    similarity_model_setting,
+    similarity_setting,
+)
 from mmcot_cli.io import read_json
-from mmcot_cli.validate import check_protocol, check_seed
+from mmcot_cli.settings import check_settings, setting
+from mmcot_cli.validate import PROTOCOLS, check_seed
 
 REFERENCE_OPTIONS = OPTION_LETTERS  # a letter outside them is redrawn under the random fallback
 # strict: a failure is wrong; random: a seeded draw among the item's real options; reference: the original's
@@ -318,33 +324,47 @@ def rationale_result(texts: Mapping[str, str], gold: Mapping[str, dict], ref: st
 # Entry point for `mmcot score`
 
 
+_FALLBACK_HELP = ("On extraction failure: strict (wrong), random (a seeded draw among the item's real options) or "
+                  "reference (the original's rule: a draw among all five letters A–E, usually wrong on 2-choice "
+                  "items; same distribution, not the original's exact draws).")
+
 @dataclass
 class ScoreConfig:
-    predictions: Path
-    data: Path
-    split: str = "test"
-    fallback: str = "strict"  # strict / random (seeded draw among real options) / reference (among A–E)
-    seed: int = 0
-    skip_bad: bool = False
-    rationale_ref: str = "solution"  # or "lecture+solution"
-    details: bool = False  # add per-item results ("items") to the output
-    similarity_model: Path | None = None  # a local sentence-transformers folder: adds rationale similarity
-    # "original": the original's answer rule (fallback "reference": a seeded draw among A–E) and its get_scores
-    # rationale metrics as the headline; recorded in the score object
-    protocol: str = "mmcot"
+    """`mmcot score`'s settings: one field per option (mmcot_cli.settings)."""
+
+    predictions: Path = setting(help="Predictions JSONL (mmcot generate) or a ScienceQA results JSON ({\"results\": "
+                                "{qid: option_index}}); detected automatically.", argument=True,
+                                metavar="PREDICTIONS")
+    data: Path = setting(help="Prepared DATA_DIR, a ScienceQA problems.json, or a folder holding problems.json.",
+                         metavar="DATA")
+    split: str = setting("test", "Which split of DATA to score against.", metavar="SPLIT")
+    fallback: str = setting("strict", _FALLBACK_HELP, choices=FALLBACKS)
+    seed: int = setting(0, "Seed for --fallback random/reference.", check=check_seed)
+    skip_bad: bool = setting(False, "Warn about and skip bad prediction entries instead of failing.")
+    rationale_ref: str = setting("solution", "Gold text for rationale metrics.", choices=RATIONALE_REFS)
+    export_aokvqa: Path | None = setting(None, "A-OKVQA data: also write the benchmark's prediction file "
+                                         "{question_id: {multiple_choice, direct_answer}} (the official evaluation's "
+                                         "and leaderboard's format; the direct answer is the chosen option's text; "
+                                         "works on the predict-only test split).", metavar="FILE")
+    similarity: bool = similarity_setting()
+    similarity_model: Path | None = similarity_model_setting()
+    protocol: str = setting("mmcot", "mmcot or original: the original's answer rule (--fallback reference) and its "
+                            "get_scores rationale metrics as the headline. Recorded in the score object.",
+                            choices=PROTOCOLS)
+    details: bool = setting(False, "Add per-item results (items) to the output.", flag="")  # report's, not a flag
+
+    def __post_init__(self) -> None:
+        check_settings(self)
 
     @property
     def metric_options(self) -> MetricOptions:
-        return MetricOptions(similarity_model=self.similarity_model)
+        return MetricOptions(similarity_model=resolve_similarity_model(self.similarity, self.similarity_model))
 
 
 def score(cfg: ScoreConfig, warn: Warn | None = None) -> dict:
     """Read DATA and PREDS, score them, and return the result object `mmcot score --json` prints."""
-    check_protocol(cfg.protocol)
     if cfg.protocol == "original":
         cfg = replace(cfg, fallback="reference")
-    check_score_options(cfg.fallback, cfg.rationale_ref)
-    check_seed("--seed", cfg.seed)
     cfg.metric_options.check()
     records = load_gold(cfg.data, cfg.split)
     preds, fmt, num_bad = read_predictions(cfg.predictions, cfg.skip_bad, warn)

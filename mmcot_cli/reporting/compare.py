@@ -21,6 +21,11 @@ from mmcot_cli.evaluation.kinds import Column, compare_values, kind_of
 from mmcot_cli.evaluation.rationale_metrics import RATIONALE_METRICS, MetricOptions
 from mmcot_cli.evaluation.score import ScoreConfig, load_gold, rationale_result
 from mmcot_cli.evaluation.score_data import score_data
+from mmcot_cli.evaluation.similarity import (
+    resolve_similarity_model,
+    similarity_model_setting,
+    similarity_setting,
+)
 from mmcot_cli.io import loads, read_jsonl, read_text
 from mmcot_cli.reporting.report import (
     default_label,
@@ -29,6 +34,7 @@ from mmcot_cli.reporting.report import (
     run_rationales,
     split_label,
 )
+from mmcot_cli.settings import check_settings, setting
 
 Warn = Callable[[str], None]
 KIND_NAMES = {"scienceqa": "ScienceQA", "aokvqa": "A-OKVQA", "groups": "per-group (JSONL)"}
@@ -36,10 +42,23 @@ KIND_NAMES = {"scienceqa": "ScienceQA", "aokvqa": "A-OKVQA", "groups": "per-grou
 
 @dataclass
 class CompareConfig:
-    inputs: list[str]
-    data: Path | None = None  # needed for predictions files and RUN_DIRs
-    split: str = "test"
-    similarity_model: Path | None = None  # a local sentence-transformers folder: adds rationale similarity
+    """`mmcot compare`'s settings: one field per option (mmcot_cli.settings)."""
+
+    inputs: list[str] = setting(help="Score objects (`mmcot score --json` output), predictions files or RUN_DIRs; "
+                                "LABEL=PATH names one. The first is the baseline.", argument=True,
+                                metavar="INPUTS...")
+    data: Path | None = setting(None, "DATA_DIR to score predictions files and RUN_DIRs against.", metavar="DATA")
+    split: str = setting("test", "Which split of DATA predictions files and RUN_DIRs predicted.", metavar="SPLIT")
+    similarity: bool = similarity_setting()
+    similarity_model: Path | None = similarity_model_setting()
+
+    def __post_init__(self) -> None:
+        self.inputs = list(self.inputs)
+        check_settings(self)
+
+    @property
+    def metric_options(self) -> MetricOptions:
+        return MetricOptions(similarity_model=resolve_similarity_model(self.similarity, self.similarity_model))
 
 
 # The original's rationale metrics: column key → (label, how to read it from a score object's `rationale`).
@@ -79,7 +98,7 @@ def _rationale_of_run(spec_path: str, cfg: CompareConfig, warn: Warn | None) -> 
         return None
     gold = {str(r["qid"]): r for r in load_gold(cfg.data, cfg.split)}
     qids = [q for q in rationales if q in gold]
-    return rationale_result({q: rationales[q] for q in qids}, gold, "solution", MetricOptions(cfg.similarity_model))
+    return rationale_result({q: rationales[q] for q in qids}, gold, "solution", cfg.metric_options)
 
 
 def _plain_number(value) -> bool:
@@ -121,7 +140,7 @@ def load_values(spec: str, cfg: CompareConfig, warn: Warn | None = None) -> dict
             raise UsageError(f"{path}: a predictions file or RUN_DIR is scored against --data DATA_DIR; pass it "
                              "(score objects from `mmcot score --json` need no data)")
         _, _, preds, _ = resolve_input(raw, cfg.split)
-        obj = score_data(ScoreConfig(predictions=preds, data=cfg.data, split=cfg.split,
+        obj = score_data(ScoreConfig(predictions=preds, data=cfg.data, split=cfg.split, similarity=cfg.similarity,
                                     similarity_model=cfg.similarity_model), warn=warn)
         if obj.get("rationale") is None:
             obj["rationale"] = _rationale_of_run(raw, cfg, warn)
@@ -144,7 +163,7 @@ def compare(cfg: CompareConfig, warn: Warn | None = None) -> dict:
     """{kind, columns, baseline, rows: [{label, source, values, delta (vs the first row; None for it)}]}."""
     if len(cfg.inputs) < 1:
         raise UsageError("give at least one score object, predictions file or RUN_DIR")
-    MetricOptions(cfg.similarity_model).check()
+    cfg.metric_options.check()
     rows = [load_values(spec, cfg, warn) for spec in cfg.inputs]
     kinds = list(dict.fromkeys(row["kind"] for row in rows))
     if len(kinds) > 1:

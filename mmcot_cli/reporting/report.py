@@ -30,12 +30,18 @@ from mmcot_cli.evaluation.rationale_metrics import (
 )
 from mmcot_cli.evaluation.score import ScoreConfig, load_gold
 from mmcot_cli.evaluation.score_data import score_data
+from mmcot_cli.evaluation.similarity import (
+    resolve_similarity_model,
+    similarity_model_setting,
+    similarity_setting,
+)
 from mmcot_cli.io import atomic_open, read_json, read_jsonl, read_log
 from mmcot_cli.outputs import claim_output_file
 from mmcot_cli.reporting.html import render
 from mmcot_cli.reporting.published import PUBLISHED, published_for, why_not_published
 from mmcot_cli.runs.meta import RUN_CONFIG, RunMeta
 from mmcot_cli.runs.rationales import load_rationales
+from mmcot_cli.settings import check_settings, setting
 from mmcot_cli.validate import check_seed, non_negative_int
 
 Warn = Callable[[str], None]
@@ -44,22 +50,33 @@ Warn = Callable[[str], None]
 _ANSWER_SENTENCE = re.compile(r"(Answer:\s*)?The answer is \([A-Z]\)\.?\s*(BECAUSE:)?")
 
 
+_INPUTS_HELP = ("RUN_DIRs (their preds-<split>.jsonl, run_config.json, metrics.jsonl) or predictions files; "
+                "LABEL=PATH names one.")
+
+
 @dataclass
 class ReportConfig:
-    inputs: list[str]  # RUN_DIR or predictions file, each optionally "LABEL=PATH"
-    data: Path
-    out: Path
-    split: str = "test"
-    gallery: int = 50  # wrong answers shown in the error gallery
-    seed: int = 0  # which wrong answers are sampled
-    title: str = "mmcot report"
-    similarity_model: Path | None = None  # a local sentence-transformers folder: adds rationale similarity
-    data_note: str | None = None  # shown under the title (the demo: "synthetic benchmark, not ScienceQA")
+    """`mmcot report`'s settings: one field per option (mmcot_cli.settings)."""
+
+    inputs: list[str] = setting(help=_INPUTS_HELP, argument=True, metavar="INPUTS...")
+    data: Path = setting(help="Prepared DATA_DIR (or problems.json) the runs are scored on.", metavar="DATA")
+    out: Path = setting(Path("report.html"), "HTML file to write (atomically).", metavar="FILE")
+    split: str = setting("test", "Which split of DATA the runs predicted.", metavar="SPLIT")
+    gallery: int = setting(50, "Wrong answers shown in the error gallery.", check=non_negative_int)
+    seed: int = setting(0, "Seed for sampling the gallery's wrong answers.", check=check_seed)
+    title: str = setting("mmcot report", "The page's title.")
+    similarity: bool = similarity_setting()
+    similarity_model: Path | None = similarity_model_setting()
+    # shown under the title (the demo: "synthetic benchmark, not ScienceQA"); the library's, not an option
+    data_note: str | None = setting(None, "A note under the title.", flag="")
 
     def __post_init__(self) -> None:
+        self.inputs = list(self.inputs)
+        check_settings(self)
 
-        non_negative_int("--gallery", self.gallery)
-        check_seed("--seed", self.seed)
+    @property
+    def metric_options(self) -> MetricOptions:
+        return MetricOptions(similarity_model=resolve_similarity_model(self.similarity, self.similarity_model))
 
     def input_paths(self) -> dict[str, Path]:
         """Every file the report reads ({label: path}), for the output guard."""
@@ -227,13 +244,13 @@ def load_run_result(spec: str, cfg: ReportConfig, records: list[dict], categorie
     label, path, preds, run_dir = resolve_input(spec, cfg.split)
     meta = load_meta(run_dir)
     result = score_data(ScoreConfig(predictions=preds, data=cfg.data, split=cfg.split, details=True,
-                                   similarity_model=cfg.similarity_model), warn=warn)
+                                   similarity=cfg.similarity, similarity_model=cfg.similarity_model), warn=warn)
     rationales, source = run_rationales(read_jsonl(preds), meta, cfg.split, warn)
     run = RunResult(label=label, path=path, preds=preds, meta=meta, score=result,
                     rationales=rationales, rationale_source=source, curves=_curves(run_dir, meta))
     if rationales:
         run.rationale_by_category = rationale_by_category(records, rationales, categories,
-                                                          MetricOptions(cfg.similarity_model))
+                                                          cfg.metric_options)
     return run
 
 
@@ -251,7 +268,7 @@ def collect(cfg: ReportConfig, warn: Warn | None = None) -> dict:
         raise UsageError("give at least one RUN_DIR or predictions file")
     if cfg.gallery < 0:
         raise UsageError(f"--gallery must be >= 0, got {cfg.gallery}")
-    MetricOptions(cfg.similarity_model).check()
+    cfg.metric_options.check()
     records = load_gold(cfg.data, cfg.split)
     fmt = format_of(cfg.data)  # a problems.json or a benchmark folder (no manifest) is ScienceQA
     categories = record_categories(fmt.scoring, records)
