@@ -52,6 +52,26 @@ def write_fault(e: BaseException) -> str | None:
     return None
 
 
+_NAME_MAX, _PATH_MAX = 255, 4095  # bytes: a name (ext4, xfs, btrfs, tmpfs) and a whole path (Linux)
+_SIBLING_TAG = 16  # the longest tag a sibling name adds: ".XXXXXXXX.tmp" (mkstemp), ".mmcot-lock", ".old"
+
+
+def sibling_stem(path: str | os.PathLike) -> str:
+    """STEM of the names beside `path` that its writers make (`.STEM.XXXXXXXX.tmp`, `.STEM.mmcot-lock`,
+    `.STEM.old`): the name itself, or where those would pass the file system's limits (a legal name close to 255
+    bytes), the name cut short at a character boundary plus a digest of the whole name (still one per output)."""
+    import hashlib
+
+    path = Path(path)
+    raw = os.fsencode(path.name)
+    room = min(_NAME_MAX, _PATH_MAX - len(os.fsencode(str(path.parent))) - 1) - 1 - _SIBLING_TAG
+    if len(raw) <= room:
+        return path.name
+    digest = "~" + hashlib.sha256(raw).hexdigest()[:12]
+    cut = raw[:max(room - len(digest), 1)].decode("utf-8", "ignore") or "x"
+    return cut + digest
+
+
 def make_dir(path: str | os.PathLike) -> Path:
     """`mkdir -p`; a path blocked by a file, or not writable, raises DataError naming it."""
     path = Path(path)
@@ -68,7 +88,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     make_dir(path.parent)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{sibling_stem(path)}.", suffix=".tmp", dir=path.parent)
     except OSError as e:
         raise DataError(f"{path}: cannot write ({e.strerror or type(e).__name__})") from None
     os.close(fd)
@@ -366,7 +386,7 @@ def atomic_dir(path: str | os.PathLike, replace: bool = True) -> Iterator[Path]:
     path = Path(path)
     make_dir(path.parent)
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{sibling_stem(path)}.", suffix=".tmp", dir=path.parent))
     except OSError as e:
         raise DataError(f"{path}: cannot write ({os_reason(e)})") from None
     try:
@@ -375,7 +395,7 @@ def atomic_dir(path: str | os.PathLike, replace: bool = True) -> Iterator[Path]:
         if path.exists():
             if not replace:
                 raise FileExistsError(f"{path}: already exists")
-            old = path.with_name(f".{path.name}.old")
+            old = path.with_name(f".{sibling_stem(path)}.old")
             remove_path(old)
             os.replace(path, old)
             os.replace(tmp, path)

@@ -30,7 +30,7 @@ except ImportError:  # Windows: outputs are not locked there
     fcntl = None
 
 from mmcot_cli.errors import DataError, MMCoTError
-from mmcot_cli.io import NOFOLLOW, make_dir, os_reason, remove_path
+from mmcot_cli.io import NOFOLLOW, make_dir, os_reason, remove_path, sibling_stem
 from mmcot_cli.output_guard import (
     DEBRIS,
     LOCK_MARK,
@@ -223,8 +223,9 @@ def _remove_empty(dirs: list[Path]) -> None:
 def remove_debris_of(path: str | os.PathLike) -> None:
     """Remove the temporary files a killed atomic write of `path` left beside it (.NAME.XXXXXXXX.tmp)."""
     path = Path(path)
-    pattern = re.compile(rf"\.{re.escape(path.name)}\.{_TEMP_SUFFIX}")
-    for p in path.parent.glob(f".{glob.escape(path.name)}.*.tmp") if path.parent.is_dir() else []:
+    stem = sibling_stem(path)
+    pattern = re.compile(rf"\.{re.escape(stem)}\.{_TEMP_SUFFIX}")
+    for p in path.parent.glob(f".{glob.escape(stem)}.*.tmp") if path.parent.is_dir() else []:
         if pattern.fullmatch(p.name):
             remove_path(p)
 
@@ -264,7 +265,7 @@ def _sweep(folder: Path, own_lock: Path) -> None:
             elif here == folder and LOCK_MARK in name and here / name != own_lock:
                 _unheld(here / name)
     remove_debris_of(folder)  # a swap of the folder itself (atomic_dir) killed midway
-    old = folder.parent / f".{folder.name}.old"
+    old = folder.parent / f".{sibling_stem(folder)}.old"
     if old.is_dir() or old.is_symlink():
         remove_path(old)
 
@@ -314,7 +315,8 @@ def claim_output_file(path: str | os.PathLike, command: str, *, option: str = "-
             if folder_owner(path.parent) is not None:
                 stack.enter_context(hold_lock(path.parent / LOCK_FILE, command, path.parent, option=option,
                                               shared=True))
-            stack.enter_context(hold_lock(path.parent / f".{path.name}{LOCK_MARK}", command, path, option=option))
+            lock = path.parent / f".{sibling_stem(path)}{LOCK_MARK}"
+            stack.enter_context(hold_lock(lock, command, path, option=option))
             remove_debris_of(path)
             yield path
     finally:

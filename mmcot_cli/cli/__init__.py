@@ -7,10 +7,13 @@ from mmcot_cli.cli.app import (
     GuardedStdout,
     OrderedGroup,
     app,
+    dash_path_hint,
     fill_closed_streams,
     non_utf8_argument,
+    one_line,
     silence_stdout,
     tolerate_narrow_streams,
+    utf8_file_names,
 )
 from mmcot_cli.errors import StdoutError, Terminated
 
@@ -106,6 +109,7 @@ def main() -> None:
     unwinds like Ctrl-C (temporary files removed, child processes ended, locks released) and exits 143."""
     import sys
 
+    utf8_file_names()  # a non-UTF-8 locale (LC_ALL=C, PYTHONUTF8=0): the same command again in UTF-8 mode
     fill_closed_streams()  # `>&-` / `2>&-`: before any file is opened (it would take fd 1 or 2)
     previous = _on_sigterm(Terminated.on_signal)
     _rich_raises_broken_pipe()
@@ -152,7 +156,7 @@ def _run() -> int:
         where = f"{ctx.command_path}: " if ctx is not None else ""
         hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
         if e.format_message():  # empty for `mmcot` alone, which has already printed the help
-            typer.echo(f"error: {where}{e.format_message()}{hint}", err=True)
+            typer.echo(f"error: {one_line(where + e.format_message() + dash_path_hint(e))}{hint}", err=True)
         return getattr(e, "exit_code", 1)
     except typer.Exit as e:
         return e.exit_code

@@ -55,11 +55,43 @@ def _main(
 MAX_ERROR_CHARS = 400  # a library's message can be pages long (a model list): the line stays readable
 
 
+def _shown(arg: str) -> str:
+    """An argument as a message line shows it: control characters (a newline in a file name) as escapes."""
+    return "".join(c if c.isprintable() or c == " " else c.encode("unicode_escape").decode("ascii") for c in arg)
+
+
+def _quoted_arguments(message: str) -> list[str]:
+    """The command's arguments (paths, mostly) that `message` quotes as they are or escaped (repr), longest
+    first."""
+    found = set()
+    for arg in sys.argv[1:]:
+        if len(arg) > 1:
+            found.update(form for form in (arg, _shown(arg)) if form in message)
+    return sorted(found, key=len, reverse=True)
+
+
+def escape_arguments(message: str) -> str:
+    """`message` with the command's arguments it quotes shown with their control characters escaped (a folder
+    named "a<newline>b" stays recognisable as "a\\nb" and on one line)."""
+    message = str(message)
+    for arg in _quoted_arguments(message):
+        if arg != _shown(arg):
+            message = message.replace(arg, _shown(arg))
+    return message
+
+
+def one_line(message: str) -> str:
+    """`message` as one line (escape_arguments, then every run of white space one space), at most MAX_ERROR_CHARS
+    characters beyond the arguments it quotes (a very long but legal path is never cut)."""
+    quoted = sum(map(len, _quoted_arguments(str(message))))
+    line = " ".join(escape_arguments(message).split()) or "failed"
+    limit = MAX_ERROR_CHARS + quoted
+    return line if len(line) <= limit else line[:limit - 1] + "…"
+
+
 def fail(message: str, code: int = 1) -> None:
     """One line on stderr, then exit with `code`."""
-    line = " ".join(str(message).split()) or "failed"  # one line, whatever the message held
-    if len(line) > MAX_ERROR_CHARS:
-        line = line[:MAX_ERROR_CHARS - 1] + "…"
+    line = one_line(message)
     typer.echo(f"error: {line}", err=True)
     raise typer.Exit(code)
 
@@ -154,6 +186,39 @@ def tolerate_narrow_streams() -> None:
             pass
 
 
+def utf8_file_names() -> None:
+    """Run as UTF-8 whatever the locale: under a locale whose file-name encoding is not UTF-8 (LC_ALL=C with
+    PYTHONUTF8=0, an ISO-8859 locale) Python would take a UTF-8 file name apart (é as two surrogates: refused as
+    "not valid UTF-8") and could not open a non-ASCII path read from a JSON file. The command is then started
+    again, exactly as given (the arguments' own bytes), in Python's UTF-8 mode (PYTHONUTF8=1, also for its child
+    processes); standard streams keep the encoding they had (narrow ones still get escapes)."""
+    import codecs
+
+    if os.name != "posix" or sys.flags.utf8_mode or not getattr(sys, "orig_argv", None):
+        return
+    if codecs.lookup(sys.getfilesystemencoding()).name == "utf-8":
+        return
+    stream = sys.stdout or sys.stderr
+    env = {**os.environ, "PYTHONUTF8": "1"}
+    if not env.get("PYTHONIOENCODING"):
+        env["PYTHONIOENCODING"] = getattr(stream, "encoding", None) or "ascii"
+    argv = [os.fsencode(a) for a in sys.orig_argv]
+    os.execve(sys.executable, [argv[0], b"-X", b"utf8", *argv[1:]], {os.fsencode(k): os.fsencode(v)
+                                                                     for k, v in env.items()})
+
+
+def dash_path_hint(error: Exception) -> str:
+    """For "No such option: -d" where the argument was a file name starting with a dash (`-data`): how to give
+    it (./-data, or after --); else ""."""
+    option = getattr(error, "option_name", None)
+    if type(error).__name__ != "NoSuchOption" or not option:
+        return ""
+    for arg in sys.argv[1:]:
+        if arg.startswith(option) and os.path.lexists(arg):
+            return f"; {_shown(arg)!r} is a file: write ./{_shown(arg)} or put it after --"
+    return ""
+
+
 def non_utf8_argument(argv: list[str]) -> str | None:
     """The error line for the first command-line argument holding bytes that are not UTF-8 (Python keeps them as
     lone surrogates, which no JSON or text output can hold), or None."""
@@ -166,7 +231,7 @@ def non_utf8_argument(argv: list[str]) -> str | None:
 
 
 def warn(message: str) -> None:
-    typer.echo(f"warning: {message}", err=True)
+    typer.echo(f"warning: {escape_arguments(message)}", err=True)
 
 
 def silence_stdout() -> None:

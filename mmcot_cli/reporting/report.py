@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -154,7 +155,8 @@ def resolve_input(spec: str, split: str) -> tuple[str, Path, Path, Path | None]:
     if path.is_dir():
         preds = path / f"preds-{split}.jsonl"
         if not preds.is_file():
-            raise DataError(f"{preds}: file not found (run `mmcot generate --run {path} --split {split}` first)")
+            again = f"mmcot generate --run {shlex.quote(str(path))} --split {shlex.quote(split)}"
+            raise DataError(f"{preds}: file not found (run `{again}` first)")
         run_dir = path
     elif path.is_file():
         preds = path

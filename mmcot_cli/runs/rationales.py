@@ -13,6 +13,7 @@ source for several splits) does not name.
 from __future__ import annotations
 
 import json
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -95,7 +96,8 @@ def rationale_file(source: str | Path, split: str) -> Path:
     if source.is_dir():
         path = source / f"preds-{split}.jsonl"
         if not path.is_file():
-            raise DataError(f"{path}: file not found (run `mmcot generate --run {source} --split {split}` first)")
+            again = f"mmcot generate --run {shlex.quote(str(source))} --split {shlex.quote(split)}"
+            raise DataError(f"{path}: file not found (run `{again}` first)")
         return path
     if not source.is_file():
         raise DataError(f"{source}: no such rationale run directory or predictions file")
