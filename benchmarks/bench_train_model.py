@@ -45,10 +45,7 @@ def build_model(shape: ModelShape, vocab: int, device):
     """MMCoTForConditionalGeneration of `shape` with the fusion head, random init (on `device`: fast), fp32."""
     import torch
 
-    from mmcot_cli.model.fusion import (
-        MMCoTForConditionalGeneration,
-        with_mmcot_settings,
-    )
+    from mmcot_cli.model.fusion import MMCoTForConditionalGeneration, with_mmcot_settings
 
     torch.manual_seed(0)
     with torch.device(device):

@@ -22,7 +22,7 @@ os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 # longer name here: a submodule import sets `mmcot_cli.<module>` to the module, which would shadow them.
 _EXPORTS = {
     # a trained run: (model, tokenizer, meta) from RUN_DIR, and the model class
-    "load_run_model": ("mmcot_cli.model.fusion", "load_run_model"),
+    "load_run_model": ("mmcot_cli.model.text.runs", "load_run_model"),
     "MMCoTForConditionalGeneration": ("mmcot_cli.model.fusion", "MMCoTForConditionalGeneration"),
     # data and prompts
     "load_records": ("mmcot_cli.data.records", "load_records"),
@@ -86,7 +86,8 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
     from mmcot_cli.features.store import FeatureStore, import_features, open_store
     from mmcot_cli.inference.generate import generate as generate_predictions
     from mmcot_cli.inference.settings import GenerateConfig
-    from mmcot_cli.model.fusion import MMCoTForConditionalGeneration, load_run_model
+    from mmcot_cli.model.fusion import MMCoTForConditionalGeneration
+    from mmcot_cli.model.text.runs import load_run_model
     from mmcot_cli.registry.hookspecs import (
         BackboneOption,
         TextBackbone,

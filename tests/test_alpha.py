@@ -133,7 +133,7 @@ def test_ask_uses_the_recorded_policy(tmp_path, rgba_data):
 
 
 def test_ask_reports_the_policy_per_run(cli, tmp_path, rgba_data):
-    from mmcot_cli.model.fusion import build_model, save_run_model
+    from mmcot_cli.model.text.runs import build_model, save_run_model
 
     runs = {}
     for stage, fmt in (("rationale", "QCM-E"), ("answer", "QCMG-A")):

@@ -61,7 +61,7 @@ def test_runs_record_the_decoder_only_settings(world):
     assert model_cfg["model_type"] == "llama" and model_cfg["mmcot"]["kind"] == "causal"
     assert (root / "rr" / "model" / "fusion.safetensors").is_file()
     assert (root / "rr" / "model" / "tokenizer.json").is_file()
-    from mmcot_cli.model.fusion import load_run_model
+    from mmcot_cli.model.text.runs import load_run_model
 
     net, _, _ = load_run_model(root / "ra")  # trained with --gradient-checkpointing; every run counts parameters
     total = sum(p.numel() for p in net.parameters())

@@ -177,7 +177,7 @@ def test_missing_fusion_weights_and_non_causal_configs_are_one_error(tmp_path):
 @pytest.mark.parametrize("fusion", ["gated", "prefix"])
 def test_constrained_answers_name_an_option_even_from_a_random_model(fusion):
     from mmcot_cli.model.answer_constraint import AnswerConstraints
-    from mmcot_cli.model.causal_text import CausalTextModel
+    from mmcot_cli.model.text.causal import CausalTextModel
 
     model = CausalTextModel(*_scratch(fusion))
     model.net.eval()
@@ -195,7 +195,7 @@ def test_constrained_answers_name_an_option_even_from_a_random_model(fusion):
 def test_gradient_checkpointing_gives_the_same_gradients(fusion):
     """--gradient-checkpointing recomputes the blocks in backward; the gated fusion at layer K's input is
     recomputed with them and must see the same image features (the fusion's own gradients included)."""
-    from mmcot_cli.model.fusion import build_model
+    from mmcot_cli.model.text.runs import build_model
     from mmcot_cli.training.runtime import enable_gradient_checkpointing
 
     features = torch.randn(2, *SHAPE)

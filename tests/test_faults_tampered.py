@@ -73,7 +73,7 @@ def test_resume_refuses_a_tampered_checkpoint(world, tmp_path, kind):
 
 
 def test_an_untampered_run_still_loads(world):
-    from mmcot_cli.model.fusion import load_run_model
+    from mmcot_cli.model.text.runs import load_run_model
 
     model, _, meta = load_run_model(world.run)
     assert meta["stage"] == "answer" and model.fusion is not None

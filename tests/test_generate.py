@@ -12,8 +12,8 @@ from conftest import build_record
 from mmcot_cli.errors import DataError
 from mmcot_cli.inference.generate import GenerateConfig, generate, prediction_row
 from mmcot_cli.io import read_jsonl, write_jsonl
-from mmcot_cli.model.fusion import build_model, load_run_model, save_run_model
 from mmcot_cli.model.generation import generate_texts
+from mmcot_cli.model.text.runs import build_model, load_run_model, save_run_model
 from mmcot_cli.runs.meta import RunMeta
 
 COLOURS = {"red": (220, 30, 30), "blue": (30, 30, 220), "green": (30, 200, 30)}

@@ -25,7 +25,7 @@ def fixture_dir() -> Path:
 
 @pytest.fixture(scope="module")
 def imported(fixture_dir, tmp_path_factory):
-    from mmcot_cli.model.fusion import load_run_model
+    from mmcot_cli.model.text.runs import load_run_model
 
     out = tmp_path_factory.mktemp("imp") / "run"
     summary = import_run(ImportRunConfig(checkpoint=str(fixture_dir / "checkpoint"), stage="rationale",
@@ -99,7 +99,7 @@ def _state(fixture_dir) -> dict:
 
 
 def test_v1_layout_and_safetensors_import_the_same_model(fixture_dir, imported, tmp_path):
-    from mmcot_cli.model.fusion import load_run_model
+    from mmcot_cli.model.text.runs import load_run_model
 
     v1 = {k.removeprefix("encoder.") if any(m in k for m in ("image_dense", "mha_layer", "gate_dense")) else k: v
           for k, v in _state(fixture_dir).items()}
@@ -154,7 +154,7 @@ def test_pickle_that_is_not_a_flat_state_dict_is_refused(fixture_dir, tmp_path):
 
 
 def test_checkpoint_without_fusion_keys_is_a_text_only_run(fixture_dir, tmp_path):
-    from mmcot_cli.model.fusion import load_run_model
+    from mmcot_cli.model.text.runs import load_run_model
 
     state = {k: v for k, v in _state(fixture_dir).items()
              if not any(m in k for m in ("image_dense", "mha_layer", "gate_dense"))}
@@ -174,7 +174,7 @@ def test_tied_t5_checkpoint_keeps_the_tie_and_the_scaling(tmp_path):
     from t5_layouts import make_t5_dir
     from transformers import T5ForConditionalGeneration
 
-    from mmcot_cli.model.fusion import load_run_model
+    from mmcot_cli.model.text.runs import load_run_model
 
     ckpt = make_t5_dir(tmp_path / "uqa", tokenizer="spiece", weights="bin", tied=True)
     summary = import_run(ImportRunConfig(checkpoint=str(ckpt), stage="answer", out=str(tmp_path / "run")))

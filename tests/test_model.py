@@ -9,13 +9,8 @@ import torch
 from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
 
 from mmcot_cli.errors import DataError, MMCoTError, UnknownBackboneError, UsageError
-from mmcot_cli.model.fusion import (
-    MMCoTForConditionalGeneration,
-    build_model,
-    load_run_model,
-    resolve_model_dir,
-    save_run_model,
-)
+from mmcot_cli.model.fusion import MMCoTForConditionalGeneration
+from mmcot_cli.model.text.runs import build_model, load_run_model, resolve_model_dir, save_run_model
 
 P, D_IMG = 5, 12
 TEXTS = [

@@ -54,8 +54,8 @@ def test_release_through_the_cli_end_to_end(cli, tmp_path, sample_dir, fixture_d
     # fixture forced 24 tokens (min_new_tokens), so where mmcot stopped at </s> its text is a prefix of them
     from mmcot_cli.data.prompts import build_prompt
     from mmcot_cli.data.records import load_records
-    from mmcot_cli.model.fusion import load_run_model
     from mmcot_cli.model.generation import decode_generated
+    from mmcot_cli.model.text.runs import load_run_model
 
     tokenizer = load_run_model(tmp_path / "run_r")[1]
     expected = {r["qid"]: r for r in map(json.loads, (fixture_dir / "expected.jsonl").read_text().splitlines())}

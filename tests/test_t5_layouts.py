@@ -29,7 +29,7 @@ def data_dir(tmp_path_factory):
     ("both", "safetensors", True),
 ])
 def test_layout_trains_and_generates(cli, tmp_path, data_dir, tokenizer, weights, tied):
-    from mmcot_cli.model.fusion import load_run_model
+    from mmcot_cli.model.text.runs import load_run_model
 
     text = make_t5_dir(tmp_path / "t5", tokenizer=tokenizer, weights=weights, tied=tied)
     run = tmp_path / "run"
@@ -48,7 +48,7 @@ def test_untied_head_loads_as_stored(tmp_path):
     """transformers 5 reports tie_word_embeddings=True for every T5 config; the head must still be the file's."""
     from safetensors.torch import load_file
 
-    from mmcot_cli.model.fusion import build_model
+    from mmcot_cli.model.text.runs import build_model
 
     text = make_t5_dir(tmp_path / "t5", tokenizer="json", weights="safetensors", tied=False)
     model, _ = build_model(str(text), None)

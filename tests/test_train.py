@@ -163,7 +163,7 @@ def test_rationales_are_read_by_qid_with_provenance_and_missing_qids_named(tmp_p
 
 def test_rationale_stage_with_features_trains_saves_and_generates(cli, data_dir, tmp_path):
     from mmcot_cli.features.store import import_features
-    from mmcot_cli.model.fusion import load_run_model
+    from mmcot_cli.model.text.runs import load_run_model
 
     feats_dir = tmp_path / "feats"
     qids = [str(q) for q in list(range(1, 13)) + list(range(101, 107))]

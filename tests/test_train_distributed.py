@@ -63,7 +63,7 @@ def test_two_process_training_saves_a_run_that_loads_and_generates(tmp_path: Pat
     assert state["global_step"] == 6 and state["world_size"] == 2
     assert len(json.loads((sorted((out / "checkpoints").glob("step-*"))[-1] / "rng.json").read_text())) == 2
 
-    from mmcot_cli.model.fusion import load_run_model
+    from mmcot_cli.model.text.runs import load_run_model
 
     model, tok, meta = load_run_model(out)
     assert meta["stage"] == "rationale"

@@ -24,13 +24,14 @@ from mmcot_cli.features.store_images import check_store_images
 from mmcot_cli.inference.settings import GenerateConfig
 from mmcot_cli.io import atomic_path, write_jsonl
 from mmcot_cli.model.answer_constraint import AnswerConstraints, answer_budget_problem
-from mmcot_cli.model.fusion import MODEL_SUBDIR, load_run_model, resolve_model_dir
+from mmcot_cli.model.fusion import MODEL_SUBDIR
 from mmcot_cli.model.generation import (
     feature_getter,
     generate_texts,
     resolve_device,
 )
 from mmcot_cli.model.precision import autocast, inference_precision
+from mmcot_cli.model.text.runs import load_run_model, resolve_model_dir
 from mmcot_cli.output_guard import check_output_file
 from mmcot_cli.outputs import claim_output_file
 from mmcot_cli.runs.meta import RUN_CONFIG, RunMeta

@@ -24,22 +24,15 @@ from __future__ import annotations
 
 import contextlib
 import math
-from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-from safetensors import SafetensorError, safe_open
 from torch import nn
-from transformers import AutoConfig, AutoTokenizer, T5Config, T5ForConditionalGeneration
+from transformers import T5Config, T5ForConditionalGeneration
 from transformers import initialization as hf_init
 from transformers.modeling_outputs import BaseModelOutput
 
-from mmcot_cli.errors import DataError, MMCoTError, UsageError, first_line
-from mmcot_cli.io import atomic_dir, read_json
-from mmcot_cli.model.t5_dirs import check_t5_dir, load_tokenizer
-from mmcot_cli.model.weights_fit import check_weights_fit
-from mmcot_cli.registry.hookspecs import TextBuildOptions
-from mmcot_cli.registry.manager import build_text_model, get_text_backbone
+from mmcot_cli.errors import DataError, MMCoTError
 
 
 @contextlib.contextmanager
@@ -236,101 +229,12 @@ def adamw(model: nn.Module, weight_decay: float, lr: float, fused: bool | None =
                               {"params": no_decay, "weight_decay": 0.0}], lr=lr, fused=fused)
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Building, saving and loading (a decoder-only backbone goes to mmcot_cli.model.causal_dirs)
-
-
 def with_mmcot_settings(config: T5Config, image_shape: Sequence[int] | None, **meta: Any) -> T5Config:
     settings = mmcot_settings(config)
     settings["image_shape"] = [int(image_shape[0]), int(image_shape[1])] if image_shape else None
     settings.update(meta)
     setattr(config, MMCOT_CONFIG_KEY, settings)
     return config
-
-
-def _from_t5(t5: nn.Module, image_shape: Sequence[int] | None) -> MMCoTForConditionalGeneration:
-    """Wrap a plain T5ForConditionalGeneration (e.g. from a custom text builder) as a fusion model."""
-    config = with_mmcot_settings(T5Config.from_dict(t5.config.to_dict()), image_shape)
-    model = MMCoTForConditionalGeneration(config)
-    missing, unexpected = model.load_state_dict(t5.state_dict(), strict=False)
-    missing = [k for k in missing if not k.startswith("fusion.")]
-    if missing or unexpected:
-        raise MMCoTError(f"text backbone weights do not fit T5: missing {missing[:3]}, unexpected {unexpected[:3]}")
-    return model
-
-
-def check_t5_fusion(fusion: str, fusion_layer: int | None) -> None:
-    """T5 fuses on the encoder output: the decoder-only choices (--fusion prefix, --fusion-layer) do not apply."""
-    if fusion != "gated":
-        raise UsageError(f"--fusion {fusion}: T5 fuses with the gated fusion on its encoder output; the prefix "
-                         "fusion is for decoder-only text backbones")
-    if fusion_layer is not None:
-        raise UsageError("--fusion-layer applies to decoder-only text backbones (T5 fuses on its encoder output)")
-
-
-def build_model(
-    text_backbone: str,
-    image_shape: tuple[int, int] | None,
-    *,
-    random_init: bool = False,
-    train_texts: Sequence[str] | None = None,
-    text_options: dict | None = None,
-    fusion: str = "gated",
-    fusion_layer: int | None = None,
-):
-    """(model, tokenizer) for a registered text backbone name, a local directory or a hub id.
-
-    `image_shape` (P, D_img) adds the fusion head; None builds a text-only model. Pretrained backbones load with
-    `from_pretrained` (the hub for users with internet, the cache or a local directory otherwise); the fusion head
-    starts from PyTorch's default init. `random_init` keeps the architecture but not the weights.
-    A decoder-only LM becomes a CausalFusionLM (mmcot_cli.model.causal_dirs) with `fusion` at `fusion_layer`.
-    """
-    from mmcot_cli.model.causal_dirs import build_causal_model, is_causal_source, wrap_causal
-
-    backbone = get_text_backbone(text_backbone)
-    parsed = backbone.parse_options(text_options or {})  # options the backbone does not declare: exit 2
-    meta = {"text_backbone": backbone.name}
-    causal = {"fusion": fusion, "fusion_layer": fusion_layer}
-    if backbone.build is not None:
-        options = TextBuildOptions(random_init=random_init, train_texts=train_texts, options=parsed)
-        t5, tokenizer = build_text_model(backbone, options)  # a plugin's failure: one line naming it
-        if getattr(t5.config, "is_encoder_decoder", True) is False:  # a decoder-only builder (llama-scratch)
-            return wrap_causal(t5, tokenizer, image_shape, backbone.name, **causal)
-        check_t5_fusion(fusion, fusion_layer)
-        model = _from_t5(t5, image_shape)
-    else:
-        weights = backbone.weights
-        if is_causal_source(weights):
-            return build_causal_model(text_backbone, image_shape, random_init=random_init, train_texts=train_texts,
-                                      text_options=text_options, **causal)
-        check_t5_fusion(fusion, fusion_layer)
-        local = Path(weights).expanduser().is_dir()
-        if local:  # any hub layout (spiece.model and/or tokenizer.json, .bin or safetensors); else one line
-
-            check_t5_dir(weights)
-        try:
-            config = AutoConfig.from_pretrained(weights)
-            if config.model_type != "t5":
-                raise MMCoTError(f"text backbone {text_backbone!r} ({weights}) is a {config.model_type!r} model; "
-                                 "mmcot needs a T5 encoder-decoder (model_type 't5') or a decoder-only causal LM")
-            config = with_mmcot_settings(config, image_shape)
-            if local:
-
-                tokenizer = load_tokenizer(weights)
-            else:
-                tokenizer = AutoTokenizer.from_pretrained(weights)
-            with quiet_hf():  # config from the directory: untied (FLAN) heads stay untied and unscaled
-                if random_init:
-                    model = MMCoTForConditionalGeneration(config)
-                else:
-                    model = MMCoTForConditionalGeneration.from_pretrained(weights, config=config)
-        except (OSError, ValueError) as e:  # not cached and offline, misspelled id, damaged files in a local dir
-            raise MMCoTError(f"cannot load text backbone {text_backbone!r} ({weights}): "
-                             f"{first_line(e)}") from None
-    with_mmcot_settings(model.config, image_shape, **meta)
-    if model.config.decoder_start_token_id is None:
-        model.config.decoder_start_token_id = model.config.pad_token_id
-    return model, tokenizer
 
 
 def first_non_finite(model) -> str | None:
@@ -342,93 +246,3 @@ def first_non_finite(model) -> str | None:
     if bool(flags.all()):
         return None
     return params[int((~flags).nonzero()[0])][0]
-
-
-def parameter_counts(model) -> dict[str, int]:
-    """{"total", "trainable"} parameters of a run model (fusion layers included; a DDP wrapper is looked through):
-    train's summary, --json and run_config.json."""
-    params = list(getattr(model, "module", model).parameters())
-    return {"total": sum(p.numel() for p in params), "trainable": sum(p.numel() for p in params if p.requires_grad)}
-
-
-def save_run_model(model: MMCoTForConditionalGeneration, tokenizer, out_dir: str | Path, mmcot_meta: dict) -> Path:
-    """Write a save_pretrained directory (safetensors weights incl. fusion head, tokenizer, config with mmcot meta).
-
-    `mmcot_meta` holds at least: text_backbone, vision_backbone, feature_shape, prompt_format, stage. Written to a
-    temporary sibling directory and renamed into place, so an interrupted save never leaves a half model.
-    """
-    out_dir = Path(out_dir)
-    model = getattr(model, "module", model)  # unwrap DDP/accelerate wrappers
-    if not isinstance(model, MMCoTForConditionalGeneration):  # a decoder-only run model
-        from mmcot_cli.model.causal_dirs import save_causal_model
-
-        return save_causal_model(model, tokenizer, out_dir, mmcot_meta)
-    meta = dict(mmcot_meta)
-    if "feature_shape" in meta and meta["feature_shape"] is not None:
-        meta["feature_shape"] = [int(x) for x in meta["feature_shape"]]
-        if model.image_shape is not None and tuple(meta["feature_shape"]) != model.image_shape:
-            raise MMCoTError(f"feature_shape {meta['feature_shape']} does not match the model's image shape "
-                             f"{list(model.image_shape)}")
-    bad = first_non_finite(model)
-    if bad is not None:  # the divergence guard's last line: a NaN/inf model is never written
-        raise MMCoTError(f"{out_dir}: not saved, parameter {bad} holds NaN or infinite values (training diverged; "
-                         "try a lower --lr)")
-    with_mmcot_settings(model.config, model.image_shape, **meta)
-    with atomic_dir(out_dir) as tmp, quiet_hf():
-        model.save_pretrained(tmp)  # safetensors (the only format transformers 5 writes)
-        tokenizer.save_pretrained(tmp)
-    return out_dir
-
-
-def resolve_model_dir(run_or_model_dir: str | Path) -> Path:
-    """RUN_DIR → RUN_DIR/model; a model directory itself is accepted too."""
-    path = Path(run_or_model_dir).expanduser()
-    if (path / MODEL_SUBDIR / "config.json").is_file():
-        return path / MODEL_SUBDIR
-    if (path / "config.json").is_file():
-        return path
-    raise DataError(f"{path}: not a run directory (no {MODEL_SUBDIR}/config.json) nor a model directory")
-
-
-def load_run_model(run_or_model_dir: str | Path, device: str | torch.device = "cpu"):
-    """(model, tokenizer, meta) from a RUN_DIR or its model/ directory; eval mode, on `device`.
-
-    Loads safetensors only (never pickle) and no remote code. meta = the config's mmcot dict: text_backbone,
-    vision_backbone, feature_shape / image_shape, prompt_format, stage, ...
-    """
-    model_dir = resolve_model_dir(run_or_model_dir)
-    if not any(model_dir.glob("*.safetensors")):
-        raise DataError(f"{model_dir}: no safetensors weights (pickle checkpoints are not loaded)")
-    raw = read_json(model_dir / "config.json")
-    if not isinstance(raw, dict):  # a damaged config: named with line:column
-        raise DataError(f"{model_dir / 'config.json'}: expected a JSON object (a model config)")
-    if isinstance(raw.get(MMCOT_CONFIG_KEY), dict) and raw[MMCOT_CONFIG_KEY].get("kind") == "causal":
-        from mmcot_cli.model.causal_dirs import load_causal_model
-
-        return load_causal_model(model_dir, device)
-    check_weights_fit(model_dir)  # a lost tensor or an edited config would otherwise load as random weights
-    # A damaged (truncated, overwritten) weights or tokenizer file is one error line naming the directory.
-    broken = (OSError, ValueError, RuntimeError, KeyError, SafetensorError)
-    try:
-        with quiet_hf():
-            model = MMCoTForConditionalGeneration.from_pretrained(model_dir, use_safetensors=True)
-        # from_pretrained tolerates missing fusion keys (pretrained T5 → fusion model); a saved run must have them.
-        stored = set()
-        for shard in model_dir.glob("*.safetensors"):
-            with safe_open(shard, framework="pt") as fh:
-                stored.update(fh.keys())
-    except broken as e:
-        raise DataError(f"{model_dir}: cannot load the model ({first_line(e)})") from None
-    if model.image_shape is None and any(k.startswith("fusion.") for k in stored):
-        raise DataError(f"{model_dir / 'config.json'}: no fusion settings (image_shape), but the weights hold "
-                        "fusion layers; the config was edited or damaged (restore it; it would run text-only)")
-    missing = sorted(k for k in model.state_dict() if k.startswith("fusion.") and k not in stored)
-    if missing:
-        raise DataError(f"{model_dir}: fusion weights missing from the checkpoint: {', '.join(missing[:4])}")
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    except broken as e:
-        raise DataError(f"{model_dir}: cannot load the tokenizer ({first_line(e)})") from None
-    model.to(device).eval()
-    meta = mmcot_settings(model.config)
-    return model, tokenizer, meta

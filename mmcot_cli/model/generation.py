@@ -10,9 +10,7 @@ from transformers import LogitsProcessorList
 
 from mmcot_cli.errors import UsageError
 from mmcot_cli.model.answer_constraint import AnswerConstraints
-from mmcot_cli.model.batching import length_mask, pad_rows
-from mmcot_cli.model.causal_lm import CausalFusionLM
-from mmcot_cli.model.causal_text import CausalTextModel
+from mmcot_cli.model.text.base import text_model_for
 from mmcot_cli.progress import make_progress
 from mmcot_cli.validate import parse_device
 
@@ -58,13 +56,9 @@ def generate_texts(
         raise UsageError("--batch-size must be at least 1")
     if not sources:
         return []
-    causal = CausalTextModel(model, tokenizer) if isinstance(model, CausalFusionLM) else None
-    if causal is not None:  # a decoder-only LM: its prompt template, left padding, only the new tokens decoded
-        enc = causal.prompt_rows(sources, max_input_len)
-    else:
-        enc = tokenizer(list(sources), max_length=max_input_len, truncation=True, padding=False)["input_ids"]
+    text = text_model_for(model, tokenizer)  # T5 or decoder-only: prompt rows, padding side, what is decoded
+    enc = text.prompt_rows(sources, max_input_len)
     order = sorted(range(len(enc)), key=lambda i: (-len(enc[i]), i))
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     k = int((sampling or {}).get("num_return_sequences", 1))
     texts: list[Any] = [None] * len(enc)
     model.eval()
@@ -72,12 +66,7 @@ def generate_texts(
         task = progress.add_task(description, total=len(order))
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
-            width = max(len(enc[i]) for i in idx)
-            if causal is not None:
-                ids, mask = causal.prompt_batch([enc[i] for i in idx])
-            else:
-                ids = pad_rows([enc[i] for i in idx], pad_id, width)
-                mask = length_mask([len(enc[i]) for i in idx], width)
+            ids, mask = text.prompt_batch([enc[i] for i in idx])
             kwargs: dict[str, Any] = dict(
                 input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
                 num_beams=num_beams, do_sample=False, use_cache=use_cache)
@@ -88,8 +77,7 @@ def generate_texts(
                 kwargs["image_features"] = feature_batch(idx).to(device)
             if constraints is not None:
                 kwargs["logits_processor"] = LogitsProcessorList([constraints.for_batch(idx)])
-            out = (causal or model).generate(**kwargs)
-            decoded = causal.decode(out) if causal is not None else decode_generated(tokenizer, out)
+            decoded = text.decode(text.generate(**kwargs))
             for j, i in enumerate(idx):  # generate returns each input's K sequences next to each other
                 texts[i] = decoded[j * k:(j + 1) * k] if sampling else decoded[j]
             progress.advance(task, len(idx))

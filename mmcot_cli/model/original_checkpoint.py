@@ -203,11 +203,7 @@ def build_imported_model(ckpt: Path, state: dict, config_dict: dict, image_shape
     from safetensors.torch import save_file
     from transformers import T5Config
 
-    from mmcot_cli.model.fusion import (
-        MMCoTForConditionalGeneration,
-        quiet_hf,
-        with_mmcot_settings,
-    )
+    from mmcot_cli.model.fusion import MMCoTForConditionalGeneration, quiet_hf, with_mmcot_settings
 
     config = with_mmcot_settings(T5Config.from_dict(config_dict), image_shape)
     with tempfile.TemporaryDirectory(prefix="mmcot-import-") as tmp:
@@ -249,7 +245,7 @@ def import_run(cfg: ImportRunConfig) -> dict:
 
 
 def _import_held(cfg: ImportRunConfig, ckpt: Path, out: Path, hub_info: dict | None) -> dict:
-    from mmcot_cli.model.fusion import save_run_model
+    from mmcot_cli.model.text.runs import save_run_model
 
     default_format, out_len = STAGE_FORMATS[cfg.stage]
     prompt_format = cfg.prompt_format or default_format

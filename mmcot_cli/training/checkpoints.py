@@ -25,7 +25,7 @@ from mmcot_cli.io import (
     write_json,
     write_jsonl,
 )
-from mmcot_cli.model.fusion import save_run_model
+from mmcot_cli.model.text.runs import save_run_model
 
 CHECKPOINT_PREFIX = "step-"
 

@@ -16,7 +16,7 @@ from mmcot_cli.errors import DataError
 from mmcot_cli.features.store import open_store, store_fingerprint
 from mmcot_cli.features.store_images import check_store_images
 from mmcot_cli.io import sha256_file
-from mmcot_cli.model.batching import Example, tokenize_pairs
+from mmcot_cli.model.batching import Example
 from mmcot_cli.runs.meta import RunMeta
 from mmcot_cli.runs.rationales import Rationales, load_rationales, rationale_file
 from mmcot_cli.settings import model_settings
@@ -52,18 +52,14 @@ def stage_prompts(cfg: TrainConfig, records: list[dict], rationales: Rationales 
 
 def build_stage_data(cfg: TrainConfig, records: list[dict], pairs: list[tuple[str, str]], tokenizer,
                      model=None) -> StageData:
-    """Records and their (source, target) prompts → tokenized examples (a decoder-only `model`: its prompt
-    template's rows and target ids, mmcot_cli.model.causal_text)."""
-    from mmcot_cli.model.causal_lm import CausalFusionLM
-    from mmcot_cli.model.causal_text import CausalTextModel
+    """Records and their (source, target) prompts → tokenized examples, as the model's text-model seam makes them
+    (mmcot_cli.model.text: T5's source/target ids, or a decoder-only LM's prompt template rows and target ids)."""
+    from mmcot_cli.model.text.base import text_model_for
 
     qids = [str(r["qid"]) for r in records]
     sources, targets = [s for s, _ in pairs], [t for _, t in pairs]
-    if isinstance(model, CausalFusionLM):
-        examples = CausalTextModel(model, tokenizer).examples(qids, sources, targets, cfg.max_input_len,
-                                                              cfg.max_output_len)
-    else:
-        examples = tokenize_pairs(tokenizer, qids, sources, targets, cfg.max_input_len, cfg.max_output_len)
+    examples = text_model_for(model, tokenizer).examples(qids, sources, targets, cfg.max_input_len,
+                                                         cfg.max_output_len)
     return StageData(examples=examples, records=records, sources=[src for src, _ in pairs],
                      targets={q: t for q, (_, t) in zip(qids, pairs)})
 

@@ -28,9 +28,9 @@ from mmcot_cli.data.prompts import STAGE_PRESETS
 from mmcot_cli.errors import UsageError
 from mmcot_cli.io import make_dir, read_json
 from mmcot_cli.model.batching import Collator, LengthGroupedBatchSampler
-from mmcot_cli.model.causal_text import training_collator
-from mmcot_cli.model.fusion import build_model, load_run_model, parameter_counts, save_run_model
 from mmcot_cli.model.precision import autocast
+from mmcot_cli.model.text.base import training_collator
+from mmcot_cli.model.text.runs import build_model, load_run_model, parameter_counts, save_run_model
 from mmcot_cli.output_guard import mark_output_dir
 from mmcot_cli.runs.meta import RunMeta
 from mmcot_cli.training import log_lines, tracking

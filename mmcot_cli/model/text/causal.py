@@ -1,4 +1,4 @@
-"""CausalTextModel: the text-model seam (mmcot_cli.model.text_model) for decoder-only LMs. What training, generate,
+"""CausalTextModel: the text-model seam (mmcot_cli.model.text.base) for decoder-only LMs. What training, generate,
 ask and score need from a loaded model, in the seam's terms: tokenized examples, batches, the loss, left-padded
 prompt batches, generation of only the new tokens, decoding, save/load/build.
 """
@@ -12,10 +12,9 @@ from typing import Any, Sequence
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from mmcot_cli.model.batching import Collator, Example
+from mmcot_cli.model.batching import Example
 from mmcot_cli.model.causal_batching import CausalCollator, PromptTemplate, causal_examples, left_padded, pad_id
 from mmcot_cli.model.causal_dirs import CAUSAL, build_causal_model, load_causal_model, save_causal_model
-from mmcot_cli.model.causal_lm import CausalFusionLM
 
 
 class GeneratedOnly(LogitsProcessor):
@@ -118,24 +117,3 @@ class CausalTextModel:
         """options: fusion, fusion_layer, random_init, train_texts, text_options (causal_dirs.build_causal_model)."""
         net, tokenizer = build_causal_model(text_backbone, image_shape, **options)
         return cls(net, tokenizer)
-
-
-def training_collator(model, tokenizer, features_by_qid=None, meta=None):
-    """The training batches' collator: prompt + target rows for a decoder-only LM (whose settings it records in
-    the run's `meta`, a RunMeta), T5's Collator otherwise."""
-    if isinstance(model, CausalFusionLM):
-        if meta is not None:
-            record_causal_settings(meta, model, tokenizer)
-        return CausalTextModel(model, tokenizer).collator(features_by_qid)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    return Collator(pad_token_id=pad, features_by_qid=features_by_qid)
-
-
-def record_causal_settings(meta, net, tokenizer) -> None:
-    """What a decoder-only run records in run_config.json (RunMeta): its kind, fusion, fusion layer, whether a
-    chat template made the prompts. Nothing for T5."""
-    if not isinstance(net, CausalFusionLM):
-        return
-    settings = CausalTextModel(net, tokenizer).settings
-    meta.text_kind, meta.fusion, meta.fusion_layer = settings["kind"], settings["fusion"], settings["fusion_layer"]
-    meta.chat_template = settings["chat_template"]
