@@ -110,14 +110,15 @@ def test_t5_refuses_the_decoder_only_fusion_options(world, cli, tmp_path):
     assert res.exit_code != 0 and "decoder layers 0 … 1" in res.stderr and not (tmp_path / "run").exists()
 
 
-def test_crash_then_resume_matches_an_uninterrupted_run(world, tmp_path, monkeypatch):
+@pytest.mark.parametrize("lora", [{}, {"lora_r": 4, "lora_dropout": 0.1}], ids=["full", "lora"])
+def test_crash_then_resume_matches_an_uninterrupted_run(world, tmp_path, monkeypatch, lora):
     from safetensors.torch import load_file
 
     root = world["root"]
     kw = dict(stage="rationale", data_dir=str(root / "data"), features=str(root / "f"), text_model="llama-scratch",
               epochs=2, batch_size=8, grad_accum=2, save_every=2, keep_checkpoints=10, lr=3e-3, max_input_len=128,
               max_output_len=12, val_split=None, limit_train=32,
-              text_options={"d_model": 32, "layers": 2, "heads": 2, "dropout": 0.1})
+              text_options={"d_model": 32, "layers": 2, "heads": 2, "dropout": 0.1}, **lora)
     straight = train(TrainConfig(out_dir=str(tmp_path / "straight"), **kw))
     real_save = train_mod.save_checkpoint
 
@@ -133,7 +134,8 @@ def test_crash_then_resume_matches_an_uninterrupted_run(world, tmp_path, monkeyp
     monkeypatch.setattr(train_mod, "save_checkpoint", real_save)
     resumed = train(TrainConfig(out_dir=str(tmp_path / "crashed"), resume=True, **kw))
     assert resumed["resumed_from"].endswith("step-00000002") and resumed["steps"] == straight["steps"] == 4
-    for name in ("model.safetensors", "fusion.safetensors"):
+    names = ("model.safetensors", "fusion.safetensors") + (("adapter/adapter_model.safetensors",) if lora else ())
+    for name in names:
         a = load_file(str(list_checkpoints(tmp_path / "straight")[-1] / "model" / name))
         b = load_file(str(list_checkpoints(tmp_path / "crashed")[-1] / "model" / name))
         assert a.keys() == b.keys()

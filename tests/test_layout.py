@@ -32,7 +32,7 @@ FLOORS: list[set[str]] = [
     {"cli"},
 ]
 HEAVY = {"torch", "transformers", "numpy", "PIL", "matplotlib", "safetensors", "accelerate", "timm", "open_clip",
-         "rouge_score", "nltk", "huggingface_hub", "sentence_transformers", "tensorboard"}
+         "rouge_score", "nltk", "huggingface_hub", "sentence_transformers", "tensorboard", "peft"}
 
 
 @dataclasses.dataclass

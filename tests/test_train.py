@@ -264,9 +264,15 @@ def test_text_options_are_checked_against_the_backbone_declared_options(cli, dat
 
 
 def _final_weights(run: Path) -> dict[str, torch.Tensor]:
+    """The last checkpoint's weights; a LoRA run's adapter weights too (as adapter:NAME)."""
     from safetensors.torch import load_file
 
-    return load_file(str(list_checkpoints(run)[-1] / "model" / "model.safetensors"))
+    model = list_checkpoints(run)[-1] / "model"
+    weights = load_file(str(model / "model.safetensors"))
+    adapter = model / "adapter" / "adapter_model.safetensors"
+    if adapter.is_file():
+        weights.update({f"adapter:{k}": v for k, v in load_file(str(adapter)).items()})
+    return weights
 
 
 def _metric_rows(run: Path) -> list[dict]:
@@ -274,9 +280,10 @@ def _metric_rows(run: Path) -> list[dict]:
     return [{k: v for k, v in r.items() if k != "samples_per_s"} for r in rows]
 
 
-def test_crash_then_resume_matches_an_uninterrupted_run(data_dir, tmp_path, monkeypatch):
-    # 12 examples, batch 2 → 6 batches/epoch; grad_accum 2 → 3 optimizer steps/epoch; dropout on.
-    kw = dict(batch_size=2, grad_accum=2, save_every=2, keep_checkpoints=10, epochs=2, warmup_ratio=0.2)
+@pytest.mark.parametrize("lora", [{}, {"lora_r": 4, "lora_dropout": 0.1}], ids=["full", "lora"])
+def test_crash_then_resume_matches_an_uninterrupted_run(data_dir, tmp_path, monkeypatch, lora):
+    # 12 examples, batch 2 → 6 batches/epoch; grad_accum 2 → 3 optimizer steps/epoch; dropout on (LoRA's too).
+    kw = dict(batch_size=2, grad_accum=2, save_every=2, keep_checkpoints=10, epochs=2, warmup_ratio=0.2, **lora)
     straight = train(tiny_cfg(data_dir, tmp_path / "straight", **kw))
     assert straight["steps"] == 6
 

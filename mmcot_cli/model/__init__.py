@@ -8,7 +8,7 @@ generate from prompts), answer_constraint (answers decoded within the item's opt
 (`mmcot import-run`), weights_fit (config.json and the stored weights must fit before any weight loads),
 causal_lm (CausalFusionLM: a decoder-only LM with the gated fusion at decoder layer K or an image prefix),
 causal_batching (chat-template prompts, prompt+target rows, left-padded generation batches),
-causal_dirs (build, save and load of a decoder-only run model), precision (the one autocast context of training, validation and
-generation).
+causal_dirs (build, save and load of a decoder-only run model), precision (the one autocast context of training,
+validation and generation), adapters/ (lora: LoRA through peft on either family; base weights + adapter, or merged).
 May import: runs, registry, data and the ground floor; never training, inference, evaluation or above.
 """

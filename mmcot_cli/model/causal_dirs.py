@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from mmcot_cli.errors import DataError, MMCoTError, first_line
 from mmcot_cli.io import atomic_dir, read_json
+from mmcot_cli.model.adapters import lora
 from mmcot_cli.model.causal_batching import CHAT_TEMPLATE_KWARGS, pad_id
 from mmcot_cli.model.causal_lm import FUSION_WEIGHTS, CausalFusionLM
 from mmcot_cli.model.fusion import MMCOT_CONFIG_KEY, first_non_finite, mmcot_settings, quiet_hf
@@ -112,7 +113,8 @@ def build_causal_model(text_backbone: str, image_shape: Sequence[int] | None, *,
     return wrap_causal(lm, tokenizer, image_shape, backbone.name, fusion=fusion, fusion_layer=fusion_layer)
 
 
-def save_causal_model(net: CausalFusionLM, tokenizer, out_dir: str | Path, mmcot_meta: dict) -> Path:
+def save_causal_model(net: CausalFusionLM, tokenizer, out_dir: str | Path, mmcot_meta: dict,
+                      merge_lora: bool = False) -> Path:
     """The run's model directory, written whole or not at all (a NaN/inf model is never written)."""
     out_dir = Path(out_dir)
     net = getattr(net, "module", net)
@@ -120,9 +122,10 @@ def save_causal_model(net: CausalFusionLM, tokenizer, out_dir: str | Path, mmcot
     if bad is not None:
         raise MMCoTError(f"{out_dir}: not saved, parameter {bad} holds NaN or infinite values (training diverged; "
                          "try a lower --lr)")
-    setattr(net.lm.config, MMCOT_CONFIG_KEY, _settings(net, tokenizer, **mmcot_meta))
+    setattr(net.lm.config, MMCOT_CONFIG_KEY,
+            _settings(net, tokenizer, **mmcot_meta, lora=lora.settings(net, merge_lora)))
     with atomic_dir(out_dir) as tmp, quiet_hf():
-        net.lm.save_pretrained(tmp)
+        lora.save_text_model(net.lm, tmp, merged=merge_lora)  # base weights + adapter/, or merged weights
         tokenizer.save_pretrained(tmp)
         if net.fusion is not None:
             state = {k: v.detach().contiguous().cpu() for k, v in net.fusion.state_dict().items()}
@@ -150,6 +153,7 @@ def load_causal_model(model_dir: str | Path, device: str | torch.device = "cpu")
             if not weights.is_file():
                 raise DataError(f"{model_dir}: fusion weights missing ({FUSION_WEIGHTS})")
             net.fusion.load_state_dict(load_file(str(weights)))
+        lora.load_adapter(net, model_dir)
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
     except broken as e:
         raise DataError(f"{model_dir}: cannot load the model ({first_line(e)})") from None

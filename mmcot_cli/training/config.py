@@ -125,6 +125,19 @@ class TrainConfig:
     gradient_checkpointing: bool = setting(False, "Recompute each transformer block's activations in the backward "
                                            "pass instead of keeping them (less memory, about a third more compute; "
                                            "T5 and decoder-only backbones).")
+    lora_r: int = setting(0, "LoRA rank (peft) on the text backbone, T5 or decoder-only: only the low-rank "
+                          "adapters and the fusion layers train (0 = off, full fine-tuning).", check=non_negative_int,
+                          **KEEP)
+    lora_alpha: float = setting(16.0, "LoRA scaling numerator: the adapter's update is scaled by alpha / r.",
+                                check=positive_float, **KEEP)
+    lora_dropout: float = setting(0.0, "Dropout on the LoRA adapters' input, in [0, 1).",
+                                  check=_range(low=0, high=1, high_open=True), **KEEP)
+    lora_targets: str = setting("all-linear", "Comma-separated module names the adapters go on (e.g. q,v on T5; "
+                                "q_proj,v_proj on Llama/Qwen) or all-linear (every linear layer but the output "
+                                "head). The fusion layers are never adapted: they always train in full.", **KEEP)
+    merge_lora: bool = setting(False, "With --lora-r: also write RUN_DIR/merged/, the model with the adapters "
+                               "merged into its weights (a plain model directory; RUN_DIR/model/ keeps base + "
+                               "adapter).")
     resume: bool = setting(False, "Continue RUN_DIR from its last checkpoint.")
     allow_changed_data: bool = setting(False, "With --resume: continue although the inputs (DATA_DIR splits, "
                                        "features, rationales) changed since the run started (recorded in "
@@ -138,6 +151,8 @@ class TrainConfig:
             raise UsageError("--max-tokens-per-batch builds length-sorted batches; it cannot be combined with "
                              "--no-group-by-length")
         check_settings(self)
+        if self.merge_lora and not self.lora_r:
+            raise UsageError("--merge-lora applies to LoRA training (--lora-r N, N > 0)")
         if self.allow_changed_data and not self.resume:
             raise UsageError("--allow-changed-data applies to --resume")
         tracking.check_report_to(self.report_to)
@@ -163,6 +178,14 @@ class TrainConfig:
     def fusion_options(self) -> dict[str, Any]:
         """build_model's fusion arguments (decoder-only backbones; T5 refuses any but the default)."""
         return {"fusion": self.fusion, "fusion_layer": self.fusion_layer}
+
+    @property
+    def lora_options(self) -> dict[str, Any] | None:
+        """mmcot_cli.model.lora.apply_lora's arguments, or None without --lora-r."""
+        if not self.lora_r:
+            return None
+        return {"r": self.lora_r, "alpha": self.lora_alpha, "dropout": self.lora_dropout,
+                "targets": self.lora_targets}
 
     def changed_since(self, saved: dict) -> tuple[str, Any, Any] | None:
         """(field, saved value, value now) for the first field a resumed run must keep, or None."""

@@ -27,6 +27,7 @@ from mmcot_cli import progress
 from mmcot_cli.data.prompts import STAGE_PRESETS
 from mmcot_cli.errors import UsageError
 from mmcot_cli.io import make_dir, read_json
+from mmcot_cli.model.adapters.lora import apply_lora
 from mmcot_cli.model.batching import Collator, LengthGroupedBatchSampler
 from mmcot_cli.model.precision import autocast
 from mmcot_cli.model.text.base import training_collator
@@ -77,6 +78,8 @@ def obtain_model(cfg: TrainConfig, inputs: StageInputs, accelerator, resume_from
         image_shape = tuple(inputs.store.feature_shape) if inputs.store is not None else None
         model, tokenizer = build_model(cfg.text_model, image_shape, random_init=cfg.random_init, **cfg.fusion_options,
                                        train_texts=texts, text_options=dict(cfg.text_options) or None)
+        if cfg.lora_options:  # before the init copy: every process starts from the same adapter
+            apply_lora(model, **cfg.lora_options)
         if world > 1:
             save_run_model(model, tokenizer, init_dir, inputs.meta.model_meta())
     accelerator.wait_for_everyone()
@@ -245,12 +248,19 @@ def evaluate(t: Trainer, state: TrainState, epoch: int, train_loss: float | None
         state.best.update(value=value, step=state.global_step, epoch=epoch)
     if t.main:
         if improved:
-            save_run_model(unwrapped, t.tokenizer, t.run_dir / "model", t.meta.model_meta())
+            save_model(t, unwrapped)
         log_metrics(t, {
             "epoch": epoch, "step": state.global_step, "train_loss": train_loss,
             f"val_{t.metric_name}": value, "best": improved, "lr": t.scheduler.get_last_lr()[0],
             "samples_per_s": state.samples_per_s, "val_examples": len(t.val_data.examples)})
     t.accelerator.wait_for_everyone()
+
+
+def save_model(t: Trainer, model) -> None:
+    """RUN_DIR/model/ (with LoRA: base weights + adapter) and, with --merge-lora, RUN_DIR/merged/."""
+    save_run_model(model, t.tokenizer, t.run_dir / "model", t.meta.model_meta())
+    if t.cfg.merge_lora:
+        save_run_model(model, t.tokenizer, t.run_dir / "merged", t.meta.model_meta(), merge_lora=True)
 
 
 def log_metrics(t: Trainer, row: dict) -> None:
@@ -406,7 +416,7 @@ def _train_held(cfg: TrainConfig, accelerator, resume_from: Path | None, timer: 
     train_epochs(t, state)
     tracking.finish(accelerator)
     if not t.do_eval and t.main:
-        save_run_model(accelerator.unwrap_model(t.model), tokenizer, t.run_dir / "model", t.meta.model_meta())
+        save_model(t, accelerator.unwrap_model(t.model))
     accelerator.wait_for_everyone()
     return {
         "run_dir": str(t.run_dir), "model_dir": str(t.run_dir / "model"), "stage": cfg.stage,

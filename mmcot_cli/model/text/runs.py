@@ -68,13 +68,14 @@ def parameter_counts(model) -> dict[str, int]:
     return {"total": sum(p.numel() for p in params), "trainable": sum(p.numel() for p in params if p.requires_grad)}
 
 
-def save_run_model(model, tokenizer, out_dir: str | Path, mmcot_meta: dict) -> Path:
+def save_run_model(model, tokenizer, out_dir: str | Path, mmcot_meta: dict, merge_lora: bool = False) -> Path:
     """RUN_DIR/model (or any `out_dir`), written whole or not at all. `mmcot_meta` holds at least: text_backbone,
-    vision_backbone, feature_shape, prompt_format, stage."""
+    vision_backbone, feature_shape, prompt_format, stage. A LoRA model writes its base weights + adapter, or with
+    `merge_lora` the merged weights (mmcot_cli.model.adapters.lora)."""
     model = getattr(model, "module", model)  # unwrap DDP/accelerate wrappers
     if isinstance(model, CausalFusionLM):
-        return save_causal_model(model, tokenizer, out_dir, mmcot_meta)
-    return save_t5_model(model, tokenizer, out_dir, mmcot_meta)
+        return save_causal_model(model, tokenizer, out_dir, mmcot_meta, merge_lora)
+    return save_t5_model(model, tokenizer, out_dir, mmcot_meta, merge_lora)
 
 
 def resolve_model_dir(run_or_model_dir: str | Path) -> Path:

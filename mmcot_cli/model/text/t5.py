@@ -17,6 +17,7 @@ from transformers import AutoConfig, AutoTokenizer, T5Config
 
 from mmcot_cli.errors import DataError, MMCoTError, UsageError, first_line
 from mmcot_cli.io import atomic_dir
+from mmcot_cli.model.adapters import lora
 from mmcot_cli.model.batching import Collator, Example, length_mask, pad_rows, tokenize_pairs
 from mmcot_cli.model.fusion import (
     MMCoTForConditionalGeneration,
@@ -137,11 +138,13 @@ def finish_t5(model: MMCoTForConditionalGeneration, tokenizer, backbone_name: st
     return model, tokenizer
 
 
-def save_t5_model(model: MMCoTForConditionalGeneration, tokenizer, out_dir: str | Path, mmcot_meta: dict) -> Path:
+def save_t5_model(model: MMCoTForConditionalGeneration, tokenizer, out_dir: str | Path, mmcot_meta: dict,
+                  merge_lora: bool = False) -> Path:
     """A save_pretrained directory (safetensors weights incl. the fusion head, tokenizer, config with the mmcot
-    meta), written to a temporary sibling and renamed into place: an interrupted save never leaves a half model."""
+    meta), written to a temporary sibling and renamed into place: an interrupted save never leaves a half model.
+    A LoRA model (mmcot_cli.model.adapters.lora) saves its base weights + adapter, or with `merge_lora` merged."""
     out_dir = Path(out_dir)
-    meta = dict(mmcot_meta)
+    meta = dict(mmcot_meta, lora=lora.settings(model, merge_lora))
     if "feature_shape" in meta and meta["feature_shape"] is not None:
         meta["feature_shape"] = [int(x) for x in meta["feature_shape"]]
         if model.image_shape is not None and tuple(meta["feature_shape"]) != model.image_shape:
@@ -153,7 +156,7 @@ def save_t5_model(model: MMCoTForConditionalGeneration, tokenizer, out_dir: str 
                          "try a lower --lr)")
     with_mmcot_settings(model.config, model.image_shape, **meta)
     with atomic_dir(out_dir) as tmp, quiet_hf():
-        model.save_pretrained(tmp)  # safetensors (the only format transformers 5 writes)
+        lora.save_text_model(model, tmp, merged=merge_lora)  # safetensors (the only format transformers 5 writes)
         tokenizer.save_pretrained(tmp)
     return out_dir
 
@@ -173,6 +176,7 @@ def load_t5_model(model_dir: Path, device: str | torch.device = "cpu"):
                 stored.update(fh.keys())
     except broken as e:
         raise DataError(f"{model_dir}: cannot load the model ({first_line(e)})") from None
+    lora.load_adapter(model, model_dir)
     if model.image_shape is None and any(k.startswith("fusion.") for k in stored):
         raise DataError(f"{model_dir / 'config.json'}: no fusion settings (image_shape), but the weights hold "
                         "fusion layers; the config was edited or damaged (restore it; it would run text-only)")
