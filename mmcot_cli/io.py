@@ -33,7 +33,15 @@ def uniform_modes(folder: str | os.PathLike) -> None:
 
 
 def os_reason(e: BaseException) -> str:
-    """The short reason of an OSError ("No space left on device"), else the exception's type name."""
+    """The short reason of an OSError ("No space left on device"), else the exception's type name. The open-files
+    limit reached says which limit and how to raise it."""
+    if getattr(e, "errno", None) == errno.EMFILE:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        return f"too many open files: the open-files limit (ulimit -n) is {soft}; raise it, or use fewer --workers"
+    if getattr(e, "errno", None) == errno.ENFILE:
+        return "too many open files in the system (the kernel's file table is full)"
     return getattr(e, "strerror", None) or type(e).__name__
 
 

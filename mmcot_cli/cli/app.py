@@ -99,6 +99,8 @@ def fail(message: str, code: int = 1) -> None:
 def os_error_line(e: OSError) -> str:
     """One line for an OSError that escaped the library: the path it names and the reason."""
 
+    if e.errno in (errno.EMFILE, errno.ENFILE):  # the cause is the limit, not a write or the file named
+        return f"{e.filename}: {os_reason(e)}" if e.filename is not None else os_reason(e)
     if e.filename is not None:
         return f"{e.filename}: {os_reason(e)}"
     if isinstance(e, BrokenPipeError):

@@ -15,6 +15,7 @@ shared mutable file. Extraction (batching, sharding, resume, merge) lives in mmc
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import json
@@ -31,6 +32,7 @@ from mmcot_cli.features.store_files import (
     ST_DTYPES,
     DataFile,
     identity_problem,
+    map_budget,
     read_data_file,
     store_rows,
     verify_data_file,
@@ -104,7 +106,9 @@ class FeatureStore:
         self._by_name = {f.name: f for f in self.files}
         self._index = self._load_index(self.files)
         self.manifest = summarize(self.identity, split_infos(self.path), self.files, self._index)
-        self._maps: dict[str, mmap.mmap] = {}
+        self._maps: collections.OrderedDict[str, mmap.mmap] = collections.OrderedDict()  # least recent first
+        self._verified: set[str] = set()  # data files whose CRC this process checked
+        self._budget = map_budget()
 
     def _load_index(self, files: list[DataFile]) -> dict[str, tuple[str, int]]:
         cached = self.path / "index.json"
@@ -168,9 +172,15 @@ class FeatureStore:
             return None
         f = self._by_name[loc[0]]
         mm = self._maps.get(f.name)
-        if mm is None:
+        if mm is not None:
+            self._maps.move_to_end(f.name)
+        else:
             try:
-                verify_data_file(f)  # once per file and process: a corrupted chunk is named, never read as features
+                if f.name not in self._verified:  # once per file and process: a corrupted chunk is named
+                    verify_data_file(f)
+                    self._verified.add(f.name)
+                while len(self._maps) >= self._budget:  # each map holds a descriptor: `ulimit -n` bounds them
+                    self._maps.popitem(last=False)[1].close()
                 with open(f.path, "rb") as fh:
                     mm = self._maps[f.name] = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
             except FileNotFoundError:  # compacted by `extract --merge` since this store was opened: read it anew
@@ -227,11 +237,11 @@ class FeatureStore:
     def close(self) -> None:
         for mm in self._maps.values():
             mm.close()
-        self._maps = {}
+        self._maps = collections.OrderedDict()
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        state["_maps"] = {}
+        state["_maps"], state["_verified"] = collections.OrderedDict(), set()
         return state
 
     def __repr__(self) -> str:

@@ -17,6 +17,21 @@ from mmcot_cli.io import atomic_path
 ST_DTYPES = {"F16": np.float16, "F32": np.float32}
 
 
+def map_budget() -> int:
+    """How many data files one reader keeps memory-mapped at once (each map holds a file descriptor): a quarter
+    of the open-files limit (`ulimit -n`), between 4 and 256, so a store of many chunks reads under any limit
+    (the least recently used map is closed first)."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError):
+        return 64
+    if soft == getattr(resource, "RLIM_INFINITY", -1) or soft <= 0:
+        return 256
+    return max(4, min(256, soft // 4))
+
+
 @dataclass
 class DataFile:
     """One safetensors file of the store, as described by its header (read without touching the data)."""
