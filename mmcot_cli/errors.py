@@ -110,3 +110,17 @@ class Terminated(KeyboardInterrupt):
         if hasattr(signal, "SIGCHLD"):  # not on Windows
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         raise Terminated()
+
+
+def open_files_reason(e: BaseException) -> str | None:
+    """For EMFILE / ENFILE (the open-files limit reached): which limit, and how to raise it; None otherwise."""
+    import errno
+
+    if getattr(e, "errno", None) == errno.ENFILE:
+        return "too many open files in the system (the kernel's file table is full)"
+    if getattr(e, "errno", None) != errno.EMFILE:
+        return None
+    import resource
+
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return f"too many open files: the open-files limit (ulimit -n) is {soft}; raise it, or use fewer --workers"

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator, NamedTuple
 
-from mmcot_cli.errors import DataError, first_line
+from mmcot_cli.errors import DataError, first_line, open_files_reason
 
 
 def _umask() -> int:
@@ -33,16 +33,9 @@ def uniform_modes(folder: str | os.PathLike) -> None:
 
 
 def os_reason(e: BaseException) -> str:
-    """The short reason of an OSError ("No space left on device"), else the exception's type name. The open-files
-    limit reached says which limit and how to raise it."""
-    if getattr(e, "errno", None) == errno.EMFILE:
-        import resource
-
-        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        return f"too many open files: the open-files limit (ulimit -n) is {soft}; raise it, or use fewer --workers"
-    if getattr(e, "errno", None) == errno.ENFILE:
-        return "too many open files in the system (the kernel's file table is full)"
-    return getattr(e, "strerror", None) or type(e).__name__
+    """The short reason of an OSError ("No space left on device"; the open-files limit named), else the exception's
+    type name."""
+    return open_files_reason(e) or getattr(e, "strerror", None) or type(e).__name__
 
 
 def write_fault(e: BaseException) -> str | None:
@@ -70,8 +63,7 @@ def sibling_stem(path: str | os.PathLike) -> str:
     bytes), the name cut short at a character boundary plus a digest of the whole name (still one per output)."""
     import hashlib
 
-    path = Path(path)
-    raw = os.fsencode(path.name)
+    path, raw = Path(path), os.fsencode(Path(path).name)
     room = min(_NAME_MAX, _PATH_MAX - len(os.fsencode(str(path.parent))) - 1) - 1 - _SIBLING_TAG
     if len(raw) <= room:
         return path.name
