@@ -20,20 +20,20 @@ DEVICE=${DEVICE:-cuda}
 VIT_ARGS=()
 [ -n "${VIT_WEIGHTS:-}" ] && VIT_ARGS=(--weights "$VIT_WEIGHTS")
 
-COMMON=(--data "$WORK/data" --features "$WORK/features/vit" --text-model "$TEXT_MODEL"
-        --epochs 20 --lr 8e-5 --batch-size 8 --eval-batch-size 8 --max-input-len 512 --seed 42)
+RECIPES=$(dirname "$0")/recipes  # the hyperparameters; the paths stay here
+COMMON=(--data "$WORK/data" --features "$WORK/features/vit" --text-model "$TEXT_MODEL")
 
 mmcot prepare "$AOKVQA" --format aokvqa --images "$COCO" --out "$WORK/data"
 mmcot extract --backbone vit --data "$WORK/data" --split train,val,test --out "$WORK/features/vit" \
   --device "$DEVICE" --batch-size 64 "${VIT_ARGS[@]}"
 
 # Stage 1: rationale (targets: the crowd rationales, each one example).
-mmcot train --stage rationale "${COMMON[@]}" --max-output-len 512 --eval-every 0 --out "$WORK/rationale"
+mmcot train --config "$RECIPES/aokvqa-rationale.yaml" "${COMMON[@]}" --out "$WORK/rationale"
 mmcot generate --run "$WORK/rationale" --data "$WORK/data" --split train,val,test --batch-size 32 \
   --device "$DEVICE"
 
 # Stage 2: answer, on the stage-1 rationales (by question_id).
-mmcot train --stage answer "${COMMON[@]}" --max-output-len 64 --rationales "$WORK/rationale" --out "$WORK/answer"
+mmcot train --config "$RECIPES/aokvqa-answer.yaml" "${COMMON[@]}" --rationales "$WORK/rationale" --out "$WORK/answer"
 mmcot generate --run "$WORK/answer" --data "$WORK/data" --split val,test --batch-size 32 --device "$DEVICE"
 
 # val: accuracy, MC and DA accuracy as allenai/aokvqa's eval_predictions.py computes them, and the prediction file
@@ -52,4 +52,4 @@ mmcot score "$WORK/answer/preds-test.jsonl" --data "$WORK/data" --split test \
 #   mmcot generate --run "$WORK/rationale" --data "$WORK/data" --split train --num-samples 4 --temperature 0.7 \
 #     --seed 0 --out "$WORK/samples-train.jsonl"
 #   mmcot rationales filter "$WORK/samples-train.jsonl" --data "$WORK/data" --split train --out "$WORK/kept.jsonl"
-#   mmcot train --stage rationale "${COMMON[@]}" --rationale-source "$WORK/kept.jsonl" --out "$WORK/rationale-ft"
+#   mmcot train --config "$RECIPES/aokvqa-rationale.yaml" "${COMMON[@]}" --rationale-source "$WORK/kept.jsonl" --out "$WORK/rationale-ft"

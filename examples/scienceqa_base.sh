@@ -2,9 +2,9 @@
 # Multimodal-CoT Base on the real ScienceQA benchmark, with the reference's hyperparameters
 # (amazon-science/mm-cot run scripts, see README): FLAN-Alpaca-base + ViT features + InstructBLIP captions,
 # stage 1 (rationale, QCM-E) then stage 2 (answer, QCMG-A), one GPU.
-# Generation and scoring follow the original's protocol too: --protocol original (free decoding, its random A–E
-# fallback, its get_scores rationale metrics; docs/TRAINING.md "Protocols"). Training: pass --precision fp32
-# --no-group-by-length for the original's fp32 and random batches.
+# The hyperparameters are recipes (examples/recipes/*.yaml, `--config`): the reference's values, fp32 and random
+# batches as the original trains. Generation and scoring follow the original's protocol too: --protocol original
+# (free decoding, its random A–E fallback, its get_scores rationale metrics; docs/TRAINING.md "Protocols").
 #
 # Fixed hand-off: stage 2 reads the stage-1 run's generated rationales BY QID (the original paired them by list
 # position, read them from another experiment folder, and called a missing main_central.py).
@@ -29,9 +29,9 @@ fi
 VIT_ARGS=()
 [ -n "${VIT_WEIGHTS:-}" ] && VIT_ARGS=(--weights "$VIT_WEIGHTS")
 
-# Reference: --bs 8 --eval_bs 8 --epoch 20 --lr 8e-5 --input_len 512, seed 42, AdamW, linear decay, no warmup.
-COMMON=(--data "$WORK/data" --features "$WORK/features/vit" --text-model "$TEXT_MODEL" --use-caption
-        --epochs 20 --lr 8e-5 --batch-size 8 --eval-batch-size 8 --max-input-len 512 --seed 42 --precision fp32 --no-group-by-length)
+RECIPES=$(dirname "$0")/recipes
+# The paths; the hyperparameters (--bs 8 --eval_bs 8 --epoch 20 --lr 8e-5 --input_len 512, seed 42) are in the recipes.
+COMMON=(--data "$WORK/data" --features "$WORK/features/vit" --text-model "$TEXT_MODEL")
 
 mmcot prepare "$SQA" --out "$WORK/data" --splits train,val,test --captions "$CAPTIONS"
 mmcot extract --backbone vit --data "$WORK/data" --split train,val,test --out "$WORK/features/vit" \
@@ -39,15 +39,17 @@ mmcot extract --backbone vit --data "$WORK/data" --split train,val,test --out "$
 
 # Stage 1: rationale. Reference: --output_len 512 --prompt_format QCM-E --use_generate --final_eval
 # (no per-epoch validation; the last epoch's model is kept) → --eval-every 0.
-mmcot train --stage rationale "${COMMON[@]}" --max-output-len 512 --eval-every 0 --out "$WORK/rationale"
-mmcot generate --protocol original --run "$WORK/rationale" --data "$WORK/data" --split train,val,test --batch-size 32 \
-  --device "$DEVICE"
+mmcot train --config "$RECIPES/scienceqa-base-rationale.yaml" "${COMMON[@]}" --out "$WORK/rationale"
+mmcot generate --config "$RECIPES/generate-original.yaml" --run "$WORK/rationale" --data "$WORK/data" \
+  --split train,val,test --device "$DEVICE"
 
 # Stage 2: answer. Reference: --output_len 64 --prompt_format QCMG-A, validation every epoch, best accuracy kept.
 # Train-split inputs use the gold rationale (the reference's choice); add --train-on generated to train on
 # the stage-1 predictions instead (no train/test mismatch).
-mmcot train --stage answer "${COMMON[@]}" --max-output-len 64 --rationales "$WORK/rationale" --out "$WORK/answer"
-mmcot generate --protocol original --run "$WORK/answer" --data "$WORK/data" --split test --batch-size 32 --device "$DEVICE"
+mmcot train --config "$RECIPES/scienceqa-base-answer.yaml" "${COMMON[@]}" --rationales "$WORK/rationale" \
+  --out "$WORK/answer"
+mmcot generate --config "$RECIPES/generate-original.yaml" --run "$WORK/answer" --data "$WORK/data" --split test \
+  --device "$DEVICE"
 
 mmcot score --protocol original "$WORK/answer/preds-test.jsonl" --data "$WORK/data" --split test
 mmcot score --protocol original "$WORK/rationale/preds-test.jsonl" --data "$WORK/data" --split test

@@ -32,8 +32,8 @@ VIT_ARGS=()
 LAUNCH=(accelerate launch --num_processes "$GPUS" -m mmcot_cli)
 
 # Reference: --epoch 50 --lr 5e-5 --input_len 512, seed 42, 4 GPUs, no --final_eval (best on val kept).
-COMMON=(--data "$WORK/data" --features "$WORK/features/vit" --text-model "$TEXT_MODEL" --use-caption
-        --epochs 50 --lr 5e-5 --max-input-len 512 --seed 42 --precision fp32 --no-group-by-length)
+RECIPES=$(dirname "$0")/recipes  # the hyperparameters; the paths stay here
+COMMON=(--data "$WORK/data" --features "$WORK/features/vit" --text-model "$TEXT_MODEL")
 
 mmcot prepare "$SQA" --out "$WORK/data" --splits train,val,test --captions "$CAPTIONS"
 # One process per GPU would also work (--shard K/N, see examples/ for the batch-queue scripts).
@@ -41,16 +41,17 @@ mmcot extract --backbone vit --data "$WORK/data" --split train,val,test --out "$
   --device cuda --batch-size 64 "${VIT_ARGS[@]}"
 
 # Stage 1: rationale. Reference: --bs 2 --eval_bs 4 (per GPU) --output_len 512 --prompt_format QCM-E.
-"${LAUNCH[@]}" train --stage rationale "${COMMON[@]}" --batch-size 2 --eval-batch-size 4 --max-output-len 512 \
-  --out "$WORK/rationale"
-mmcot generate --protocol original --run "$WORK/rationale" --data "$WORK/data" --split train,val,test --batch-size 16 --device cuda
+"${LAUNCH[@]}" train --config "$RECIPES/scienceqa-large-rationale.yaml" "${COMMON[@]}" --out "$WORK/rationale"
+mmcot generate --config "$RECIPES/generate-original.yaml" --run "$WORK/rationale" --data "$WORK/data" \
+  --split train,val,test --batch-size 16 --device cuda
 
 # Stage 2: answer. Reference: --bs 4 --eval_bs 8 (per GPU) --output_len 64 --prompt_format QCMG-A.
 # Train-split inputs use the gold rationale (the reference's choice); add --train-on generated to train on
 # the stage-1 predictions instead.
-"${LAUNCH[@]}" train --stage answer "${COMMON[@]}" --batch-size 4 --eval-batch-size 8 --max-output-len 64 \
-  --rationales "$WORK/rationale" --out "$WORK/answer"
-mmcot generate --protocol original --run "$WORK/answer" --data "$WORK/data" --split test --batch-size 32 --device cuda
+"${LAUNCH[@]}" train --config "$RECIPES/scienceqa-large-answer.yaml" "${COMMON[@]}" --rationales "$WORK/rationale" \
+  --out "$WORK/answer"
+mmcot generate --config "$RECIPES/generate-original.yaml" --run "$WORK/answer" --data "$WORK/data" --split test \
+  --device cuda
 
 mmcot score --protocol original "$WORK/answer/preds-test.jsonl" --data "$WORK/data" --split test
 mmcot score --protocol original "$WORK/rationale/preds-test.jsonl" --data "$WORK/data" --split test

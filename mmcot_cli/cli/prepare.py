@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
 
-from mmcot_cli.cli.app import command, print_json, stdout_is_utf8, warn, write_stdout
+from mmcot_cli.cli.app import print_json, stdout_is_utf8, warn, write_stdout
+from mmcot_cli.cli.options import settings_command
 from mmcot_cli.data.carve import Carve
 from mmcot_cli.data.prompts import format_jsonl_row, prompt_rows, uses_rationale, writes_rationale
 from mmcot_cli.data.readers import FORMATS, prepare_source
@@ -17,37 +18,50 @@ from mmcot_cli.data.teacher import expand_rationales
 from mmcot_cli.errors import UsageError
 from mmcot_cli.progress import err_console
 from mmcot_cli.runs.rationales import load_rationales
+from mmcot_cli.settings import setting
+from mmcot_cli.validate import check_seed, non_negative_int
 
 
-@command("prepare")
+def _no_negative(flag, value):
+    return non_negative_int(flag, value)
+
+
+@dataclass
+class PrepareSettings:
+    """`mmcot prepare`'s options (mmcot_cli.settings): the arguments of data.readers.prepare_source."""
+
+    source: Path = setting(help="ScienceQA from the Hub (derek-thomas/ScienceQA, lmms-lab/ScienceQA, or a folder of "
+                           "their parquet files), a ScienceQA folder (problems.json + pid_splits.json, here or in "
+                           "scienceqa/) or problems file, an A-OKVQA folder (aokvqa_v1p0_<split>.json) or a generic "
+                           "JSONL file/folder.", argument=True, metavar="SOURCE")
+    out: Path = setting(help="DATA_DIR to write <split>.jsonl and manifest.json into.", short="-o",
+                        metavar="DATA_DIR")
+    fmt: str | None = setting(None, f"{', '.join(FORMATS)} (default: detected).", flag="--format",
+                              metavar="FORMAT")  # the format registry names the known ones
+    splits: str | None = setting(None, "Comma-separated split names (ScienceQA default train,val,test, minitrain … "
+                                 "work too; other formats: every split present).", metavar="SPLITS")
+    captions: Path | None = setting(None, 'Caption file {"captions": {qid: text}}. Default: SRC/captions.json if '
+                                    "present.", metavar="FILE")
+    images: Path | None = setting(None, "ScienceQA: image folder (<qid>/ or <split>/<qid>/ inside; default "
+                                  "SRC/images). A-OKVQA: COCO_DIR ({split}2017/<id>.jpg). JSONL: base folder for "
+                                  "relative image paths (default: the file's).", metavar="DIR")
+    problems: Path | None = setting(None, "ScienceQA's problems file, any name (pid_splits.json beside it, else each "
+                                    "entry's 'split'). With a Hub source: gives every row its original qid "
+                                    "(matched by content).", metavar="FILE")
+    carve: str | None = setting(None, "Carve one split into train/val/test, seeded and stratified by "
+                                "subject/grade/image: SPLIT or SPLIT:TRAIN/VAL/TEST shares (default 80/10/10). The "
+                                "manifest marks them as not the official splits.", metavar="SPEC")
+    seed: int = setting(0, "Shuffle seed of --carve.", check=check_seed)
+    skip_bad: bool = setting(False, "Skip bad items with a warning each instead of failing.")
+    strict: bool = setting(False, "Treat split qids that have no problems.json entry as errors (default: count "
+                           "them and list them in manifest.json).")
+    allow_overlap: bool = setting(False, "Allow a qid in two of the prepared splits (by default leakage is an "
+                                  "error; trainval ⊇ train and mini* ⊆ their split are always fine).")
+
+
+@settings_command("prepare")
 def prepare_command(
-    source: Path = typer.Argument(..., help="ScienceQA from the Hub (derek-thomas/ScienceQA, lmms-lab/ScienceQA, "
-                                  "or a folder of their parquet files), a ScienceQA folder (problems.json + "
-                                  "pid_splits.json, here or in scienceqa/) or problems file, an A-OKVQA folder "
-                                  "(aokvqa_v1p0_<split>.json) or a generic JSONL file/folder."),
-    fmt: Optional[str] = typer.Option(None, "--format", help=f"{', '.join(FORMATS)} (default: detected)."),
-    out: Path = typer.Option(..., "--out", "-o", help="DATA_DIR to write <split>.jsonl and manifest.json into."),
-    splits: Optional[str] = typer.Option(None, "--splits", help="Comma-separated split names (ScienceQA default "
-                                         "train,val,test, minitrain … work too; other formats: every split "
-                                         "present)."),
-    captions: Optional[Path] = typer.Option(None, "--captions", help='Caption file {"captions": {qid: text}}. '
-                                            "Default: SRC/captions.json if present."),
-    images: Optional[Path] = typer.Option(None, "--images", help="ScienceQA: image folder (<qid>/ or <split>/<qid>/ "
-                                          "inside; default SRC/images). A-OKVQA: COCO_DIR ({split}2017/<id>.jpg). "
-                                          "JSONL: base folder for relative image paths (default: the file's)."),
-    problems: Optional[Path] = typer.Option(None, "--problems", help="ScienceQA's problems file, any name "
-                                            "(pid_splits.json beside it, else each entry's 'split'). With a Hub "
-                                            "source: gives every row its original qid (matched by content)."),
-    carve: Optional[str] = typer.Option(None, "--carve", help="Carve one split into train/val/test, seeded and "
-                                        "stratified by subject/grade/image: SPLIT or SPLIT:TRAIN/VAL/TEST shares "
-                                        "(default 80/10/10). The manifest marks them as not the official splits."),
-    seed: int = typer.Option(0, "--seed", help="Shuffle seed of --carve."),
-    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip bad items with a warning each instead of failing."),
-    strict: bool = typer.Option(False, "--strict", help="Treat split qids that have no problems.json entry as "
-                                "errors (default: count them and list them in manifest.json)."),
-    allow_overlap: bool = typer.Option(False, "--allow-overlap", help="Allow a qid in two of the prepared splits "
-                                       "(by default leakage is an error; trainval ⊇ train and mini* ⊆ their "
-                                       "split are always fine)."),
+    cfg: PrepareSettings,
     json_out: bool = typer.Option(False, "--json", help="Print one JSON summary object."),
 ) -> None:
     """Validate a ScienceQA, A-OKVQA or generic JSONL source and write one JSONL per split plus manifest.json.
@@ -57,9 +71,10 @@ def prepare_command(
     image_paths []; when the split has images but a declared one is missing, that item is an error (or skipped
     with --skip-bad). Nothing is written unless every check passes.
     """
-    summary = prepare_source(source, out, fmt, parse_splits(splits) if splits is not None else None, images=images,
-                             captions=captions, skip_bad=skip_bad, strict=strict, allow_overlap=allow_overlap,
-                             problems=problems, carve=Carve.parse(carve, seed) if carve is not None else None)
+    carve = Carve.parse(cfg.carve, cfg.seed) if cfg.carve is not None else None
+    summary = prepare_source(cfg.source, cfg.out, cfg.fmt, parse_splits(cfg.splits) if cfg.splits is not None
+                             else None, images=cfg.images, captions=cfg.captions, skip_bad=cfg.skip_bad,
+                             strict=cfg.strict, allow_overlap=cfg.allow_overlap, problems=cfg.problems, carve=carve)
     for message in summary["warnings"]:
         warn(message)
     if json_out:
@@ -76,22 +91,29 @@ def prepare_command(
     err_console.print(table)
 
 
-@command("prompts")
-def prompts_command(
-    data_dir: Path = typer.Argument(..., help="A DATA_DIR written by `mmcot prepare`."),
-    split: str = typer.Option("test", "--split", help="Which split file to read."),
-    prompt_format: str = typer.Option("QCM-LE", "--format", "--prompt-format", "-f",
-                                      help="INPUT-OUTPUT, e.g. QCM-LE, QCM-A, QCMG-A (as `train --prompt-format`)."),
-    use_caption: bool = typer.Option(False, "--use-caption", help="Append the image caption to the context."),
-    limit: Optional[int] = typer.Option(None, "--limit", "-n", min=0, help="Only the first N records."),
-    rationales: Optional[Path] = typer.Option(None, "--rationales", help="Generated rationales for QCMG/CQMG "
-                                              "(predictions JSONL, or a RUN_DIR with preds-<split>.jsonl), by qid."),
-    rationale_source: Optional[str] = typer.Option(
-        None, "--rationale-source", help="One line per training example, as `train --stage rationale "
-        "--rationale-source` builds them: gold (A-OKVQA's three rationales give three) or a rationale-set FILE."),
-) -> None:
+@dataclass
+class PromptsSettings:
+    """`mmcot prompts`' options (mmcot_cli.settings)."""
+
+    data_dir: Path = setting(help="A DATA_DIR written by `mmcot prepare`.", argument=True, metavar="DATA_DIR")
+    split: str = setting("test", "Which split file to read.", metavar="SPLIT")
+    prompt_format: str = setting("QCM-LE", "INPUT-OUTPUT, e.g. QCM-LE, QCM-A, QCMG-A (as `train --prompt-format`).",
+                                 flag="--format", aliases=("--prompt-format",), short="-f", metavar="FORMAT")
+    use_caption: bool = setting(False, "Append the image caption to the context.")
+    limit: int | None = setting(None, "Only the first N records.", short="-n", check=_no_negative)
+    rationales: Path | None = setting(None, "Generated rationales for QCMG/CQMG (predictions JSONL, or a RUN_DIR "
+                                      "with preds-<split>.jsonl), by qid.", metavar="PATH")
+    rationale_source: str | None = setting(None, "One line per training example, as `train --stage rationale "
+                                           "--rationale-source` builds them: gold (A-OKVQA's three rationales give "
+                                           "three) or a rationale-set FILE.", metavar="SOURCE")
+
+
+@settings_command("prompts")
+def prompts_command(cfg: PromptsSettings) -> None:
     """Print one {qid, source, target} JSON line per record (per training example with --rationale-source):
     the text the model reads and writes. `train`'s stage presets are QCM-E (rationale) and QCMG-A (answer)."""
+    data_dir, split, prompt_format, use_caption = cfg.data_dir, cfg.split, cfg.prompt_format, cfg.use_caption
+    limit, rationales, rationale_source = cfg.limit, cfg.rationales, cfg.rationale_source
     takes_rationale = uses_rationale(prompt_format)  # an unknown format exits 2 before any data is read
     if rationales is not None and not takes_rationale:
         raise UsageError(f"--rationales only applies to QCMG-*/CQMG-* formats, not {prompt_format}")

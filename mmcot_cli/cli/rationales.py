@@ -3,18 +3,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
 
-from mmcot_cli.cli.app import app, guarded, print_json, warn
+from mmcot_cli.cli.app import app, print_json, warn
+from mmcot_cli.cli.options import settings_command
 from mmcot_cli.data.teacher import collect_rationales
-from mmcot_cli.errors import UnknownNameError, UsageError
+from mmcot_cli.errors import UsageError
 from mmcot_cli.progress import err_console
 from mmcot_cli.runs.original_rationales import FORMAT as MM_COT
 from mmcot_cli.runs.original_rationales import import_original_rationales
+from mmcot_cli.settings import setting
 
 rationales_app = typer.Typer(help="Teacher rationales: import them, keep those that reach the gold answer; "
                                   "import the original's stage-1 outputs (--format mm-cot).", no_args_is_help=True)
@@ -67,54 +69,64 @@ def _report_original(summary: dict, json_out: bool) -> None:
     err_console.print(table)
 
 
-@rationales_app.command("import")
-@guarded
-def import_command(
-    source: str = typer.Argument(..., help=_SOURCE_HELP + " With --format mm-cot: the original's "
-                                 "predictions_ans_eval.json / predictions_ans_test.json (a local file, or a hub id "
-                                 "org/name/<run folder>/predictions_ans_test.json)."),
-    data: Path = typer.Option(..., "--data", help="DATA_DIR written by `mmcot prepare`."),
-    split: str = typer.Option("train", "--split", help="The split the rationales are for (mm-cot: the split the "
-                              "file was written for, its problems in DATA's order; eval = the original's "
-                              "--val_split, usually val; test = its --test_split)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Rationale set JSONL to write (mm-cot: a predictions JSONL "
-                             "keyed by qid, for `generate/train --rationales`)."),
-    fmt: str = typer.Option("teacher", "--format", help="teacher: rationales by qid → a rationale set (training "
-                            "targets); mm-cot: the original's positional stage-1 predictions {\"preds\": [...]} → "
-                            "stage-1 rationales by qid."),
-    strip_answer: bool = typer.Option(False, "--strip-answer", help=_STRIP_HELP),
-    revision: Optional[str] = typer.Option(None, "--revision", help="mm-cot SOURCE given as a hub id (org/name/"
-                                           "path/predictions_ans_test.json): branch, tag or commit [default: main]."),
-    skip_bad: bool = typer.Option(False, "--skip-bad", help="Warn about and skip bad lines instead of failing."),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON summary object."),
-) -> None:
+_SPLIT_HELP = ("The split the rationales are for (mm-cot: the split the file was written for, its problems in DATA's "
+               "order; eval = the original's --val_split, usually val; test = its --test_split).")
+_FORMAT_HELP = ("teacher: rationales by qid → a rationale set (training targets); mm-cot: the original's positional "
+                "stage-1 predictions {\"preds\": [...]} → stage-1 rationales by qid.")
+
+
+@dataclass
+class RationalesImport:
+    """`mmcot rationales import`'s options (mmcot_cli.settings)."""
+
+    source: str = setting(help=_SOURCE_HELP + " With --format mm-cot: the original's predictions_ans_eval.json / "
+                          "predictions_ans_test.json (a local file, or a hub id org/name/<run folder>/"
+                          "predictions_ans_test.json).", argument=True, metavar="SOURCE")
+    data: Path = setting(help="DATA_DIR written by `mmcot prepare`.", metavar="DATA_DIR")
+    out: Path = setting(help="Rationale set JSONL to write (mm-cot: a predictions JSONL keyed by qid, for "
+                        "`generate/train --rationales`).", short="-o", metavar="FILE")
+    split: str = setting("train", _SPLIT_HELP, metavar="SPLIT")
+    fmt: str = setting("teacher", _FORMAT_HELP, flag="--format", choices=IMPORT_FORMATS)
+    strip_answer: bool = setting(False, _STRIP_HELP)
+    revision: str | None = setting(None, "mm-cot SOURCE given as a hub id (org/name/path/predictions_ans_test.json): "
+                                   "branch, tag or commit (default main).", metavar="REV")
+    skip_bad: bool = setting(False, "Warn about and skip bad lines instead of failing.")
+
+
+@dataclass
+class RationalesFilter:
+    """`mmcot rationales filter`'s options (mmcot_cli.settings)."""
+
+    source: Path = setting(help=_SOURCE_HELP, argument=True, metavar="SOURCE")
+    data: Path = setting(help="DATA_DIR written by `mmcot prepare`.", metavar="DATA_DIR")
+    out: Path = setting(help="Rationale set JSONL to write (only correct rationales).", short="-o", metavar="FILE")
+    split: str = setting("train", "The split the rationales are for (it needs answers).", metavar="SPLIT")
+    strip_answer: bool = setting(False, _STRIP_HELP)
+    skip_bad: bool = setting(False, "Warn about and skip bad lines instead of failing.")
+
+
+_JSON = typer.Option(False, "--json", help="Print one JSON summary object.")
+
+
+@settings_command("import", on=rationales_app)
+def import_command(cfg: RationalesImport, json_out: bool = _JSON) -> None:
     """Write every rationale as a rationale set, with the answer it reaches and whether that is correct
     (identical rationales of a problem once); or, with --format mm-cot, map the original's stage-1 predictions to
     the qids of DATA's split (a count or order mismatch is refused) for `generate/train --rationales`."""
-    if fmt not in IMPORT_FORMATS:
-        raise UnknownNameError("rationale format", fmt, list(IMPORT_FORMATS))
-    if fmt == MM_COT:
-        if strip_answer or skip_bad:
+    if cfg.fmt == MM_COT:
+        if cfg.strip_answer or cfg.skip_bad:
             raise UsageError("--strip-answer and --skip-bad apply to --format teacher (the original's file is "
                              "imported whole, verbatim)")
-        _report_original(import_original_rationales(source, data, split, out, warn, revision), json_out)
+        _report_original(import_original_rationales(cfg.source, cfg.data, cfg.split, cfg.out, warn, cfg.revision),
+                         json_out)
         return
-    if revision is not None:
+    if cfg.revision is not None:
         raise UsageError("--revision applies to --format mm-cot hub ids")
-    _run(Path(source), data, split, out, False, skip_bad, json_out, strip_answer)
+    _run(Path(cfg.source), cfg.data, cfg.split, cfg.out, False, cfg.skip_bad, json_out, cfg.strip_answer)
 
 
-@rationales_app.command("filter")
-@guarded
-def filter_command(
-    source: Path = typer.Argument(..., help=_SOURCE_HELP),
-    data: Path = typer.Option(..., "--data", help="DATA_DIR written by `mmcot prepare`."),
-    split: str = typer.Option("train", "--split", help="The split the rationales are for (it needs answers)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Rationale set JSONL to write (only correct rationales)."),
-    strip_answer: bool = typer.Option(False, "--strip-answer", help=_STRIP_HELP),
-    skip_bad: bool = typer.Option(False, "--skip-bad", help="Warn about and skip bad lines instead of failing."),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON summary object."),
-) -> None:
+@settings_command("filter", on=rationales_app)
+def filter_command(cfg: RationalesFilter, json_out: bool = _JSON) -> None:
     """Keep the rationales whose answer (given, or parsed from the text) is the gold one (Fine-tune-CoT);
     identical rationales of a problem are kept once."""
-    _run(source, data, split, out, True, skip_bad, json_out, strip_answer)
+    _run(cfg.source, cfg.data, cfg.split, cfg.out, True, cfg.skip_bad, json_out, cfg.strip_answer)

@@ -30,6 +30,11 @@ def parse_splits(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+def split_list(value) -> tuple[str, ...]:
+    """A --split option's value as settings take it: "train,val" on the command line, or a recipe's list."""
+    return parse_splits(value) if isinstance(value, str) else tuple(dict.fromkeys(str(v) for v in value))
+
+
 def without_rationale(records: list[dict]) -> int:
     """How many records have no gold rationale (an empty `solution`, as some ScienceQA problems): they are kept,
     and the prepare summary counts them."""

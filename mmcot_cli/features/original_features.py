@@ -24,6 +24,7 @@ import numpy as np
 
 from mmcot_cli.data.records import load_records
 from mmcot_cli.errors import DataError, UsageError, first_line, torch_load_problem
+from mmcot_cli.features.import_settings import ImportFeaturesConfig
 from mmcot_cli.io import make_dir, read_json
 from mmcot_cli.output_guard import mark_output_dir
 from mmcot_cli.outputs import claim_output_dir
@@ -161,18 +162,6 @@ def read_name_map(path: str | Path) -> dict[str, int]:
             raise DataError(f"{path}: qid {qid}: row {str(row)[:40]!r} is not an integer")
         out[str(qid)] = int(row)
     return out
-
-
-@dataclass
-class ImportFeaturesConfig:
-    file: str
-    name_map: str
-    data_dir: str
-    splits: tuple[str, ...]
-    backbone: str
-    out: str
-    dtype: str | None = None  # default: the file's
-    revision: str | None = None  # hub files: branch, tag or commit (default main), pinned to its commit
 
 
 def plan_split(records: list[dict], name_map: dict[str, int], rf: RowFile, where: str) -> tuple[list, list, int]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mmcot_cli.data.records import parse_splits
+from mmcot_cli.data.records import split_list
 from mmcot_cli.inference.sampling import Sampling
 from mmcot_cli.settings import check_settings, setting
 from mmcot_cli.validate import (
@@ -22,11 +22,6 @@ from mmcot_cli.validate import (
 
 # "run": what the run was trained in (RunMeta.precision), on a device that has it; else fp32, bf16 or fp16 autocast
 INFER_PRECISIONS = ("run", "fp32", "bf16", "fp16")
-
-
-def _splits(value) -> tuple[str, ...]:
-    """--split "train,val" (or a recipe's list) → ("train", "val")."""
-    return parse_splits(value) if isinstance(value, str) else tuple(str(v) for v in value)
 
 
 def _choices(value) -> list[str]:
@@ -50,7 +45,7 @@ class GenerateConfig:
     run: str = setting(help="RUN_DIR written by `mmcot train` (or its model/ directory).", metavar="RUN_DIR")
     data_dir: str = setting(help="DATA_DIR written by `mmcot prepare`.", flag="--data", metavar="DATA_DIR")
     splits: tuple[str, ...] = setting(("test",), "Split(s), comma-separated: e.g. train,val,test.", flag="--split",
-                                      cli_type=str, parse=_splits, metavar="SPLITS")
+                                      cli_type=str, parse=split_list, metavar="SPLITS")
     features: str | None = setting(None, "FEATURES_DIR from `mmcot extract` (default: the one the run was "
                                    "trained on).", metavar="FEATURES_DIR")
     rationales: str | None = setting(None, "Answer-stage runs: stage-1 RUN_DIR (its preds-<split>.jsonl) or a "
@@ -79,7 +74,7 @@ class GenerateConfig:
                             choices=PROTOCOLS)
 
     def __post_init__(self) -> None:
-        self.splits = _splits(self.splits)
+        self.splits = split_list(self.splits)
         check_settings(self)
 
     @property

@@ -31,9 +31,10 @@ from mmcot_cli.model.t5_dirs import (
 from mmcot_cli.model.weights_fit import check_weights_fit
 from mmcot_cli.output_guard import check_output_dir, has_content, mark_output_dir
 from mmcot_cli.outputs import claim_output_dir
-from mmcot_cli.registry.hub import checkpoint_folder, parse_source
+from mmcot_cli.registry.hub import REVISION_HELP, checkpoint_folder, parse_source
 from mmcot_cli.registry.manager import get_vision_backbone
 from mmcot_cli.runs.meta import RunMeta
+from mmcot_cli.settings import check_settings, setting
 from mmcot_cli.validate import positive_int
 
 LAYOUTS = {"v1": "", "v2": "encoder."}  # where each release put the fusion layers
@@ -59,19 +60,27 @@ STAGE_FORMATS = {"rationale": ("QCM-E", 511), "answer": ("QCMG-A", 63)}
 
 @dataclass
 class ImportRunConfig:
-    checkpoint: str
-    stage: str
-    out: str
-    backbone: str | None = None  # vision backbone the features come from (None: text-only checkpoints)
-    image_tokens: int | None = None  # default: the backbone's declared token count
-    prompt_format: str | None = None  # default: the stage's format in the original scripts
-    use_caption: bool = False
-    max_input_len: int = 512
-    revision: str | None = None  # hub checkpoints: branch, tag or commit (default main), pinned to its commit
+    """`mmcot import-run`'s settings: one field per option (mmcot_cli.settings)."""
+
+    checkpoint: str = setting(help="The original's checkpoint directory (config.json, pytorch_model.bin or "
+                              "*.safetensors, tokenizer files), or a hub id with the folder inside the repo, e.g. "
+                              "cooelf/mm-cot/models/mm-cot-base-rationale (downloaded into the Hugging Face cache; "
+                              "HF_HUB_OFFLINE=1 reads the cache only).", argument=True, metavar="CHECKPOINT")
+    stage: str = setting(help="rationale (stage 1) or answer (stage 2).", choices=tuple(STAGE_FORMATS))
+    out: str = setting(help="RUN_DIR to write (must not exist or be empty).", metavar="RUN_DIR")
+    backbone: str | None = setting(None, "Vision backbone whose features the checkpoint fuses (detr, vit, clip, "
+                                   "resnet …); omit for text-only.", metavar="NAME")
+    image_tokens: int | None = setting(None, "Image tokens P per example (default: the backbone's declared "
+                                       "feature shape).", check=positive_int)
+    prompt_format: str | None = setting(None, "Default: QCM-E (rationale), QCMG-A (answer), as the original "
+                                        "scripts.", metavar="FORMAT")
+    use_caption: bool = setting(False, "The checkpoint was trained with captions in the context (the original's "
+                                "--use_caption).")
+    max_input_len: int = setting(512, "Source tokens kept, as the original's --input_len.", check=positive_int)
+    revision: str | None = setting(None, REVISION_HELP, metavar="REV")
 
     def __post_init__(self) -> None:
-        positive_int("--image-tokens", self.image_tokens, optional=True)
-        positive_int("max_input_len", self.max_input_len)
+        check_settings(self)
 
 
 def read_state_dict(path: Path) -> dict:

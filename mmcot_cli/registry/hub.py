@@ -26,6 +26,8 @@ from typing import Callable, Iterator
 from mmcot_cli import progress
 from mmcot_cli.errors import DataError, UsageError, first_line
 
+REVISION_HELP = "Hub ids: the branch, tag or commit to read (default main); the commit it resolves to is recorded."
+
 HUB_PREFIX = "hf://"
 _NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
 HUB_PATH = re.compile(rf"^({_NAME}/{_NAME})(?:/(.+))?$")
