@@ -70,4 +70,4 @@ def test_extract_help_shows_the_store_default_chunk_size():
     from mmcot_cli.cli.extract import CHUNK_SIZE_HELP
     from mmcot_cli.features.store import DEFAULT_CHUNK_SIZE
 
-    assert f"[default: {DEFAULT_CHUNK_SIZE}]" in CHUNK_SIZE_HELP
+    assert f"(default: {DEFAULT_CHUNK_SIZE})" in CHUNK_SIZE_HELP

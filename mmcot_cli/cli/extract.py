@@ -14,7 +14,7 @@ from mmcot_cli.errors import UsageError
 from mmcot_cli.progress import err_console
 
 # The library (numpy, and torch once a model is built) is imported when the command runs, not for `--help`.
-CHUNK_SIZE_HELP = "Images per resumable chunk file [default: 256]."  # tests check it shows store.DEFAULT_CHUNK_SIZE
+CHUNK_SIZE_HELP = "Images per resumable chunk file (default: 256)."  # tests check it shows store.DEFAULT_CHUNK_SIZE
 
 
 @command("extract")
@@ -27,7 +27,7 @@ def extract_command(
                                           "the paths recorded in DATA_DIR."),
     batch_size: int = typer.Option(16, "--batch-size", help="Images per forward pass."),
     workers: Optional[int] = typer.Option(None, "--workers", help="DataLoader workers decoding images "
-                                          "[default: min(4, CPUs)]."),
+                                          "(default: min(4, CPUs))."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1 …"),
     dtype: str = typer.Option("float16", "--dtype", help="Stored dtype: float16 or float32."),
     shard: Optional[str] = typer.Option(None, "--shard", help="K/N: extract only chunks with index % N == K "
@@ -41,9 +41,9 @@ def extract_command(
     chunk_size: Optional[int] = typer.Option(None, "--chunk-size", help=CHUNK_SIZE_HELP, show_default=False),
     alpha: Optional[str] = typer.Option(None, "--alpha", help="Transparent pixels: 'original' drops alpha as the "
                                         "original's convert(\"RGB\") (colour under them kept, often black: features "
-                                        "match the released files) or 'white' composites onto white [default: the "
+                                        "match the released files) or 'white' composites onto white (default: the "
                                         "store's policy when adding to one, else the backbone's: original for "
-                                        "detr/vit/clip/resnet, white otherwise]."),
+                                        "detr/vit/clip/resnet, white otherwise)."),
     merge_dir: Optional[Path] = typer.Option(None, "--merge", help="Compact FEATURES_DIR (e.g. after --shard runs) "
                                              "into few large shards; no other option applies."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON summary object."),

@@ -25,6 +25,30 @@ _METAVARS = {int: "N", Optional[int]: "N", float: "NUMBER", Optional[float]: "NU
              Optional[str]: "TEXT"}  # not typer's "<int>" / "<str>" placeholders
 
 
+_TYPE_WORDS = {"<bool>": None, "<int>": "N", "<float>": "NUMBER", "<str>": "TEXT", "<path>": "PATH"}
+
+
+def readable_help_types() -> None:
+    """Help shows words where typer writes a type placeholder: nothing beside an on/off flag (its --no- twin says
+    it), N / NUMBER / TEXT / PATH beside a value. Every command's help, settings-derived or not."""
+    from typer.core import TyperArgument, TyperOption
+
+    for cls in (TyperOption, TyperArgument):
+        original = cls.display_type_rich
+        if getattr(original, "_mmcot", False):
+            continue
+
+        def display(self, ctx, _original=original):
+            shown = _original(self, ctx)
+            return _TYPE_WORDS.get(shown, shown) if isinstance(shown, str) else shown
+
+        display._mmcot = True
+        cls.display_type_rich = display
+
+
+readable_help_types()
+
+
 def _optional(tp: Any) -> Any:
     """`X | None` as typing.Optional[X], the spelling Typer reads."""
     args = [a for a in typing.get_args(tp) if a is not type(None)]

@@ -33,7 +33,7 @@ BATCH_SIZE = 64
 def similarity_setting():
     """`--similarity`: the field score, report and compare settings each declare (one text for all three)."""
     return setting(False, "Add the original's rationale similarity (cosine of all-MiniLM-L6-v2 sentence embeddings, "
-                   "×100; needs `pip install 'mmcot[similarity]'`): the model from the local Hugging Face cache "
+                   "×100; needs `pip install 'mmcot\\[similarity]'`): the model from the local Hugging Face cache "
                    "unless --similarity-model is given.")
 
 

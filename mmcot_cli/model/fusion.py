@@ -84,10 +84,11 @@ class ImageFusion(nn.Module):
             module._mmcot_fusion = True
 
     def forward(self, text_states: torch.Tensor, image_features: torch.Tensor) -> torch.Tensor:
-        image = self.image_proj(image_features.to(self.image_proj.weight.dtype))
-        attended, _ = self.attention(text_states, image, image, need_weights=False)
-        gate = torch.sigmoid(self.gate(torch.cat([text_states, attended], dim=-1)))
-        return (1 - gate) * text_states + gate * attended
+        # text_states (B, L, d); image_features (B, P, D_img)
+        image = self.image_proj(image_features.to(self.image_proj.weight.dtype))  # (B, P, d)
+        attended, _ = self.attention(text_states, image, image, need_weights=False)  # (B, L, d): text queries
+        gate = torch.sigmoid(self.gate(torch.cat([text_states, attended], dim=-1)))  # (B, L, 2d) → (B, L, d)
+        return (1 - gate) * text_states + gate * attended  # (B, L, d)
 
 
 class FusedEncoder(nn.Module):
@@ -170,11 +171,11 @@ class MMCoTForConditionalGeneration(T5ForConditionalGeneration):
         """T5 encoder, then (for fusion models) the image fusion. Runs once per example in generate()."""
         kwargs.pop("return_dict", None)
         out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs)
-        hidden = out.last_hidden_state
+        hidden = out.last_hidden_state  # (B, L, d)
         batch = hidden.shape[0]
         self.check_image_features(image_features, batch)
         if self.fusion is not None:
-            hidden = self.fuse(hidden, image_features)
+            hidden = self.fuse(hidden, image_features)  # (B, L, d) with image_features (B, P, D_img)
         return BaseModelOutput(last_hidden_state=hidden, hidden_states=out.hidden_states, attentions=out.attentions)
 
     def get_encoder(self, modality: str | None = None):

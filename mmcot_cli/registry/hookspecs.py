@@ -116,7 +116,10 @@ class TextBackbone:
     name: str
     weights: str  # hub id or local directory passed to from_pretrained ("" for from-scratch builders)
     description: str = ""
-    # Optional custom builder; returns (T5ForConditionalGeneration or a causal LM, tokenizer). None = from_pretrained.
+    # Optional custom builder: (language model, tokenizer), a transformers T5ForConditionalGeneration (an encoder-
+    # decoder) or an AutoModelForCausalLM-style decoder-only LM. mmcot wraps it in its text-model seam
+    # (mmcot_cli.model.text: the fusion, batching, generation, save/load); the plugin gives the LM only.
+    # None = from_pretrained of `weights`.
     build: Callable[[TextBuildOptions], tuple[Any, Any]] | None = None
     plugin: str = ""
     options: Sequence[BackboneOption] = ()  # what TextBuildOptions.options may hold (parsed by parse_options)

@@ -324,7 +324,8 @@ def encode_checked(backbone: VisionBackbone, encoder: VisionEncoder, pixels, sha
 
 
 def build_text_model(backbone: TextBackbone, options: TextBuildOptions) -> tuple[Any, Any]:
-    """A text backbone's custom build: (T5 model, tokenizer), or one PluginError line naming the plugin."""
+    """A text backbone's custom build: (language model, tokenizer) as TextBackbone.build states, or one PluginError
+    line naming the plugin."""
     built = call_plugin(backbone, "build", backbone.build, options)
     if not isinstance(built, tuple) or len(built) != 2:
         raise PluginError(f"{describe(backbone)}: build returned a {type(built).__name__}, expected "
