@@ -224,3 +224,55 @@ def test_tiny_demo_on_a_decoder_only_backbone(tmp_path):
     assert text_only["text_kind"] == "causal" and text_only["fusion"] is None
     with pytest.raises(UsageError, match="the demo trains t5-scratch or llama-scratch"):
         DemoConfig(text_model="qwen3-0.6b")
+
+
+def test_interrupted_rerun_leaves_the_earlier_output(tmp_path, monkeypatch):
+    """The earlier output is replaced only when the new run has finished: Ctrl-C/SIGTERM or a failure midway
+    (after the new run has written its benchmark and data) puts it back as it was."""
+    from mmcot_cli.demo import run as demo_run
+    from mmcot_cli.errors import Terminated
+
+    out = tmp_path / "d"
+    run_demo(DemoConfig(out=str(out), size="tiny", modes=("text_only",), n_problems=20))
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    summary = (out / "demo.json").read_text()
+
+    for error in (Terminated, KeyboardInterrupt, RuntimeError):
+        def interrupted(*args, error=error, **kwargs):
+            assert (out / "data").is_dir() and not (out / "demo.json").exists()  # the new run is under way
+            assert (out / ".mmcot-previous" / "demo.json").read_text() == summary
+            raise error()
+
+        monkeypatch.setattr(demo_run, "_run_mode", interrupted)
+        with pytest.raises(error):
+            run_demo(DemoConfig(out=str(out), size="tiny", modes=("text_only",), n_problems=30))
+        after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()
+                 if "mmcot-lock" not in p.name}
+        assert after == {k: v for k, v in before.items() if "mmcot-lock" not in k.name}
+        assert json.loads((out / "demo.json").read_text())["benchmark"]["count"] == 20
+
+
+def test_killed_rerun_is_put_in_order_by_the_next(tmp_path):
+    """kill -9 leaves the earlier output set aside: the next demo into the folder restores it (new run
+    unfinished), drops it (new run finished) or moves back a half-set-aside one, before it starts."""
+    from mmcot_cli.demo.previous import PREVIOUS, STAGING, recover
+
+    out = tmp_path / "d"
+    (out / PREVIOUS / "runs").mkdir(parents=True)
+    (out / PREVIOUS / "demo.json").write_text("old")
+    (out / PREVIOUS / "runs" / "x").write_text("old run")
+    (out / "data").mkdir()  # the killed rerun's partial output
+    (out / ".mmcot-demo").write_text("marker")
+    recover(out, "demo.json", keep=(".mmcot-demo",))
+    assert sorted(p.name for p in out.iterdir()) == [".mmcot-demo", "demo.json", "runs"]
+    assert (out / "runs" / "x").read_text() == "old run"
+
+    (out / PREVIOUS).mkdir()
+    (out / PREVIOUS / "demo.json").write_text("older")
+    recover(out, "demo.json")  # the rerun had finished: its demo.json stays, the earlier output goes
+    assert not (out / PREVIOUS).exists() and (out / "demo.json").read_text() == "old"
+
+    (out / STAGING).mkdir()
+    (out / "runs").rename(out / STAGING / "runs")  # killed while setting aside
+    recover(out, "demo.json")
+    assert not (out / STAGING).exists() and (out / "runs" / "x").read_text() == "old run"

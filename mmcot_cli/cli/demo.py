@@ -60,7 +60,8 @@ def print_demo_tables(result: dict, console: Console | None = None) -> None:
 
 @command("demo")
 def demo_command(
-    out: str = typer.Option(None, "--out", help="Output folder (an earlier demo output there is replaced); "
+    out: str = typer.Option(None, "--out", help="Output folder (an earlier demo output there is replaced once the new run has finished; "
+                            "an interrupted rerun leaves it as it was); "
                             "default demo-out, or ablation-out with --ablation."),
     quick: bool = typer.Option(False, "--quick", help="A smaller, shorter run (about 1–2 minutes) for smoke tests."),
     tiny: bool = typer.Option(False, "--tiny", help="Seconds-long run of the same pipeline (tests); learns "

@@ -237,7 +237,7 @@ def run_ablation(cfg: AblationConfig, step=None) -> dict:
         raise UnknownNameError("ablation setting", (unknown or ["(none)"])[0], list(known))
     chosen = [s for s in SETTINGS if s.name in cfg.settings]
     out = Path(cfg.out)
-    with demo_output(out, False, "mmcot ablation output; `mmcot demo --ablation --out` here replaces it\n"):
+    with demo_output(out, False, "mmcot ablation output; `mmcot demo --ablation --out` here replaces it\n", SUMMARY):
         return _run_ablation_held(cfg, chosen, size, out, step, quiet)
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
-import shutil
 import signal
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -24,6 +23,7 @@ from typing import Any, Callable, Iterator
 from mmcot_cli import progress
 from mmcot_cli.data.readers.scienceqa import PrepareConfig, prepare
 from mmcot_cli.data.records import load_records
+from mmcot_cli.demo.previous import kept_until_done
 from mmcot_cli.demo.synthetic import REPORT_NOTE, generate_synthetic
 from mmcot_cli.errors import (
     DataError,
@@ -34,7 +34,7 @@ from mmcot_cli.errors import (
 )
 from mmcot_cli.evaluation.score import CATEGORIES, ScoreConfig, score, score_records
 from mmcot_cli.io import os_reason, read_jsonl, write_json
-from mmcot_cli.output_guard import check_output_dir, has_content, is_housekeeping
+from mmcot_cli.output_guard import check_output_dir, has_content
 from mmcot_cli.outputs import claim_output_dir
 from mmcot_cli.progress import ForwardedProgress
 from mmcot_cli.registry.manager import get_vision_backbone
@@ -149,25 +149,22 @@ def check_out_dir(out: Path, generate_only: bool) -> None:
 
 
 @contextlib.contextmanager
-def demo_output(out: Path, generate_only: bool, marker: str) -> Iterator[None]:
-    """Hold the output folder for the run (a second demo into it is refused): checked, locked, an earlier demo
-    run there cleared and the demo marker (`marker`, its text) written first."""
+def demo_output(out: Path, generate_only: bool, marker: str, summary: str = SUMMARY) -> Iterator[None]:
+    """Hold the output folder for the run (a second demo into it is refused): checked, locked, the demo marker
+    (`marker`, its text) written first. An earlier demo output there is replaced only when the block succeeds
+    (`summary`, written last, marks a finished run): an interrupted or failed rerun leaves it as it was."""
     check_out_dir(out, generate_only)
     benchmark_only = generate_only and (out / "problems.json").is_file()
     with claim_output_dir(out, "demo", guard=not benchmark_only):
-        if not generate_only:
-            for entry in out.iterdir():
-                if is_housekeeping(entry.name):  # our lock file
-                    continue
-                if entry.is_dir():
-                    shutil.rmtree(entry)
-                else:
-                    entry.unlink()
+        if generate_only:
+            yield
+            return
+        with kept_until_done(out, summary, keep=(MARKER,)):
             try:
                 (out / MARKER).write_text(marker)
             except OSError as e:
                 raise DataError(f"{out}: cannot write ({os_reason(e)})") from None
-        yield
+            yield
 
 
 def chance_accuracy(records: list[dict], test: Callable[[dict], bool]) -> float | None:
