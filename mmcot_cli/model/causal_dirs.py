@@ -22,6 +22,7 @@ from mmcot_cli.model.adapters import lora
 from mmcot_cli.model.causal_batching import CHAT_TEMPLATE_KWARGS, pad_id
 from mmcot_cli.model.causal_lm import FUSION_WEIGHTS, CausalFusionLM
 from mmcot_cli.model.fusion import MMCOT_CONFIG_KEY, first_non_finite, mmcot_settings, quiet_hf
+from mmcot_cli.model.weights_fit import check_causal_weights_fit
 from mmcot_cli.registry.hookspecs import TextBuildOptions
 from mmcot_cli.registry.manager import build_text_model, get_text_backbone
 
@@ -140,6 +141,7 @@ def load_causal_model(model_dir: str | Path, device: str | torch.device = "cpu")
     model_dir = Path(model_dir)
     if not isinstance(read_json(model_dir / "config.json"), dict):
         raise DataError(f"{model_dir / 'config.json'}: expected a JSON object (a model config)")
+    check_causal_weights_fit(model_dir)  # a lost tensor or an edited config would load as random weights
     broken = (OSError, ValueError, RuntimeError, KeyError, SafetensorError)
     try:
         config = AutoConfig.from_pretrained(model_dir)
