@@ -2,8 +2,8 @@
 # Multimodal-CoT Base on the real ScienceQA benchmark, with the reference's hyperparameters
 # (amazon-science/mm-cot run scripts, see README): FLAN-Alpaca-base + ViT features + InstructBLIP captions,
 # stage 1 (rationale, QCM-E) then stage 2 (answer, QCMG-A), one GPU.
-# The hyperparameters are recipes (examples/recipes/*.yaml, `--config`): the reference's values, fp32 and random
-# batches as the original trains. Generation and scoring follow the original's protocol too: --protocol original
+# The hyperparameters are recipes (examples/recipes/*.yaml, `--config`): the reference's values and
+# `protocol: original` (fp32, random batches, pad-id labels in the loss, its validation rougeL, as the original trains). Generation and scoring follow the original's protocol too: --protocol original
 # (free decoding, its random A–E fallback, its get_scores rationale metrics; docs/TRAINING.md "Protocols").
 #
 # Fixed hand-off: stage 2 reads the stage-1 run's generated rationales BY QID (the original paired them by list

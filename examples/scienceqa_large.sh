@@ -3,8 +3,8 @@
 # (amazon-science/mm-cot run scripts, see README): FLAN-Alpaca-large + ViT features + InstructBLIP captions,
 # 4 GPUs data-parallel through Accelerate, stage 1 (rationale, QCM-E) then stage 2 (answer, QCMG-A).
 # Generation and scoring follow the original's protocol too: --protocol original (free decoding, its random A–E
-# fallback, its get_scores rationale metrics; docs/TRAINING.md "Protocols"). Training: pass --precision fp32
-# --no-group-by-length for the original's fp32 and random batches.
+# fallback, its get_scores rationale metrics; docs/TRAINING.md "Protocols"). Training too: the
+# recipes' `protocol: original` (fp32, random batches, pad-id labels in the loss, its validation rougeL).
 #
 # Fixed hand-off: stage 2 reads the stage-1 run's generated rationales BY QID (the original paired them by list
 # position and called a missing main_central.py).

@@ -1,8 +1,9 @@
 """Tokenized examples, dynamic per-batch padding and a deterministic, resumable length-grouped batch sampler.
 
 The reference padded every source to 512 tokens and every target to the stage maximum, and left pad ids in the
-labels (so the loss trained on padding). Here a batch is padded only to its own longest member, label padding is
--100 (ignored by the loss), and batches are built from examples of similar length so little padding is left.
+labels (so the loss trained on padding; `Collator.original_labels` does that under `--protocol original`). Here a
+batch is padded only to its own longest member, label padding is -100 (ignored by the loss), and batches are built
+from examples of similar length so little padding is left.
 """
 
 from __future__ import annotations
@@ -53,13 +54,22 @@ class Collator:
     """Pad a list of Examples into tensors; optionally attach image features fetched by qid.
 
     `pad_input_to`/`pad_output_to` force fixed lengths (the reference's way, kept for the benchmark);
-    by default each batch is padded to its own longest input and target.
+    by default each batch is padded to its own longest input and target. `label_pad` is what fills the labels
+    past a target's end: -100 (ignored by the loss), or the pad id, which the loss then trains on (the original's
+    labels: `original_labels`).
     """
 
     pad_token_id: int
     features_by_qid: Callable[[list[str]], torch.Tensor] | None = None  # qids → (B, P, D) float32
     pad_input_to: int | None = None
     pad_output_to: int | None = None
+    label_pad: int = LABEL_PAD
+
+    @classmethod
+    def original_labels(cls, pad_token_id: int, max_output_len: int, features_by_qid=None) -> "Collator":
+        """The original's labels (`--protocol original`): every target padded to max_output_len with the pad id
+        and the loss computed over all of them, as its tokenizer(padding="max_length") targets are."""
+        return cls(pad_token_id, features_by_qid, pad_output_to=max_output_len, label_pad=pad_token_id)
 
     def __call__(self, batch: Sequence[Example]) -> dict[str, Any]:
         in_len = self.pad_input_to or max(len(e.input_ids) for e in batch)
@@ -70,7 +80,7 @@ class Collator:
             "input_ids": input_ids,
             # From the lengths, not `!= pad_token_id`: exact even if a pad id occurs inside a sequence.
             "attention_mask": length_mask([len(e.input_ids) for e in batch], in_len),
-            "labels": pad_rows([e.labels for e in batch], LABEL_PAD, out_len),
+            "labels": pad_rows([e.labels for e in batch], self.label_pad, out_len),
         }
         if self.features_by_qid is not None:
             out["image_features"] = self.features_by_qid(out["qids"])

@@ -11,6 +11,7 @@ from mmcot_cli.registry.manager import get_text_backbone
 from mmcot_cli.settings import check_settings, resume_keys, setting
 from mmcot_cli.training import tracking
 from mmcot_cli.validate import (
+    PROTOCOLS,
     check_number,
     check_seed,
     non_negative_int,
@@ -88,8 +89,13 @@ class TrainConfig:
                                  record="model", **KEEP)
     max_output_len: int | None = setting(None, f"Target tokens (default {_OUT_LEN_HELP}); also the generation "
                                          "limit during validation.", check=positive_int, record="model", **KEEP)
+    protocol: str = setting("mmcot", "mmcot or original: original trains as the original code does: fp32 (no "
+                            "autocast), random batches (not length-grouped), T5 targets padded to --max-output-len "
+                            "with pad id 0 and the loss trained on them, the original's validation rougeL for model "
+                            "selection. A flag that contradicts it is refused (docs/TRAINING.md Protocols).",
+                            choices=PROTOCOLS, **KEEP)
     precision: str = setting("auto", "fp32, bf16 or fp16 (autocast; weights stay fp32). auto: bf16 on a GPU that "
-                             "supports it, else fp32.", choices=PRECISIONS)
+                             "supports it, else fp32 (always fp32 under --protocol original).", choices=PRECISIONS)
     deterministic: bool = setting(False, "Bit-identical reruns with the same seed on the same GPU (deterministic "
                                   "kernels; slower). CPU runs are deterministic anyway.")
     compile: bool = setting(False, "torch.compile the training forward pass (compiles on the first steps).")
@@ -110,8 +116,9 @@ class TrainConfig:
     limit_train: int | None = setting(None, "Only the first N train records.", check=positive_int, **KEEP)
     limit_val: int | None = setting(None, "Validate on the first N records.", check=positive_int)
     num_beams: int = setting(1, "Beams for validation generation.", check=positive_int)
-    group_by_length: bool = setting(True, "Batch examples of similar length (less padding); --no-group-by-length "
-                                    "draws plain random batches as the original's Trainer does.", **KEEP)
+    group_by_length: bool | None = setting(None, "Batch examples of similar length (less padding); "
+                                           "--no-group-by-length draws plain random batches as the original's "
+                                           "Trainer does. Default: on, off under --protocol original.", **KEEP)
     random_init: bool = setting(False, "Build the text backbone from its config only (offline tests).")
     text_options: dict[str, Any] = setting(
         help="Text backbone option KEY=VALUE (repeatable), checked against the options the backbone declares (a "
@@ -147,10 +154,11 @@ class TrainConfig:
 
     def resolved(self) -> "TrainConfig":
         """Validate options and fill in the stage presets."""
-        if self.max_tokens_per_batch is not None and not self.group_by_length:
+        if self.max_tokens_per_batch is not None and self.group_by_length is False:
             raise UsageError("--max-tokens-per-batch builds length-sorted batches; it cannot be combined with "
                              "--no-group-by-length")
         check_settings(self)
+        original_conflict(self)
         if self.merge_lora and not self.lora_r:
             raise UsageError("--merge-lora applies to LoRA training (--lora-r N, N > 0)")
         if self.allow_changed_data and not self.resume:
@@ -161,6 +169,9 @@ class TrainConfig:
         cfg.prompt_format = self.prompt_format or preset.prompt_format
         cfg.max_output_len = self.max_output_len or preset.max_output_len
         cfg.eval_batch_size = self.eval_batch_size or 2 * self.batch_size
+        original = self.protocol == "original"
+        cfg.precision = "fp32" if original else self.precision
+        cfg.group_by_length = not original if self.group_by_length is None else self.group_by_length
         cfg.eval_every = parse_eval_every(self.eval_every)
         # --text-option values are checked against the options the backbone declares, before anything is read.
         cfg.text_options = get_text_backbone(self.text_model).parse_options(self.text_options)
@@ -194,6 +205,23 @@ class TrainConfig:
             if key in saved and saved[key] != now[key]:
                 return key, saved[key], now[key]
         return None
+
+
+def original_conflict(cfg: TrainConfig) -> None:
+    """--protocol original fixes fp32 and random batches: an option asking for mmcot's choice there is refused
+    with one line (rather than one of the two silently winning)."""
+    if cfg.protocol != "original":
+        return
+    why = "drop it, or train with --protocol mmcot"
+    if cfg.precision not in ("auto", "fp32"):
+        raise UsageError(f"--precision {cfg.precision} contradicts --protocol original, which trains in fp32 as the "
+                         f"original (no autocast); {why}")
+    if cfg.group_by_length:
+        raise UsageError(f"--group-by-length contradicts --protocol original, which draws random batches as the "
+                         f"original; {why}")
+    if cfg.max_tokens_per_batch is not None:
+        raise UsageError(f"--max-tokens-per-batch builds length-sorted batches, which contradicts --protocol "
+                         f"original (random batches as the original); {why}")
 
 
 def parse_eval_every(value: str | int) -> str | int:

@@ -139,7 +139,8 @@ def setup_trainer(cfg: TrainConfig, inputs: StageInputs, model, tokenizer, accel
     val_data = (build_stage_data(cfg, inputs.val_records, inputs.val_pairs, tokenizer, model)
                 if inputs.val_records is not None else None)
     store, world = inputs.store, accelerator.num_processes
-    collator = training_collator(model, tokenizer, store.get_batch if store is not None else None, inputs.meta)
+    collator = training_collator(model, tokenizer, store.get_batch if store is not None else None, inputs.meta,
+                                 original_labels=cfg.max_output_len if cfg.protocol == "original" else None)
     sampler = LengthGroupedBatchSampler([e.length for e in train_data.examples], cfg.batch_size, seed=cfg.seed,
                                         group_size=50 if cfg.group_by_length else 1, num_replicas=world,
                                         rank=accelerator.process_index, max_tokens=cfg.max_tokens_per_batch)
@@ -239,7 +240,7 @@ def evaluate(t: Trainer, state: TrainState, epoch: int, train_loss: float | None
     all_preds: dict[str, str] = {}
     for part in gather_object([preds]) if t.world > 1 else [preds]:
         all_preds.update(part)
-    value = [compute_metric(t.cfg.stage, all_preds, t.val_data) if t.main else None]
+    value = [compute_metric(t.cfg.stage, all_preds, t.val_data, t.cfg.protocol) if t.main else None]
     if t.world > 1:
         broadcast_object_list(value)
     value = value[0]
@@ -426,5 +427,6 @@ def _train_held(cfg: TrainConfig, accelerator, resume_from: Path | None, timer: 
         "samples_per_s": state.samples_per_s, "final_loss": state.last_loss,
         "resumed_from": str(resume_from) if resume_from else None,
         "rationales": t.meta.rationales, "precision": t.meta.precision, "parameters": t.meta.parameters,
+        "protocol": cfg.protocol,
     }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from mmcot_cli import progress
 from mmcot_cli.data.answers import answer_index
+from mmcot_cli.evaluation.original_metrics import original_validation_rouge_l
 from mmcot_cli.evaluation.rationale_metrics import rouge_l
 from mmcot_cli.model.generation import feature_getter, generate_texts
 from mmcot_cli.training.config import TrainConfig
@@ -23,8 +24,9 @@ def validation_predictions(model, tokenizer, data: StageData, indices: list[int]
     return dict(zip(qids, texts))
 
 
-def compute_metric(stage: str, preds: dict[str, str], data: StageData) -> float:
-    """Answer stage: accuracy of the extracted answer letter. Rationale stage: ROUGE-L F (×100) vs the target."""
+def compute_metric(stage: str, preds: dict[str, str], data: StageData, protocol: str = "mmcot") -> float:
+    """Answer stage: accuracy of the extracted answer letter. Rationale stage: ROUGE-L F (×100) vs the target,
+    mmcot's on normalised text or, under `--protocol original`, the original's validation rougeL."""
     qids = [e.qid for e in data.examples]
     if stage == "answer":
         # Strict: no parsable letter counts as wrong (no random fallback during model selection).
@@ -35,5 +37,6 @@ def compute_metric(stage: str, preds: dict[str, str], data: StageData) -> float:
             correct += int(idx is not None and idx == int(by_qid[q]["answer"]))
         return 100.0 * correct / max(1, len(qids))
     # Against the target text ("Solution: …"), like the reference's validation.
-    value = rouge_l([preds[q] for q in qids], [data.targets[q] for q in qids])
+    metric = original_validation_rouge_l if protocol == "original" else rouge_l
+    value = metric([preds[q] for q in qids], [data.targets[q] for q in qids])
     return float(value) if value is not None else 0.0

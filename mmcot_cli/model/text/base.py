@@ -36,8 +36,10 @@ class TextModel(Protocol):
                  max_output_len: int) -> list[Example]:
         """Tokenized (source, target) pairs, truncated to the stage limits, unpadded."""
 
-    def collator(self, features_by_qid=None):
-        """Examples → one padded training batch (labels −100 where nothing is learned), image features by qid."""
+    def collator(self, features_by_qid=None, original_labels: int | None = None):
+        """Examples → one padded training batch (labels −100 where nothing is learned), image features by qid.
+        `original_labels` N: the original's labels instead (targets padded to N with the pad id, all in the loss;
+        T5 only, a decoder-only model refuses it)."""
 
     @staticmethod
     def loss(net, batch: dict[str, Any]) -> torch.Tensor:
@@ -75,13 +77,13 @@ def text_model_for(net, tokenizer) -> TextModel:
     return T5TextModel(inner, tokenizer)
 
 
-def training_collator(model, tokenizer, features_by_qid=None, meta=None):
-    """The training batches' collator of the model's seam. A decoder-only run also records its architecture
-    settings (kind, fusion, fusion layer, chat template) in `meta` (RunMeta); T5 runs record none (None there
-    means T5: the gated fusion on the encoder output)."""
+def training_collator(model, tokenizer, features_by_qid=None, meta=None, original_labels: int | None = None):
+    """The training batches' collator of the model's seam (`original_labels`: TextModel.collator's). A decoder-only
+    run also records its architecture settings (kind, fusion, fusion layer, chat template) in `meta` (RunMeta); T5
+    runs record none (None there means T5: the gated fusion on the encoder output)."""
     text = text_model_for(model, tokenizer)
     if meta is not None and text.kind == "causal":
         settings = text.settings
         meta.text_kind, meta.fusion, meta.fusion_layer = settings["kind"], settings["fusion"], settings["fusion_layer"]
         meta.chat_template = settings["chat_template"]
-    return text.collator(features_by_qid)
+    return text.collator(features_by_qid, original_labels)

@@ -12,6 +12,7 @@ from typing import Any, Sequence
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
+from mmcot_cli.errors import UsageError
 from mmcot_cli.model.batching import Example
 from mmcot_cli.model.causal_batching import CausalCollator, PromptTemplate, causal_examples, left_padded, pad_id
 from mmcot_cli.model.causal_dirs import CAUSAL, build_causal_model, load_causal_model, save_causal_model
@@ -66,7 +67,10 @@ class CausalTextModel:
                  max_output_len: int) -> list[Example]:
         return causal_examples(self.tokenizer, self.template, qids, sources, targets, max_input_len, max_output_len)
 
-    def collator(self, features_by_qid=None) -> CausalCollator:
+    def collator(self, features_by_qid=None, original_labels: int | None = None) -> CausalCollator:
+        if original_labels is not None:
+            raise UsageError("--protocol original reproduces the original's T5 training (its labels are padded "
+                             "T5 targets); a decoder-only backbone trains with --protocol mmcot")
         return CausalCollator(self.pad_id, self.net.prefix_length, features_by_qid)
 
     def collate(self, examples: Sequence[Example], image_features: torch.Tensor | None = None) -> dict[str, Any]:

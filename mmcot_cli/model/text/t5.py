@@ -55,7 +55,9 @@ class T5TextModel:
                  max_output_len: int) -> list[Example]:
         return tokenize_pairs(self.tokenizer, qids, sources, targets, max_input_len, max_output_len)
 
-    def collator(self, features_by_qid=None) -> Collator:
+    def collator(self, features_by_qid=None, original_labels: int | None = None) -> Collator:
+        if original_labels is not None:
+            return Collator.original_labels(self.pad_id, original_labels, features_by_qid)
         return Collator(pad_token_id=self.pad_id, features_by_qid=features_by_qid)
 
     @staticmethod
