@@ -243,7 +243,11 @@ def first_non_finite(model) -> str | None:
     params = [(name, p) for name, p in model.named_parameters()]
     if not params:
         return None
-    flags = torch.stack([torch.isfinite(p).all() for _, p in params])
+    # An FSDP2 parameter is a DTensor: each process scans its shard, and all of them decide on the same flags.
+    flags = torch.stack([torch.isfinite(getattr(p, "_local_tensor", p)).all() for _, p in params])
+    if any(hasattr(p, "device_mesh") for _, p in params):
+        flags = flags.to(torch.int32)
+        torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MIN)
     if bool(flags.all()):
         return None
     return params[int((~flags).nonzero()[0])][0]

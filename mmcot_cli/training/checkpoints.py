@@ -26,6 +26,7 @@ from mmcot_cli.io import (
     write_jsonl,
 )
 from mmcot_cli.model.text.runs import save_run_model
+from mmcot_cli.training.runtime import restore_optimizer
 
 CHECKPOINT_PREFIX = "step-"
 
@@ -62,9 +63,9 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
 
 
-def save_checkpoint(run_dir: Path, *, model, tokenizer, meta: dict, optimizer, scheduler, state: dict,
+def save_checkpoint(run_dir: Path, *, model, tokenizer, meta: dict, optimizer_state: dict, scheduler, state: dict,
                     rng_states: list[dict], keep: int) -> Path:
-    """Write checkpoints/step-N/ (model dir, optimizer, scheduler, per-process RNG, position) atomically."""
+    """Write checkpoints/step-N/ (model dir, optimizer state, scheduler, per-process RNG, position) atomically."""
     ckpt_root = run_dir / "checkpoints"
     final = ckpt_root / f"{CHECKPOINT_PREFIX}{state['global_step']:08d}"
     tmp = ckpt_root / f".{final.name}.tmp"
@@ -74,7 +75,7 @@ def save_checkpoint(run_dir: Path, *, model, tokenizer, meta: dict, optimizer, s
         tmp.mkdir(parents=True)
         save_run_model(model, tokenizer, tmp / "model", meta)
         # Optimizer state is tensors + plain containers; it is read back with torch.load(weights_only=True).
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(optimizer_state, tmp / "optimizer.pt")
         write_json(tmp / "scheduler.json", scheduler.state_dict())
         write_json(tmp / "rng.json", rng_states)
         write_json(tmp / "state.json", state)  # written last: its presence marks a complete checkpoint
@@ -95,13 +96,13 @@ def save_checkpoint(run_dir: Path, *, model, tokenizer, meta: dict, optimizer, s
     return final
 
 
-def load_optimizer_state(ckpt: Path, optimizer, scheduler) -> None:
+def load_optimizer_state(ckpt: Path, model, optimizer, scheduler) -> None:
     try:
         state = torch.load(ckpt / "optimizer.pt", map_location="cpu", weights_only=True)
     except Exception as e:  # truncated / overwritten file: pickle, zip and torch errors of many kinds
         raise DataError(f"{ckpt / 'optimizer.pt'}: cannot read the optimizer state ({torch_load_problem(e)}); remove "
                         f"{ckpt} to resume from the checkpoint before it") from None
-    optimizer.load_state_dict(state)
+    restore_optimizer(model, optimizer, state)  # an FSDP2 process keeps its shard
     scheduler.load_state_dict(read_json(ckpt / "scheduler.json"))
 
 

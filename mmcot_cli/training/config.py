@@ -145,6 +145,10 @@ class TrainConfig:
     merge_lora: bool = setting(False, "With --lora-r: also write RUN_DIR/merged/, the model with the adapters "
                                "merged into its weights (a plain model directory; RUN_DIR/model/ keeps base + "
                                "adapter).")
+    fsdp: bool = setting(False, "Shard parameters, gradients and optimizer state over the processes with PyTorch's "
+                         "FSDP2 (fully_shard per transformer block; with torchrun or accelerate launch, ≥ 2 "
+                         "processes) for models that do not fit one device; `accelerate launch --use_fsdp` does "
+                         "the same.", **KEEP)
     resume: bool = setting(False, "Continue RUN_DIR from its last checkpoint.")
     allow_changed_data: bool = setting(False, "With --resume: continue although the inputs (DATA_DIR splits, "
                                        "features, rationales) changed since the run started (recorded in "

@@ -55,8 +55,13 @@ from mmcot_cli.training.loader import batch_loader, to_device
 from mmcot_cli.training.run_dir import check_run_dir, hold_run_dir
 from mmcot_cli.training.runtime import (
     deterministic_mode,
+    fsdp_from_launcher,
+    gathered,
     make_accelerator,
+    optimizer_state,
+    plain_model,
     precision_name,
+    shard_model,
     training_forward,
 )
 from mmcot_cli.training.timing import StepTimer
@@ -115,6 +120,7 @@ class Trainer:
     do_eval: bool
     batches_per_epoch: int
     total_steps: int
+    shadow: Any = None  # FSDP: the main process's unsharded copy that is saved (training.runtime.plain_model)
 
     @property
     def main(self) -> bool:
@@ -148,10 +154,13 @@ def setup_trainer(cfg: TrainConfig, inputs: StageInputs, model, tokenizer, accel
     total_steps = math.ceil(batches_per_epoch / cfg.grad_accum) * cfg.epochs
     device = accelerator.device
     model.to(device)  # before the optimizer: fused AdamW (one kernel per step on CUDA) needs the parameters there
+    # FSDP: sharded before the optimizer, which then holds (and steps) only this process's shards
+    shadow = shard_model(model, accelerator) if cfg.fsdp else None
     optimizer = model.configure_optimizers(cfg.weight_decay, cfg.lr, fused=True if device.type == "cuda" else None)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
     # The scheduler is not passed to prepare(): Accelerate would step it once per process.
-    model, optimizer = accelerator.prepare(model, optimizer)
+    if not cfg.fsdp:  # DDP (several processes) or nothing; an FSDP2 model is not wrapped again
+        model, optimizer = accelerator.prepare(model, optimizer)
     meta = inputs.meta
     meta.world_size, meta.precision, meta.parameters = world, precision_name(accelerator), parameter_counts(model)
     meta.train_examples, meta.val_examples = len(train_data.examples), len(val_data.examples) if val_data else 0
@@ -161,7 +170,7 @@ def setup_trainer(cfg: TrainConfig, inputs: StageInputs, model, tokenizer, accel
                    forward_model=training_forward(model, cfg), guard=DivergenceGuard(),
                    timer=timer or StepTimer(), store=store, meta=meta, train_data=train_data, val_data=val_data,
                    do_eval=bool(val_data and val_data.examples) and cfg.eval_every != 0,
-                   batches_per_epoch=batches_per_epoch, total_steps=total_steps)
+                   batches_per_epoch=batches_per_epoch, total_steps=total_steps, shadow=shadow)
 
 
 @dataclass
@@ -194,7 +203,7 @@ def start_state(t: Trainer, resume_from: Path | None) -> TrainState:
     """The resumed position (optimizer, scheduler, RNG restored), or a fresh one with run_config.json written."""
     state = TrainState()
     if resume_from is not None:
-        load_optimizer_state(resume_from, t.optimizer, t.scheduler)
+        load_optimizer_state(resume_from, t.model, t.optimizer, t.scheduler)
         saved = read_json(resume_from / "state.json")
         state = TrainState(epoch=int(saved["epoch"]), batch=int(saved["batch"]),
                            global_step=int(saved["global_step"]), best=saved["best"],
@@ -230,30 +239,32 @@ def evaluate(t: Trainer, state: TrainState, epoch: int, train_loss: float | None
     from accelerate.utils import broadcast_object_list, gather_object
 
     unwrapped = t.accelerator.unwrap_model(t.model)
-    unwrapped.eval()
-    share = list(range(len(t.val_data.examples)))[t.accelerator.process_index::t.world]
-    # evaluation must not shift the training RNG stream; it decodes in the precision training computes in
-    with torch.random.fork_rng(devices=[]), autocast(t.accelerator.device, t.meta.precision):
-        preds = validation_predictions(unwrapped, t.tokenizer, t.val_data, share, t.store, t.cfg,
-                                       t.accelerator.device)
-    unwrapped.train()
-    all_preds: dict[str, str] = {}
-    for part in gather_object([preds]) if t.world > 1 else [preds]:
-        all_preds.update(part)
-    value = [compute_metric(t.cfg.stage, all_preds, t.val_data, t.cfg.protocol) if t.main else None]
-    if t.world > 1:
-        broadcast_object_list(value)
-    value = value[0]
-    improved = state.best["value"] is None or value > state.best["value"]
-    if improved:
-        state.best.update(value=value, step=state.global_step, epoch=epoch)
-    if t.main:
+    with gathered(t.model):  # FSDP: every process holds the whole model while it validates and saves
+        unwrapped.eval()
+        share = list(range(len(t.val_data.examples)))[t.accelerator.process_index::t.world]
+        # evaluation must not shift the training RNG stream; it decodes in the precision training computes in
+        with torch.random.fork_rng(devices=[]), autocast(t.accelerator.device, t.meta.precision):
+            preds = validation_predictions(unwrapped, t.tokenizer, t.val_data, share, t.store, t.cfg,
+                                           t.accelerator.device)
+        unwrapped.train()
+        all_preds: dict[str, str] = {}
+        for part in gather_object([preds]) if t.world > 1 else [preds]:
+            all_preds.update(part)
+        value = [compute_metric(t.cfg.stage, all_preds, t.val_data, t.cfg.protocol) if t.main else None]
+        if t.world > 1:
+            broadcast_object_list(value)
+        value = value[0]
+        improved = state.best["value"] is None or value > state.best["value"]
         if improved:
-            save_model(t, unwrapped)
-        log_metrics(t, {
-            "epoch": epoch, "step": state.global_step, "train_loss": train_loss,
-            f"val_{t.metric_name}": value, "best": improved, "lr": t.scheduler.get_last_lr()[0],
-            "samples_per_s": state.samples_per_s, "val_examples": len(t.val_data.examples)})
+            state.best.update(value=value, step=state.global_step, epoch=epoch)
+            saved = plain_model(unwrapped, t.shadow)
+        if t.main:
+            if improved:
+                save_model(t, saved)
+            log_metrics(t, {
+                "epoch": epoch, "step": state.global_step, "train_loss": train_loss,
+                f"val_{t.metric_name}": value, "best": improved, "lr": t.scheduler.get_last_lr()[0],
+                "samples_per_s": state.samples_per_s, "val_examples": len(t.val_data.examples)})
     t.accelerator.wait_for_everyone()
 
 
@@ -276,11 +287,13 @@ def checkpoint(t: Trainer, state: TrainState, epoch: int, batch: int) -> None:
     from accelerate.utils import gather_object
 
     rng_states = gather_object([rng_state()]) if t.world > 1 else [rng_state()]
+    optimizer = optimizer_state(t.model, t.optimizer)  # FSDP: gathered from every process, as the weights
+    model = plain_model(t.accelerator.unwrap_model(t.model), t.shadow)
     if t.main:
         state.last_checkpoint = save_checkpoint(
-            t.run_dir, model=t.accelerator.unwrap_model(t.model), tokenizer=t.tokenizer, meta=t.meta.model_meta(),
-            optimizer=t.optimizer, scheduler=t.scheduler, state=state.checkpoint_json(epoch, batch, t.world),
-            rng_states=rng_states, keep=t.cfg.keep_checkpoints)
+            t.run_dir, model=model, tokenizer=t.tokenizer, meta=t.meta.model_meta(), optimizer_state=optimizer,
+            scheduler=t.scheduler, state=state.checkpoint_json(epoch, batch, t.world), rng_states=rng_states,
+            keep=t.cfg.keep_checkpoints)
     t.accelerator.wait_for_everyone()
 
 
@@ -396,6 +409,7 @@ def train(cfg: TrainConfig, timer: StepTimer | None = None) -> dict:
     `timer` (training.timing) lets a benchmark time the loop's phases."""
     with hold_run_dir(cfg):
         cfg = cfg.resolved()
+        fsdp_from_launcher(cfg)
         accelerator = make_accelerator(cfg)
         checkpoints = check_run_dir(Path(cfg.out_dir), cfg, accelerator.num_processes)
         with deterministic_mode(cfg.deterministic, cuda=accelerator.device.type == "cuda"):
@@ -416,8 +430,10 @@ def _train_held(cfg: TrainConfig, accelerator, resume_from: Path | None, timer: 
     tracking.start(accelerator, cfg.report_to, t.run_dir, {**asdict(cfg), "world_size": t.world})
     train_epochs(t, state)
     tracking.finish(accelerator)
-    if not t.do_eval and t.main:
-        save_model(t, accelerator.unwrap_model(t.model))
+    if not t.do_eval:
+        model = plain_model(accelerator.unwrap_model(t.model), t.shadow)
+        if t.main:
+            save_model(t, model)
     accelerator.wait_for_everyone()
     return {
         "run_dir": str(t.run_dir), "model_dir": str(t.run_dir / "model"), "stage": cfg.stage,

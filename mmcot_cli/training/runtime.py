@@ -22,6 +22,7 @@ is restored afterwards.
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 from typing import Iterator
 
@@ -139,3 +140,96 @@ def training_forward(model, cfg):
         return model
     return torch.compile(model, dynamic=True)
 
+
+
+# --------------------------------------------------------------------------- FSDP2 (`--fsdp`)
+# Accelerate's FSDP does not run on CPU (it keeps a CPU launch MULTI_CPU, i.e. DDP, whatever its FSDP config says),
+# so mmcot shards the model itself with PyTorch's FSDP2 `fully_shard`, on CPU (gloo) and GPU (NCCL) alike:
+# `accelerate launch --use_fsdp` asks for the same thing as `--fsdp`.
+
+
+def fsdp_from_launcher(cfg) -> None:
+    """`accelerate launch --use_fsdp` (ACCELERATE_USE_FSDP=true) turns on `--fsdp`; Accelerate is then told not to
+    wrap the model itself (mmcot's fully_shard does)."""
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
+        cfg.fsdp = True
+        os.environ["ACCELERATE_USE_FSDP"] = "false"
+
+
+def shard_model(model, accelerator):
+    """FSDP2: every transformer block of the text model (the classes transformers never splits across devices:
+    T5Block, LlamaDecoderLayer …) becomes one unit, the rest (embeddings, head, norms, fusion layers) the root.
+    Parameters, gradients and optimizer state are then sharded over the processes. Returns the main process's
+    unsharded copy (on the CPU) that checkpoints and RUN_DIR/model/ are saved from (`plain_model`); None elsewhere."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    if accelerator.num_processes < 2:
+        raise UsageError("--fsdp shards the model across processes: launch at least 2 (torchrun --nproc_per_node N "
+                         "or accelerate launch --num_processes N)")
+    shadow = copy.deepcopy(model).cpu() if accelerator.is_main_process else None
+    mesh = init_device_mesh(accelerator.device.type, (accelerator.num_processes,))
+    hf_model = getattr(model, "lm", model)
+    blocks = set(getattr(hf_model, "_no_split_modules", None) or ())
+    for module in list(hf_model.modules()):
+        if type(module).__name__ in blocks:
+            fully_shard(module, mesh=mesh)
+    fully_shard(model, mesh=mesh)
+    return shadow
+
+
+def plain_model(model, shadow):
+    """What is saved: the model itself, or for an FSDP2 model the main process's copy loaded with the full
+    weights gathered from every process (collective: every process calls it; the others get None)."""
+    if not _fsdp_units(model):
+        return model
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    if shadow is not None:
+        shadow.load_state_dict(full)
+    return shadow
+
+
+def _fsdp_units(model) -> list:
+    from torch.distributed.fsdp import FSDPModule
+
+    return [m for m in model.modules() if isinstance(m, FSDPModule)]
+
+
+@contextlib.contextmanager
+def gathered(model) -> Iterator[None]:
+    """Every process holds the whole model for the duration (an FSDP2 model's shards all-gathered; a no-op
+    otherwise): validation decodes a different number of steps on each process, so no forward may gather on its
+    own."""
+    units = _fsdp_units(model)
+    for unit in units:
+        unit.set_reshard_after_forward(False, recurse=False)
+        unit.unshard()
+    try:
+        yield
+    finally:
+        for unit in units:
+            unit.reshard()
+            unit.set_reshard_after_forward(True, recurse=False)
+
+
+def optimizer_state(model, optimizer) -> dict:
+    """The optimizer's state dict; for an FSDP2 model the full (unsharded) one, on every process (collective)."""
+    if not _fsdp_units(model):
+        return optimizer.state_dict()
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+    return get_optimizer_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=True,
+                                                                                cpu_offload=True))
+
+
+def restore_optimizer(model, optimizer, state: dict) -> None:
+    """Load a state dict from `optimizer_state` (each FSDP2 process keeps its shard of the full one)."""
+    if not _fsdp_units(model):
+        optimizer.load_state_dict(state)
+        return
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    set_optimizer_state_dict(model, optimizer, optim_state_dict=state,
+                             options=StateDictOptions(full_state_dict=True))
