@@ -180,3 +180,37 @@ def test_a_reader_opened_before_a_merge_reads_the_merged_store(world, tmp_path):
     for q in qids:
         assert np.array_equal(reader.read(q), before[q])
     assert all(f.name.startswith("shards/") for f in reader.files)
+
+
+def test_resume_refuses_a_store_extracted_again_from_other_images(world, tmp_path):
+    """The store re-extracted (same path, same qids and chunks) after an image of the training split was replaced
+    in place: the DATA_DIR's files are unchanged and the store matches the images now, but the run trained on the
+    old pictures, so --resume is one line (by the rows' image digests); --allow-changed-data continues."""
+    from PIL import Image
+
+    bench = tmp_path / "bench"
+    shutil.copytree(world.bench, bench)
+    data, feats, run = tmp_path / "data", tmp_path / "feats", tmp_path / "run"
+    extract = ["-q", "extract", "-b", "patches", "--data", data, "--split", "train", "--out", feats, "--workers", "0",
+               "--chunk-size", "8"]
+    train = ["-q", "train", "--stage", "answer", "--prompt-format", "QCM-A", "--data", data, "--text-model",
+             "t5-scratch", "--out", run, "--features", feats, "--batch-size", "8", "--limit-train", "8",
+             "--val-split", "none", "--save-every", "1", *TINY_TEXT]
+    for args in (["-q", "prepare", bench, "--out", data], extract, [*train, "--epochs", "1"]):
+        res = mmcot(*args)
+        assert res.exit_code == 0, res.stderr
+    shutil.rmtree(feats)  # extracted again from the same images: the same store, resume goes on
+    assert mmcot(*extract).exit_code == 0
+    rows = [json.loads(line) for line in (data / "train.jsonl").read_text().splitlines()]
+    image = next(r["image_paths"][0] for r in rows if r.get("image_paths"))
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(image)  # another picture under the same qid and path
+    shutil.rmtree(feats)
+    assert mmcot(*extract).exit_code == 0
+    before = checksums(run)
+    res = mmcot(*train, "--epochs", "2", "--resume")
+    assert_one_error(res, 2, str(run), str(feats.resolve()), "other images than the run trained on")
+    assert checksums(run) == before
+    res = mmcot(*train, "--epochs", "2", "--resume", "--allow-changed-data")
+    assert res.exit_code == 0, res.stderr
+    changed = json.loads((run / "run_config.json").read_text())["changed_inputs"][-1]["changed"]
+    assert list(changed) == ["--features images"]

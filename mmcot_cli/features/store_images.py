@@ -27,6 +27,23 @@ def stored_digests(store) -> dict[str, str]:
     return digests
 
 
+def images_fingerprint(store, splits: Sequence[str]) -> str | None:
+    """sha256 of (qid, image digest) of every row `splits` serve: what `train --resume` compares, so a store
+    extracted again from other images under the same qids (same identity, same chunks) is not taken for the one
+    the run trained on. None for a store without digests (imported features, stores older than digests)."""
+    import hashlib
+    import json
+
+    chunks = store.chunks()
+    digests = {}
+    for split in splits:
+        for ref in chunks.get(split, []):
+            digests.update(ref.entry.get("images") or {})
+    if not digests:
+        return None
+    return hashlib.sha256(json.dumps(sorted(digests.items())).encode()).hexdigest()
+
+
 def check_store_images(store, records: Iterable[dict], split: str) -> int:
     """Raise DataError at the first record whose image file differs (by content) from the one its stored row was
     extracted from; returns how many images were compared. An image that is gone now is not compared (the

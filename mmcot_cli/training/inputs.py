@@ -14,7 +14,7 @@ from mmcot_cli.data.records import load_records
 from mmcot_cli.data.teacher import expand_rationales
 from mmcot_cli.errors import DataError
 from mmcot_cli.features.store import open_store, store_fingerprint
-from mmcot_cli.features.store_images import check_store_images
+from mmcot_cli.features.store_images import check_store_images, images_fingerprint
 from mmcot_cli.io import sha256_file
 from mmcot_cli.model.batching import Example
 from mmcot_cli.runs.meta import RunMeta
@@ -79,6 +79,9 @@ def stage_rationales(cfg: TrainConfig) -> tuple[Rationales | None, Rationales | 
     return train_r, val_r, info
 
 
+IMAGES_INPUT = "--features images"  # the images the store's rows were extracted from (their digests)
+
+
 def input_fingerprints(cfg: TrainConfig) -> dict[str, dict]:
     """What the run reads, {label: {path, sha256}}: the DATA_DIR split files, the feature store (its identity and
     the description of the splits used), the rationale files. Recorded in run_config.json; `--resume` compares.
@@ -98,6 +101,10 @@ def input_fingerprints(cfg: TrainConfig) -> dict[str, dict]:
         splits = [s for s in (cfg.train_split, cfg.val_split) if s]
         prints["--features"] = {"path": str(Path(cfg.features).resolve()),
                                 "sha256": store_fingerprint(cfg.features, splits)}
+        with contextlib.suppress(DataError):  # an unreadable store fails with its own message when read
+            images = images_fingerprint(open_store(cfg.features), splits)
+            if images is not None:
+                prints[IMAGES_INPUT] = {"path": prints["--features"]["path"], "sha256": images}
     return prints
 
 

@@ -54,7 +54,7 @@ def _check_resume_config(run_dir: Path, cfg: TrainConfig, world_size: int) -> Ru
 def _check_resume_inputs(run_dir: Path, cfg: TrainConfig, saved: RunMeta, checkpoints: list[Path]) -> None:
     """Refuse to continue on other data than the run started on (fewer records would shift every epoch and
     the learning-rate schedule) unless --allow-changed-data, which is recorded in run_config.json."""
-    from mmcot_cli.training.inputs import input_fingerprints
+    from mmcot_cli.training.inputs import IMAGES_INPUT, input_fingerprints
 
     if not saved.inputs:  # a run from before fingerprints were recorded
         return
@@ -65,6 +65,12 @@ def _check_resume_inputs(run_dir: Path, cfg: TrainConfig, saved: RunMeta, checkp
     if not changed:
         return
     if not cfg.allow_changed_data:
+        if list(changed) == [IMAGES_INPUT]:
+            c = changed[IMAGES_INPUT]
+            raise UsageError(f"{run_dir}: --resume with the feature store {c['path']} extracted from other images "
+                             "than the run trained on (same qids and chunks, other image contents: image digests "
+                             f"sha256 {str(c['before'])[:12]}… then, {c['now'][:12]}… now); pass the store it "
+                             "trained on, or --resume --allow-changed-data to continue on these features")
         label, c = next(iter(changed.items()))
         more = f" (and {len(changed) - 1} more input{'s' if len(changed) > 2 else ''})" if len(changed) > 1 else ""
         raise UsageError(f"{run_dir}: --resume with changed {label} {c['path']}{more}: sha256 {str(c['before'])[:12]}… "
