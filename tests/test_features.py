@@ -236,10 +236,12 @@ def test_stale_index_is_rebuilt_and_options_are_validated(tmp_path, records):
     extract(cfg_for(tmp_path / "f", records))
     (tmp_path / "f" / "index.json").write_text('{"files": {}, "qids": {}}')
     assert len(open_store(tmp_path / "f")) == 8
-    assert X.parse_shard("3/4") == (3, 4)
+    from mmcot_cli.features.settings import parse_shard
+
+    assert parse_shard("3/4") == (3, 4) == parse_shard([3, 4])
     for bad in ("4/4", "x", "1/0", "-1/2"):
         with pytest.raises(UsageError):
-            X.parse_shard(bad)
+            parse_shard(bad)
     with pytest.raises(UsageError):
         cfg_for(tmp_path / "g", records, dtype="bfloat16")
     with pytest.raises(DataError, match="not a feature store"):

@@ -65,9 +65,11 @@ def test_public_api_names_are_the_modules_own():
         raise AssertionError("unknown names must raise AttributeError")
 
 
-def test_extract_help_shows_the_store_default_chunk_size():
-    # `mmcot extract --help` must not import the store (numpy); its help text states the default instead
-    from mmcot_cli.cli.extract import CHUNK_SIZE_HELP
-    from mmcot_cli.features.store import DEFAULT_CHUNK_SIZE
+def test_extract_help_shows_the_store_default_chunk_size(cli):
+    # `mmcot extract --help` must not import the store (numpy); the settings module holds the default it shows
+    from mmcot_cli.features import settings, store
 
-    assert f"(default: {DEFAULT_CHUNK_SIZE})" in CHUNK_SIZE_HELP
+    assert store.DEFAULT_CHUNK_SIZE is settings.DEFAULT_CHUNK_SIZE
+    assert set(store.DTYPES) == set(settings.STORE_DTYPES)
+    res = cli("extract", "--help", terminal_width=250)
+    assert f"[default: {settings.DEFAULT_CHUNK_SIZE}]" in res.stdout

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from mmcot_cli.cli.app import print_json
 from mmcot_cli.cli.options import settings_command
-from mmcot_cli.features.import_settings import ImportFeaturesConfig
+from mmcot_cli.features.settings import ImportFeaturesConfig
 from mmcot_cli.model.original_checkpoint import ImportRunConfig, import_run
 from mmcot_cli.progress import err_console
 

@@ -3,6 +3,6 @@
 Modules: store (format, chunk writer, mmap reads, identity checks), store_index (qid → file and row, chunks,
 the manifest summary), store_files (one data file: header, CRC-32,
 atomic write), store_images (which image each row came from, by content; --skip-bad retries), extract (batching, sharding, resume, merge), original_features (`mmcot import-features`),
-import_settings (its options, numpy-free).
+settings (the options of extract and import-features, numpy-free).
 May import: registry, data and the ground floor.
 """

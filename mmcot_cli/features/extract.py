@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +18,8 @@ import numpy as np
 from mmcot_cli import progress
 from mmcot_cli.data.records import load_records
 from mmcot_cli.errors import DataError, MMCoTError, ShapeError, UsageError
+from mmcot_cli.features.settings import ExtractConfig
 from mmcot_cli.features.store import (
-    DEFAULT_CHUNK_SIZE,
     DTYPES,
     FORMAT,
     LEGACY_IDENTITY,
@@ -37,66 +37,10 @@ from mmcot_cli.io import read_json
 from mmcot_cli.outputs import claim_output_dir, init_forked_worker, remove_debris_of
 from mmcot_cli.registry import manager as plugins
 from mmcot_cli.registry.hookspecs import VisionBuildOptions
-from mmcot_cli.registry.weights import RANDOM_INIT, check_not_both
-from mmcot_cli.validate import check_alpha, parse_device
+from mmcot_cli.registry.weights import RANDOM_INIT
+from mmcot_cli.validate import parse_device
 
 MERGED_SHARD_BYTES = 1 << 30  # merge packs whole chunks into files of about this size
-
-
-@dataclass
-class ExtractConfig:
-    backbone: str
-    out: str
-    data_dir: str | None = None
-    splits: tuple[str, ...] = ("test",)
-    images_dir: str | None = None  # relocate images: <images_dir>/<qid>/<file name>
-    batch_size: int = 16
-    workers: int | None = None  # None: min(4, CPUs)
-    device: str = "cpu"
-    dtype: str = "float16"
-    shard: tuple[int, int] | None = None  # (K, N), 0 <= K < N
-    random_init: bool = False
-    weights: str | None = None
-    variant: str | None = None
-    skip_bad: bool = False
-    chunk_size: int = DEFAULT_CHUNK_SIZE
-    alpha: str | None = None  # transparency policy (data/images.py); None: the store's, else the backbone's
-    # Records per split, for library use without a DATA_DIR (notebooks, tests); None: load_records(data_dir).
-    records: dict[str, list[dict]] | None = field(default=None, repr=False)
-
-    def __post_init__(self) -> None:
-        if self.dtype not in DTYPES:
-            raise UsageError(f"--dtype {self.dtype}: choose one of {', '.join(DTYPES)}")
-        if self.batch_size < 1:
-            raise UsageError(f"--batch-size must be >= 1 (got {self.batch_size})")
-        if self.chunk_size < 1:
-            raise UsageError(f"--chunk-size must be >= 1 (got {self.chunk_size})")
-        if self.workers is not None and self.workers < 0:
-            raise UsageError(f"--workers must be >= 0 (got {self.workers})")
-        if self.shard is not None:
-            k, n = self.shard
-            if n < 1 or not 0 <= k < n:
-                raise UsageError(f"--shard {k}/{n}: need 0 <= K < N")
-        check_not_both(self.random_init, self.weights)
-        if self.alpha is not None:
-            check_alpha(self.alpha)
-        if not self.splits:
-            raise UsageError("no split given")
-        if self.records is None and not self.data_dir:
-            raise UsageError("--data DATA_DIR is required")
-
-
-def parse_shard(text: str | None) -> tuple[int, int] | None:
-    """'K/N' → (K, N) with 0-based K (SLURM array task ids 0..N-1)."""
-    if text is None or text == "":
-        return None
-    try:
-        k, n = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise UsageError(f"--shard {text!r}: expected K/N, e.g. 0/4") from None
-    if n < 1 or not 0 <= k < n:
-        raise UsageError(f"--shard {text}: need 0 <= K < N (K counts from 0)")
-    return k, n
 
 
 def resolve_alpha(cfg: ExtractConfig, backbone, root: Path) -> str:
@@ -248,6 +192,7 @@ def extract(cfg: ExtractConfig) -> dict:
     The store is held for the whole run: exclusively, or with --shard K/N shared with the other shards (each
     holding its own shard's lock), so N shard jobs fill one store side by side while any other writer is refused.
     """
+    cfg.check_inputs()
     started = time.time()
     backbone = plugins.get_vision_backbone(cfg.backbone)
     shard = "{}-of-{}".format(*cfg.shard) if cfg.shard else None

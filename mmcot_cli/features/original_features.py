@@ -24,7 +24,7 @@ import numpy as np
 
 from mmcot_cli.data.records import load_records
 from mmcot_cli.errors import DataError, UsageError, first_line, torch_load_problem
-from mmcot_cli.features.import_settings import ImportFeaturesConfig
+from mmcot_cli.features.settings import ImportFeaturesConfig
 from mmcot_cli.io import make_dir, read_json
 from mmcot_cli.output_guard import mark_output_dir
 from mmcot_cli.outputs import claim_output_dir

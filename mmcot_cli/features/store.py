@@ -28,6 +28,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from mmcot_cli.errors import DataError, MMCoTError, UsageError
+from mmcot_cli.features.settings import DEFAULT_CHUNK_SIZE
 from mmcot_cli.features.store_files import (
     ST_DTYPES,
     DataFile,
@@ -44,7 +45,6 @@ from mmcot_cli.output_guard import mark_output_dir
 from mmcot_cli.outputs import LOCK_FILE, hold_lock
 
 FORMAT = "mmcot-features/1"
-DEFAULT_CHUNK_SIZE = 256
 DTYPES = {"float16": (np.float16, "F16"), "float32": (np.float32, "F32")}
 IDENTITY_KEYS = ("format", "backbone", "variant", "weights", "feature_shape", "dtype", "chunk_size", "alpha")
 # Identity keys that manifests written before them lack, with what those stores were made with.
