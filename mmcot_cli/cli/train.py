@@ -10,6 +10,7 @@ from rich.table import Table
 from mmcot_cli.cli.app import print_json
 from mmcot_cli.cli.options import settings_command
 from mmcot_cli.progress import err_console
+from mmcot_cli.registry.weights import require_text_weights
 from mmcot_cli.training.config import TrainConfig
 from mmcot_cli.training.run_dir import hold_run_dir
 
@@ -24,6 +25,8 @@ def train_command(
     Multi-process: `accelerate launch --num_processes N -m mmcot_cli train …` or
     `torchrun --nproc_per_node N -m mmcot_cli train …` (see docs/TRAINING.md).
     """
+    if not cfg.resume:  # pretrained weights that cannot be had: one line at once, before torch loads
+        require_text_weights(cfg.text_model)
     with hold_run_dir(cfg):  # before torch loads: a second writer of RUN_DIR is refused at once
         from mmcot_cli.training.loop import train
 

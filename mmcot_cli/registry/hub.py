@@ -238,3 +238,45 @@ def repo_file(source: HubSource, suffixes: tuple[str, ...], kind: str) -> tuple[
     else:
         name = choose(snap, [f for f in snap.files if f.endswith(suffixes)], kind)
     return fetch(snap, [name]) / name, hub_provenance(snap, name)
+
+
+PROBE_SECONDS = 3.0  # how long the Hub may take to accept a connection before a pretrained name is given up
+
+
+def repo_cached(repo_id: str) -> bool:
+    """Some snapshot of hub repo `repo_id` is in the Hugging Face cache (what a loader would read offline)."""
+    snapshots = _storage(repo_id) / "snapshots"
+    return snapshots.is_dir() and any(p.is_dir() and any(p.iterdir()) for p in snapshots.iterdir())
+
+
+def hub_unreachable(timeout: float = PROBE_SECONDS) -> str | None:
+    """Why the Hub (HF_ENDPOINT; the proxy settings as urllib reads them) gives no answer within `timeout` seconds,
+    or None when it answers at all (any HTTP status). One HEAD request, no retries."""
+    import urllib.error
+    import urllib.request
+
+    from huggingface_hub import constants
+
+    try:
+        urllib.request.urlopen(urllib.request.Request(constants.ENDPOINT, method="HEAD"), timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return None  # it answered
+    except (OSError, ValueError) as e:  # URLError (no DNS, refused, unreachable), a timeout, a bad endpoint
+        reason = getattr(e, "reason", e)
+        return first_line(reason) if isinstance(reason, BaseException) else str(reason)
+    return None
+
+
+def require_pretrained(repo_id: str, what: str, hint: str) -> None:
+    """Fail at once, in one line ending with `hint`, where pretrained weights `repo_id` (a hub id) are not in the
+    cache and cannot be fetched: HF_HUB_OFFLINE is set, or the Hub does not accept a connection within a few
+    seconds. The loaders' own way (retries with back-off, then a long message) takes half a minute or more."""
+    if repo_cached(repo_id):
+        return
+    if is_offline():
+        raise DataError(f"{what}: cannot load {repo_id}: not in the Hugging Face cache ({cache_dir()}) and "
+                        f"HF_HUB_OFFLINE is set; {hint}")
+    reason = hub_unreachable()
+    if reason:
+        raise DataError(f"{what}: cannot load {repo_id}: not in the Hugging Face cache ({cache_dir()}) and the "
+                        f"Hub cannot be reached ({reason[:80]}); {hint}")

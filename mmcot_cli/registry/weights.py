@@ -26,7 +26,7 @@ from mmcot_cli.errors import MMCoTError, UsageError, first_line
 
 RANDOM_INIT = "random-init"  # the manifest's `weights` for random-init encoders
 BOTH_GIVEN = "give either --random-init or --weights, not both"
-OFFLINE_HINT = "offline? use --random-init or --weights PATH"
+OFFLINE_HINT = "offline? fill the cache once with the network, or use --weights PATH (a local copy) or --random-init"
 KINDS = ("default", "random-init", "local-dir", "file", "hub", "tag")
 
 
@@ -83,3 +83,31 @@ def loading(backbone: str, what: str, arch: str | None = None) -> Iterator[None]
         raise MMCoTError(f"{where}: cannot load {what}: {first_line(e)} ({OFFLINE_HINT})") from None
     finally:
         hf_logging.set_verbosity(verbosity)
+
+
+def require_vision_weights(backbone: str, repo_id: str | None, arch: str | None = None) -> None:
+    """Pretrained weights from hub repo `repo_id` that are neither cached nor reachable fail here, in one line with
+    the offline hint, before the model is built (no loader retries); None (weights from a URL): nothing checked."""
+    from mmcot_cli.registry.hub import require_pretrained
+
+    if repo_id:
+        where = f"backbone {backbone} ({arch})" if arch else f"backbone {backbone}"
+        require_pretrained(repo_id, where, OFFLINE_HINT)
+
+
+TEXT_WEIGHTS_HINT = ("fill the cache once with the network, or pass a downloaded model folder as --text-model DIR "
+                     "(t5-scratch, llama-scratch need no weights)")
+
+
+def require_text_weights(text_model: str) -> None:
+    """A registered name or hub id whose weights are neither cached nor reachable fails here, in one line with the
+    hint, before torch or transformers load (`train` calls it first) and before their retries. A from-scratch
+    backbone or a local directory: nothing checked."""
+    from mmcot_cli.registry.hub import HUB_PATH, require_pretrained
+    from mmcot_cli.registry.manager import get_text_backbone
+
+    backbone = get_text_backbone(text_model)
+    weights = backbone.weights or ""
+    match = HUB_PATH.match(weights)
+    if backbone.build is None and match and not match.group(2) and not Path(weights).expanduser().exists():
+        require_pretrained(weights, f"text backbone {backbone.name!r}", TEXT_WEIGHTS_HINT)

@@ -8,7 +8,7 @@ import logging
 
 from mmcot_cli.errors import MMCoTError, UsageError
 from mmcot_cli.registry.hookspecs import VisionBuildOptions
-from mmcot_cli.registry.weights import RANDOM_INIT, loading, resolve_weights
+from mmcot_cli.registry.weights import RANDOM_INIT, loading, require_vision_weights, resolve_weights
 
 
 def create_timm_model(backbone: str, arch: str, options: VisionBuildOptions):
@@ -25,6 +25,7 @@ def create_timm_model(backbone: str, arch: str, options: VisionBuildOptions):
     if source.kind == "random-init":
         return timm.create_model(arch, pretrained=False, num_classes=0), RANDOM_INIT
     what = options.weights or "default pretrained weights"
+    require_vision_weights(backbone, _hub_id(source, arch), arch)
     with loading(backbone, what, arch), _missing_keys_check(backbone, arch, what):
         if source.kind == "default":
             model = timm.create_model(arch, pretrained=True, num_classes=0)
@@ -37,6 +38,18 @@ def create_timm_model(backbone: str, arch: str, options: VisionBuildOptions):
             return model, source.given
         name = f"hf-hub:{source.value}" if source.kind == "hub" else source.value
         return timm.create_model(name, pretrained=True, num_classes=0), options.weights
+
+
+def _hub_id(source, arch: str) -> str | None:
+    """The hub repo timm would download `source` from (None: a local path, or weights from a URL)."""
+    from timm.models import get_pretrained_cfg
+
+    if source.kind == "hub":
+        return source.value
+    if source.kind not in ("default", "tag"):
+        return None
+    cfg = get_pretrained_cfg(arch if source.kind == "default" else source.value)
+    return getattr(cfg, "hf_hub_id", None) or None
 
 
 @contextlib.contextmanager

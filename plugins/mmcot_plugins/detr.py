@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from mmcot_cli.errors import DataError, MMCoTError, UsageError
 from mmcot_cli.registry.hookspecs import VisionBackbone, VisionBuildOptions, hookimpl
-from mmcot_cli.registry.weights import RANDOM_INIT, loading, resolve_weights
+from mmcot_cli.registry.weights import RANDOM_INIT, loading, require_vision_weights, resolve_weights
 
 # variant → (hub id, timm backbone, dilated last stage)
 VARIANTS = {
@@ -95,6 +95,8 @@ def build(options: VisionBuildOptions) -> DetrEncoder:
     source = resolve_weights("detr", options.weights, options.random_init, default=VARIANTS[variant][0])
     if source.kind == "random-init":
         return DetrEncoder(DetrModel(random_init_config(variant)), RANDOM_INIT, options.device)
+    if source.kind in ("default", "hub"):
+        require_vision_weights("detr", source.value)
     with loading("detr", source.given):  # a hub id and a save_pretrained directory go through the same call
         model, info = DetrModel.from_pretrained(source.value, output_loading_info=True)
     missing = sorted(info.get("missing_keys") or [])

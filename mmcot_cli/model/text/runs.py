@@ -31,6 +31,7 @@ from mmcot_cli.model.text.t5 import (
 )
 from mmcot_cli.registry.hookspecs import TextBuildOptions
 from mmcot_cli.registry.manager import build_text_model, get_text_backbone
+from mmcot_cli.registry.weights import require_text_weights
 
 
 def build_model(text_backbone: str, image_shape: Sequence[int] | None, *, random_init: bool = False,
@@ -53,6 +54,7 @@ def build_model(text_backbone: str, image_shape: Sequence[int] | None, *, random
             return wrap_causal(lm, tokenizer, image_shape, backbone.name, **causal)
         check_t5_fusion(fusion, fusion_layer)
         return finish_t5(from_t5(lm, image_shape), tokenizer, backbone.name, image_shape)
+    require_text_weights(text_backbone)
     if is_causal_source(backbone.weights):
         return build_causal_model(text_backbone, image_shape, random_init=random_init, train_texts=train_texts,
                                   text_options=text_options, **causal)
