@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Iterator
 
 from mmcot_cli.errors import MMCoTError, UsageError, first_line
+from mmcot_cli.registry.hub import HUB_PATH, require_pretrained
+from mmcot_cli.registry.manager import get_text_backbone
 
 RANDOM_INIT = "random-init"  # the manifest's `weights` for random-init encoders
 BOTH_GIVEN = "give either --random-init or --weights, not both"
@@ -85,11 +87,21 @@ def loading(backbone: str, what: str, arch: str | None = None) -> Iterator[None]
         hf_logging.set_verbosity(verbosity)
 
 
+def timm_hub_id(source: WeightSource, arch: str) -> str | None:
+    """The hub repo timm downloads `source` from (None: a local path, or weights from a URL)."""
+    from timm.models import get_pretrained_cfg
+
+    if source.kind == "hub":
+        return source.value
+    if source.kind not in ("default", "tag"):
+        return None
+    cfg = get_pretrained_cfg(arch if source.kind == "default" else source.value)
+    return getattr(cfg, "hf_hub_id", None) or None
+
+
 def require_vision_weights(backbone: str, repo_id: str | None, arch: str | None = None) -> None:
     """Pretrained weights from hub repo `repo_id` that are neither cached nor reachable fail here, in one line with
     the offline hint, before the model is built (no loader retries); None (weights from a URL): nothing checked."""
-    from mmcot_cli.registry.hub import require_pretrained
-
     if repo_id:
         where = f"backbone {backbone} ({arch})" if arch else f"backbone {backbone}"
         require_pretrained(repo_id, where, OFFLINE_HINT)
@@ -103,9 +115,6 @@ def require_text_weights(text_model: str) -> None:
     """A registered name or hub id whose weights are neither cached nor reachable fails here, in one line with the
     hint, before torch or transformers load (`train` calls it first) and before their retries. A from-scratch
     backbone or a local directory: nothing checked."""
-    from mmcot_cli.registry.hub import HUB_PATH, require_pretrained
-    from mmcot_cli.registry.manager import get_text_backbone
-
     backbone = get_text_backbone(text_model)
     weights = backbone.weights or ""
     match = HUB_PATH.match(weights)

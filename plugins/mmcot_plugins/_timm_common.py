@@ -8,7 +8,7 @@ import logging
 
 from mmcot_cli.errors import MMCoTError, UsageError
 from mmcot_cli.registry.hookspecs import VisionBuildOptions
-from mmcot_cli.registry.weights import RANDOM_INIT, loading, require_vision_weights, resolve_weights
+from mmcot_cli.registry.weights import RANDOM_INIT, loading, require_vision_weights, resolve_weights, timm_hub_id
 
 
 def create_timm_model(backbone: str, arch: str, options: VisionBuildOptions):
@@ -20,12 +20,12 @@ def create_timm_model(backbone: str, arch: str, options: VisionBuildOptions):
     if source.kind in ("random-init", "default", "file") and not timm.is_model(arch):  # else dir/hub config
         import difflib
         close = difflib.get_close_matches(arch, timm.list_models(), n=5)
-        raise UsageError(f"backbone {backbone}: unknown timm model {arch!r} for --variant"
-                         + (f"; close names: {', '.join(close)}" if close else "; see timm.list_models()"))
+        hint = f"; close names: {', '.join(close)}" if close else "; see timm.list_models()"
+        raise UsageError(f"backbone {backbone}: unknown timm model {arch!r} for --variant{hint}")
     if source.kind == "random-init":
         return timm.create_model(arch, pretrained=False, num_classes=0), RANDOM_INIT
+    require_vision_weights(backbone, timm_hub_id(source, arch), arch)  # not cached, no network: one line now
     what = options.weights or "default pretrained weights"
-    require_vision_weights(backbone, _hub_id(source, arch), arch)
     with loading(backbone, what, arch), _missing_keys_check(backbone, arch, what):
         if source.kind == "default":
             model = timm.create_model(arch, pretrained=True, num_classes=0)
@@ -33,23 +33,10 @@ def create_timm_model(backbone: str, arch: str, options: VisionBuildOptions):
         if source.kind == "local-dir":
             return timm.create_model(f"local-dir:{source.value}", pretrained=True, num_classes=0), source.given
         if source.kind == "file":
-            model = timm.create_model(arch, pretrained=True, num_classes=0,
-                                      pretrained_cfg_overlay={"file": source.value})
-            return model, source.given
+            overlay = {"file": source.value}
+            return timm.create_model(arch, pretrained=True, num_classes=0, pretrained_cfg_overlay=overlay), source.given
         name = f"hf-hub:{source.value}" if source.kind == "hub" else source.value
         return timm.create_model(name, pretrained=True, num_classes=0), options.weights
-
-
-def _hub_id(source, arch: str) -> str | None:
-    """The hub repo timm would download `source` from (None: a local path, or weights from a URL)."""
-    from timm.models import get_pretrained_cfg
-
-    if source.kind == "hub":
-        return source.value
-    if source.kind not in ("default", "tag"):
-        return None
-    cfg = get_pretrained_cfg(arch if source.kind == "default" else source.value)
-    return getattr(cfg, "hf_hub_id", None) or None
 
 
 @contextlib.contextmanager
