@@ -8,6 +8,7 @@ import json
 import math
 import os
 import re
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator, NamedTuple
@@ -16,8 +17,7 @@ from mmcot_cli.errors import DataError, first_line, open_files_reason
 
 
 def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
+    os.umask(mask := os.umask(0))
     return mask
 
 
@@ -26,15 +26,12 @@ def uniform_modes(folder: str | os.PathLike) -> None:
     mask = _umask()
     os.chmod(folder, 0o777 & ~mask)
     for root, dirs, files in os.walk(folder):
-        for d in dirs:
-            os.chmod(os.path.join(root, d), 0o777 & ~mask)
-        for f in files:
-            os.chmod(os.path.join(root, f), 0o666 & ~mask)
+        for name in dirs + files:
+            os.chmod(os.path.join(root, name), (0o777 if name in dirs else 0o666) & ~mask)
 
 
 def os_reason(e: BaseException) -> str:
-    """The short reason of an OSError ("No space left on device"; the open-files limit named), else the exception's
-    type name."""
+    """The short reason of an OSError ("No space left on device"; the open-files limit named), else the type."""
     return open_files_reason(e) or getattr(e, "strerror", None) or type(e).__name__
 
 
@@ -53,23 +50,20 @@ def write_fault(e: BaseException) -> str | None:
     return None
 
 
-_NAME_MAX, _PATH_MAX = 255, 4095  # bytes: a name (ext4, xfs, btrfs, tmpfs) and a whole path (Linux)
-_SIBLING_TAG = 16  # the longest tag a sibling name adds: ".XXXXXXXX.tmp" (mkstemp), ".mmcot-lock", ".old"
+# bytes: a name (ext4, xfs, btrfs, tmpfs), a whole path (Linux), the longest tag of a sibling (".XXXXXXXX.tmp")
+_NAME_MAX, _PATH_MAX, _SIBLING_TAG = 255, 4095, 16
 
 
 def sibling_stem(path: str | os.PathLike) -> str:
-    """STEM of the names beside `path` that its writers make (`.STEM.XXXXXXXX.tmp`, `.STEM.mmcot-lock`,
-    `.STEM.old`): the name itself, or where those would pass the file system's limits (a legal name close to 255
-    bytes), the name cut short at a character boundary plus a digest of the whole name (still one per output)."""
+    """STEM of `.STEM.XXXXXXXX.tmp`, `.STEM.mmcot-lock`, `.STEM.old` beside `path`: its name, or where those would
+    pass the name limit (255 bytes) the name cut at a character boundary plus a digest of the whole name."""
     import hashlib
 
     path, raw = Path(path), os.fsencode(Path(path).name)
     room = min(_NAME_MAX, _PATH_MAX - len(os.fsencode(str(path.parent))) - 1) - 1 - _SIBLING_TAG
     if len(raw) <= room:
         return path.name
-    digest = "~" + hashlib.sha256(raw).hexdigest()[:12]
-    cut = raw[:max(room - len(digest), 1)].decode("utf-8", "ignore") or "x"
-    return cut + digest
+    return (raw[:max(room - 13, 1)].decode("utf-8", "ignore") or "x") + "~" + hashlib.sha256(raw).hexdigest()[:12]
 
 
 def make_dir(path: str | os.PathLike) -> Path:
@@ -269,17 +263,30 @@ def loads(text: str, where: str, one_line: bool = False, surrogates: bool = Fals
     return obj
 
 
-def read_text(path: str | os.PathLike, expected: str = "file") -> str:
-    """A whole UTF-8 file; a missing, unreadable or non-text file raises DataError naming it."""
-    path = Path(path)
+def open_input(path: str | os.PathLike, expected: str = "file"):
+    """A binary file object of input `path`; missing, a directory, unreadable, or not a regular file (a FIFO or
+    device: checked before opening, which would wait for a writer for ever) raises DataError naming it."""
     try:
-        return path.read_text(encoding="utf-8").removeprefix("\ufeff")  # a byte-order mark is not content
+        mode = os.stat(path).st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            raise DataError(f"{path}: not a regular file ({'a FIFO' if stat.S_ISFIFO(mode) else 'a device or socket'}"
+                            f"); give the {expected} itself (copy what a pipe carries into a file first)")
+        return open(path, "rb")
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except IsADirectoryError:
         raise DataError(f"{path}: is a directory, expected a {expected}") from None
     except PermissionError:
         raise DataError(f"{path}: permission denied") from None
+
+
+def read_text(path: str | os.PathLike, expected: str = "file") -> str:
+    """A whole UTF-8 file; a missing, unreadable or non-text file raises DataError naming it."""
+    path = Path(path)
+    with open_input(path, expected) as fh:
+        data = fh.read()
+    try:
+        return data.decode("utf-8").removeprefix("\ufeff")  # a byte-order mark is not content
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
 
@@ -302,15 +309,7 @@ class JsonlLine(NamedTuple):
 
 def _open_lines(path: Path, expected: str) -> Iterator[bytes]:
     """The binary lines of a file (they end at b"\\n" only); opening it is checked before the first line."""
-    try:
-        fh = open(path, "rb")  # decoded line by line, so a non-UTF-8 line is reported with its number
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a directory, expected a {expected}") from None
-    except PermissionError:
-        raise DataError(f"{path}: permission denied") from None
-    with fh:
+    with open_input(path, expected) as fh:  # decoded line by line: a non-UTF-8 line is reported with its number
         yield from fh  # binary lines end at b"\n" only
 
 
@@ -444,7 +443,7 @@ def sha256_file(path: str | os.PathLike) -> str:
     import hashlib
 
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with open_input(path) as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import pytest
 from faultkit import assert_one_error, mmcot, world  # noqa: F401 (fixture)
@@ -155,3 +156,49 @@ def test_extract_detr_names_an_extreme_aspect_ratio(world, tmp_path):
     res = mmcot("extract", "-b", "detr", "--random-init", "--data", data, "--split", "test", "--out", tmp_path / "f",
                 "--workers", "0")
     assert_one_error(res, 1, "qid 10", str(banner), "aspect ratio")
+
+
+# --------------------------------------------------------------------------- input files that are FIFOs
+
+
+def _fifo(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(path)
+    return path
+
+
+def _bounded(*args):
+    """`python -m mmcot_cli ARGS` that must end on its own within a minute (a FIFO with no writer used to hang)."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "mmcot_cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=60)
+
+
+@pytest.mark.parametrize("case", ["source", "problems", "problems-in-folder", "jsonl-in-folder"])
+def test_prepare_names_a_problems_file_that_is_a_fifo(world, tmp_path, case):
+    if case == "source":
+        fifo = _fifo(tmp_path / "problems.json")
+        args = ["prepare", fifo, "--out", tmp_path / "d"]
+    elif case == "problems":
+        fifo = _fifo(tmp_path / "mine.json")
+        args = ["prepare", "--problems", fifo, world.bench, "--out", tmp_path / "d"]
+    elif case == "problems-in-folder":
+        shutil.copy(world.bench / "pid_splits.json", tmp_path)
+        fifo = _fifo(tmp_path / "problems.json")
+        args = ["prepare", "--format", "scienceqa", tmp_path, "--out", tmp_path / "d"]
+    else:
+        fifo = _fifo(tmp_path / "src" / "a.jsonl")
+        args = ["prepare", "--format", "jsonl", tmp_path / "src", "--out", tmp_path / "d"]
+    assert_one_error(_bounded(*args), 1, str(fifo), "not a regular file (a FIFO)")
+    assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize("command", ["score", "rationales"])
+def test_readers_name_a_predictions_file_that_is_a_fifo(world, tmp_path, command):
+    fifo = _fifo(tmp_path / "p.jsonl")
+    args = ["score", fifo, "--data", world.data] if command == "score" else \
+        ["rationales", "import", fifo, "--data", world.data, "--split", "test", "--out", tmp_path / "r.jsonl"]
+    assert_one_error(_bounded(*args), 1, str(fifo), "not a regular file (a FIFO)")
+    assert not (tmp_path / "r.jsonl").exists()

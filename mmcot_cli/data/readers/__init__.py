@@ -22,6 +22,7 @@ from mmcot_cli.data.readers.jsonl import prepare_jsonl
 from mmcot_cli.data.readers.scienceqa import PrepareConfig, prepare
 from mmcot_cli.data.records import DEFAULT_SPLITS, load_manifest, load_records, without_rationale
 from mmcot_cli.errors import DataError, UnknownNameError, UsageError
+from mmcot_cli.io import open_input
 from mmcot_cli.outputs import claim_output_dir
 
 # How a prepared format is scored (mmcot_cli.evaluation.score_data.score_data) and shown by `report` and `compare`
@@ -152,6 +153,9 @@ def prepare_source(source: str | Path, out: str | Path, fmt: str | None = None, 
                    carve: Carve | None = None) -> dict:
     """Prepare SRC in format `fmt` (detected when None) into DATA_DIR `out`; returns the summary dict.
     `splits` None: train,val,test for ScienceQA, every split present for the others."""
+    for given, what in ((source, "data source"), (problems, "problems file"), (captions, "captions file")):
+        if given is not None and Path(given).exists() and not Path(given).is_dir():
+            open_input(given, what).close()  # a FIFO or device: one line naming it, before any reader waits on it
     if fmt is None and problems is not None and not _is_hub(Path(source)):
         fmt = "scienceqa"  # SRC with a problems file of another name (--problems)
     fmt = get_format(fmt or detect_format(source))

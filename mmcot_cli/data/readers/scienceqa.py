@@ -34,7 +34,7 @@ from mmcot_cli.data.records import (
     write_data_dir,
 )
 from mmcot_cli.errors import DataError, UnknownNameError
-from mmcot_cli.io import read_json
+from mmcot_cli.io import open_input, read_json
 from mmcot_cli.outputs import claim_output_dir
 from mmcot_cli.progress import track
 
@@ -82,6 +82,7 @@ def find_source_files(source: str | os.PathLike, problems: str | os.PathLike | N
     if problems is not None or source.is_file():
         path = Path(problems) if problems is not None else source
         if not path.is_file():
+            open_input(path, "problems file").close()  # a FIFO or device: named as such (never opened)
             raise DataError(f"{path}: problems file not found")
         beside = [path.parent / "pid_splits.json"] + ([source / "pid_splits.json"] if source.is_dir() else [])
         return path, next((p for p in beside if p.is_file()), None)
@@ -89,7 +90,8 @@ def find_source_files(source: str | os.PathLike, problems: str | os.PathLike | N
         raise DataError(f"{source}: not a directory (expected a ScienceQA data folder with problems.json)")
     for folder in (source, source / "scienceqa"):
         problems = folder / "problems.json"
-        if problems.is_file():
+        if problems.exists() and not problems.is_dir():
+            open_input(problems, "problems file").close()  # a FIFO or device: named as such (never opened)
             splits = folder / "pid_splits.json"
             return problems, (splits if splits.is_file() else None)
     raise DataError(f"{source}: no problems.json here or in {source / 'scienceqa'} (a problems file of another "
