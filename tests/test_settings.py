@@ -106,3 +106,17 @@ def test_a_recorded_run_retrains_bit_identically_from_its_run_config(cli, data_d
     before = json.loads((first / "run_config.json").read_text())["train_config"]
     after = json.loads((again / "run_config.json").read_text())["train_config"]
     assert {**before, "out_dir": None} == {**after, "out_dir": None}
+
+
+def test_resume_takes_two_spellings_of_one_path_as_the_same(tmp_path, monkeypatch):
+    """--features given relative when training and absolute when resuming is the same store, not a change."""
+    (tmp_path / "feats").mkdir()
+    (tmp_path / "other").mkdir()
+    monkeypatch.chdir(tmp_path)
+    base = dict(stage="rationale", data_dir="data", text_model="t5-scratch", out_dir="run")
+    saved = dataclasses.asdict(TrainConfig(**base, features="feats"))
+    assert TrainConfig(**base, features=str(tmp_path / "feats")).changed_since(saved) is None
+    assert TrainConfig(**base, features="./feats/").changed_since(saved) is None
+    changed = TrainConfig(**base, features=str(tmp_path / "other")).changed_since(saved)
+    assert changed is not None and changed[0] == "features"
+    assert TrainConfig(**base, features="feats", lr=1e-3).changed_since(saved)[0] == "lr"

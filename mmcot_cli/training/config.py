@@ -206,9 +206,23 @@ class TrainConfig:
         """(field, saved value, value now) for the first field a resumed run must keep, or None."""
         now = asdict(self)
         for key in resume_keys(type(self)):
-            if key in saved and saved[key] != now[key]:
+            if key in saved and not _same_value(saved[key], now[key]):
                 return key, saved[key], now[key]
         return None
+
+
+def _same_value(saved: Any, now: Any) -> bool:
+    """Equal, or two spellings of one path (relative at training, absolute at resume: the same --features)."""
+    if saved == now:
+        return True
+    if isinstance(saved, str) and isinstance(now, str) and saved and now:
+        import os
+
+        try:
+            return os.path.samefile(saved, now)
+        except OSError:  # one of them does not exist (any more): only the same resolved name counts
+            return os.path.realpath(saved) == os.path.realpath(now)
+    return False
 
 
 def original_conflict(cfg: TrainConfig) -> None:
