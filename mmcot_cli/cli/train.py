@@ -25,6 +25,7 @@ def train_command(
     Multi-process: `accelerate launch --num_processes N -m mmcot_cli train …` or
     `torchrun --nproc_per_node N -m mmcot_cli train …` (see docs/TRAINING.md).
     """
+    cfg.resolved()  # bad option values (exit 2) are named before any weights are looked for
     if not cfg.resume:  # pretrained weights that cannot be had: one line at once, before torch loads
         require_text_weights(cfg.text_model)
     with hold_run_dir(cfg):  # before torch loads: a second writer of RUN_DIR is refused at once
