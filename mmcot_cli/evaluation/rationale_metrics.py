@@ -20,7 +20,7 @@ from typing import Callable, Sequence, Union
 
 from mmcot_cli import progress
 from mmcot_cli.errors import UnknownNameError, needs_library
-from mmcot_cli.evaluation.similarity import check_similarity_model, similarity_scores
+from mmcot_cli.evaluation.similarity import check_similarity_model, resolve_similarity_model, similarity_scores
 
 RATIONALE_REFS = ("solution", "lecture+solution")
 # One gold text, or several (A-OKVQA): what a generated rationale is compared with.
@@ -106,6 +106,11 @@ class MetricOptions:
     all-MiniLM-L6-v2) turns on the similarity metric."""
 
     similarity_model: Path | None = None
+
+    @classmethod
+    def from_flags(cls, similarity: bool, similarity_model: Path | None) -> "MetricOptions":
+        """From the --similarity / --similarity-model settings score, report and compare each declare."""
+        return cls(similarity_model=resolve_similarity_model(similarity, similarity_model))
 
     def check(self) -> None:
         """Fail before any work when an optional metric cannot run (library or model missing)."""

@@ -41,7 +41,6 @@ from mmcot_cli.evaluation.rationale_metrics import (
     rationale_reference,
 )
 from mmcot_cli.evaluation.similarity import (
-    resolve_similarity_model,
     similarity_model_setting,
     similarity_setting,
 )
@@ -358,7 +357,7 @@ class ScoreConfig:
 
     @property
     def metric_options(self) -> MetricOptions:
-        return MetricOptions(similarity_model=resolve_similarity_model(self.similarity, self.similarity_model))
+        return MetricOptions.from_flags(self.similarity, self.similarity_model)
 
 
 def score(cfg: ScoreConfig, warn: Warn | None = None) -> dict:

@@ -22,7 +22,6 @@ from mmcot_cli.evaluation.rationale_metrics import RATIONALE_METRICS, MetricOpti
 from mmcot_cli.evaluation.score import ScoreConfig, load_gold, rationale_result
 from mmcot_cli.evaluation.score_data import score_data
 from mmcot_cli.evaluation.similarity import (
-    resolve_similarity_model,
     similarity_model_setting,
     similarity_setting,
 )
@@ -58,7 +57,7 @@ class CompareConfig:
 
     @property
     def metric_options(self) -> MetricOptions:
-        return MetricOptions(similarity_model=resolve_similarity_model(self.similarity, self.similarity_model))
+        return MetricOptions.from_flags(self.similarity, self.similarity_model)
 
 
 # The original's rationale metrics: column key → (label, how to read it from a score object's `rationale`).

@@ -32,7 +32,6 @@ from mmcot_cli.evaluation.rationale_metrics import (
 from mmcot_cli.evaluation.score import ScoreConfig, load_gold
 from mmcot_cli.evaluation.score_data import score_data
 from mmcot_cli.evaluation.similarity import (
-    resolve_similarity_model,
     similarity_model_setting,
     similarity_setting,
 )
@@ -77,7 +76,7 @@ class ReportConfig:
 
     @property
     def metric_options(self) -> MetricOptions:
-        return MetricOptions(similarity_model=resolve_similarity_model(self.similarity, self.similarity_model))
+        return MetricOptions.from_flags(self.similarity, self.similarity_model)
 
     def input_paths(self) -> dict[str, Path]:
         """Every file the report reads ({label: path}), for the output guard."""
