@@ -177,11 +177,11 @@ def remove_path(path: str | os.PathLike) -> None:
             path.unlink()
 
 
-def _reject_constant(name: str):
+def reject_constant(name: str):
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _finite_float(text: str) -> float:
+def finite_float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
         raise ValueError(f"number {text[:20]}{'…' if len(text) > 20 else ''} is out of range")
@@ -244,7 +244,7 @@ def loads(text: str, where: str, one_line: bool = False, surrogates: bool = Fals
     error adds only the column. `unique_keys`: a key given twice in one object is an error naming it (json keeps
     the last one silently; in a results JSON that is a qid answered twice)."""
     try:
-        obj = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float,
+        obj = json.loads(text, parse_constant=reject_constant, parse_float=finite_float,
                          object_pairs_hook=_unique_pairs if unique_keys else None)
     except _DuplicateKey as e:
         raise DataError(f"{where}: key {str(e.args[0])[:80]!r} appears twice in one JSON object (which one is "

@@ -176,7 +176,8 @@ def _bounded(*args):
                           timeout=60)
 
 
-@pytest.mark.parametrize("case", ["source", "problems", "problems-in-folder", "jsonl-in-folder"])
+@pytest.mark.parametrize("case", ["source", "problems", "problems-in-folder", "problems-in-folder-detected",
+                                  "jsonl-in-folder"])
 def test_prepare_names_a_problems_file_that_is_a_fifo(world, tmp_path, case):
     if case == "source":
         fifo = _fifo(tmp_path / "problems.json")
@@ -188,6 +189,10 @@ def test_prepare_names_a_problems_file_that_is_a_fifo(world, tmp_path, case):
         shutil.copy(world.bench / "pid_splits.json", tmp_path)
         fifo = _fifo(tmp_path / "problems.json")
         args = ["prepare", "--format", "scienceqa", tmp_path, "--out", tmp_path / "d"]
+    elif case == "problems-in-folder-detected":  # no --format: not "cannot tell its format"
+        shutil.copy(world.bench / "pid_splits.json", tmp_path)
+        fifo = _fifo(tmp_path / "problems.json")
+        args = ["prepare", tmp_path, "--out", tmp_path / "d"]
     else:
         fifo = _fifo(tmp_path / "src" / "a.jsonl")
         args = ["prepare", "--format", "jsonl", tmp_path / "src", "--out", tmp_path / "d"]

@@ -7,9 +7,10 @@ reads through `load_records`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
-from typing import Mapping
+from typing import Iterator, Mapping
 
 from mmcot_cli.data.carve import Carve, carve_records
 from mmcot_cli.errors import DataError, UnknownSplitError, UsageError
@@ -43,19 +44,43 @@ def without_rationale(records: list[dict]) -> int:
 
 def write_data_dir(out: Path, records: Mapping[str, list[dict]], manifest: dict, carve: Carve | None = None) -> None:
     """Stage every split file and the manifest, then rename them into DATA_DIR together: a write fault leaves
-    none of them (every `mmcot prepare --format` writes through here). DATA_DIR then holds exactly this run's
-    splits: a split file of an earlier prepare (other --splits, another source) is removed, never read again.
-    `carve`: split carve.split is written as train/val/test parts instead (mmcot_cli.data.carve)."""
+    none of them (every `mmcot prepare --format` writes through here or `staged_data_dir`). DATA_DIR then holds
+    exactly this run's splits: a split file of an earlier prepare (other --splits, another source) is removed,
+    never read again. `carve`: split carve.split is written as train/val/test parts instead (mmcot_cli.data.carve)."""
     if carve is not None:
         records, manifest = _carved(records, manifest, carve)
-    with staged_files(out) as stage:
+    with staged_data_dir(out) as stage:
         for split, rows in records.items():
             write_jsonl(stage / f"{split}.jsonl", rows)
         write_json(stage / "manifest.json", manifest)
+
+
+@contextlib.contextmanager
+def staged_data_dir(out: Path) -> Iterator[Path]:
+    """A staging folder for a reader that writes DATA_DIR's split files (and manifest.json) as it reads: they are
+    renamed into `out` together when the block succeeds, none of them when it fails; split files of an earlier
+    prepare that this one did not write are then removed."""
+    with staged_files(out) as stage:
+        yield stage
         mark_output_dir(stage, "prepare")
+        written = {p.stem for p in stage.glob("*.jsonl")}
     for stale in Path(out).glob("*.jsonl"):
-        if stale.stem not in records:
+        if stale.stem not in written:
             stale.unlink(missing_ok=True)
+
+
+def carve_staged(stage: Path, manifest: dict, carve: Carve) -> dict:
+    """`carve` applied to split files already staged (staged_data_dir); returns the manifest. The carved split is
+    read back whole (carving shuffles it); the other splits stay on disk."""
+    staged = {p.stem: p for p in stage.glob("*.jsonl")}
+    rows = [obj for _, obj in iter_jsonl(staged[carve.split])] if carve.split in staged else []
+    others = {s: [] for s in staged if s != carve.split}
+    records, manifest = _carved({**others, **({carve.split: rows} if carve.split in staged else {})}, manifest,
+                                carve)
+    staged[carve.split].unlink()
+    for part in set(records) - set(others):
+        write_jsonl(stage / f"{part}.jsonl", records[part])
+    return manifest
 
 
 def _carved(records: Mapping[str, list[dict]], manifest: dict, carve: Carve) -> tuple[dict, dict]:

@@ -6,17 +6,18 @@ Type checks only (a qid is a non-empty string, an index a non-negative integer, 
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from mmcot_cli.errors import DataError
-from mmcot_cli.io import jsonl_lines, loads, lone_surrogate, read_text
+from mmcot_cli.io import JsonlLine, jsonl_lines, loads, lone_surrogate, read_text
 
 Warn = Callable[[str], None]
 
 
-@dataclass
+@dataclass(slots=True)  # one per predictions line: 200k of them stay small
 class Prediction:
     """One prediction: an option index and/or generated answer text, and/or a rationale."""
 
@@ -91,9 +92,9 @@ def _prediction_from_row(row: dict, where: str) -> Prediction:
     return pred
 
 
-def _read_jsonl_predictions(path: Path, text: str, bad: BadEntries) -> list[Prediction]:
+def _read_jsonl_predictions(lines: Iterable[JsonlLine], bad: BadEntries) -> list[Prediction]:
     preds = []
-    for line in jsonl_lines(path, text=text):  # deep nesting, huge numbers, lone surrogates: one line each
+    for line in lines:  # deep nesting, huge numbers, lone surrogates: one line each
         if line.error is not None:
             bad(str(line.error))
             continue
@@ -135,14 +136,25 @@ def read_predictions(path: str | Path, skip_bad: bool = False, warn: Warn | None
     file:line (JSONL) or file + qid (results JSON), unless `skip_bad`, which warns and counts instead.
     """
     path = Path(path)
-    text = read_text(path, "predictions file")
+    bad = BadEntries(skip_bad, warn)
+    lines = jsonl_lines(path, "predictions file")
+    head = list(itertools.islice(lines, 2))
+    if len(head) == 2 and head[0].error is None and isinstance(head[0].value, dict):
+        # Two lines or more, the first an object on its own: JSONL (no single JSON document looks like this),
+        # read line by line as it streams, never held whole.
+        preds = _read_jsonl_predictions(itertools.chain(head, lines), bad)
+        if not preds:
+            first = f" (the first bad entry: {bad.first})" if bad.first else ""
+            raise DataError(f"{path}: no usable predictions{first}")
+        return preds, "jsonl", bad.count
+    lines.close()
+    text = read_text(path, "predictions file")  # one JSON document (a results JSON), one line, or none usable
     if not text.strip():
         raise DataError(f"{path}: empty predictions file")
     try:
         whole = loads(text, str(path), surrogates=True)  # a results JSON's lone surrogates are bad entries
     except DataError:
         whole = None  # not one JSON document: JSONL (or broken), handled line by line below
-    bad = BadEntries(skip_bad, warn)
     if isinstance(whole, dict) and "results" in whole:
         loads(text, str(path), surrogates=True, unique_keys=True)  # a qid given twice is never resolved silently
         preds, fmt = _read_results_json(path, whole, bad), "scienceqa-results"
@@ -159,7 +171,7 @@ def read_predictions(path: str | Path, skip_bad: bool = False, warn: Warn | None
         raise DataError(f"{path}: a JSON {type_name(whole)}; expected predictions JSONL or a ScienceQA results "
                         f"JSON {{\"results\": {{qid: option_index}}}}")
     else:
-        preds, fmt = _read_jsonl_predictions(path, text, bad), "jsonl"
+        preds, fmt = _read_jsonl_predictions(jsonl_lines(path, text=text), bad), "jsonl"
     if not preds:
         first = f" (the first bad entry: {bad.first})" if bad.first else ""
         raise DataError(f"{path}: no usable predictions{first}")

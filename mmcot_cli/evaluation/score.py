@@ -17,6 +17,7 @@ from mmcot_cli.data.answers import (
     extract_answer,
     letter_to_index,
 )
+from mmcot_cli.data.json_stream import iter_object
 from mmcot_cli.data.records import load_records
 from mmcot_cli.errors import DataError, UnknownNameError, UnknownSplitError
 from mmcot_cli.evaluation.baselines import baselines, collapse_warning, collapsed
@@ -44,7 +45,6 @@ from mmcot_cli.evaluation.similarity import (
     similarity_model_setting,
     similarity_setting,
 )
-from mmcot_cli.io import read_json
 from mmcot_cli.settings import check_settings, setting
 from mmcot_cli.validate import PROTOCOLS, check_seed
 
@@ -102,23 +102,23 @@ def _check_record(record: dict, where: str) -> None:
 def load_problems(path: str | Path, split: str) -> list[dict]:
     """Gold records from a benchmark problems.json (qid → problem), keeping problems whose `split` is `split`."""
     path = Path(path)
-    problems = read_json(path)
-    if not isinstance(problems, dict):
-        raise DataError(f"{path}: expected an object of qid → problem, got {type_name(problems)}")
-    records = []
+    records: dict[str, dict] = {}
     splits_seen = set()
-    for qid, problem in problems.items():
+    # streamed: a big problems.json is never held whole, only the split's records (a qid given twice: the last
+    # entry, as json.load keeps it)
+    for qid, problem in iter_object(path, "an object of qid → problem", "problems file"):
         if not isinstance(problem, dict):
             raise DataError(f"{path}: qid {qid}: expected a problem object, got {type_name(problem)}")
         splits_seen.add(problem.get("split"))
         if problem.get("split") != split:
+            records.pop(str(qid), None)
             continue
         record = {**problem, "qid": str(qid)}
         _check_record(record, str(path))
-        records.append(record)
+        records[str(qid)] = record
     if not records:
         raise UnknownSplitError(str(path), split, [str(s) for s in splits_seen])
-    return records
+    return list(records.values())
 
 
 def load_gold(data: str | Path, split: str = "test") -> list[dict]:

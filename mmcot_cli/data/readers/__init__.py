@@ -87,8 +87,9 @@ def _prepare_jsonl(req: PrepareRequest) -> dict:
 def _is_scienceqa(source: Path) -> bool:
     if source.is_file():  # a problems file of any name
         return source.suffix == ".json" and not source.name.startswith("aokvqa_")
-    return source.is_dir() and ((source / "problems.json").is_file()
-                                or (source / "scienceqa" / "problems.json").is_file())
+    # problems.json of any kind but a folder: one that is a FIFO or device is then named as such by the reader
+    return source.is_dir() and any((folder / "problems.json").exists() and not (folder / "problems.json").is_dir()
+                                   for folder in (source, source / "scienceqa"))
 
 
 def _is_hub(source: Path) -> bool:

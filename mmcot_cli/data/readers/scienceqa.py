@@ -15,26 +15,22 @@ Bad items are errors; `skip_bad=True` turns each into a warning, drops the item 
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from mmcot_cli._version import __version__
 from mmcot_cli.data.carve import Carve
+from mmcot_cli.data.json_stream import iter_object
 from mmcot_cli.data.leakage import check_split_overlap
 from mmcot_cli.data.readers.common import duplicate_choice_warning, text_error
+from mmcot_cli.data.readers.problem_index import ProblemIndex
 from mmcot_cli.data.readers.scienceqa_images import find_image_paths
-from mmcot_cli.data.records import (
-    DEFAULT_SPLITS,
-    MAX_CHOICES,
-    load_manifest,
-    parse_splits,
-    without_rationale,
-    write_data_dir,
-)
+from mmcot_cli.data.records import DEFAULT_SPLITS, MAX_CHOICES, carve_staged, parse_splits, staged_data_dir
 from mmcot_cli.errors import DataError, UnknownNameError
-from mmcot_cli.io import open_input, read_json
+from mmcot_cli.io import atomic_open, open_input, read_json, write_json, write_jsonl
 from mmcot_cli.outputs import claim_output_dir
 from mmcot_cli.progress import track
 
@@ -99,10 +95,9 @@ def find_source_files(source: str | os.PathLike, problems: str | os.PathLike | N
 
 
 def read_problems(path: str | os.PathLike) -> dict[str, Any]:
-    problems = read_json(path, surrogates=True)  # a problem with a lone surrogate is a bad item (problem_errors)
-    if not isinstance(problems, dict):
-        raise DataError(f"{path}: expected a JSON object keyed by qid, got {type(problems).__name__}")
-    return {str(k): v for k, v in problems.items()}
+    """Every entry of a problems file, in memory (`prepare` streams it instead: ProblemIndex). Lone surrogates
+    are left for problem_errors, so --skip-bad can skip the one problem holding one."""
+    return {str(k): v for k, v in iter_object(path, "a JSON object keyed by qid", "problems file")}
 
 
 def read_pid_splits(path: str | os.PathLike) -> dict[str, list[str]]:
@@ -117,20 +112,6 @@ def read_pid_splits(path: str | os.PathLike) -> dict[str, list[str]]:
             if isinstance(q, bool) or not isinstance(q, (str, int)) or str(q).strip() == "":
                 raise DataError(f"{path}: split {name!r} item {i}: {q!r} is not a qid (a string or an integer)")
         out[name] = [str(q) for q in qids]
-    return out
-
-
-def splits_from_entries(path: Path, problems: dict[str, Any]) -> dict[str, list[str]]:
-    """{split: qids} from each entry's own `split` field (a problems file without pid_splits.json)."""
-    out: dict[str, list[str]] = {}
-    for qid, problem in problems.items():
-        split = problem.get("split") if isinstance(problem, dict) else None
-        if not isinstance(split, str) or not split:
-            raise DataError(f"{path}: qid {qid}: no 'split' field, and no pid_splits.json beside {path.name} to "
-                            f"say its split")
-        out.setdefault(split, []).append(qid)
-    if not out:
-        raise DataError(f"{path}: no pid_splits.json beside it and no entry to take a split from")
     return out
 
 
@@ -232,11 +213,14 @@ def problem_to_record(qid: str, problem: Mapping, split: str, caption: str = "",
 
 @dataclass
 class _SplitResult:
-    records: list[dict] = field(default_factory=list)
+    count: int = 0  # records written
+    without_rationale: int = 0
+    with_images: int = 0
     missing_problems: list[str] = field(default_factory=list)
     missing_images: list[str] = field(default_factory=list)  # kept without image_paths (split has no images)
     skipped: list[dict] = field(default_factory=list)
-    with_images: int = 0
+    # (record index, qid, expected path, has no rationale) of declared images not on disk, settled at the end
+    pending: list[tuple[int, str, Path, bool]] = field(default_factory=list)
 
 
 @dataclass
@@ -245,20 +229,17 @@ class _Source:
 
     problems_path: Path
     splits_path: Path
-    problems: dict
+    problems: ProblemIndex
     images_dir: Path | None
     captions: dict[str, str]
     errors: list[str] = field(default_factory=list)  # per-item problems, in order; fatal unless skip_bad
     warnings: list[str] = field(default_factory=list)
-    problem_checks: dict[str, str | None] = field(default_factory=dict)
 
 
-def _read_split(cfg: PrepareConfig, src: _Source, split: str, qids: list[str]) -> _SplitResult:
-    """One split's records; bad items go to src.errors, notes to src.warnings."""
-    res = _SplitResult()
+def _split_records(src: _Source, split: str, qids: list[str], strict: bool, res: _SplitResult) -> Iterator[dict]:
+    """One split's records, in split-list order, as they are made; bad items go to src.errors, notes to
+    src.warnings, counts to `res`."""
     seen: set[str] = set()
-    pending_missing: list[tuple[int, Path]] = []  # (record index, expected path) for declared, absent images
-    kept_qids: list[str] = []
     for qid in track(qids, f"checking {split}"):
         if qid in seen:
             src.errors.append(f"{src.splits_path}: split {split!r} lists qid {qid} twice")
@@ -266,63 +247,75 @@ def _read_split(cfg: PrepareConfig, src: _Source, split: str, qids: list[str]) -
             continue
         seen.add(qid)
         if qid not in src.problems:
-            if cfg.strict:
+            if strict:
                 src.errors.append(f"{src.problems_path}: qid {qid} (split {split}) has no entry")
                 res.skipped.append({"qid": qid, "error": "no entry in problems.json"})
             else:
                 res.missing_problems.append(qid)
             continue
-        if qid not in src.problem_checks:
-            src.problem_checks[qid] = problem_errors(qid, src.problems[qid])
-        if src.problem_checks[qid]:
-            src.errors.append(f"{src.problems_path}: qid {qid}: {src.problem_checks[qid]}")
-            res.skipped.append({"qid": qid, "error": src.problem_checks[qid]})
+        error = src.problems.errors.get(qid)
+        if error:
+            src.errors.append(f"{src.problems_path}: qid {qid}: {error}")
+            res.skipped.append({"qid": qid, "error": error})
             continue
-        problem = src.problems[qid]
+        problem = src.problems.get(qid)
         duplicate = duplicate_choice_warning(str(src.problems_path), qid, problem["choices"])
         if duplicate and duplicate not in src.warnings:  # a problem listed in two splits warns once
             src.warnings.append(duplicate)
         paths, expected = find_image_paths(src.images_dir, qid, problem, (problem.get("split"), split))
+        no_rationale = not str(problem["solution"] or "").strip()
         if expected is not None:
-            pending_missing.append((len(kept_qids), expected))
-        if paths:
-            res.with_images += 1
-        kept_qids.append(qid)
-        res.records.append(problem_to_record(qid, problem, split, src.captions.get(qid, ""), paths))
+            res.pending.append((res.count, qid, expected, no_rationale))
+        res.with_images += bool(paths)
+        res.without_rationale += no_rationale
+        res.count += 1
+        yield problem_to_record(qid, problem, split, src.captions.get(qid, ""), paths)
 
-    if pending_missing and res.with_images == 0:
-        # Nothing of this split is on disk: the user did not download its images. Keep the records.
-        res.missing_images = [kept_qids[i] for i, _ in pending_missing]
+
+def _settle_images(cfg: PrepareConfig, src: _Source, split: str, res: _SplitResult, staged: Path) -> None:
+    """The image policy once a split is written: none of its images on disk (not downloaded) keeps the records
+    and warns once; some on disk makes each missing one a bad item, dropped from the staged file."""
+    if not res.pending:
+        return
+    if res.with_images == 0:
+        res.missing_images = [qid for _, qid, _, _ in res.pending]
         if src.images_dir is None:
             where, hint = f"{cfg.source} (no images folder)", "download the split's images, or pass --images"
         else:
             where, hint = (f"{src.images_dir} (looked in <qid>/ and <folder>/<qid>/ for every folder)",
                            "they are not on disk under any name there: download them, or pass --images")
-        src.warnings.append(f"split {split}: none of its {len(pending_missing)} declared images are in {where}; "
+        src.warnings.append(f"split {split}: none of its {len(res.pending)} declared images are in {where}; "
                             f"records kept with image_paths [] ({hint})")
-    elif pending_missing:
-        drop = set()
-        for i, expected in pending_missing:
-            src.errors.append(f"{expected}: declared image of qid {kept_qids[i]} (split {split}) not found")
-            res.skipped.append({"qid": kept_qids[i], "error": f"image not found: {expected}"})
-            drop.add(i)
-        res.records = [r for i, r in enumerate(res.records) if i not in drop]
-    return res
+        return
+    for _, qid, expected, no_rationale in res.pending:
+        src.errors.append(f"{expected}: declared image of qid {qid} (split {split}) not found")
+        res.skipped.append({"qid": qid, "error": f"image not found: {expected}"})
+        res.count -= 1
+        res.without_rationale -= no_rationale
+    if cfg.skip_bad:  # (otherwise the first error ends the run and nothing is written)
+        drop = {i for i, _, _, _ in res.pending}
+        with open_input(staged) as rows, atomic_open(staged, "wb") as kept:
+            kept.writelines(row for i, row in enumerate(rows) if i not in drop)
 
 
-def _open_source(cfg: PrepareConfig) -> tuple[_Source, dict[str, list[str]], Path | None]:
-    """Read and check problems.json, pid_splits.json, captions and the images folder: (source, split lists,
-    captions path)."""
+def _open_source(cfg: PrepareConfig, folder: Path, stack: contextlib.ExitStack
+                 ) -> tuple[_Source, dict[str, list[str]], Path | None]:
+    """Read and check pid_splits.json, stream problems.json into a ProblemIndex (in `folder`), read captions and
+    check the images folder: (source, split lists, captions path)."""
     problems_path, splits_path = find_source_files(cfg.source, cfg.problems)
-    problems = read_problems(problems_path)
-    pid_splits = read_pid_splits(splits_path) if splits_path is not None else splits_from_entries(problems_path,
-                                                                                                 problems)
-    splits_path = splits_path or problems_path
     if not cfg.splits:
         raise DataError("no splits requested")
-    for split in cfg.splits:
-        if split not in pid_splits:
-            raise UnknownNameError(f"split (in {splits_path})", split, list(pid_splits))
+    pid_splits = read_pid_splits(splits_path) if splits_path is not None else None
+    if pid_splits is not None:
+        _check_splits(cfg, splits_path, pid_splits)
+    problems = stack.enter_context(ProblemIndex(folder))
+    wanted = None if pid_splits is None else {q for s in cfg.splits for q in pid_splits[s]}
+    problems.read(problems_path, problem_errors, wanted, cfg.splits)
+    if pid_splits is None:
+        pid_splits = problems.entry_splits
+        if not pid_splits:
+            raise DataError(f"{problems_path}: no pid_splits.json beside it and no entry to take a split from")
+        _check_splits(cfg, problems_path, pid_splits)
     warnings: list[str] = []
     captions_path = cfg.captions if cfg.captions is not None else default_captions_path(cfg.source, problems_path)
     captions: dict[str, str] = {}
@@ -333,50 +326,63 @@ def _open_source(cfg: PrepareConfig) -> tuple[_Source, dict[str, list[str]], Pat
     images_dir = cfg.images if cfg.images is not None else default_images_dir(cfg.source, problems_path)
     if images_dir is not None and not images_dir.is_dir():
         raise DataError(f"{images_dir}: images folder not found")
-    src = _Source(problems_path=problems_path, splits_path=splits_path, problems=problems, images_dir=images_dir,
-                  captions=captions, warnings=warnings)
+    src = _Source(problems_path=problems_path, splits_path=splits_path or problems_path, problems=problems,
+                  images_dir=images_dir, captions=captions, warnings=warnings)
     return src, pid_splits, captions_path
+
+
+def _check_splits(cfg: PrepareConfig, where: Path, pid_splits: Mapping[str, list[str]]) -> None:
+    for split in cfg.splits:
+        if split not in pid_splits:
+            raise UnknownNameError(f"split (in {where})", split, list(pid_splits))
 
 
 def prepare(cfg: PrepareConfig) -> dict:
     """Validate a ScienceQA folder and write DATA_DIR/<split>.jsonl + manifest.json; returns a summary dict
-    (per-split counts and `warnings`, each one line). Nothing is written unless every check passes; DATA_DIR is
-    held (locked) meanwhile."""
+    (per-split counts and `warnings`, each one line). problems.json is streamed and each split written as it is
+    read, into a staging folder: nothing reaches DATA_DIR unless every check passes; DATA_DIR is held (locked)
+    meanwhile."""
     with claim_output_dir(cfg.out, "prepare", inputs={"SRC": cfg.source, "--images": cfg.images,
                                                        "--captions": cfg.captions}):
-        return _prepare(cfg)
+        with contextlib.ExitStack() as stack:
+            return _prepare(cfg, stack)
 
 
-def _prepare(cfg: PrepareConfig) -> dict:
-    src, pid_splits, captions_path = _open_source(cfg)
+def _prepare(cfg: PrepareConfig, stack: contextlib.ExitStack) -> dict:
+    src, pid_splits, captions_path = _open_source(cfg, cfg.out, stack)
     check_split_overlap({s: pid_splits[s] for s in cfg.splits}, str(src.splits_path), cfg.allow_overlap)
-    results = {split: _read_split(cfg, src, split, pid_splits[split]) for split in cfg.splits}
-    errors, warnings = src.errors, src.warnings
-    if errors and cfg.skip_bad and not any(res.records for res in results.values()):
-        raise DataError(f"{cfg.source}: no usable problems (the first bad item: {errors[0]})")
-    if errors and not cfg.skip_bad:
-        more = f" (and {len(errors) - 1} more bad item{'s' if len(errors) > 2 else ''}; --skip-bad skips them)" \
-            if len(errors) > 1 else " (--skip-bad skips bad items)"
-        raise DataError(errors[0] + more)
-    warnings.extend(f"skipped: {e}" for e in errors)
-    for split, res in results.items():
-        if res.missing_problems:
-            warnings.append(f"split {split}: {len(res.missing_problems)} of {len(pid_splits[split])} qids have no "
-                            f"entry in {src.problems_path.name} (listed in manifest.json as missing_problems)")
-
-    write_data_dir(cfg.out, {split: res.records for split, res in results.items()},
-                   _manifest(cfg, src, captions_path, results), cfg.carve)
-    manifest = load_manifest(cfg.out)
+    results = {split: _SplitResult() for split in cfg.splits}
+    with staged_data_dir(cfg.out) as stage:
+        for split, res in results.items():
+            write_jsonl(stage / f"{split}.jsonl", _split_records(src, split, pid_splits[split], cfg.strict, res))
+            _settle_images(cfg, src, split, res, stage / f"{split}.jsonl")
+        errors, warnings = src.errors, src.warnings
+        if errors and cfg.skip_bad and not any(res.count for res in results.values()):
+            raise DataError(f"{cfg.source}: no usable problems (the first bad item: {errors[0]})")
+        if errors and not cfg.skip_bad:
+            more = f" (and {len(errors) - 1} more bad item{'s' if len(errors) > 2 else ''}; --skip-bad skips " \
+                   f"them)" if len(errors) > 1 else " (--skip-bad skips bad items)"
+            raise DataError(errors[0] + more)
+        warnings.extend(f"skipped: {e}" for e in errors)
+        for split, res in results.items():
+            if res.missing_problems:
+                warnings.append(f"split {split}: {len(res.missing_problems)} of {len(pid_splits[split])} qids have "
+                                f"no entry in {src.problems_path.name} (listed in manifest.json as "
+                                f"missing_problems)")
+        manifest = _manifest(cfg, src, captions_path, results)
+        if cfg.carve is not None:
+            manifest = carve_staged(stage, manifest, cfg.carve)
+        write_json(stage / "manifest.json", manifest)
     return {
         "out": str(cfg.out),
         "source": manifest["source"],
         "images_dir": manifest["images_dir"],
         "captions": manifest["captions"],
         "splits": {
-            split: {"count": len(res.records), "split_list": len(pid_splits[split]),
+            split: {"count": res.count, "split_list": len(pid_splits[split]),
                     "missing_problems": len(res.missing_problems), "with_images": res.with_images,
                     "missing_images": len(res.missing_images), "skipped": len(res.skipped),
-                    "without_rationale": without_rationale(res.records)}
+                    "without_rationale": res.without_rationale}
             for split, res in results.items()
         },
         "skipped": sum(len(r.skipped) for r in results.values()),
@@ -392,7 +398,7 @@ def _manifest(cfg: PrepareConfig, src: "_Source", captions_path, results: dict) 
         "images_dir": str(src.images_dir.resolve()) if src.images_dir is not None else None,
         "captions": str(Path(captions_path).resolve()) if captions_path is not None else None,
         "splits": {
-            split: {"count": len(res.records), "with_images": res.with_images,
+            split: {"count": res.count, "with_images": res.with_images,
                     "missing_problems": res.missing_problems, "missing_images": res.missing_images,
                     "skipped": res.skipped}
             for split, res in results.items()
