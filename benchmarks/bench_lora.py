@@ -132,6 +132,24 @@ def run_variant(name: str, args) -> dict:
             "final_loss": round(float(loss), 4)}
 
 
+def _child(name: str, layers: int) -> dict:
+    """One variant at `layers` decoder layers, in a fresh process."""
+    cmd = [sys.executable, __file__, "--variant", name, *sys.argv[1:], "--layers", str(layers)]  # the last --layers wins
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"bench_lora: variant {name} ({layers} layers) failed: {proc.stderr.strip().splitlines()[-1:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def activation_parts(shallow: dict, deep: dict, layers: int, deeper: int) -> dict:
+    """Activation memory (peak less weights, gradients and optimizer state) of one variant at two depths, parted
+    into what each decoder layer adds and what does not grow with depth (the logits and loss, the fusion)."""
+    per_layer = (deep["activation_memory_mib"] - shallow["activation_memory_mib"]) / (deeper - layers)
+    return {"per_layer_mib": round(per_layer, 2),
+            "outside_layers_mib": round(shallow["activation_memory_mib"] - layers * per_layer, 1),
+            "layers_mib_at_measured_depth": round(layers * per_layer, 1)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -143,6 +161,9 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--bf16", action="store_true", help="CUDA: bf16 autocast (weights stay fp32)")
+    ap.add_argument("--deeper", type=int, default=None, help="a second depth the LoRA variants also run at "
+                    "(default: twice --layers), to part the activations that grow with the layers (what "
+                    "checkpointing recomputes) from those that do not (the logits, loss and fusion)")
     ap.add_argument("--variant", choices=list(VARIANTS), help=argparse.SUPPRESS)  # one variant, in a child
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
@@ -150,19 +171,23 @@ def main() -> None:
         print(json.dumps(run_variant(args.variant, args)))
         return
     started = time.perf_counter()
-    rows = {}
-    for name in VARIANTS:  # each in a fresh process: its peak memory is its own
-        cmd = [sys.executable, __file__, "--variant", name, *sys.argv[1:]]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            sys.exit(f"bench_lora: variant {name} failed: {proc.stderr.strip().splitlines()[-1:]}")
-        rows[name] = json.loads(proc.stdout.strip().splitlines()[-1])
+    deeper = args.deeper or 2 * args.layers
+    if deeper <= args.layers:
+        sys.exit(f"bench_lora: --deeper {deeper} must be more than --layers {args.layers}")
+    rows = {name: _child(name, args.layers) for name in VARIANTS}  # each in a fresh process: its own peak
+    deep = {name: _child(name, deeper) for name in ("lora_r16", "lora_r16_checkpointing")}
     full_shape = {name: counts(build(24, spec["lora"], device="meta")) for name, spec in VARIANTS.items()
                   if name != "lora_r16_checkpointing"}
     full, lora, ckpt = (rows[n] for n in VARIANTS)
     saving = 1 - lora["peak_memory_mib"] / full["peak_memory_mib"]
     further = 1 - ckpt["peak_memory_mib"] / lora["peak_memory_mib"]
     activations = 1 - ckpt["activation_memory_mib"] / lora["activation_memory_mib"]
+    parts = {name: activation_parts(rows[name], deep[name], args.layers, deeper) for name in deep}
+    per_layer = {name: part["per_layer_mib"] for name, part in parts.items()}
+    layer_saving = 1 - per_layer["lora_r16_checkpointing"] / per_layer["lora_r16"]
+    at_24 = {name: part["outside_layers_mib"] + 24 * part["per_layer_mib"] for name, part in parts.items()}
+    saving_24 = 1 - at_24["lora_r16_checkpointing"] / at_24["lora_r16"]
+    logits_mib = args.batch_size * args.seq_len * QWEN25_05B["vocab_size"] * 4 / 2**20
     result = {
         "benchmark": "bench_lora", "model": "Qwen2.5-0.5B shape, random init, gated fusion (145x1024 features)",
         "measured_layers": args.layers, "real_layers": 24, "device": args.device,
@@ -175,13 +200,24 @@ def main() -> None:
         "lora_peak_memory_saving": round(saving, 3),
         "checkpointing_further_saving": round(further, 3),
         "checkpointing_activation_saving": round(activations, 3),
+        # activations parted by depth (measured at --layers and --deeper): per decoder layer, and outside the
+        # layers (logits B×T×vocab in fp32, their log-softmax and gradient, loss, fusion: checkpointing keeps them)
+        "deeper_layers": deeper, "variants_deeper": deep, "activation_parts": parts,
+        "logits_tensor_mib": round(logits_mib, 1),
+        "checkpointing_layer_activation_saving": round(layer_saving, 3),
+        "activation_memory_mib_at_24_layers_estimated": {k: round(v, 1) for k, v in at_24.items()},
+        "checkpointing_activation_saving_at_24_layers_estimated": round(saving_24, 3),
         "lora_speed_vs_full": round(lora["samples_per_s"] / full["samples_per_s"], 3),
         "checkpointing_speed_vs_lora": round(ckpt["samples_per_s"] / lora["samples_per_s"], 3),
         "targets": TARGETS,
         "meets": {"lora_trainable_share": full_shape["lora_r16"]["trainable_share"]
                   <= TARGETS["lora_trainable_share_max"],
                   "lora_peak_memory_saving": saving >= TARGETS["lora_peak_memory_saving_min"],
-                  "checkpointing_activation_saving": activations >= TARGETS["checkpointing_activation_saving_min"]},
+                  "checkpointing_activation_saving": activations >= TARGETS["checkpointing_activation_saving_min"],
+                  "checkpointing_layer_activation_saving": layer_saving
+                  >= TARGETS["checkpointing_activation_saving_min"],
+                  "checkpointing_activation_saving_at_24_layers_estimated": saving_24
+                  >= TARGETS["checkpointing_activation_saving_min"]},
         "wall_s": round(time.perf_counter() - started, 1),
     }
     text = json.dumps(result, indent=2)

@@ -94,3 +94,37 @@ def test_fsdp_trains_resumes_bit_exactly_and_loads_in_one_process(world, tmp_pat
     assert res.returncode == 0, res.stderr[-2000:]
     rows = [json.loads(line) for line in (crashed / "preds-test.jsonl").read_text().splitlines()]
     assert len(rows) == 3 and all(r["prediction"].startswith("The answer is (") for r in rows)
+
+
+@pytest.mark.timeout(400)
+def test_fsdp_with_lora_and_checkpointing_trains_resumes_bit_exactly_and_generates_in_one_process(world, tmp_path):
+    """`--fsdp --lora-r 4 --gradient-checkpointing` on llama-scratch: only the adapters and the fusion train, the
+    run saves base + adapter from the gathered weights, --resume continues bit-exactly, one process generates."""
+    lora = ["--lora-r", "4", "--gradient-checkpointing"]
+    straight = _train(world, "llama-scratch", tmp_path / "straight", "torchrun", *lora)
+    assert straight["world_size"] == 2 and straight["steps"] == 4
+    run_config = json.loads((tmp_path / "straight" / "run_config.json").read_text())
+    params = run_config["parameters"]
+    assert run_config["train_config"]["fsdp"] is True and run_config["train_config"]["lora_r"] == 4
+    assert 0 < params["trainable"] < params["total"]  # adapters + fusion, counted whole (not one shard)
+    model = list_checkpoints(tmp_path / "straight")[-1] / "model"
+    assert list(model.rglob("adapter_model.safetensors")), sorted(p.name for p in model.rglob("*"))
+
+    crashed = tmp_path / "crashed"
+    shutil.copytree(tmp_path / "straight", crashed)
+    shutil.rmtree(list_checkpoints(crashed)[-1])
+    resumed = _train(world, "llama-scratch", crashed, "torchrun", *lora, "--resume")
+    assert resumed["resumed_from"].endswith("step-00000002") and resumed["steps"] == 4
+    weights = [{str(p.relative_to(list_checkpoints(run)[-1])) + ":" + k: v
+                for p in sorted((list_checkpoints(run)[-1] / "model").rglob("*.safetensors"))
+                for k, v in load_file(str(p)).items()} for run in (tmp_path / "straight", crashed)]
+    assert weights[0].keys() == weights[1].keys() and any("lora_" in k for k in weights[0])
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert _rows(crashed) == _rows(tmp_path / "straight")
+
+    res = subprocess.run([sys.executable, "-m", "mmcot_cli", "-q", "generate", "--run", str(crashed), "--data",
+                          str(world / "data"), "--features", str(world / "f"), "--split", "test", "--limit", "3",
+                          "--device", "cpu"], env=ENV, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = [json.loads(line) for line in (crashed / "preds-test.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 and all(r["prediction"].startswith("The answer is (") for r in rows)
