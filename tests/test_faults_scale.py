@@ -25,6 +25,7 @@ def _bench():
     spec = importlib.util.spec_from_file_location("bench_prepare_scale",
                                                   REPO_ROOT / "benchmarks" / "bench_prepare_scale.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # (its dataclass looks its module up)
     spec.loader.exec_module(module)
     return module
 

@@ -33,7 +33,6 @@ _NEAR_END = 8  # a decode error this close to the end of the buffer may be a val
 # What a decode error's position may be followed by when the text was cut there (at the end of the file): a
 # literal, a number or a \\u escape begun and not finished.
 _UNFINISHED = re.compile(r"t(r(ue?)?)?|f(a(l(se?)?)?)?|n(u(ll?)?)?|[-+.eE0-9]+|u[0-9a-fA-F]{0,3}|[ \t\n\r]*")
-_KINDS = {"[": "list", '"': "str", "t": "bool", "f": "bool", "n": "NoneType"}
 
 
 _DECODER = json.JSONDecoder(parse_constant=reject_constant, parse_float=finite_float)  # as mmcot_cli.io.loads
@@ -149,12 +148,9 @@ def iter_object(path: str | os.PathLike, what: str = "a JSON object", expected: 
                 break
         if reader.pos == len(reader.buf):
             raise DataError(f"{reader.where(reader.pos)}: invalid JSON: Expecting value (an empty file)")
-        first = reader.buf[reader.pos]
-        if first != "{":
-            kind = _KINDS.get(first, "a number" if first in "-0123456789" else None)
-            if kind is None:
-                raise DataError(f"{reader.where(reader.pos)}: invalid JSON: Expecting value")
-            raise DataError(f"{path}: expected {what}, got {kind}")
+        if reader.buf[reader.pos] != "{":  # an error either way: decoded whole, to say which (as json.load would)
+            other = reader.value(what)
+            raise DataError(f"{path}: expected {what}, got {type(other).__name__}")
         reader.pos += 1
         count = 0
         if reader.peek(inside) == "}":

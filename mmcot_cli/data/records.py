@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Iterable, Iterator, Mapping
 
 from mmcot_cli.data.carve import Carve, carve_records
 from mmcot_cli.errors import DataError, UnknownSplitError, UsageError
@@ -67,6 +67,11 @@ def staged_data_dir(out: Path) -> Iterator[Path]:
     for stale in Path(out).glob("*.jsonl"):
         if stale.stem not in written:
             stale.unlink(missing_ok=True)
+
+
+def write_split(stage: Path, split: str, rows: Iterable[dict]) -> int:
+    """One split file of a staged DATA_DIR (staged_data_dir), written as `rows` come; returns their number."""
+    return write_jsonl(stage / f"{split}.jsonl", rows)
 
 
 def carve_staged(stage: Path, manifest: dict, carve: Carve) -> dict:

@@ -9,6 +9,7 @@ offset, the reason of each bad problem, and (without pid_splits.json) the qids o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -39,7 +40,8 @@ class ProblemIndex:
         return self
 
     def __exit__(self, *exc) -> None:
-        self._spool.close()
+        with contextlib.suppress(OSError):  # (what it still buffers is thrown away with it)
+            self._spool.close()
 
     def __contains__(self, qid: str) -> bool:
         return qid in self._at or qid in self.errors
@@ -83,7 +85,10 @@ class ProblemIndex:
         """The usable problem `qid` (KeyError if it has none: see `errors` and `in`)."""
         at = self._at[qid]
         if self._writing:
-            self._spool.flush()
+            try:
+                self._spool.flush()
+            except OSError as e:
+                raise DataError(f"{self.folder}: cannot write ({os_reason(e)})") from None
             self._writing = False
         self._spool.seek(at, os.SEEK_SET)
         return json.loads(self._spool.readline())

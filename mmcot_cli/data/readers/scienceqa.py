@@ -28,9 +28,16 @@ from mmcot_cli.data.leakage import check_split_overlap
 from mmcot_cli.data.readers.common import duplicate_choice_warning, text_error
 from mmcot_cli.data.readers.problem_index import ProblemIndex
 from mmcot_cli.data.readers.scienceqa_images import find_image_paths
-from mmcot_cli.data.records import DEFAULT_SPLITS, MAX_CHOICES, carve_staged, parse_splits, staged_data_dir
+from mmcot_cli.data.records import (
+    DEFAULT_SPLITS,
+    MAX_CHOICES,
+    carve_staged,
+    parse_splits,
+    staged_data_dir,
+    write_split,
+)
 from mmcot_cli.errors import DataError, UnknownNameError
-from mmcot_cli.io import atomic_open, open_input, read_json, write_json, write_jsonl
+from mmcot_cli.io import atomic_open, open_input, read_json, write_json
 from mmcot_cli.outputs import claim_output_dir
 from mmcot_cli.progress import track
 
@@ -354,7 +361,7 @@ def _prepare(cfg: PrepareConfig, stack: contextlib.ExitStack) -> dict:
     results = {split: _SplitResult() for split in cfg.splits}
     with staged_data_dir(cfg.out) as stage:
         for split, res in results.items():
-            write_jsonl(stage / f"{split}.jsonl", _split_records(src, split, pid_splits[split], cfg.strict, res))
+            write_split(stage, split, _split_records(src, split, pid_splits[split], cfg.strict, res))
             _settle_images(cfg, src, split, res, stage / f"{split}.jsonl")
         errors, warnings = src.errors, src.warnings
         if errors and cfg.skip_bad and not any(res.count for res in results.values()):
