@@ -20,7 +20,7 @@ from mmcot_cli.errors import StdoutError, Terminated
 # One module per command (or small group); listed in the order `mmcot --help` shows them.
 COMMAND_MODULES = (
     "demo",
-    "backbones",
+    "backbones",  # backbones and env
     "prepare",
     "extract",
     "train",
@@ -41,6 +41,7 @@ COMMAND_LINES = {
     "prepare": "ScienceQA, A-OKVQA or your own JSONL → a DATA_DIR.",
     "prompts": "The exact (source, target) strings a model trains on.",
     "backbones": "List vision and text backbones (built-in and plugins).",
+    "env": "Versions, devices, CPU; whether the libraries fit together.",
     "extract": "Vision features into a memory-mapped store (resumable).",
     "train": "Train one stage: rationale or answer.",
     "generate": "Predictions of a trained run → preds-<split>.jsonl.",

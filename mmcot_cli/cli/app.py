@@ -15,6 +15,7 @@ from mmcot_cli import progress
 from mmcot_cli._version import __version__
 from mmcot_cli.errors import MMCoTError, StdoutError, Terminated
 from mmcot_cli.io import dumps, lone_surrogate, os_reason
+from mmcot_cli.registry.environment import install_problem
 
 
 class OrderedGroup(typer.core.TyperGroup):
@@ -282,12 +283,21 @@ def guarded(fn: Callable) -> Callable:
             return fn(*args, **kw)
         except MMCoTError as e:
             fail(str(e), e.exit_code)
-        except OSError as e:  # a file-system fault the library did not name: still one line, exit 1
-            fail(os_error_line(e), 1)
         except RecursionError:
             fail("input nested too deeply (a hostile or corrupted file?)", 1)
         except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated): every cleanup has run by now
             interrupted(e)
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise
+        except Exception as e:
+            # The one place where every command's lazy imports of torch, torchvision, transformers … end up: a
+            # broken install (a torchvision built for another torch) is one line naming the mismatch.
+            line = install_problem(e)
+            if line is not None:
+                fail(line, 1)
+            if isinstance(e, OSError):  # a file-system fault the library did not name: still one line, exit 1
+                fail(os_error_line(e), 1)
+            raise
 
     return wrapper
 

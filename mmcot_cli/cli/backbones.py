@@ -1,4 +1,5 @@
-"""`mmcot backbones`: every registered vision and text backbone."""
+"""`mmcot backbones` (every registered vision and text backbone) and `mmcot env` (what this install is made of:
+versions, devices, CPU, threads, extras, Hugging Face settings, and whether the libraries fit together)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from mmcot_cli.cli.app import command, print_json
+from mmcot_cli.cli.app import command, print_json, write_stdout
 from mmcot_cli.progress import make_console
+from mmcot_cli.registry import environment as env
 from mmcot_cli.registry import manager as plugins
 
 # How image features reach each kind of text backbone (mmcot_cli.model.fusion / causal_lm).
@@ -66,3 +68,68 @@ def backbones(json_out: bool = typer.Option(False, "--json", help="Print one JSO
             pt.add_row(*(Text(p[key]) for key in ("plugin", "source", "what", "reason")))  # no markup: raw reasons
         console.print(pt)
     console.print(f"Names: {summary['precedence']}.", highlight=False, markup=False)
+
+
+@command("env")
+def env_command(json_out: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
+    """What this install is made of, to paste into a bug report: mmcot and Python, the versions of torch,
+    torchvision, transformers and the other libraries (each imported, so a broken build shows its error), whether
+    they fit together (the requirements they declare on one another), CUDA / MPS devices and GPU names, the CPU
+    model and features (AVX2, AVX-512, AMX), thread counts, optional extras, and the Hugging Face cache and offline
+    settings. Exits 1 when something does not import or fit."""
+    info = env.environment()
+    if json_out:
+        print_json(info)
+    else:
+        write_stdout("\n".join(env_lines(info)) + "\n")
+    if info["problems"]:
+        raise typer.Exit(1)
+
+
+def _yes(value) -> str:
+    return {True: "yes", False: "no", None: "unknown"}[value]
+
+
+def env_lines(info: dict) -> list[str]:
+    """`mmcot env` as text: one "- name: value" line per fact, under a heading per section."""
+    py = info["python"]
+    lines = [f"mmcot {info['mmcot']['version']} ({info['mmcot']['location']})",
+             f"Python {py['version']} ({py['implementation']}, {py['executable']})", f"Platform {py['platform']}",
+             "", "Libraries:"]
+    width = max(len(p["name"]) for p in info["packages"]) + 1
+    for p in info["packages"]:
+        state = "not installed" if p["version"] is None else (
+            p["version"] if p["imports"] else f"{p['version']}  IMPORT FAILS: {p['error']}")
+        lines.append(f"- {p['name'] + ':':<{width}} {state}")
+    lines += ["", "Optional extras:"]
+    for x in info["extras"]:
+        lines.append(f"- {x['name']}: {x['version'] or 'not installed'} ({x['for']})")
+    dev = info["devices"]
+    lines += ["", "Devices:"]
+    if not dev:
+        lines.append("- none known: torch does not import")
+    else:
+        gpus = ", ".join(dev["gpus"]) or "none"
+        cuda = (f"available, {len(dev['gpus'])} GPU(s): {gpus}; cuDNN {dev['cudnn']}" if dev["cuda_available"]
+                else "not available" + (f" ({dev['cuda_error']})" if dev.get("cuda_error") else ""))
+        lines += [f"- CUDA: {cuda} (torch built for CUDA {dev['cuda_built'] or 'none: a CPU build'})",
+                  f"- MPS (Apple GPU): {_yes(dev['mps_available'])}"]
+    cpu, threads = info["cpu"], info["threads"]
+    features = ", ".join(cpu["features"]) or "none of those mmcot looks for (" + ", ".join(env.CPU_FEATURES) + ")"
+    lines += ["", "CPU:", f"- model: {cpu['model'] or 'unknown'}", f"- features: {features}",
+              f"- torch's CPU kernels: {cpu['torch_capability'] or 'unknown'}",
+              f"- CPUs: {threads['cpus']} ({threads['usable_cpus']} usable by this process); torch threads: "
+              f"{threads['torch_intra_op'] or '?'} intra-op, {threads['torch_inter_op'] or '?'} inter-op"]
+    lines += [f"- {k}={v}" for k, v in threads["environment"].items()]
+    hf = info["huggingface"]
+    lines += ["", "Hugging Face:", f"- cache: {hf['cache'] or 'unknown (' + hf.get('error', '') + ')'}",
+              f"- offline: {_yes(hf['offline'])}"]
+    lines += [f"- {k}={v}" for k, v in hf["environment"].items()]
+    lines += ["", "Fit:"]
+    if info["problems"]:
+        lines += [f"- PROBLEM: {p}" for p in info["problems"]]
+    else:
+        versions = {p["name"]: p["version"] for p in info["packages"]}
+        lines.append(f"- torch {versions['torch']}, torchvision {versions['torchvision']} and transformers "
+                     f"{versions['transformers']} import and fit together, as do the other libraries")
+    return lines

@@ -30,6 +30,7 @@ from mmcot_cli.errors import (
     first_line,
 )
 from mmcot_cli.registry import hookspecs
+from mmcot_cli.registry.environment import install_problem
 from mmcot_cli.registry.hookspecs import (
     TextBackbone,
     TextBuildOptions,
@@ -262,17 +263,10 @@ def _build(backbone: VisionBackbone, options: VisionBuildOptions) -> VisionEncod
     naming the plugin."""
     try:
         encoder = backbone.build(options)
-    except (UsageError, RuntimeError, ValueError, KeyError) as e:
-        if options.variant and options.variant not in backbone.variants:
-            raise UsageError(f"backbone {backbone.name}: unknown --variant {options.variant!r}; its variants: "
-                             f"{', '.join(backbone.variants) or '(none)'}") from None
-        if isinstance(e, MMCoTError):
-            raise
-        raise PluginError(f"{describe(backbone)}: build failed: {_reason(e)}") from None
-    except MMCoTError:
-        raise
     except Exception as e:
-        raise PluginError(f"{describe(backbone)}: build failed: {_reason(e)}") from None
+        if not isinstance(e, MMCoTError) and install_problem(e):  # a broken torchvision …: that line, not the plugin's
+            raise MMCoTError(install_problem(e)) from None
+        _build_failed(backbone, options, e)
     missing = [name for name in ("feature_shape", "preprocess", "encode") if not hasattr(encoder, name)]
     if missing:
         raise PluginError(f"{describe(backbone)}: build returned a {type(encoder).__name__} without "
@@ -282,6 +276,18 @@ def _build(backbone: VisionBackbone, options: VisionBuildOptions) -> VisionEncod
             or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape)):
         raise PluginError(f"{describe(backbone)}: its encoder's feature_shape {shape!r} is not (tokens, dim)")
     return encoder
+
+
+def _build_failed(backbone: VisionBackbone, options: VisionBuildOptions, e: Exception) -> None:
+    """Raise the one line for a failed build: an unknown variant (libraries answer with their whole model list),
+    mmcot's own error, or the plugin's failure."""
+    if isinstance(e, (UsageError, RuntimeError, ValueError, KeyError)) and options.variant \
+            and options.variant not in backbone.variants:
+        raise UsageError(f"backbone {backbone.name}: unknown --variant {options.variant!r}; its variants: "
+                         f"{', '.join(backbone.variants) or '(none)'}") from None
+    if isinstance(e, MMCoTError):
+        raise e
+    raise PluginError(f"{describe(backbone)}: build failed: {_reason(e)}") from None
 
 
 def describe(backbone: VisionBackbone | TextBackbone) -> str:
@@ -296,6 +302,8 @@ def call_plugin(backbone: VisionBackbone | TextBackbone, what: str, fn: Callable
     except MMCoTError:
         raise
     except Exception as e:
+        if install_problem(e):
+            raise MMCoTError(install_problem(e)) from None
         raise PluginError(f"{describe(backbone)}: {what} failed: {_reason(e)}") from None
 
 
