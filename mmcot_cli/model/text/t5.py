@@ -28,6 +28,7 @@ from mmcot_cli.model.fusion import (
 )
 from mmcot_cli.model.generation import decode_generated
 from mmcot_cli.model.t5_dirs import check_t5_dir, load_tokenizer
+from mmcot_cli.model.text import greedy_t5
 from mmcot_cli.model.weights_fit import check_weights_fit
 
 SEQ2SEQ = "seq2seq"
@@ -75,6 +76,8 @@ class T5TextModel:
         """The decoder ids, start token included (decode drops it as a special token)."""
         if image_features is not None:
             kwargs["image_features"] = image_features
+        if greedy_t5.handles(self.net, kwargs):  # the common case, without generate()'s per-step overhead
+            return greedy_t5.greedy_generate(self.net, input_ids, attention_mask, **kwargs)
         return self.net.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
 
     def decode(self, new_ids) -> list[str]:
