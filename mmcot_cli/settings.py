@@ -26,6 +26,7 @@ class Setting:
     flag: str | None = None  # default: --field-name; "" = no command-line option (a recipe key only)
     short: str | None = None  # e.g. "-o"
     aliases: tuple[str, ...] = ()  # more spellings of the flag (prompts: --format and --prompt-format)
+    off_flag: str | None = None  # an on/off switch's "off" spelling; default --no-<flag> (demo: --random-init)
     check: Callable[[str, Any], Any] | None = None  # (flag, value) → raises UsageError; skipped for None values
     choices: tuple[str, ...] | None = None
     keep_on_resume: bool = False  # `mmcot train --resume` refuses a different value

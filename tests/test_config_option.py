@@ -32,13 +32,12 @@ def _commands():
 def test_every_command_with_options_takes_a_config_file():
     missing = [name for name, cmd in _commands()
                if name not in NO_SETTINGS and "--config" not in {o for p in cmd.params for o in p.opts}]
-    # demo takes options as well; it joins once its settings are a dataclass
-    assert set(missing) <= {"demo"}, missing
+    assert not missing, missing
 
 
 @pytest.mark.parametrize("command", ["train", "generate", "ask", "score", "report", "compare", "prepare", "prompts",
                                      "import-run", "import-features", "rationales import", "rationales filter",
-                                     "extract"])
+                                     "extract", "demo"])
 def test_unknown_recipe_key_is_one_line_naming_it(cli, tmp_path, command):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("no_such_option: 3\n")
@@ -104,3 +103,53 @@ def test_example_recipes_are_valid_and_used(path):
         cfg.resolved()  # the stage presets and cross-option checks pass too
     scripts = "".join(p.read_text() for p in (ROOT / "examples").glob("*.sh"))
     assert f'--config "$RECIPES/{path.name}"' in scripts, f"no example script uses {path.name}"
+
+
+def test_a_recipe_sets_demo_options_and_flags_win(cli, tmp_path):
+    """demo's options from a recipe (flag names or field names), a flag beside it on top; --generate-only keeps it
+    to the benchmark (no training)."""
+    recipe = tmp_path / "demo.yaml"
+    recipe.write_text(f"generate-only: true\nproblems: 12\nseed: 3\nout: {tmp_path / 'bench'}\n")
+    res = cli("-q", "demo", "--config", recipe, "--json")
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["benchmark"]["count"] == 12 and (tmp_path / "bench" / "problems.json").is_file()
+    res = cli("-q", "demo", "--config", recipe, "--problems", "9", "--out", tmp_path / "other", "--json")
+    assert res.exit_code == 0 and json.loads(res.stdout)["benchmark"]["count"] == 9
+    assert len(json.loads((tmp_path / "other" / "problems.json").read_text())) == 9
+
+
+@pytest.mark.parametrize("recipe,option", [("threads: 0", "--threads"), ("problems: -1", "--problems"),
+                                           ("seed: -1", "--seed"), ("fusion: sideways", "--fusion"),
+                                           ("text_model: gpt", "--text-model"), ("fusion_layer: -2", "--fusion-layer"),
+                                           ("device: gpu", "--device"), ("tiny: true\nquick: true", "--tiny")])
+def test_a_bad_demo_value_is_one_line_and_writes_nothing(cli, tmp_path, recipe, option):
+    path = tmp_path / "demo.yaml"
+    path.write_text(f"{recipe}\nout: {tmp_path / 'out'}\n")
+    res = cli("demo", "--config", path)
+    lines = res.stderr.strip().splitlines()
+    assert res.exit_code == 2 and len(lines) == 1 and option in lines[0], res.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_demo_settings_build_the_runs_config():
+    """The command line's shape (--tiny, --pretrained, --sequential) becomes the runner's DemoConfig / the
+    ablation's AblationConfig as the options always did; the help shows every default."""
+    from mmcot_cli.demo.settings import DemoSettings
+
+    run = DemoSettings(tiny=True, pretrained=True, sequential=True, device="cpu", n_problems=30).demo_config()
+    assert (run.out, run.size, run.random_init, run.parallel, run.n_problems) == ("demo-out", "tiny", False, False, 30)
+    default = DemoSettings(device="cpu").demo_config()
+    assert (default.size, default.random_init, default.parallel) == ("default", True, True)
+    ablation = DemoSettings(quick=True, ablation=True, seed=4).ablation_config()
+    assert (ablation.out, ablation.size, ablation.seed, ablation.threads) == ("ablation-out", "quick", 4, 1)
+
+
+def test_demo_help_shows_its_defaults(cli):
+    params = {p.name: p for p in get_command(app).commands["demo"].params}
+    pretrained = params["pretrained"]
+    assert (pretrained.opts, pretrained.secondary_opts, pretrained.default) == (["--pretrained"], ["--random-init"],
+                                                                               False)
+    assert all(params[n].show_default for n in ("backbone", "text_model", "seed", "fusion"))
+    text = cli("demo", "--help", env={"COLUMNS": "250"}).stdout
+    assert "[default: random-init]" in text and "[default: patches]" in text and "--config" in text

@@ -70,7 +70,8 @@ def option_parameters(cls: type) -> list[inspect.Parameter]:
         required = default is dataclasses.MISSING
         text = s.help + (" (required: here or in --config)" if required else "")
         switch = tp in (bool, Optional[bool])  # --x/--no-x; Optional: neither given leaves the field's None default
-        decls = [f"{flag}/--no-{flag[2:]}" if switch else flag, *s.aliases] + ([s.short] if s.short else [])
+        off = s.off_flag or f"--no-{flag[2:]}"
+        decls = [f"{flag}/{off}" if switch else flag, *s.aliases] + ([s.short] if s.short else [])
         shown = None if required or isinstance(default, dict) else default
         if isinstance(default, tuple):  # a list option spelled "a,b" on the command line
             shown = ",".join(map(str, default))
