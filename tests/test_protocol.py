@@ -1,9 +1,11 @@
 """`--protocol original|mmcot` on score: the original's A–E fallback, its get_scores as the rationale headline, the
-protocol recorded in the score object (generate's side: tests/test_generate.py)."""
+protocol recorded in the score object (generate's side: tests/test_generate.py; train's: test_train_protocol.py);
+on report (the headline follows the flag or what the predictions record) and on demo (every stage, recorded)."""
 
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -36,3 +38,84 @@ def test_score_cli_records_the_protocol(tmp_path, cli, make_record):
     assert "protocol original" in table.stdout
     bad = cli("score", preds, "--data", data, "--protocol", "paper")
     assert bad.exit_code == 2 and "--protocol must be one of mmcot, original" in bad.output
+
+
+def _rationale_rows(page: str, label: str) -> list[str]:
+    """The metric cells of one run's rows in the report's rationale table, in the page's order."""
+    return re.findall(rf"<tr><td>{label}</td><td>(.*?)</td>", page)
+
+
+def test_report_headline_follows_the_flag_or_the_recorded_protocol(cli, tmp_path):
+    from report_fixture import make_runs
+
+    from mmcot_cli.reporting.report import ReportConfig, collect
+
+    runs = make_runs(tmp_path)
+    out = tmp_path / "r.html"
+
+    def report(*extra):
+        res = cli("-q", "report", f"text={runs['text']}", "--data", runs["data"], "--out", out, "--json", *extra)
+        assert res.exit_code == 0, res.output
+        return json.loads(res.stdout)["protocols"], out.read_text(encoding="utf-8")
+
+    protocols, page = report()
+    rows = _rationale_rows(page, "text")
+    assert protocols == {"text": "mmcot"} and rows[0] == "<b>ROUGE-L (mmcot, normalised)</b> · headline (protocol mmcot)"
+    assert "ROUGE-L (original get_scores)" in rows and "BLEU-4 (mmcot, normalised)" in rows
+    protocols, page = report("--protocol", "original")
+    rows = _rationale_rows(page, "text")
+    assert protocols == {"text": "original"}
+    assert rows[0] == "<b>ROUGE-L (original get_scores)</b> · headline (protocol original)"
+    assert "ROUGE-L (mmcot, normalised)" in rows and "ROUGE-L (original validation)" in rows
+    assert "Scored under protocol original (text)" in page and "protocol original</li>" in page
+    # the original's answer rule too, as `score --protocol original`
+    run = collect(ReportConfig(inputs=[str(runs["text"])], data=runs["data"], out=out, protocol="original"))["runs"][0]
+    assert (run.protocol, run.score["protocol"], run.score["fallback"]) == ("original", "original", "reference")
+
+    # Predictions that `generate --protocol original` wrote are reported under it; the flag still wins.
+    preds = runs["text"] / "preds-test.jsonl"
+    rows = [json.loads(line) | {"protocol": "original"} for line in preds.read_text().splitlines()]
+    preds.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert report()[0] == {"text": "original"}
+    assert report("--protocol", "mmcot")[0] == {"text": "mmcot"}
+    bad = cli("report", runs["text"], "--data", runs["data"], "--out", tmp_path / "x.html", "--protocol", "paper")
+    assert bad.exit_code == 2 and len(bad.stderr.strip().splitlines()) == 1 and "--protocol" in bad.stderr
+    assert not (tmp_path / "x.html").exists()
+
+
+def test_demo_passes_the_protocol_to_every_stage_and_records_it(tmp_path):
+    from rich.console import Console
+
+    from mmcot_cli.cli.demo import print_demo_tables
+    from mmcot_cli.demo.run import DemoConfig, run_demo
+
+    out = tmp_path / "d"
+    summary = run_demo(DemoConfig(out=str(out), size="tiny", modes=("text_only",), n_problems=20,
+                                  protocol="original"))
+    assert summary["config"]["protocol"] == "original" == json.loads((out / "demo.json").read_text())["config"][
+        "protocol"]
+    score = summary["text_only"]
+    assert (score["protocol"], score["fallback"], score["rationale"]["headline"]) == (
+        "original", "reference", "original.get_scores")
+    for stage in ("rationale", "answer"):
+        run = out / "runs" / "text_only" / stage
+        assert json.loads((run / "run_config.json").read_text())["train_config"]["protocol"] == "original"
+        rows = [json.loads(line) for line in (run / "preds-test.jsonl").read_text().splitlines()]
+        assert rows and all(r["protocol"] == "original" for r in rows)
+    assert "headline (protocol original)" in (out / "report.html").read_text(encoding="utf-8")
+    console = Console(record=True, width=250)
+    print_demo_tables(summary, console)
+    text = console.export_text()
+    assert "protocol original" in text and text.index("ROUGE-L (original get_scores") < text.index("ROUGE-L (mmcot")
+
+
+def test_demo_protocol_option(cli, tmp_path):
+    from mmcot_cli.demo.settings import DemoSettings
+
+    assert DemoSettings(protocol="original", device="cpu").demo_config().protocol == "original"
+    for args in (["--protocol", "original", "--text-model", "llama-scratch"], ["--ablation", "--protocol", "original"],
+                 ["--protocol", "paper"]):
+        res = cli("demo", "--tiny", "--out", tmp_path / "d", *args)
+        lines = res.stderr.strip().splitlines()
+        assert res.exit_code == 2 and len(lines) == 1 and "--protocol" in lines[0], (args, res.output)
+        assert not (tmp_path / "d").exists()

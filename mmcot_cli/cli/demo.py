@@ -35,16 +35,25 @@ def print_demo_tables(result: dict, console: Console | None = None) -> None:
                       str(first["counts"][key]["total"]))
     console.print(table)
 
-    rt = Table(title="Generated rationales vs gold solution (test split, ×100)")
+    protocol = result[modes[0]].get("protocol", "mmcot")
+    headline = "the original's get_scores ROUGE-L" if protocol == "original" else "mmcot's ROUGE-L"
+    rt = Table(title=f"Generated rationales vs gold solution (test split, ×100; mmcot: normalised text, original: "
+                     f"raw text; protocol {protocol}: headline {headline})")
     rt.add_column("metric")
     for mode in modes:
         rt.add_column(labels[mode], justify="right")
+    got = [((result[m]["rationale"] or {}).get("original") or {}).get("get_scores") or {} for m in modes]
+    original_row = ["ROUGE-L (original get_scores, all questions)", *[format_percent(g.get("rouge_l")) for g in got]]
+    if protocol == "original":  # the headline first
+        rt.add_row(*original_row)
     for metric in RATIONALE_METRICS:
         if not metric.enabled(MetricOptions()) and not any(metric.key in (result[m]["rationale"] or {})
                                                            for m in modes):
             continue  # an optional metric (similarity) that was not computed
-        rt.add_row(f"{metric.label} (all questions)",
+        rt.add_row(f"{metric.label} (mmcot, all questions)",
                    *[format_percent((result[m]["rationale"] or {}).get(metric.key)) for m in modes])
+    if protocol != "original":
+        rt.add_row(*original_row)
     img = result.get("rationale_image_questions") or {}
     rt.add_row("ROUGE-L (image questions)", *[format_percent((img.get(m) or {}).get("rouge_l")) for m in modes])
     console.print(rt)

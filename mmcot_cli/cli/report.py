@@ -35,8 +35,9 @@ def report_command(
         return
     corrected = summary["corrected_by_vision"]
     extra = f"; corrected by vision: {corrected['k']} of {corrected['n']}" if corrected else ""
+    protocols = ", ".join(sorted(set(summary["protocols"].values())))
     err_console.print(f"wrote {summary['out']} ({summary['bytes'] / 1e6:.2f} MB; {len(summary['runs'])} run(s), "
-                      f"{summary['gallery_items']} gallery items{extra})")
+                      f"protocol {protocols}, {summary['gallery_items']} gallery items{extra})")
 
 
 def _compare_rows(t: Table, table: dict, cols: list[dict]) -> None:

@@ -40,7 +40,7 @@ from mmcot_cli.progress import ForwardedProgress
 from mmcot_cli.registry.manager import get_vision_backbone
 from mmcot_cli.reporting.report import ReportConfig, write_report
 from mmcot_cli.training.config import TrainConfig
-from mmcot_cli.validate import check_seed, parse_device, positive_int
+from mmcot_cli.validate import check_protocol, check_seed, parse_device, positive_int
 
 # mmcot_cli.training.loop / mmcot_cli.inference.generate (torch, transformers) are imported inside the functions that train and
 # generate: `mmcot` imports this module at startup.
@@ -99,10 +99,15 @@ class DemoConfig:
     text_model: str = "t5-scratch"  # or llama-scratch: the same benchmark on a decoder-only LM
     fusion: str = "gated"  # decoder-only: gated (at fusion_layer) or prefix; T5: gated on the encoder output
     fusion_layer: int | None = None
+    protocol: str = "mmcot"  # train, generate and score under it (original: as the original code; TRAINING.md)
 
     def __post_init__(self) -> None:
         if self.text_model not in DEMO_TEXT_MODELS:  # the demo is offline: from-scratch backbones only
             raise UsageError(f"--text-model {self.text_model!r}: the demo trains {' or '.join(DEMO_TEXT_MODELS)}")
+        check_protocol(self.protocol)
+        if self.protocol == "original" and self.text_model != "t5-scratch":  # refused before anything is written
+            raise UsageError(f"--protocol original trains T5 as the original code does; --text-model "
+                             f"{self.text_model} (decoder-only) trains with --protocol mmcot")
         if self.fusion not in ("gated", "prefix"):
             raise UsageError(f"--fusion must be one of gated, prefix, got {self.fusion!r}")
         check_seed("--seed", self.seed)
@@ -202,7 +207,7 @@ def _run_mode(mode: str, cfg: DemoConfig, size: DemoSize, data_dir: Path, featur
                   batch_size=size.batch_size, eval_batch_size=size.generate_batch_size,
                   warmup_ratio=size.warmup_ratio, seed=cfg.seed, eval_every=0, save_every=0, keep_checkpoints=1,
                   text_options=text_options_for(cfg.text_model, size), device=cfg.train_device,
-                  fusion=cfg.fusion, fusion_layer=cfg.fusion_layer if feats else None,
+                  fusion=cfg.fusion, fusion_layer=cfg.fusion_layer if feats else None, protocol=cfg.protocol,
                   # Same seed, same scores: deterministic kernels (they cost nothing at this size), and fp32 on a
                   # GPU too, so its numbers stay comparable with the CPU ones (tiny models gain no speed in bf16).
                   deterministic=True, precision="fp32")
@@ -217,7 +222,7 @@ def _run_mode(mode: str, cfg: DemoConfig, size: DemoSize, data_dir: Path, featur
     t = time.perf_counter()
     step(f"{mode}: generate rationales for {', '.join(SPLITS)}")
     generate(GenerateConfig(run=str(run_r), data_dir=str(data_dir), splits=SPLITS,
-                            batch_size=size.generate_batch_size, device=cfg.device))
+                            batch_size=size.generate_batch_size, device=cfg.device, protocol=cfg.protocol))
     timings["generate_rationales"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -229,13 +234,13 @@ def _run_mode(mode: str, cfg: DemoConfig, size: DemoSize, data_dir: Path, featur
     t = time.perf_counter()
     step(f"{mode}: generate answers for test")
     generate(GenerateConfig(run=str(run_a), data_dir=str(data_dir), splits=("test",),
-                            batch_size=size.generate_batch_size, device=cfg.device))
+                            batch_size=size.generate_batch_size, device=cfg.device, protocol=cfg.protocol))
     timings["generate_answers"] = time.perf_counter() - t
 
     t = time.perf_counter()
     answer_preds, rationale_preds = run_a / "preds-test.jsonl", run_r / "preds-test.jsonl"
-    answers = score(ScoreConfig(predictions=answer_preds, data=data_dir, split="test"))
-    rationales = score(ScoreConfig(predictions=rationale_preds, data=data_dir, split="test"))
+    answers = score(ScoreConfig(predictions=answer_preds, data=data_dir, split="test", protocol=cfg.protocol))
+    rationales = score(ScoreConfig(predictions=rationale_preds, data=data_dir, split="test", protocol=cfg.protocol))
     # One object with `mmcot score --json` keys: the answer run's accuracies, the rationale run's metrics.
     result = {**answers, "rationale": rationales["rationale"], "rationale_predictions": str(rationale_preds)}
     image_rationales = _image_rationale_metrics(load_records(data_dir, "test"), rationale_preds)
@@ -417,5 +422,5 @@ def _write_report(cfg: DemoConfig, results: dict, data_dir: Path, out: Path) -> 
     labels = {"multimodal": "multimodal", "text_only": "text-only"}
     inputs = [f"{labels[m]}={results[m]['runs']['answer']}" for m in cfg.modes]
     write_report(ReportConfig(inputs=inputs, data=data_dir, out=out / "report.html", seed=cfg.seed,
-                              title="mmcot demo", data_note=REPORT_NOTE))
+                              title="mmcot demo", data_note=REPORT_NOTE, protocol=cfg.protocol))
     return str((out / "report.html").resolve())

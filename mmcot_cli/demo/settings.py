@@ -14,7 +14,7 @@ from mmcot_cli.demo.run import DEMO_TEXT_MODELS, DemoConfig
 from mmcot_cli.errors import UsageError
 from mmcot_cli.settings import check_settings, setting
 from mmcot_cli.training.config import FUSIONS
-from mmcot_cli.validate import check_device_name, check_seed, non_negative_int, positive_int
+from mmcot_cli.validate import PROTOCOLS, check_device_name, check_seed, non_negative_int, positive_int
 
 
 @dataclass
@@ -48,11 +48,18 @@ class DemoSettings:
     fusion: str = setting("gated", "Decoder-only: gated (at --fusion-layer) or prefix.", choices=FUSIONS)
     fusion_layer: int | None = setting(None, "Decoder-only, gated: the fused decoder layer (default: the middle "
                                        "one).", check=non_negative_int)
+    protocol: str = setting("mmcot", "mmcot or original: train, generate and score under it, as `--protocol` on "
+                            "those commands (original: the original code's training, free decoding, its A–E answer "
+                            "fallback and get_scores ROUGE-L as the headline; docs/TRAINING.md Protocols). Recorded "
+                            "in demo.json, every run and every prediction.", choices=PROTOCOLS)
 
     def __post_init__(self) -> None:
         check_settings(self)
         if self.quick and self.tiny:
             raise UsageError("--quick and --tiny are exclusive")
+        if self.ablation and self.protocol != "mmcot":
+            raise UsageError("--protocol original applies to the demo's two pipelines; --ablation trains and "
+                             "compares its settings under --protocol mmcot")
 
     @property
     def size(self) -> str:
@@ -64,7 +71,7 @@ class DemoSettings:
                           random_init=not self.pretrained, seed=self.seed, generate_only=self.generate_only,
                           n_problems=self.n_problems, parallel=not self.sequential, threads=self.threads,
                           device=self.device, text_model=self.text_model, fusion=self.fusion,
-                          fusion_layer=self.fusion_layer)
+                          fusion_layer=self.fusion_layer, protocol=self.protocol)
 
     def ablation_config(self) -> AblationConfig:
         """--ablation's settings (the ablations train t5-scratch on CPU with patches features: the options about

@@ -110,6 +110,11 @@ def _collapse_notes(report: dict) -> list[str]:
 def _score_notes(report: dict) -> str:
     """What the accuracy table's numbers are, and why published rows are (not) beside them."""
     notes = _collapse_notes(report)
+    original = [esc(r.label) for r in _answered(report) if r.protocol == "original"]
+    if original:
+        notes.append(f"Scored under protocol original ({', '.join(original)}): an answer that names no option gets "
+                     f"the original's random letter among A–E (`score --fallback reference`), as `mmcot score "
+                     f"--protocol original` scores it.")
     notes.append("baseline rows: chance is a uniform guess among each item's own options; majority class always "
                  "answers the letter most often right among the column's items.")
     if report["kind"] == "aokvqa":
@@ -151,6 +156,29 @@ ORIGINAL_ROWS = (("original_rouge_l", "ROUGE-L (original get_scores)"),
                  ("original_validation_rouge_l", "ROUGE-L (original validation)"))
 
 
+def _rationale_rows(run, categories) -> list[tuple[str, str]]:
+    """(metric label, cells) of one run, its protocol's headline first and marked: mmcot's ROUGE-L on normalised
+    text (`--protocol mmcot`) or the original's get_scores ROUGE-L on the raw text (`--protocol original`)."""
+    by_category = run.rationale_by_category
+    rows = []
+    for metric in RATIONALE_METRICS:
+        if metric.key not in by_category[categories[0][0]]:
+            continue  # an optional metric that was not asked for
+        rows.append((f"{metric.label} (mmcot, normalised)", metric.key))
+    rows += [(label, key) for key, label in ORIGINAL_ROWS]
+    headline = "original_rouge_l" if run.protocol == "original" else "rouge_l"
+    rows.sort(key=lambda row: row[1] != headline)  # stable: the others keep their order
+    out = []
+    for label, key in rows:
+        cells = "".join(f'<td class="n">{_num(by_category[c].get(key))}</td>' for c, _, _ in categories)
+        if key == headline:
+            label = f"<b>{esc(label)}</b> · headline (protocol {esc(run.protocol)})"
+        else:
+            label = esc(label)
+        out.append((label, cells))
+    return out
+
+
 def _rationale_table(report: dict) -> str:
 
     runs = [r for r in report["runs"] if r.rationale_by_category]
@@ -158,24 +186,15 @@ def _rationale_table(report: dict) -> str:
         return "<p class=\"muted\">No run has generated rationales.</p>"
     categories = report["categories"]
     head = "".join(f"<th>{esc(label)}</th>" for _, label, _ in categories)
-    rows = []
-    for run in runs:
-        by_category = run.rationale_by_category
-        for metric in RATIONALE_METRICS:
-            if metric.key not in by_category[categories[0][0]]:
-                continue  # an optional metric that was not asked for
-            cells = "".join(f'<td class="n">{_num(by_category[key].get(metric.key))}</td>'
-                            for key, _, _ in categories)
-            rows.append(f"<tr><td>{esc(run.label)}</td><td>{esc(metric.label)}</td>{cells}</tr>")
-        for key, label in ORIGINAL_ROWS:
-            cells = "".join(f'<td class="n">{_num(by_category[c].get(key))}</td>' for c, _, _ in categories)
-            rows.append(f"<tr><td>{esc(run.label)}</td><td>{esc(label)}</td>{cells}</tr>")
+    rows = [f"<tr><td>{esc(run.label)}</td><td>{label}</td>{cells}</tr>"
+            for run in runs for label, cells in _rationale_rows(run, categories)]
     sources = "".join(f"<li>{esc(r.label)}: {esc(r.rationale_source)}</li>" for r in runs)
     return (f"<table><tr><th>run</th><th>metric</th>{head}</tr>{''.join(rows)}</table>"
-            f"<p class=\"muted\">Against the gold solution (×100). Rows without \"original\": mmcot's metrics, "
-            f"on normalised text (line-break escapes and the \"Solution:\" prefix removed). original: the raw text "
-            f"against the original's target \"Solution: …\", get_scores with the rouge package, validation with "
-            f"rouge-score. Rationales from:</p><ul class=\"muted\">"
+            f"<p class=\"muted\">Against the gold solution (×100). mmcot, normalised: mmcot's metrics on normalised "
+            f"text (line-break escapes and the \"Solution:\" prefix removed). original: the raw text against the "
+            f"original's target \"Solution: …\", get_scores with the rouge package, validation with rouge-score. "
+            f"Each run's first row is its protocol's headline (`--protocol mmcot`: mmcot's ROUGE-L; "
+            f"`--protocol original`: the original's get_scores ROUGE-L). Rationales from:</p><ul class=\"muted\">"
             f"{sources}</ul>")
 
 
@@ -247,7 +266,9 @@ def _runs_list(report: dict) -> str:
             n, total = run.score.get("num_constrained", 0), run.score.get("num_predictions", 0)
             decoded = f" · answers decoded within options: {n}/{total}" if n else ""
         backbone = f" · {esc(run.decoder_only)}" if run.decoder_only else ""
-        items.append(f"<li><b>{esc(run.label)}</b>: {esc(run.preds)} · {esc(fmt)} · {kind}{backbone}{decoded}</li>")
+        protocol = f" · protocol {esc(run.protocol)}"
+        items.append(f"<li><b>{esc(run.label)}</b>: {esc(run.preds)} · {esc(fmt)} · {kind}{backbone}{decoded}"
+                     f"{protocol}</li>")
     return f"<ul>{''.join(items)}</ul>"
 
 

@@ -35,14 +35,14 @@ from mmcot_cli.evaluation.similarity import (
     similarity_model_setting,
     similarity_setting,
 )
-from mmcot_cli.io import atomic_open, read_json, read_jsonl, read_log
+from mmcot_cli.io import atomic_open, jsonl_lines, read_json, read_jsonl, read_log
 from mmcot_cli.outputs import claim_output_file
 from mmcot_cli.reporting.html import render
 from mmcot_cli.reporting.published import PUBLISHED, published_for, why_not_published
 from mmcot_cli.runs.meta import RUN_CONFIG, RunMeta
 from mmcot_cli.runs.rationales import load_rationales
 from mmcot_cli.settings import check_settings, setting
-from mmcot_cli.validate import check_seed, non_negative_int
+from mmcot_cli.validate import PROTOCOLS, check_seed, non_negative_int
 
 Warn = Callable[[str], None]
 
@@ -67,6 +67,10 @@ class ReportConfig:
     title: str = setting("mmcot report", "The page's title.")
     similarity: bool = similarity_setting()
     similarity_model: Path | None = similarity_model_setting()
+    protocol: str | None = setting(None, "mmcot or original: how every run is scored, as `score --protocol` (original: "
+                                   "its answer rule, --fallback reference, and its get_scores ROUGE-L as the "
+                                   "rationale headline). Default: the protocol each run's predictions record, else "
+                                   "mmcot.", choices=PROTOCOLS)
     # shown under the title (the demo: "synthetic benchmark, not ScienceQA"); the library's, not an option
     data_note: str | None = setting(None, "A note under the title.", flag="")
 
@@ -127,6 +131,11 @@ class RunResult:
     @property
     def has_answers(self) -> bool:
         return bool(self.score.get("has_answers"))
+
+    @property
+    def protocol(self) -> str:
+        """The protocol the run was scored under (`score --protocol`): its answer rule and rationale headline."""
+        return self.score.get("protocol", "mmcot")
 
 
 def split_label(spec: str) -> tuple[str | None, str]:
@@ -239,13 +248,28 @@ def rationale_by_category(records: list[dict], rationales: dict[str, str], categ
     return out
 
 
+def recorded_protocol(preds: Path, warn: Warn | None) -> str:
+    """The protocol a predictions file records (`generate --protocol` writes it into every row); mmcot where no
+    row records one, or where rows disagree (with a warning). Bad lines are left to the scorer to report."""
+    try:
+        found = sorted({line.value["protocol"] for line in jsonl_lines(preds) if isinstance(line.value, dict)
+                        and line.value.get("protocol") in PROTOCOLS})
+    except DataError:
+        return "mmcot"
+    if len(found) > 1 and warn:
+        warn(f"{preds}: rows of both protocols ({', '.join(found)}); scored under mmcot (--protocol picks one)")
+    return found[0] if len(found) == 1 else "mmcot"
+
+
 def load_run_result(spec: str, cfg: ReportConfig, records: list[dict], categories: list,
                     warn: Warn | None) -> RunResult:
 
     label, path, preds, run_dir = resolve_input(spec, cfg.split)
     meta = load_meta(run_dir)
+    protocol = cfg.protocol or recorded_protocol(preds, warn)
     result = score_data(ScoreConfig(predictions=preds, data=cfg.data, split=cfg.split, details=True,
-                                   similarity=cfg.similarity, similarity_model=cfg.similarity_model), warn=warn)
+                                   similarity=cfg.similarity, similarity_model=cfg.similarity_model,
+                                   protocol=protocol), warn=warn)
     rationales, source = run_rationales(read_jsonl(preds), meta, cfg.split, warn)
     run = RunResult(label=label, path=path, preds=preds, meta=meta, score=result,
                     rationales=rationales, rationale_source=source, curves=_curves(run_dir, meta))
@@ -296,4 +320,5 @@ def write_report(cfg: ReportConfig, warn: Warn | None = None) -> dict:
             fh.write(html)
     gallery = report["gallery"]
     return {"out": str(cfg.out), "bytes": len(html.encode("utf-8")), "runs": [r.label for r in report["runs"]],
+            "protocols": {r.label: r.protocol for r in report["runs"]},
             "gallery_items": len(gallery["items"]), "corrected_by_vision": gallery.get("corrected")}
