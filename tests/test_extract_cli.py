@@ -128,3 +128,46 @@ def test_errors_and_exit_codes(cli, data_dir, tmp_path):
     manifest = json.loads((tmp_path / "f" / "manifest.json").read_text())
     assert manifest["bad"][0]["qid"] == "5" and manifest["bad"][0]["path"] == str(victim)
     assert torch.equal(open_store(tmp_path / "f").get("5"), torch.zeros(49, 192))
+
+
+def test_limit_extracts_the_first_images_and_train_names_it(cli, data_dir, tmp_path):
+    """extract --limit 2: the first two images of each split, recorded in the store; a command needing a row
+    beyond them says so and how many leading records the store serves."""
+    from mmcot_cli.data.records import load_records
+    from mmcot_cli.errors import DataError
+
+    feats = tmp_path / "feats"
+    out = run_json(cli, "-b", "patches", "--data", data_dir, "--split", "test,val", "--out", feats, "--workers", "0",
+                   "--limit", "2")
+    # test: qids 1-7, qid 3 without an image (6 images); val: qids 8-10 (3 images)
+    assert out["limit"] == 2 and out["count"] == 4 and out["images_in_splits"] == {"test": 6, "val": 3}
+    assert out["complete"]
+    store = open_store(feats)
+    assert sorted(store.qids()) == ["1", "2", "8", "9"]
+    info = store.manifest["splits"]["test"]
+    assert (info["limit"], info["images"], info["with_image"], info["without_image"]) == (2, 6, 2, 1)
+    records = load_records(data_dir, "test")
+    store.check_coverage(records[:3], "test")  # qids 1, 2 and 3 (no image): served
+    with pytest.raises(DataError, match=r"no features for qid 4: split 'test' of the store holds the first 2 of its "
+                                        r"6 images \(extract --limit 2\), which serve its first 3 records; pass "
+                                        r"--limit 3 or less"):
+        store.check_coverage(records, "test")
+
+    # the same command again resumes (nothing to do); another --limit into the store is refused in one line
+    again = run_json(cli, "-b", "patches", "--data", data_dir, "--split", "test", "--out", feats, "--workers", "0",
+                     "--limit", "2")
+    assert again["extracted"] == 0 and again["chunks_skipped"] == 1
+    res = cli("extract", "-b", "patches", "--data", data_dir, "--split", "test", "--out", feats, "--workers", "0")
+    assert res.exit_code == 1 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert "holds the first 2 of its 6 images (extract --limit 2); this run asks for all its images" in res.stderr
+
+    # train on the partial store: one line naming the limit and --limit-train; with it, training runs
+    args = ["train", "--stage", "answer", "--prompt-format", "QCM-A", "--data", data_dir, "--train-split", "test",
+            "--val-split", "none", "--features", feats, "--text-model", "t5-scratch", "--epochs", "1",
+            "--batch-size", "2", "--text-option", "d_model=16", "--text-option", "layers=1", "--text-option",
+            "heads=2", "--text-option", "d_ff=32"]
+    res = cli(*args, "--out", tmp_path / "run")
+    assert res.exit_code == 1 and "(extract --limit 2), which serve its first 3 records; pass --limit-train 3" in (
+        " ".join(res.stderr.split())), res.stderr
+    res = cli(*args, "--out", tmp_path / "run2", "--limit-train", "3")
+    assert res.exit_code == 0, res.output

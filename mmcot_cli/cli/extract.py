@@ -55,3 +55,8 @@ def extract_command(
                   "×".join(map(str, summary["shape"])), summary["dtype"], summary["alpha"], str(summary["extracted"]),
                   str(summary["chunks_skipped"]), "yes" if summary["complete"] else "no (more --shard runs)")
     err_console.print(table)
+    if summary["limit"] is not None:
+        of = ", ".join(f"{split} {min(n, summary['limit']):,} of {n:,}" for split, n in summary["images_in_splits"].items())
+        err_console.print(f"--limit {summary['limit']}: the first images of each split only ({of}); the store "
+                          "records it, and train / generate say so when a record needs a row beyond them",
+                          highlight=False)

@@ -87,7 +87,11 @@ def _plan_split(split: str, cfg: ExtractConfig, source: str) -> _SplitPlan:
         path = record_image(rec, cfg.images_dir)
         if path is not None:
             items.append((str(rec["qid"]), path))
-    info = split_info(split, source, cfg.images_dir, len(records), [q for q, _ in items], cfg.chunk_size)
+    images = len(items)
+    if cfg.limit is not None:  # a smoke run: the first N images, and the store says so (split_info's "limit")
+        items = items[:cfg.limit]
+    info = split_info(split, source, cfg.images_dir, len(records), [q for q, _ in items], cfg.chunk_size,
+                      limit=cfg.limit, images=images)
     return _SplitPlan(split, items, info, cfg.chunk_size)
 
 
@@ -255,6 +259,7 @@ def _summary(cfg: ExtractConfig, backbone, manifest: dict, plans, writer: ChunkW
         "shard": "{}/{}".format(*cfg.shard) if cfg.shard else None, "extracted": rows,
         "chunks_written": writer.chunks_written if writer else 0, "chunks_skipped": skipped, "bad": bad,
         "complete": all(s.get("complete", False) for s in split_states),
+        "limit": cfg.limit, "images_in_splits": {p.split: p.info.get("images", len(p.items)) for p in plans},
         "seconds": round(time.time() - started, 3),
         "images_per_second": (round((rows + len(bad)) / (time.time() - loop_started), 2)
                               if loop_started and rows else None),

@@ -72,6 +72,9 @@ class ExtractConfig:
     skip_bad: bool = setting(False, "Record unreadable images in the manifest (they read as zeros) and go on, "
                              "instead of failing.")
     chunk_size: int = setting(DEFAULT_CHUNK_SIZE, "Images per resumable chunk file.", check=positive_int)
+    limit: int | None = setting(None, "Only the first N images of each split (a smoke run); recorded in the store, "
+                                "so train and generate say so when a record needs a row beyond them.",
+                                check=positive_int, metavar="N")
     alpha: str | None = setting(None, _ALPHA_HELP, choices=ALPHA_POLICIES)
     # Records per split, for library use without a DATA_DIR (notebooks, tests); None: load_records(data_dir).
     records: dict[str, list[dict]] | None = field(default=None, repr=False)

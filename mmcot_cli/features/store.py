@@ -39,7 +39,13 @@ from mmcot_cli.features.store_files import (
     verify_data_file,
     write_data_file,
 )
-from mmcot_cli.features.store_index import ChunkRef, build_index, chunk_refs, summarize  # noqa: F401 (API)
+from mmcot_cli.features.store_index import (  # noqa: F401 (API)
+    ChunkRef,
+    build_index,
+    chunk_refs,
+    limit_text,
+    summarize,
+)
 from mmcot_cli.io import make_dir, read_json, write_json
 from mmcot_cli.output_guard import mark_output_dir
 from mmcot_cli.outputs import LOCK_FILE, hold_lock
@@ -149,10 +155,20 @@ class FeatureStore:
         return [str(r["qid"]) for r in records
                 if r.get("image_paths") and str(r["qid"]) not in bad and not self.has(str(r["qid"]))]
 
-    def check_coverage(self, records: Sequence[dict], split: str) -> None:
+    def check_coverage(self, records: Sequence[dict], split: str, limit_flag: str = "--limit") -> None:
         """Every record with an image must have a row (unless extraction skipped it as bad): a store extracted
-        for other splits (or an unfinished one) would otherwise feed the model zeros without a word."""
+        for other splits (or an unfinished one) would otherwise feed the model zeros without a word. A split
+        extracted with `--limit N` is named as such, with how many leading records it serves (`limit_flag`: the
+        command's option that takes that many)."""
         missing = self.missing(records)
+        info = self.manifest["splits"].get(split) or {}
+        if missing and info.get("limit") is not None:
+            first = set(missing)
+            served = next(i for i, r in enumerate(records) if str(r["qid"]) in first)
+            fewer = f"pass {limit_flag} {served} or less, or " if served else ""
+            raise DataError(f"{self.path}: no features for qid {missing[0]}: split {split!r} of the store holds "
+                            f"{limit_text(info)}, which serve its first {served} records; {fewer}extract the "
+                            "split again without --limit into another --out")
         if missing:
             bad = self.bad_qids()
             with_image = [r for r in records if r.get("image_paths") and str(r["qid"]) not in bad]
@@ -308,10 +324,13 @@ def check_identity(root: Path, wanted: dict, keys: Sequence[str]) -> None:
 
 
 def check_split_info(root: Path, info: dict) -> None:
-    """Refuse to add a split's chunks to a store that holds that split from other records."""
+    """Refuse to add a split's chunks to a store that holds that split from other records (or another --limit)."""
     path = root / "splits" / f"{info['split']}.json"
     if path.is_file():
         have = read_json(path)
+        if have.get("limit") != info.get("limit"):
+            raise StoreMismatchError(f"{path}: split {info['split']} holds {limit_text(have)}; this run asks for "
+                                     f"{limit_text(info)}: use another --out, or the same --limit")
         if have.get("qids_sha1") != info["qids_sha1"]:
             raise StoreMismatchError(
                 f"{path}: split {info['split']} was extracted from different records "
@@ -319,12 +338,17 @@ def check_split_info(root: Path, info: dict) -> None:
 
 
 def split_info(split: str, source: str, images_dir: str | None, records: int, qids: list[str],
-               chunk_size: int) -> dict:
-    """splits/<split>.json: where the split came from and how its `qids` (rows, in order) are cut into chunks."""
-    return {"split": split, "data_dir": source, "images_dir": images_dir, "records": records,
+               chunk_size: int, limit: int | None = None, images: int | None = None) -> dict:
+    """splits/<split>.json: where the split came from and how its `qids` (rows, in order) are cut into chunks;
+    with `extract --limit N` also `limit` and `images` (how many the split has: `qids` are the first N)."""
+    info = {"split": split, "data_dir": source, "images_dir": images_dir, "records": records,
             "with_image": len(qids), "without_image": records - len(qids), "chunk_size": chunk_size,
             "num_chunks": -(-len(qids) // chunk_size),
             "qids_sha1": hashlib.sha1(json.dumps(qids).encode()).hexdigest()}
+    if limit is not None:
+        info.update(limit=limit, images=len(qids) if images is None else images,
+                    without_image=records - (len(qids) if images is None else images))
+    return info
 
 
 def init_store(root: Path, identity: dict, infos: Sequence[dict], keys: Sequence[str] = IDENTITY_KEYS) -> None:

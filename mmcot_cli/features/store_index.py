@@ -1,6 +1,7 @@
 """Where a feature store's rows are: the qid → (file, row) index, each split's chunks, and the manifest's summary
 of them, all derived from the data files' headers (mmcot_cli.features.store_files). A chunk present both as a
-chunk file and inside a merged shard resolves to the chunk file (scan order: chunks first)."""
+chunk file and inside a merged shard resolves to the chunk file (scan order: chunks first). `limit_text` says how
+much of its split a split of the store holds (`extract --limit`)."""
 
 from __future__ import annotations
 
@@ -67,3 +68,12 @@ def summarize(identity: dict, infos: dict[str, dict], files: Sequence[DataFile],
             bad.extend({"split": split, **b} for b in chunks[i].entry.get("bad", []))
     return {**identity, "count": len(index), "splits": splits, "bad": bad, "files": len(files),
             "created_by": f"mmcot {__version__}"}
+
+
+def limit_text(info: dict) -> str:
+    """How much of its split a store's split holds: "the first N of its M images (extract --limit N)" or "all
+    its images"."""
+    if info.get("limit") is None:
+        return "all its images"
+    of = f" of its {info['images']:,}" if isinstance(info.get("images"), int) else ""
+    return f"the first {info['with_image']:,}{of} images (extract --limit {info['limit']})"

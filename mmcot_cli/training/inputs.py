@@ -147,10 +147,10 @@ def read_stage_inputs(cfg: TrainConfig) -> StageInputs:
     store = None
     if cfg.features:
         store = open_store(cfg.features)
-        store.check_coverage(train_records, cfg.train_split)
+        store.check_coverage(train_records, cfg.train_split, "--limit-train")
         check_store_images(store, train_records, cfg.train_split)  # rows of other images under the same qids
         if val_records is not None:
-            store.check_coverage(val_records, cfg.val_split)
+            store.check_coverage(val_records, cfg.val_split, "--limit-val")
             check_store_images(store, val_records, cfg.val_split)
     train_r, val_r, rationale_info = stage_rationales(cfg)
     train_pairs = stage_prompts(cfg, train_records, train_r)
