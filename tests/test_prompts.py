@@ -178,3 +178,25 @@ def test_prompts_command_errors(cli, sample_data):
     result = cli("prompts", sample_data, "--split", "minival")
     assert result.exit_code == 2
     assert "splits present: test, train, val" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_prompts_default_is_what_train_trains_on(cli, sample_data, tmp_path):
+    """Issue 25: `mmcot prompts` showed QCM-LE while `train --stage rationale` trains on QCM-E. Both now take the
+    default from the stage presets; --stage answer shows QCMG-A (gold rationale), --format still overrides."""
+    from mmcot_cli.training.config import TrainConfig
+
+    def shown(*args):
+        res = cli("prompts", sample_data, "--split", "val", "--limit", "3", *args)
+        assert res.exit_code == 0, res.output
+        return res.stdout
+
+    trained = TrainConfig(stage="rationale", data_dir=str(sample_data), text_model="t5-scratch",
+                          out_dir=str(tmp_path / "r")).resolved().prompt_format
+    assert trained == "QCM-E" and shown("--stage", "rationale") == shown("--format", trained)
+    assert TrainConfig(stage="answer", data_dir=str(sample_data), text_model="t5-scratch", out_dir=str(tmp_path / "a"),
+                       rationales=str(tmp_path)).resolved().prompt_format == "QCMG-A"
+    assert shown("--stage", "answer") == shown("--format", "QCMG-A")
+    assert shown() == shown("--stage", "rationale") != shown("--format", "QCM-LE")
+    assert shown("--stage", "answer", "--format", "QCM-A") == shown("--format", "QCM-A")
+    bad = cli("prompts", sample_data, "--stage", "teacher")
+    assert bad.exit_code == 2 and "rationale" in bad.stderr and "answer" in bad.stderr

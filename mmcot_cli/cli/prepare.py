@@ -11,7 +11,14 @@ from rich.table import Table
 from mmcot_cli.cli.app import print_json, stdout_is_utf8, warn, write_stdout
 from mmcot_cli.cli.options import settings_command
 from mmcot_cli.data.carve import Carve
-from mmcot_cli.data.prompts import format_jsonl_row, prompt_rows, uses_rationale, writes_rationale
+from mmcot_cli.data.prompts import (
+    STAGE_PRESETS,
+    format_jsonl_row,
+    prompt_rows,
+    stage_format,
+    uses_rationale,
+    writes_rationale,
+)
 from mmcot_cli.data.readers import FORMATS, prepare_source
 from mmcot_cli.data.records import load_records, parse_splits
 from mmcot_cli.data.teacher import expand_rationales
@@ -20,6 +27,8 @@ from mmcot_cli.progress import err_console
 from mmcot_cli.runs.rationales import load_rationales
 from mmcot_cli.settings import setting
 from mmcot_cli.validate import check_seed, non_negative_int
+
+_STAGES = " or ".join(f"{stage} ({preset.prompt_format})" for stage, preset in STAGE_PRESETS.items())
 
 
 def _no_negative(flag, value):
@@ -97,8 +106,11 @@ class PromptsSettings:
 
     data_dir: Path = setting(help="A DATA_DIR written by `mmcot prepare`.", argument=True, metavar="DATA_DIR")
     split: str = setting("test", "Which split file to read.", metavar="SPLIT")
-    prompt_format: str = setting("QCM-LE", "INPUT-OUTPUT, e.g. QCM-LE, QCM-A, QCMG-A (as `train --prompt-format`).",
-                                 flag="--format", aliases=("--prompt-format",), short="-f", metavar="FORMAT")
+    stage: str = setting("rationale", f"Show what `train --stage STAGE` trains on: {_STAGES}.",
+                         choices=tuple(STAGE_PRESETS), metavar="STAGE")
+    prompt_format: str | None = setting(None, "INPUT-OUTPUT, e.g. QCM-LE, QCM-A (as `train --prompt-format`; "
+                                        "default: the --stage preset's, as train).", flag="--format",
+                                        aliases=("--prompt-format",), short="-f", metavar="FORMAT")
     use_caption: bool = setting(False, "Append the image caption to the context.")
     limit: int | None = setting(None, "Only the first N records.", short="-n", check=_no_negative)
     rationales: Path | None = setting(None, "Generated rationales for QCMG/CQMG (predictions JSONL, or a RUN_DIR "
@@ -111,8 +123,10 @@ class PromptsSettings:
 @settings_command("prompts")
 def prompts_command(cfg: PromptsSettings) -> None:
     """Print one {qid, source, target} JSON line per record (per training example with --rationale-source):
-    the text the model reads and writes. `train`'s stage presets are QCM-E (rationale) and QCMG-A (answer)."""
-    data_dir, split, prompt_format, use_caption = cfg.data_dir, cfg.split, cfg.prompt_format, cfg.use_caption
+    the text the model reads and writes. By default what `train --stage rationale` trains on (QCM-E); --stage
+    answer shows QCMG-A, with the gold rationale unless --rationales gives the generated ones train reads."""
+    prompt_format = stage_format(cfg.stage, cfg.prompt_format)
+    data_dir, split, use_caption = cfg.data_dir, cfg.split, cfg.use_caption
     limit, rationales, rationale_source = cfg.limit, cfg.rationales, cfg.rationale_source
     takes_rationale = uses_rationale(prompt_format)  # an unknown format exits 2 before any data is read
     if rationales is not None and not takes_rationale:

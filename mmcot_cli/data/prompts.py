@@ -83,6 +83,12 @@ STAGE_PRESETS: dict[str, StagePreset] = {
 }
 
 
+def stage_format(stage: str, prompt_format: str | None = None) -> str:
+    """The prompt format a stage trains with: `prompt_format` when given, else the stage preset's (the one default
+    of `train --stage` and `mmcot prompts --stage`)."""
+    return prompt_format or STAGE_PRESETS[stage].prompt_format
+
+
 class UnknownPromptFormatError(UnknownNameError):
     """Like UnknownNameError, but the message lists inputs × outputs instead of all 154 combinations."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
-from mmcot_cli.data.prompts import STAGE_PRESETS, uses_rationale
+from mmcot_cli.data.prompts import STAGE_PRESETS, stage_format, uses_rationale
 from mmcot_cli.errors import UsageError
 from mmcot_cli.registry.manager import get_text_backbone
 from mmcot_cli.settings import check_settings, resume_keys, setting
@@ -170,7 +170,7 @@ class TrainConfig:
         tracking.check_report_to(self.report_to)
         preset = STAGE_PRESETS[self.stage]
         cfg = type(self)(**asdict(self))  # a subclass (a test's extra setting) stays itself
-        cfg.prompt_format = self.prompt_format or preset.prompt_format
+        cfg.prompt_format = stage_format(self.stage, self.prompt_format)
         cfg.max_output_len = self.max_output_len or preset.max_output_len
         cfg.eval_batch_size = self.eval_batch_size or 2 * self.batch_size
         original = self.protocol == "original"
