@@ -15,8 +15,8 @@ from mmcot_cli.cli import app
 from mmcot_cli.settings import merge_recipe, read_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
-# output-only commands: --json (and backbones' nothing else) is how to print, not a setting
-NO_SETTINGS = {"backbones"}
+# output-only commands: --json (and backbones' and env's nothing else) is how to print, not a setting
+NO_SETTINGS = {"backbones", "env"}
 
 
 def _commands():
