@@ -71,3 +71,13 @@ def cli():
         return runner.invoke(app, [str(a) for a in args], catch_exceptions=False, **kwargs)
 
     return invoke
+
+
+@pytest.fixture(autouse=True)
+def _progress_state_per_test():
+    """--quiet / --json runs in-process switch the progress module's globals off: restore them for the next test."""
+    from mmcot_cli import progress
+
+    saved = (progress._enabled, progress._forward)
+    yield
+    progress._enabled, progress._forward = saved

@@ -194,7 +194,7 @@ def test_report_and_compare_add_similarity(tiny_model, cli, tmp_path, make_recor
     res = cli("-q", "report", preds, "--data", data, "--out", out, "--similarity-model", tiny_model)
     assert res.exit_code == 0, res.output
     page = out.read_text()
-    assert "<td>Similarity</td>" in page and f"{expected:.2f}" in page
+    assert "<td>Similarity (mmcot, normalised)</td>" in page and f"{expected:.2f}" in page
     res = cli("-q", "report", preds, "--data", data, "--out", tmp_path / "plain.html")
     assert res.exit_code == 0 and "Similarity" not in (tmp_path / "plain.html").read_text()
     res = cli("-q", "compare", preds, "--data", data, "--json", "--similarity-model", tiny_model)

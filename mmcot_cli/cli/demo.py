@@ -37,8 +37,9 @@ def print_demo_tables(result: dict, console: Console | None = None) -> None:
 
     protocol = result[modes[0]].get("protocol", "mmcot")
     headline = "the original's get_scores ROUGE-L" if protocol == "original" else "mmcot's ROUGE-L"
-    rt = Table(title=f"Generated rationales vs gold solution (test split, ×100; mmcot: normalised text, original: "
-                     f"raw text; protocol {protocol}: headline {headline})")
+    # The protocol goes in a line of its own: a table's title wraps to the table's width.
+    rt = Table(title="Generated rationales vs gold solution (test split, ×100)")
+    note = f"protocol {protocol}: headline {headline} (mmcot: normalised text, original: raw text)"
     rt.add_column("metric")
     for mode in modes:
         rt.add_column(labels[mode], justify="right")
@@ -57,6 +58,7 @@ def print_demo_tables(result: dict, console: Console | None = None) -> None:
     img = result.get("rationale_image_questions") or {}
     rt.add_row("ROUGE-L (image questions)", *[format_percent((img.get(m) or {}).get("rouge_l")) for m in modes])
     console.print(rt)
+    console.print(note)
 
     paths = result["paths"]
     console.print(f"benchmark: {paths['benchmark']}\nprepared data: {paths['data']}\n"
