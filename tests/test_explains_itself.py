@@ -32,7 +32,11 @@ def test_log_progress_prints_start_steady_lines_and_the_end(monkeypatch):
     assert short.getvalue() == ""
 
 
-def test_make_progress_outside_a_terminal_is_a_log_progress_unless_quiet():
+def test_make_progress_outside_a_terminal_is_a_log_progress_unless_quiet(monkeypatch):
+    # Independent of what earlier tests left: progress on, no worker forwarding, stderr no terminal.
+    monkeypatch.setattr(progress, "_enabled", True)
+    monkeypatch.setattr(progress, "_forward", None)
+    monkeypatch.setattr(progress.sys, "stderr", io.StringIO())
     assert isinstance(progress.make_progress(), progress.LogProgress)  # pytest's stderr is no terminal
     progress.set_enabled(False)
     try:
