@@ -72,12 +72,3 @@ def cli():
 
     return invoke
 
-
-@pytest.fixture(autouse=True)
-def _progress_state_per_test():
-    """--quiet / --json runs in-process switch the progress module's globals off: restore them for the next test."""
-    from mmcot_cli import progress
-
-    saved = (progress._enabled, progress._forward)
-    yield
-    progress._enabled, progress._forward = saved

@@ -57,6 +57,7 @@ def greedy_generate(net, input_ids: torch.Tensor, attention_mask: torch.Tensor, 
     cache = EncoderDecoderCache(DynamicCache(config=net.config), DynamicCache(config=net.config))
     ids = torch.full((batch, 1), start, dtype=torch.long, device=device)
     unfinished = torch.ones(batch, dtype=torch.bool, device=device)
+    pad_ids = torch.full((batch,), pad, dtype=torch.long, device=device)  # what an ended row gets
     scale = net.model_dim ** -0.5 if net.config.scale_decoder_outputs else None
     for step in range(max_new_tokens):
         hidden = net.decoder(input_ids=ids[:, -1:], encoder_hidden_states=states,
@@ -69,7 +70,7 @@ def greedy_generate(net, input_ids: torch.Tensor, attention_mask: torch.Tensor, 
         if logits_processor:
             for processor in logits_processor:
                 scores = processor(ids, scores)
-        nxt = torch.where(unfinished, scores.argmax(-1), torch.full_like(unfinished, pad, dtype=torch.long))
+        nxt = torch.where(unfinished, scores.argmax(-1), pad_ids)
         ids = torch.cat([ids, nxt[:, None]], dim=1)
         if eos.numel():
             unfinished &= ~torch.isin(nxt, eos)
