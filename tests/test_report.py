@@ -172,3 +172,15 @@ def test_report_puts_baselines_beside_accuracy_and_names_a_collapsed_run(cli, ru
     assert re.search(r'baseline: majority class</td>(<td class="n">[^<]*</td>){8}<td class="n">25.00</td>', page)
     assert "prior: every answer is (A) — all 8 predictions chose the same option" in page
     assert "text: every answer is" not in page
+
+
+def test_report_names_a_predictions_file_input_instead_of_a_question_mark(cli, runs, tmp_path):
+    preds = tmp_path / "my preds.jsonl"
+    preds.write_bytes((runs["text"] / "preds-test.jsonl").read_bytes())
+    out = tmp_path / "report.html"
+    res = cli("-q", "report", preds, "--data", runs["data"], "--out", out, "--gallery", "0")
+    assert res.exit_code == 0, res.output
+    page = out.read_text(encoding="utf-8")
+    entry = re.search(r"<li><b>my preds</b>: (.*?)</li>", page).group(1)
+    assert "predictions file my preds.jsonl" in entry and "?" not in entry and "prompt format" in entry
+    assert "No training curves for my preds: a predictions file" in page and "No metrics.jsonl" not in page

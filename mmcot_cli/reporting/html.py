@@ -215,7 +215,11 @@ def _charts(report: dict) -> str:
         if uri:
             parts.append(f'<h3>Training curves: {esc(run.label)}</h3>'
                          f'<img class="chart" alt="training curves of {esc(run.label)}" src="{uri}">')
-    missing = [r.label for r in report["runs"] if not r.curves]
+    files = [r.label for r in report["runs"] if not r.curves and r.path == r.preds and r.meta is None]
+    missing = [r.label for r in report["runs"] if not r.curves and r.label not in files]
+    if files:
+        parts.append(f'<p class="muted">No training curves for {esc(", ".join(files))}: a predictions file, not a '
+                     f'run folder with a metrics.jsonl.</p>')
     if missing:
         parts.append(f'<p class="muted">No metrics.jsonl for: {esc(", ".join(missing))}.</p>')
     return "".join(parts)
@@ -259,16 +263,19 @@ def _gallery(report: dict) -> str:
 def _runs_list(report: dict) -> str:
     items = []
     for run in report["runs"]:
-        kind = {True: "image features", False: "text-only", None: "unknown (no run_config.json)"}[run.vision]
-        fmt = run.prompt_format or "?"
+        if run.meta is None:  # a bare predictions file: say what it is, not "?"
+            what = (f"predictions file {esc(run.preds.name)} ({esc(run.preds)}) · no run_config.json beside it, so "
+                    f"its prompt format and image features are unknown")
+        else:
+            kind = "image features" if run.vision else "text-only"
+            what = f"{esc(run.preds)} · {esc(run.prompt_format)} · {kind}"
         decoded = ""
         if run.has_answers:  # how the answers were decoded, where generate recorded it (per row)
             n, total = run.score.get("num_constrained", 0), run.score.get("num_predictions", 0)
             decoded = f" · answers decoded within options: {n}/{total}" if n else ""
         backbone = f" · {esc(run.decoder_only)}" if run.decoder_only else ""
         protocol = f" · protocol {esc(run.protocol)}"
-        items.append(f"<li><b>{esc(run.label)}</b>: {esc(run.preds)} · {esc(fmt)} · {kind}{backbone}{decoded}"
-                     f"{protocol}</li>")
+        items.append(f"<li><b>{esc(run.label)}</b>: {what}{backbone}{decoded}{protocol}</li>")
     return f"<ul>{''.join(items)}</ul>"
 
 
