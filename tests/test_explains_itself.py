@@ -72,3 +72,41 @@ def test_tables_in_a_pipe_are_not_cut_at_80_columns(cli):
     assert res.exit_code == 0
     assert "flan-alpaca-large" in res.stdout and "declare-lab/flan-alpaca-large" in res.stdout
     assert "…" not in res.stdout
+
+
+def test_train_in_a_log_file_prints_steady_progress_lines_and_the_final_loss(tmp_path):
+    """`python -m mmcot_cli train … 2> log` as a job runs it: no terminal anywhere, so the progress is plain lines
+    (done/total, loss, samples/s, elapsed, ETA) at the interval, the loss every 25 steps, and the summary ends
+    with the final loss, its table uncut."""
+    import os
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    data = tmp_path / "data"
+    write_split(data, "train", make_records("train", 48, 1))
+    write_split(data, "val", make_records("val", 4, 101))
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "MMCOT_PROGRESS_SECONDS": "0.02", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(root), str(root / "plugins"), os.environ.get("PYTHONPATH", "")])}
+    env.pop("COLUMNS", None)
+    log, out = tmp_path / "train.log", tmp_path / "summary.txt"
+    with open(log, "w") as err_file, open(out, "w") as out_file:
+        proc = subprocess.run([sys.executable, "-m", "mmcot_cli", "train", "--stage", "rationale", "--data", data,
+                               "--text-model", "t5-scratch", "--out", tmp_path / "run", "--epochs", "2",
+                               "--batch-size", "1", "--max-output-len", "8", "--eval-every", "0", *TINY_ARGS],
+                              stdout=out_file, stderr=err_file, stdin=subprocess.DEVNULL, env=env, timeout=300)
+    text = log.read_text()
+    assert proc.returncode == 0, text
+    assert "\x1b[" not in text and "\r" not in text  # no bar redrawn in place: lines a log keeps
+    steady = re.findall(r"^train rationale: (\d+)/96 \(\d+%\)  loss ([\d.]+)  ([\d.]+) samples/s  "
+                        r"elapsed \d+:\d\d  ETA \d+:\d\d$", text, re.M)
+    assert len(steady) >= 2, text
+    assert [int(done) for done, _, _ in steady] == sorted(int(done) for done, _, _ in steady)
+    assert re.search(r"^train rationale: 96/96 \(100%\)  loss [\d.]+  [\d.]+ samples/s  elapsed \d+:\d\d$", text,
+                     re.M), text
+    assert re.findall(r"^train rationale: step (\d+)/96  loss [\d.]+  lr ", text, re.M) == ["25", "50", "75", "96"]
+    assert "train rationale: epoch 2  step 96  train loss" in text
+    assert re.search(r"│ final train loss +│ +\d+\.\d{4} │", text), text  # the summary table, uncut
+    assert "…" not in text and out.read_text() == ""  # stdout stays for --json
