@@ -119,3 +119,51 @@ def test_demo_protocol_option(cli, tmp_path):
         lines = res.stderr.strip().splitlines()
         assert res.exit_code == 2 and len(lines) == 1 and "--protocol" in lines[0], (args, res.output)
         assert not (tmp_path / "d").exists()
+
+
+def test_compare_scores_under_the_protocol_and_labels_its_rationale_columns(cli, tmp_path):
+    from report_fixture import make_runs
+
+    runs = make_runs(tmp_path)
+    vision, data = runs["vision"], runs["data"]
+
+    def table(*args):
+        res = cli("-q", "compare", *args, "--data", data, "--json")
+        assert res.exit_code == 0, res.output
+        return json.loads(res.stdout)
+
+    def rationale_labels(t):
+        return [c["label"] for c in t["columns"] if c["key"].startswith("rationale_")]
+
+    mmcot = table(f"v={vision}")
+    assert (mmcot["protocol"], mmcot["headline"], mmcot["rows"][0]["protocol"]) == ("mmcot", "rationale_rouge_l",
+                                                                                     "mmcot")
+    assert rationale_labels(mmcot)[:3] == ["ROUGE-L (mmcot)", "BLEU-1 (mmcot)", "BLEU-4 (mmcot)"]
+    assert rationale_labels(mmcot)[-2:] == ["ROUGE-L (orig. get_scores)", "ROUGE-L (orig. validation)"]
+    original = table(f"v={vision}", "--protocol", "original")
+    assert (original["protocol"], original["headline"]) == ("original", "rationale_original_rouge_l")
+    assert rationale_labels(original)[:2] == ["ROUGE-L (orig. get_scores)", "ROUGE-L (orig. validation)"]
+    assert original["rows"][0]["values"] == mmcot["rows"][0]["values"]  # same numbers, another order and headline
+    for fmt, needle in (("--markdown", "Protocol original (headline rationale metric: the original's get_scores"),
+                        (None, "mmcot's rationale metrics (normalised text)")):
+        res = cli("-q", "compare", vision, "--data", data, "--protocol", "original", *([fmt] if fmt else []),
+                  terminal_width=250)
+        assert res.exit_code == 0 and needle in res.stdout, res.output
+        assert res.stdout.index("orig. get_scores") < res.stdout.index("ROUGE-L (mmcot)")
+    md = cli("-q", "compare", vision, "--data", data, "--markdown").stdout
+    assert md.index("ROUGE-L (mmcot)") < md.index("orig. get_scores") and "Protocol mmcot (headline" in md
+
+    # Predictions that `generate --protocol original` wrote are compared under it; the flag still wins.
+    preds = vision / "preds-test.jsonl"
+    preds.write_text("".join(json.dumps(json.loads(line) | {"protocol": "original"}) + "\n"
+                             for line in preds.read_text().splitlines()))
+    assert table(vision)["protocol"] == "original" and table(vision, "--protocol", "mmcot")["protocol"] == "mmcot"
+
+    # A score object keeps its protocol: beside a run of the other one, or under another --protocol, one line, exit 2.
+    score = tmp_path / "text.json"
+    score.write_text(cli("score", runs["text"] / "preds-test.jsonl", "--data", data, "--json").stdout)  # mmcot
+    for args in ([score, vision], [score, "--protocol", "original"], [vision, "--protocol", "paper"]):
+        res = cli("compare", *args, "--data", data, "--json")
+        lines = res.stderr.strip().splitlines()
+        assert res.exit_code == 2 and len(lines) == 1 and "protocol" in lines[0] and not res.stdout, res.output
+    assert table(score, vision, "--protocol", "mmcot")["protocol"] == "mmcot"

@@ -14,6 +14,7 @@ from mmcot_cli.reporting.compare import (
     ORIGINAL_COLUMNS,
     CompareConfig,
     compare,
+    protocol_note,
     to_markdown,
     used_columns,
 )
@@ -52,15 +53,20 @@ def _compare_rows(t: Table, table: dict, cols: list[dict]) -> None:
 
 
 def print_compare_table(table: dict, console: Console | None = None) -> None:
-    """The scores and mmcot's rationale metrics side by side, then (in a table of their own, so the first fits a
-    terminal) the original's two ROUGE-L of the same rationales, when any input has rationales."""
+    """The scores and the protocol's headline rationale metrics side by side (mmcot's on normalised text under
+    `mmcot`, the original's get_scores / validation ROUGE-L under `original`), then the other ones in a table of
+    their own (so the first fits a terminal), when any input has rationales."""
     console = console or make_console()
     used = used_columns(table)
     several = len(table["rows"]) > 1  # one input has nothing to be compared with
+    original = table.get("protocol") == "original"
+    others = ("mmcot's rationale metrics (normalised text)" if original
+              else "Rationale ROUGE-L as the original computes it (raw text)")
+    first = [c for c in used if (c["key"] in ORIGINAL_COLUMNS) == original or not c["key"].startswith("rationale_")]
+    caption = protocol_note(table)
     for title, cols in ((f"Side by side (in parentheses: difference from {table['baseline']})" if several
-                         else "Scores", [c for c in used if c["key"] not in ORIGINAL_COLUMNS]),
-                        ("Rationale ROUGE-L as the original computes it (raw text)",
-                         [c for c in used if c["key"] in ORIGINAL_COLUMNS])):
+                         else "Scores", first),
+                        (others, [c for c in used if c not in first])):
         if not cols:
             continue
         t = Table(title=title)
@@ -69,6 +75,7 @@ def print_compare_table(table: dict, console: Console | None = None) -> None:
             t.add_column(c["label"], justify="right", overflow="fold")
         _compare_rows(t, table, cols)
         console.print(t)
+    console.print(caption, style="dim")
 
 
 @settings_command("compare")

@@ -5,9 +5,11 @@ An input is a score object (what `mmcot score --json` prints, saved to a file), 
 (both scored against --data as `mmcot score` does for the data's format), optionally written "LABEL=PATH". The
 columns follow the scores' kind (mmcot_cli.evaluation.kinds): ScienceQA's categories NAT … Avg, A-OKVQA's MC / DA
 (both difficult-question filterings) and its groups, or a JSONL dataset's overall and per-group accuracy; then
-every rationale metric (RATIONALE_METRICS, mmcot's on normalised text), then the original's get_scores ROUGE-L and
-validation ROUGE-L (mmcot_cli.evaluation.original_metrics, on raw text). Results of different kinds are not
-compared.
+the rationale metrics of the table's protocol first: under `mmcot`, every rationale metric (RATIONALE_METRICS,
+mmcot's on normalised text) then the original's get_scores ROUGE-L and validation ROUGE-L
+(mmcot_cli.evaluation.original_metrics, on raw text); under `original`, those two first. Predictions and RUN_DIRs are
+scored under `--protocol` or the protocol their predictions record (as `mmcot report`); a score object keeps the one
+it was scored under. Results of different kinds, or scored under different protocols, are not compared.
 """
 
 from __future__ import annotations
@@ -29,11 +31,13 @@ from mmcot_cli.io import loads, read_jsonl, read_text
 from mmcot_cli.reporting.report import (
     default_label,
     load_meta,
+    recorded_protocol,
     resolve_input,
     run_rationales,
     split_label,
 )
 from mmcot_cli.settings import check_settings, setting
+from mmcot_cli.validate import PROTOCOLS
 
 Warn = Callable[[str], None]
 KIND_NAMES = {"scienceqa": "ScienceQA", "aokvqa": "A-OKVQA", "groups": "per-group (JSONL)"}
@@ -50,6 +54,11 @@ class CompareConfig:
     split: str = setting("test", "Which split of DATA predictions files and RUN_DIRs predicted.", metavar="SPLIT")
     similarity: bool = similarity_setting()
     similarity_model: Path | None = similarity_model_setting()
+    protocol: str | None = setting(None, "mmcot or original: how predictions files and RUN_DIRs are scored, as "
+                                   "`score --protocol` (original: its answer rule, --fallback reference, and its "
+                                   "get_scores ROUGE-L as the rationale headline, first). Default: the protocol "
+                                   "each input's predictions record, else mmcot. A score object keeps its own; one "
+                                   "of the other protocol is refused.", choices=PROTOCOLS)
 
     def __post_init__(self) -> None:
         self.inputs = list(self.inputs)
@@ -62,16 +71,20 @@ class CompareConfig:
 
 # The original's rationale metrics: column key → (label, how to read it from a score object's `rationale`).
 ORIGINAL_COLUMNS = {
-    "rationale_original_rouge_l": ("orig. ROUGE-L", lambda r: (r.get("get_scores") or {}).get("rouge_l")),
-    "rationale_original_validation_rouge_l": ("orig. val. ROUGE-L", lambda r: r.get("validation_rouge_l")),
+    "rationale_original_rouge_l": ("ROUGE-L (orig. get_scores)", lambda r: (r.get("get_scores") or {}).get("rouge_l")),
+    "rationale_original_validation_rouge_l": ("ROUGE-L (orig. validation)", lambda r: r.get("validation_rouge_l")),
 }
+# The rationale column each protocol reports first (`score --protocol`'s headline).
+HEADLINE = {"mmcot": "rationale_rouge_l", "original": "rationale_original_rouge_l"}
 
 
-def rationale_columns() -> list[Column]:
-    """`rationale_<metric key>` for every rationale metric (RATIONALE_METRICS), after the score columns, then the
-    original's two ROUGE-L (ORIGINAL_COLUMNS)."""
-    return ([Column(f"rationale_{m.key}", m.label) for m in RATIONALE_METRICS]
-            + [Column(key, label) for key, (label, _) in ORIGINAL_COLUMNS.items()])
+def rationale_columns(protocol: str = "mmcot") -> list[Column]:
+    """`rationale_<metric key>` for every rationale metric (RATIONALE_METRICS, labelled "(mmcot)": normalised text)
+    and the original's two ROUGE-L (ORIGINAL_COLUMNS, raw text), after the score columns: the protocol's headline
+    group first (mmcot's under `mmcot`, the original's under `original`)."""
+    ours = [Column(f"rationale_{m.key}", f"{m.label} (mmcot)") for m in RATIONALE_METRICS]
+    theirs = [Column(key, label) for key, (label, _) in ORIGINAL_COLUMNS.items()]
+    return theirs + ours if protocol == "original" else ours + theirs
 
 
 def _is_score_object(path: Path) -> dict | None:
@@ -126,8 +139,21 @@ def _check_shape(obj: dict, path: Path) -> None:
             expect(cell, f"groups[{name!r}][{value!r}]")
 
 
+def _protocol_of(obj: dict, path: Path, cfg: CompareConfig) -> str:
+    """The protocol a score object was scored under (none recorded: mmcot, as before protocols existed); a
+    --protocol it was not scored under is refused (its answers were chosen by the other rule)."""
+    protocol = obj.get("protocol") or "mmcot"
+    if protocol not in PROTOCOLS:
+        raise DataError(f"{path}: protocol is {protocol!r}, expected one of {', '.join(PROTOCOLS)}")
+    if cfg.protocol is not None and cfg.protocol != protocol:
+        raise UsageError(f"{path}: a score object scored under protocol {protocol}, not --protocol {cfg.protocol}; "
+                         f"score its predictions again (`mmcot score --protocol {cfg.protocol} --json`) or give "
+                         "the predictions file or RUN_DIR with --data")
+    return protocol
+
+
 def load_values(spec: str, cfg: CompareConfig, warn: Warn | None = None) -> dict:
-    """{label, source, kind, columns, values: {column key: number or None}} for one input."""
+    """{label, source, kind, protocol, columns, values: {column key: number or None}} for one input."""
 
     label, raw = split_label(spec)
     path = Path(raw)
@@ -140,10 +166,12 @@ def load_values(spec: str, cfg: CompareConfig, warn: Warn | None = None) -> dict
                              "(score objects from `mmcot score --json` need no data)")
         _, _, preds, _ = resolve_input(raw, cfg.split)
         obj = score_data(ScoreConfig(predictions=preds, data=cfg.data, split=cfg.split, similarity=cfg.similarity,
-                                    similarity_model=cfg.similarity_model), warn=warn)
+                                    similarity_model=cfg.similarity_model,
+                                    protocol=cfg.protocol or recorded_protocol(preds, warn)), warn=warn)
         if obj.get("rationale") is None:
             obj["rationale"] = _rationale_of_run(raw, cfg, warn)
     _check_shape(obj, path)
+    protocol = _protocol_of(obj, path, cfg)
     columns, values = compare_values(obj)
     rationale = obj.get("rationale") or {}
     for metric in RATIONALE_METRICS:
@@ -154,12 +182,13 @@ def load_values(spec: str, cfg: CompareConfig, warn: Warn | None = None) -> dict
     for key, value in values.items():
         if value is not None and not _plain_number(value):
             raise DataError(f"{path}: {key} is {type(value).__name__}, expected a number or null")
-    return {"label": label or default_label(path), "source": str(path), "kind": kind_of(obj), "columns": columns,
-            "values": values}
+    return {"label": label or default_label(path), "source": str(path), "kind": kind_of(obj),
+            "protocol": protocol, "columns": columns, "values": values}
 
 
 def compare(cfg: CompareConfig, warn: Warn | None = None) -> dict:
-    """{kind, columns, baseline, rows: [{label, source, values, delta (vs the first row; None for it)}]}."""
+    """{kind, protocol, headline, columns, baseline, rows: [{label, source, protocol, values, delta (vs the first
+    row; None for it)}]}; `headline`: the key of the protocol's headline rationale column."""
     if len(cfg.inputs) < 1:
         raise UsageError("give at least one score object, predictions file or RUN_DIR")
     cfg.metric_options.check()
@@ -169,10 +198,16 @@ def compare(cfg: CompareConfig, warn: Warn | None = None) -> dict:
         found = "; ".join(f"{row['source']}: {KIND_NAMES[row['kind']]}" for row in rows)
         raise UsageError(f"results scored differently cannot share one table ({found}); compare each kind "
                          "separately")
+    protocols = list(dict.fromkeys(row["protocol"] for row in rows))
+    if len(protocols) > 1:  # the answer rule differs: differences would compare two ways of scoring
+        found = "; ".join(f"{row['source']}: {row['protocol']}" for row in rows)
+        raise UsageError(f"results scored under different protocols cannot share one table ({found}); give "
+                         "--protocol for predictions files and RUN_DIRs, or score the score objects again under one")
+    protocol = protocols[0]
     columns: dict[str, Column] = {}
     for row in rows:  # the union, in order of first appearance (groups can differ between datasets)
         columns.update((c.key, c) for c in row.pop("columns") if c.key not in columns)
-    columns.update((c.key, c) for c in rationale_columns())
+    columns.update((c.key, c) for c in rationale_columns(protocol))
     labels = [row["label"] for row in rows]
     for i, row in enumerate(rows):  # as `mmcot report`: the same label twice would make the table ambiguous
         row.pop("kind")
@@ -184,7 +219,8 @@ def compare(cfg: CompareConfig, warn: Warn | None = None) -> dict:
         row["delta"] = None if i == 0 else {
             k: (round(v - base[k], 2) if v is not None and base[k] is not None else None)
             for k, v in row["values"].items()}
-    return {"kind": kinds[0], "columns": [{"key": c.key, "label": c.label} for c in columns.values()],
+    return {"kind": kinds[0], "protocol": protocol, "headline": HEADLINE[protocol],
+            "columns": [{"key": c.key, "label": c.label} for c in columns.values()],
             "baseline": rows[0]["label"], "rows": rows}
 
 
@@ -210,7 +246,18 @@ def to_markdown(table: dict) -> str:
         delta = row["delta"] or {}
         cells = [_cell(row["values"][c["key"]], delta.get(c["key"]) if row["delta"] else None) for c in cols]
         lines.append(_md_row([row["label"]] + cells))
+    lines.append("")
     if len(table["rows"]) > 1:  # one input has nothing to be compared with
-        lines.append("")
         lines.append(f"In parentheses: difference from {table['baseline']} (percentage points).")
+    lines.append(protocol_note(table))
     return "\n".join(lines) + "\n"
+
+
+def protocol_note(table: dict) -> str:
+    """The table's protocol and, when it has rationale columns, which metrics are which and which is the headline."""
+    note = f"Protocol {table['protocol']}"
+    if not any(c["key"].startswith("rationale_") for c in used_columns(table)):
+        return note + "."
+    headline = ("the original's get_scores ROUGE-L" if table["protocol"] == "original" else "mmcot's ROUGE-L")
+    return (f"{note} (headline rationale metric: {headline}). (mmcot): mmcot's metrics on normalised text; "
+            "orig. get_scores / orig. validation: the original's, on the raw text.")
