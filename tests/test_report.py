@@ -53,8 +53,9 @@ def test_report_is_self_contained_escaped_and_has_every_section(cli, runs, tmp_p
     text = " ".join(parser.text)
     # Scores (text 4/8 right → 50.00, vision 6/8 → 75.00). Eight items are not ScienceQA's test split: no
     # published rows beside them (test_report_formats.py shows them on the real split), and the page says why.
-    assert re.search(r"<td>text</td>(<td class=\"n\">[^<]*</td>){8}<td class=\"n\">50.00</td>", page)
-    assert re.search(r"<td>vision</td>(<td class=\"n\">[^<]*</td>){8}<td class=\"n\">75.00</td>", page)
+    # SOC and NO have no items here: their columns are left out (six before Avg), named once.
+    assert re.search(r"<td>text</td>(<td class=\"n\">[^<]*</td>){6}<td class=\"n\">50.00</td>", page)
+    assert re.search(r"<td>vision</td>(<td class=\"n\">[^<]*</td>){6}<td class=\"n\">75.00</td>", page)
     assert '<tr class="pub">' not in page and "Multimodal-CoT Large (v1)" not in text
     assert "Published ScienceQA results are shown only for its real test split (4,241 questions with its metadata)" in text
     assert "Corrected by vision (vision): 3 of 4 (75.0%)." in text
@@ -168,8 +169,8 @@ def test_report_puts_baselines_beside_accuracy_and_names_a_collapsed_run(cli, ru
     assert res.exit_code == 0, res.output
     assert "every answer is (A): all 8 predictions chose the same option" in " ".join(res.stderr.split())
     page = out.read_text(encoding="utf-8")
-    assert re.search(r'baseline: chance</td>(<td class="n">[^<]*</td>){8}<td class="n">25.00</td>', page)
-    assert re.search(r'baseline: majority class</td>(<td class="n">[^<]*</td>){8}<td class="n">25.00</td>', page)
+    assert re.search(r'baseline: chance</td>(<td class="n">[^<]*</td>){6}<td class="n">25.00</td>', page)
+    assert re.search(r'baseline: majority class</td>(<td class="n">[^<]*</td>){6}<td class="n">25.00</td>', page)
     assert "prior: every answer is (A) — all 8 predictions chose the same option" in page
     assert "text: every answer is" not in page
 
@@ -184,3 +185,19 @@ def test_report_names_a_predictions_file_input_instead_of_a_question_mark(cli, r
     entry = re.search(r"<li><b>my preds</b>: (.*?)</li>", page).group(1)
     assert "predictions file my preds.jsonl" in entry and "?" not in entry and "prompt format" in entry
     assert "No training curves for my preds: a predictions file" in page and "No metrics.jsonl" not in page
+
+
+def test_report_names_empty_categories_once_and_drops_their_columns(cli, runs, tmp_path, monkeypatch):
+    """The fixture has no social-science and no no-context item: no SOC/NO column in any table, no slot in the
+    bars (so no "n/a" label), one line saying so."""
+    from mmcot_cli.reporting import charts
+
+    drawn = []
+    real = charts.category_bars
+    monkeypatch.setattr(charts, "category_bars", lambda labels, *a, **k: drawn.append(labels) or real(labels, *a, **k))
+    _, page, parser = _report(cli, runs, tmp_path)
+    text = " ".join(parser.text)
+    assert text.count("no items: SOC, NO") == 1
+    assert "<th>SOC</th>" not in page and "<th>NO</th>" not in page
+    assert page.count("<th>NAT</th>") == 2  # the accuracy and the rationale tables
+    assert drawn == [["NAT", "LAN", "TXT", "IMG", "G1-6", "G7-12", "Avg"]]

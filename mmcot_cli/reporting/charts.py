@@ -35,7 +35,7 @@ def _plain(text: str) -> str:
 
 def category_bars(labels: list[str], series: dict[str, list[float | None]],
                   chance: list[float | None] | None = None) -> str:
-    """Grouped bars: one group per category label, one bar per run (None → no bar, "n/a" under the axis; 0 → a
+    """Grouped bars: one group per category label, one bar per run (None → no bar, a small upright "n/a" in its slot; 0 → a
     thick line on the axis and "0" above it, so a zero is seen, not mistaken for a missing bar); `chance`: a dashed
     line across each group at its chance accuracy."""
     plt = _pyplot()
@@ -49,7 +49,7 @@ def category_bars(labels: list[str], series: dict[str, list[float | None]],
         ax.bar([x for x, _ in shown], [v for _, v in shown], width=width, label=_plain(name), color=colour)
         for x, v in points:
             if v is None:
-                ax.text(x, -2, "n/a", ha="center", va="top", fontsize=6, color="#888")
+                ax.text(x, 2, "n/a", ha="center", va="bottom", fontsize=6, color="#888", rotation=90)
             elif v == 0:
                 ax.plot([x - 0.4 * width, x + 0.4 * width], [0.6, 0.6], color=colour, linewidth=3,
                         solid_capstyle="butt")

@@ -63,8 +63,32 @@ def _answered(report: dict) -> list:
     return [r for r in report["runs"] if r.has_answers]
 
 
+def _columns(report: dict) -> list:
+    """The headline columns that have items in this split (an empty category is named once, in `_empty_note`)."""
+    answered = _answered(report)
+    sizes = headline_sizes(answered[0].score) if answered else {}
+    return [c for c in headline_columns(report["kind"]) if sizes.get(c.key) != 0]
+
+
+def _categories(report: dict) -> list:
+    """The rationale table's categories that hold at least one item of this split."""
+    return [c for c in report["categories"] if any(c[2](r) for r in report["records"])]
+
+
+def _empty_note(report: dict) -> str | None:
+    """One line naming the categories with no items in this split, whose columns and bars are left out."""
+    kept = {c.key for c in _columns(report)} | {key for key, _, _ in _categories(report)}
+    labels = [c.label for c in headline_columns(report["kind"]) if c.key not in kept]
+    labels += [label for key, label, _ in report["categories"] if key not in kept and label not in labels]
+    if not labels:
+        return None
+    return (f"no items: {', '.join(esc(label) for label in labels)} — this split has no questions in "
+            f"{'that category' if len(labels) == 1 else 'these categories'}, so "
+            f"{'its column is' if len(labels) == 1 else 'their columns are'} left out of the tables and charts.")
+
+
 def _score_table(report: dict) -> str:
-    columns = headline_columns(report["kind"])
+    columns = _columns(report)
     head = "".join(f"<th>{esc(c.label)}</th>" for c in columns)
     rows = []
     for run in _answered(report):
@@ -109,7 +133,7 @@ def _collapse_notes(report: dict) -> list[str]:
 
 def _score_notes(report: dict) -> str:
     """What the accuracy table's numbers are, and why published rows are (not) beside them."""
-    notes = _collapse_notes(report)
+    notes = [n for n in (_empty_note(report),) if n] + _collapse_notes(report)
     original = [esc(r.label) for r in _answered(report) if r.protocol == "original"]
     if original:
         notes.append(f"Scored under protocol original ({', '.join(original)}): an answer that names no option gets "
@@ -184,7 +208,7 @@ def _rationale_table(report: dict) -> str:
     runs = [r for r in report["runs"] if r.rationale_by_category]
     if not runs:
         return "<p class=\"muted\">No run has generated rationales.</p>"
-    categories = report["categories"]
+    categories = _categories(report)
     head = "".join(f"<th>{esc(label)}</th>" for _, label, _ in categories)
     rows = [f"<tr><td>{esc(run.label)}</td><td>{label}</td>{cells}</tr>"
             for run in runs for label, cells in _rationale_rows(run, categories)]
@@ -203,7 +227,7 @@ def _charts(report: dict) -> str:
     parts = []
     runs = _answered(report)
     if runs:
-        columns = headline_columns(report["kind"])
+        columns = _columns(report)
         base = headline_baselines(report["kind"], report["records"])
         uri = charts.category_bars([c.label for c in columns],
                                    {r.label: [headline_values(r.score)[c.key] for c in columns] for r in runs},
