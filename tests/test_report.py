@@ -201,3 +201,40 @@ def test_report_names_empty_categories_once_and_drops_their_columns(cli, runs, t
     assert "<th>SOC</th>" not in page and "<th>NO</th>" not in page
     assert page.count("<th>NAT</th>") == 2  # the accuracy and the rationale tables
     assert drawn == [["NAT", "LAN", "TXT", "IMG", "G1-6", "G7-12", "Avg"]]
+
+
+def test_training_curves_read_right_with_one_point(monkeypatch):
+    """A one-epoch answer run beside a three-epoch rationale run: the lone point is labelled as the only one, its
+    panel's x-axis is whole steps around it, validation accuracy is drawn on 0-100 with a dashed chance line."""
+    from mmcot_cli.reporting import charts
+
+    figs = []
+    monkeypatch.setattr(charts, "_data_uri", lambda fig: figs.append(fig) or "data:")
+    curves = {"rationale": [{"epoch": e, "step": 3 * e, "train_loss": 3.0 / e} for e in (1, 2, 3)],
+              "answer": [{"epoch": 1, "step": 2, "train_loss": 1.2, "val_accuracy": 37.5}]}
+    charts.training_curves(curves, chance=(25.0, "chance (val split)"))
+    loss, acc = figs[0].axes
+    assert acc.get_ylim() == (0, 100)
+    dashed = [line for line in acc.get_lines() if line.get_linestyle() == "--"]
+    assert len(dashed) == 1 and dashed[0].get_ydata()[0] == 25.0 and dashed[0].get_label() == "chance (val split)"
+    assert [t.get_text() for t in acc.texts] == ["37.5\n(only point: epoch 1)"]
+    assert acc.get_xlim() == (1, 3) and list(acc.get_xticks()) == [1, 2, 3]
+    assert [t.get_text() for t in loss.texts] == ["1.2\n(only point: epoch 1)"]  # the 3-point series: no label
+
+
+def test_validation_chance_is_over_the_items_validated_on(tmp_path, make_record):
+    from mmcot_cli.reporting.report import validation_chance
+    from mmcot_cli.runs.meta import RunMeta
+
+    data = tmp_path / "data"
+    data.mkdir()
+    val = [make_record(qid=str(q), choices=["a", "b"] if q < 3 else ["a", "b", "c", "d"]) for q in range(1, 6)]
+    (data / "val.jsonl").write_text("".join(json.dumps(r) + "\n" for r in val))
+    test = [make_record(qid="9", choices=["a", "b", "c"])]
+    meta = RunMeta.from_dict({"prompt_format": "QCMG-A", "train_config": {"val_split": "val", "limit_val": 2}})
+    assert validation_chance(meta, data, "test", test) == (50.0, "chance (val split)")  # the first 2: 2 options
+    meta.train_config = {"val_split": "val"}
+    assert validation_chance(meta, data, "test", test) == (35.0, "chance (val split)")  # (2 × 1/2 + 3 × 1/4) / 5
+    meta.train_config = {"val_split": "dev"}  # not in DATA: the report split's items, said so
+    assert validation_chance(meta, data, "test", test) == (33.33, "chance (test items)")
+    assert validation_chance(RunMeta.from_dict({"prompt_format": "QCM-E"}), data, "test", test) is None

@@ -69,32 +69,52 @@ def category_bars(labels: list[str], series: dict[str, list[float | None]],
 # (metrics.jsonl key, panel title)
 _PANELS = (("train_loss", "training loss"), ("lr", "learning rate"), ("val_rougeL", "validation ROUGE-L"),
            ("val_accuracy", "validation accuracy (%)"))
+_PERCENT = frozenset({"val_accuracy"})  # drawn on 0-100: an auto-scaled 35-43 makes a flat model look volatile
 
 
-def training_curves(curves: dict[str, list[dict]]) -> str | None:
-    """One panel per metric; one line per "run · stage" over optimizer steps. None when nothing was logged."""
-    panels = [(key, title) for key, title in _PANELS
-              if any(isinstance(row.get(key), (int, float)) for rows in curves.values() for row in rows)]
+def _series(rows: list[dict], key: str) -> list[tuple[int, float, object]]:
+    """(step, value, epoch) of the rows that logged `key` at an optimizer step."""
+    return [(row["step"], row[key], row.get("epoch")) for row in rows
+            if isinstance(row.get(key), (int, float)) and isinstance(row.get("step"), int)]
+
+
+def _draw_series(ax, points: list, name: str, colour: str) -> None:
+    """One line; a series of one point is a big marker labelled with its value and that it is the only one."""
+    ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3 if len(points) > 3 else 7,
+            label=_plain(name), color=colour)
+    if len(points) == 1:
+        step, value, epoch = points[0]
+        when = f"epoch {epoch}" if isinstance(epoch, int) else f"step {step}"
+        ax.annotate(f"{value:.3g}\n(only point: {when})", (step, value), textcoords="offset points",
+                    xytext=(9, 0), va="center", fontsize=7, color=colour)
+
+
+def training_curves(curves: dict[str, list[dict]], chance: tuple[float, str] | None = None) -> str | None:
+    """One panel per metric; one line per "run · stage" over optimizer steps. None when nothing was logged.
+    `chance`: (accuracy %, label) drawn as a dashed line on the validation-accuracy panel."""
+    panels = [(key, title) for key, title in _PANELS if any(_series(rows, key) for rows in curves.values())]
     if not panels:
         return None
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.0), squeeze=False)
     colours = {name: f"C{i % 10}" for i, name in enumerate(curves)}  # one colour per stage in every panel
     for ax, (key, title) in zip(axes[0], panels):
+        steps = set()
         for name, rows in curves.items():
-            points = [(row["step"], row[key]) for row in rows
-                      if isinstance(row.get(key), (int, float)) and isinstance(row.get("step"), int)]
+            points = _series(rows, key)
+            steps |= {p[0] for p in points}
             if points:
-                # Big markers on short series: a one-point curve (a --tiny run) is a dot that must be seen.
-                ax.plot([p[0] for p in points], [p[1] for p in points], marker="o",
-                        markersize=3 if len(points) > 3 else 7, label=_plain(name), color=colours[name])
-                if len(points) == 1:
-                    ax.annotate(f"{points[0][1]:.3g}", points[0], textcoords="offset points", xytext=(8, 0),
-                                va="center", fontsize=7, color=colours[name])
-        steps = {row["step"] for rows in curves.values() for row in rows if isinstance(row.get("step"), int)}
+                _draw_series(ax, points, name, colours[name])
         if len(steps) == 1:  # one step: whole-number ticks around it, not 1.900 … 2.100
-            ax.set_xlim(min(steps) - 1, min(steps) + 1)
-        ax.xaxis.get_major_locator().set_params(integer=True)  # optimizer steps are whole numbers
+            step = min(steps)
+            ax.set_xlim(step - 1, step + 1)
+            ax.set_xticks([s for s in (step - 1, step, step + 1) if s >= 0])
+        else:
+            ax.xaxis.get_major_locator().set_params(integer=True)  # optimizer steps are whole numbers
+        if key in _PERCENT:
+            ax.set_ylim(0, 100)
+            if chance and chance[0] is not None:
+                ax.axhline(chance[0], color="#555", linestyle="--", linewidth=1, label=_plain(chance[1]))
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("optimizer step", fontsize=8)
         ax.tick_params(labelsize=7)

@@ -235,7 +235,7 @@ def _charts(report: dict) -> str:
         title = HEADLINE_TITLES[report["kind"]]
         parts.append(f'<h3>{esc(title)}</h3><img class="chart" alt="{esc(title)}" src="{uri}">')
     for run in report["runs"]:
-        uri = charts.training_curves(run.curves) if run.curves else None
+        uri = charts.training_curves(run.curves, chance=run.val_chance) if run.curves else None
         if uri:
             parts.append(f'<h3>Training curves: {esc(run.label)}</h3>'
                          f'<img class="chart" alt="training curves of {esc(run.label)}" src="{uri}">')

@@ -19,7 +19,8 @@ from typing import Callable
 
 from mmcot_cli.data.prompts import gives_answer, writes_rationale
 from mmcot_cli.data.readers import format_of
-from mmcot_cli.errors import DataError, UsageError
+from mmcot_cli.errors import DataError, UnknownSplitError, UsageError
+from mmcot_cli.evaluation.baselines import baselines
 from mmcot_cli.evaluation.kinds import record_categories
 from mmcot_cli.evaluation.original_metrics import get_scores_rouge_l_pair, original_target, validation_rouge_l_pair
 from mmcot_cli.evaluation.rationale_metrics import (
@@ -104,6 +105,7 @@ class RunResult:
     rationale_source: str | None  # where the rationales came from (for the page)
     curves: dict[str, list[dict]] = field(default_factory=dict)  # stage name → metrics.jsonl rows
     rationale_by_category: dict[str, dict] = field(default_factory=dict)  # category key → {rouge_l, bleu_1, …}
+    val_chance: tuple[float, str] | None = None  # (chance %, label) for the validation-accuracy curve
 
     @property
     def vision(self) -> bool | None:
@@ -220,6 +222,26 @@ def _curves(run_dir: Path | None, meta: RunMeta | None) -> dict[str, list[dict]]
     return curves
 
 
+def validation_chance(meta: RunMeta | None, data, split: str, records: list[dict]) -> tuple[float, str] | None:
+    """(chance accuracy %, label) of the items an answer run validated on: its val split of DATA (the first
+    --limit-val of them, as train took them); the report split's items, labelled so, when that split is not in
+    DATA. None for a run that does not answer."""
+    if meta is None or not meta.answers:
+        return None
+    train = meta.train_config or {}
+    val = train.get("val_split", "val")
+    try:
+        val_records = load_gold(data, val) if val else []
+    except (DataError, UnknownSplitError):
+        val_records = []
+    limit = train.get("limit_val")
+    if val_records:
+        chance = baselines(val_records[:limit] if limit else val_records)["chance"]
+        return (chance, f"chance ({val} split)") if chance is not None else None
+    chance = baselines(records)["chance"]
+    return (chance, f"chance ({split} items)") if chance is not None else None
+
+
 def _mean_round(values: list[float]) -> float | None:
     return round(100.0 * sum(values) / len(values), 2) if values else None
 
@@ -272,7 +294,8 @@ def load_run_result(spec: str, cfg: ReportConfig, records: list[dict], categorie
                                    protocol=protocol), warn=warn)
     rationales, source = run_rationales(read_jsonl(preds), meta, cfg.split, warn)
     run = RunResult(label=label, path=path, preds=preds, meta=meta, score=result,
-                    rationales=rationales, rationale_source=source, curves=_curves(run_dir, meta))
+                    rationales=rationales, rationale_source=source, curves=_curves(run_dir, meta),
+                    val_chance=validation_chance(meta, cfg.data, cfg.split, records))
     if rationales:
         run.rationale_by_category = rationale_by_category(records, rationales, categories,
                                                           cfg.metric_options)
