@@ -1,8 +1,12 @@
 """Pretrained names without the weights (issue 25): offline or with no network and nothing cached, `train
---text-model flan-t5-base` and `extract --backbone vit` fail at once in one line with the offline hint; the
-loaders (and their retries) are never reached, and offline mode never touches the network."""
+--text-model flan-t5-base` and `extract --backbone` (each pretrained backbone) fail at once in one line with the
+offline hint, well within 5 s once the libraries are imported; the loaders (and their retries) are never reached,
+and offline mode never touches the network. (`ask`: tests/test_ask_weights.py; `import-run` / `import-features`
+hub ids: tests/test_hub_import.py; `generate` loads only its RUN_DIR.)"""
 
 from __future__ import annotations
+
+import time
 
 import pytest
 
@@ -35,11 +39,13 @@ def no_network(monkeypatch, empty_cache):
 
 @pytest.fixture
 def loaders_unreachable(monkeypatch):
+    import open_clip
     import timm
     import transformers
 
     monkeypatch.setattr(timm, "create_model", _never)
-    for name in ("AutoConfig", "AutoTokenizer", "AutoModelForCausalLM"):
+    monkeypatch.setattr(open_clip, "create_model_and_transforms", _never)
+    for name in ("AutoConfig", "AutoTokenizer", "AutoModelForCausalLM", "DetrModel"):
         monkeypatch.setattr(getattr(transformers, name), "from_pretrained", _never)
 
 
@@ -54,8 +60,10 @@ def _one_line(result) -> str:
 def test_train_pretrained_name_fails_at_once(cli, data_dir, tmp_path, network, request,  # noqa: F811
                                              loaders_unreachable):
     request.getfixturevalue(network)
+    start = time.monotonic()
     line = _one_line(cli("train", "--text-model", "flan-t5-base", "--data", data_dir, "--out", tmp_path / "r",
                          "--stage", "rationale"))
+    assert time.monotonic() - start < 5
     assert "cannot load google/flan-t5-base: not in the Hugging Face cache" in line
     assert ("HF_HUB_OFFLINE is set" if network == "offline" else "the Hub cannot be reached (Name or service") in line
     assert "--text-model DIR" in line and "fill the cache once with the network" in line
@@ -63,11 +71,17 @@ def test_train_pretrained_name_fails_at_once(cli, data_dir, tmp_path, network, r
 
 
 @pytest.mark.parametrize("network", ["offline", "no_network"])
+@pytest.mark.parametrize(("backbone", "extra", "repo"), [
+    ("vit", [], "timm/vit_large_patch32_384"), ("resnet", [], "timm/resnet50"),
+    ("detr", [], "facebook/detr-resnet-101-dc5"), ("clip", [], "timm/resnet50_clip.openai"),
+    ("clip", ["--variant", "ViT-B-32", "--weights", "laion2b_s34b_b79k"], "laion/CLIP-ViT-B-32-laion2B-s34B-b79K")])
 def test_extract_pretrained_backbone_fails_before_building(cli, data_dir, tmp_path, network, request,  # noqa: F811
-                                                           loaders_unreachable):
+                                                           loaders_unreachable, backbone, extra, repo):
     request.getfixturevalue(network)
-    line = _one_line(cli("extract", "--backbone", "vit", "--data", data_dir, "--out", tmp_path / "f"))
-    assert "backbone vit" in line and "timm/vit_" in line and "not in the Hugging Face cache" in line
+    start = time.monotonic()
+    line = _one_line(cli("extract", "--backbone", backbone, *extra, "--data", data_dir, "--out", tmp_path / "f"))
+    assert time.monotonic() - start < 5
+    assert f"backbone {backbone}" in line and f"cannot load {repo}" in line and "not in the Hugging Face cache" in line
     assert "--weights PATH" in line and "--random-init" in line
     assert not (tmp_path / "f").exists()
 

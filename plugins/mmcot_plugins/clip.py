@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from mmcot_cli.errors import UsageError
 from mmcot_cli.registry.hookspecs import VisionBackbone, VisionBuildOptions, hookimpl
-from mmcot_cli.registry.weights import RANDOM_INIT, loading, resolve_weights
+from mmcot_cli.registry.weights import RANDOM_INIT, WeightSource, loading, require_vision_weights, resolve_weights
 
 DEFAULT_MODEL = "RN50"
 DEFAULT_PRETRAINED = "openai"
@@ -25,6 +25,7 @@ def _create(arch: str, options: VisionBuildOptions):
     if source.kind == "random-init":
         model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=None)
         return model, preprocess, RANDOM_INIT
+    require_vision_weights("clip", _hub_repo(arch, source), arch)  # not cached, no network: one line now
     with loading("clip", source.given, arch):
         if source.kind == "local-dir":  # open_clip_config.json + weights, as written by open_clip's hub helpers
             model, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{source.value}")
@@ -34,6 +35,20 @@ def _create(arch: str, options: VisionBuildOptions):
             model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=source.value)
     weights = options.weights or DEFAULT_PRETRAINED
     return model, preprocess, weights if weights != DEFAULT_PRETRAINED else f"open_clip:{arch}/{weights}"
+
+
+def _hub_repo(arch: str, source: WeightSource) -> str | None:
+    """The hub repo open_clip downloads `source` from: an hf-hub id, or the one open_clip's table gives a pretrained
+    tag (`RN50` + `openai` → timm/resnet50_clip.openai); None for a local path or a tag only a URL serves."""
+    if source.kind == "hub":
+        return source.value
+    if source.kind not in ("default", "tag"):
+        return None
+    from open_clip.pretrained import get_pretrained_cfg
+
+    hub = (get_pretrained_cfg(arch, source.value) or {}).get("hf_hub") or ""
+    parts = [part for part in hub.split("/") if part]
+    return "/".join(parts[:2]) if len(parts) >= 2 else None
 
 
 class ClipEncoder:
