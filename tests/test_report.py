@@ -238,3 +238,41 @@ def test_validation_chance_is_over_the_items_validated_on(tmp_path, make_record)
     meta.train_config = {"val_split": "dev"}  # not in DATA: the report split's items, said so
     assert validation_chance(meta, data, "test", test) == (33.33, "chance (test items)")
     assert validation_chance(RunMeta.from_dict({"prompt_format": "QCM-E"}), data, "test", test) is None
+
+
+def _rationale_section(runs, *inputs):
+    from mmcot_cli.reporting.html import render
+    from mmcot_cli.reporting.report import ReportConfig, collect
+
+    page = render(collect(ReportConfig(inputs=[str(i) for i in inputs], data=runs["data"], gallery=0)))
+    section = page[page.index("<h2>Rationale quality"):page.index("<h2>Error gallery")]
+    return section, " ".join(re.sub(r"<[^>]+>", " ", section).split())
+
+
+def _rewrite(path, change):
+    rows = [change(json.loads(line)) for line in path.read_text().splitlines()]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_rationale_table_says_why_instead_of_a_table_of_dashes(runs, tmp_path):
+    # A predictions file has no rationales: said, with the reason, beside the run that has some.
+    bare = tmp_path / "bare.jsonl"
+    bare.write_bytes((runs["vision"] / "preds-test.jsonl").read_bytes())
+    section, text = _rationale_section(runs, runs["text"], bare)
+    assert "<table>" in section and "No rationales from bare (a predictions file whose rows carry no rationale" in text
+    # Stage-1 rationales for other questions: nothing is scored, and the page says so instead of a row of "—".
+    stage1 = runs["text"].parent / "rationale" / "preds-test.jsonl"
+    original = stage1.read_text()
+    _rewrite(stage1, lambda r: {**r, "qid": f"x{r['qid']}"})
+    section, text = _rationale_section(runs, runs["text"])
+    assert "<table>" not in section and "none of its 8 rationales (stage-1 run" in text and "—" not in section
+    stage1.write_text(original)
+    # Every rationale empty: the table stays (zeros are scores) and a line says why get_scores shows "—".
+    _rewrite(stage1, lambda r: {**r, "prediction": ""})
+    section, text = _rationale_section(runs, runs["text"])
+    assert "<table>" in section and "text/answer: every rationale is empty" in text
+    stage1.write_text(original)
+    # Gold without solutions: no table at all, one line why.
+    _rewrite(runs["data"] / "test.jsonl", lambda r: {**r, "solution": "", "lecture": ""})
+    section, text = _rationale_section(runs, runs["text"])
+    assert "<table>" not in section and "no question of this split has a gold solution" in text

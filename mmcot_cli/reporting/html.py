@@ -16,7 +16,7 @@ from mmcot_cli.evaluation.kinds import (
     headline_sizes,
     headline_values,
 )
-from mmcot_cli.evaluation.rationale_metrics import RATIONALE_METRICS
+from mmcot_cli.evaluation.rationale_metrics import RATIONALE_METRICS, rationale_reference
 from mmcot_cli.reporting import charts
 from mmcot_cli.reporting.published import PUBLISHED
 
@@ -203,23 +203,71 @@ def _rationale_rows(run, categories) -> list[tuple[str, str]]:
     return out
 
 
-def _rationale_table(report: dict) -> str:
+def _no_rationales(run) -> str:
+    """Why a run has no rationale to score (reporting.report.run_rationales found none)."""
+    if run.meta is None:
+        return "a predictions file whose rows carry no rationale field"
+    if run.meta.rationales_source:
+        return f"its stage-1 run {esc(run.meta.rationales_source)} could not be read (see the warning)"
+    return (f"its format {esc(run.meta.prompt_format)} writes no rationale and its run_config.json names no "
+            f"stage-1 run")
 
+
+def _unscored(run, records: list[dict]) -> str | None:
+    """Why none of a run's rationales is scored on this split (None: some are)."""
+    qids = {str(r["qid"]) for r in records}
+    if not qids & set(run.rationales):
+        return (f"none of its {len(run.rationales)} rationales ({esc(run.rationale_source)}) is for a question of "
+                f"this split, so none is scored")
+    return None
+
+
+def _rationale_notes(runs, records: list[dict]) -> list[str]:
+    """Lines under the table: gold without a solution, runs whose every rationale is empty."""
+    notes = []
+    missing = sum(1 for r in records if not rationale_reference(r))
+    if missing:
+        notes.append(f"{missing} of the {len(records)} questions have no gold solution: mmcot's metrics are over "
+                     f"the other {len(records) - missing}.")
+    qids = {str(r["qid"]) for r in records}
+    for run in runs:
+        if all(not text.strip() for q, text in run.rationales.items() if q in qids):
+            notes.append(f"{esc(run.label)}: every rationale is empty (mmcot's metrics score 0; the original's "
+                         f"get_scores skips empty predictions: —).")
+    return notes
+
+
+def _rationale_table(report: dict) -> str:
+    """The rationale metrics per category, or one line saying why there are none to show."""
+    records = report["records"]
+    absent = [f"{esc(r.label)} ({_no_rationales(r)})" for r in report["runs"] if not r.rationale_by_category]
+    lines = [f"No rationales from {'; '.join(absent)}."] if absent else []
     runs = [r for r in report["runs"] if r.rationale_by_category]
+    if runs and not any(rationale_reference(r) for r in records):
+        lines.insert(0, f"Not shown: no question of this split has a gold solution (every solution field is "
+                        f"empty), so the rationales of {esc(', '.join(r.label for r in runs))} have nothing to be "
+                        f"compared with.")
+        runs = []
+    for run in list(runs):
+        why = _unscored(run, records)
+        if why:
+            lines.append(f"{esc(run.label)}: {why}.")
+            runs.remove(run)
     if not runs:
-        return "<p class=\"muted\">No run has generated rationales.</p>"
+        return "".join(f'<p class="muted">{line}</p>' for line in lines or ["No run has generated rationales."])
     categories = _categories(report)
     head = "".join(f"<th>{esc(label)}</th>" for _, label, _ in categories)
     rows = [f"<tr><td>{esc(run.label)}</td><td>{label}</td>{cells}</tr>"
             for run in runs for label, cells in _rationale_rows(run, categories)]
     sources = "".join(f"<li>{esc(r.label)}: {esc(r.rationale_source)}</li>" for r in runs)
+    notes = "".join(f'<p class="muted">{line}</p>' for line in _rationale_notes(runs, records) + lines)
     return (f"<table><tr><th>run</th><th>metric</th>{head}</tr>{''.join(rows)}</table>"
             f"<p class=\"muted\">Against the gold solution (×100). mmcot, normalised: mmcot's metrics on normalised "
             f"text (line-break escapes and the \"Solution:\" prefix removed). original: the raw text against the "
             f"original's target \"Solution: …\", get_scores with the rouge package, validation with rouge-score. "
             f"Each run's first row is its protocol's headline (`--protocol mmcot`: mmcot's ROUGE-L; "
             f"`--protocol original`: the original's get_scores ROUGE-L). Rationales from:</p><ul class=\"muted\">"
-            f"{sources}</ul>")
+            f"{sources}</ul>{notes}")
 
 
 def _charts(report: dict) -> str:
