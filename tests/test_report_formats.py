@@ -168,6 +168,13 @@ def test_published_rows_only_on_the_real_scienceqa_test_split(cli, sample_dir, t
     assert res.exit_code == 0, res.output
     page = (tmp_path / "r.html").read_text()
     assert page.count('<tr class="pub">') == 5 and "Multimodal-CoT Large (v1)" in page and "91.68" in page
+    # The same records in a DATA_DIR whose manifest says they were carved: not ScienceQA's split, and said why.
+    (data / "manifest.json").write_text(json.dumps({"official_splits": False, "carved_from": {"split": "test"}}))
+    res = cli("-q", "report", preds, "--data", data, "--out", tmp_path / "r1.html", "--gallery", "0")
+    assert res.exit_code == 0, res.output
+    page = (tmp_path / "r1.html").read_text()
+    assert '<tr class="pub">' not in page and "splits are not ScienceQA&#x27;s own (carved from split" in page
+    (data / "manifest.json").unlink()
     _write(data / "test.jsonl", records[:-1])
     _write(tmp_path / "p2.jsonl", [{"qid": q, "prediction": "The answer is (B)."} for q in qids[:-1]])
     res = cli("-q", "report", tmp_path / "p2.jsonl", "--data", data, "--out", tmp_path / "r2.html", "--gallery", "0")
@@ -286,3 +293,17 @@ def test_every_registered_format_has_a_report_and_compare_view():
         assert fmt.scoring in SCORING_KINDS and headline_columns(fmt.scoring)
         assert fmt.published_rows is None or fmt.published_rows in PUBLISHED
     assert FORMATS["aokvqa"].published_rows is None and FORMATS["jsonl"].published_rows is None
+
+
+def test_published_rows_need_scienceqa_subjects_and_grades_on_every_question(make_record):
+    """The right qids, image count and a mix of subjects and grades, but some questions with a subject or grade
+    ScienceQA never uses (data relabelled on the public qids): not the benchmark, and the reason names it."""
+    from mmcot_cli.reporting.published import scienceqa_test_metadata
+
+    records = [make_record(qid=str(i), **_test_split_profile(i)) for i in range(4241)]
+    assert scienceqa_test_metadata(records) is None
+    records[7]["subject"] = "physics"
+    assert "1 of its questions have a subject ScienceQA does not use (e.g. 'physics')" in scienceqa_test_metadata(
+        records)
+    records[7]["subject"], records[9]["grade"] = "natural science", "k"
+    assert "a grade ScienceQA does not use (e.g. 'k')" in scienceqa_test_metadata(records)

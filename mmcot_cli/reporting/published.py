@@ -44,16 +44,25 @@ def qid_fingerprint(qids) -> str:
     return hashlib.sha256("\n".join(ordered).encode("utf-8")).hexdigest()
 
 
+_SUBJECTS = frozenset({"natural science", "social science", "language science"})
+_GRADES = frozenset(f"grade{g}" for g in range(1, 13))
+
+
 def scienceqa_test_metadata(records: list[dict]) -> str | None:
     """Why these records' metadata is not ScienceQA's test split (None when it is): its 2,017 questions with an
-    image (ScienceQA-IMG's test size; 2,224 without), all three subjects, and grades on both sides of 6|7.
+    image (ScienceQA-IMG's test size; 2,224 without), every subject one of its three and every grade one of
+    grade1 … grade12, all three subjects present, and grades on both sides of 6|7.
     The qids alone are public (pid_splits.json): data built on them with other fields are not the benchmark."""
     with_image = sum(1 for r in records if r.get("image"))
     subjects = {r.get("subject") for r in records}
     grades = {r.get("grade") for r in records}
     if with_image != 2017:
         return f"{with_image:,} of its questions have an image (ScienceQA's test split: 2,017)"
-    if not {"natural science", "social science", "language science"} <= subjects:
+    for name, known in (("subject", _SUBJECTS), ("grade", _GRADES)):
+        odd = [r.get(name) for r in records if r.get(name) not in known]
+        if odd:
+            return f"{len(odd):,} of its questions have a {name} ScienceQA does not use (e.g. {str(odd[0])[:40]!r})"
+    if not _SUBJECTS <= subjects:
         return f"its subjects are {', '.join(sorted(map(str, subjects)))[:80]} (ScienceQA: natural, social, language)"
     low = {f"grade{g}" for g in range(1, 7)}
     if not (grades & low and grades - low):
