@@ -38,3 +38,49 @@ def test_every_help_keeps_its_defaults_and_shows_no_type_placeholders(cli):
         assert not re.search(r"<(bool|int|float|str|path)>", text), command
     train = cli("train", "--help", terminal_width=250).stdout
     assert "[default: 20]" in train and "[default: 5e-05]" in train  # --epochs, --lr: defaults shown
+
+
+def test_help_in_a_pipe_is_self_contained_uncut_and_has_no_placeholders(tmp_path):
+    """`mmcot X --help | less` as a wheel user reads it (issue 25): no pointer to docs/*.md or other files a wheel
+    lacks, no type placeholder (<bool>, <list[str]>) or unfilled {name}, and no flag or file name cut with "…"
+    (Rich assumed 80 columns outside a terminal)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(root / "plugins"),
+                                                         os.environ.get("PYTHONPATH", "")])}
+    env.pop("COLUMNS", None)
+    env.pop("TERMINAL_WIDTH", None)
+    probe = ("import sys\nfrom mmcot_cli.cli import app\nfor command in sys.argv[1:]:\n"
+             "    print('=== ' + command, flush=True)\n"
+             "    try:\n        app(command.split() + ['--help'], prog_name='mmcot')\n"
+             "    except SystemExit:\n        pass\n")
+    proc = subprocess.run([sys.executable, "-c", probe, "", *_every_command(), "env"], capture_output=True,
+                          text=True, env=env, timeout=120)  # stdout a pipe, as in `mmcot train --help | cat`
+    assert proc.returncode == 0, proc.stderr
+    pages = dict(page.split("\n", 1) for page in proc.stdout.split("=== ")[1:])
+    assert len(pages) == len(_every_command()) + 2  # and `mmcot --help`
+    for command, text in pages.items():
+        assert "Usage: mmcot" in text, command
+        assert not re.search(r"docs/|README|CHANGELOG|\b(?!ablation\.md)\w+\.md\b", text), (command, text)
+        assert not re.search(r"<(bool|int|float|str|path|list\[\w+\])>", text), command
+        assert not re.search(r"\{(source|path|name|qid|split)\}(?!')", text), command  # '{split}' in --out: typed
+        cut = re.findall(r".{30}[^\s|]…", text)  # a word cut short ("preds-<split>.jso…"), not "A|B|…" or " …"
+        assert not cut, (command, cut)
+
+
+def test_format_detection_error_is_whole_and_names_problems_file(cli, tmp_path, monkeypatch):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "notes.txt").write_text("{}")
+    args = ["prepare", str(tmp_path / "src"), "--out", str(tmp_path / "data")]
+    monkeypatch.setattr("sys.argv", ["mmcot", *args])  # as a shell gives them: quoted paths do not count
+    res = cli(*args)
+    assert res.exit_code == 1
+    line = res.stderr.strip()
+    assert "cannot tell its format; pass --format scienceqa|hub|aokvqa|jsonl" in line
+    assert "problems.json (or --problems FILE)" in line and "derek-thomas/ScienceQA" in line
+    assert line.endswith("answer))") and "docs/" not in line  # not cut at the line limit, self-contained
+    assert len(line) - len(str(tmp_path / "src")) < 380  # within the 400 characters whatever the path

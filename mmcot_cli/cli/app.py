@@ -28,6 +28,21 @@ class OrderedGroup(typer.core.TyperGroup):
         return sorted(super().list_commands(ctx), key=lambda name: rank.get(name, len(rank)))
 
 
+HELP_WIDTH = 120  # --help in a pipe or file: Rich would assume 80 columns and cut long words with "…"
+
+
+def _help_width() -> None:
+    """--help written to a pipe or file at HELP_WIDTH columns (a terminal's own width, COLUMNS or TERMINAL_WIDTH
+    win): at 80, typer's option tables cut flags and file names (`--no-generate-on…`, `preds-<split>.jso…`)."""
+    import typer.rich_utils
+
+    tty = hasattr(sys.stdout, "isatty") and sys.stdout.isatty()
+    if typer.rich_utils.MAX_WIDTH is None and not tty and not os.environ.get("COLUMNS"):
+        typer.rich_utils.MAX_WIDTH = HELP_WIDTH
+
+
+_help_width()
+
 app = typer.Typer(
     name="mmcot",
     cls=OrderedGroup,

@@ -61,7 +61,7 @@ def backbones(json_out: bool = typer.Option(False, "--json", help="Print one JSO
     console.print(vt)
     console.print(tt)
     if summary["plugin_problems"]:
-        pt = Table(title="Plugins with problems (skipped; see docs/PLUGINS.md)")
+        pt = Table(title="Plugins with problems (skipped; the other backbones load without them)")
         for col in ("plugin", "source", "what", "reason"):
             pt.add_column(col)
         for p in summary["plugin_problems"]:

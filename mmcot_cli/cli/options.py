@@ -30,7 +30,7 @@ _TYPE_WORDS = {"<bool>": None, "<int>": "N", "<float>": "NUMBER", "<str>": "TEXT
 
 def readable_help_types() -> None:
     """Help shows words where typer writes a type placeholder: nothing beside an on/off flag (its --no- twin says
-    it), N / NUMBER / TEXT / PATH beside a value. Every command's help, settings-derived or not."""
+    it) or a list argument (its NAME... says it), N / NUMBER / TEXT / PATH beside a value. Every command's help, settings-derived or not."""
     from typer.core import TyperArgument, TyperOption
 
     for cls in (TyperOption, TyperArgument):
@@ -40,6 +40,8 @@ def readable_help_types() -> None:
 
         def display(self, ctx, _original=original):
             shown = _original(self, ctx)
+            if isinstance(shown, str) and shown.startswith("<list["):  # INPUTS...: the metavar says it
+                return None
             return _TYPE_WORDS.get(shown, shown) if isinstance(shown, str) else shown
 
         display._mmcot = True

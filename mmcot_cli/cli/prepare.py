@@ -52,7 +52,7 @@ class PrepareSettings:
     captions: Path | None = setting(None, 'Caption file {"captions": {qid: text}}. Default: SRC/captions.json if '
                                     "present.", metavar="FILE")
     images: Path | None = setting(None, "ScienceQA: image folder (<qid>/ or <split>/<qid>/ inside; default "
-                                  "SRC/images). A-OKVQA: COCO_DIR ({split}2017/<id>.jpg). JSONL: base folder for "
+                                  "SRC/images). A-OKVQA: COCO_DIR (train2017/, val2017/, test2017/). JSONL: base folder for "
                                   "relative image paths (default: the file's).", metavar="DIR")
     problems: Path | None = setting(None, "ScienceQA's problems file, any name (pid_splits.json beside it, else each "
                                     "entry's 'split'). With a Hub source: gives every row its original qid "

@@ -23,7 +23,7 @@ def train_command(
     """Train one stage; RUN_DIR/model/ ends up as the best validation checkpoint.
 
     Multi-process: `accelerate launch --num_processes N -m mmcot_cli train …` or
-    `torchrun --nproc_per_node N -m mmcot_cli train …` (see docs/TRAINING.md).
+    `torchrun --nproc_per_node N -m mmcot_cli train …`; --fsdp shards the model across them.
     """
     cfg.resolved()  # bad option values (exit 2) are named before any weights are looked for
     if not cfg.resume:  # pretrained weights that cannot be had: one line at once, before torch loads

@@ -42,15 +42,15 @@ class DemoSettings:
                                   "default with --sequential).", check=positive_int)
     ablation: bool = setting(False, "The paper's ablations instead: one-stage QCM→A / QCM→RA / QCM→AR, two-stage "
                              "text-only / + captions / + vision; writes ablation.md (comparison tables) and "
-                             "report.html (docs/DEMO.md).")
+                             "report.html.")
     text_model: str = setting("t5-scratch", "t5-scratch, or llama-scratch: the same benchmark on a decoder-only LM "
-                              "(docs/DEMO.md).", choices=DEMO_TEXT_MODELS)
+                              "built from scratch.", choices=DEMO_TEXT_MODELS)
     fusion: str = setting("gated", "Decoder-only: gated (at --fusion-layer) or prefix.", choices=FUSIONS)
     fusion_layer: int | None = setting(None, "Decoder-only, gated: the fused decoder layer (default: the middle "
                                        "one).", check=non_negative_int)
     protocol: str = setting("mmcot", "mmcot or original: train, generate and score under it, as `--protocol` on "
                             "those commands (original: the original code's training, free decoding, its A–E answer "
-                            "fallback and get_scores ROUGE-L as the headline; docs/TRAINING.md Protocols). Recorded "
+                            "fallback and get_scores ROUGE-L as the headline). Recorded "
                             "in demo.json, every run and every prediction.", choices=PROTOCOLS)
 
     def __post_init__(self) -> None:

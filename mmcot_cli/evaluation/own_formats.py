@@ -74,7 +74,7 @@ def aokvqa_metrics(records: list[dict], chosen: dict[str, str | None]) -> dict:
         "mc_accuracy_non_difficult": mc(easy), "da_accuracy_all": da(records),
         "num_questions": len(records), "num_non_difficult": len(easy),
         "setting": "official eval_predictions.py: MC over all questions, DA over non-difficult ones; "
-                   "*_non_difficult / *_all are the other filtering (an earlier script version, REFERENCE.md)",
+                   "*_non_difficult / *_all are the other filtering (an earlier version of that script)",
     }
 
 

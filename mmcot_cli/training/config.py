@@ -92,7 +92,7 @@ class TrainConfig:
     protocol: str = setting("mmcot", "mmcot or original: original trains as the original code does: fp32 (no "
                             "autocast), random batches (not length-grouped), T5 targets padded to --max-output-len "
                             "with pad id 0 and the loss trained on them, the original's validation rougeL for model "
-                            "selection. A flag that contradicts it is refused (docs/TRAINING.md Protocols).",
+                            "selection. A flag that contradicts it is refused.",
                             choices=PROTOCOLS, **KEEP)
     precision: str = setting("auto", "fp32, bf16 or fp16 (autocast; weights stay fp32). auto: bf16 on a GPU that "
                              "supports it, else fp32 (always fp32 under --protocol original).", choices=PRECISIONS)

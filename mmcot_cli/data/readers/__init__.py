@@ -106,15 +106,14 @@ def _is_jsonl(source: Path) -> bool:
 
 # The registry, in detection order (a folder that looks like several formats is the first).
 FORMATS: dict[str, DataFormat] = {f.name: f for f in (
-    DataFormat("scienceqa", "ScienceQA folder: problems.json + pid_splits.json (+ captions.json, images/)",
+    DataFormat("scienceqa", "a folder with problems.json (or --problems FILE) + pid_splits.json",
                _is_scienceqa, _prepare_scienceqa, scoring="scienceqa", options=frozenset({"captions", "strict", "problems"}),
                published_rows="scienceqa"),
-    DataFormat("hub", "ScienceQA from the Hugging Face Hub: a dataset id (derek-thomas/ScienceQA, "
-               "lmms-lab/ScienceQA) or a folder of its parquet files", _is_hub, _prepare_hub, scoring="scienceqa",
+    DataFormat("hub", "derek-thomas/ScienceQA, lmms-lab/ScienceQA or their parquet files", _is_hub, _prepare_hub, scoring="scienceqa",
                options=frozenset({"problems"}), published_rows="scienceqa"),
-    DataFormat("aokvqa", "A-OKVQA folder: aokvqa_v1p0_<split>.json (+ COCO 2017 images)", _is_aokvqa,
+    DataFormat("aokvqa", "a folder with aokvqa_v1p0_<split>.json", _is_aokvqa,
                _prepare_aokvqa, scoring="aokvqa"),
-    DataFormat("jsonl", "generic JSONL file or folder of them (docs/FORMATS.md, \"Your own data\")", _is_jsonl,
+    DataFormat("jsonl", "*.jsonl, a line per problem (id, split, question, choices, answer)", _is_jsonl,
                _prepare_jsonl, scoring="groups"),
 )}
 
@@ -137,8 +136,8 @@ def detect_format(source: str | Path) -> str:
         if fmt.detect(source):
             return fmt.name
     looked_for = "; ".join(f"{f.name}: {f.description}" for f in FORMATS.values())
-    raise DataError(f"{source}: cannot tell its format (looked for {looked_for}); pass --format "
-                    f"{'|'.join(FORMATS)}")
+    raise DataError(f"{source}: cannot tell its format; pass --format {'|'.join(FORMATS)} (looked for "
+                    f"{looked_for})")
 
 
 def format_of(data_dir: str | Path) -> DataFormat:
