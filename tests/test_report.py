@@ -220,6 +220,7 @@ def test_training_curves_read_right_with_one_point(monkeypatch):
     assert [t.get_text() for t in acc.texts] == ["37.5\n(only point: epoch 1)"]
     assert acc.get_xlim() == (1, 3) and list(acc.get_xticks()) == [1, 2, 3]
     assert [t.get_text() for t in loss.texts] == ["1.2\n(only point: epoch 1)"]  # the 3-point series: no label
+    assert loss.get_xlim()[0] < 2  # room left of the lone point at the first step for its label
 
 
 def test_validation_chance_is_over_the_items_validated_on(tmp_path, make_record):

@@ -78,15 +78,17 @@ def _series(rows: list[dict], key: str) -> list[tuple[int, float, object]]:
             if isinstance(row.get(key), (int, float)) and isinstance(row.get("step"), int)]
 
 
-def _draw_series(ax, points: list, name: str, colour: str) -> None:
-    """One line; a series of one point is a big marker labelled with its value and that it is the only one."""
+def _draw_series(ax, points: list, name: str, colour: str, below: bool = False) -> None:
+    """One line; a series of one point is a big marker labelled with its value and that it is the only one
+    (above it, or `below` it so that two lone points of one panel do not share a line of text)."""
     ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3 if len(points) > 3 else 7,
             label=_plain(name), color=colour)
     if len(points) == 1:
         step, value, epoch = points[0]
         when = f"epoch {epoch}" if isinstance(epoch, int) else f"step {step}"
         ax.annotate(f"{value:.3g}\n(only point: {when})", (step, value), textcoords="offset points",
-                    xytext=(9, 0), va="center", fontsize=7, color=colour)
+                    xytext=(0, -9 if below else 7), ha="center", va="top" if below else "bottom", fontsize=7,
+                    color=colour)
 
 
 def training_curves(curves: dict[str, list[dict]], chance: tuple[float, str] | None = None) -> str | None:
@@ -99,18 +101,24 @@ def training_curves(curves: dict[str, list[dict]], chance: tuple[float, str] | N
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.0), squeeze=False)
     colours = {name: f"C{i % 10}" for i, name in enumerate(curves)}  # one colour per stage in every panel
     for ax, (key, title) in zip(axes[0], panels):
-        steps = set()
+        steps, lone = set(), 0
         for name, rows in curves.items():
             points = _series(rows, key)
             steps |= {p[0] for p in points}
             if points:
-                _draw_series(ax, points, name, colours[name])
-        if len(steps) == 1:  # one step: whole-number ticks around it, not 1.900 … 2.100
-            step = min(steps)
-            ax.set_xlim(step - 1, step + 1)
-            ax.set_xticks([s for s in (step - 1, step, step + 1) if s >= 0])
+                _draw_series(ax, points, name, colours[name], below=len(points) == 1 and lone % 2 == 1)
+            lone += len(points) == 1
+        low, high = min(steps), max(steps)
+        if low == high:  # one step: whole-number ticks around it, not 1.900 … 2.100
+            ax.set_xlim(low - 1, high + 1)
+            ax.set_xticks([s for s in (low - 1, low, low + 1) if s >= 0])
         else:
             ax.xaxis.get_major_locator().set_params(integer=True)  # optimizer steps are whole numbers
+            if lone:  # room for a lone point's label at either end
+                pad = max(1.0, 0.15 * (high - low))
+                ax.set_xlim(low - pad, high + pad)
+        if lone:
+            ax.margins(y=0.3)
         if key in _PERCENT:
             ax.set_ylim(0, 100)
             if chance and chance[0] is not None:
