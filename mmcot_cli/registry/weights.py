@@ -18,6 +18,7 @@ that names the backbone and the weights, with the offline hint.
 from __future__ import annotations
 
 import contextlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -71,11 +72,18 @@ def resolve_weights(backbone: str, weights: str | None, random_init: bool = Fals
 def loading(backbone: str, what: str, arch: str | None = None) -> Iterator[None]:
     """Any non-mmcot error while loading `what` becomes one line: what failed, the library's first line, the hint
     (network down, unknown id, incompatible checkpoint all look alike to the user). The hub client's "Retrying
-    in 8s" warnings are held back meanwhile: that one line says it all."""
+    in 8s" warnings are held back meanwhile, and so is what a library logs through the standard `logging` module
+    (open_clip's `logging.error("Failed to download weights …")` printed "ERROR:root: …" above that line and left
+    a handler on the root logger): that one line says it all."""
     from huggingface_hub.utils import logging as hf_logging
 
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
+    root = logging.getLogger()
+    quiet = logging.NullHandler()  # logging.error() configures a stderr handler on a root logger that has none
+    root.addHandler(quiet)
+    disabled = root.manager.disable
+    logging.disable(logging.CRITICAL)
     try:
         yield
     except MMCoTError:
@@ -84,6 +92,8 @@ def loading(backbone: str, what: str, arch: str | None = None) -> Iterator[None]
         where = f"backbone {backbone} ({arch})" if arch else f"backbone {backbone}"
         raise MMCoTError(f"{where}: cannot load {what}: {first_line(e)} ({OFFLINE_HINT})") from None
     finally:
+        logging.disable(disabled)
+        root.removeHandler(quiet)
         hf_logging.set_verbosity(verbosity)
 
 
