@@ -171,3 +171,24 @@ def test_limit_extracts_the_first_images_and_train_names_it(cli, data_dir, tmp_p
         " ".join(res.stderr.split())), res.stderr
     res = cli(*args, "--out", tmp_path / "run2", "--limit-train", "3")
     assert res.exit_code == 0, res.output
+
+
+def test_device_defaults_to_auto_and_required_options_are_marked(cli, data_dir, tmp_path, monkeypatch):
+    """As train and generate (issue 25): `--device auto` by default, resolved by the same parse_device; the help
+    says --backbone and --out are required (unless --merge), and leaving them out is one line, exit 2."""
+    import re
+
+    from mmcot_cli.features import extract as extract_module
+
+    text = " ".join(cli("extract", "--help").stdout.replace("│", " ").split())
+    assert re.search(r"--device TEXT auto \(the GPU when there is one\).*?\[default: auto\]", text)
+    assert re.search(r"--backbone -b NAME .*?required unless --merge", text)
+    assert re.search(r"--out -o FEATURES_DIR .*?required unless --merge", text)
+    asked = []
+    real = extract_module.parse_device
+    monkeypatch.setattr(extract_module, "parse_device", lambda name: asked.append(name) or real(name))
+    run_json(cli, "-b", "patches", "--data", data_dir, "--split", "val", "--out", tmp_path / "f", "--workers", "0")
+    assert asked == ["auto"]
+    res = cli("extract", "--data", data_dir)
+    assert res.exit_code == 2 and res.stderr.strip() == "error: --backbone and --out are required (or --merge " \
+                                                       "FEATURES_DIR)"

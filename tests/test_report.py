@@ -277,3 +277,26 @@ def test_rationale_table_says_why_instead_of_a_table_of_dashes(runs, tmp_path):
     _rewrite(runs["data"] / "test.jsonl", lambda r: {**r, "solution": "", "lecture": ""})
     section, text = _rationale_section(runs, runs["text"])
     assert "<table>" not in section and "no question of this split has a gold solution" in text
+
+
+def test_compare_puts_baselines_beside_accuracy_in_every_format(cli, runs, tmp_path):
+    """Chance and majority class beside the accuracies (issue 25): per column with --data, for the overall
+    accuracy from a score object's own `baselines` without it; table, Markdown and JSON alike."""
+    # Eight 4-choice items whose answers are A, B, C, D twice each: chance and majority class are both 25 %.
+    res = cli("compare", f"vision={runs['vision']}", f"text={runs['text']}", "--data", runs["data"], "--json")
+    assert res.exit_code == 0, res.output
+    base = json.loads(res.stdout)["baselines"]
+    assert base["chance"]["acc_average"] == 25.0 and base["majority"]["acc_average"] == 25.0
+    assert "acc_natural" in base["chance"] and base["of"].startswith("test split of ")
+    md = cli("compare", f"vision={runs['vision']}", "--data", runs["data"], "--markdown").stdout.splitlines()
+    chance = next(line for line in md if line.startswith("| baseline: chance |"))
+    assert chance.rstrip(" |").endswith("25.00") and any(line.startswith("| baseline: majority class |")
+                                                         for line in md)
+    assert any(line.startswith("Baseline rows: chance is a uniform guess") for line in md)
+    text = cli("compare", f"vision={runs['vision']}", "--data", runs["data"]).stdout
+    assert re.search(r"baseline: chance .*25\.00", text) and re.search(r"baseline: majority class .*25\.00", text)
+    score = cli("score", runs["text"] / "preds-test.jsonl", "--data", runs["data"], "--json")
+    (tmp_path / "text.json").write_text(score.stdout)
+    res = cli("compare", f"text={tmp_path / 'text.json'}", "--json")  # no --data: the score object's own
+    base = json.loads(res.stdout)["baselines"]
+    assert base == {"chance": {"acc_average": 25.0}, "majority": {"acc_average": 25.0}, "of": "items of text"}

@@ -11,8 +11,11 @@ from mmcot_cli.cli.options import settings_command
 from mmcot_cli.errors import UsageError
 from mmcot_cli.progress import err_console, make_console
 from mmcot_cli.reporting.compare import (
+    BASELINE_ROWS,
     ORIGINAL_COLUMNS,
     CompareConfig,
+    baseline_cell,
+    baseline_note,
     compare,
     protocol_note,
     to_markdown,
@@ -74,8 +77,14 @@ def print_compare_table(table: dict, console: Console | None = None) -> None:
         for c in cols:
             t.add_column(c["label"], justify="right", overflow="fold")
         _compare_rows(t, table, cols)
+        base = table.get("baselines")
+        if base and any(c["key"] in base[name] for name, _ in BASELINE_ROWS for c in cols):  # not ROUGE-L tables
+            for name, label in BASELINE_ROWS:
+                t.add_row(label, *(baseline_cell(base, name, c["key"]) for c in cols), style="dim")
         console.print(t)
     console.print(caption, style="dim")
+    if table.get("baselines"):
+        console.print(baseline_note(table["baselines"]), style="dim", highlight=False)
 
 
 @settings_command("compare")

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from mmcot_cli.errors import DataError, UsageError
-from mmcot_cli.evaluation.kinds import Column, compare_values, kind_of
+from mmcot_cli.evaluation.kinds import Column, compare_values, headline_baselines, headline_columns, kind_of
 from mmcot_cli.evaluation.rationale_metrics import RATIONALE_METRICS, MetricOptions
 from mmcot_cli.evaluation.score import ScoreConfig, load_gold, rationale_result
 from mmcot_cli.evaluation.score_data import score_data
@@ -183,12 +183,36 @@ def load_values(spec: str, cfg: CompareConfig, warn: Warn | None = None) -> dict
         if value is not None and not _plain_number(value):
             raise DataError(f"{path}: {key} is {type(value).__name__}, expected a number or null")
     return {"label": label or default_label(path), "source": str(path), "kind": kind_of(obj),
-            "protocol": protocol, "columns": columns, "values": values}
+            "protocol": protocol, "columns": columns, "values": values,
+            "baselines": obj.get("baselines") if isinstance(obj.get("baselines"), dict) else None}
+
+
+BASELINE_ROWS = (("chance", "baseline: chance"), ("majority", "baseline: majority class"))
+BASELINE_NOTE = ("baseline rows: chance is a uniform guess among each item's own options, majority class always "
+                 "the option letter most often right")
+
+
+def compare_baselines(kind: str, rows: list[dict], cfg: CompareConfig) -> dict | None:
+    """{"chance", "majority": {column key: percent}, "of"}: per column over --data's split, else for the overall
+    accuracy from the first score object that has them (`baselines`, on its items); None when neither exists."""
+    if cfg.data is not None:
+        per = headline_baselines(kind, load_gold(cfg.data, cfg.split))
+        of = f"{cfg.split} split of {cfg.data}"
+    else:
+        first = next((row for row in rows if row["baselines"]), None)
+        if first is None:
+            return None
+        overall = headline_columns(kind)[-1 if kind == "scienceqa" else 0].key  # Avg, MC, Acc
+        per, of = {overall: first["baselines"]}, f"items of {first['label']}"
+    found = {name: {key: cell.get(name) for key, cell in per.items() if _plain_number(cell.get(name))}
+             for name, _ in BASELINE_ROWS}
+    return {**found, "of": of} if any(found.values()) else None
 
 
 def compare(cfg: CompareConfig, warn: Warn | None = None) -> dict:
     """{kind, protocol, headline, columns, baseline, rows: [{label, source, protocol, values, delta (vs the first
-    row; None for it)}]}; `headline`: the key of the protocol's headline rationale column."""
+    row; None for it)}], baselines}; `headline`: the key of the protocol's headline rationale column; `baselines`:
+    chance and majority-class accuracy beside the accuracies (compare_baselines)."""
     if len(cfg.inputs) < 1:
         raise UsageError("give at least one score object, predictions file or RUN_DIR")
     cfg.metric_options.check()
@@ -219,9 +243,12 @@ def compare(cfg: CompareConfig, warn: Warn | None = None) -> dict:
         row["delta"] = None if i == 0 else {
             k: (round(v - base[k], 2) if v is not None and base[k] is not None else None)
             for k, v in row["values"].items()}
+    baselines = compare_baselines(kinds[0], rows, cfg)
+    for row in rows:
+        row.pop("baselines")
     return {"kind": kinds[0], "protocol": protocol, "headline": HEADLINE[protocol],
             "columns": [{"key": c.key, "label": c.label} for c in columns.values()],
-            "baseline": rows[0]["label"], "rows": rows}
+            "baseline": rows[0]["label"], "rows": rows, "baselines": baselines}
 
 
 def _cell(value, delta) -> str:
@@ -239,6 +266,15 @@ def _md_row(cells: list[str]) -> str:
     return "| " + " | ".join(cell.replace("|", "/") for cell in cells) + " |"
 
 
+def baseline_cell(base: dict, name: str, key: str) -> str:
+    """A baseline row's cell: its percent under an accuracy column, empty under the others (no baseline there)."""
+    return f"{base[name][key]:.2f}" if key in base[name] else ""
+
+
+def baseline_note(base: dict) -> str:
+    return f"{BASELINE_NOTE[0].upper()}{BASELINE_NOTE[1:]} (on the {base['of']})."
+
+
 def to_markdown(table: dict) -> str:
     cols = used_columns(table)
     lines = [_md_row(["setting"] + [c["label"] for c in cols]), "|---|" + "---|" * len(cols)]
@@ -246,9 +282,14 @@ def to_markdown(table: dict) -> str:
         delta = row["delta"] or {}
         cells = [_cell(row["values"][c["key"]], delta.get(c["key"]) if row["delta"] else None) for c in cols]
         lines.append(_md_row([row["label"]] + cells))
+    base = table.get("baselines")
+    for name, label in BASELINE_ROWS if base else ():
+        lines.append(_md_row([label] + [baseline_cell(base, name, c["key"]) for c in cols]))
     lines.append("")
     if len(table["rows"]) > 1:  # one input has nothing to be compared with
         lines.append(f"In parentheses: difference from {table['baseline']} (percentage points).")
+    if base:
+        lines.append(baseline_note(base))
     lines.append(protocol_note(table))
     return "\n".join(lines) + "\n"
 
