@@ -110,3 +110,31 @@ def test_train_in_a_log_file_prints_steady_progress_lines_and_the_final_loss(tmp
     assert "train rationale: epoch 2  step 96  train loss" in text
     assert re.search(r"│ final train loss +│ +\d+\.\d{4} │", text), text  # the summary table, uncut
     assert "…" not in text and out.read_text() == ""  # stdout stays for --json
+
+
+def test_demo_pipelines_progress_reaches_a_log_as_steady_lines(monkeypatch):
+    """`mmcot demo > log 2>&1`: the pipelines run in child processes that forward their bars; the parent, outside a
+    terminal, prints each stage's progress as plain lines at the interval (it printed nothing for minutes)."""
+    import itertools
+    import queue
+
+    buf = io.StringIO()
+    ticks = itertools.count()  # one second per clock read: only the parent's drain thread reads it
+    monkeypatch.setattr(progress.time, "monotonic", lambda: float(next(ticks)))
+    monkeypatch.setattr(progress, "_enabled", True)
+    monkeypatch.setattr(progress, "_forward", None)
+    monkeypatch.setattr(progress.sys, "stderr", io.StringIO())
+    monkeypatch.setattr(progress, "err_console", Console(file=buf, width=300))
+    monkeypatch.setattr(progress, "LOG_INTERVAL_S", 10.0)
+    events = queue.Queue()
+    with progress.ForwardedProgress(events):
+        child = progress._ForwardingProgress(events, "vision")  # what forward_to makes in a child
+        events.put(("log", None, "▶ vision: train rationale"))
+        task = child.add_task("train rationale", total=60, loss="-", sps="-")
+        for _ in range(60):
+            child.update(task, advance=1, loss="0.5000", sps="4.0")
+    lines = buf.getvalue().splitlines()
+    assert lines[0] == "▶ vision: train rationale"
+    steady = [line for line in lines if line.startswith("vision: train rationale: ") and "ETA" in line]
+    assert len(steady) >= 3 and all("loss 0.5000  4.0 samples/s  elapsed" in line for line in steady), lines
+    assert lines[-1].startswith("vision: train rationale: 60/60 (100%)  loss 0.5000")
