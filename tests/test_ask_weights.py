@@ -14,15 +14,16 @@ IMAGE = SHARED / "scienceqa-sample" / "images" / "133" / "choice_0.png"
 def detr_run(tmp_path_factory):
     if not (FIXTURE / "checkpoint").is_dir() or not IMAGE.is_file():
         pytest.skip("../shared/reference-checkpoint or the ScienceQA sample not present")
-    out = tmp_path_factory.mktemp("ask") / "run"
-    import_run(ImportRunConfig(checkpoint=str(FIXTURE / "checkpoint"), stage="rationale", backbone="detr",
-                               out=str(out)))
-    return out
+    root = tmp_path_factory.mktemp("ask")
+    for stage in ("rationale", "answer"):  # both runs are checked for their stage before an image is encoded
+        import_run(ImportRunConfig(checkpoint=str(FIXTURE / "checkpoint"), stage=stage, backbone="detr",
+                                   out=str(root / stage)))
+    return root
 
 
-def _ask(cli, run, *extra):
-    return cli("ask", "--rationale-run", run, "--answer-run", run, "--question", "Q?", "--choices", "a|b",
-               "--image", IMAGE, *extra)
+def _ask(cli, runs, *extra):
+    return cli("ask", "--rationale-run", runs / "rationale", "--answer-run", runs / "answer", "--question", "Q?",
+               "--choices", "a|b", "--image", IMAGE, *extra)
 
 
 def test_offline_hint_names_asks_flags(cli, detr_run, monkeypatch):

@@ -263,17 +263,39 @@ def test_ask_runs_both_stages_with_an_image(world, cli):
     assert res.exit_code == 0 and res.stdout.startswith("Rationale: ")
 
 
-def test_ask_features_match_extracted_store(world):
-    """`ask` encodes an image exactly as `mmcot extract` did for training (same backbone, same numbers)."""
+def test_ask_features_match_extracted_store(world, tmp_path):
+    """`ask` encodes an image exactly as `mmcot extract` did for training (same backbone, same numbers); an image
+    the run's store was extracted from is read from the store, not encoded again."""
+    import dataclasses
+    import shutil
+
     from mmcot_cli.features.store import open_store
     from mmcot_cli.inference.ask import encode_ask_image
+    from mmcot_cli.inference.ask_images import image_features
 
     rec = world["records"]["test"][0]
     _, _, model_meta = load_run_model(world["run_r"])
     info = RunMeta.for_run(world["run_r"], model_meta)
-    feats = encode_ask_image(info, (49, 192), rec["image_paths"][0], random_init=False,
-                               device=torch.device("cpu"), cache={})
     stored = open_store(world["features"]).get(rec["qid"])
+    copy = tmp_path / "same-bytes.png"  # another path, the same file content: found by digest
+    shutil.copyfile(rec["image_paths"][0], copy)
+    cache: dict = {}
+    feats, source = image_features(info, (49, 192), str(copy), random_init=False, device=torch.device("cpu"),
+                                   cache=cache)
+    assert source == "store" and "encoders" not in cache  # no backbone built
+    torch.testing.assert_close(feats[0], stored)
+    no_store = dataclasses.replace(info, features_dir=None)
+    feats, source = image_features(no_store, (49, 192), rec["image_paths"][0], random_init=False,
+                                   device=torch.device("cpu"), cache={})
+    assert source == "encoded"
+    torch.testing.assert_close(feats[0], stored)
+    # encoded another way than the store was made (another transparency policy): never the stored row
+    _, source = image_features(info, (49, 192), str(copy), random_init=False, device=torch.device("cpu"),
+                               cache={}, alpha="original" if open_store(world["features"]).alpha == "white"
+                               else "white")
+    assert source == "encoded"
+    feats = encode_ask_image(info, (49, 192), rec["image_paths"][0], random_init=False,
+                             device=torch.device("cpu"), cache={})
     torch.testing.assert_close(feats[0], stored)
     zeros = encode_ask_image(info, (49, 192), None, random_init=False, device=torch.device("cpu"), cache={})
     assert zeros.shape == (1, 49, 192) and not zeros.any()

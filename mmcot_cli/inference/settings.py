@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mmcot_cli.data.records import split_list
+from mmcot_cli.errors import UsageError
 from mmcot_cli.inference.sampling import Sampling
 from mmcot_cli.settings import check_settings, setting
 from mmcot_cli.validate import (
@@ -88,12 +89,17 @@ class AskConfig:
 
     rationale_run: str = setting(help="Stage-1 RUN_DIR (rationale generation).", metavar="RUN_DIR")
     answer_run: str = setting(help="Stage-2 RUN_DIR (answer inference).", metavar="RUN_DIR")
-    question: str = setting(help="The question text.", metavar="TEXT")
-    choices: list[str] = setting(help="Options separated by '|', e.g. 'north|south'.", cli_type=str, parse=_choices,
-                                 metavar="A|B|…")
+    question: str | None = setting(None, "The question text (required unless --questions).", metavar="TEXT")
+    choices: list[str] | None = setting(None, "Options separated by '|', e.g. 'north|south' (required unless "
+                                        "--questions).", cli_type=str, parse=_choices, metavar="A|B|…")
     context: str = setting("", "Text context (the ScienceQA hint).", metavar="TEXT")
-    image: str | None = setting(None, "An image file; encoded with each run's recorded vision backbone.",
-                                metavar="FILE")
+    image: str | None = setting(None, "An image file: its row of the run's feature store when the store was "
+                                "extracted from this very file, else encoded with each run's recorded vision "
+                                "backbone.", metavar="FILE")
+    questions: str | None = setting(None, "Many questions, one JSON object per line: question, choices (a list "
+                                    "or \"a|b\"), optional context, image (relative to the file's folder) and "
+                                    "qid. The runs are loaded once; every line is checked first (a bad one is "
+                                    "FILE:LINE and nothing is answered).", metavar="FILE.jsonl")
     random_init_vision: bool = setting(False, "Build the vision backbone with random weights (offline; the same "
                                        "seeded weights as `mmcot extract --random-init`).")
     vision_weights: str | None = setting(None, "Local path or hub id of the vision weights (as `mmcot extract "
@@ -109,5 +115,15 @@ class AskConfig:
     constrain: bool = setting(True, "The answer names one of --choices.")
 
     def __post_init__(self) -> None:
-        self.choices = _choices(self.choices)
+        if self.choices is not None:
+            self.choices = _choices(self.choices)
         check_settings(self)
+        if self.questions is not None:
+            given = [flag for flag, value in (("--question", self.question), ("--choices", self.choices),
+                                              ("--context", self.context or None), ("--image", self.image))
+                     if value is not None]
+            if given:
+                raise UsageError(f"--questions {self.questions} gives every question's fields; drop {given[0]}")
+        elif self.question is None or self.choices is None:
+            missing = "--question" if self.question is None else "--choices"
+            raise UsageError(f"missing option {missing} (or --questions FILE.jsonl for many questions)")
