@@ -72,3 +72,30 @@ def test_carve_keeps_image_strata_balanced():
     assert info["strata"] == ["image"]
     assert [sum(1 for r in parts[p] if r["image_paths"]) for p in ("train", "val", "test")] == [25, 12, 13] or \
         [sum(1 for r in parts[p] if r["image_paths"]) for p in ("train", "val", "test")] == [25, 13, 12]
+
+
+def test_later_commands_say_the_splits_are_carved(cli, tmp_path, only_test):
+    """The manifest's record reaches `score` (JSON `splits_note` and a line under the table) and `train` (its
+    summary), so a number on carved data is never read as one on the official splits (issue 25)."""
+    from test_train import TINY_ARGS
+
+    out = tmp_path / "data"
+    assert cli("prepare", only_test, "--carve", "test:60/20/20", "--seed", "3", "--out", out).exit_code == 0
+    preds = tmp_path / "preds.jsonl"
+    preds.write_text("".join(json.dumps({"qid": r["qid"], "prediction": "The answer is (A)."}) + "\n"
+                             for r in load_records(out, "test")))
+    note = ("splits carved from 'test' by `prepare --carve` (60/20/20, seed 3, stratified by subject, grade): not "
+            "the source's official splits")
+    res = cli("score", preds, "--data", out, "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["splits_note"] == note
+    res = cli("score", preds, "--data", out)
+    assert f"data: {note}" in " ".join(res.stdout.split())
+    res = cli("train", "--stage", "rationale", "--data", out, "--text-model", "t5-scratch", "--out", tmp_path / "run",
+              "--epochs", "1", "--batch-size", "30", "--max-output-len", "4", "--eval-every", "0", *TINY_ARGS)
+    assert res.exit_code == 0, res.output
+    assert f"data: {note}" in " ".join(res.stderr.split())
+    official = tmp_path / "official"  # the source's own split: nothing said
+    assert cli("prepare", only_test, "--splits", "test", "--out", official).exit_code == 0
+    res = cli("score", preds, "--data", official, "--json")
+    assert json.loads(res.stdout)["splits_note"] is None

@@ -142,3 +142,5 @@ def score_command(
         print_group_table(result)
     else:
         print_score_table(result)
+    if result.get("splits_note") and not json_out:
+        make_console().print(f"data: {result['splits_note']}", highlight=False, markup=False)

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from mmcot_cli.cli.app import print_json
 from mmcot_cli.cli.options import settings_command
+from mmcot_cli.data.carve import splits_note
 from mmcot_cli.progress import err_console
 from mmcot_cli.registry.weights import require_text_weights
 from mmcot_cli.training.config import TrainConfig
@@ -32,6 +33,7 @@ def train_command(
         from mmcot_cli.training.loop import train
 
         summary = train(cfg)
+    summary["splits_note"] = splits_note(cfg.data_dir)
     if int(os.environ.get("RANK", "0")) != 0:  # under accelerate launch / torchrun only rank 0 reports
         return
     if json_out:
@@ -56,6 +58,8 @@ def train_command(
     for name, value in rows:
         table.add_row(name, str(value))
     err_console.print(table)
+    if summary["splits_note"]:
+        err_console.print(f"data: {summary['splits_note']}", highlight=False, markup=False)
 
 
 def _rate(samples_per_s: float | None) -> str:

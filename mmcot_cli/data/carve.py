@@ -9,11 +9,14 @@ every part gets each stratum's share and the part sizes are exact. The DATA_DIR 
 
 from __future__ import annotations
 
+import os
 import random
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from mmcot_cli.errors import DataError, UsageError
+from mmcot_cli.io import read_json
 
 PARTS = ("train", "val", "test")
 DEFAULT_SHARES = (80, 10, 10)
@@ -74,3 +77,28 @@ def carve_records(records: list[dict], carve: Carve) -> tuple[dict[str, list[dic
     info = {"split": carve.split, "shares": dict(zip(PARTS, carve.shares)), "seed": carve.seed,
             "strata": list(fields), "counts": {p: len(rows) for p, rows in parts.items()}}
     return parts, info
+
+
+def splits_note(data: str | os.PathLike) -> str | None:
+    """What DATA_DIR's manifest says against its splits being the source's official ones, as one line for `score`
+    and `train` (a --carve; Hub rows whose original qids were not recovered); None when it says nothing of the
+    kind, or DATA is no DATA_DIR (a problems.json)."""
+    path = Path(data) / "manifest.json"
+    if not path.is_file():
+        return None
+    try:
+        manifest = read_json(path)
+    except (DataError, OSError):
+        return None  # the command reading DATA_DIR names what is wrong with it
+    if not isinstance(manifest, dict) or manifest.get("official_splits") is not False:
+        return None
+    carved = manifest.get("carved_from")
+    if isinstance(carved, dict):
+        shares = carved.get("shares") or {}
+        cut = "/".join(f"{shares[p]:g}" if isinstance(shares[p], (int, float)) else str(shares[p])
+                       for p in PARTS if p in shares)
+        strata = ", ".join(carved.get("strata") or []) or "nothing"
+        return (f"splits carved from {carved.get('split')!r} by `prepare --carve` ({cut}, seed {carved.get('seed')}, "
+                f"stratified by {strata}): not the source's official splits")
+    return ("qids are Hub row numbers (prepared without --problems): not matched to ScienceQA's official "
+            "splits, so no published rows apply")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from mmcot_cli.data.carve import splits_note
 from mmcot_cli.data.readers import format_of
 from mmcot_cli.errors import DataError
 from mmcot_cli.evaluation.own_formats import score_own_data
@@ -16,7 +17,14 @@ from mmcot_cli.validate import check_protocol
 
 
 def score_data(cfg: ScoreConfig, warn: Warn | None = None, export: str | Path | None = None) -> dict:
-    """`mmcot score` for any prepared format: the scorer of the format's scoring kind (the format registry)."""
+    """`mmcot score` for any prepared format: the scorer of the format's scoring kind (the format registry), with
+    `splits_note` (data.carve.splits_note: why the data are not the source's official splits, else None)."""
+    result = _score_data(cfg, warn, export)
+    result["splits_note"] = splits_note(cfg.data)
+    return result
+
+
+def _score_data(cfg: ScoreConfig, warn: Warn | None, export: str | Path | None) -> dict:
     fmt = format_of(cfg.data)
     if export is not None and fmt.scoring != "aokvqa":
         raise DataError(f"{cfg.data}: --export-aokvqa needs data prepared from A-OKVQA (this is {fmt.name})")
