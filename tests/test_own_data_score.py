@@ -151,6 +151,9 @@ def test_jsonl_per_group_accuracy_and_table(cli, tmp_path, sqa_source):
             {v: [c, t] for v, (c, t) in expected.items()}
     table = cli("--quiet", "score", preds, "--data", tmp_path / "d", "--split", "val")
     assert table.exit_code == 0 and "overall" in table.stdout and "subject =" in table.stdout
+    chance = round(100 * sum(1 / len(r["choices"]) for r in val) / len(val), 2)  # beside accuracy, both formats
+    assert out["baselines"]["chance"] == chance and out["baselines"]["majority"] is not None
+    assert "baseline: chance" in table.stdout and "baseline: majority class" in table.stdout
     result = cli("score", preds, "--data", tmp_path / "d", "--split", "val", "--export-aokvqa", tmp_path / "x.json")
     assert result.exit_code == 1 and "A-OKVQA" in result.stderr and not (tmp_path / "x.json").exists()
 
