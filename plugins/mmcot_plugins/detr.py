@@ -87,16 +87,16 @@ class DetrEncoder:
 
 
 def build(options: VisionBuildOptions) -> DetrEncoder:
-    from transformers import DetrModel
-
     variant = options.variant or DEFAULT_VARIANT
     if variant not in VARIANTS:
         raise UsageError(f"backbone detr: unknown variant {variant!r}; available: {', '.join(VARIANTS)}")
     source = resolve_weights("detr", options.weights, options.random_init, default=VARIANTS[variant][0])
+    if source.kind in ("default", "hub"):  # before transformers loads: weights that cannot be had fail at once
+        require_vision_weights("detr", source.value)
+    from transformers import DetrModel
+
     if source.kind == "random-init":
         return DetrEncoder(DetrModel(random_init_config(variant)), RANDOM_INIT, options.device)
-    if source.kind in ("default", "hub"):
-        require_vision_weights("detr", source.value)
     with loading("detr", source.given):  # a hub id and a save_pretrained directory go through the same call
         model, info = DetrModel.from_pretrained(source.value, output_loading_info=True)
     missing = sorted(info.get("missing_keys") or [])
