@@ -131,6 +131,65 @@ def test_resume_refuses_a_hostile_optimizer_pickle(world, tmp_path):
     _assert_refused_safely(res, ckpt / "optimizer.pt", marker)
 
 
+@pytest.mark.parametrize("family", ["t5", "causal"])
+def test_train_refuses_a_text_model_folder_with_a_hostile_pickle(world, tmp_path, family):
+    """`train --text-model DIR` whose pytorch_model.bin holds pickled code: one line (it was a traceback ending in
+    torch's advice to retry with weights_only=False), nothing run, no run folder."""
+    if family == "t5":
+        from t5_layouts import make_t5_dir
+
+        ckpt = make_t5_dir(tmp_path / "ckpt", tokenizer="json", weights="bin", tied=True)
+    else:
+        from causal_layouts import make_causal_dir
+
+        ckpt = make_causal_dir(tmp_path / "ckpt", "llama")
+        (ckpt / "model.safetensors").unlink()
+    marker = tmp_path / "executed"
+    _hostile_pickle(ckpt / "pytorch_model.bin", marker)
+    out = tmp_path / "run"
+    res = mmcot("train", "--stage", "answer", "--prompt-format", "QCM-A", "--data", world.data, "--text-model", ckpt,
+                "--out", out, "--epochs", "1", "--limit-train", "4", "--val-split", "none")
+    _assert_refused_safely(res, ckpt, marker)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("backbone", ["resnet", "clip"])
+def test_extract_refuses_weights_file_with_a_hostile_pickle(world, tmp_path, backbone):
+    """`extract --weights FILE` (timm's and open_clip's loaders): torch's refusal said "retry with
+    weights_only=False"; mmcot's line does not, and no offline hint (the network is not the problem)."""
+    marker = tmp_path / "executed"
+    pth = _hostile_pickle(tmp_path / "weights.pth", marker)
+    out = tmp_path / "f"
+    res = mmcot("extract", "-b", backbone, "--weights", pth, "--data", world.data, "--split", "test", "--workers", "0",
+                "--out", out)
+    _assert_refused_safely(res, pth, marker)
+    assert "offline" not in res.stderr and not out.exists()
+
+
+def test_score_refuses_a_similarity_model_with_a_hostile_pickle(world, tmp_path):
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    model = tmp_path / "minilm"
+    model.mkdir()
+    (model / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "they", "repel"]))
+    BertTokenizer(str(model / "vocab.txt")).save_pretrained(model)
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=7, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=32, max_position_embeddings=64)).save_pretrained(model)
+    (model / "model.safetensors").unlink()
+    (model / "modules.json").write_text(json.dumps([{"idx": 0, "name": "0", "path": "",
+                                                      "type": "sentence_transformers.models.Transformer"}]))
+    marker = tmp_path / "executed"
+    _hostile_pickle(model / "pytorch_model.bin", marker)
+    preds = tmp_path / "r.jsonl"
+    rows = [json.loads(x) for x in (world.data / "test.jsonl").read_text().splitlines()]
+    preds.write_text("".join(json.dumps({"qid": r["qid"], "prediction": "Solution: they repel.",
+                                         "stage": "rationale"}) + "\n" for r in rows))
+    res = mmcot("score", preds, "--data", world.data, "--similarity-model", model)
+    _assert_refused_safely(res, model, marker)
+
+
 # --------------------------------------------------------------------------- extreme aspect ratios
 
 

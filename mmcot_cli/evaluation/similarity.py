@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Sequence
 
 from mmcot_cli import progress
-from mmcot_cli.errors import DataError, UsageError, first_line
+from mmcot_cli.errors import DataError, UsageError, torch_load_problem
 from mmcot_cli.settings import setting
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"  # the original's model
@@ -89,7 +89,7 @@ def load_model(model_dir: str | Path):
         try:
             _MODELS[key] = SentenceTransformer(key, local_files_only=True)
         except Exception as e:  # noqa: BLE001 - any load failure is one line naming the folder
-            raise DataError(f"{model_dir}: cannot load the sentence-transformers model: {first_line(e)}") from e
+            raise DataError(f"{model_dir}: cannot load the sentence-transformers model: {torch_load_problem(e)}") from e
         finally:
             if was_enabled:
                 hf_logging.enable_progress_bar()

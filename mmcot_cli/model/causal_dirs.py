@@ -9,6 +9,7 @@ tokenizer, and the fusion layers in FUSION_WEIGHTS. Safetensors only; no remote 
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Sequence
 
@@ -16,7 +17,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from mmcot_cli.errors import DataError, MMCoTError, first_line
+from mmcot_cli.errors import DataError, MMCoTError, first_line, torch_load_problem
 from mmcot_cli.io import atomic_dir, read_json
 from mmcot_cli.model.adapters import lora
 from mmcot_cli.model.causal_batching import CHAT_TEMPLATE_KWARGS, pad_id
@@ -66,8 +67,9 @@ def _pretrained(weights: str, name: str, random_init: bool):
                 lm = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
             else:
                 lm = AutoModelForCausalLM.from_pretrained(weights, dtype=torch.float32)
-    except (OSError, ValueError) as e:  # not cached and offline, misspelled id, damaged files
-        raise MMCoTError(f"cannot load text backbone {name!r} ({weights}): {first_line(e)}") from None
+    except (OSError, ValueError, pickle.UnpicklingError) as e:  # not cached and offline, misspelled id, damaged
+        # files, a pytorch_model.bin holding pickled code (refused by weights_only, never run)
+        raise MMCoTError(f"cannot load text backbone {name!r} ({weights}): {torch_load_problem(e)}") from None
     return lm, tokenizer
 
 

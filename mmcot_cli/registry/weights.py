@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from mmcot_cli.errors import MMCoTError, UsageError, first_line
+from mmcot_cli.errors import MMCoTError, UsageError, first_line, torch_load_problem
 from mmcot_cli.registry.hub import HUB_PATH, require_pretrained
 from mmcot_cli.registry.manager import get_text_backbone
 
@@ -90,7 +90,9 @@ def loading(backbone: str, what: str, arch: str | None = None) -> Iterator[None]
         raise
     except Exception as e:
         where = f"backbone {backbone} ({arch})" if arch else f"backbone {backbone}"
-        raise MMCoTError(f"{where}: cannot load {what}: {first_line(e)} ({OFFLINE_HINT})") from None
+        problem = torch_load_problem(e)  # a pickle refused by weights_only: never torch's advice to unblock it
+        hint = "" if problem != first_line(e) else f" ({OFFLINE_HINT})"
+        raise MMCoTError(f"{where}: cannot load {what}: {problem}{hint}") from None
     finally:
         logging.disable(disabled)
         root.removeHandler(quiet)

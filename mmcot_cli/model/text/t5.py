@@ -7,6 +7,7 @@ T5 specifics, all here: the encoder input is the tokenized source (right-padded)
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -15,7 +16,7 @@ from safetensors import SafetensorError, safe_open
 from torch import nn
 from transformers import AutoConfig, AutoTokenizer, T5Config
 
-from mmcot_cli.errors import DataError, MMCoTError, UsageError, first_line
+from mmcot_cli.errors import DataError, MMCoTError, UsageError, first_line, torch_load_problem
 from mmcot_cli.io import atomic_dir
 from mmcot_cli.model.adapters import lora
 from mmcot_cli.model.batching import Collator, Example, length_mask, pad_rows, tokenize_pairs
@@ -130,8 +131,9 @@ def pretrained_t5(name: str, weights: str, image_shape: Sequence[int] | None, ra
                 model = MMCoTForConditionalGeneration(config)
             else:
                 model = MMCoTForConditionalGeneration.from_pretrained(weights, config=config)
-    except (OSError, ValueError) as e:  # not cached and offline, misspelled id, damaged files in a local dir
-        raise MMCoTError(f"cannot load text backbone {name!r} ({weights}): {first_line(e)}") from None
+    except (OSError, ValueError, pickle.UnpicklingError) as e:  # not cached and offline, misspelled id, damaged
+        # files in a local dir, a pytorch_model.bin holding pickled code (refused by weights_only, never run)
+        raise MMCoTError(f"cannot load text backbone {name!r} ({weights}): {torch_load_problem(e)}") from None
     return model, tokenizer
 
 
