@@ -182,3 +182,31 @@ def test_published_rows_stay_away_from_unofficial_splits(make_record):
     carved = {"official_splits": False, "carved_from": {"split": "test"}}
     assert "carved from split 'test'" in why_not_published(table, "test", records, carved)
     assert "3 questions, not 4,241" in why_not_published(table, "test", records, {"format": "hub"})
+
+
+def test_first_hour_on_the_hub_layout_in_five_commands(cli, hub_env, monkeypatch):
+    """Issue 25's target: from a folder of the Hub's parquet files, prepare → extract → train → generate → score,
+    each printing progress lines in a log (the interval set to 0 here; 15 s by default, MMCOT_PROGRESS_SECONDS)."""
+    import re
+
+    from test_train import TINY_ARGS
+
+    from mmcot_cli import progress
+
+    monkeypatch.setattr(progress, "LOG_INTERVAL_S", 0.0)
+    files = write_hub_parquet(hub_env / "files")
+    data, feats, run = hub_env / "data", hub_env / "feats", hub_env / "run"
+    steps = [("prepare", files, "--out", data),
+             ("extract", "--backbone", "patches", "--data", data, "--split", "train,val,test", "--out", feats,
+              "--workers", "0"),
+             ("train", "--stage", "rationale", "--data", data, "--features", feats, "--text-model", "t5-scratch",
+              "--out", run, "--epochs", "2", "--batch-size", "1", "--max-output-len", "8", "--eval-every", "0",
+              *TINY_ARGS),
+             ("generate", "--run", run, "--data", data, "--split", "test", "--max-new-tokens", "4"),
+             ("score", run / "preds-test.jsonl", "--data", data, "--split", "test")]
+    for args in steps:
+        res = cli(*args)
+        assert res.exit_code == 0, (args[0], res.output)
+        lines = re.findall(r"^.+: \d+/\d+ \(\d+%\)  .*elapsed \d+:\d\d.*$", res.stderr, re.M)
+        assert lines, (args[0], res.stderr)
+    assert "rationale ROUGE-L" in res.stdout or "ROUGE-L" in res.stdout
