@@ -84,3 +84,13 @@ def test_format_detection_error_is_whole_and_names_problems_file(cli, tmp_path, 
     assert "problems.json (or --problems FILE)" in line and "derek-thomas/ScienceQA" in line
     assert line.endswith("answer))") and "docs/" not in line  # not cut at the line limit, self-contained
     assert len(line) - len(str(tmp_path / "src")) < 380  # within the 400 characters whatever the path
+
+
+def test_a_renamed_problems_file_beside_pid_splits_is_named_with_the_option(cli, tmp_path):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "my_problems.json").write_text("{}")
+    (tmp_path / "src" / "pid_splits.json").write_text("{}")
+    res = cli("prepare", tmp_path / "src", "--out", tmp_path / "data")
+    assert res.exit_code == 1
+    assert (f"cannot tell its format; is my_problems.json its problems file? pass --problems "
+            f"{tmp_path / 'src' / 'my_problems.json'}, or pass --format") in res.stderr

@@ -136,8 +136,16 @@ def detect_format(source: str | Path) -> str:
         if fmt.detect(source):
             return fmt.name
     looked_for = "; ".join(f"{f.name}: {f.description}" for f in FORMATS.values())
-    raise DataError(f"{source}: cannot tell its format; pass --format {'|'.join(FORMATS)} (looked for "
-                    f"{looked_for})")
+    raise DataError(f"{source}: cannot tell its format; {_problems_hint(source)}pass --format "
+                    f"{'|'.join(FORMATS)} (looked for {looked_for})")
+
+
+def _problems_hint(source: Path) -> str:
+    """"is NAME its problems file? …" for a folder holding a JSON file that may be a renamed problems.json."""
+    known = ("pid_splits.json", "captions.json", "manifest.json")
+    names = sorted(p.name for p in source.glob("*.json") if p.name not in known and not p.name.startswith("aokvqa_")
+                   and p.is_file()) if source.is_dir() else []
+    return f"is {names[0]} its problems file? pass --problems {source / names[0]}, or " if names else ""
 
 
 def format_of(data_dir: str | Path) -> DataFormat:
