@@ -179,3 +179,19 @@ def test_a_small_model_decodes_on_one_thread_and_the_setting_is_restored(world, 
         assert seen == [2, 2]
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_digest_whose_qid_has_no_row_is_encoded_not_zeros(world):
+    """A stored digest naming a qid without a row (a skipped item) must not serve the zeros `get` returns."""
+    from mmcot_cli.data.images import image_digest
+    from mmcot_cli.features.store import open_store
+    from mmcot_cli.inference.ask_images import image_features
+
+    image = world["images"]["stored"]
+    info = RunMeta.for_run(world["runs"]["rationale"], {})
+    store = open_store(info.features_dir)
+    cache = {"stores": {info.features_dir: (store, {image_digest(image.read_bytes()): "no-such-qid"})}}
+    feats, source = image_features(info, (49, 192), str(image), random_init=False, device=torch.device("cpu"),
+                                   cache=cache)
+    assert source == "encoded" and feats.abs().sum() > 0
+    torch.testing.assert_close(feats[0], store.get("1"))

@@ -123,8 +123,8 @@ def _stored_row(info: RunMeta, enc: Encoding, weight_free: bool, digest: str, ca
     if stores[info.features_dir] is None:
         return None
     store, by_digest = stores[info.features_dir]
-    if digest not in by_digest or not _store_matches(store, enc, weight_free):
-        return None
+    if digest not in by_digest or not store.has(by_digest[digest]) or not _store_matches(store, enc, weight_free):
+        return None  # (a qid without a row would read as zeros)
     try:
         return store.get(by_digest[digest]).unsqueeze(0).float()
     except DataError:
