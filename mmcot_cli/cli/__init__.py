@@ -45,7 +45,7 @@ COMMAND_LINES = {
     "extract": "Vision features into a memory-mapped store (resumable).",
     "train": "Train one stage: rationale or answer.",
     "generate": "Predictions of a trained run → preds-<split>.jsonl.",
-    "ask": "One question (+ image): rationale, then answer.",
+    "ask": "Questions (+ image): rationale, then answer; --questions FILE.jsonl.",
     "score": "Accuracy by category; rationale ROUGE-L and BLEU.",
     "report": "One self-contained HTML report of one or more runs.",
     "compare": "Results side by side, with differences from the first.",
