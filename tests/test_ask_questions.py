@@ -195,3 +195,22 @@ def test_a_digest_whose_qid_has_no_row_is_encoded_not_zeros(world):
                                    cache=cache)
     assert source == "encoded" and feats.abs().sum() > 0
     torch.testing.assert_close(feats[0], store.get("1"))
+
+
+def test_bench_ask_times_the_phases_this_code_has(world):
+    """benchmarks/bench_ask.py wraps functions by name: each phase it reports must still exist here (else it
+    would report 0 s for it). One child process; the timings themselves are the benchmark's, not asserted."""
+    import importlib.util
+
+    from conftest import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location("bench_ask", REPO_ROOT / "benchmarks" / "bench_ask.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    cfg = {"rationale_run": str(world["runs"]["rationale"]), "answer_run": str(world["runs"]["answer"]),
+           "question": "Which color?", "choices": ["red", "blue"], "image": str(world["images"]["new"]),
+           "device": "cpu"}
+    out = bench.run_child(REPO_ROOT, cfg)
+    assert "error" not in out, out
+    assert out["load_runs_s"] > 0 and out["generate_s"] > 0 and out["vision_build_s"] > 0
+    assert out["ask_s"] >= out["load_runs_s"] + out["generate_s"] + out["vision_build_s"]
