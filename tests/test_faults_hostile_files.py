@@ -194,7 +194,8 @@ def test_score_refuses_a_similarity_model_with_a_hostile_pickle(world, tmp_path)
 
 
 def test_detr_refuses_an_extreme_aspect_ratio_before_resizing():
-    """10×20000 pixels (1.5 KB as a PNG) would become 224×448000 floats ×3 and a ResNet over it: refused."""
+    """10×20000 pixels (1.5 KB as a PNG) would become 224×448000 floats ×3 and a ResNet over it: refused (DETR sees
+    the whole image, so it cannot be cut as the centre-cropping backbones below cut it)."""
     from mmcot_plugins.detr import DetrPreprocess
     from PIL import Image
 
@@ -215,6 +216,43 @@ def test_extract_detr_names_an_extreme_aspect_ratio(world, tmp_path):
     res = mmcot("extract", "-b", "detr", "--random-init", "--data", data, "--split", "test", "--out", tmp_path / "f",
                 "--workers", "0")
     assert_one_error(res, 1, "qid 10", str(banner), "aspect ratio")
+
+
+_PREPROCESS_PEAK = """
+import gc, resource, sys
+import numpy as np
+from PIL import Image
+from mmcot_cli.registry.hookspecs import VisionBuildOptions
+from mmcot_cli.registry.manager import build_vision_encoder, get_vision_backbone
+
+backbone, variant = sys.argv[1], sys.argv[2] or None
+encoder = build_vision_encoder(get_vision_backbone(backbone), VisionBuildOptions(variant=variant, random_init=True))
+normal = Image.new("RGB", (400, 25), (0, 90, 200))  # 16:1, the most a centre-cropping backbone takes whole
+tall = Image.new("RGB", (10, 20000), (200, 10, 10))
+tall.paste((0, 200, 0), (0, 9000, 10, 11000))  # the middle differs from the ends
+gc.collect()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+x = encoder.preprocess(tall)
+grew = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024
+same = np.array_equal(np.asarray(x), np.asarray(encoder.preprocess(tall.crop((0, 9920, 10, 10080)))))
+print(grew, same, tuple(encoder.preprocess(normal).shape) == tuple(x.shape))
+"""
+
+
+@pytest.mark.parametrize(("backbone", "variant"), [("resnet", ""), ("vit", "vit_base_patch16_384"), ("clip", "")])
+def test_centre_cropping_backbones_preprocess_an_extreme_aspect_ratio_in_bounded_memory(backbone, variant):
+    """The backbones that resize the short side and centre-crop a square (timm's resnet and vit, open_clip's clip)
+    cut a long side beyond 16× the short one to its middle first: a 10×20000 PNG took 464 MB (resnet) and 1.2 GB
+    (vit at 384) per image before the crop threw almost all of it away. The features are those of the image's
+    middle, as before."""
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-c", _PREPROCESS_PEAK, backbone, variant], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    grew, same, shape = res.stdout.split()
+    assert int(grew) < 64 and same == "True" and shape == "True", res.stdout
 
 
 # --------------------------------------------------------------------------- input files that are FIFOs

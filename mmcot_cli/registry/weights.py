@@ -72,18 +72,16 @@ def resolve_weights(backbone: str, weights: str | None, random_init: bool = Fals
 def loading(backbone: str, what: str, arch: str | None = None) -> Iterator[None]:
     """Any non-mmcot error while loading `what` becomes one line: what failed, the library's first line, the hint
     (network down, unknown id, incompatible checkpoint all look alike to the user). The hub client's "Retrying
-    in 8s" warnings are held back meanwhile, and so is what a library logs through the standard `logging` module
-    (open_clip's `logging.error("Failed to download weights …")` printed "ERROR:root: …" above that line and left
-    a handler on the root logger): that one line says it all."""
+    in 8s" warnings are held back meanwhile, and so is what a library logs to the root logger (open_clip's
+    `logging.error("Failed to download weights …")` printed "ERROR:root: …" above that line and left a stderr
+    handler on the root logger): that one line says it all."""
     from huggingface_hub.utils import logging as hf_logging
 
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     root = logging.getLogger()
-    quiet = logging.NullHandler()  # logging.error() configures a stderr handler on a root logger that has none
-    root.addHandler(quiet)
-    disabled = root.manager.disable
-    logging.disable(logging.CRITICAL)
+    quiet = logging.NullHandler()  # with no handler, logging.error() configures a stderr one on the root logger;
+    root.addHandler(quiet)  # the records still reach handlers of their own loggers (timm's missing-keys check)
     try:
         yield
     except MMCoTError:
@@ -94,7 +92,6 @@ def loading(backbone: str, what: str, arch: str | None = None) -> Iterator[None]
         hint = "" if problem != first_line(e) else f" ({OFFLINE_HINT})"
         raise MMCoTError(f"{where}: cannot load {what}: {problem}{hint}") from None
     finally:
-        logging.disable(disabled)
         root.removeHandler(quiet)
         hf_logging.set_verbosity(verbosity)
 

@@ -9,6 +9,7 @@ import logging
 from mmcot_cli.errors import MMCoTError, UsageError
 from mmcot_cli.registry.hookspecs import VisionBuildOptions
 from mmcot_cli.registry.weights import RANDOM_INIT, loading, require_vision_weights, resolve_weights, timm_hub_id
+from mmcot_plugins._preprocess import TimmPreprocess
 
 
 def create_timm_model(backbone: str, arch: str, options: VisionBuildOptions):
@@ -77,23 +78,6 @@ def timm_token_shape(model) -> tuple[int, int]:
     input_size = model.pretrained_cfg.get("input_size", (3, 224, 224))
     reduction = model.feature_info[-1]["reduction"]
     return int((input_size[1] // reduction) * (input_size[2] // reduction)), int(model.num_features)
-
-
-class TimmPreprocess:
-    """Picklable wrapper around timm's eval transform built from the model's data config."""
-
-    def __init__(self, data_config: dict):
-        self.data_config = dict(data_config)
-        self._transform = None
-
-    def __call__(self, image):
-        if self._transform is None:
-            from timm.data import create_transform
-            self._transform = create_transform(**self.data_config, is_training=False)
-        return self._transform(image)
-
-    def __getstate__(self):
-        return {"data_config": self.data_config, "_transform": None}
 
 
 class TimmTokenEncoder:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from mmcot_cli.errors import UsageError
 from mmcot_cli.registry.hookspecs import VisionBackbone, VisionBuildOptions, hookimpl
 from mmcot_cli.registry.weights import RANDOM_INIT, WeightSource, loading, require_vision_weights, resolve_weights
+from mmcot_plugins._preprocess import LongSideCropped
 
 DEFAULT_MODEL = "RN50"
 DEFAULT_PRETRAINED = "openai"
@@ -57,6 +58,8 @@ class ClipEncoder:
         from open_clip.transformer import VisionTransformer
 
         self.visual = visual.eval().to(device)
+        if (getattr(visual, "preprocess_cfg", None) or {}).get("resize_mode", "shortest") == "shortest":
+            preprocess = LongSideCropped(preprocess)  # resize short side + centre crop: bounded for 10×20000
         self.preprocess = preprocess
         self.weights = weights
         self.device = device
