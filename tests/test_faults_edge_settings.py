@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from faultkit import assert_one_error, mmcot, world  # noqa: F401 (fixture)
 
 
@@ -28,11 +29,15 @@ def test_ask_warns_when_the_answer_budget_ends_before_the_letter(world):
     assert "warning:" in res.stderr and "answer budget of 2" in res.stderr
 
 
-def test_score_refuses_a_qid_given_twice_in_a_results_json(world, tmp_path):
+@pytest.mark.parametrize("command", ["score", "compare", "report"])
+def test_every_reader_refuses_a_qid_given_twice_in_a_results_json(world, tmp_path, command):
     qid = json.loads((world.data / "test.jsonl").read_text().splitlines()[0])["qid"]
     path = tmp_path / "results.json"
+    out = tmp_path / "r.html"
+    args = {"score": [], "compare": ["--markdown"], "report": ["--out", out]}[command]
     path.write_text('{"acc": 0, "results": {"%s": 0, "other": 1, "%s": 1}}' % (qid, qid))
-    res = mmcot("score", path, "--data", world.data)
+    res = mmcot(command, path, "--data", world.data, *args)
     assert_one_error(res, 1, str(path), repr(qid), "twice")
+    assert not out.exists()
     path.write_text('{"acc": 0, "results": {"%s": 0}}' % qid)
-    assert mmcot("score", path, "--data", world.data).exit_code == 0
+    assert mmcot("-q", command, path, "--data", world.data, *args).exit_code == 0

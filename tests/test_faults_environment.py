@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -50,6 +51,48 @@ def test_both_closed_a_command_writing_files_succeeds_and_nothing_lands_on_fd_1_
     assert res.returncode == 0
     rows = [json.loads(x) for x in out.read_text().splitlines()]  # whole JSONL: no table or warning inside
     assert len(rows) == len((world.data / "test.jsonl").read_text().splitlines())
+
+
+def _answers(world, tmp_path):
+    path = tmp_path / "answers.jsonl"
+    rows = [json.loads(x) for x in (world.data / "test.jsonl").read_text().splitlines()]
+    path.write_text("".join(json.dumps({"qid": r["qid"], "prediction": "The answer is (A).", "stage": "answer"})
+                            + "\n" for r in rows))
+    return path
+
+
+@pytest.mark.parametrize("command", ["compare", "compare-markdown", "env", "backbones", "ask", "help", "version",
+                                     "report", "extract", "train"])
+def test_closed_stdout_or_stderr_in_every_kind_of_command(world, tmp_path, command):
+    """Commands whose answer goes to stdout (a table, JSON, Markdown, help): stdout closed is the one error line,
+    exit 1; commands that write files (report, extract, train) succeed with stdout closed, their output whole.
+    With stderr closed every one keeps its exit code (0) and writes nothing to the descriptors it does not own."""
+    out = tmp_path / "out"
+    args = {
+        "compare": ["compare", _answers(world, tmp_path), "--data", world.data, "--json"],
+        "compare-markdown": ["compare", _answers(world, tmp_path), "--data", world.data, "--markdown"],
+        "env": ["env", "--json"], "backbones": ["backbones"], "help": ["report", "--help"], "version": ["--version"],
+        "ask": ["ask", "--rationale-run", world.run, "--answer-run", world.run, "--question", "Q?", "--choices",
+                "a|b", "--device", "cpu"],
+        "report": ["report", _answers(world, tmp_path), "--data", world.data, "--out", out],
+        "extract": ["extract", "-b", "patches", "--data", world.data, "--split", "test", "--workers", "0",
+                    "--out", out],
+        "train": ["train", "--stage", "answer", "--prompt-format", "QCM-A", "--data", world.data, "--text-model",
+                  "t5-scratch", "--out", out, "--epochs", "1", "--limit-train", "4", "--val-split", "none",
+                  "--text-option", "d_model=16", "--text-option", "layers=1", "--text-option", "heads=2",
+                  "--text-option", "d_ff=32"],
+    }[command]
+    writes_files = command in ("report", "extract", "train")
+    res = _run_closed(args, close=[1])
+    assert "Traceback" not in res.stderr and "Exception ignored" not in res.stderr, res.stderr
+    if writes_files:
+        assert res.returncode == 0 and out.exists(), res.stderr
+    else:
+        lines = [x for x in res.stderr.splitlines() if x.strip() and not x.startswith("warning:")]
+        assert res.returncode == 1 and lines == ["error: cannot write to standard output (closed)"], res.stderr
+    shutil.rmtree(out, ignore_errors=True) if out.is_dir() else out.unlink(missing_ok=True)
+    res = _run_closed(args, close=[2])
+    assert res.returncode == 0 and (out.exists() or res.stdout.strip()), res.returncode
 
 
 # --------------------------------------------------------------------------- missing libraries, no network
