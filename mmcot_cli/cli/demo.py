@@ -68,6 +68,17 @@ def print_demo_tables(result: dict, console: Console | None = None) -> None:
         console.print(f"{labels[mode]} runs: {runs['rationale']} (rationales: preds-<split>.jsonl), "
                       f"{runs['answer']} (answers: preds-test.jsonl)")
     console.print(f"summary: {paths['out']}/demo.json · total {result['seconds']['total']:.0f} s")
+    console.print(kernels_line(result.get("cpu_numerics")))
+
+
+def kernels_line(record: dict | None) -> str:
+    """Which CPU kernels made the numbers above: whether another machine prints the same digits."""
+    if record is None:
+        return "kernels: the GPU's, deterministic (the same tables on the same GPU and software)"
+    if record.get("pinned"):
+        return ("CPU kernels: portable (ATen AVX2, MKL COMPATIBLE, oneDNN AVX2): the same tables on every x86-64 CPU "
+                "and thread count")
+    return f"CPU kernels: not pinned ({record.get('reason')}): another CPU can print other digits"
 
 
 @settings_command("demo")

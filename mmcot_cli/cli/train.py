@@ -52,6 +52,10 @@ def train_command(
     if summary.get("parameters"):
         counts = summary["parameters"]
         rows.append(("parameters (trainable)", f"{counts['total']:,} ({counts['trainable']:,})"))
+    numerics = summary.get("cpu_numerics")
+    if numerics:  # --deterministic on a CPU: whether another machine computes the same bits
+        rows.append(("CPU kernels", f"portable, {numerics.get('threads')} thread(s)" if numerics.get("pinned")
+                     else f"not pinned: {numerics.get('reason')}"))
     if summary.get("metric") and best.get("value") is not None:
         rows.append((f"best val {summary['metric']}", f"{best.get('value'):.2f} (epoch {best.get('epoch')}, "
                                                          f"step {best.get('step')})"))

@@ -2,6 +2,6 @@
 
 Modules: synthetic (the benchmark generator), run (`mmcot demo`), ablation (`mmcot demo --ablation`),
 previous (a rerun replaces the earlier output only once it has finished), settings (DemoSettings: every `mmcot
-demo` option).
+demo` option), numerics (the portable CPU kernels and fixed thread count that make its numbers the same everywhere).
 May import: everything below the CLI.
 """

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from mmcot_cli import progress
 from mmcot_cli.data.readers.scienceqa import PrepareConfig, prepare
+from mmcot_cli.demo.numerics import pin_demo_numerics
 from mmcot_cli.demo.run import (
     SPLITS,
     DemoConfig,
@@ -243,6 +244,8 @@ def run_ablation(cfg: AblationConfig, step=None) -> dict:
 
 def _run_ablation_held(cfg: AblationConfig, chosen: list[Setting], size, out: Path, step, quiet: bool) -> dict:
     start = time.perf_counter()
+    # the settings train on the CPU (run_setting): pinned here, before extraction and the workers
+    cpu_numerics = pin_demo_numerics("cpu")
     data, features = _prepare_inputs(cfg, chosen, size, out, step)
     step(f"{len(chosen)} settings, {cfg.workers or min(len(chosen), os.cpu_count() or 1)} at a time")
     results = _run_all(cfg, chosen, size, data, features, out / "runs", quiet)
@@ -267,6 +270,7 @@ def _run_ablation_held(cfg: AblationConfig, chosen: list[Setting], size, out: Pa
         "config": {**asdict(cfg), "size_settings": asdict(size)},
         "seconds": {"total": round(time.perf_counter() - start, 2)},
         "cpu_count": os.cpu_count(),
+        "cpu_numerics": cpu_numerics,
     }
     write_json(out / SUMMARY, summary)
     return summary

@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterator
 from mmcot_cli import progress
 from mmcot_cli.data.readers.scienceqa import PrepareConfig, prepare
 from mmcot_cli.data.records import load_records
+from mmcot_cli.demo.numerics import pin_demo_numerics, pipeline_threads
 from mmcot_cli.demo.previous import kept_until_done
 from mmcot_cli.demo.synthetic import REPORT_NOTE, generate_synthetic
 from mmcot_cli.errors import (
@@ -100,6 +101,9 @@ class DemoConfig:
     fusion: str = "gated"  # decoder-only: gated (at fusion_layer) or prefix; T5: gated on the encoder output
     fusion_layer: int | None = None
     protocol: str = "mmcot"  # train, generate and score under it (original: as the original code; TRAINING.md)
+    # The same tables on every x86-64 CPU and thread count (training.runtime.pin_cpu_numerics); False
+    # (--native-kernels): this CPU's fastest kernels, whose digits depend on the CPU
+    portable_kernels: bool = True
 
     def __post_init__(self) -> None:
         if self.text_model not in DEMO_TEXT_MODELS:  # the demo is offline: from-scratch backbones only
@@ -208,9 +212,10 @@ def _run_mode(mode: str, cfg: DemoConfig, size: DemoSize, data_dir: Path, featur
                   warmup_ratio=size.warmup_ratio, seed=cfg.seed, eval_every=0, save_every=0, keep_checkpoints=1,
                   text_options=text_options_for(cfg.text_model, size), device=cfg.train_device,
                   fusion=cfg.fusion, fusion_layer=cfg.fusion_layer if feats else None, protocol=cfg.protocol,
-                  # Same seed, same scores: deterministic kernels (they cost nothing at this size), and fp32 on a
-                  # GPU too, so its numbers stay comparable with the CPU ones (tiny models gain no speed in bf16).
-                  deterministic=True, precision="fp32")
+                  # Same seed, same scores: deterministic kernels (on a CPU the portable ones, pinned by
+                  # pin_demo_numerics; --native-kernels leaves the CPU's own), and fp32 on a GPU too, so its numbers
+                  # stay comparable with the CPU ones (tiny models gain no speed in bf16).
+                  deterministic=cfg.portable_kernels or cfg.device.startswith("cuda"), precision="fp32")
     timings: dict[str, float] = {}
 
     t = time.perf_counter()
@@ -306,7 +311,7 @@ def _mode_worker(mode: str, cfg: DemoConfig, size: DemoSize, data_dir: Path, fea
 def _run_modes_parallel(cfg: DemoConfig, size: DemoSize, data_dir: Path, features: Path | None, runs: Path,
                         step: Step, quiet: bool) -> dict[str, dict]:
 
-    threads = cfg.threads or max(1, (os.cpu_count() or 2) // len(cfg.modes))
+    threads = pipeline_threads(cfg)
     step(f"{' and '.join(cfg.modes)} pipelines run side by side ({threads} thread(s) each)")
     ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked torch/OpenMP state
     with contextlib.ExitStack() as stack:
@@ -347,6 +352,9 @@ def run_demo(cfg: DemoConfig, step: Step | None = None) -> dict:
 def _run_demo_held(cfg: DemoConfig, step: Step, quiet: bool, size: DemoSize, out: Path) -> dict:
     start = time.perf_counter()
     seconds: dict[str, Any] = {}
+    cpu_numerics = pin_demo_numerics(cfg.train_device, cfg.portable_kernels) if not cfg.generate_only else None
+    if cpu_numerics is not None:
+        cpu_numerics["threads"] = pipeline_threads(cfg)  # per pipeline (None: torch's default)
 
     bench = out if cfg.generate_only else out / "benchmark"
     step(f"generate the synthetic benchmark ({size.n_problems} problems) in {bench}")
@@ -371,10 +379,10 @@ def _run_demo_held(cfg: DemoConfig, step: Step, quiet: bool, size: DemoSize, out
     else:
         results = {}
         for mode in cfg.modes:
-            if cfg.threads:
+            if pipeline_threads(cfg):
                 import torch
 
-                torch.set_num_threads(cfg.threads)
+                torch.set_num_threads(pipeline_threads(cfg))
             results[mode] = _run_mode(mode, cfg, size, data_dir, features, out / "runs", step)
     for mode in cfg.modes:
         seconds[mode] = results[mode]["seconds"]
@@ -394,6 +402,7 @@ def _run_demo_held(cfg: DemoConfig, step: Step, quiet: bool, size: DemoSize, out
                   "runs": {mode: results[mode]["runs"] for mode in cfg.modes}},
         "seconds": seconds,
         "cpu_count": os.cpu_count(),
+        "cpu_numerics": cpu_numerics,
     }
     summary_out["paths"]["report"] = _write_report(cfg, results, data_dir, out)
     write_json(out / SUMMARY, summary_out)
@@ -402,6 +411,8 @@ def _run_demo_held(cfg: DemoConfig, step: Step, quiet: bool, size: DemoSize, out
 
 def _extract_features(cfg: DemoConfig, data_dir: Path, out: Path, step: Step, seconds: dict) -> Path:
     """The multimodal pipeline's feature store (OUT/features/<backbone>), timed into `seconds`."""
+    import torch
+
     from mmcot_cli.features.extract import (  # numpy/torch: only when extracting
         ExtractConfig,
         extract,
@@ -410,8 +421,15 @@ def _extract_features(cfg: DemoConfig, data_dir: Path, out: Path, step: Step, se
     features = out / "features" / cfg.backbone
     step(f"extract {cfg.backbone} features into {features}")
     t = time.perf_counter()
-    extract(ExtractConfig(backbone=cfg.backbone, out=str(features), data_dir=str(data_dir), splits=SPLITS,
-                          random_init=cfg.random_init, device=cfg.device, batch_size=64, workers=0, dtype="float32"))
+    threads = torch.get_num_threads()
+    if pipeline_threads(cfg):  # the features too are computed at the pipelines' fixed thread count
+        torch.set_num_threads(pipeline_threads(cfg))
+    try:
+        extract(ExtractConfig(backbone=cfg.backbone, out=str(features), data_dir=str(data_dir), splits=SPLITS,
+                              random_init=cfg.random_init, device=cfg.device, batch_size=64, workers=0,
+                              dtype="float32"))
+    finally:
+        torch.set_num_threads(threads)
     seconds["extract"] = round(time.perf_counter() - t, 2)
     return features
 

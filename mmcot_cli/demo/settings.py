@@ -52,6 +52,10 @@ class DemoSettings:
                             "those commands (original: the original code's training, free decoding, its A–E answer "
                             "fallback and get_scores ROUGE-L as the headline). Recorded "
                             "in demo.json, every run and every prediction.", choices=PROTOCOLS)
+    native_kernels: bool = setting(False, "On a CPU, train with this CPU's fastest kernels instead of the portable "
+                                   "ones (ATen AVX2, MKL COMPATIBLE, oneDNN AVX2) that give the same tables on "
+                                   "every x86-64 CPU and thread count: about 1.8× faster, but the digits then "
+                                   "depend on the CPU. Recorded in demo.json (cpu_numerics).")
 
     def __post_init__(self) -> None:
         check_settings(self)
@@ -60,6 +64,9 @@ class DemoSettings:
         if self.ablation and self.protocol != "mmcot":
             raise UsageError("--protocol original applies to the demo's two pipelines; --ablation trains and "
                              "compares its settings under --protocol mmcot")
+        if self.ablation and self.native_kernels:
+            raise UsageError("--native-kernels applies to the demo's two pipelines; --ablation trains its settings "
+                             "with the portable CPU kernels")
 
     @property
     def size(self) -> str:
@@ -71,7 +78,8 @@ class DemoSettings:
                           random_init=not self.pretrained, seed=self.seed, generate_only=self.generate_only,
                           n_problems=self.n_problems, parallel=not self.sequential, threads=self.threads,
                           device=self.device, text_model=self.text_model, fusion=self.fusion,
-                          fusion_layer=self.fusion_layer, protocol=self.protocol)
+                          fusion_layer=self.fusion_layer, protocol=self.protocol,
+                          portable_kernels=not self.native_kernels)
 
     def ablation_config(self) -> AblationConfig:
         """--ablation's settings (the ablations train t5-scratch on CPU with patches features: the options about

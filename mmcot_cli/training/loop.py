@@ -7,8 +7,7 @@ boundaries, so resuming needs the weights, optimizer, scheduler, every process's
 
 Layout: `train()` reads the inputs (stage_data), builds the model, then runs a flat loop (`train_epochs` →
 `run_batch`, `evaluate`, `checkpoint`, `end_epoch`) over two plain dataclasses: `Trainer` (what stays fixed) and
-`TrainState` (where training is; what a checkpoint's state.json holds). Checkpoint files: mmcot_cli.training.checkpoints.
-"""
+`TrainState` (where training is; what a checkpoint's state.json holds). Checkpoint files: training.checkpoints."""
 
 from __future__ import annotations
 
@@ -63,6 +62,7 @@ from mmcot_cli.training.runtime import (
     precision_name,
     shard_model,
     training_forward,
+    training_numerics,
 )
 from mmcot_cli.training.timing import StepTimer
 from mmcot_cli.training.validation import compute_metric, validation_predictions
@@ -409,14 +409,15 @@ def train(cfg: TrainConfig, timer: StepTimer | None = None) -> dict:
     `timer` (training.timing) lets a benchmark time the loop's phases."""
     with hold_run_dir(cfg):
         cfg = cfg.resolved()
+        cpu_numerics = training_numerics(cfg)  # before any tensor op: CPU kernels are chosen at the first one
         fsdp_from_launcher(cfg)
         accelerator = make_accelerator(cfg)
         checkpoints = check_run_dir(Path(cfg.out_dir), cfg, accelerator.num_processes)
         with deterministic_mode(cfg.deterministic, cuda=accelerator.device.type == "cuda"):
-            return _train_held(cfg, accelerator, checkpoints[-1] if checkpoints else None, timer)
+            return _train_held(cfg, accelerator, checkpoints[-1] if checkpoints else None, timer, cpu_numerics)
 
 
-def _train_held(cfg: TrainConfig, accelerator, resume_from: Path | None, timer: StepTimer | None) -> dict:
+def _train_held(cfg: TrainConfig, accelerator, resume_from: Path | None, timer: StepTimer | None, cpu_numerics) -> dict:
     from accelerate.utils import set_seed
 
     set_seed(cfg.seed)
@@ -426,6 +427,7 @@ def _train_held(cfg: TrainConfig, accelerator, resume_from: Path | None, timer: 
     # so data-parallel replicas do not share dropout masks).
     set_seed(cfg.seed, device_specific=True)
     t = setup_trainer(cfg, inputs, model, tokenizer, accelerator, timer)
+    t.meta.cpu_numerics = cpu_numerics
     state = start_state(t, resume_from)
     tracking.start(accelerator, cfg.report_to, t.run_dir, {**asdict(cfg), "world_size": t.world})
     train_epochs(t, state)
@@ -443,6 +445,6 @@ def _train_held(cfg: TrainConfig, accelerator, resume_from: Path | None, timer: 
         "samples_per_s": state.samples_per_s, "final_loss": state.last_loss,
         "resumed_from": str(resume_from) if resume_from else None,
         "rationales": t.meta.rationales, "precision": t.meta.precision, "parameters": t.meta.parameters,
-        "protocol": cfg.protocol,
+        "protocol": cfg.protocol, "cpu_numerics": cpu_numerics,
     }
 
