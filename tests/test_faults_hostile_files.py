@@ -273,6 +273,30 @@ def _bounded(*args):
                           timeout=60)
 
 
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "directory"])
+def test_prepare_names_a_declared_image_that_is_not_a_file(world, tmp_path, kind):
+    """A ScienceQA image replaced by a FIFO, a link to /dev/zero or a folder: prepare (which only looks at it) says
+    what is there instead of "not found", never opens it, and --skip-bad leaves the item out."""
+    bench = tmp_path / "bench"
+    shutil.copytree(world.bench, bench)
+    image = bench / "images" / "10" / "image.png"
+    image.unlink()
+    needle = {"fifo": "(a FIFO)", "dev-zero": "(a device or socket)", "directory": "is a directory"}[kind]
+    if kind == "fifo":
+        os.mkfifo(image)
+    elif kind == "dev-zero":
+        image.symlink_to("/dev/zero")
+    else:
+        image.mkdir()
+    res = _bounded("prepare", bench, "--out", tmp_path / "data")
+    assert_one_error(res, 1, str(image), "qid 10", needle)
+    assert not (tmp_path / "data").exists()
+    res = _bounded("-q", "prepare", bench, "--out", tmp_path / "data", "--skip-bad")
+    assert res.returncode == 0, res.stderr
+    qids = [json.loads(x)["qid"] for x in (tmp_path / "data" / "test.jsonl").read_text().splitlines()]
+    assert qids and "10" not in qids
+
+
 @pytest.mark.parametrize("case", ["source", "problems", "problems-in-folder", "problems-in-folder-detected",
                                   "jsonl-in-folder"])
 def test_prepare_names_a_problems_file_that_is_a_fifo(world, tmp_path, case):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
@@ -279,6 +280,18 @@ def _split_records(src: _Source, split: str, qids: list[str], strict: bool, res:
         yield problem_to_record(qid, problem, split, src.captions.get(qid, ""), paths)
 
 
+def _not_an_image(path: Path) -> str:
+    """Why a declared image's expected path holds no image file: absent, or something else there (a FIFO, which
+    no reader may open, a device, a folder)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return "not found"
+    if stat.S_ISDIR(mode):
+        return "is a directory, not an image file"
+    return f"is not a regular file ({'a FIFO' if stat.S_ISFIFO(mode) else 'a device or socket'})"
+
+
 def _settle_images(cfg: PrepareConfig, src: _Source, split: str, res: _SplitResult, staged: Path) -> None:
     """The image policy once a split is written: none of its images on disk (not downloaded) keeps the records
     and warns once; some on disk makes each missing one a bad item, dropped from the staged file."""
@@ -295,8 +308,9 @@ def _settle_images(cfg: PrepareConfig, src: _Source, split: str, res: _SplitResu
                             f"records kept with image_paths [] ({hint})")
         return
     for _, qid, expected, no_rationale in res.pending:
-        src.errors.append(f"{expected}: declared image of qid {qid} (split {split}) not found")
-        res.skipped.append({"qid": qid, "error": f"image not found: {expected}"})
+        why = _not_an_image(expected)
+        src.errors.append(f"{expected}: declared image of qid {qid} (split {split}) {why}")
+        res.skipped.append({"qid": qid, "error": f"image {why}: {expected}"})
         res.count -= 1
         res.without_rationale -= no_rationale
     if cfg.skip_bad:  # (otherwise the first error ends the run and nothing is written)
