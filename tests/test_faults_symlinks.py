@@ -83,6 +83,35 @@ def test_generate_into_a_run_folder_with_a_planted_folder_lock(world, tmp_path):
     assert victim.read_text() == VICTIM_TEXT and checksums(run) == before
 
 
+@pytest.mark.parametrize("case", ["generate-default-out", "train-resume", "extract-merge", "rationales-filter",
+                                  "demo"])
+def test_planted_lock_in_the_other_writers(world, tmp_path, case):
+    """The writers beyond the five above, each with a lock link planted where it takes its lock (generate into the
+    run folder by default, train --resume, extract --merge, rationales filter, demo): refused naming the link,
+    what it points to unchanged."""
+    run, feats = world.copy("run", tmp_path), world.copy("feats", tmp_path)
+    preds = predictions(world, tmp_path / "preds.jsonl")
+    argv, lock = {
+        "generate-default-out": (["generate", "--run", run, "--data", world.data, "--device", "cpu"],
+                                 run / ".preds-test.jsonl.mmcot-lock"),
+        "train-resume": (["train", "--stage", "answer", "--prompt-format", "QCM-A", "--data", world.data,
+                          "--text-model", "t5-scratch", "--out", run, "--features", feats, "--epochs", "2",
+                          "--batch-size", "8", "--limit-train", "8", "--val-split", "none", "--save-every", "1",
+                          *TINY_TEXT, "--resume"], run / ".mmcot-lock"),
+        "extract-merge": (["extract", "--merge", feats], feats / ".mmcot-lock"),
+        "rationales-filter": (["rationales", "filter", preds, "--data", world.data, "--out", tmp_path / "f.jsonl"],
+                              tmp_path / ".f.jsonl.mmcot-lock"),
+        "demo": (["demo", "--generate-only", "--tiny", "--out", tmp_path / "demo"], tmp_path / "demo" / ".mmcot-lock"),
+    }[case]
+    victim = _victim(tmp_path)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.symlink_to(victim)
+    before = checksums(run, feats)
+    res = mmcot(*argv)
+    assert_one_error(res, 1, str(lock), "symbolic link")
+    assert victim.read_text() == VICTIM_TEXT and checksums(run, feats) == before
+
+
 def test_planted_temporary_files_are_not_followed(world, tmp_path):
     """Debris names of the atomic writers (.NAME.XXXXXXXX.tmp, .NAME.old) planted as links to a file and to a
     folder elsewhere: the sweep removes the links only, never what they point to, and the command succeeds."""
