@@ -49,6 +49,19 @@ def test_extract_names_an_image_that_is_not_a_file(world, tmp_path, kind):
     assert res.exit_code == 0, res.stderr
 
 
+def test_extract_with_dataloader_workers_names_a_fifo_image_and_releases_its_lock(world, tmp_path):
+    """The issue's case: a FIFO image hung `extract` for ever, holding its lock. With DataLoader workers (the
+    default), in a real process that must end on its own: one line, then a rerun is not refused."""
+    data = world.copy("data", tmp_path)
+    path, needle = _special(tmp_path, "fifo")
+    _point_image(data, "10", path)
+    out = tmp_path / "f"
+    args = ["extract", "-b", "patches", "--data", data, "--split", "test", "--out", out, "--workers", "2"]
+    assert_one_error(_bounded(*args), 1, "qid 10", str(path), needle)
+    res = _bounded("-q", *args, "--skip-bad")
+    assert res.returncode == 0, res.stderr
+
+
 @pytest.mark.parametrize("kind", ["fifo", "dev-zero", "directory"])
 def test_ask_names_an_image_that_is_not_a_file(world, tmp_path, kind):
     path, needle = _special(tmp_path, kind)
