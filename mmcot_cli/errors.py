@@ -70,6 +70,16 @@ def needs_library(package: str, purpose: str) -> Iterator[None]:
                          f"pip install {package}") from None
 
 
+def require_libraries(needs) -> None:
+    """Import each (package, module, purpose) of `needs` now, under needs_library: a command that would meet a
+    missing one only after minutes of work says so before any."""
+    import importlib
+
+    for package, module, purpose in needs:
+        with needs_library(package, purpose):
+            importlib.import_module(module)
+
+
 def torch_load_problem(error: BaseException) -> str:
     """Why `torch.load(weights_only=True)` refused a file, in our words: torch's own first line advises retrying
     with weights_only=False, which would execute whatever code the pickle holds, so it is never repeated."""

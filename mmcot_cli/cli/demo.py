@@ -12,10 +12,17 @@ from mmcot_cli.cli.score import format_percent
 from mmcot_cli.demo.ablation import AblationConfig, run_ablation
 from mmcot_cli.demo.run import run_demo
 from mmcot_cli.demo.settings import DemoSettings
+from mmcot_cli.errors import require_libraries
 from mmcot_cli.evaluation.rationale_metrics import RATIONALE_METRICS, MetricOptions
 from mmcot_cli.evaluation.score import CATEGORIES
 from mmcot_cli.io import read_text
 from mmcot_cli.progress import err_console, make_console
+
+# What a full demo (and the ablation) needs besides torch: the scorer's metrics and the report's charts. A missing
+# one is one line before the minutes of training, not after them (with a half-written --out).
+DEMO_LIBRARIES = (("rouge-score", "rouge_score", "ROUGE-L of rationales"), ("nltk", "nltk", "BLEU of rationales"),
+                  ("rouge", "rouge", "the original's ROUGE-L"),
+                  ("matplotlib", "matplotlib", "drawing the report charts"))
 
 
 def print_demo_tables(result: dict, console: Console | None = None) -> None:
@@ -89,6 +96,8 @@ def demo_command(
 ) -> None:
     """Offline demo: synthetic benchmark → prepare → extract → two-stage training → generate → score,
     with and without image features, printed side by side."""
+    if cfg.ablation or not cfg.generate_only:
+        require_libraries(DEMO_LIBRARIES)
     if cfg.ablation:
         _ablation(cfg.ablation_config(), json_out)
         return
