@@ -24,7 +24,8 @@
 #      score objects; each timed.
 #   4. With time left: base stage 1 again with the word-level tokenizer (bench_train.py's docstring: the two
 #      tokenizers' lengths bracket FLAN-T5's), then torch.compile (bare loop and `mmcot train`, base, batch 8);
-#      both only as lines in results.jsonl.
+#      both only as lines in results.jsonl. Then benchmarks/bench_numerics.py on this machine's CPU (one round):
+#      its portable-kernel weights hash beside the README's shows whether another CPU computes the same bits.
 #
 # Python packages it needs beyond torch, transformers, accelerate, timm, safetensors, pluggy, rich, pytest (and
 # what those bring: numpy, tokenizers, pillow, pyyaml, tqdm, regex):
@@ -197,6 +198,7 @@ if [ "$(left)" -ge 90 ]; then
 else
     emit "{\"step\": \"bench-compile\", \"skipped\": \"out of time\", \"elapsed_s\": $(($(date +%s) - START))}"
 fi
+run_step bench-numerics 90 bash -c 'json_lines "$@"' _ $PY benchmarks/bench_numerics.py --rounds 1
 
 # --------------------------------------------------------------------------------------------- the suite's result
 while kill -0 $SUITE_PID 2>/dev/null && [ "$(left)" -gt 3 ]; do sleep 1; done
