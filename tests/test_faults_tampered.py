@@ -1,7 +1,7 @@
 """Fault class 6 (issue 26): tampered runs and checkpoints. A model.safetensors that lost a tensor, or a
 config.json edited after training (another d_ff, more layers), is one line naming the directory and the tensor
-in every command that loads a run (generate, ask, train --resume, import-run), never a model whose missing
-parts were initialised randomly; nothing is written."""
+in every command that loads a run (generate, ask, train --resume, import-run) or a pretrained checkpoint
+(train --text-model DIR), never a model whose missing parts were initialised randomly; nothing is written."""
 
 from __future__ import annotations
 
@@ -70,6 +70,33 @@ def test_resume_refuses_a_tampered_checkpoint(world, tmp_path, kind):
                 "--resume")
     assert_one_error(res, 1, str(ckpt_model), needle)
     assert checksums(run) == before and leftovers(run) == []
+
+
+@pytest.mark.parametrize("family", ["t5", "causal"])
+@pytest.mark.parametrize("kind", ["lost-tensor", "other-width"])
+def test_train_refuses_a_tampered_pretrained_checkpoint(world, tmp_path, family, kind):
+    """`train --text-model DIR` where DIR lost a tensor (a run's model folder, a downloaded checkpoint) or its
+    config.json was edited: it trained on with those weights randomly initialised (transformers' load report
+    aside); now one line naming the folder and the tensor, and no run folder."""
+    if family == "t5":
+        ckpt = world.copy("run", tmp_path) / "model"
+        lost, edit = "encoder.block.0.layer.1.DenseReluDense.wi.weight", {"d_ff": 64}
+    else:
+        from causal_layouts import make_causal_dir
+
+        ckpt = make_causal_dir(tmp_path / "ckpt", "llama")
+        lost, edit = "model.layers.1.mlp.up_proj.weight", {"intermediate_size": 128}
+    if kind == "lost-tensor":
+        _drop_tensor(ckpt, lost)
+        needle = f"weights missing from the checkpoint (1): {lost}"
+    else:
+        _edit_config(ckpt, **edit)
+        needle = "but config.json gives"
+    out = tmp_path / "run2"
+    res = mmcot("train", "--stage", "answer", "--prompt-format", "QCM-A", "--data", world.data, "--text-model", ckpt,
+                "--out", out, "--epochs", "1", "--batch-size", "8", "--limit-train", "8", "--val-split", "none")
+    assert_one_error(res, 1, str(ckpt), needle)
+    assert not out.exists()
 
 
 def test_an_untampered_run_still_loads(world):

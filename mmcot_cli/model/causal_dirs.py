@@ -23,7 +23,7 @@ from mmcot_cli.model.adapters import lora
 from mmcot_cli.model.causal_batching import CHAT_TEMPLATE_KWARGS, pad_id
 from mmcot_cli.model.causal_lm import FUSION_WEIGHTS, CausalFusionLM
 from mmcot_cli.model.fusion import MMCOT_CONFIG_KEY, first_non_finite, mmcot_settings, quiet_hf
-from mmcot_cli.model.weights_fit import check_causal_weights_fit
+from mmcot_cli.model.weights_fit import check_causal_weights_fit, check_nothing_missing
 from mmcot_cli.registry.hookspecs import TextBuildOptions
 from mmcot_cli.registry.manager import build_text_model, get_text_backbone
 
@@ -66,7 +66,9 @@ def _pretrained(weights: str, name: str, random_init: bool):
             if random_init:
                 lm = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
             else:
-                lm = AutoModelForCausalLM.from_pretrained(weights, dtype=torch.float32)
+                lm, info = AutoModelForCausalLM.from_pretrained(weights, dtype=torch.float32, output_loading_info=True,
+                                                                ignore_mismatched_sizes=True)
+                check_nothing_missing(weights, info)
     except (OSError, ValueError, pickle.UnpicklingError) as e:  # not cached and offline, misspelled id, damaged
         # files, a pytorch_model.bin holding pickled code (refused by weights_only, never run)
         raise MMCoTError(f"cannot load text backbone {name!r} ({weights}): {torch_load_problem(e)}") from None

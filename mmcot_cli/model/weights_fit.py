@@ -141,3 +141,22 @@ def check_causal_weights_fit(model_dir: str | Path) -> None:
         raise DataError(f"{model_dir / 'config.json'}: not a usable model config ({first_line(e)})") from None
     if problem is not None:
         raise DataError(f"{model_dir}: {problem}")
+
+
+def check_nothing_missing(weights: str | Path, info: dict) -> None:
+    """A pretrained checkpoint (`train --text-model DIR` or a hub id) must hold every weight of its architecture,
+    in the shapes its config.json gives: from_pretrained would initialise a lost or misshapen tensor randomly and
+    train on (a run's model folder with a tensor removed trained silently). `info`: from_pretrained's loading info
+    (output_loading_info=True, ignore_mismatched_sizes=True). The fusion layers, new in mmcot's model, are the only
+    ones allowed to be absent."""
+    mismatched = sorted(info.get("mismatched_keys", ()), key=lambda m: m[0])
+    if mismatched:
+        key, stored, wanted = mismatched[0]
+        raise DataError(f"{weights}: {key} has shape {list(stored)} but config.json gives {list(wanted)}"
+                        f"{f' ({len(mismatched)} such tensors)' if len(mismatched) > 1 else ''}; the config was "
+                        "edited or belongs to another checkpoint")
+    lost = sorted(k for k in info.get("missing_keys", ()) if not k.startswith("fusion."))
+    if lost:
+        shown = ", ".join(lost[:3]) + (" …" if len(lost) > 3 else "")
+        raise DataError(f"{weights}: weights missing from the checkpoint ({len(lost)}): {shown}; they would be "
+                        "trained from random values: restore the checkpoint's weight files")

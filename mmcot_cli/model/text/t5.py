@@ -30,7 +30,7 @@ from mmcot_cli.model.fusion import (
 from mmcot_cli.model.generation import decode_generated
 from mmcot_cli.model.t5_dirs import check_t5_dir, load_tokenizer
 from mmcot_cli.model.text import greedy_t5
-from mmcot_cli.model.weights_fit import check_weights_fit
+from mmcot_cli.model.weights_fit import check_nothing_missing, check_weights_fit
 
 SEQ2SEQ = "seq2seq"
 
@@ -130,7 +130,9 @@ def pretrained_t5(name: str, weights: str, image_shape: Sequence[int] | None, ra
             if random_init:
                 model = MMCoTForConditionalGeneration(config)
             else:
-                model = MMCoTForConditionalGeneration.from_pretrained(weights, config=config)
+                model, info = MMCoTForConditionalGeneration.from_pretrained(
+                    weights, config=config, output_loading_info=True, ignore_mismatched_sizes=True)
+                check_nothing_missing(weights, info)
     except (OSError, ValueError, pickle.UnpicklingError) as e:  # not cached and offline, misspelled id, damaged
         # files in a local dir, a pytorch_model.bin holding pickled code (refused by weights_only, never run)
         raise MMCoTError(f"cannot load text backbone {name!r} ({weights}): {torch_load_problem(e)}") from None
