@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 from typing import Iterator
 
 
@@ -102,8 +103,12 @@ class StdoutError(MMCoTError):
         super().__init__(f"cannot write to standard output ({reason})")
 
 
+# The signals that end a command as SIGTERM does (exit 143 after every cleanup); SIGHUP is absent on Windows.
+TERMINATING_SIGNALS = tuple(name for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
 class Terminated(KeyboardInterrupt):
-    """SIGTERM (a batch system's `scancel`, `kill`): raised in the main thread so that every `finally` runs —
+    """SIGTERM (a batch system's `scancel`, `kill`) or SIGHUP (the terminal or ssh session gone): raised in the main thread so that every `finally` runs —
     temporary files removed, child processes ended, locks released — then the command exits 143 (128 + 15),
     as Ctrl-C exits 130. A KeyboardInterrupt, so whatever cleans up after Ctrl-C cleans up after it too."""
 
@@ -111,10 +116,10 @@ class Terminated(KeyboardInterrupt):
 
     @staticmethod
     def on_signal(signum, frame) -> None:
-        """The SIGTERM handler (signal.signal(SIGTERM, Terminated.on_signal)); a second SIGTERM ends at once."""
-        import signal
-
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        """The SIGTERM and SIGHUP handler (signal.signal(SIGTERM, Terminated.on_signal)); a second one ends at
+        once."""
+        for name in TERMINATING_SIGNALS:
+            signal.signal(getattr(signal, name), signal.SIG_DFL)
         # DataLoader workers signalled with us (SIGTERM to the process group) die now; torch's SIGCHLD handler
         # would raise "worker killed by signal" in the middle of our unwinding (a traceback, exit 1)
         if hasattr(signal, "SIGCHLD"):  # not on Windows

@@ -29,7 +29,7 @@ try:
 except ImportError:  # Windows: outputs are not locked there
     fcntl = None
 
-from mmcot_cli.errors import DataError, MMCoTError
+from mmcot_cli.errors import TERMINATING_SIGNALS, DataError, MMCoTError
 from mmcot_cli.io import NOFOLLOW, make_dir, os_reason, remove_path, sibling_stem
 from mmcot_cli.output_guard import (
     DEBRIS,
@@ -200,7 +200,8 @@ def init_forked_worker(_worker_id: int = 0) -> None:
     mmcot_cli.errors.Terminated in it: a traceback per worker when `scancel` or `timeout` signal the whole process
     group), and holds none of its command's output locks (a requeued job right after `kill -9` would be refused
     until the orphaned workers noticed and exited)."""
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    for name in TERMINATING_SIGNALS:  # SIGHUP to the process group (a closed terminal) alike
+        signal.signal(getattr(signal, name), signal.SIG_DFL)
     drop_inherited_locks()
 
 

@@ -334,6 +334,30 @@ def test_sigterm_exits_143_with_everything_released(world, tmp_path, monkeypatch
     assert sorted(p for p in tmp_path.rglob("*")) == before  # no lock, folder or temporary file left
 
 
+def _sighup_self(*_args, **_kwargs):
+    os.kill(os.getpid(), signal.SIGHUP)
+
+
+@pytest.mark.parametrize("case", ["generate", "score", "report"])
+def test_sighup_ends_a_command_as_sigterm_does(world, tmp_path, monkeypatch, case):
+    """SIGHUP (the terminal or ssh session gone) during generate, score or report: "terminated", exit 143, every
+    cleanup run (it used to end the process outright: no line, exit -1, temporary files left)."""
+    import mmcot_cli.cli.score as cli_score
+    import mmcot_cli.outputs as outputs
+
+    out = tmp_path / "out"
+    preds = predictions(world, tmp_path / "preds.jsonl")
+    args = {"generate": ["generate", "--run", world.run, "--data", world.data, "--out", out / "p.jsonl"],
+            "score": ["score", preds, "--data", world.data],
+            "report": ["report", preds, "--data", world.data, "--out", out / "r.html"]}[case]
+    for module, name in ((outputs, "_sweep"), (outputs, "remove_debris_of"), (cli_score, "score_data")):
+        monkeypatch.setattr(module, name, _sighup_self)
+    before = sorted(p for p in tmp_path.rglob("*"))
+    res = mmcot(*args)
+    assert res.exit_code == 143 and res.stderr.strip().splitlines()[-1] == "terminated", res.stderr
+    assert "Traceback" not in res.stderr and sorted(p for p in tmp_path.rglob("*")) == before
+
+
 def test_ctrl_c_still_exits_130(world, monkeypatch):
     import mmcot_cli.cli.prepare as cli_prepare
 

@@ -48,15 +48,18 @@ def _run_trained(run):
     return lambda: (run / "metrics.jsonl").is_file() and (run / "metrics.jsonl").stat().st_size > 0
 
 
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP"])
 @pytest.mark.parametrize("command", ["extract", "train"])
-def test_sigterm_to_the_process_group_while_workers_run(world, tmp_path, children, command):
+def test_sigterm_to_the_process_group_while_workers_run(world, tmp_path, children, command, sig):
+    """SIGHUP (a closed terminal or ssh session, sent to the foreground process group) ends the command as
+    SIGTERM does; it used to kill it outright (exit -1, no cleanup) and its workers with tracebacks."""
     out = tmp_path / "out"
     args, done = (_extract(world, out), _store_written(out)) if command == "extract" else \
         (_train(world, out), _run_trained(out))
     proc = start_mmcot(*args)
     children.append(proc)
     assert wait_for(lambda: _working(proc, out, done), what="workers at work") != -1, proc.stderr.read()
-    os.killpg(proc.pid, signal.SIGTERM)
+    os.killpg(proc.pid, getattr(signal, sig))
     assert proc.wait(timeout=120) == 143
     stderr = proc.stderr.read()
     assert "Traceback" not in stderr and "killed by signal" not in stderr, stderr

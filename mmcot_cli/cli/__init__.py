@@ -15,7 +15,7 @@ from mmcot_cli.cli.app import (
     tolerate_narrow_streams,
     utf8_file_names,
 )
-from mmcot_cli.errors import StdoutError, Terminated
+from mmcot_cli.errors import TERMINATING_SIGNALS, StdoutError, Terminated
 
 # One module per command (or small group); listed in the order `mmcot --help` shows them.
 COMMAND_MODULES = (
@@ -95,11 +95,13 @@ def _rich_raises_broken_pipe() -> None:
 
 
 def _on_sigterm(handler):
-    """Install `handler` for SIGTERM; returns the previous one (None where signals cannot be set: a thread)."""
+    """Install `handler` (one, or one per signal as returned here) for SIGTERM and SIGHUP (TERMINATING_SIGNALS);
+    returns the previous ones (None where signals cannot be set: a thread)."""
     import signal
 
+    handlers = handler if isinstance(handler, dict) else dict.fromkeys(TERMINATING_SIGNALS, handler)
     try:
-        return signal.signal(signal.SIGTERM, handler)
+        return {name: signal.signal(getattr(signal, name), handlers[name]) for name in TERMINATING_SIGNALS}
     except ValueError:
         return None
 

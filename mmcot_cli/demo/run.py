@@ -27,6 +27,7 @@ from mmcot_cli.demo.numerics import pin_demo_numerics, pipeline_threads
 from mmcot_cli.demo.previous import kept_until_done
 from mmcot_cli.demo.synthetic import REPORT_NOTE, generate_synthetic
 from mmcot_cli.errors import (
+    TERMINATING_SIGNALS,
     DataError,
     MMCoTError,
     Terminated,
@@ -278,13 +279,14 @@ def ending_children_on_error() -> Iterator[None]:
 def worker_ends_cleanly() -> Iterator[None]:
     """In a pool worker running a job: SIGTERM (the parent ending it) unwinds as in the main process — temporary
     files removed, locks released — and the worker exits 143. Idle, it ends at once (the default)."""
-    previous = signal.signal(signal.SIGTERM, Terminated.on_signal)
+    previous = {name: signal.signal(getattr(signal, name), Terminated.on_signal) for name in TERMINATING_SIGNALS}
     try:
         yield
     except Terminated:
         os._exit(Terminated.exit_code)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for name, handler in previous.items():
+            signal.signal(getattr(signal, name), handler)
 
 
 def _mode_worker(mode: str, cfg: DemoConfig, size: DemoSize, data_dir: Path, features: Path | None, runs: Path,
