@@ -247,3 +247,34 @@ def test_demo_without_a_library_it_needs_says_so_before_any_work(tmp_path, packa
     res = subprocess.run([sys.executable, "-m", "mmcot_cli", "-q", "demo", "--generate-only", "--tiny", "--out",
                           str(out)], capture_output=True, text=True, timeout=300, env=env)
     assert res.returncode == 0 and (out / "problems.json").is_file(), res.stderr
+
+
+@pytest.mark.parametrize("command", ["prepare", "extract", "train", "generate", "score", "report"])
+def test_unwritable_home_tmpdir_and_caches_change_nothing(world, tmp_path, command):
+    """HOME, TMPDIR, the HF cache and XDG_CACHE_HOME where nothing can be created (below /dev/null: "Not a
+    directory"): every offline command works as usual and says nothing about it (matplotlib's two warnings about
+    its config folder, printed under `report`, are held back)."""
+    out = tmp_path / "out"
+    nowhere = "/dev/null/nowhere"
+    env = {**os.environ, "HOME": nowhere, "TMPDIR": nowhere, "HF_HOME": nowhere, "XDG_CACHE_HOME": nowhere,
+           "XDG_CONFIG_HOME": nowhere, "HF_HUB_OFFLINE": "1"}
+    env.pop("MPLCONFIGDIR", None)
+    args = {
+        "prepare": ["prepare", world.bench, "--out", out],
+        "extract": ["extract", "-b", "patches", "--data", world.data, "--split", "test", "--workers", "2",
+                    "--out", out],
+        "train": ["train", "--stage", "answer", "--prompt-format", "QCM-A", "--data", world.data, "--text-model",
+                  "t5-scratch", "--out", out, "--epochs", "1", "--limit-train", "4", "--val-split", "none",
+                  "--text-option", "d_model=16", "--text-option", "layers=1", "--text-option", "heads=2",
+                  "--text-option", "d_ff=32"],
+        "generate": ["generate", "--run", world.run, "--data", world.data, "--device", "cpu", "--out", out],
+        "score": ["score", _rationale_preds(world, tmp_path), "--data", world.data, "--json"],
+        "report": ["report", _answers(world, tmp_path), "--data", world.data, "--out", out],
+    }[command]
+    res = subprocess.run([sys.executable, "-m", "mmcot_cli", "-q", *map(str, args)], capture_output=True, text=True,
+                         timeout=300, env=env)
+    assert res.returncode == 0, res.stderr
+    noise = [x for x in res.stderr.splitlines() if not x.startswith("warning: every answer") and any(
+        n in x.lower() for n in ("warning", "error", "traceback", "nowhere", "not a directory", "matplotlib"))]
+    assert noise == [], res.stderr  # the summary tables are as always
+    assert out.exists() or json.loads(res.stdout)["num_gold"] > 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import logging
 
 from mmcot_cli.errors import needs_library
 
@@ -11,6 +12,17 @@ DPI = 90
 
 
 def _pyplot():
+    # An unwritable HOME (read-only, or HOME=/nonexistent in a batch job): matplotlib falls back to a temporary
+    # config/cache folder by itself, and says so in two warning lines on stderr; the charts are the same.
+    quiet = logging.NullHandler()
+    logging.getLogger("matplotlib").addHandler(quiet)
+    try:
+        return _import_pyplot()
+    finally:
+        logging.getLogger("matplotlib").removeHandler(quiet)
+
+
+def _import_pyplot():
     with needs_library("matplotlib", "drawing the report charts"):
         import matplotlib
 
