@@ -341,3 +341,18 @@ def test_readers_name_a_predictions_file_that_is_a_fifo(world, tmp_path, command
         ["rationales", "import", fifo, "--data", world.data, "--split", "test", "--out", tmp_path / "r.jsonl"]
     assert_one_error(_bounded(*args), 1, str(fifo), "not a regular file (a FIFO)")
     assert not (tmp_path / "r.jsonl").exists()
+
+
+@pytest.mark.parametrize("image", ["https://example.com/cat.png", "-"])
+def test_ask_image_that_is_a_url_or_stdin_is_one_usage_line(world, tmp_path, image):
+    """`ask --image URL` read "file not found"; a URL or `-` is a usage error saying what ask reads, before any
+    model is loaded; a --questions line naming a URL is FILE:LINE."""
+    res = mmcot("ask", "--rationale-run", world.run, "--answer-run", world.run, "--question", "Q?", "--choices",
+                "a|b", "--image", image, "--device", "cpu")
+    assert_one_error(res, 2, f"--image {image}", "URL" if "://" in image else "standard input")
+    if "://" in image:
+        questions = tmp_path / "q.jsonl"
+        questions.write_text(json.dumps({"question": "Q?", "choices": ["a", "b"], "image": image}) + "\n")
+        res = mmcot("ask", "--rationale-run", world.run, "--answer-run", world.run, "--questions", questions,
+                    "--device", "cpu")
+        assert_one_error(res, 1, f"{questions}:1", "is a URL")

@@ -10,6 +10,7 @@ is answered.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -83,6 +84,8 @@ def _question(obj, lineno: int, where: str, folder: Path) -> Question:
         return Question(record)
     if not isinstance(image, str) or not image.strip():
         raise DataError(f"{where}: `image` must be a file path (a string) or null")
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", image):
+        raise DataError(f"{where}: `image` {image!r} is a URL; ask reads local image files (download it first)")
     path = Path(image).expanduser()
     path = path if path.is_absolute() else folder / path
     try:

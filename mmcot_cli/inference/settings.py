@@ -5,6 +5,7 @@ inference.ask) takes the same objects, so a script and the command line validate
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from mmcot_cli.data.records import split_list
@@ -83,6 +84,15 @@ class GenerateConfig:
         return Sampling(self.num_samples, self.temperature, self.top_p, self.seed)
 
 
+def _local_image(option: str, value: str | None) -> str | None:
+    """--image names a local file: a URL is one line saying so (it read "file not found"), as is `-` (stdin)."""
+    if value is not None and re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", value):
+        raise UsageError(f"{option} {value}: a URL; ask reads a local image file (download it first)")
+    if value == "-":
+        raise UsageError(f"{option} -: ask reads an image file, not standard input (save the image to a file)")
+    return value
+
+
 @dataclass
 class AskConfig:
     """`mmcot ask`'s settings."""
@@ -95,7 +105,7 @@ class AskConfig:
     context: str = setting("", "Text context (the ScienceQA hint).", metavar="TEXT")
     image: str | None = setting(None, "An image file: its row of the run's feature store when the store was "
                                 "extracted from this very file, else encoded with each run's recorded vision "
-                                "backbone.", metavar="FILE")
+                                "backbone.", metavar="FILE", check=_local_image)
     questions: str | None = setting(None, "Many questions, one JSON object per line: question, choices (a list "
                                     "or \"a|b\"), optional context, image (relative to the file's folder) and "
                                     "qid. The runs are loaded once; every line is checked first (a bad one is "
