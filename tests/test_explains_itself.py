@@ -138,3 +138,13 @@ def test_demo_pipelines_progress_reaches_a_log_as_steady_lines(monkeypatch):
     steady = [line for line in lines if line.startswith("vision: train rationale: ") and "ETA" in line]
     assert len(steady) >= 3 and all("loss 0.5000  4.0 samples/s  elapsed" in line for line in steady), lines
     assert lines[-1].startswith("vision: train rationale: 60/60 (100%)  loss 0.5000")
+
+
+def test_the_epoch_line_names_the_metric_and_counts_the_val_examples_apart():
+    # the count is not a metric: "val examples 50.00 (best so far)" was printed beside the metric
+    from mmcot_cli.training.log_lines import metrics_line
+
+    line = metrics_line("rationale", {"epoch": 1, "step": 7, "train_loss": 7.9982, "val_rougeL": 12.5, "best": True,
+                                      "samples_per_s": 1.2, "val_examples": 50})
+    assert line == ("train rationale: epoch 1  step 7  train loss 7.9982  val rougeL 12.50 (best so far)  "
+                    "on 50 val examples  1.2 samples/s")

@@ -23,8 +23,10 @@ def metrics_line(stage: str, row: dict) -> str:
     if row.get("train_loss") is not None:
         parts.append(f"train loss {row['train_loss']:.4f}")
     for key, value in row.items():
-        if key.startswith("val_") and value is not None:
+        if key.startswith("val_") and key != "val_examples" and value is not None:  # the metric, not the count
             parts.append(f"{key.replace('_', ' ', 1)} {value:.2f}{' (best so far)' if row.get('best') else ''}")
+    if row.get("val_examples") is not None:
+        parts.append(f"on {row['val_examples']} val examples")
     if row.get("samples_per_s"):
         parts.append(f"{row['samples_per_s']:.1f} samples/s")
     return "  ".join(parts)
