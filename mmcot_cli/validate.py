@@ -19,6 +19,27 @@ ALPHA_POLICIES = ("original", "white")
 PROTOCOLS = ("mmcot", "original")
 
 
+_SPLIT_NAME = re.compile(r"^[^/\\\x00.][^/\\\x00]*$")
+
+
+def split_name_problem(name: str) -> str | None:
+    """Why `name` cannot be a split (each split is the file DATA_DIR/<split>.jsonl and names a feature store's
+    splits/<split>.json, chunks and generate's preds-<split>.jsonl): a path ("../x", "a/b") or a hidden name would
+    read or write outside those folders. None for a plain name."""
+    if not isinstance(name, str) or not _SPLIT_NAME.match(name):
+        return (f"split {name!r} is not a plain name (no '/', '\\' or leading '.'): a split is the file "
+                "DATA_DIR/<split>.jsonl")
+    return None
+
+
+def check_split_name(option: str, value: str | None) -> str | None:
+    """A --split-like option: None (none) or a plain split name (split_name_problem), else UsageError naming it."""
+    problem = None if value is None else split_name_problem(value)
+    if problem:
+        raise UsageError(f"{option}: {problem}")
+    return value
+
+
 def check_protocol(protocol: str) -> str:
     if protocol not in PROTOCOLS:
         raise UsageError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")

@@ -9,7 +9,7 @@ import os
 import shutil
 
 import pytest
-from faultkit import assert_one_error, mmcot, world  # noqa: F401 (fixture)
+from faultkit import assert_one_error, checksums, mmcot, world  # noqa: F401 (fixture)
 
 
 def _special(tmp_path, kind):
@@ -356,3 +356,34 @@ def test_ask_image_that_is_a_url_or_stdin_is_one_usage_line(world, tmp_path, ima
         res = mmcot("ask", "--rationale-run", world.run, "--answer-run", world.run, "--questions", questions,
                     "--device", "cpu")
         assert_one_error(res, 1, f"{questions}:1", "is a URL")
+
+
+@pytest.mark.parametrize("command", ["extract", "generate", "score", "report", "compare", "train", "prepare",
+                                     "rationales", "prompts"])
+def test_a_split_name_that_is_a_path_is_refused(world, tmp_path, command):
+    """`--split ../data/test` read DATA_DIR/../data/test.jsonl and wrote the store's splits/../data/test.json
+    and generate's RUN/preds-../data/test.jsonl (a folder "preds-.." in the run): every split option takes plain
+    names only, a usage error before anything is read or written."""
+    from faultkit import predictions
+
+    data = world.copy("data", tmp_path)
+    run = world.copy("run", tmp_path)
+    preds = predictions(world, tmp_path / "preds.jsonl")
+    bad = "../data/test"
+    args = {
+        "extract": ["extract", "-b", "patches", "--data", data, "--split", f"train,{bad}", "--workers", "0",
+                    "--out", tmp_path / "f"],
+        "generate": ["generate", "--run", run, "--data", data, "--split", bad, "--device", "cpu"],
+        "score": ["score", preds, "--data", data, "--split", bad],
+        "report": ["report", preds, "--data", data, "--split", bad, "--out", tmp_path / "r.html"],
+        "compare": ["compare", preds, "--data", data, "--split", bad],
+        "train": ["train", "--stage", "answer", "--prompt-format", "QCM-A", "--data", data, "--text-model",
+                  "t5-scratch", "--out", tmp_path / "r2", "--val-split", bad],
+        "prepare": ["prepare", world.bench, "--out", tmp_path / "d2", "--splits", f"train,{bad}"],
+        "rationales": ["rationales", "filter", preds, "--data", data, "--split", bad, "--out", tmp_path / "s.jsonl"],
+        "prompts": ["prompts", data, "--split", bad],
+    }[command]
+    before = checksums(tmp_path)
+    res = mmcot(*args)
+    assert_one_error(res, 2, repr(bad), "not a plain name")
+    assert checksums(tmp_path) == before and not (run / "preds-..").exists()

@@ -26,7 +26,7 @@ from mmcot_cli.errors import UsageError
 from mmcot_cli.progress import err_console
 from mmcot_cli.runs.rationales import load_rationales
 from mmcot_cli.settings import setting
-from mmcot_cli.validate import check_seed, non_negative_int
+from mmcot_cli.validate import check_seed, check_split_name, non_negative_int
 
 _STAGES = " or ".join(f"{stage} ({preset.prompt_format})" for stage, preset in STAGE_PRESETS.items())
 
@@ -105,7 +105,7 @@ class PromptsSettings:
     """`mmcot prompts`' options (mmcot_cli.settings)."""
 
     data_dir: Path = setting(help="A DATA_DIR written by `mmcot prepare`.", argument=True, metavar="DATA_DIR")
-    split: str = setting("test", "Which split file to read.", metavar="SPLIT")
+    split: str = setting("test", "Which split file to read.", metavar="SPLIT", check=check_split_name)
     stage: str = setting("rationale", f"Show what `train --stage STAGE` trains on: {_STAGES}.",
                          choices=tuple(STAGE_PRESETS), metavar="STAGE")
     prompt_format: str | None = setting(None, "INPUT-OUTPUT, e.g. QCM-LE, QCM-A (as `train --prompt-format`; "

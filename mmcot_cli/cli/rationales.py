@@ -17,6 +17,7 @@ from mmcot_cli.progress import err_console
 from mmcot_cli.runs.original_rationales import FORMAT as MM_COT
 from mmcot_cli.runs.original_rationales import import_original_rationales
 from mmcot_cli.settings import setting
+from mmcot_cli.validate import check_split_name
 
 rationales_app = typer.Typer(help="Teacher rationales: import them, keep those that reach the gold answer; "
                                   "import the original's stage-1 outputs (--format mm-cot).", no_args_is_help=True)
@@ -85,7 +86,7 @@ class RationalesImport:
     data: Path = setting(help="DATA_DIR written by `mmcot prepare`.", metavar="DATA_DIR")
     out: Path = setting(help="Rationale set JSONL to write (mm-cot: a predictions JSONL keyed by qid, for "
                         "`generate/train --rationales`).", short="-o", metavar="FILE")
-    split: str = setting("train", _SPLIT_HELP, metavar="SPLIT")
+    split: str = setting("train", _SPLIT_HELP, metavar="SPLIT", check=check_split_name)
     fmt: str = setting("teacher", _FORMAT_HELP, flag="--format", choices=IMPORT_FORMATS)
     strip_answer: bool = setting(False, _STRIP_HELP)
     revision: str | None = setting(None, "mm-cot SOURCE given as a hub id (org/name/path/predictions_ans_test.json): "
@@ -100,7 +101,8 @@ class RationalesFilter:
     source: Path = setting(help=_SOURCE_HELP, argument=True, metavar="SOURCE")
     data: Path = setting(help="DATA_DIR written by `mmcot prepare`.", metavar="DATA_DIR")
     out: Path = setting(help="Rationale set JSONL to write (only correct rationales).", short="-o", metavar="FILE")
-    split: str = setting("train", "The split the rationales are for (it needs answers).", metavar="SPLIT")
+    split: str = setting("train", "The split the rationales are for (it needs answers).", metavar="SPLIT",
+                         check=check_split_name)
     strip_answer: bool = setting(False, _STRIP_HELP)
     skip_bad: bool = setting(False, "Warn about and skip bad lines instead of failing.")
 

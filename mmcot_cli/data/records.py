@@ -16,6 +16,7 @@ from mmcot_cli.data.carve import Carve, carve_records
 from mmcot_cli.errors import DataError, UnknownSplitError, UsageError
 from mmcot_cli.io import iter_jsonl, read_json, staged_files, write_json, write_jsonl
 from mmcot_cli.output_guard import mark_output_dir
+from mmcot_cli.validate import split_name_problem
 
 DEFAULT_SPLITS: tuple[str, ...] = ("train", "val", "test")
 RECORD_FIELDS: tuple[str, ...] = ("qid", "split", "question", "hint", "caption", "choices", "answer", "lecture",
@@ -27,13 +28,23 @@ MAX_CHOICES = 5  # option letters A–E, as the reference prompts use
 def parse_splits(text: str) -> tuple[str, ...]:
     """"train, val,test" → ("train", "val", "test"), order kept; a repeated split is dropped silently (it would
     only redo the same work). The one split-list parser of every command (prepare, extract, generate)."""
-    names = [s.strip() for s in text.split(",") if s.strip()]
-    return tuple(dict.fromkeys(names))
+    return _plain(s.strip() for s in text.split(",") if s.strip())
+
+
+def _plain(names) -> tuple[str, ...]:
+    """The names, each a plain split name (a path such as "../x" would read or write outside DATA_DIR, the store
+    or the run: UsageError), repeats dropped."""
+    names = tuple(dict.fromkeys(names))
+    for name in names:
+        problem = split_name_problem(name)
+        if problem:
+            raise UsageError(problem)
+    return names
 
 
 def split_list(value) -> tuple[str, ...]:
     """A --split option's value as settings take it: "train,val" on the command line, or a recipe's list."""
-    return parse_splits(value) if isinstance(value, str) else tuple(dict.fromkeys(str(v) for v in value))
+    return parse_splits(value) if isinstance(value, str) else _plain(str(v) for v in value)
 
 
 def without_rationale(records: list[dict]) -> int:

@@ -46,7 +46,7 @@ from mmcot_cli.evaluation.similarity import (
     similarity_setting,
 )
 from mmcot_cli.settings import check_settings, setting
-from mmcot_cli.validate import PROTOCOLS, check_seed
+from mmcot_cli.validate import PROTOCOLS, check_seed, check_split_name
 
 REFERENCE_OPTIONS = OPTION_LETTERS  # a letter outside them is redrawn under the random fallback
 # strict: a failure is wrong; random: a seeded draw among the item's real options; reference: the original's
@@ -336,7 +336,7 @@ class ScoreConfig:
                                 metavar="PREDICTIONS")
     data: Path = setting(help="Prepared DATA_DIR, a ScienceQA problems.json, or a folder holding problems.json.",
                          metavar="DATA")
-    split: str = setting("test", "Which split of DATA to score against.", metavar="SPLIT")
+    split: str = setting("test", "Which split of DATA to score against.", metavar="SPLIT", check=check_split_name)
     fallback: str = setting("strict", _FALLBACK_HELP, choices=FALLBACKS)
     seed: int = setting(0, "Seed for --fallback random/reference.", check=check_seed)
     skip_bad: bool = setting(False, "Warn about and skip bad prediction entries instead of failing.")

@@ -37,7 +37,7 @@ from mmcot_cli.reporting.report import (
     split_label,
 )
 from mmcot_cli.settings import check_settings, setting
-from mmcot_cli.validate import PROTOCOLS
+from mmcot_cli.validate import PROTOCOLS, check_split_name
 
 Warn = Callable[[str], None]
 KIND_NAMES = {"scienceqa": "ScienceQA", "aokvqa": "A-OKVQA", "groups": "per-group (JSONL)"}
@@ -51,7 +51,7 @@ class CompareConfig:
                                 "LABEL=PATH names one. The first is the baseline.", argument=True,
                                 metavar="INPUTS...")
     data: Path | None = setting(None, "DATA_DIR to score predictions files and RUN_DIRs against.", metavar="DATA")
-    split: str = setting("test", "Which split of DATA predictions files and RUN_DIRs predicted.", metavar="SPLIT")
+    split: str = setting("test", "Which split of DATA predictions files and RUN_DIRs predicted.", metavar="SPLIT", check=check_split_name)
     similarity: bool = similarity_setting()
     similarity_model: Path | None = similarity_model_setting()
     protocol: str | None = setting(None, "mmcot or original: how predictions files and RUN_DIRs are scored, as "

@@ -43,7 +43,7 @@ from mmcot_cli.reporting.published import PUBLISHED, published_for, why_not_publ
 from mmcot_cli.runs.meta import RUN_CONFIG, RunMeta
 from mmcot_cli.runs.rationales import load_rationales
 from mmcot_cli.settings import check_settings, setting
-from mmcot_cli.validate import PROTOCOLS, check_seed, non_negative_int
+from mmcot_cli.validate import PROTOCOLS, check_seed, check_split_name, non_negative_int
 
 Warn = Callable[[str], None]
 
@@ -62,7 +62,7 @@ class ReportConfig:
     inputs: list[str] = setting(help=_INPUTS_HELP, argument=True, metavar="INPUTS...")
     data: Path = setting(help="Prepared DATA_DIR (or problems.json) the runs are scored on.", metavar="DATA")
     out: Path = setting(Path("report.html"), "HTML file to write (atomically).", metavar="FILE")
-    split: str = setting("test", "Which split of DATA the runs predicted.", metavar="SPLIT")
+    split: str = setting("test", "Which split of DATA the runs predicted.", metavar="SPLIT", check=check_split_name)
     gallery: int = setting(50, "Wrong answers shown in the error gallery.", check=non_negative_int)
     seed: int = setting(0, "Seed for sampling the gallery's wrong answers.", check=check_seed)
     title: str = setting("mmcot report", "The page's title.")

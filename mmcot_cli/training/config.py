@@ -14,6 +14,7 @@ from mmcot_cli.validate import (
     PROTOCOLS,
     check_number,
     check_seed,
+    check_split_name,
     non_negative_int,
     positive_float,
     positive_int,
@@ -112,9 +113,9 @@ class TrainConfig:
     save_every: int = setting(500, "Optimizer steps between resume checkpoints (one is also written after every "
                               "epoch).", check=non_negative_int)
     keep_checkpoints: int = setting(2, "Resume checkpoints kept (the newest).", check=non_negative_int)
-    train_split: str = setting("train", "Split trained on.", **KEEP)
+    train_split: str = setting("train", "Split trained on.", check=check_split_name, **KEEP)
     val_split: str | None = setting("val", "Split validated on; 'none' to skip validation (the last model is "
-                                    "kept).", parse=_no_split)
+                                    "kept).", parse=_no_split, check=check_split_name)
     limit_train: int | None = setting(None, "Only the first N train records.", check=positive_int, **KEEP)
     limit_val: int | None = setting(None, "Validate on the first N records.", check=positive_int)
     num_beams: int = setting(1, "Beams for validation generation.", check=positive_int)
