@@ -41,3 +41,23 @@ def test_every_reader_refuses_a_qid_given_twice_in_a_results_json(world, tmp_pat
     assert not out.exists()
     path.write_text('{"acc": 0, "results": {"%s": 0}}' % qid)
     assert mmcot("-q", command, path, "--data", world.data, *args).exit_code == 0
+
+
+def test_compare_warns_when_results_were_scored_on_different_data(world, tmp_path):
+    """Two score objects of other splits side by side: the table is made, with one warning naming both (the
+    differences would compare other questions); the same data twice: no warning."""
+    objects = {}
+    for split in ("test", "val"):
+        rows = [json.loads(x) for x in (world.data / f"{split}.jsonl").read_text().splitlines()]
+        preds = tmp_path / f"{split}.jsonl"
+        preds.write_text("".join(json.dumps({"qid": r["qid"], "prediction": "The answer is (A)."}) + "\n"
+                                 for r in rows))
+        res = mmcot("-q", "score", preds, "--data", world.data, "--split", split, "--json")
+        objects[split] = tmp_path / f"{split}.json"
+        objects[split].write_text(res.stdout)
+    res = mmcot("compare", objects["test"], objects["val"], "--json")
+    (line,) = [x for x in res.stderr.splitlines() if x.startswith("warning:")]
+    assert res.exit_code == 0 and "scored on different data" in line and "split val" in line, res.stderr
+    assert "scored_on" not in res.stdout
+    res = mmcot("compare", objects["test"], objects["test"], "--json")
+    assert res.exit_code == 0 and "different data" not in res.stderr

@@ -183,8 +183,8 @@ def load_values(spec: str, cfg: CompareConfig, warn: Warn | None = None) -> dict
         if value is not None and not _plain_number(value):
             raise DataError(f"{path}: {key} is {type(value).__name__}, expected a number or null")
     return {"label": label or default_label(path), "source": str(path), "kind": kind_of(obj),
-            "protocol": protocol, "columns": columns, "values": values,
-            "baselines": obj.get("baselines") if isinstance(obj.get("baselines"), dict) else None}
+            "protocol": protocol, "scored_on": (obj.get("split"), obj.get("num_gold")), "columns": columns,
+            "values": values, "baselines": obj.get("baselines") if isinstance(obj.get("baselines"), dict) else None}
 
 
 BASELINE_ROWS = (("chance", "baseline: chance"), ("majority", "baseline: majority class"))
@@ -228,6 +228,7 @@ def compare(cfg: CompareConfig, warn: Warn | None = None) -> dict:
         raise UsageError(f"results scored under different protocols cannot share one table ({found}); give "
                          "--protocol for predictions files and RUN_DIRs, or score the score objects again under one")
     protocol = protocols[0]
+    _warn_other_data(rows, warn)
     columns: dict[str, Column] = {}
     for row in rows:  # the union, in order of first appearance (groups can differ between datasets)
         columns.update((c.key, c) for c in row.pop("columns") if c.key not in columns)
@@ -249,6 +250,18 @@ def compare(cfg: CompareConfig, warn: Warn | None = None) -> dict:
     return {"kind": kinds[0], "protocol": protocol, "headline": HEADLINE[protocol],
             "columns": [{"key": c.key, "label": c.label} for c in columns.values()],
             "baseline": rows[0]["label"], "rows": rows, "baselines": baselines}
+
+
+def _warn_other_data(rows: list[dict], warn: Warn | None) -> None:
+    """Score objects scored on other data than the first (another split, another number of questions) make a
+    table whose differences compare other questions: one warning naming them (predictions files and RUN_DIRs are
+    all scored against --data)."""
+    scored_on = [row.pop("scored_on") for row in rows]
+    if warn is None or len(set(scored_on)) < 2:
+        return
+    found = "; ".join(f"{row['source']}: split {split}, {'?' if n is None else n} questions"
+                      for row, (split, n) in zip(rows, scored_on))
+    warn(f"results scored on different data ({found}): their differences compare different questions")
 
 
 def _cell(value, delta) -> str:
