@@ -61,3 +61,22 @@ def test_compare_warns_when_results_were_scored_on_different_data(world, tmp_pat
     assert "scored_on" not in res.stdout
     res = mmcot("compare", objects["test"], objects["test"], "--json")
     assert res.exit_code == 0 and "different data" not in res.stderr
+
+
+def test_an_empty_split_or_predictions_file_is_named(world, tmp_path):
+    """An empty split file: generate says so in one warning (its predictions file is empty; score would refuse
+    it), train refuses before building a model (t5-scratch said "none were given" about its tokenizer texts);
+    an empty predictions file given to compare is "empty predictions file", as score says (it was a JSON
+    decoding error at 1:1)."""
+    data = world.copy("data", tmp_path)
+    (data / "test.jsonl").write_text("")
+    out = tmp_path / "p.jsonl"
+    res = mmcot("-q", "generate", "--run", world.run, "--data", data, "--device", "cpu", "--out", out)
+    (line,) = [x for x in res.stderr.splitlines() if x.startswith("warning:")]
+    assert res.exit_code == 0 and "split 'test' has no records" in line and out.read_text() == ""
+    res = mmcot("train", "--stage", "answer", "--prompt-format", "QCM-A", "--data", data, "--train-split", "test",
+                "--text-model", "t5-scratch", "--out", tmp_path / "run", "--val-split", "none")
+    assert_one_error(res, 2, "split 'test' has no records to train on")
+    assert not (tmp_path / "run").exists()
+    res = mmcot("compare", out, "--data", world.data)
+    assert_one_error(res, 1, str(out), "empty predictions file")

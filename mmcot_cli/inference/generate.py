@@ -162,6 +162,9 @@ def _generate_held(cfg: GenerateConfig, outs: dict[str, Path]) -> dict:
     inputs = {}
     for split in cfg.splits:
         records = load_records(cfg.data_dir, split)
+        if not records:  # what a later `mmcot score` of the empty file would say, said now
+            summary["warnings"].append(f"{Path(cfg.data_dir) / f'{split}.jsonl'}: split {split!r} has no records; "
+                                       "its predictions file is empty")
         if cfg.limit is not None:
             records = records[:cfg.limit]
         qids = [str(r["qid"]) for r in records]

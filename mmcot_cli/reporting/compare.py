@@ -90,8 +90,11 @@ def rationale_columns(protocol: str = "mmcot") -> list[Column]:
 def _is_score_object(path: Path) -> dict | None:
     if path.is_dir():
         return None
+    text = read_text(path, "score object or predictions file")
+    if not text.strip():
+        return None  # scored as predictions: "empty predictions file", as `mmcot score` says
     try:  # strict and safe: deep nesting, NaN, 1e999 are one DataError naming the file
-        obj = loads(read_text(path, "score object or predictions file"), str(path))
+        obj = loads(text, str(path))
     except DataError as e:
         if "invalid JSON: Extra data" in str(e):
             return None  # JSONL predictions (several objects)

@@ -12,7 +12,7 @@ from mmcot_cli import progress
 from mmcot_cli.data.prompts import build_prompt
 from mmcot_cli.data.records import load_records
 from mmcot_cli.data.teacher import expand_rationales
-from mmcot_cli.errors import DataError
+from mmcot_cli.errors import DataError, UsageError
 from mmcot_cli.features.store import open_store, store_fingerprint
 from mmcot_cli.features.store_images import check_store_images, images_fingerprint
 from mmcot_cli.io import sha256_file
@@ -140,6 +140,8 @@ class StageInputs:
 
 def read_stage_inputs(cfg: TrainConfig) -> StageInputs:
     train_records = split_records(cfg, cfg.train_split, cfg.limit_train)
+    if not train_records:  # before a model is built (t5-scratch's tokenizer would say "no texts given")
+        raise UsageError(f"{cfg.data_dir}: split {cfg.train_split!r} has no records to train on")
     source_info = None
     if cfg.stage == "rationale":  # one example per rationale (several gold ones, or a teacher's rationale set)
         train_records, source_info = expand_rationales(train_records, cfg.rationale_source)
