@@ -138,6 +138,16 @@ def test_lmms_lab_layout_reads_the_full_config(cli, hub_env):
     assert len(load_records(hub_env / "img", "test")) == 4  # 6, 8, 10, 11
 
 
+def test_prepare_from_parquet_prints_no_progress_bars_of_datasets(cli, hub_env):
+    # datasets' "Generating test split: 0 examples [00:00, ...]" bars were the noisiest lines of a first-hour log
+    import datasets
+
+    before = datasets.is_progress_bar_enabled()
+    res = cli("prepare", write_hub_parquet(hub_env / "files"), "--out", hub_env / "data")
+    assert res.exit_code == 0 and "Generating" not in res.stderr and "examples/s" not in res.stderr, res.stderr
+    assert datasets.is_progress_bar_enabled() == before  # restored for whoever uses datasets next
+
+
 def test_uncached_hub_id_offline_fails_in_one_line(cli, hub_env):
     result = cli("prepare", "someone/NotCached", "--out", hub_env / "data")
     assert result.exit_code != 0

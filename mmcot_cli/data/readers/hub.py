@@ -96,11 +96,16 @@ def load_splits(files: dict[str, list[Path]]):
     """The `datasets` DatasetDict of the parquet files, images left as bytes (written out once, not decoded)."""
     import datasets
 
+    bars = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()  # its "Generating split" bars in a log are noise; prepare prints its own lines
     try:
         dsd = datasets.load_dataset("parquet", data_files={s: [str(f) for f in fs] for s, fs in files.items()})
     except Exception as e:  # noqa: BLE001 - a broken or foreign parquet file is one line
         raise DataError(f"{next(iter(files.values()))[0].parent}: cannot read the parquet files "
                         f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+    finally:
+        if bars:
+            datasets.enable_progress_bars()
     for split, ds in dsd.items():
         missing = [c for c in ("question", "choices", "answer") if c not in ds.column_names]
         if missing:
