@@ -13,6 +13,7 @@ from mmcot_cli.cli.options import settings_command
 from mmcot_cli.errors import UsageError
 from mmcot_cli.features.settings import ExtractConfig
 from mmcot_cli.progress import err_console
+from mmcot_cli.registry.weights import require_backbone_weights
 
 
 @settings_command("extract")
@@ -40,6 +41,9 @@ def extract_command(
             err_console.print(f"merged {summary['path']}: {summary['count']} rows, "
                               f"{len(summary['files_written'])} shard file(s) written")
         return
+    cfg.check_inputs()
+    if not (Path(cfg.out) / "manifest.json").exists():  # a new store: weights that cannot be had fail before torch
+        require_backbone_weights(cfg.backbone, cfg.weights, cfg.variant, cfg.random_init)
     summary = extract(cfg)
     for name in summary["reextracted_files"]:
         warn(f"{name}: truncated or corrupted; removed and extracted again")

@@ -39,7 +39,7 @@ from mmcot_cli.io import os_reason, read_jsonl, write_json
 from mmcot_cli.output_guard import check_output_dir, has_content
 from mmcot_cli.outputs import claim_output_dir
 from mmcot_cli.progress import ForwardedProgress
-from mmcot_cli.registry.manager import get_vision_backbone
+from mmcot_cli.registry.weights import require_backbone_weights
 from mmcot_cli.reporting.report import ReportConfig, write_report
 from mmcot_cli.training.config import TrainConfig
 from mmcot_cli.validate import check_protocol, check_seed, parse_device, positive_int
@@ -346,7 +346,8 @@ def run_demo(cfg: DemoConfig, step: Step | None = None) -> dict:
         raise UnknownNameError("demo mode", (unknown or ["(none)"])[0], list(MODES))
     out = Path(cfg.out)
     if not cfg.generate_only and "multimodal" in cfg.modes:
-        get_vision_backbone(cfg.backbone)  # an unknown name fails before anything is written
+        # an unknown name, or pretrained weights that cannot be had, fail before anything is written
+        require_backbone_weights(cfg.backbone, random_init=cfg.random_init)
     with demo_output(out, cfg.generate_only, "mmcot demo output; `mmcot demo --out` here replaces it\n"):
         return _run_demo_held(cfg, step, quiet, size, out)
 

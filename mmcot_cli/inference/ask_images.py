@@ -28,7 +28,7 @@ from mmcot_cli.registry.manager import (
     encode_checked,
     get_vision_backbone,
 )
-from mmcot_cli.registry.weights import OFFLINE_HINT, RANDOM_INIT
+from mmcot_cli.registry.weights import OFFLINE_HINT, RANDOM_INIT, require_backbone_weights
 from mmcot_cli.runs.meta import RunMeta
 
 LEGACY_ALPHA = LEGACY_IDENTITY["alpha"]  # runs and stores made before the policy was recorded decoded onto white
@@ -137,7 +137,8 @@ def _encoder(enc: Encoding, device: torch.device, cache: dict):
     encoders = cache.setdefault("encoders", {})
     if key not in encoders:
         backbone = get_vision_backbone(enc.backbone)
-        try:
+        try:  # weights that cannot be had: one line before timm / open_clip load
+            require_backbone_weights(enc.backbone, enc.weights, enc.variant, enc.random_init)
             encoders[key] = backbone, build_vision_encoder(backbone, VisionBuildOptions(
                 variant=enc.variant, weights=enc.weights, random_init=enc.random_init, device=str(device)))
         except MMCoTError as e:

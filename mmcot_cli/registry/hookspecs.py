@@ -74,6 +74,11 @@ class VisionBackbone:
     # How transparent pixels become RGB unless --alpha says otherwise (mmcot_cli.data.images): "original" for the
     # reference's backbones, whose released features were extracted with convert("RGB"); "white" otherwise.
     alpha: str = "white"
+    # The hub repo pretrained weights come from, as plain data (read without torch or the library, so a command
+    # fails at once when they are neither cached nor reachable: registry.weights.require_backbone_weights). Keys:
+    # "" (the default variant's default weights), a variant (its default weights), a --weights tag (timm: a full
+    # name such as "vit_base_patch16_224.augreg_in21k"; open_clip: "VARIANT/TAG"). Unlisted: checked at build.
+    pretrained_repos: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_alpha(self.alpha, f"vision backbone {self.name}: alpha")

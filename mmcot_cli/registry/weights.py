@@ -25,7 +25,7 @@ from typing import Iterator
 
 from mmcot_cli.errors import MMCoTError, UsageError, first_line, torch_load_problem
 from mmcot_cli.registry.hub import HUB_PATH, require_pretrained
-from mmcot_cli.registry.manager import get_text_backbone
+from mmcot_cli.registry.manager import get_text_backbone, get_vision_backbone
 
 RANDOM_INIT = "random-init"  # the manifest's `weights` for random-init encoders
 BOTH_GIVEN = "give either --random-init or --weights, not both"
@@ -114,6 +114,30 @@ def require_vision_weights(backbone: str, repo_id: str | None, arch: str | None 
     if repo_id:
         where = f"backbone {backbone} ({arch})" if arch else f"backbone {backbone}"
         require_pretrained(repo_id, where, OFFLINE_HINT)
+
+
+def require_backbone_weights(name: str, weights: str | None = None, variant: str | None = None,
+                             random_init: bool = False) -> None:
+    """Pretrained weights of vision backbone `name` from a hub repo (`--weights org/name`, or one its registration
+    lists in `pretrained_repos`) that are neither cached nor reachable fail here, in one line with the offline
+    hint, before torch or the backbone's library load (`extract`, `demo --pretrained` and `ask` call it first).
+    Random init, a local path, a URL or a name the registration does not list: nothing checked here (the
+    builder's own check still runs)."""
+    backbone = get_vision_backbone(name)
+    if backbone.weight_free or random_init:
+        return
+    source = resolve_weights(name, weights)
+    repos = backbone.pretrained_repos
+    if source.kind == "hub":
+        match = HUB_PATH.match(source.value)
+        repo = match.group(1) if match else None
+    elif source.kind == "default":
+        repo = repos.get(variant or "")
+    elif source.kind == "tag":
+        repo = (variant and repos.get(f"{variant}/{source.value}")) or repos.get(source.value)
+    else:
+        return
+    require_vision_weights(name, repo, variant)
 
 
 TEXT_WEIGHTS_HINT = ("fill the cache once with the network, or pass a downloaded model folder as --text-model DIR "

@@ -16,6 +16,11 @@ from mmcot_plugins._preprocess import LongSideCropped
 DEFAULT_MODEL = "RN50"
 DEFAULT_PRETRAINED = "openai"
 FEATURE_SHAPE = (49, 2048)
+# open_clip's hub repo of each variant's openai weights, and of one tag (tests/test_offline_weights.py checks them)
+PRETRAINED_REPOS = {DEFAULT_MODEL: "timm/resnet50_clip.openai", "RN101": "timm/resnet101_clip.openai",
+                    "ViT-B-32": "timm/vit_base_patch32_clip_224.openai", "ViT-B-16": "timm/vit_base_patch16_clip_224.openai",
+                    "ViT-L-14": "timm/vit_large_patch14_clip_224.openai",
+                    "ViT-B-32/laion2b_s34b_b79k": "laion/CLIP-ViT-B-32-laion2B-s34B-b79K"}
 
 
 def _create(arch: str, options: VisionBuildOptions):
@@ -108,5 +113,6 @@ def register_vision_backbones(register):
         build=build,
         description="open_clip RN50 trunk 7×7 grid before attention pooling; ViT variants give patch tokens",
         variants=(DEFAULT_MODEL, "RN101", "ViT-B-32", "ViT-B-16", "ViT-L-14"),
-        alpha="original",  # as the original's extraction: Image.open(p).convert("RGB")
+        alpha="original",
+        pretrained_repos={"": PRETRAINED_REPOS[DEFAULT_MODEL], **PRETRAINED_REPOS},  # as the original's extraction: Image.open(p).convert("RGB")
     ))

@@ -115,5 +115,6 @@ def register_vision_backbones(register):
         build=build,
         description="DETR ResNet-101-DC5 last decoder layer (100 object queries × 256)",
         variants=tuple(VARIANTS),
-        alpha="original",  # as the original's extraction: Image.open(p).convert("RGB")
+        alpha="original",
+        pretrained_repos={"": VARIANTS[DEFAULT_VARIANT][0], **{v: repo for v, (repo, _, _) in VARIANTS.items()}},  # as the original's extraction: Image.open(p).convert("RGB")
     ))

@@ -11,6 +11,9 @@ from mmcot_plugins._timm_common import TimmTokenEncoder, create_timm_model
 
 DEFAULT_MODEL = "resnet50"
 FEATURE_SHAPE = (1, 2048)
+# timm's hf_hub_id of each variant's default weights (tests/test_offline_weights.py checks them against timm)
+PRETRAINED_REPOS = {DEFAULT_MODEL: "timm/resnet50.a1_in1k", "resnet101": "timm/resnet101.a1h_in1k",
+                    "resnet152": "timm/resnet152.a1h_in1k"}
 
 
 def build(options: VisionBuildOptions) -> TimmTokenEncoder:
@@ -28,5 +31,6 @@ def register_vision_backbones(register):
         build=build,
         description="timm ResNet-50 global-average-pooled features as one token",
         variants=(DEFAULT_MODEL, "resnet101", "resnet152"),
-        alpha="original",  # as the original's extraction: Image.open(p).convert("RGB")
+        alpha="original",
+        pretrained_repos={"": PRETRAINED_REPOS[DEFAULT_MODEL], **PRETRAINED_REPOS},  # as the original's extraction: Image.open(p).convert("RGB")
     ))

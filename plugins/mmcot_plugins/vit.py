@@ -13,6 +13,13 @@ from mmcot_plugins._timm_common import TimmTokenEncoder, create_timm_model
 
 DEFAULT_MODEL = "vit_large_patch32_384"
 FEATURE_SHAPE = (145, 1024)
+# timm's hf_hub_id of each variant's default weights (tests/test_offline_weights.py checks them against timm)
+PRETRAINED_REPOS = {
+    DEFAULT_MODEL: "timm/vit_large_patch32_384.orig_in21k_ft_in1k",
+    "vit_base_patch16_384": "timm/vit_base_patch16_384.augreg_in21k_ft_in1k",
+    "vit_base_patch16_224": "timm/vit_base_patch16_224.augreg2_in21k_ft_in1k",
+    "vit_large_patch16_384": "timm/vit_large_patch16_384.augreg_in21k_ft_in1k",
+}
 
 
 def build(options: VisionBuildOptions) -> TimmTokenEncoder:
@@ -30,5 +37,6 @@ def register_vision_backbones(register):
         build=build,
         description="timm ViT forward_features (CLS + patch tokens after the final norm), timm data config",
         variants=(DEFAULT_MODEL, "vit_base_patch16_384", "vit_base_patch16_224", "vit_large_patch16_384"),
-        alpha="original",  # as the original's extraction: Image.open(p).convert("RGB")
+        alpha="original",
+        pretrained_repos={"": PRETRAINED_REPOS[DEFAULT_MODEL], **PRETRAINED_REPOS},  # as the original's extraction: Image.open(p).convert("RGB")
     ))
