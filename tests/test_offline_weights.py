@@ -198,3 +198,10 @@ def test_demo_pretrained_fails_before_writing(offline, tmp_path):
     with pytest.raises(Exception, match="backbone vit: cannot load timm/vit_large_patch32_384.orig_in21k_ft_in1k"):
         run_demo(DemoConfig(out=str(tmp_path / "demo"), size="tiny", backbone="vit", random_init=False))
     assert not (tmp_path / "demo").exists()
+
+
+def test_clip_default_tag_named_is_checked_early(offline):
+    from mmcot_cli.registry.weights import require_backbone_weights
+
+    with pytest.raises(Exception, match="cannot load timm/vit_base_patch32_clip_224.openai: not in the Hugging"):
+        require_backbone_weights("clip", "openai", "ViT-B-32")

@@ -114,5 +114,6 @@ def register_vision_backbones(register):
         description="open_clip RN50 trunk 7×7 grid before attention pooling; ViT variants give patch tokens",
         variants=(DEFAULT_MODEL, "RN101", "ViT-B-32", "ViT-B-16", "ViT-L-14"),
         alpha="original",
-        pretrained_repos={"": PRETRAINED_REPOS[DEFAULT_MODEL], **PRETRAINED_REPOS},  # as the original's extraction: Image.open(p).convert("RGB")
+        pretrained_repos={"": PRETRAINED_REPOS[DEFAULT_MODEL], **PRETRAINED_REPOS,  # --weights openai too:
+                          **{f"{v}/{DEFAULT_PRETRAINED}": r for v, r in PRETRAINED_REPOS.items() if "/" not in v}},  # as the original's extraction: Image.open(p).convert("RGB")
     ))
