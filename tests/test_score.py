@@ -481,3 +481,14 @@ def test_baselines_beside_accuracy_and_a_collapse_warned(tmp_path, cli):
     assert ("warning: every answer is (B): all 8 predictions chose the same option (accuracy 37.50 %, "
             "majority-class baseline 37.50 %, chance 38.96 %)") in " ".join(res.stderr.split())
     assert "baseline: chance" in res.stdout and "always (A)" in res.stdout
+
+
+def test_rationales_that_are_all_empty_are_said_once(tmp_path, cli):
+    # an undertrained stage 1 writes "Solution:" and nothing else: metrics of 0 without a word read as a result
+    rows = [{"qid": q, "prediction": "The answer is (A).", "rationale": "Solution: "} for q in PREDS]
+    res = cli("score", _jsonl(tmp_path, rows), "--data", _problems_file(tmp_path))
+    assert res.exit_code == 0, res.output
+    assert f"warning: every rationale is empty ({len(PREDS)} of {len(PREDS)})" in " ".join(res.stderr.split())
+    rows[0]["rationale"] = "Solution: the answer is red."
+    res = cli("score", _jsonl(tmp_path, rows), "--data", _problems_file(tmp_path))
+    assert "every rationale is empty" not in res.stderr

@@ -38,6 +38,7 @@ from mmcot_cli.evaluation.predictions import (
 from mmcot_cli.evaluation.rationale_metrics import (
     RATIONALE_REFS,
     MetricOptions,
+    normalize_rationale,
     rationale_metrics,
     rationale_reference,
 )
@@ -290,6 +291,9 @@ def score_against(records: list[dict], preds: list[Prediction], fallback: str, s
     if has_rationales:
         texts = {q: p.rationale for q, p in by_qid.items() if p.rationale is not None}
         result["rationale"] = rationale_result(texts, gold, rationale_ref, metric_options)
+        if warn and texts and not any(normalize_rationale(t) for t in texts.values()):
+            warn(f"every rationale is empty ({len(texts)} of {len(texts)}): the rationale metrics are 0 and the "
+                 "original's get_scores skips them all (an undertrained rationale stage, or too few new tokens)")
     else:
         result["rationale"] = None
     if details:
