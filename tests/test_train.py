@@ -431,3 +431,16 @@ def test_summary_table_does_not_claim_validation_with_eval_every_0(cli, data_dir
     assert res.exit_code == 0, res.output
     assert "not validated (last model kept)" in res.stderr
     assert not (tmp_path / "run" / "metrics.jsonl").read_text().count("val_")
+
+
+def test_validation_decodes_answers_as_generate_does(cli, data_dir, tmp_path):
+    # The best-model metric was taken on free decoding while `generate` decodes within the options: an
+    # undertrained model scored 0 in validation and 30 % on test. Now validation's accuracy is generate's.
+    out = tmp_path / "qcma"
+    res = cli("-q", "train", "--stage", "answer", "--prompt-format", "QCM-A", "--data", data_dir, "--text-model",
+              "t5-scratch", "--out", out, "--epochs", "1", "--batch-size", "4", "--max-output-len", "8", *TINY_ARGS)
+    assert res.exit_code == 0, res.output
+    val_accuracy = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])["val_accuracy"]
+    assert cli("-q", "generate", "--run", out, "--data", data_dir, "--split", "val").exit_code == 0
+    scored = json.loads(cli("score", out / "preds-val.jsonl", "--data", data_dir, "--split", "val", "--json").stdout)
+    assert scored["acc_average"] == round(val_accuracy, 2)

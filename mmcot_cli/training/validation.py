@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from mmcot_cli import progress
 from mmcot_cli.data.answers import answer_index
+from mmcot_cli.data.prompts import gives_answer
 from mmcot_cli.evaluation.original_metrics import original_validation_rouge_l
 from mmcot_cli.evaluation.rationale_metrics import rouge_l
+from mmcot_cli.model.answer_constraint import AnswerConstraints
 from mmcot_cli.model.generation import feature_getter, generate_texts
 from mmcot_cli.training.config import TrainConfig
 from mmcot_cli.training.inputs import StageData
@@ -14,13 +16,20 @@ from mmcot_cli.training.inputs import StageData
 
 def validation_predictions(model, tokenizer, data: StageData, indices: list[int], store, cfg: TrainConfig,
                            device) -> dict[str, str]:
-    """qid → generated text for data.examples[indices], through the same code path as `mmcot generate`."""
+    """qid → generated text for data.examples[indices], through the same code path as `mmcot generate`: answers
+    decoded within each item's options as `generate` decodes them (free under `--protocol original`, as the
+    original validates), so the model kept is the best at what `generate` will ask of it."""
     qids = [data.examples[i].qid for i in indices]
+    constraints = None
+    if gives_answer(cfg.prompt_format) and cfg.protocol != "original":
+        by_qid = {str(r["qid"]): r for r in data.records}
+        constraints = AnswerConstraints(tokenizer, cfg.prompt_format, [len(by_qid[q]["choices"]) for q in qids])
     with progress.suspended():  # the training bar keeps the screen
         texts = generate_texts(model, tokenizer, [data.sources[i] for i in indices],
                                feature_batch=feature_getter(store, qids) if store is not None else None,
                                batch_size=cfg.eval_batch_size, max_input_len=cfg.max_input_len,
-                               max_new_tokens=cfg.max_output_len, num_beams=cfg.num_beams, device=device)
+                               max_new_tokens=cfg.max_output_len, num_beams=cfg.num_beams, device=device,
+                               constraints=constraints)
     return dict(zip(qids, texts))
 
 
