@@ -9,7 +9,10 @@ they used to run (re-created here as the baseline) beside the way they run now, 
 - score, before: the predictions file read whole as text, split into lines, one plain (dict-backed) object per
   prediction. now: `mmcot_cli.evaluation.score.score` (JSONL streamed line by line, slotted predictions).
   Both score the same predictions (every test qid, with a ~300-character rationale) against the same DATA_DIR,
-  so the gold records of the split are held in both.
+  so the gold records of the split are held in both. Before also leaves the `rouge` package's garbage (each
+  pair's LCS table, in a reference cycle) to the interpreter's own collector, as score did up to the change that
+  collects it (original_metrics.collect_cycles, here replaced by a plain pass-through); `score_same_rationale`
+  says whether both gave the same rationale metrics.
 
 Synthetic problems have ScienceQA's fields and roughly its sizes (a ~1.2 kB lecture, a ~400-character solution,
 2–4 choices); pid_splits.json has train/val/test (60/20/20, each list shuffled, so split order is not file order)
@@ -129,10 +132,12 @@ class _DictPrediction:  # Prediction as it was: a plain dataclass (a __dict__ pe
 def score_before(predictions: Path, data_dir: Path) -> dict:
     """score as it read predictions before: the whole file as text, split into lines, each parsed."""
     from mmcot_cli.errors import DataError
+    from mmcot_cli.evaluation import original_metrics
     from mmcot_cli.evaluation.predictions import BadEntries
     from mmcot_cli.evaluation.score import load_gold, score_against
     from mmcot_cli.io import jsonl_lines, loads, read_text
 
+    original_metrics.collect_cycles = lambda items, every=0: items  # the rouge package's cycles left to Python
     records = load_gold(data_dir, "test")
     text = read_text(predictions, "predictions file")
     try:
@@ -167,7 +172,7 @@ def _rss_mb() -> float:
     return float("nan")
 
 
-def _child(what: str, a: Path, b: Path) -> None:
+def _child(what: str, a: Path, b: Path, result_file: Path | None = None) -> None:
     import mmcot_cli.data.readers  # noqa: F401  (imports first: their memory is not the work's)
     import mmcot_cli.evaluation.score  # noqa: F401
     from mmcot_cli.progress import set_enabled
@@ -175,18 +180,22 @@ def _child(what: str, a: Path, b: Path) -> None:
     set_enabled(False)
     start_rss = _rss_mb()
     t0 = time.perf_counter()
-    {"prepare_before": prepare_before, "prepare_now": prepare_now, "score_before": score_before,
-     "score_now": score_now}[what](a, b)
+    result = {"prepare_before": prepare_before, "prepare_now": prepare_now, "score_before": score_before,
+              "score_now": score_now}[what](a, b)
     seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if result_file is not None and isinstance(result, dict):
+        rationale = {k: v for k, v in (result.get("rationale") or {}).items() if k != "headline"}
+        result_file.write_text(json.dumps(rationale, sort_keys=True))
     print(json.dumps({"peak_rss_mb": round(peak, 1), "rss_at_start_mb": round(start_rss, 1),
                       "seconds": round(seconds, 2)}))
 
 
-def measure(what: str, a: Path, b: Path) -> dict:
+def measure(what: str, a: Path, b: Path, result_file: Path | None = None) -> dict:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "plugins"),
                                                         os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, __file__, "--child", what, str(a), str(b)], capture_output=True,
+    extra = [str(result_file)] if result_file is not None else []
+    proc = subprocess.run([sys.executable, __file__, "--child", what, str(a), str(b), *extra], capture_output=True,
                           text=True, env=env)
     if proc.returncode != 0:
         raise SystemExit(f"{what} failed:\n{proc.stderr[-3000:]}")
@@ -208,7 +217,9 @@ def run(sizes: list[int], work: Path) -> dict:
         preds = make_predictions(here / "preds.jsonl", here / "data-now")
         row["predictions_mb"] = round(preds.stat().st_size / 2**20, 1)
         for how in ("before", "now"):
-            row[f"score_{how}"] = measure(f"score_{how}", preds, here / "data-now")
+            row[f"score_{how}"] = measure(f"score_{how}", preds, here / "data-now", here / f"rationale-{how}.json")
+        row["score_same_rationale"] = ((here / "rationale-before.json").read_text()
+                                       == (here / "rationale-now.json").read_text())
         rows[str(n)] = row
         shutil.rmtree(here, ignore_errors=True)
     return rows
@@ -216,7 +227,7 @@ def run(sizes: list[int], work: Path) -> dict:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        _child(sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]))
+        _child(sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]), Path(sys.argv[5]) if len(sys.argv) > 5 else None)
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="20000,200000", help="comma-separated problem counts")
