@@ -1,6 +1,7 @@
 """`mmcot demo` end to end at the tiny size (same code path as the default run, a model too small to learn)."""
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -257,3 +258,15 @@ def test_killed_rerun_is_put_in_order_by_the_next(tmp_path):
     (out / "runs").rename(out / STAGING / "runs")  # killed while setting aside
     recover(out, "demo.json")
     assert not (out / STAGING).exists() and (out / "runs" / "x").read_text() == "old run"
+
+
+def test_llama_scratch_has_its_own_quick_schedule_and_t5_keeps_its_own():
+    """llama-scratch's --quick trains its answer stage longer (docs/DEMO.md); T5's sizes and every other field stay."""
+    for name in SIZES:
+        assert DemoConfig(size=name).resolved_size() == SIZES[name]
+    llama = DemoConfig(size="quick", text_model="llama-scratch").resolved_size()
+    assert llama.answer_epochs == 10 != SIZES["quick"].answer_epochs
+    assert replace(llama, answer_epochs=SIZES["quick"].answer_epochs) == SIZES["quick"]
+    assert DemoConfig(size="tiny", text_model="llama-scratch").resolved_size() == SIZES["tiny"]
+    assert DemoConfig(size="quick", text_model="llama-scratch", n_problems=50).resolved_size() == replace(
+        llama, n_problems=50)

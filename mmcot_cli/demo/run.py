@@ -80,6 +80,8 @@ SIZES: dict[str, DemoSize] = {
                      rationale_max_len=12, answer_max_len=8,
                      split_fractions=(0.6, 0.2, 0.2)),
 }
+# (text model, size): its changes to SIZES (T5's as they are), measured: docs/DEMO.md "On a decoder-only LM"
+DECODER_ONLY_SCHEDULES: dict[tuple[str, str], dict[str, Any]] = {("llama-scratch", "quick"): {"answer_epochs": 10}}
 
 
 @dataclass
@@ -133,6 +135,7 @@ class DemoConfig:
             if self.n_problems < 3:  # checked here, before --out is touched (generate_synthetic checks it too)
                 raise UsageError(f"--problems must be at least 3 (one per split), got {self.n_problems}")
             size = replace(size, n_problems=self.n_problems)
+        size = replace(size, **DECODER_ONLY_SCHEDULES.get((self.text_model, self.size), {}))
         return size
 
 
