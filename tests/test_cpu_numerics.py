@@ -77,6 +77,14 @@ def _train(data: Path, out: Path, deterministic: bool, **env: str) -> tuple[str,
     return weights, json.loads((out / "run_config.json").read_text())
 
 
+def _generate(run: Path, data: Path, out: Path, **env: str) -> tuple[bytes, dict]:
+    args = [sys.executable, "-m", "mmcot_cli", "--quiet", "generate", "--run", str(run), "--data", str(data),
+            "--split", "val", "--device", "cpu", "--out", str(out), "--json"]
+    res = subprocess.run(args, env=_env(**env), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return out.read_bytes(), json.loads(res.stdout)
+
+
 def test_deterministic_training_is_the_same_on_other_kernels(data_dir, tmp_path):  # noqa: F811
     # ATen's scalar kernels instead of AVX-512/AVX2 and MKL told to use its AVX2 code: each changes the trained
     # weights' bits unless the kernels are pinned. The thread count is part of the contract (softmax's backward
@@ -90,6 +98,11 @@ def test_deterministic_training_is_the_same_on_other_kernels(data_dir, tmp_path)
     assert meta["cpu_numerics"]["threads"] == 1
     assert meta_forced["cpu_numerics"]["overridden"] == {"ATEN_CPU_CAPABILITY": "default"}
     assert plain == forced
+    # A pinned run generates with the pinned kernels too (its predictions the same on every x86-64 CPU).
+    preds, summary = _generate(tmp_path / "plain", data_dir, tmp_path / "preds.jsonl")
+    preds_forced, summary_forced = _generate(tmp_path / "plain", data_dir, tmp_path / "preds-forced.jsonl", **other)
+    assert summary["cpu_numerics"]["pinned"] and summary_forced["cpu_numerics"]["pinned"]
+    assert preds == preds_forced
 
     # The control: without --deterministic the same two variants train other weights (the test can fail).
     native, meta_native = _train(data_dir, tmp_path / "native", False, OMP_NUM_THREADS="1")

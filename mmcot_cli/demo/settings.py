@@ -54,7 +54,7 @@ class DemoSettings:
                             "in demo.json, every run and every prediction.", choices=PROTOCOLS)
     native_kernels: bool = setting(False, "On a CPU, train with this CPU's fastest kernels instead of the portable "
                                    "ones (ATen AVX2, MKL COMPATIBLE, oneDNN AVX2) that give the same tables on "
-                                   "every x86-64 CPU and thread count: about 1.8× faster, but the digits then "
+                                   "every x86-64 CPU: 1.6–2× faster training, but the digits then "
                                    "depend on the CPU. Recorded in demo.json (cpu_numerics).")
 
     def __post_init__(self) -> None:

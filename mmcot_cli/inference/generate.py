@@ -131,8 +131,22 @@ def generate(cfg: GenerateConfig) -> dict:
         return _generate_held(cfg, outs)
 
 
+def trained_numerics(run: str | Path, device) -> dict | None:
+    """A run trained with pinned CPU kernels (`train --deterministic` on a CPU, `mmcot demo`) generates with them
+    too on a CPU, so its predictions are the same on every x86-64 CPU (training.runtime.pin_cpu_numerics; before
+    the model loads: the kernels are chosen at the first tensor op). None when the run was not pinned."""
+    if device.type != "cpu" or not (Path(run) / RUN_CONFIG).is_file():
+        return None
+    if not (RunMeta.load(Path(run)).cpu_numerics or {}).get("pinned"):
+        return None
+    from mmcot_cli.training.runtime import pin_cpu_numerics
+
+    return pin_cpu_numerics()
+
+
 def _generate_held(cfg: GenerateConfig, outs: dict[str, Path]) -> dict:
     device = resolve_device(cfg.device)
+    cpu_numerics = trained_numerics(cfg.run, device)
     model, tokenizer, info = load_run(cfg.run, device)
 
     features, store = _run_features(cfg, model.image_shape, info)
@@ -154,6 +168,7 @@ def _generate_held(cfg: GenerateConfig, outs: dict[str, Path]) -> dict:
         "run": str(cfg.run), "stage": info.stage, "prompt_format": info.prompt_format, "device": str(device),
         "features": str(features) if store is not None else None, "rationales": rationale_source,
         "max_new_tokens": max_new, "num_beams": cfg.num_beams, "sampling": cfg.sampling.summary(),
+        "cpu_numerics": cpu_numerics,
         "constrained_answers": constrained, "protocol": cfg.protocol, "precision": precision, "splits": {},
         "warnings": [w for w in (budget, precision_note) if w],
     }

@@ -99,7 +99,7 @@ class TrainConfig:
                              "supports it, else fp32 (always fp32 under --protocol original).", choices=PRECISIONS)
     deterministic: bool = setting(False, "Bit-identical reruns with the same seed: on a GPU, on the same GPU "
                                   "(deterministic kernels); on a CPU, on every x86-64 CPU at the same thread count "
-                                  "(ATen AVX2, MKL COMPATIBLE and oneDNN AVX2 kernels, about 1.8× slower "
+                                  "(ATen AVX2, MKL COMPATIBLE and oneDNN AVX2 kernels, 1.6–2× slower "
                                   "training). Recorded in run_config.json (cpu_numerics).")
     compile: bool = setting(False, "torch.compile the training forward pass (compiles on the first steps).")
     max_tokens_per_batch: int | None = setting(None, "Size batches by tokens: as many length-sorted examples as "
