@@ -1,7 +1,7 @@
 """What the portable CPU kernels cost, and that they give the same bits: native vs portable, side by side.
 
 `mmcot demo` and `mmcot train --deterministic` on a CPU pin ATen's AVX2 kernels, MKL's COMPATIBLE branch and
-oneDNN's AVX2 cap (mmcot_cli.training.runtime.pin_cpu_numerics) so a seed gives the same numbers on every x86-64
+oneDNN's AVX2 cap (mmcot_cli.model.precision.pin_cpu_numerics) so a seed gives the same numbers on every x86-64
 CPU. This benchmark measures, in fresh processes (the kernels are chosen at a process's first tensor op), rounds
 alternating native and portable:
 
@@ -51,7 +51,7 @@ def workload(steps: int, new_tokens: int) -> dict:
 
     record = None
     if os.environ.get("BENCH_PORTABLE") == "1":
-        from mmcot_cli.training.runtime import pin_cpu_numerics
+        from mmcot_cli.model.precision import pin_cpu_numerics
 
         record = pin_cpu_numerics()
     from transformers import T5Config, T5ForConditionalGeneration

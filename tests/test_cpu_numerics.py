@@ -1,5 +1,5 @@
 """The same bits on every CPU (issue 24 part 3): `train --deterministic` and `mmcot demo` pin the CPU kernels
-(training.runtime.pin_cpu_numerics), so the kernels a CPU would choose for itself (ATen's AVX-512 / AVX2 /
+(model.precision.pin_cpu_numerics), so the kernels a CPU would choose for itself (ATen's AVX-512 / AVX2 /
 scalar code, MKL's per-ISA and per-vendor GEMMs, the thread count) no longer change what is trained.
 
 Each variant runs in a fresh process: the kernels are chosen at a process's first tensor op."""
@@ -42,7 +42,7 @@ CHILD = ("import json, os, torch; print(json.dumps({'capability': torch.backends
 def test_a_pin_before_the_first_op_takes_effect_here_and_in_child_processes():
     got = _python(
         "import json, subprocess, sys, torch\n"
-        "from mmcot_cli.training.runtime import pin_cpu_numerics\n"
+        "from mmcot_cli.model.precision import pin_cpu_numerics\n"
         "record = pin_cpu_numerics()\n"
         f"child = subprocess.run([sys.executable, '-c', {CHILD!r}], capture_output=True, text=True).stdout\n"
         "print(json.dumps({'record': record, 'child': json.loads(child)}))")
@@ -58,7 +58,7 @@ def test_a_pin_after_a_kernel_ran_says_why_and_leaves_the_environment_alone():
     got = _python(
         "import json, os, torch\n"
         "torch.randn(16, 16) @ torch.randn(16, 16)\n"
-        "from mmcot_cli.training.runtime import pin_cpu_numerics\n"
+        "from mmcot_cli.model.precision import pin_cpu_numerics\n"
         "record = pin_cpu_numerics()\n"
         "print(json.dumps({'record': record, 'env': os.environ.get('MKL_CBWR')}))")
     assert not got["record"]["pinned"] and got["env"] is None

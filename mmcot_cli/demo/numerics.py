@@ -1,5 +1,5 @@
 """Which CPU kernels the demo computes with: the portable ones by default, so that the same seed prints the same
-tables on every x86-64 CPU (mmcot_cli.training.runtime.pin_cpu_numerics has the why and the cost)."""
+tables on every x86-64 CPU (mmcot_cli.model.precision.pin_cpu_numerics has the why and the cost)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import os
 
 
 def pin_demo_numerics(train_device: str, portable: bool = True) -> dict | None:
-    """The demo trains with `--deterministic`: on a CPU, pin its kernels (training.runtime.pin_cpu_numerics) here,
+    """The demo trains with `--deterministic`: on a CPU, pin its kernels (model.precision.pin_cpu_numerics) here,
     before extraction runs the first tensor op and before the pipelines' processes start (they inherit the
     environment), so the same seed prints the same tables on every x86-64 CPU (at pipeline_threads). None on a GPU."""
-    from mmcot_cli.training.runtime import pin_cpu_numerics, use_cuda  # torch: only when the demo runs
+    from mmcot_cli.model.precision import pin_cpu_numerics  # torch: only when the demo runs
+    from mmcot_cli.training.runtime import use_cuda
 
     if use_cuda(train_device):
         return None

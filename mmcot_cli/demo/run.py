@@ -104,7 +104,7 @@ class DemoConfig:
     fusion: str = "gated"  # decoder-only: gated (at fusion_layer) or prefix; T5: gated on the encoder output
     fusion_layer: int | None = None
     protocol: str = "mmcot"  # train, generate and score under it (original: as the original code; TRAINING.md)
-    # The same tables on every x86-64 CPU and thread count (training.runtime.pin_cpu_numerics); False
+    # The same tables on every x86-64 CPU and thread count (model.precision.pin_cpu_numerics); False
     # (--native-kernels): this CPU's fastest kernels, whose digits depend on the CPU
     portable_kernels: bool = True
 

@@ -30,7 +30,7 @@ from mmcot_cli.model.generation import (
     generate_texts,
     resolve_device,
 )
-from mmcot_cli.model.precision import autocast, inference_precision
+from mmcot_cli.model.precision import autocast, inference_precision, pin_cpu_numerics
 from mmcot_cli.model.text.runs import load_run_model, resolve_model_dir
 from mmcot_cli.output_guard import check_output_file
 from mmcot_cli.outputs import claim_output_file
@@ -133,14 +133,12 @@ def generate(cfg: GenerateConfig) -> dict:
 
 def trained_numerics(run: str | Path, device) -> dict | None:
     """A run trained with pinned CPU kernels (`train --deterministic` on a CPU, `mmcot demo`) generates with them
-    too on a CPU, so its predictions are the same on every x86-64 CPU (training.runtime.pin_cpu_numerics; before
+    too on a CPU, so its predictions are the same on every x86-64 CPU (model.precision.pin_cpu_numerics; before
     the model loads: the kernels are chosen at the first tensor op). None when the run was not pinned."""
     if device.type != "cpu" or not (Path(run) / RUN_CONFIG).is_file():
         return None
     if not (RunMeta.load(Path(run)).cpu_numerics or {}).get("pinned"):
         return None
-    from mmcot_cli.training.runtime import pin_cpu_numerics
-
     return pin_cpu_numerics()
 
 

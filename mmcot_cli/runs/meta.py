@@ -57,7 +57,7 @@ class RunMeta:
     rationale_source: dict | None = None  # rationale stage: {source, examples, problems, sha256…} of its targets
     seed: int | None = None
     world_size: int = 1
-    # --deterministic on a CPU: which kernels computed (training.runtime.pin_cpu_numerics); None: not asked for
+    # --deterministic on a CPU: which kernels computed (model.precision.pin_cpu_numerics); None: not asked for
     cpu_numerics: dict | None = None
     precision: str = "fp32"  # what training computed in: fp32, or bf16 / fp16 autocast (weights stay fp32)
     train_examples: int = 0

@@ -12,7 +12,7 @@ Determinism on a CPU: a rerun on the same machine is bit-identical anyway, but a
 computes other bits, and a model trained from scratch amplifies them into other scores (issue 24: `mmcot demo`
 printed other tables on AVX2, AVX-512 and AMD machines). Three kernel families choose their code by the CPU:
 ATen's vectorised ops (softmax, norms, reductions: AVX-512 vs AVX2 vs scalar), MKL's GEMMs (by ISA, by vendor,
-by thread count) and oneDNN. `--deterministic` on a CPU pins all three (`pin_cpu_numerics`): ATen's AVX2
+by thread count) and oneDNN. `--deterministic` on a CPU pins all three (model.precision.pin_cpu_numerics): ATen's AVX2
 kernels, MKL's conditional numerical reproducibility in its COMPATIBLE branch (the only one MKL applies on
 non-Intel CPUs too) and oneDNN capped at AVX2. They are read when the first CPU kernel runs, so the pin is set
 before any tensor op (`train` and `demo` do it first) and checked afterwards: torch must report the AVX2
@@ -43,14 +43,12 @@ from typing import Iterator
 import torch
 
 from mmcot_cli.errors import UsageError
+from mmcot_cli.model.precision import pin_cpu_numerics
 from mmcot_cli.training import tracking
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _ACCELERATE = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}  # Accelerate's names for them
 CUBLAS_WORKSPACE = ":4096:8"
-# The CPU kernels `--deterministic` pins (module docstring): the same bits on every x86-64 CPU with AVX2.
-REPRODUCIBLE_CPU_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "COMPATIBLE", "ONEDNN_MAX_CPU_ISA": "AVX2"}
-_MKL_CBWR_COMPATIBLE = 3  # mkl_cbwr_set's value for MKL_CBWR=COMPATIBLE (mkl_service.h)
 
 
 def launched() -> bool:
@@ -107,82 +105,12 @@ def precision_name(accelerator) -> str:
     return {"no": "fp32"}.get(str(accelerator.mixed_precision), str(accelerator.mixed_precision))
 
 
-def pin_cpu_numerics() -> dict:
-    """Make this process (and the processes it starts afterwards) compute with the reproducible CPU kernels of
-    REPRODUCIBLE_CPU_ENV. Call it before the first tensor op. Returns what took effect, for the run's record:
-    {"pinned": bool, "capability": torch's CPU capability, "mkl": the MKL branch or None, "env": {...},
-    "reason": why not, when not}."""
-    import platform
-
-    if platform.machine().lower() not in ("x86_64", "amd64"):
-        return {"pinned": False, "capability": torch.backends.cpu.get_cpu_capability(), "mkl": None, "env": {},
-                "reason": f"{platform.machine()} CPU: the reproducible kernels are x86-64 ones (AVX2); results can "
-                          "differ from x86-64 machines and between CPUs of this kind"}
-    previous = {name: os.environ.get(name) for name in REPRODUCIBLE_CPU_ENV}
-    os.environ.update(REPRODUCIBLE_CPU_ENV)  # for this process's ATen and oneDNN, and for every child process
-    capability = torch.backends.cpu.get_cpu_capability()  # fixed at the first CPU op: this reads what it took
-    problems = []
-    # MKL's own switch says whether it was still free to change; not tried when ATen is not pinned (it cannot be
-    # undone, and half a pin is worth nothing)
-    mkl = _set_mkl_compatible_branch() if capability == "AVX2" else None
-    if capability != "AVX2":
-        problems.append("this CPU has no AVX2" if "avx2" not in _cpu_flags() else
-                        f"a CPU kernel ran before the pin, with ATen's {capability} kernels")
-    if mkl is False:
-        problems.append("MKL had run already in its own code branch")
-    if problems:
-        for name, value in previous.items():  # not in effect here: leave the environment as it was
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        hint = " ".join(f"{k}={v}" for k, v in REPRODUCIBLE_CPU_ENV.items())
-        return {"pinned": False, "capability": capability, "mkl": None, "env": {},
-                "reason": "; ".join(problems) + f" (set {hint} in the environment before starting)"}
-    record = {"pinned": True, "capability": capability, "mkl": "COMPATIBLE" if mkl else None,
-              "env": dict(REPRODUCIBLE_CPU_ENV)}
-    overridden = {k: v for k, v in previous.items() if v is not None and v != REPRODUCIBLE_CPU_ENV[k]}
-    return {**record, "overridden": overridden} if overridden else record
-
-
-def _set_mkl_compatible_branch() -> bool | None:
-    """Switch MKL to its COMPATIBLE branch in this process: True when done (or already so), False when MKL had
-    run in another branch (it refuses to change then), None when torch has no MKL (no MKL GEMMs to pin)."""
-    import ctypes
-
-    try:
-        lib = ctypes.CDLL(os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.so"))
-        cbwr_set = lib.mkl_serv_cbwr_set
-    except (OSError, AttributeError):
-        return None
-    cbwr_set.restype = ctypes.c_int
-    return cbwr_set(_MKL_CBWR_COMPATIBLE) == 0  # MKL_CBWR_SUCCESS; -8: MKL_CBWR_ERR_MODE_CHANGE_FAILURE
-
-
 def training_numerics(cfg) -> dict | None:
     """`train --deterministic` on a CPU: pin the kernels (pin_cpu_numerics) and record the thread count, which
     stays part of the contract (module docstring). None when not asked for, or on a GPU."""
     if not cfg.deterministic or use_cuda(cfg.device):
         return None
     return {**pin_cpu_numerics(), "threads": torch.get_num_threads()}
-
-
-def _cpu_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return {"avx2"}  # unknown (not Linux): do not claim the CPU lacks it
-
-
-def cpu_numerics_note(record: dict | None) -> str | None:
-    """One line for a run's summary when --deterministic could not pin the CPU kernels (None when it did)."""
-    if not record or record.get("pinned"):
-        return None
-    return f"CPU kernels not pinned ({record.get('reason')}): scores can differ on other CPUs"
 
 
 @contextlib.contextmanager
