@@ -245,7 +245,7 @@ def run_ablation(cfg: AblationConfig, step=None) -> dict:
 def _run_ablation_held(cfg: AblationConfig, chosen: list[Setting], size, out: Path, step, quiet: bool) -> dict:
     start = time.perf_counter()
     # the settings train on the CPU (run_setting): pinned here, before extraction and the workers
-    cpu_numerics = pin_demo_numerics("cpu")
+    cpu_numerics = pin_demo_numerics("cpu", threads=cfg.threads)
     data, features = _prepare_inputs(cfg, chosen, size, out, step)
     step(f"{len(chosen)} settings, {cfg.workers or min(len(chosen), os.cpu_count() or 1)} at a time")
     results = _run_all(cfg, chosen, size, data, features, out / "runs", quiet)

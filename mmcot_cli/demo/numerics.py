@@ -6,10 +6,11 @@ from __future__ import annotations
 import os
 
 
-def pin_demo_numerics(train_device: str, portable: bool = True) -> dict | None:
+def pin_demo_numerics(train_device: str, portable: bool = True, threads: int | None = 1) -> dict | None:
     """The demo trains with `--deterministic`: on a CPU, pin its kernels (model.precision.pin_cpu_numerics) here,
     before extraction runs the first tensor op and before the pipelines' processes start (they inherit the
-    environment), so the same seed prints the same tables on every x86-64 CPU (at pipeline_threads). None on a GPU."""
+    environment), so the same seed prints the same tables on every x86-64 CPU at `threads` per pipeline (recorded
+    with the pin, as `train` records its own; None: torch's default). None on a GPU."""
     from mmcot_cli.model.precision import pin_cpu_numerics  # torch: only when the demo runs
     from mmcot_cli.training.runtime import use_cuda
 
@@ -17,8 +18,8 @@ def pin_demo_numerics(train_device: str, portable: bool = True) -> dict | None:
         return None
     if not portable:
         return {"pinned": False, "reason": "--native-kernels: this CPU's fastest kernels; the digits depend on the "
-                                           "CPU (vendor, AVX2/AVX-512) and the thread count"}
-    return pin_cpu_numerics()
+                                           "CPU (vendor, AVX2/AVX-512) and the thread count", "threads": threads}
+    return {**pin_cpu_numerics(), "threads": threads}
 
 
 def pipeline_threads(cfg) -> int | None:

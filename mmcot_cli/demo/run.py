@@ -358,9 +358,8 @@ def run_demo(cfg: DemoConfig, step: Step | None = None) -> dict:
 def _run_demo_held(cfg: DemoConfig, step: Step, quiet: bool, size: DemoSize, out: Path) -> dict:
     start = time.perf_counter()
     seconds: dict[str, Any] = {}
-    cpu_numerics = pin_demo_numerics(cfg.train_device, cfg.portable_kernels) if not cfg.generate_only else None
-    if cpu_numerics is not None:
-        cpu_numerics["threads"] = pipeline_threads(cfg)  # per pipeline (None: torch's default)
+    cpu_numerics = (pin_demo_numerics(cfg.train_device, cfg.portable_kernels, pipeline_threads(cfg))
+                    if not cfg.generate_only else None)
 
     bench = out if cfg.generate_only else out / "benchmark"
     step(f"generate the synthetic benchmark ({size.n_problems} problems) in {bench}")
@@ -384,11 +383,12 @@ def _run_demo_held(cfg: DemoConfig, step: Step, quiet: bool, size: DemoSize, out
         results = _run_modes_parallel(cfg, size, data_dir, features, out / "runs", step, quiet)
     else:
         results = {}
+        threads = pipeline_threads(cfg)
         for mode in cfg.modes:
-            if pipeline_threads(cfg):
+            if threads:
                 import torch
 
-                torch.set_num_threads(pipeline_threads(cfg))
+                torch.set_num_threads(threads)
             results[mode] = _run_mode(mode, cfg, size, data_dir, features, out / "runs", step)
     for mode in cfg.modes:
         seconds[mode] = results[mode]["seconds"]
@@ -427,9 +427,9 @@ def _extract_features(cfg: DemoConfig, data_dir: Path, out: Path, step: Step, se
     features = out / "features" / cfg.backbone
     step(f"extract {cfg.backbone} features into {features}")
     t = time.perf_counter()
-    threads = torch.get_num_threads()
-    if pipeline_threads(cfg):  # the features too are computed at the pipelines' fixed thread count
-        torch.set_num_threads(pipeline_threads(cfg))
+    threads, fixed = torch.get_num_threads(), pipeline_threads(cfg)
+    if fixed:  # the features too are computed at the pipelines' fixed thread count
+        torch.set_num_threads(fixed)
     try:
         extract(ExtractConfig(backbone=cfg.backbone, out=str(features), data_dir=str(data_dir), splits=SPLITS,
                               random_init=cfg.random_init, device=cfg.device, batch_size=64, workers=0,
